@@ -1,0 +1,98 @@
+# vitd: one entry point.  make | make run | make test | make test-asan | make bench | make clean
+# Sources are found by wildcard: engine/*.c -> libvit, engine/cli/*.c -> build/vit,
+# server/*.c -> build/vitd, tests/unit/test_*.c -> one binary each.  CUDA (kernels/*.cu,
+# engine/*.cu) is built only when nvcc is found; elsewhere the build is CPU-only.
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine $(SAN)
+CFLAGS  += $(shell pkg-config --cflags openblas libpng libturbojpeg libcjson 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjson 2>/dev/null || echo -lopenblas -lpng -lturbojpeg -ljpeg -lcjson)
+LDLIBS  += -lm -lpthread
+LDFLAGS += $(SAN)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+
+# ---- CUDA (optional) --------------------------------------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc ))
+CUDA_SRC := $(wildcard kernels/*.cu engine/*.cu)
+ifneq ($(strip $(NVCC)),)
+ifneq ($(strip $(CUDA_SRC)),)
+CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -Iengine -Ikernels -Xcompiler -Wall,-fPIC --expt-relaxed-constexpr
+CFLAGS     += -DVIT_HAVE_CUDA -I$(CUDA_HOME)/include
+LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
+HAVE_CUDA  := 1
+endif
+endif
+
+ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
+CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
+SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
+TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+LIBVIT     := $(BUILD)/libvit.a
+
+BINS := $(BUILD)/vit
+ifneq ($(strip $(SERVER_OBJ)),)
+BINS += $(BUILD)/vitd
+endif
+
+.PHONY: all deps deps-test deps-bench run test test-unit test-asan bench clean
+all: deps $(BINS) $(TEST_BINS)
+
+# Debian packages (idempotent; installs only what is missing).
+deps:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+deps-bench:
+	@scripts/deps.sh bench
+
+$(BUILD)/%.o: %.c $(wildcard engine/*.h server/*.h engine/cli/*.h tests/unit/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu $(wildcard engine/*.h kernels/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIBVIT): $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/vit: $(CLI_OBJ) $(LIBVIT)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBVIT) $(LDLIBS)
+
+$(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
+	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) tests/unit/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
+
+# Serve the shipped default model.
+run: all
+	$(BUILD)/vitd $(ARGS)
+
+# The whole suite: unit tests, CLI tests, integration tests against the real daemon,
+# and the bad-input tests again under ASan+UBSan.  Ends with "N passed, M failed".
+test: deps deps-test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory NVCC= BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
+	@tests/run.sh
+
+test-unit: all
+	@VITD_TEST_ONLY=unit tests/run.sh
+
+test-asan:
+	@$(MAKE) --no-print-directory NVCC= BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
+	@VITD_TEST_ONLY=asan tests/run.sh
+
+bench: all deps-bench
+	bench/run_all.sh
+
+clean:
+	rm -rf build build-asan

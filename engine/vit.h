@@ -1,0 +1,222 @@
+/* vit.h: public API of the vitd engine, a Vision Transformer (Dosovitskiy et al. 2020)
+ * for image classification: checkpoint loading, JPEG/PNG decoding and preprocessing,
+ * the forward pass (CPU FP32 always; CUDA FP16 when built with it), and head training.
+ *
+ * Ownership and threads
+ *   vit_model    loaded once, read-only after vit_model_load returns; share it between any
+ *                number of threads and sessions.  Free it after every session using it.
+ *   vit_session  per-worker scratch sized for its max batch; use from one thread at a time.
+ *                It keeps the detailed message of its last error (vit_session_errmsg).
+ *   vit_head     a classification head (linear, C x D, plus labels), reference counted and
+ *                immutable once made; retain/release are thread-safe.  A batch holds a
+ *                reference while it runs, so a head can be swapped while batches are in flight.
+ *   Functions that can fail return vit_status; where there is no handle yet they write a
+ *   one-line detail into the caller's err buffer (may be NULL).  vit_*_free(NULL) is harmless.
+ *   The engine never prints and never exits.
+ *
+ * Usage
+ *   char err[256];
+ *   vit_model *m;  vit_session *s;
+ *   if (vit_model_load("models/fashion-vit", NULL, &m, err, sizeof err)) { puts(err); ... }
+ *   const vit_config *c = vit_model_config(m);
+ *   vit_session_opts so = { .max_batch = 8, .threads = 0, .device = VIT_DEVICE_CPU };
+ *   vit_session_new(m, &so, &s, err, sizeof err);
+ *   float *x = malloc(sizeof(float) * 3 * c->image_size * c->image_size);     // (1,3,H,W)
+ *   vit_image_load(bytes, nbytes, &c->preprocess, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+ *   float logits[c->num_classes];
+ *   vit_outputs out = { .logits = logits };
+ *   vit_forward(s, x, 1, NULL, &out);
+ */
+#ifndef VIT_H
+#define VIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status ------------------------------------------------------------------------ */
+
+typedef enum vit_status {
+    VIT_OK = 0,
+    VIT_E_ARG,             /* invalid argument */
+    VIT_E_NOMEM,           /* out of memory */
+    VIT_E_IO,              /* a file cannot be opened or read */
+    VIT_E_CONFIG,          /* config.json / preprocessor_config.json invalid */
+    VIT_E_CHECKPOINT,      /* model.safetensors corrupt, truncated, missing tensor, bad shape/dtype */
+    VIT_E_IMAGE_FORMAT,    /* unsupported image format (not JPEG or PNG)      -> HTTP 415 */
+    VIT_E_IMAGE_TOO_LARGE, /* header's pixel count above the cap              -> HTTP 413 */
+    VIT_E_IMAGE_CORRUPT,   /* empty, truncated or corrupt image               -> HTTP 400 */
+    VIT_E_DEVICE,          /* requested device not available (e.g. --device cuda, no GPU) */
+    VIT_E_BACKEND,         /* backend runtime failure (CUDA error) */
+    VIT_E_CANCELLED,       /* operation cancelled (head training job) */
+    VIT_E_INTERNAL,
+    VIT_STATUS_COUNT
+} vit_status;
+
+/* A fixed string per status ("ok", "invalid argument", "unsupported image format", ...). */
+const char *vit_status_str(vit_status s);
+
+/* ---- configuration ----------------------------------------------------------------- */
+
+typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
+typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
+typedef enum { VIT_PREC_FP32 = 0, VIT_PREC_FP16 = 1 } vit_precision;
+/* PIL resampling codes, as Hugging Face's preprocessor_config.json stores them */
+typedef enum { VIT_RESAMPLE_NEAREST = 0, VIT_RESAMPLE_BILINEAR = 2, VIT_RESAMPLE_BICUBIC = 3 } vit_resample;
+
+#define VIT_DEFAULT_MAX_PIXELS 50000000ull
+
+/* How raw pixels become the (3, out_h, out_w) input tensor (HF / timm / torchvision semantics):
+ * resize (shortest edge, or to h x w), center crop, x * rescale_factor, (x - mean) / std. */
+typedef struct vit_preprocess {
+    int do_resize;
+    int shortest_edge;       /* > 0: scale so the shorter side is this (torchvision Resize(int)) */
+    int resize_h, resize_w;  /* used when shortest_edge == 0 */
+    int resample;            /* vit_resample */
+    int do_center_crop;
+    int crop_h, crop_w;
+    int do_rescale;
+    float rescale_factor;    /* usually 1/255 */
+    int do_normalize;
+    float mean[3], std[3];
+    int out_h, out_w;        /* size of the tensor this produces */
+    int allow_dct_scaling;   /* 1: JPEG may be downscaled in the DCT domain when >= 2x target (fast mode) */
+} vit_preprocess;
+
+typedef struct vit_config {
+    char architecture[64];   /* "ViTForImageClassification", "vit_base_patch16_224", "vit_b_16", ... */
+    char naming[16];         /* tensor naming scheme found: "hf", "timm" or "torchvision" */
+    int image_size;          /* input size this model runs at (may differ from trained) */
+    int trained_image_size;  /* size the position embeddings were trained for */
+    int patch_size;
+    int num_channels;        /* 3 */
+    int hidden_size;         /* D */
+    int num_layers;
+    int num_heads;
+    int mlp_size;            /* intermediate size */
+    int grid_h, grid_w;      /* patches per side at image_size */
+    int num_patches;         /* grid_h * grid_w */
+    int num_prefix_tokens;   /* 1 (CLS), 2 with a DeiT distillation token, 0 if none */
+    int num_tokens;          /* num_prefix_tokens + num_patches */
+    float layer_norm_eps;
+    int qkv_bias;
+    vit_pooling pooling;
+    int has_pre_logits;      /* timm in21k representation layer: tanh(fc(x)) */
+    int distilled;           /* DeiT: features are [cls; dist], head averages the two */
+    int feature_dim;         /* size of the pooled representation that feeds the head */
+    int num_classes;         /* rows of the checkpoint's own head */
+    char **labels;           /* num_classes strings */
+    vit_preprocess preprocess;
+    size_t num_params;
+} vit_config;
+
+/* ---- model ------------------------------------------------------------------------- */
+
+typedef struct vit_model vit_model;
+
+typedef struct vit_load_opts {
+    int image_size;          /* 0: as trained; otherwise run at this size, position embeddings
+                                interpolated bicubically as timm does */
+} vit_load_opts;
+
+/* Load a model directory: config.json + model.safetensors (+ preprocessor_config.json).
+ * Every tensor's name, dtype, shape and byte range is validated; errors name the tensor,
+ * the expected and the actual shape.  opts may be NULL. */
+vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model **out,
+                          char *err, size_t errlen);
+void vit_model_free(vit_model *m);
+const vit_config *vit_model_config(const vit_model *m);
+
+/* ---- heads ------------------------------------------------------------------------- */
+
+typedef struct vit_head vit_head;
+
+/* A new linear head: w is (num_classes, dim), b is (num_classes); data and labels are copied.
+ * Returned with one reference. */
+vit_status vit_head_new(int num_classes, int dim, const float *w, const float *b,
+                        const char *const *labels, vit_head **out);
+/* The checkpoint's own head (owned by the model; retain it to keep it past the model). */
+vit_head *vit_model_head(const vit_model *m);
+void vit_head_retain(vit_head *h);
+void vit_head_release(vit_head *h);        /* frees at zero; NULL harmless */
+int vit_head_num_classes(const vit_head *h);
+int vit_head_dim(const vit_head *h);
+const char *vit_head_label(const vit_head *h, int i);
+const float *vit_head_weight(const vit_head *h);  /* (num_classes, dim) */
+const float *vit_head_bias(const vit_head *h);    /* (num_classes) */
+
+/* ---- sessions and the forward pass ------------------------------------------------- */
+
+typedef struct vit_session vit_session;
+
+typedef struct vit_session_opts {
+    int max_batch;           /* >= 1; every buffer is sized for it once */
+    int threads;             /* CPU threads; 0 = all cores */
+    vit_device device;       /* AUTO: CUDA if built and a device is present, else CPU */
+    vit_precision precision; /* CPU is always FP32; CUDA defaults to FP16 */
+    int gpu_id;
+} vit_session_opts;
+
+vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit_session **out,
+                           char *err, size_t errlen);
+void vit_session_free(vit_session *s);
+const char *vit_session_errmsg(const vit_session *s);
+vit_device vit_session_device(const vit_session *s);      /* CPU or CUDA, never AUTO */
+vit_precision vit_session_precision(const vit_session *s);
+int vit_session_max_batch(const vit_session *s);
+
+/* Outputs of one forward; any pointer may be NULL (that output is not computed). */
+typedef struct vit_outputs {
+    float *logits;           /* (B, num_classes of the head) */
+    float *features;         /* (B, feature_dim): pooled representation that feeds the head */
+    float *attn_cls;         /* (B, num_patches): last layer CLS->patch attention, head-averaged */
+    float *attn_rollout;     /* (B, num_patches): attention rollout (Abnar & Zuidema 2020), CLS row */
+} vit_outputs;
+
+/* Forward B <= max_batch images.  input is (B, 3, image_size, image_size), already
+ * preprocessed.  head NULL: the model's own head. */
+vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
+                       vit_outputs *out);
+
+/* ---- images ------------------------------------------------------------------------ */
+
+typedef enum { VIT_FMT_UNKNOWN = 0, VIT_FMT_JPEG, VIT_FMT_PNG } vit_image_format;
+
+typedef struct vit_image {
+    int width, height;
+    uint8_t *rgb;            /* (height, width, 3) RGB8; alpha composited over white */
+} vit_image;
+
+/* Format from magic bytes only. */
+vit_image_format vit_image_sniff(const void *data, size_t len);
+/* Decode JPEG/PNG to RGB8 (EXIF orientation applied; gray -> 3 channels; 16-bit -> 8-bit).
+ * The pixel count is checked against max_pixels from the header, before any pixel buffer. */
+vit_status vit_image_decode(const void *data, size_t len, uint64_t max_pixels, vit_image *out,
+                            char *err, size_t errlen);
+void vit_image_free(vit_image *img);
+/* Pixels -> normalized float tensor out (3, pp->out_h, pp->out_w), PIL-exact antialiased
+ * resampling, torchvision center-crop offsets. */
+vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, float *out,
+                               char *err, size_t errlen);
+/* decode + to_tensor in one call (may use DCT-domain JPEG scaling if pp->allow_dct_scaling). */
+vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp,
+                          uint64_t max_pixels, float *out, char *err, size_t errlen);
+/* Read preprocessing for a model directory: preprocessor_config.json (HF keys), else timm's
+ * pretrained_cfg in config.json, else image_size bilinear with mean = std = 0.5.
+ * image_size is the size the model runs at (overrides the crop size when it differs). */
+vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_preprocess *out,
+                               char *err, size_t errlen);
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+void vit_softmax(float *x, int n);                                 /* in place, stable */
+/* indices of the k largest of x[0..n) into idx, descending; returns min(k, n) */
+int vit_topk(const float *x, int n, int k, int *idx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VIT_H */

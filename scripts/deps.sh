@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# deps.sh: install the Debian packages vitd needs, idempotently.
+#   scripts/deps.sh build   -- compilers and -dev libraries (make, make run)
+#   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O)
+#   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
+# Installs only what is missing; runs apt-get update only when something is.
+set -euo pipefail
+what=${1:-build}
+pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-dev
+      libjpeg62-turbo-dev libpng-dev libopenblas-dev zlib1g-dev)
+if [ "$what" = test ] || [ "$what" = bench ]; then
+  pkgs+=(python3 python3-numpy curl)
+fi
+if [ "$what" = bench ]; then
+  pkgs+=(python3-torch python3-torchvision python3-pil python3-skimage dataset-fashion-mnist
+         wrk python3-fastapi uvicorn python3-multipart hyperfine)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps.sh: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
