@@ -1,0 +1,32 @@
+/* backend.h: the table of functions behind a session (CPU reference, CUDA), and the session
+ * struct they share.  vit_session_new picks a backend from opts.device; vit_forward calls it. */
+#ifndef VIT_BACKEND_H
+#define VIT_BACKEND_H
+#include "model.h"
+
+typedef struct vit_backend {
+    const char *name;             /* "cpu", "cuda" */
+    /* allocate everything for s->opts.max_batch into s->state; fill err on failure */
+    vit_status (*init)(vit_session *s, char *err, size_t errlen);
+    /* input (B,3,H,W) host FP32; outputs host; head non-NULL (resolved by vit_forward) */
+    vit_status (*forward)(vit_session *s, const float *input, int B, const vit_head *head,
+                          vit_outputs *out);
+    void (*free)(vit_session *s); /* release s->state */
+} vit_backend;
+
+struct vit_session {
+    const vit_model *model;
+    vit_session_opts opts;        /* resolved: device is CPU or CUDA, threads >= 1 */
+    const vit_backend *backend;
+    void *state;                  /* backend-owned scratch */
+    char errmsg[256];
+};
+
+extern const vit_backend vit_backend_cpu;
+#ifdef VIT_HAVE_CUDA
+extern const vit_backend vit_backend_cuda;
+/* number of usable CUDA devices (0 when no driver/device); never fails */
+int vit_cuda_device_count(void);
+#endif
+
+#endif
