@@ -210,6 +210,81 @@ vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp
 vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_preprocess *out,
                                char *err, size_t errlen);
 
+/* ---- head training ----------------------------------------------------------------- */
+/* Fine-tuning of a linear head on frozen features (the ViT paper's transfer recipe): softmax
+ * cross-entropy, mini-batches, AdamW or SGD with PyTorch's exact update rules, deterministic
+ * shuffling from a seed, an optional validation split, progress and cancellation.
+ * Features come from vit_forward's `features` output.  CPU FP32 (OpenBLAS); thread-safe as
+ * long as the buffers passed are not shared with a concurrent writer.  Label modes:
+ * build the starting head with vit_head_init_for_training, then train it. */
+
+typedef enum { VIT_OPT_ADAMW = 0, VIT_OPT_SGD = 1 } vit_optimizer;
+typedef enum { VIT_LABELS_REPLACE = 0, VIT_LABELS_EXTEND = 1 } vit_label_mode;
+
+typedef struct vit_train_opts {
+    int epochs;              /* >= 1 */
+    int batch_size;          /* >= 1; the last batch of an epoch may be smaller (drop_last=False) */
+    float lr;                /* > 0 */
+    float weight_decay;      /* >= 0; AdamW: decoupled (p -= lr*wd*p); SGD: L2 added to the grad.
+                                Applied to weights and bias alike, as torch with one param group */
+    vit_optimizer optimizer;
+    float momentum;          /* SGD only, [0, 1) (torch: dampening 0, no Nesterov) */
+    float beta1, beta2, eps; /* AdamW; all 0 = PyTorch defaults 0.9, 0.999, 1e-8 */
+    float val_fraction;      /* [0, 0.9]: share of each class held out for validation (stratified,
+                                seeded); classes with one example stay all in training */
+    uint64_t seed;           /* shuffling and the split */
+    const int32_t *perm;     /* optional (epochs, n_train): explicit batch order per epoch, indices
+                                into the training set (only with val_fraction == 0); overrides seed */
+    /* optional, called after every epoch (epoch counts from 1); val_accuracy is -1 with no
+     * validation set */
+    void (*progress)(void *ctx, int epoch, int epochs, float loss, float val_accuracy);
+    /* optional, called before every batch: nonzero stops training with VIT_E_CANCELLED
+     * (e.g. return atomic_load(&job->cancel)) */
+    int (*should_stop)(void *ctx);
+    void *cb_ctx;            /* passed to progress and should_stop */
+} vit_train_opts;
+
+/* Fill o with the defaults: AdamW, lr 1e-3, weight decay 0.01 (torch's AdamW default),
+ * 20 epochs, batch 32, SGD momentum 0.9, val_fraction 0, seed 0. */
+void vit_train_opts_default(vit_train_opts *o);
+
+typedef struct vit_train_result {
+    int epochs_done;
+    float loss;              /* mean training loss of the last epoch */
+    float train_accuracy;    /* on the training set with the final weights, [0, 1] */
+    float val_accuracy;      /* on the validation set with the final weights; -1 without one */
+    int n_train, n_val;
+} vit_train_result;
+
+/* Train a linear head in place.  w (C, D), b (C): initial weights, overwritten.
+ * x (N, D) features, y (N) class indices in [0, C).  res may be NULL.
+ * Errors: VIT_E_ARG (bad option, label out of range), VIT_E_NOMEM, VIT_E_CANCELLED
+ * (w and b then hold the weights reached so far). */
+vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
+                            int N, const vit_train_opts *o, vit_train_result *res,
+                            char *err, size_t errlen);
+
+/* Mean softmax cross-entropy of (w, b) on (x, y) and its gradient (dw (C, D), db (C); either may
+ * be NULL).  Exposed for tests (gradient check) and for evaluation. */
+double vit_linear_ce(const float *w, const float *b, int C, int D, const float *x,
+                     const int32_t *y, int N, float *dw, float *db);
+
+/* The starting head for training on examples whose label names are names[0..n):
+ *   REPLACE: labels are exactly names, in that order; weights and bias zero (base may be NULL).
+ *   EXTEND:  base's rows and labels first, unchanged; each name not among them is appended
+ *            with a zero row.
+ * dim is the feature size (must equal base's dim when base is given).  Names must be unique
+ * and non-empty.  map[i] (may be NULL) receives the class index of names[i]. */
+vit_status vit_head_init_for_training(const vit_head *base, vit_label_mode mode,
+                                      const char *const *names, int n, int dim, vit_head **out,
+                                      int32_t *map, char *err, size_t errlen);
+
+/* Train a copy of init on (x (N, D), y (N)) and return it as a new head (one reference) with
+ * init's labels.  init is not modified. */
+vit_status vit_head_train(const vit_head *init, const float *x, const int32_t *y, int N,
+                          const vit_train_opts *o, vit_head **out, vit_train_result *res,
+                          char *err, size_t errlen);
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 void vit_softmax(float *x, int n);                                 /* in place, stable */
