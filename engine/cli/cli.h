@@ -4,6 +4,7 @@
 #define VIT_CLI_H
 
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
+int cmd_preprocess(int argc, char **argv);
 
 /* shared option helpers (main.c) */
 /* parse a positive int option value or print "vit: --name: bad value" and return -1 */

@@ -1,0 +1,428 @@
+/* image.c: untrusted bytes -> RGB8 pixels.  JPEG through libjpeg(-turbo)'s own API, PNG through
+ * libpng; format sniffed from magic bytes only.  Every decoder error is trapped with
+ * setjmp/longjmp (never exit()), the pixel count is checked against the cap from the header
+ * before any pixel buffer exists, and every error path frees what it allocated.
+ *
+ * What the pixels look like (the same as PIL + ImageOps.exif_transpose + convert("RGB"),
+ * with alpha composited over white):
+ *   JPEG: YCbCr/RGB -> RGB, gray -> replicated, CMYK/YCCK -> RGB with Adobe (inverted)
+ *         polarity, as PIL assumes; EXIF orientation (APP1) applied.
+ *   PNG:  every color type and bit depth; palette + tRNS and gray/RGB tRNS -> alpha;
+ *         16-bit -> 8-bit (rounded); interlaced; eXIf orientation applied; alpha over white.
+ * Optional DCT-domain downscaling (scale_num/8) for the fast path of vit_image_load. */
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#include "image_internal.h"
+#include "util.h"
+
+#define JPEG_MAX_SCANS 500      /* progressive JPEGs with more scans are refused (CPU DoS) */
+#define JPEG_MAX_WARNINGS 1000  /* corrupt-data warnings tolerated before giving up */
+
+vit_image_format vit_image_sniff(const void *data, size_t len) {
+    const uint8_t *p = data;
+    if (!p) return VIT_FMT_UNKNOWN;
+    if (len >= 3 && p[0] == 0xFF && p[1] == 0xD8 && p[2] == 0xFF) return VIT_FMT_JPEG;
+    if (len >= 8 && !memcmp(p, "\x89PNG\r\n\x1a\n", 8)) return VIT_FMT_PNG;
+    return VIT_FMT_UNKNOWN;
+}
+
+void vit_image_free(vit_image *img) {
+    if (!img) return;
+    free(img->rgb);
+    img->rgb = NULL;
+    img->width = img->height = 0;
+}
+
+/* ---- EXIF orientation ------------------------------------------------------------------- */
+
+static unsigned rd16(const uint8_t *p, int be) { return be ? (unsigned)p[0] << 8 | p[1] : (unsigned)p[1] << 8 | p[0]; }
+static uint32_t rd32(const uint8_t *p, int be) {
+    return be ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]
+              : (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+/* Orientation (1..8) from a TIFF-structured EXIF block (starting at "II*\0" / "MM\0*"); 1 if
+ * absent or malformed.  Every offset is checked against len. */
+int vit_exif_orientation(const uint8_t *t, size_t len) {
+    if (len < 8) return 1;
+    int be;
+    if (t[0] == 'I' && t[1] == 'I') be = 0;
+    else if (t[0] == 'M' && t[1] == 'M') be = 1;
+    else return 1;
+    if (rd16(t + 2, be) != 42) return 1;
+    uint32_t ifd = rd32(t + 4, be);
+    if (ifd > len - 2) return 1;
+    unsigned n = rd16(t + ifd, be);
+    for (unsigned i = 0; i < n; i++) {
+        size_t e = (size_t)ifd + 2 + (size_t)i * 12;
+        if (e + 12 > len) return 1;
+        if (rd16(t + e, be) == 0x0112) {
+            unsigned type = rd16(t + e + 2, be);
+            unsigned v = type == 3 ? rd16(t + e + 8, be) : type == 4 ? (unsigned)rd32(t + e + 8, be) : 1;
+            return v >= 1 && v <= 8 ? (int)v : 1;
+        }
+    }
+    return 1;
+}
+
+/* First APP1 "Exif\0\0" segment between SOI and SOS; no allocation. */
+static int jpeg_orientation(const uint8_t *p, size_t len) {
+    size_t i = 2;
+    while (i + 4 <= len) {
+        if (p[i] != 0xFF) return 1;
+        uint8_t m = p[i + 1];
+        if (m == 0xFF) { i++; continue; }                  /* fill byte */
+        if (m == 0xD8 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) { i += 2; continue; }
+        if (m == 0xDA || m == 0xD9) return 1;              /* SOS / EOI: no EXIF before data */
+        size_t seg = (size_t)p[i + 2] << 8 | p[i + 3];
+        if (seg < 2 || i + 2 + seg > len) return 1;
+        if (m == 0xE1 && seg >= 2 + 6 + 8 && !memcmp(p + i + 4, "Exif\0\0", 6))
+            return vit_exif_orientation(p + i + 10, seg - 8);
+        i += 2 + seg;
+    }
+    return 1;
+}
+
+/* Apply orientation o (PIL's exif_transpose) to a w x h RGB8 image; replaces img->rgb. */
+static vit_status apply_orientation(vit_image *img, int o, char *err, size_t errlen) {
+    if (o <= 1 || o > 8) return VIT_OK;
+    const int W = img->width, H = img->height;
+    const ptrdiff_t w = W, h = H;
+    /* source pixel of destination (dx, dy) = origin + dx*sx + dy*sy (in pixels) */
+    ptrdiff_t origin, sx, sy;
+    int dw = W, dh = H;
+    switch (o) {
+    case 2: origin = w - 1;             sx = -1; sy = w;  break;  /* mirror left-right */
+    case 3: origin = (h - 1) * w + w - 1; sx = -1; sy = -w; break; /* rotate 180 */
+    case 4: origin = (h - 1) * w;       sx = 1;  sy = -w; break;  /* mirror top-bottom */
+    case 5: origin = 0;                 sx = w;  sy = 1;  break;  /* transpose */
+    case 6: origin = (h - 1) * w;       sx = -w; sy = 1;  break;  /* rotate 90 clockwise */
+    case 7: origin = (h - 1) * w + w - 1; sx = -w; sy = -1; break; /* transverse */
+    default: origin = w - 1;            sx = w;  sy = -1; break;  /* 8: rotate 90 counter-clockwise */
+    }
+    if (o >= 5) { dw = H; dh = W; }
+    uint8_t *dst = malloc((size_t)W * H * 3);
+    if (!dst) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory rotating a %dx%d image", W, H);
+    const uint8_t *src = img->rgb;
+    for (int dy = 0; dy < dh; dy++) {
+        ptrdiff_t s = origin + dy * sy;
+        uint8_t *d = dst + (size_t)dy * dw * 3;
+        for (int dx = 0; dx < dw; dx++, s += sx, d += 3) {
+            const uint8_t *q = src + s * 3;
+            d[0] = q[0]; d[1] = q[1]; d[2] = q[2];
+        }
+    }
+    free(img->rgb);
+    img->rgb = dst;
+    img->width = dw;
+    img->height = dh;
+    return VIT_OK;
+}
+
+static vit_status check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, const char *what,
+                               char *err, size_t errlen) {
+    if (w == 0 || h == 0) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "%s: zero size (%llux%llu)", what,
+                                          (unsigned long long)w, (unsigned long long)h);
+    if (max_pixels == 0) max_pixels = VIT_DEFAULT_MAX_PIXELS;
+    if (w * h > max_pixels)
+        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen, "%s is %llux%llu = %llu pixels, more than the limit of %llu",
+                        what, (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
+                        (unsigned long long)max_pixels);
+    return VIT_OK;
+}
+
+/* ---- JPEG ------------------------------------------------------------------------------- */
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    int warnings;
+    int truncated;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_on_error(j_common_ptr c) {
+    jpeg_err *e = (jpeg_err *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->jb, 1);
+}
+
+static void jpeg_on_message(j_common_ptr c, int level) {
+    jpeg_err *e = (jpeg_err *)c->err;
+    if (level >= 0) return;  /* trace messages */
+    /* warnings: premature end of data is fatal (PIL refuses truncated files too); other corrupt-data
+     * warnings are tolerated (as PIL does) up to a bound */
+    if (c->err->msg_code == JWRN_JPEG_EOF) e->truncated = 1;
+    if (e->truncated || ++e->warnings > JPEG_MAX_WARNINGS) {
+        if (e->truncated) snprintf(e->msg, sizeof e->msg, "truncated JPEG (premature end of data)");
+        else snprintf(e->msg, sizeof e->msg, "too many corrupt-data warnings");
+        longjmp(e->jb, 1);
+    }
+}
+
+static void jpeg_on_progress(j_common_ptr c) {
+    if (!c->is_decompressor) return;
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_err *e = (jpeg_err *)c->err;
+        snprintf(e->msg, sizeof e->msg, "progressive JPEG with more than %d scans", JPEG_MAX_SCANS);
+        longjmp(e->jb, 1);
+    }
+}
+
+/* Decode a JPEG.  min_w/min_h > 0: the caller accepts a DCT-domain downscale (scale_num/8) as
+ * long as the result stays at least min_w x min_h; 0 = full size. */
+static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int min_w, int min_h,
+                              vit_image *out, char *err, size_t errlen) {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_err jerr;
+    struct jpeg_progress_mgr prog;
+    /* volatile: modified between setjmp and a possible longjmp */
+    uint8_t *volatile pix = NULL;
+    JSAMPROW *volatile rows = NULL;
+    memset(&jerr, 0, sizeof jerr);
+    cinfo.err = jpeg_std_error(&jerr.pub);
+    jerr.pub.error_exit = jpeg_on_error;
+    jerr.pub.emit_message = jpeg_on_message;
+    if (setjmp(jerr.jb)) {
+        jpeg_destroy_decompress(&cinfo);
+        free(pix);
+        free(rows);
+        return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "corrupt JPEG: %s", jerr.msg);
+    }
+    jpeg_create_decompress(&cinfo);
+    prog.progress_monitor = jpeg_on_progress;
+    cinfo.progress = &prog;
+    jpeg_mem_src(&cinfo, (const unsigned char *)data, (unsigned long)len);
+    jpeg_read_header(&cinfo, TRUE);
+    vit_status st = check_pixels(cinfo.image_width, cinfo.image_height, max_pixels, "JPEG", err, errlen);
+    if (st) {
+        jpeg_destroy_decompress(&cinfo);
+        return st;
+    }
+    int cmyk = 0, gray = 0;
+    switch (cinfo.jpeg_color_space) {
+    case JCS_GRAYSCALE: cinfo.out_color_space = JCS_GRAYSCALE; gray = 1; break;
+    case JCS_CMYK: case JCS_YCCK: cinfo.out_color_space = JCS_CMYK; cmyk = 1; break;
+    default: cinfo.out_color_space = JCS_RGB; break;
+    }
+    if (min_w > 0 && min_h > 0) {
+        /* largest reduction that keeps both sides >= the minimum (libjpeg rounds sizes up) */
+        for (int num = 1; num < 8; num++) {
+            uint64_t sw = ((uint64_t)cinfo.image_width * num + 7) / 8;
+            uint64_t sh = ((uint64_t)cinfo.image_height * num + 7) / 8;
+            if (sw >= (uint64_t)min_w && sh >= (uint64_t)min_h) {
+                cinfo.scale_num = (unsigned)num;
+                cinfo.scale_denom = 8;
+                break;
+            }
+        }
+    }
+    jpeg_start_decompress(&cinfo);
+    const int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
+    if (C != (gray ? 1 : cmyk ? 4 : 3)) {
+        snprintf(jerr.msg, sizeof jerr.msg, "unexpected %d output components", C);
+        longjmp(jerr.jb, 1);
+    }
+    /* decode in place: rows are C bytes per pixel, expanded to RGB afterwards (C <= 4) */
+    size_t stride = (size_t)W * (size_t)(C > 3 ? C : 3);
+    pix = malloc(stride * (size_t)H);
+    rows = malloc(sizeof(JSAMPROW) * (size_t)H);
+    if (!pix || !rows) {
+        snprintf(jerr.msg, sizeof jerr.msg, "out of memory for %dx%d pixels", W, H);
+        longjmp(jerr.jb, 1);
+    }
+    for (int y = 0; y < H; y++) rows[y] = pix + (size_t)y * stride;
+    while (cinfo.output_scanline < cinfo.output_height)
+        jpeg_read_scanlines(&cinfo, rows + cinfo.output_scanline, cinfo.output_height - cinfo.output_scanline);
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+    free(rows);
+    rows = NULL;
+
+    uint8_t *p = pix;
+    if (gray || cmyk) {
+        /* expand to packed RGB (W*H*3) in place: gray grows (back to front), CMYK shrinks */
+        if (gray) {
+            for (int y = H - 1; y >= 0; y--) {
+                const uint8_t *s = p + (size_t)y * stride;
+                uint8_t *d = p + (size_t)y * W * 3;
+                for (int x = W - 1; x >= 0; x--) { uint8_t v = s[x]; d[3 * x] = d[3 * x + 1] = d[3 * x + 2] = v; }
+            }
+        } else {
+            /* PIL: CMYK;I (Adobe polarity, stored inverted), then R = (255 - C)(255 - K)/255 */
+            for (size_t i = 0, n = (size_t)W * H; i < n; i++) {
+                const uint8_t *s = p + 4 * i;
+                unsigned c = 255u - s[0], m = 255u - s[1], yy = 255u - s[2], k = 255u - s[3];
+                unsigned nk = 255u - k, t;
+                uint8_t *d = p + 3 * i;
+                /* MULDIV255 as PIL computes it: ((a*b + 128) + ((a*b + 128) >> 8)) >> 8 */
+                t = c * nk + 128;  d[0] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+                t = m * nk + 128;  d[1] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+                t = yy * nk + 128; d[2] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            }
+        }
+        if (cmyk) {
+            uint8_t *q = realloc(p, (size_t)W * H * 3);
+            if (q) p = q;
+        }
+    }
+    out->width = W;
+    out->height = H;
+    out->rgb = p;
+    st = apply_orientation(out, jpeg_orientation(data, len), err, errlen);
+    if (st) vit_image_free(out);
+    return st;
+}
+
+/* ---- PNG -------------------------------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *p;
+    size_t len, off;
+    char msg[200];
+    jmp_buf jb;
+} png_src;
+
+static void png_on_error(png_structp png, png_const_charp msg) {
+    png_src *s = png_get_error_ptr(png);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    longjmp(s->jb, 1);
+}
+static void png_on_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
+static void png_read_mem(png_structp png, png_bytep buf, size_t n) {
+    png_src *s = png_get_io_ptr(png);
+    if (n > s->len - s->off) png_error(png, "truncated PNG (premature end of data)");
+    memcpy(buf, s->p + s->off, n);
+    s->off += n;
+}
+
+static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, vit_image *out,
+                             char *err, size_t errlen) {
+    png_src src = {.p = data, .len = len};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    if (!png) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (libpng)");
+    png_infop info = png_create_info_struct(png);
+    uint8_t *volatile pix = NULL;
+    png_bytep *volatile rows = NULL;
+    volatile vit_status st = VIT_E_IMAGE_CORRUPT;
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (libpng)");
+    }
+    if (setjmp(src.jb)) {
+        png_destroy_read_struct(&png, &info, NULL);
+        free(pix);
+        free(rows);
+        if (st == VIT_E_IMAGE_CORRUPT) vit_errf(st, err, errlen, "corrupt PNG: %s", src.msg);
+        return st;
+    }
+    png_set_read_fn(png, &src, png_read_mem);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);  /* the pixel cap below is the real limit */
+    png_set_chunk_cache_max(png, 1000);                  /* ancillary chunks kept */
+    png_set_chunk_malloc_max(png, 8u << 20);             /* bytes per ancillary chunk */
+    png_read_info(png, info);
+    png_uint_32 W, H;
+    int depth, ctype, interlace;
+    png_get_IHDR(png, info, &W, &H, &depth, &ctype, &interlace, NULL, NULL);
+    st = check_pixels(W, H, max_pixels, "PNG", err, errlen);
+    if (st) longjmp(src.jb, 1);
+    st = VIT_E_IMAGE_CORRUPT;
+
+    int orientation = 1;
+#ifdef PNG_eXIf_SUPPORTED
+    png_uint_32 exif_len = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) orientation = vit_exif_orientation(exif, exif_len);
+#endif
+
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    if (depth == 16) {
+#ifdef PNG_READ_SCALE_16_TO_8_SUPPORTED
+        png_set_scale_16(png);
+#else
+        png_set_strip_16(png);
+#endif
+    }
+    if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int C = png_get_channels(png, info);
+    size_t rowbytes = png_get_rowbytes(png, info);
+    if ((C != 3 && C != 4) || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)W * (size_t)C) {
+        snprintf(src.msg, sizeof src.msg, "unexpected pixel layout after conversion (%d channels)", C);
+        longjmp(src.jb, 1);
+    }
+    pix = malloc(rowbytes * H);
+    rows = malloc(sizeof(png_bytep) * H);
+    if (!pix || !rows) {
+        st = vit_errf(VIT_E_NOMEM, err, errlen, "out of memory for %ux%u pixels", (unsigned)W, (unsigned)H);
+        longjmp(src.jb, 1);
+    }
+    for (png_uint_32 y = 0; y < H; y++) rows[y] = pix + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    /* no png_read_end: what follows the image data (IEND, text) is not needed */
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    rows = NULL;
+    uint8_t *p = pix;
+    if (C == 4) {
+        /* RGBA -> RGB over white, in place (front to back: the write never passes the read) */
+        size_t n = (size_t)W * H;
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *s = p + 4 * i;
+            unsigned a = s[3], na = 255u - a;
+            uint8_t *d = p + 3 * i;
+            d[0] = (uint8_t)((s[0] * a + 255u * na + 127u) / 255u);
+            d[1] = (uint8_t)((s[1] * a + 255u * na + 127u) / 255u);
+            d[2] = (uint8_t)((s[2] * a + 255u * na + 127u) / 255u);
+        }
+        uint8_t *q = realloc(p, n * 3);
+        if (q) p = q;
+    }
+    out->width = (int)W;
+    out->height = (int)H;
+    out->rgb = p;
+    vit_status st2 = apply_orientation(out, orientation, err, errlen);
+    if (st2) vit_image_free(out);
+    return st2;
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+vit_status vit_image_decode_scaled(const void *data, size_t len, uint64_t max_pixels, int min_w, int min_h,
+                                   vit_image *out, char *err, size_t errlen) {
+    if (!out) return vit_errf(VIT_E_ARG, err, errlen, "no output image");
+    out->width = out->height = 0;
+    out->rgb = NULL;
+    if (!data || len == 0) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "empty image");
+    if (max_pixels > ((uint64_t)1 << 40)) max_pixels = (uint64_t)1 << 40;
+    switch (vit_image_sniff(data, len)) {
+    case VIT_FMT_JPEG: return decode_jpeg(data, len, max_pixels, min_w, min_h, out, err, errlen);
+    case VIT_FMT_PNG: return decode_png(data, len, max_pixels, out, err, errlen);
+    default: break;
+    }
+    const uint8_t *p = data;
+    const char *what = "unknown";
+    if (len >= 6 && (!memcmp(p, "GIF87a", 6) || !memcmp(p, "GIF89a", 6))) what = "GIF";
+    else if (len >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4)) what = "WebP";
+    else if (len >= 2 && p[0] == 'B' && p[1] == 'M') what = "BMP";
+    else if (len >= 4 && (!memcmp(p, "II*\0", 4) || !memcmp(p, "MM\0*", 4))) what = "TIFF";
+    else if (len >= 12 && !memcmp(p + 4, "ftyp", 4)) what = "HEIF/AVIF";
+    return vit_errf(VIT_E_IMAGE_FORMAT, err, errlen, "unsupported image format (%s; JPEG and PNG are supported)", what);
+}
+
+vit_status vit_image_decode(const void *data, size_t len, uint64_t max_pixels, vit_image *out,
+                            char *err, size_t errlen) {
+    return vit_image_decode_scaled(data, len, max_pixels, 0, 0, out, err, errlen);
+}

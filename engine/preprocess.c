@@ -1,0 +1,518 @@
+/* preprocess.c: RGB8 pixels -> the model's normalized input tensor (3, out_h, out_w), and the
+ * preprocessing settings of a model directory.
+ *
+ * Resampling reproduces PIL's Image.resize (what torchvision's Resize, Hugging Face's image
+ * processors and timm all call on PIL images): separable, horizontal pass first, the filter's
+ * support widened by the downscale factor (antialiasing), each output's taps normalized to sum
+ * to 1, bicubic with a = -0.5.  PIL rounds to uint8 after each pass; we stay in float and only
+ * clamp to [0, 255] after each pass, which keeps us within a fraction of one 8-bit level of PIL.
+ * Center crop offsets are torchvision's: round((h - ch) / 2.0) with Python's half-to-even
+ * rounding; a crop larger than the image pads with zeros as torchvision does.
+ * Only the resized pixels that survive the crop are computed. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_internal.h"
+#include "util.h"
+
+/* ---- PIL's filters (libImaging/Resample.c semantics) ---------------------------------- */
+
+static double f_box(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
+static double f_bilinear(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+static double f_hamming(double x) {
+    if (x < 0.0) x = -x;
+    if (x == 0.0) return 1.0;
+    if (x >= 1.0) return 0.0;
+    x *= M_PI;
+    return sin(x) / x * (0.54 + 0.46 * cos(x));
+}
+static double f_bicubic(double x) {
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
+}
+static double sinc(double x) {
+    if (x == 0.0) return 1.0;
+    x *= M_PI;
+    return sin(x) / x;
+}
+static double f_lanczos(double x) { return (-3.0 <= x && x < 3.0) ? sinc(x) * sinc(x / 3) : 0.0; }
+
+typedef struct { double (*fn)(double); double support; } filter;
+
+static int get_filter(int resample, filter *f) {
+    switch (resample) {
+    case 1: *f = (filter){f_lanczos, 3.0}; return 1;
+    case VIT_RESAMPLE_BILINEAR: *f = (filter){f_bilinear, 1.0}; return 1;
+    case VIT_RESAMPLE_BICUBIC: *f = (filter){f_bicubic, 2.0}; return 1;
+    case 4: *f = (filter){f_box, 0.5}; return 1;
+    case 5: *f = (filter){f_hamming, 1.0}; return 1;
+    default: return 0;  /* nearest: handled apart */
+    }
+}
+
+/* Taps for outputs first..first+count-1 of an in_size -> out_size resize along one axis.
+ * lo[i], n[i]: first input index and tap count of output i; w[i*ksize + k] its weights. */
+typedef struct {
+    int count, ksize;
+    int *lo, *n;
+    float *w;
+} taps;
+
+static void taps_free(taps *t) {
+    free(t->lo);
+    free(t->w);
+    t->lo = t->n = NULL;
+    t->w = NULL;
+}
+
+static vit_status taps_make(taps *t, int resample, int in_size, int out_size, int first, int count) {
+    memset(t, 0, sizeof *t);
+    filter f;
+    const double scale = (double)in_size / out_size;
+    if (!get_filter(resample, &f)) {
+        /* PIL NEAREST: the input pixel under the output pixel's center */
+        t->count = count;
+        t->ksize = 1;
+        t->lo = malloc(sizeof(int) * 2 * (size_t)count);
+        t->w = malloc(sizeof(float) * (size_t)count);
+        if (!t->lo || !t->w) { taps_free(t); return VIT_E_NOMEM; }
+        t->n = t->lo + count;
+        for (int i = 0; i < count; i++) {
+            int x = (int)((first + i + 0.5) * scale);
+            t->lo[i] = x < in_size ? x : in_size - 1;
+            t->n[i] = 1;
+            t->w[i] = 1.f;
+        }
+        return VIT_OK;
+    }
+    const double filterscale = scale < 1.0 ? 1.0 : scale;
+    const double support = f.support * filterscale;
+    const int ksize = (int)ceil(support) * 2 + 1;
+    t->count = count;
+    t->ksize = ksize;
+    t->lo = malloc(sizeof(int) * 2 * (size_t)count);
+    t->w = malloc(sizeof(float) * (size_t)count * (size_t)ksize);
+    if (!t->lo || !t->w) { taps_free(t); return VIT_E_NOMEM; }
+    t->n = t->lo + count;
+    const double ss = 1.0 / filterscale;
+    double kk[ksize];
+    for (int i = 0; i < count; i++) {
+        const double center = (first + i + 0.5) * scale;
+        int xmin = (int)(center - support + 0.5);
+        if (xmin < 0) xmin = 0;
+        int xmax = (int)(center + support + 0.5);
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        double ww = 0.0;
+        for (int x = 0; x < xmax; x++) {
+            kk[x] = f.fn((x + xmin - center + 0.5) * ss);
+            ww += kk[x];
+        }
+        float *w = t->w + (size_t)i * ksize;
+        for (int x = 0; x < ksize; x++) w[x] = x < xmax ? (float)(ww != 0.0 ? kk[x] / ww : kk[x]) : 0.f;
+        t->lo[i] = xmin;
+        t->n[i] = xmax;
+    }
+    return VIT_OK;
+}
+
+/* ---- sizes ------------------------------------------------------------------------------ */
+
+void vit_preprocess_resized_size(const vit_preprocess *pp, int w, int h, int *rw, int *rh) {
+    if (!pp->do_resize) { *rw = w; *rh = h; return; }
+    if (pp->shortest_edge > 0) {
+        /* torchvision: new_long = int(size * long / short) (Python float division, truncated) */
+        int s = pp->shortest_edge;
+        int shrt = w <= h ? w : h, lng = w <= h ? h : w;
+        int nl = (int)((double)s * (double)lng / (double)shrt);
+        if (nl < 1) nl = 1;
+        if (w <= h) { *rw = s; *rh = nl; } else { *rw = nl; *rh = s; }
+        return;
+    }
+    *rw = pp->resize_w;
+    *rh = pp->resize_h;
+}
+
+/* torchvision CenterCrop offset of a crop c out of n: int(round((n - c) / 2.0)) with Python's
+ * half-to-even rounding; when c > n torchvision pads by (c - n) // 2 first, so the offset is negative. */
+static int crop_offset(int n, int c) {
+    if (c > n) return -((c - n) / 2);
+    int d = n - c, q = d / 2;
+    if (d % 2 == 0) return q;
+    return (q % 2 == 0) ? q : q + 1;
+}
+
+/* ---- image -> tensor -------------------------------------------------------------------- */
+
+static inline float clamp255(float v) { return v < 0.f ? 0.f : (v > 255.f ? 255.f : v); }
+
+vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, float *out,
+                               char *err, size_t errlen) {
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || !pp || !out)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: missing image, settings or output");
+    const int W = img->width, H = img->height;
+    const int OH = pp->out_h, OW = pp->out_w;
+    if (OH <= 0 || OW <= 0 || OH > 16384 || OW > 16384)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: bad output size %dx%d", OW, OH);
+    int rw, rh;
+    vit_preprocess_resized_size(pp, W, H, &rw, &rh);
+    if (rw <= 0 || rh <= 0 || rw > 65536 || rh > 65536)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: bad resize target %dx%d", rw, rh);
+    /* crop window in resized coordinates; without a crop the resized image must be the output */
+    int top = 0, left = 0;
+    if (pp->do_center_crop) {
+        top = crop_offset(rh, OH);
+        left = crop_offset(rw, OW);
+    } else if (rw != OW || rh != OH) {
+        return vit_errf(VIT_E_ARG, err, errlen, "resize gives %dx%d but the model needs %dx%d (no center crop)",
+                        rw, rh, OW, OH);
+    }
+    /* outputs inside the resized image: rows [oy0, oy1), cols [ox0, ox1); the rest is padding */
+    int oy0 = top < 0 ? -top : 0, ox0 = left < 0 ? -left : 0;
+    int oy1 = rh - top < OH ? rh - top : OH, ox1 = rw - left < OW ? rw - left : OW;
+    float scale[3], bias[3];
+    for (int c = 0; c < 3; c++) {
+        float r = pp->do_rescale ? pp->rescale_factor : 1.f;
+        float m = pp->do_normalize ? pp->mean[c] : 0.f;
+        float s = pp->do_normalize ? pp->std[c] : 1.f;
+        if (!(s != 0.f)) return vit_errf(VIT_E_ARG, err, errlen, "std[%d] is zero", c);
+        scale[c] = r / s;
+        bias[c] = -m / s;
+    }
+    const size_t plane = (size_t)OH * OW;
+    if (oy0 > 0 || ox0 > 0 || oy1 < OH || ox1 < OW)  /* padding pixels are 0 before normalization */
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < plane; i++) out[c * plane + i] = bias[c];
+    if (oy1 <= oy0 || ox1 <= ox0) return VIT_OK;
+    const int ny = oy1 - oy0, nx = ox1 - ox0;
+
+    taps tx, ty;
+    if (taps_make(&tx, pp->resample, W, rw, ox0 + left, nx))
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
+    if (taps_make(&ty, pp->resample, H, rh, oy0 + top, ny)) {
+        taps_free(&tx);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
+    }
+    /* input rows the vertical taps touch */
+    int ymin = H, ymax = 0;
+    for (int i = 0; i < ny; i++) {
+        if (ty.n[i] <= 0) continue;
+        if (ty.lo[i] < ymin) ymin = ty.lo[i];
+        if (ty.lo[i] + ty.n[i] > ymax) ymax = ty.lo[i] + ty.n[i];
+    }
+    if (ymax <= ymin) { ymin = 0; ymax = 1; }
+    /* tmp is (ymax - ymin, nx, 3): the horizontal pass over the rows we need */
+    float *tmp = malloc(sizeof(float) * (size_t)(ymax - ymin) * nx * 3);
+    if (!tmp) {
+        taps_free(&tx);
+        taps_free(&ty);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    }
+    const int kx = tx.ksize, ky = ty.ksize;
+    for (int y = ymin; y < ymax; y++) {
+        const uint8_t *row = img->rgb + (size_t)y * W * 3;
+        float *t = tmp + (size_t)(y - ymin) * nx * 3;
+        for (int x = 0; x < nx; x++) {
+            const uint8_t *p = row + (size_t)tx.lo[x] * 3;
+            const float *w = tx.w + (size_t)x * kx;
+            float r = 0.f, g = 0.f, b = 0.f;
+            for (int k = 0, n = tx.n[x]; k < n; k++) {
+                r += w[k] * p[3 * k];
+                g += w[k] * p[3 * k + 1];
+                b += w[k] * p[3 * k + 2];
+            }
+            t[3 * x] = clamp255(r);
+            t[3 * x + 1] = clamp255(g);
+            t[3 * x + 2] = clamp255(b);
+        }
+    }
+    float *o0 = out, *o1 = out + plane, *o2 = out + 2 * plane;
+    for (int i = 0; i < ny; i++) {
+        const float *w = ty.w + (size_t)i * ky;
+        const float *t0 = tmp + (size_t)(ty.lo[i] - ymin) * nx * 3;
+        const size_t ostart = (size_t)(oy0 + i) * OW + ox0;
+        const int n = ty.n[i];
+        for (int x = 0; x < nx; x++) {
+            float r = 0.f, g = 0.f, b = 0.f;
+            const float *t = t0 + 3 * x;
+            for (int k = 0; k < n; k++, t += (size_t)nx * 3) {
+                r += w[k] * t[0];
+                g += w[k] * t[1];
+                b += w[k] * t[2];
+            }
+            o0[ostart + x] = clamp255(r) * scale[0] + bias[0];
+            o1[ostart + x] = clamp255(g) * scale[1] + bias[1];
+            o2[ostart + x] = clamp255(b) * scale[2] + bias[2];
+        }
+    }
+    free(tmp);
+    taps_free(&tx);
+    taps_free(&ty);
+    return VIT_OK;
+}
+
+vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp, uint64_t max_pixels,
+                          float *out, char *err, size_t errlen) {
+    if (!pp || !out) return vit_errf(VIT_E_ARG, err, errlen, "vit_image_load: missing settings or output");
+    int min_w = 0, min_h = 0;
+    if (pp->allow_dct_scaling && pp->do_resize) {
+        /* the DCT-scaled image must stay at least as large as what the resize produces */
+        if (pp->shortest_edge > 0) min_w = min_h = pp->shortest_edge;
+        else min_w = min_h = pp->resize_w > pp->resize_h ? pp->resize_w : pp->resize_h;
+    }
+    vit_image img;
+    vit_status st = vit_image_decode_scaled(data, len, max_pixels, min_w, min_h, &img, err, errlen);
+    if (st) return st;
+    st = vit_image_to_tensor(&img, pp, out, err, errlen);
+    vit_image_free(&img);
+    return st;
+}
+
+/* ---- settings from a model directory ----------------------------------------------------- */
+
+#define PP_MAX_JSON ((size_t)64 << 20)  /* config.json may carry 21k label names */
+
+static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
+static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
+
+/* parse a JSON file if it exists: VIT_OK with *root set, VIT_OK with *root NULL when absent */
+static vit_status read_json(const char *dir, const char *name, cJSON **root, char *err, size_t errlen) {
+    *root = NULL;
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return vit_errf(VIT_E_ARG, err, errlen, "model path too long");
+    FILE *f = fopen(path, "rb");
+    if (!f) return VIT_OK;
+    fclose(f);
+    uint8_t *buf;
+    size_t len;
+    vit_status st = vit_read_file(path, PP_MAX_JSON, &buf, &len, err, errlen);
+    if (st) return st == VIT_E_ARG ? VIT_E_CONFIG : st;
+    *root = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    if (!*root || !cJSON_IsObject(*root)) {
+        cJSON_Delete(*root);
+        *root = NULL;
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: not a valid JSON object", path);
+    }
+    return VIT_OK;
+}
+
+static int json_bool(const cJSON *o, const char *k, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    if (cJSON_IsNumber(v)) return v->valuedouble != 0;
+    return def;
+}
+static int json_has_num(const cJSON *o, const char *k, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) return 0;
+    *out = v->valuedouble;
+    return 1;
+}
+/* 1 or 3 numbers -> dst[3]; 0 when absent, -1 when malformed */
+static int json_vec3(const cJSON *o, const char *k, float dst[3]) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (cJSON_IsNumber(v)) { dst[0] = dst[1] = dst[2] = (float)v->valuedouble; return 1; }
+    int n = cJSON_GetArraySize(v);
+    if (!cJSON_IsArray(v) || (n != 1 && n != 3)) return -1;
+    for (int i = 0; i < 3; i++) {
+        const cJSON *e = cJSON_GetArrayItem(v, n == 1 ? 0 : i);
+        if (!cJSON_IsNumber(e)) return -1;
+        dst[i] = (float)e->valuedouble;
+    }
+    return 1;
+}
+static int size_ok(double v) { return v >= 1 && v <= 16384 && v == floor(v); }
+
+static int resample_from_name(const char *s) {
+    if (!s) return VIT_RESAMPLE_BILINEAR;
+    if (!strcmp(s, "bicubic")) return VIT_RESAMPLE_BICUBIC;
+    if (!strcmp(s, "nearest")) return VIT_RESAMPLE_NEAREST;
+    if (!strcmp(s, "lanczos")) return 1;
+    if (!strcmp(s, "box")) return 4;
+    if (!strcmp(s, "hamming")) return 5;
+    return VIT_RESAMPLE_BILINEAR;  /* "bilinear", "random" */
+}
+
+/* Hugging Face preprocessor_config.json */
+static vit_status pp_from_hf(const cJSON *j, int image_size, vit_preprocess *p, const char *dir,
+                             char *err, size_t errlen) {
+    double v;
+    p->do_resize = json_bool(j, "do_resize", 1);
+    p->resample = VIT_RESAMPLE_BILINEAR;
+    if (json_has_num(j, "resample", &v)) {
+        if (v != 0 && v != 1 && v != 2 && v != 3 && v != 4 && v != 5)
+            return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: unknown resample %g", dir, v);
+        p->resample = (int)v;
+    }
+    int sh = 224, sw = 224, se = 0;
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
+    if (cJSON_IsNumber(size)) {
+        if (!size_ok(size->valuedouble)) goto bad_size;
+        sh = sw = (int)size->valuedouble;
+    } else if (cJSON_IsObject(size)) {
+        double h, w, s;
+        if (json_has_num(size, "shortest_edge", &s)) {
+            if (!size_ok(s)) goto bad_size;
+            se = (int)s;
+        } else if (json_has_num(size, "height", &h) && json_has_num(size, "width", &w)) {
+            if (!size_ok(h) || !size_ok(w)) goto bad_size;
+            sh = (int)h;
+            sw = (int)w;
+        } else goto bad_size;
+    } else if (size && !cJSON_IsNull(size)) goto bad_size;
+    p->do_center_crop = json_bool(j, "do_center_crop", 0);
+    int ch = 0, cw = 0;
+    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop_size");
+    if (cJSON_IsNumber(crop)) {
+        if (!size_ok(crop->valuedouble)) goto bad_size;
+        ch = cw = (int)crop->valuedouble;
+    } else if (cJSON_IsObject(crop)) {
+        double h, w;
+        if (!json_has_num(crop, "height", &h) || !json_has_num(crop, "width", &w) || !size_ok(h) || !size_ok(w))
+            goto bad_size;
+        ch = (int)h;
+        cw = (int)w;
+    }
+    double crop_pct;
+    if (se > 0 && !p->do_center_crop && json_has_num(j, "crop_pct", &crop_pct) && crop_pct > 0 && crop_pct <= 1) {
+        /* ConvNeXt-style: resize shortest edge to int(s / crop_pct), crop s x s */
+        p->do_center_crop = 1;
+        ch = cw = se;
+        se = (int)(se / crop_pct);
+    }
+    if (p->do_center_crop && (ch <= 0 || cw <= 0)) { ch = cw = 224; }
+    if (se > 0 && !p->do_center_crop) {
+        /* shortest-edge resize alone gives a size that varies per image: crop it square */
+        p->do_center_crop = 1;
+        ch = cw = se;
+    }
+    p->shortest_edge = se;
+    p->resize_h = sh;
+    p->resize_w = sw;
+    p->crop_h = ch;
+    p->crop_w = cw;
+    p->do_rescale = json_bool(j, "do_rescale", 1);
+    p->rescale_factor = 1.f / 255.f;
+    if (json_has_num(j, "rescale_factor", &v)) p->rescale_factor = (float)v;
+    p->do_normalize = json_bool(j, "do_normalize", 1);
+    for (int c = 0; c < 3; c++) p->mean[c] = p->std[c] = 0.5f;
+    if (json_vec3(j, "image_mean", p->mean) < 0 || json_vec3(j, "image_std", p->std) < 0)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: image_mean/image_std must be 1 or 3 numbers", dir);
+    if (p->do_center_crop) { p->out_h = ch; p->out_w = cw; }
+    else if (p->do_resize) { p->out_h = sh; p->out_w = sw; }
+    else { p->out_h = image_size > 0 ? image_size : 224; p->out_w = p->out_h; p->do_center_crop = 1; p->crop_h = p->crop_w = p->out_h; }
+    /* run at another size: keep the resize/crop ratio */
+    if (image_size > 0 && (p->out_h != image_size || p->out_w != image_size)) {
+        if (p->do_center_crop) {
+            if (p->shortest_edge > 0) p->shortest_edge = (int)floor((double)p->shortest_edge * image_size / p->out_h);
+            else {
+                p->resize_h = (int)floor((double)p->resize_h * image_size / p->out_h);
+                p->resize_w = (int)floor((double)p->resize_w * image_size / p->out_w);
+            }
+            p->crop_h = p->crop_w = image_size;
+        } else {
+            p->resize_h = p->resize_w = image_size;
+        }
+        p->out_h = p->out_w = image_size;
+    }
+    return VIT_OK;
+bad_size:
+    return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: bad size or crop_size", dir);
+}
+
+/* timm pretrained_cfg: Resize(floor(H / crop_pct)) + CenterCrop(H, W), as timm's eval transform */
+static vit_status pp_from_timm(const cJSON *cfg, int image_size, vit_preprocess *p, const char *dir,
+                               char *err, size_t errlen) {
+    int H = 224, W = 224;
+    const cJSON *is = cJSON_GetObjectItemCaseSensitive(cfg, "input_size");
+    if (cJSON_IsArray(is)) {
+        int n = cJSON_GetArraySize(is);
+        const cJSON *h = cJSON_GetArrayItem(is, n - 2), *w = cJSON_GetArrayItem(is, n - 1);
+        if (n < 2 || !cJSON_IsNumber(h) || !cJSON_IsNumber(w) || !size_ok(h->valuedouble) || !size_ok(w->valuedouble))
+            return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: bad pretrained_cfg.input_size", dir);
+        H = (int)h->valuedouble;
+        W = (int)w->valuedouble;
+    }
+    if (image_size > 0) H = W = image_size;
+    double crop_pct = 0.875;
+    json_has_num(cfg, "crop_pct", &crop_pct);
+    if (!(crop_pct > 0.05 && crop_pct <= 4))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: bad pretrained_cfg.crop_pct", dir);
+    const cJSON *interp = cJSON_GetObjectItemCaseSensitive(cfg, "interpolation");
+    p->resample = resample_from_name(cJSON_IsString(interp) ? interp->valuestring : NULL);
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(cfg, "crop_mode");
+    int squash = cJSON_IsString(mode) && !strcmp(mode->valuestring, "squash");
+    int sh = (int)floor(H / crop_pct), sw = (int)floor(W / crop_pct);
+    p->do_resize = 1;
+    if (!squash && sh == sw) { p->shortest_edge = sh; }
+    else { p->shortest_edge = 0; p->resize_h = sh; p->resize_w = sw; }
+    p->do_center_crop = 1;
+    p->crop_h = p->out_h = H;
+    p->crop_w = p->out_w = W;
+    p->do_rescale = 1;
+    p->rescale_factor = 1.f / 255.f;
+    p->do_normalize = 1;
+    memcpy(p->mean, IMAGENET_MEAN, sizeof p->mean);
+    memcpy(p->std, IMAGENET_STD, sizeof p->std);
+    if (json_vec3(cfg, "mean", p->mean) < 0 || json_vec3(cfg, "std", p->std) < 0)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: pretrained_cfg mean/std must be 1 or 3 numbers", dir);
+    return VIT_OK;
+}
+
+vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_preprocess *out,
+                               char *err, size_t errlen) {
+    if (!model_dir || !out) return vit_errf(VIT_E_ARG, err, errlen, "vit_preprocess_load: missing argument");
+    if (image_size < 0 || image_size > 16384)
+        return vit_errf(VIT_E_ARG, err, errlen, "image size %d out of range", image_size);
+    vit_preprocess p;
+    memset(&p, 0, sizeof p);
+    cJSON *j = NULL;
+    vit_status st = read_json(model_dir, "preprocessor_config.json", &j, err, errlen);
+    if (st) return st;
+    if (j) {
+        st = pp_from_hf(j, image_size, &p, model_dir, err, errlen);
+        cJSON_Delete(j);
+        if (st) return st;
+    } else {
+        st = read_json(model_dir, "config.json", &j, err, errlen);
+        if (st) return st;
+        const cJSON *pc = j ? cJSON_GetObjectItemCaseSensitive(j, "pretrained_cfg") : NULL;
+        if (cJSON_IsObject(pc)) {
+            st = pp_from_timm(pc, image_size, &p, model_dir, err, errlen);
+        } else {
+            /* Hugging Face ViT default: image_size x image_size bilinear, mean = std = 0.5 */
+            double v;
+            int s = image_size;
+            if (s <= 0) s = j && json_has_num(j, "image_size", &v) && size_ok(v) ? (int)v : 224;
+            p.do_resize = 1;
+            p.resize_h = p.resize_w = s;
+            p.resample = VIT_RESAMPLE_BILINEAR;
+            p.do_rescale = 1;
+            p.rescale_factor = 1.f / 255.f;
+            p.do_normalize = 1;
+            for (int c = 0; c < 3; c++) p.mean[c] = p.std[c] = 0.5f;
+            p.out_h = p.out_w = s;
+        }
+        cJSON_Delete(j);
+        if (st) return st;
+    }
+    for (int c = 0; c < 3; c++)
+        if (p.do_normalize && !(p.std[c] != 0.f && isfinite(p.std[c]) && isfinite(p.mean[c])))
+            return vit_errf(VIT_E_CONFIG, err, errlen, "%s: std must be finite and non-zero", model_dir);
+    if (p.do_resize && p.shortest_edge <= 0 && (p.resize_h <= 0 || p.resize_w <= 0))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: bad resize size", model_dir);
+    *out = p;
+    return VIT_OK;
+}
