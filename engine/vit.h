@@ -285,6 +285,24 @@ vit_status vit_head_train(const vit_head *init, const float *x, const int32_t *y
                           const vit_train_opts *o, vit_head **out, vit_train_result *res,
                           char *err, size_t errlen);
 
+/* Head files: a small safetensors file, "weight" F32 (C, D) and "bias" F32 (C), with
+ * __metadata__ {"format": "vitd-head", "labels": "<JSON array>", plus the caller's string pairs
+ * meta_kv[0..2*n_meta)}.  Written atomically (temporary file, fsync, rename, fsync of the
+ * directory): a crash leaves the old file or the new one, never a torn one. */
+vit_status vit_head_save(const vit_head *h, const char *path, const char *const *meta_kv,
+                         int n_meta, char *err, size_t errlen);
+/* Read a head file; everything is validated (VIT_E_CHECKPOINT names the problem).  meta_json
+ * (may be NULL) receives the __metadata__ object as malloc'd JSON text. */
+vit_status vit_head_load(const char *path, vit_head **out, char **meta_json, char *err,
+                         size_t errlen);
+/* Write a complete model directory out_dir (created if missing) from src_dir with head in place
+ * of the checkpoint's: model.safetensors with every other tensor copied byte for byte and the
+ * head tensors (HF classifier.*, timm head.* (+ head_dist.* for DeiT), torchvision heads.head.*)
+ * written in F32; config.json with the head's labels (id2label/label2id/num_labels or
+ * num_classes/label_names); preprocessor_config.json and labels.txt when present. */
+vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, const char *out_dir,
+                                    char *err, size_t errlen);
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 void vit_softmax(float *x, int n);                                 /* in place, stable */
