@@ -160,6 +160,9 @@ typedef struct vit_session_opts {
     int gpu_id;
 } vit_session_opts;
 
+/* opts NULL: max_batch 1, all cores, AUTO.  Device CUDA when not built in or no GPU is
+ * present -> VIT_E_DEVICE; device CPU with FP16 -> VIT_E_ARG; AUTO that lands on the CPU
+ * computes in FP32 whatever precision was asked (vit_session_precision says which). */
 vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit_session **out,
                            char *err, size_t errlen);
 void vit_session_free(vit_session *s);

@@ -1,0 +1,365 @@
+/* cpu_forward.c: the CPU backend (vit_backend_cpu), the FP32 reference every other backend is
+ * tested against.
+ *
+ * Design
+ * - Every activation is allocated once in init for the session's max batch; forward allocates
+ *   nothing.  The tokens of all images in a batch are stacked, so each Linear layer is ONE GEMM
+ *   of (B*T, in) x (in, out) through OpenBLAS (cblas_sgemm, its own threads, opts.threads).
+ * - The residual stream x is accumulated by the GEMMs themselves (beta = 1); the bias of the
+ *   projection before it is added in the fused residual+LayerNorm pass that follows, so there is
+ *   exactly one elementwise pass between two GEMMs: LN, attention, bias+GELU.
+ * - q/k/v biases are never added in a separate pass: k's goes into the per-head transpose,
+ *   q's into the scaled query, v's after the softmax-weighted sum (softmax rows sum to 1).
+ * - Attention runs on our own pool (cpu_pool.c) over (image, block of query rows), all heads per
+ *   task, so head-averaged attention maps need no atomics.  Pool threads sleep while OpenBLAS
+ *   runs a GEMM and OpenBLAS's sleep while the pool runs: no oversubscription.
+ * - Optional outputs cost nothing unless asked: CLS attention of the last layer, attention
+ *   rollout (per layer 0.5 A + 0.5 I, rows normalised, R_l = A_l R_{l-1}, CLS row), features.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "cpu_ops.h"
+#include "cpu_pool.h"
+#include "util.h"
+
+typedef struct cpu_state {
+    cpu_pool *pool;
+    int Bm;             /* max batch */
+    int T, D, H, hd, M; /* tokens, width, heads, head dim, MLP width */
+    int NP, CPP;        /* patches per image, C*P*P */
+    int nprefix;
+    int ldk;            /* T rounded up to 16: row stride of transposed keys and scores */
+    size_t scratch_per; /* floats of attention scratch per thread */
+    /* activations; N = Bm*T rows */
+    float *x;           /* (N, D) residual stream */
+    float *ln;          /* (N, D) LayerNorm output, GEMM input */
+    float *qkv;         /* (N, 3D) */
+    float *ao;          /* (N, D) attention output (and the patch GEMM output) */
+    float *h;           /* (N, M) MLP hidden (and the im2col patches) */
+    float *kT;          /* (Bm, H, hd, ldk) keys transposed per head, bias added */
+    float *scratch;     /* (threads, scratch_per) */
+    float *attn;        /* (Bm, T, T) head-averaged attention of the current layer */
+    float *roll, *roll2;/* (Bm, T, T) rollout product and its next value */
+    float *pooled;      /* (Bm, max(F, D)) pooled representation */
+    float *pooled2;     /* (Bm, max(F, D)) pre_logits output */
+    float *mem;         /* the one allocation */
+} cpu_state;
+
+/* C (M,N) = A (M,K) . W^T + beta C, W (N,K) row-major (PyTorch Linear layout) */
+static void gemm_nt(float *C, const float *A, const float *W, int M, int N, int K, float beta) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, W, K, beta, C, N);
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static void cpu_free(vit_session *s) {
+    cpu_state *st = s->state;
+    if (!st) return;
+    cpu_pool_free(st->pool);
+    free(st->mem);
+    free(st);
+    s->state = NULL;
+}
+
+static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
+    const vit_model *m = s->model;
+    const vit_config *c = &m->cfg;
+    if (c->hidden_size < 1 || c->num_heads < 1 || c->hidden_size % c->num_heads != 0 ||
+        c->num_layers < 0 || c->mlp_size < 1 || c->patch_size < 1 || c->num_channels < 1 ||
+        c->num_patches != c->grid_h * c->grid_w || c->num_patches < 1 ||
+        c->num_tokens != c->num_prefix_tokens + c->num_patches || c->num_prefix_tokens < 0 ||
+        c->num_prefix_tokens > 2)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "inconsistent model dims");
+    if (c->pooling == VIT_POOL_CLS && c->num_prefix_tokens < 1)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "class-token pooling without a class token");
+    if (c->distilled && (c->num_prefix_tokens != 2 || c->pooling != VIT_POOL_CLS ||
+                         c->has_pre_logits))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "unsupported distilled-model layout");
+    int F = c->distilled ? 2 * c->hidden_size : c->hidden_size;
+    if (c->feature_dim != F)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "feature_dim %d, expected %d", c->feature_dim, F);
+    if (c->has_pre_logits && (!m->pre_logits_w || !m->pre_logits_b))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "pre_logits weights missing");
+
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!st) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");
+    s->state = st;
+    st->Bm = s->opts.max_batch;
+    st->T = c->num_tokens;
+    st->D = c->hidden_size;
+    st->H = c->num_heads;
+    st->hd = c->hidden_size / c->num_heads;
+    st->M = c->mlp_size;
+    st->NP = c->num_patches;
+    st->CPP = c->num_channels * c->patch_size * c->patch_size;
+    st->nprefix = c->num_prefix_tokens;
+    st->ldk = (int)round16((size_t)st->T);
+    st->scratch_per = round16((size_t)4 * st->ldk + (size_t)8 * st->hd);
+
+    int threads = s->opts.threads;
+    size_t N = (size_t)st->Bm * st->T, T2 = (size_t)st->T * st->T;
+    size_t hsz = (size_t)st->M * st->T > (size_t)st->CPP * st->NP ? (size_t)st->M * st->T
+                                                                  : (size_t)st->CPP * st->NP;
+    size_t FD = (size_t)(F > st->D ? F : st->D);
+    size_t sizes[] = {
+        N * st->D, N * st->D, N * 3 * st->D, N * st->D, hsz * st->Bm,
+        (size_t)st->Bm * st->H * st->hd * st->ldk, st->scratch_per * threads,
+        st->Bm * T2, st->Bm * T2, st->Bm * T2, st->Bm * FD, st->Bm * FD,
+    };
+    float **ptrs[] = {&st->x, &st->ln, &st->qkv, &st->ao, &st->h, &st->kT, &st->scratch,
+                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i] > SIZE_MAX / 8 - total) {
+            cpu_free(s);
+            return vit_errf(VIT_E_NOMEM, err, errlen, "activation size overflows");
+        }
+        total += round16(sizes[i]);
+    }
+    if (posix_memalign((void **)&st->mem, 64, total * sizeof(float)) != 0) {
+        st->mem = NULL;
+        cpu_free(s);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "cannot allocate %zu MB of activations for batch %d",
+                        total * sizeof(float) >> 20, st->Bm);
+    }
+    memset(st->mem, 0, total * sizeof(float)); /* touch the pages once, here */
+    float *p = st->mem;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *ptrs[i] = p;
+        p += round16(sizes[i]);
+    }
+    st->pool = cpu_pool_new(threads);
+    if (!st->pool) {
+        cpu_free(s);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "cannot start %d threads", threads);
+    }
+    return VIT_OK;
+}
+
+/* ---- parallel pieces --------------------------------------------------------------- */
+
+typedef struct {
+    cpu_state *st;
+    const vit_model *m;
+    const vit_layer_weights *L;
+    const float *input;
+    int B, nchunks, rows;      /* row-chunked passes: rows in total, split in nchunks */
+    const float *bias, *w, *b; /* residual_layernorm */
+    float eps;
+    int rb, nblk;              /* attention: rows per task, tasks per image */
+    int want_probs;
+} fwd_ctx;
+
+static void chunk_range(const fwd_ctx *k, int task, int *r0, int *r1) {
+    *r0 = (int)((int64_t)k->rows * task / k->nchunks);
+    *r1 = (int)((int64_t)k->rows * (task + 1) / k->nchunks);
+}
+
+static void task_im2col(void *ctx, int b, int worker) {
+    (void)worker;
+    fwd_ctx *k = ctx;
+    const vit_config *c = &k->m->cfg;
+    vit_im2col_patches(k->st->h, k->input, b, b + 1, c->num_channels, c->grid_h * c->patch_size,
+                       c->grid_w * c->patch_size, c->patch_size);
+}
+
+static void task_embed(void *ctx, int b, int worker) {
+    (void)worker;
+    fwd_ctx *k = ctx;
+    const vit_model *m = k->m;
+    const float *prefix[2] = {m->cls_token, m->dist_token};
+    vit_embed_tokens(k->st->x, k->st->ao, m->patch_b, prefix, k->st->nprefix, m->pos_embed, b,
+                     b + 1, k->st->T, k->st->D);
+}
+
+static void task_resln(void *ctx, int task, int worker) {
+    (void)worker;
+    fwd_ctx *k = ctx;
+    int r0, r1;
+    chunk_range(k, task, &r0, &r1);
+    size_t D = (size_t)k->st->D;
+    vit_residual_layernorm(k->st->ln + r0 * D, k->st->x + r0 * D, k->bias, k->w, k->b, r1 - r0,
+                           (int)D, k->eps);
+}
+
+static void task_gelu(void *ctx, int task, int worker) {
+    (void)worker;
+    fwd_ctx *k = ctx;
+    int r0, r1;
+    chunk_range(k, task, &r0, &r1);
+    vit_bias_gelu(k->st->h + (size_t)r0 * k->st->M, k->L->fc1_b, r1 - r0, k->st->M);
+}
+
+static void task_transpose_k(void *ctx, int task, int worker) {
+    (void)worker;
+    fwd_ctx *k = ctx;
+    cpu_state *st = k->st;
+    int b = task / st->H, h = task % st->H;
+    size_t D = (size_t)st->D;
+    const float *kin = st->qkv + (size_t)b * st->T * 3 * D + D + (size_t)h * st->hd;
+    float *kT = st->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
+    vit_attn_transpose_k(kT, st->ldk, kin, (int)(3 * D), k->L->qkv_b + D + (size_t)h * st->hd,
+                         st->T, st->hd);
+}
+
+static void task_attention(void *ctx, int task, int worker) {
+    fwd_ctx *k = ctx;
+    cpu_state *st = k->st;
+    int b = task / k->nblk, blk = task % k->nblk;
+    int r0 = blk * k->rb, r1 = r0 + k->rb < st->T ? r0 + k->rb : st->T;
+    if (r0 >= r1) return;
+    size_t D = (size_t)st->D, T = (size_t)st->T;
+    const float *base = st->qkv + (size_t)b * T * 3 * D;
+    float *probs = NULL;
+    if (k->want_probs) {
+        probs = st->attn + (size_t)b * T * T + (size_t)r0 * T;
+        memset(probs, 0, sizeof(float) * (size_t)(r1 - r0) * T);
+    }
+    float scale = 1.0f / sqrtf((float)st->hd);
+    float *scratch = st->scratch + (size_t)worker * st->scratch_per;
+    for (int h = 0; h < st->H; h++) {
+        size_t off = (size_t)h * st->hd;
+        const float *kT = st->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
+        vit_attention_rows(st->ao + (size_t)b * T * D + off, (int)D, probs, (int)T,
+                           1.0f / (float)st->H, base + off, base + 2 * D + off, (int)(3 * D),
+                           k->L->qkv_b + off, k->L->qkv_b + 2 * D + off, kT, st->ldk, r0, r1,
+                           (int)T, st->hd, scale, scratch);
+    }
+}
+
+static void run_resln(cpu_state *st, fwd_ctx *k, int B, const float *bias, const float *w,
+                      const float *b, float eps) {
+    k->rows = B * st->T;
+    k->nchunks = cpu_pool_size(st->pool) * 4;
+    if (k->nchunks > k->rows) k->nchunks = k->rows;
+    k->bias = bias;
+    k->w = w;
+    k->b = b;
+    k->eps = eps;
+    cpu_pool_run(st->pool, k->nchunks, task_resln, k);
+}
+
+/* ---- forward ----------------------------------------------------------------------- */
+
+static vit_status cpu_forward(vit_session *s, const float *input, int B, const vit_head *head,
+                              vit_outputs *out) {
+    cpu_state *st = s->state;
+    const vit_model *m = s->model;
+    const vit_config *c = &m->cfg;
+    int T = st->T, D = st->D, M = st->M, NP = st->NP, nthreads = cpu_pool_size(st->pool);
+    float eps = c->layer_norm_eps;
+    int want_rollout = out->attn_rollout != NULL, want_cls = out->attn_cls != NULL;
+    if ((want_rollout || want_cls) && st->nprefix < 1)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                        "attention maps need a class token; this model has none");
+    if (openblas_get_num_threads() != nthreads) openblas_set_num_threads(nthreads);
+
+    fwd_ctx k = {.st = st, .m = m, .input = input, .B = B};
+    size_t N = (size_t)B * T;
+
+    /* patch embedding: im2col (B*NP, CPP) -> GEMM (B*NP, D) -> + bias, prefix tokens, pos */
+    cpu_pool_run(st->pool, B, task_im2col, &k);
+    gemm_nt(st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f);
+    cpu_pool_run(st->pool, B, task_embed, &k);
+
+    /* attention task split: enough tasks for every thread, rows in multiples of 4 */
+    int nblk = (4 * nthreads + B - 1) / B;
+    int rb = (T + nblk - 1) / nblk;
+    rb = rb < 4 ? 4 : (rb + 3) & ~3;
+    k.rb = rb;
+    k.nblk = (T + rb - 1) / rb;
+
+    const float *pending_bias = NULL; /* bias of the last GEMM that accumulated into x */
+    for (int l = 0; l < c->num_layers; l++) {
+        const vit_layer_weights *L = &m->layers[l];
+        k.L = L;
+        run_resln(st, &k, B, pending_bias, L->ln1_w, L->ln1_b, eps);
+        gemm_nt(st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f);
+        cpu_pool_run(st->pool, B * st->H, task_transpose_k, &k);
+        k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
+        cpu_pool_run(st->pool, B * k.nblk, task_attention, &k);
+        gemm_nt(st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f);
+        run_resln(st, &k, B, L->proj_b, L->ln2_w, L->ln2_b, eps);
+        gemm_nt(st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f);
+        k.rows = (int)N;
+        k.nchunks = nthreads * 4 < k.rows ? nthreads * 4 : k.rows;
+        cpu_pool_run(st->pool, k.nchunks, task_gelu, &k);
+        gemm_nt(st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f);
+        pending_bias = L->fc2_b;
+
+        if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */
+            for (int b = 0; b < B; b++)
+                memcpy(out->attn_cls + (size_t)b * NP, st->attn + (size_t)b * T * T + st->nprefix,
+                       sizeof(float) * NP);
+        if (want_rollout) {
+            for (int b = 0; b < B; b++) {
+                float *a = st->attn + (size_t)b * T * T;
+                float *r = st->roll + (size_t)b * T * T, *r2 = st->roll2 + (size_t)b * T * T;
+                vit_rollout_prepare(a, T);
+                if (l == 0) {
+                    memcpy(r, a, sizeof(float) * (size_t)T * T);
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, T, T, 1.0f, a, T,
+                                r, T, 0.0f, r2, T);
+                    memcpy(r, r2, sizeof(float) * (size_t)T * T);
+                }
+            }
+        }
+    }
+    if (want_rollout) {
+        for (int b = 0; b < B; b++) {
+            const float *r = st->roll + (size_t)b * T * T; /* row 0 = CLS */
+            if (c->num_layers == 0) {
+                memset(out->attn_rollout + (size_t)b * NP, 0, sizeof(float) * NP);
+            } else {
+                memcpy(out->attn_rollout + (size_t)b * NP, r + st->nprefix, sizeof(float) * NP);
+            }
+        }
+    }
+    if (want_cls && c->num_layers == 0) memset(out->attn_cls, 0, sizeof(float) * (size_t)B * NP);
+
+    /* pooling: the final LayerNorm only on the rows that are used */
+    int F = c->feature_dim;
+    float *feat = st->pooled;
+    for (int b = 0; b < B; b++) {
+        float *xb = st->x + (size_t)b * T * D;
+        float *pb = st->pooled + (size_t)b * F;
+        if (c->pooling == VIT_POOL_CLS) {
+            for (int t = 0; t < (c->distilled ? 2 : 1); t++) {
+                float *o = pb + (size_t)t * D;
+                memcpy(o, xb + (size_t)t * D, sizeof(float) * D);
+                if (pending_bias) vit_bias_add(o, pending_bias, 1, D);
+                if (m->norm_w) vit_layernorm(o, o, m->norm_w, m->norm_b, 1, D, eps);
+            }
+        } else {
+            if (pending_bias) vit_bias_add(xb, pending_bias, T, D);
+            if (m->norm_w) vit_layernorm(xb, xb, m->norm_w, m->norm_b, T, D, eps);
+            vit_mean_tokens(pb, xb, st->nprefix, T, D);
+        }
+        if (m->fc_norm_w) vit_layernorm(pb, pb, m->fc_norm_w, m->fc_norm_b, 1, D, eps);
+    }
+    if (c->has_pre_logits) {
+        gemm_nt(st->pooled2, st->pooled, m->pre_logits_w, B, D, D, 0.0f);
+        vit_bias_tanh(st->pooled2, m->pre_logits_b, B, D);
+        feat = st->pooled2;
+    }
+    if (out->features) memcpy(out->features, feat, sizeof(float) * (size_t)B * F);
+    if (out->logits) {
+        int C = head->num_classes;
+        gemm_nt(out->logits, feat, head->w, B, C, F, 0.0f);
+        vit_bias_add(out->logits, head->b, B, C);
+    }
+    return VIT_OK;
+}
+
+const vit_backend vit_backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .forward = cpu_forward,
+    .free = cpu_free,
+};

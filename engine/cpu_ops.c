@@ -1,0 +1,297 @@
+/* cpu_ops.c: the CPU forward pass's non-GEMM operators (LayerNorm, bias+GELU, fused attention,
+ * patch im2col, token assembly, pooling helpers).  Plain C; the hot loops are written over
+ * 16-float GCC vector types and compiled three times (AVX-512, AVX2+FMA, baseline x86-64) with
+ * target_clones, so one binary runs everywhere and uses the widest units it finds. */
+#include "cpu_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(VIT_NO_CLONES)
+#define VIT_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define VIT_SIMD
+#endif
+
+/* The vector helpers below are static: their ABI for 64-byte vectors never crosses a boundary. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+static inline v16 ld16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+#define st16(p, v) do { v16 st_v_ = (v); memcpy((p), &st_v_, sizeof st_v_); } while (0)
+static inline v16 splat16(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+static inline float hsum16(const v16 *v) {
+    float s = 0.f;
+    for (int i = 0; i < 16; i++) s += (*v)[i];
+    return s;
+}
+static inline v16 max16(const v16 *a, const v16 *b) {
+    v16i m = *a > *b;
+    return (v16)((m & (v16i)*a) | (~m & (v16i)*b));
+}
+static inline float hmax16(const v16 *v) {
+    float m = (*v)[0];
+    for (int i = 1; i < 16; i++) m = (*v)[i] > m ? (*v)[i] : m;
+    return m;
+}
+
+/* ---- elementary functions ---------------------------------------------------------- */
+
+/* Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, times 2^n. */
+static inline float expf_inl(float x) {
+    x = x < 88.0f ? x : 88.0f;
+    x = x > -87.0f ? x : -87.0f;
+    float fx = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    float z = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    union { int i; float f; } p2n;
+    p2n.i = ((int)fx + 127) << 23;
+    return y * p2n.f;
+}
+
+/* Abramowitz & Stegun 7.1.26: erf(x) = 1 - t(a1 + t(a2 + ...)) e^{-x^2}, t = 1/(1 + p|x|). */
+static inline float erff_inl(float x) {
+    float ax = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float y = 1.061405429f;
+    y = y * t - 1.453152027f;
+    y = y * t + 1.421413741f;
+    y = y * t - 0.284496736f;
+    y = y * t + 0.254829592f;
+    y = 1.0f - y * t * expf_inl(-ax * ax);
+    return x < 0 ? -y : y;
+}
+
+float vit_fast_expf(float x) { return expf_inl(x); }
+float vit_fast_erff(float x) { return erff_inl(x); }
+
+/* ---- LayerNorm --------------------------------------------------------------------- */
+
+static inline void ln_row(float *o, const float *x, const float *w, const float *b, int C,
+                          float eps) {
+    int c = 0;
+    v16 acc = splat16(0.f);
+    for (; c + 16 <= C; c += 16) acc += ld16(x + c);
+    float s = hsum16(&acc);
+    for (; c < C; c++) s += x[c];
+    float mean = s / (float)C;
+    v16 vm = splat16(mean);
+    acc = splat16(0.f);
+    for (c = 0; c + 16 <= C; c += 16) { v16 d = ld16(x + c) - vm; acc += d * d; }
+    float v = hsum16(&acc);
+    for (; c < C; c++) { float d = x[c] - mean; v += d * d; }
+    float rstd = 1.0f / sqrtf(v / (float)C + eps);
+    v16 vr = splat16(rstd);
+    for (c = 0; c + 16 <= C; c += 16)
+        st16(o + c, (ld16(x + c) - vm) * vr * ld16(w + c) + ld16(b + c));
+    for (; c < C; c++) o[c] = (x[c] - mean) * rstd * w[c] + b[c];
+}
+
+VIT_SIMD
+void vit_layernorm(float *out, const float *inp, const float *w, const float *b, int N, int C,
+                   float eps) {
+    for (int n = 0; n < N; n++) ln_row(out + (size_t)n * C, inp + (size_t)n * C, w, b, C, eps);
+}
+
+VIT_SIMD
+void vit_residual_layernorm(float *out, float *x, const float *bias, const float *w,
+                            const float *b, int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        float *xr = x + (size_t)n * C;
+        if (bias) {
+            int c = 0;
+            for (; c + 16 <= C; c += 16) st16(xr + c, ld16(xr + c) + ld16(bias + c));
+            for (; c < C; c++) xr[c] += bias[c];
+        }
+        ln_row(out + (size_t)n * C, xr, w, b, C, eps);
+    }
+}
+
+/* ---- elementwise ------------------------------------------------------------------- */
+
+VIT_SIMD
+void vit_bias_gelu(float *h, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++) {
+        float *r = h + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            float x = r[c] + bias[c];
+            r[c] = 0.5f * x * (1.0f + erff_inl(x * 0.70710678118654752f));
+        }
+    }
+}
+
+void vit_bias_tanh(float *x, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) x[(size_t)n * C + c] = tanhf(x[(size_t)n * C + c] + bias[c]);
+}
+
+VIT_SIMD
+void vit_bias_add(float *x, const float *bias, int N, int C) {
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) x[(size_t)n * C + c] += bias[c];
+}
+
+/* ---- patch embedding and tokens ---------------------------------------------------- */
+
+void vit_im2col_patches(float *cols, const float *inp, int b0, int b1, int Cin, int H, int W,
+                        int P) {
+    int gh = H / P, gw = W / P;
+    size_t K = (size_t)Cin * P * P;
+    for (int b = b0; b < b1; b++)
+        for (int gy = 0; gy < gh; gy++)
+            for (int gx = 0; gx < gw; gx++) {
+                float *row = cols + ((size_t)b * gh * gw + (size_t)gy * gw + gx) * K;
+                for (int c = 0; c < Cin; c++)
+                    for (int ky = 0; ky < P; ky++) {
+                        const float *src = inp + (((size_t)b * Cin + c) * H + (size_t)gy * P + ky) * W
+                                           + (size_t)gx * P;
+                        memcpy(row + ((size_t)c * P + ky) * P, src, sizeof(float) * P);
+                    }
+            }
+}
+
+VIT_SIMD
+void vit_embed_tokens(float *x, const float *patches, const float *patch_b,
+                      const float *const *prefix, int nprefix, const float *pos, int b0, int b1,
+                      int T, int D) {
+    int NP = T - nprefix;
+    for (int b = b0; b < b1; b++)
+        for (int t = 0; t < T; t++) {
+            float *o = x + ((size_t)b * T + t) * D;
+            const float *p = pos + (size_t)t * D;
+            if (t < nprefix) {
+                for (int d = 0; d < D; d++) o[d] = prefix[t][d] + p[d];
+            } else {
+                const float *src = patches + ((size_t)b * NP + (t - nprefix)) * D;
+                for (int d = 0; d < D; d++) o[d] = src[d] + patch_b[d] + p[d];
+            }
+        }
+}
+
+/* ---- attention --------------------------------------------------------------------- */
+
+void vit_attn_transpose_k(float *kT, int ldk, const float *k, int ldkin, const float *bk,
+                          int T, int hd) {
+    /* blocks of 8 keys keep both the reads and the writes within a few cache lines */
+    for (int j0 = 0; j0 < T; j0 += 8) {
+        int j1 = j0 + 8 < T ? j0 + 8 : T;
+        for (int d = 0; d < hd; d++) {
+            float *o = kT + (size_t)d * ldk;
+            for (int j = j0; j < j1; j++) o[j] = k[(size_t)j * ldkin + d] + bk[d];
+        }
+    }
+    for (int d = 0; d < hd; d++)
+        for (int j = T; j < ldk; j++) kT[(size_t)d * ldk + j] = 0.f;
+}
+
+/* softmax of rows s[r][0..T) (rows ldk apart, ldk % 16 == 0) in place; padding set to 0 */
+static inline void softmax_rows(float *s, int nr, int T, int ldk) {
+    for (int r = 0; r < nr; r++) {
+        float *row = s + (size_t)r * ldk;
+        for (int j = T; j < ldk; j++) row[j] = -INFINITY;
+        v16 m = splat16(-INFINITY);
+        for (int j = 0; j < ldk; j += 16) { v16 x = ld16(row + j); m = max16(&m, &x); }
+        float mx = hmax16(&m);
+        for (int j = 0; j < ldk; j++) row[j] = expf_inl(row[j] - mx);
+        for (int j = T; j < ldk; j++) row[j] = 0.f;
+        v16 acc = splat16(0.f);
+        for (int j = 0; j < ldk; j += 16) acc += ld16(row + j);
+        v16 inv = splat16(1.0f / hsum16(&acc));
+        for (int j = 0; j < ldk; j += 16) st16(row + j, ld16(row + j) * inv);
+    }
+}
+
+VIT_SIMD
+void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float probs_w,
+                        const float *q, const float *v, int ldqv, const float *bq,
+                        const float *bv, const float *kT, int ldk, int r0, int r1, int T, int hd,
+                        float scale, float *scratch) {
+    float *s = scratch;                      /* (4, ldk) scores, then probabilities */
+    float *qs = scratch + (size_t)4 * ldk;   /* (4, hd) scaled queries */
+    float *os = qs + (size_t)4 * hd;         /* (4, hd) outputs (generic path) */
+    for (int i0 = r0; i0 < r1; i0 += 4) {
+        int nr = r1 - i0 < 4 ? r1 - i0 : 4;
+        for (int r = 0; r < 4; r++)
+            for (int d = 0; d < hd; d++)
+                qs[r * hd + d] = r < nr ? (q[(size_t)(i0 + r) * ldqv + d] + bq[d]) * scale : 0.f;
+        /* scores: s[r][j] = qs[r] . kT[:, j] */
+        for (int j = 0; j < ldk; j += 16) {
+            v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
+            for (int d = 0; d < hd; d++) {
+                v16 kv = ld16(kT + (size_t)d * ldk + j);
+                a0 += qs[d] * kv;
+                a1 += qs[hd + d] * kv;
+                a2 += qs[2 * hd + d] * kv;
+                a3 += qs[3 * hd + d] * kv;
+            }
+            st16(s + j, a0);
+            st16(s + ldk + j, a1);
+            st16(s + 2 * ldk + j, a2);
+            st16(s + 3 * ldk + j, a3);
+        }
+        softmax_rows(s, nr, T, ldk);
+        if (probs_acc)
+            for (int r = 0; r < nr; r++) {
+                float *pa = probs_acc + (size_t)(i0 - r0 + r) * ldp;
+                const float *pr = s + (size_t)r * ldk;
+                for (int j = 0; j < T; j++) pa[j] += probs_w * pr[j];
+            }
+        /* out[r] = sum_j p[r][j] v[j] + bv */
+        if (hd % 16 == 0) {
+            for (int d0 = 0; d0 < hd; d0 += 16) {
+                v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
+                for (int j = 0; j < T; j++) {
+                    v16 vv = ld16(v + (size_t)j * ldqv + d0);
+                    a0 += s[j] * vv;
+                    a1 += s[ldk + j] * vv;
+                    a2 += s[2 * ldk + j] * vv;
+                    a3 += s[3 * ldk + j] * vv;
+                }
+                v16 b = ld16(bv + d0);
+                v16 acc[4] = {a0 + b, a1 + b, a2 + b, a3 + b};
+                for (int r = 0; r < nr; r++) st16(out + (size_t)(i0 + r) * ldo + d0, acc[r]);
+            }
+        } else {
+            for (int r = 0; r < 4 * hd; r++) os[r] = 0.f;
+            for (int j = 0; j < T; j++) {
+                const float *vr = v + (size_t)j * ldqv;
+                for (int r = 0; r < nr; r++) {
+                    float p = s[(size_t)r * ldk + j];
+                    for (int d = 0; d < hd; d++) os[r * hd + d] += p * vr[d];
+                }
+            }
+            for (int r = 0; r < nr; r++)
+                for (int d = 0; d < hd; d++)
+                    out[(size_t)(i0 + r) * ldo + d] = os[r * hd + d] + bv[d];
+        }
+    }
+}
+
+void vit_rollout_prepare(float *a, int T) {
+    for (int i = 0; i < T; i++) {
+        float *row = a + (size_t)i * T;
+        double sum = 0;
+        for (int j = 0; j < T; j++) {
+            row[j] = 0.5f * row[j] + (i == j ? 0.5f : 0.f);
+            sum += row[j];
+        }
+        float inv = sum > 0 ? (float)(1.0 / sum) : 0.f;
+        for (int j = 0; j < T; j++) row[j] *= inv;
+    }
+}
+
+void vit_mean_tokens(float *out, const float *x, int t0, int t1, int D) {
+    for (int d = 0; d < D; d++) out[d] = 0.f;
+    for (int t = t0; t < t1; t++)
+        for (int d = 0; d < D; d++) out[d] += x[(size_t)t * D + d];
+    float inv = t1 > t0 ? 1.0f / (float)(t1 - t0) : 0.f;
+    for (int d = 0; d < D; d++) out[d] *= inv;
+}

@@ -1,0 +1,138 @@
+/* session.c: per-worker sessions and vit_forward.  Picks a backend from opts.device (AUTO:
+ * CUDA when built in and a device is present, else the CPU), checks every argument of a
+ * forward call, resolves the head, and dispatches through the vit_backend table. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "util.h"
+
+#define VIT_MAX_BATCH_LIMIT 4096
+#define VIT_MAX_THREADS 256
+
+static int cuda_available(void) {
+#ifdef VIT_HAVE_CUDA
+    return vit_cuda_device_count() > 0;
+#else
+    return 0;
+#endif
+}
+
+vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit_session **out,
+                           char *err, size_t errlen) {
+    if (!out) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: out is NULL");
+    *out = NULL;
+    if (!m) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: model is NULL");
+    vit_session_opts o = {.max_batch = 1, .threads = 0, .device = VIT_DEVICE_AUTO,
+                          .precision = VIT_PREC_FP32, .gpu_id = 0};
+    if (opts) o = *opts;
+    if (o.max_batch < 1 || o.max_batch > VIT_MAX_BATCH_LIMIT)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: max_batch %d not in [1, %d]",
+                        o.max_batch, VIT_MAX_BATCH_LIMIT);
+    if (o.threads < 0 || o.threads > VIT_MAX_THREADS)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: threads %d not in [0, %d]",
+                        o.threads, VIT_MAX_THREADS);
+    if (o.threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.threads = n < 1 ? 1 : n > VIT_MAX_THREADS ? VIT_MAX_THREADS : (int)n;
+    }
+    if (o.precision != VIT_PREC_FP32 && o.precision != VIT_PREC_FP16)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown precision %d",
+                        (int)o.precision);
+
+    const vit_backend *be = NULL;
+    switch (o.device) {
+    case VIT_DEVICE_AUTO:
+        if (cuda_available()) {
+#ifdef VIT_HAVE_CUDA
+            be = &vit_backend_cuda;
+            o.device = VIT_DEVICE_CUDA;
+#endif
+        } else {
+            /* documented fallback: the CPU computes in FP32 whatever was asked */
+            be = &vit_backend_cpu;
+            o.device = VIT_DEVICE_CPU;
+            o.precision = VIT_PREC_FP32;
+        }
+        break;
+    case VIT_DEVICE_CPU:
+        if (o.precision == VIT_PREC_FP16)
+            return vit_errf(VIT_E_ARG, err, errlen,
+                            "vit_session_new: precision fp16 needs the CUDA device; the CPU "
+                            "backend computes in fp32");
+        be = &vit_backend_cpu;
+        break;
+    case VIT_DEVICE_CUDA:
+#ifdef VIT_HAVE_CUDA
+        if (!cuda_available())
+            return vit_errf(VIT_E_DEVICE, err, errlen,
+                            "vit_session_new: device cuda requested but no CUDA device is present");
+        be = &vit_backend_cuda;
+        break;
+#else
+        return vit_errf(VIT_E_DEVICE, err, errlen,
+                        "vit_session_new: device cuda requested but this build has no CUDA "
+                        "support (rebuild with nvcc available)");
+#endif
+    default:
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown device %d", (int)o.device);
+    }
+    if (!be) return vit_errf(VIT_E_INTERNAL, err, errlen, "vit_session_new: no backend");
+
+    vit_session *s = calloc(1, sizeof *s);
+    if (!s) return vit_errf(VIT_E_NOMEM, err, errlen, "vit_session_new: out of memory");
+    s->model = m;
+    s->opts = o;
+    s->backend = be;
+    char berr[256] = "";
+    vit_status st = be->init(s, berr, sizeof berr);
+    if (st != VIT_OK) {
+        vit_errf(st, err, errlen, "vit_session_new (%s): %s", be->name, berr);
+        be->free(s);
+        free(s);
+        return st;
+    }
+    *out = s;
+    return VIT_OK;
+}
+
+void vit_session_free(vit_session *s) {
+    if (!s) return;
+    if (s->backend) s->backend->free(s);
+    free(s);
+}
+
+const char *vit_session_errmsg(const vit_session *s) { return s ? s->errmsg : "no session"; }
+vit_device vit_session_device(const vit_session *s) { return s ? s->opts.device : VIT_DEVICE_CPU; }
+vit_precision vit_session_precision(const vit_session *s) {
+    return s ? s->opts.precision : VIT_PREC_FP32;
+}
+int vit_session_max_batch(const vit_session *s) { return s ? s->opts.max_batch : 0; }
+
+vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
+                       vit_outputs *out) {
+    if (!s) return VIT_E_ARG;
+    s->errmsg[0] = 0;
+    if (!input || !out)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "vit_forward: %s is NULL",
+                        input ? "out" : "input");
+    if (B < 1 || B > s->opts.max_batch)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                        "vit_forward: batch %d not in [1, max_batch %d]", B, s->opts.max_batch);
+    const vit_config *c = &s->model->cfg;
+    if (!head) head = s->model->head;
+    if (out->logits) {
+        if (!head)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                            "vit_forward: logits requested but the model has no head");
+        if (head->dim != c->feature_dim)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                            "vit_forward: head dim %d, model features are %d", head->dim,
+                            c->feature_dim);
+        if (head->num_classes < 1)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                            "vit_forward: head has no classes");
+    }
+    return s->backend->forward(s, input, B, head, out);
+}

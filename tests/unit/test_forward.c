@@ -1,0 +1,383 @@
+/* test_forward.c: the CPU forward pass end to end.
+ * Part 1, synthetic: small random models built in memory (engine/model.h layout) in every
+ * variant (CLS, mean pooling + fc_norm, pre_logits, DeiT distilled, head dims that take the
+ * vector and the generic attention paths), checked against a naive float64 forward written
+ * here: logits, features, CLS attention and rollout; batching, argument checks, devices.
+ * Part 2, fixtures: every model directory in tests/fixtures/models/ (PyTorch references). */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "harness.h"
+#include "model.h"
+
+static unsigned long long rng = 0x2545F4914F6CDD1Dull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+}
+static float maxabs(const float *v, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+    return m;
+}
+
+/* ---- a synthetic model ------------------------------------------------------------- */
+
+typedef struct {
+    int D, L, H, M, P, S, C, classes;
+    vit_pooling pool;
+    int distilled, pre_logits, fc_norm;
+} synth_spec;
+
+static float *take(float **cursor, size_t n, float scale, float offset) {
+    float *p = *cursor;
+    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
+    *cursor += n;
+    return p;
+}
+
+static vit_model *synth_model(const synth_spec *sp) {
+    vit_model *m = calloc(1, sizeof *m);
+    vit_config *c = &m->cfg;
+    int D = sp->D, M = sp->M, G = sp->S / sp->P;
+    c->image_size = c->trained_image_size = sp->S;
+    c->patch_size = sp->P;
+    c->num_channels = sp->C;
+    c->hidden_size = D;
+    c->num_layers = sp->L;
+    c->num_heads = sp->H;
+    c->mlp_size = M;
+    c->grid_h = c->grid_w = G;
+    c->num_patches = G * G;
+    c->num_prefix_tokens = sp->distilled ? 2 : (sp->pool == VIT_POOL_CLS ? 1 : 1);
+    c->num_tokens = c->num_prefix_tokens + c->num_patches;
+    c->layer_norm_eps = 1e-6f;
+    c->qkv_bias = 1;
+    c->pooling = sp->pool;
+    c->has_pre_logits = sp->pre_logits;
+    c->distilled = sp->distilled;
+    c->feature_dim = sp->distilled ? 2 * D : D;
+    c->num_classes = sp->classes;
+    int T = c->num_tokens, CPP = sp->C * sp->P * sp->P;
+    size_t per_layer = 4 * (size_t)D + 3 * (size_t)D * D + 3 * (size_t)D + (size_t)D * D + D +
+                       (size_t)M * D + M + (size_t)D * M + D;
+    size_t total = (size_t)D * CPP + D + 2 * (size_t)D + (size_t)T * D + per_layer * sp->L +
+                   4 * (size_t)D + (size_t)D * D + D;
+    m->params = malloc(total * sizeof(float));
+    m->params_count = total;
+    float *cur = m->params;
+    m->patch_w = take(&cur, (size_t)D * CPP, 0.1f, 0);
+    m->patch_b = take(&cur, D, 0.1f, 0);
+    m->cls_token = take(&cur, D, 0.5f, 0);
+    m->dist_token = take(&cur, D, 0.5f, 0);
+    if (!sp->distilled) m->dist_token = NULL;
+    m->pos_embed = take(&cur, (size_t)T * D, 0.3f, 0);
+    m->layers = calloc((size_t)sp->L, sizeof *m->layers);
+    float ws = 1.0f / sqrtf((float)D);
+    for (int l = 0; l < sp->L; l++) {
+        vit_layer_weights *L = &m->layers[l];
+        L->ln1_w = take(&cur, D, 0.2f, 1);
+        L->ln1_b = take(&cur, D, 0.1f, 0);
+        L->qkv_w = take(&cur, 3 * (size_t)D * D, 2 * ws, 0);
+        L->qkv_b = take(&cur, 3 * (size_t)D, 0.2f, 0);
+        L->proj_w = take(&cur, (size_t)D * D, ws, 0);
+        L->proj_b = take(&cur, D, 0.1f, 0);
+        L->ln2_w = take(&cur, D, 0.2f, 1);
+        L->ln2_b = take(&cur, D, 0.1f, 0);
+        L->fc1_w = take(&cur, (size_t)M * D, ws, 0);
+        L->fc1_b = take(&cur, M, 0.1f, 0);
+        L->fc2_w = take(&cur, (size_t)D * M, 1.0f / sqrtf((float)M), 0);
+        L->fc2_b = take(&cur, D, 0.1f, 0);
+    }
+    float *nw = take(&cur, D, 0.2f, 1), *nb = take(&cur, D, 0.1f, 0);
+    float *fw = take(&cur, D, 0.2f, 1), *fb = take(&cur, D, 0.1f, 0);
+    if (sp->fc_norm) { m->fc_norm_w = fw; m->fc_norm_b = fb; }
+    else { m->norm_w = nw; m->norm_b = nb; }
+    m->pre_logits_w = take(&cur, (size_t)D * D, ws, 0);
+    m->pre_logits_b = take(&cur, D, 0.1f, 0);
+    if (!sp->pre_logits) m->pre_logits_w = m->pre_logits_b = NULL;
+
+    vit_head *h = calloc(1, sizeof *h);
+    atomic_init(&h->refs, 1);
+    h->num_classes = sp->classes;
+    h->dim = c->feature_dim;
+    h->w = malloc(sizeof(float) * sp->classes * h->dim);
+    h->b = malloc(sizeof(float) * sp->classes);
+    for (int i = 0; i < sp->classes * h->dim; i++) h->w[i] = frand() / sqrtf((float)h->dim);
+    for (int i = 0; i < sp->classes; i++) h->b[i] = 0.1f * frand();
+    m->head = h;
+    return m;
+}
+
+static void synth_free(vit_model *m) {
+    free(m->head->w);
+    free(m->head->b);
+    free(m->head);
+    free(m->layers);
+    free(m->params);
+    free(m);
+}
+
+/* ---- naive float64 reference --------------------------------------------------------- */
+
+static void ref_ln(double *o, const double *x, const float *w, const float *b, int D, double eps) {
+    double mean = 0, var = 0;
+    for (int d = 0; d < D; d++) mean += x[d];
+    mean /= D;
+    for (int d = 0; d < D; d++) var += (x[d] - mean) * (x[d] - mean);
+    var /= D;
+    for (int d = 0; d < D; d++) o[d] = (x[d] - mean) / sqrt(var + eps) * w[d] + b[d];
+}
+
+static void ref_linear(double *o, const double *x, const float *w, const float *b, int out, int in) {
+    for (int i = 0; i < out; i++) {
+        double a = b ? b[i] : 0;
+        for (int k = 0; k < in; k++) a += (double)w[(size_t)i * in + k] * x[k];
+        o[i] = a;
+    }
+}
+
+/* one image: input (C,S,S) -> logits (classes), features (F), cls (NP), rollout (NP) */
+static void ref_forward(const vit_model *m, const float *img, const vit_head *head, float *logits,
+                        float *feat, float *cls, float *roll) {
+    const vit_config *c = &m->cfg;
+    int D = c->hidden_size, T = c->num_tokens, H = c->num_heads, hd = D / H, M = c->mlp_size;
+    int P = c->patch_size, G = c->grid_w, S = c->image_size, np = c->num_prefix_tokens;
+    double *x = calloc((size_t)T * D, sizeof(double)), *ln = calloc((size_t)T * D, sizeof(double));
+    double *qkv = calloc((size_t)T * 3 * D, sizeof(double)), *ao = calloc((size_t)T * D, sizeof(double));
+    double *hbuf = calloc((size_t)M, sizeof(double)), *tmp = calloc((size_t)D, sizeof(double));
+    double *A = calloc((size_t)T * T, sizeof(double)), *R = calloc((size_t)T * T, sizeof(double));
+    double *R2 = calloc((size_t)T * T, sizeof(double)), *s = calloc((size_t)T, sizeof(double));
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++) {
+            double v;
+            if (t < np) v = (t == 0 ? m->cls_token : m->dist_token)[d];
+            else {
+                int p = t - np, gy = p / G, gx = p % G;
+                v = m->patch_b[d];
+                for (int ch = 0; ch < c->num_channels; ch++)
+                    for (int ky = 0; ky < P; ky++)
+                        for (int kx = 0; kx < P; kx++)
+                            v += (double)m->patch_w[(((size_t)d * c->num_channels + ch) * P + ky) * P + kx] *
+                                 img[((size_t)ch * S + gy * P + ky) * S + gx * P + kx];
+            }
+            x[(size_t)t * D + d] = v + m->pos_embed[(size_t)t * D + d];
+        }
+    for (int i = 0; i < T; i++) R[(size_t)i * T + i] = 1;
+    for (int l = 0; l < c->num_layers; l++) {
+        const vit_layer_weights *L = &m->layers[l];
+        for (int t = 0; t < T; t++) {
+            ref_ln(ln + (size_t)t * D, x + (size_t)t * D, L->ln1_w, L->ln1_b, D, c->layer_norm_eps);
+            ref_linear(qkv + (size_t)t * 3 * D, ln + (size_t)t * D, L->qkv_w, L->qkv_b, 3 * D, D);
+        }
+        memset(A, 0, sizeof(double) * T * T);
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double mx = -1e300, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double a = 0;
+                    for (int d = 0; d < hd; d++)
+                        a += qkv[(size_t)i * 3 * D + h * hd + d] * qkv[(size_t)j * 3 * D + D + h * hd + d];
+                    s[j] = a / sqrt((double)hd);
+                    mx = s[j] > mx ? s[j] : mx;
+                }
+                for (int j = 0; j < T; j++) { s[j] = exp(s[j] - mx); sum += s[j]; }
+                for (int j = 0; j < T; j++) { s[j] /= sum; A[(size_t)i * T + j] += s[j] / H; }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (int j = 0; j < T; j++) o += s[j] * qkv[(size_t)j * 3 * D + 2 * D + h * hd + d];
+                    ao[(size_t)i * D + h * hd + d] = o;
+                }
+            }
+        for (int t = 0; t < T; t++) {
+            ref_linear(tmp, ao + (size_t)t * D, L->proj_w, L->proj_b, D, D);
+            for (int d = 0; d < D; d++) x[(size_t)t * D + d] += tmp[d];
+            ref_ln(ln + (size_t)t * D, x + (size_t)t * D, L->ln2_w, L->ln2_b, D, c->layer_norm_eps);
+            ref_linear(hbuf, ln + (size_t)t * D, L->fc1_w, L->fc1_b, M, D);
+            for (int k = 0; k < M; k++) hbuf[k] = 0.5 * hbuf[k] * (1 + erf(hbuf[k] / sqrt(2.0)));
+            ref_linear(tmp, hbuf, L->fc2_w, L->fc2_b, D, M);
+            for (int d = 0; d < D; d++) x[(size_t)t * D + d] += tmp[d];
+        }
+        if (l == c->num_layers - 1)
+            for (int p = 0; p < c->num_patches; p++) cls[p] = (float)A[np + p];
+        for (int i = 0; i < T; i++) {
+            double sum = 0;
+            for (int j = 0; j < T; j++) { A[(size_t)i * T + j] = 0.5 * A[(size_t)i * T + j] + (i == j) * 0.5; sum += A[(size_t)i * T + j]; }
+            for (int j = 0; j < T; j++) A[(size_t)i * T + j] /= sum;
+        }
+        for (int i = 0; i < T; i++)
+            for (int j = 0; j < T; j++) {
+                double a = 0;
+                for (int k = 0; k < T; k++) a += A[(size_t)i * T + k] * R[(size_t)k * T + j];
+                R2[(size_t)i * T + j] = a;
+            }
+        memcpy(R, R2, sizeof(double) * T * T);
+    }
+    for (int p = 0; p < c->num_patches; p++) roll[p] = (float)R[np + p];
+    int F = c->feature_dim;
+    double *f = calloc((size_t)F, sizeof(double)), *f2 = calloc((size_t)F, sizeof(double));
+    if (c->pooling == VIT_POOL_CLS) {
+        for (int t = 0; t < (c->distilled ? 2 : 1); t++) {
+            if (m->norm_w) ref_ln(f + (size_t)t * D, x + (size_t)t * D, m->norm_w, m->norm_b, D, c->layer_norm_eps);
+            else memcpy(f + (size_t)t * D, x + (size_t)t * D, sizeof(double) * D);
+        }
+    } else {
+        for (int t = np; t < T; t++) {
+            if (m->norm_w) ref_ln(tmp, x + (size_t)t * D, m->norm_w, m->norm_b, D, c->layer_norm_eps);
+            else memcpy(tmp, x + (size_t)t * D, sizeof(double) * D);
+            for (int d = 0; d < D; d++) f[d] += tmp[d] / (T - np);
+        }
+    }
+    if (m->fc_norm_w) { memcpy(tmp, f, sizeof(double) * D); ref_ln(f, tmp, m->fc_norm_w, m->fc_norm_b, D, c->layer_norm_eps); }
+    if (c->has_pre_logits) {
+        ref_linear(f2, f, m->pre_logits_w, m->pre_logits_b, D, D);
+        for (int d = 0; d < D; d++) f[d] = tanh(f2[d]);
+    }
+    for (int i = 0; i < F; i++) feat[i] = (float)f[i];
+    double *lg = calloc((size_t)head->num_classes, sizeof(double));
+    ref_linear(lg, f, head->w, head->b, head->num_classes, F);
+    for (int i = 0; i < head->num_classes; i++) logits[i] = (float)lg[i];
+    free(x); free(ln); free(qkv); free(ao); free(hbuf); free(tmp); free(A); free(R); free(R2);
+    free(s); free(f); free(f2); free(lg);
+}
+
+/* ---- checks ------------------------------------------------------------------------ */
+
+static void check_synth(const char *name, const synth_spec *sp, int threads) {
+    vit_model *m = synth_model(sp);
+    const vit_config *c = &m->cfg;
+    int B = 3, NP = c->num_patches, F = c->feature_dim, K = sp->classes;
+    size_t img = (size_t)sp->C * sp->S * sp->S;
+    float *x = malloc(sizeof(float) * B * img);
+    for (size_t i = 0; i < B * img; i++) x[i] = frand();
+    float *lg = malloc(sizeof(float) * B * K), *ft = malloc(sizeof(float) * B * F),
+          *ac = malloc(sizeof(float) * B * NP), *ro = malloc(sizeof(float) * B * NP);
+    float *rlg = malloc(sizeof(float) * B * K), *rft = malloc(sizeof(float) * B * F),
+          *rac = malloc(sizeof(float) * B * NP), *rro = malloc(sizeof(float) * B * NP);
+    for (int b = 0; b < B; b++)
+        ref_forward(m, x + b * img, m->head, rlg + b * K, rft + b * F, rac + b * NP, rro + b * NP);
+
+    vit_session *s;
+    char err[256];
+    vit_session_opts so = {.max_batch = B, .threads = threads, .device = VIT_DEVICE_CPU};
+    vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_OK, "%s: session_new (%s)", name, st ? err : "ok");
+    if (st) return;
+    vit_outputs out = {.logits = lg, .features = ft, .attn_cls = ac, .attn_rollout = ro};
+    st = vit_forward(s, x, B, NULL, &out);
+    CHECK(st == VIT_OK, "%s: forward (%s)", name, vit_session_errmsg(s));
+    char n[128];
+    snprintf(n, sizeof n, "%s threads=%d logits", name, threads);
+    CHECK_CLOSE(lg, rlg, (size_t)B * K, 1e-4f * maxabs(rlg, (size_t)B * K), n);
+    snprintf(n, sizeof n, "%s threads=%d features", name, threads);
+    CHECK_CLOSE(ft, rft, (size_t)B * F, 1e-4f * maxabs(rft, (size_t)B * F), n);
+    snprintf(n, sizeof n, "%s threads=%d attn_cls", name, threads);
+    CHECK_CLOSE(ac, rac, (size_t)B * NP, 1e-5f, n);
+    snprintf(n, sizeof n, "%s threads=%d rollout", name, threads);
+    CHECK_CLOSE(ro, rro, (size_t)B * NP, 1e-5f, n);
+
+    /* a batch equals its images run one by one, with only logits asked for */
+    float *one = malloc(sizeof(float) * B * K);
+    int ok = 1;
+    for (int b = 0; b < B && ok; b++) {
+        vit_outputs o1 = {.logits = one + b * K};
+        ok = vit_forward(s, x + b * img, 1, NULL, &o1) == VIT_OK;
+    }
+    snprintf(n, sizeof n, "%s batch of %d == %d batches of 1", name, B, B);
+    CHECK(ok, "%s: single forwards", name);
+    CHECK_CLOSE(one, lg, (size_t)B * K, 1e-5f * maxabs(rlg, (size_t)B * K), n);
+    free(one);
+    vit_session_free(s);
+    free(x); free(lg); free(ft); free(ac); free(ro); free(rlg); free(rft); free(rac); free(rro);
+    synth_free(m);
+}
+
+static void check_api(void) {
+    synth_spec sp = {.D = 32, .L = 1, .H = 2, .M = 48, .P = 4, .S = 8, .C = 3, .classes = 4};
+    vit_model *m = synth_model(&sp);
+    char err[256] = "";
+    vit_session *s = NULL;
+    vit_session_opts so = {.max_batch = 2, .threads = 1, .device = VIT_DEVICE_CPU};
+    CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_OK, "session_new cpu");
+    CHECK(vit_session_device(s) == VIT_DEVICE_CPU && vit_session_precision(s) == VIT_PREC_FP32 &&
+              vit_session_max_batch(s) == 2, "session reports cpu, fp32, max_batch 2");
+    float x[3 * 3 * 8 * 8] = {0}, lg[3 * 4];
+    vit_outputs out = {.logits = lg};
+    CHECK(vit_forward(s, x, 3, NULL, &out) == VIT_E_ARG && strstr(vit_session_errmsg(s), "batch"),
+          "B > max_batch rejected: %s", vit_session_errmsg(s));
+    CHECK(vit_forward(s, x, 0, NULL, &out) == VIT_E_ARG, "B = 0 rejected");
+    CHECK(vit_forward(s, NULL, 1, NULL, &out) == VIT_E_ARG, "NULL input rejected");
+    /* a head of another width is refused; a head of the right width replaces the model's */
+    vit_head bad = {.num_classes = 2, .dim = 31, .w = lg, .b = lg};
+    atomic_init(&bad.refs, 1);
+    CHECK(vit_forward(s, x, 1, &bad, &out) == VIT_E_ARG, "head of the wrong dim rejected: %s",
+          vit_session_errmsg(s));
+    float hw[2 * 32], hb[2] = {0.5f, -0.25f}, feat[32], lg2[2];
+    for (int i = 0; i < 64; i++) hw[i] = frand();
+    vit_head good = {.num_classes = 2, .dim = 32, .w = hw, .b = hb};
+    atomic_init(&good.refs, 1);
+    vit_outputs o2 = {.logits = lg2, .features = feat};
+    CHECK(vit_forward(s, x, 1, &good, &o2) == VIT_OK, "head override runs");
+    float want[2];
+    for (int k = 0; k < 2; k++) {
+        double a = hb[k];
+        for (int d = 0; d < 32; d++) a += (double)hw[k * 32 + d] * feat[d];
+        want[k] = (float)a;
+    }
+    CHECK_CLOSE(lg2, want, 2, 1e-5f, "head override logits = W . features + b");
+    vit_outputs none = {0};
+    CHECK(vit_forward(s, x, 1, NULL, &none) == VIT_OK, "forward with no outputs asked");
+    vit_session_free(s);
+    vit_session_free(NULL);
+
+    so.device = VIT_DEVICE_CUDA;
+    s = (vit_session *)1;
+    vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
+#ifdef VIT_HAVE_CUDA
+    if (vit_cuda_device_count() > 0) {
+        SKIP("device cuda error: a GPU is present");
+        vit_session_free(s);
+    } else
+#endif
+        CHECK(st == VIT_E_DEVICE && s == NULL && strstr(err, "cuda"),
+              "device cuda without a GPU -> VIT_E_DEVICE: %s", err);
+    so.device = VIT_DEVICE_CPU;
+    so.precision = VIT_PREC_FP16;
+    CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG, "cpu + fp16 rejected: %s", err);
+    so.device = VIT_DEVICE_AUTO;
+    if (vit_session_new(m, &so, &s, err, sizeof err) == VIT_OK) {
+        CHECK(vit_session_device(s) == VIT_DEVICE_CUDA ||
+                  vit_session_precision(s) == VIT_PREC_FP32,
+              "auto on the cpu falls back to fp32");
+        vit_session_free(s);
+    } else {
+        CHECK(0, "auto session: %s", err);
+    }
+    so = (vit_session_opts){.max_batch = 0, .device = VIT_DEVICE_CPU};
+    CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG, "max_batch 0 rejected");
+    synth_free(m);
+}
+
+int main(void) {
+    synth_spec base = {.D = 64, .L = 3, .H = 4, .M = 128, .P = 4, .S = 16, .C = 3, .classes = 7,
+                       .pool = VIT_POOL_CLS};
+    check_synth("synthetic cls hd=16", &base, 1);
+    check_synth("synthetic cls hd=16", &base, 2);
+    synth_spec g = base;
+    g.D = 40; g.H = 5; /* hd = 8: generic attention path */
+    check_synth("synthetic cls hd=8", &g, 2);
+    synth_spec mean = base;
+    mean.pool = VIT_POOL_MEAN; mean.fc_norm = 1; mean.L = 2;
+    check_synth("synthetic mean+fc_norm", &mean, 2);
+    synth_spec pl = base;
+    pl.pre_logits = 1; pl.L = 2;
+    check_synth("synthetic pre_logits", &pl, 2);
+    synth_spec dist = base;
+    dist.distilled = 1; dist.L = 2;
+    check_synth("synthetic distilled", &dist, 2);
+    check_api();
+    return TEST_SUMMARY();
+}
