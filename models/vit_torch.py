@@ -61,8 +61,10 @@ def read_safetensors(path):
     return out, meta
 
 
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: dict name -> torch.Tensor or numpy array, written as F32 (contiguous, in order)."""
+def write_safetensors(path, tensors, metadata=None, dtype="F32"):
+    """tensors: dict name -> torch.Tensor or numpy array, written as dtype F32 or F16
+    (contiguous, in the dict's order)."""
+    npd = {"F32": "<f4", "F16": "<f2"}[dtype]
     header = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
@@ -70,8 +72,8 @@ def write_safetensors(path, tensors, metadata=None):
     for name, t in tensors.items():
         if isinstance(t, torch.Tensor):
             t = t.detach().cpu().float().numpy()
-        a = np.ascontiguousarray(t, dtype="<f4")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        a = np.ascontiguousarray(t, dtype=npd)
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
         blobs.append(a.tobytes())
         off += a.nbytes
     h = json.dumps(header, separators=(",", ":")).encode()
