@@ -1,0 +1,668 @@
+/* cuda_engine.cu: the CUDA backend's forward pass: mixed-precision (FP16 storage and tensor-core
+ * math, FP32 accumulation, FP32 residual stream and statistics) ViT inference on cuBLASLt and the
+ * kernels in kernels/.
+ *
+ * Per session (one per engine worker): one stream, one cuBLASLt handle and a 32 MB workspace,
+ * every activation allocated once for max_batch, pinned host buffers for input and outputs, the
+ * model's weights converted to FP16 on the device at init (LayerNorm parameters, tokens,
+ * position embeddings, pre-logits and heads stay FP32).
+ *
+ * Forward, with Bk the batch-size bucket (1, 2, 4, ..., max_batch) that holds B:
+ *   in (Bk,C,S,S) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP32
+ *   LN1 -> h;  per layer:  qkv = h Wqkv^T + b                          (Bk*T, 3D) FP16
+ *                          att = attention(qkv) [+ head-averaged maps]  (Bk*T, D)  FP16
+ *                          y = att Wproj^T + b;  res += y;  h = LN2(res)
+ *                          m = GELU(h W1^T + b1)                         (Bk*T, M)  FP16
+ *                          y = m W2^T + b2;  res += y;  h = LN1'(res)  (next layer)
+ *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm];
+ *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
+ * This part is a CUDA graph per (bucket, attention-output mode), captured after the first eager
+ * run of that pair (the eager run also picks and caches the GEMM algorithms, outside capture).
+ * The head (logits = features Wh^T + bh, FP32 GEMM) runs outside the graph because heads are
+ * swapped at run time: each head is uploaded once and cached by (address, fingerprint) in a
+ * 4-entry LRU.  Rows Bk-B of a bucket compute on stale inputs and are never copied out.
+ *
+ * GEMMs: Y (M x N, row-major) = X (M x K) W^T (W is PyTorch's (N, K)) is, for column-major
+ * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
+ * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
+ * our exact-erf kernel).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
+ * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
+ * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
+ * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
+#include <cublasLt.h>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "cuda_engine.h"
+#include "common.cuh"
+#include "patch_embed.cuh"
+#include "layernorm.cuh"
+#include "attention.cuh"
+#include "gelu.cuh"
+#include "rollout.cuh"
+
+namespace {
+
+const size_t kWorkspace = 32u << 20;
+const int kMaxBuckets = 16, kModes = 4, kMaxAlgos = 96, kHeads = 4;
+
+struct dlayer {
+    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    __half *qkv_w, *qkv_b, *proj_w, *proj_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+};
+
+struct algo_entry {
+    int M, N, K, epi, f32;
+    cublasLtMatmulAlgo_t algo;
+};
+
+struct head_entry {
+    const void *key;
+    uint64_t fp;
+    int C, dim;
+    float *w, *b;                 /* device (C, dim), (C) */
+    unsigned long long used;
+};
+
+struct state {
+    int dev;
+    cudaStream_t st;
+    cublasLtHandle_t lt;
+    void *ws;
+    vcu_model_desc m;             /* layers pointer cleared after init */
+    int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
+    size_t smem_optin;
+    int gelu_erf, tune;
+    char gpu_name[320];
+    size_t dev_bytes;
+
+    std::vector<void *> dev_allocs;
+    std::vector<size_t> dev_sizes;
+    std::vector<dlayer> layers;
+    __half *patch_w, *patch_b;
+    float *tok, *pos, *norm_w, *norm_b, *fc_norm_w, *fc_norm_b, *pre_w, *pre_b;
+
+    /* activations, (rows, cols) for max_batch */
+    float *in;                    /* (B, C, S, S) */
+    float *res;                   /* (B*T, D) */
+    __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
+    __half *mlp;                  /* (B*T, M); also holds the im2col patches (B*Np, C*P*P) */
+    float *pooled, *pool_tmp, *feat; /* (B, npf*D or D), (B, D), (B, F) */
+    float *cls_d;                 /* (B, T) CLS attention row */
+    float *A, *R0, *R1, *roll_d;  /* rollout, lazily: (B, T, T) x3, (B, Np) */
+    float *logits_d;              /* (B, logits_cap) */
+    int logits_cap;
+
+    /* pinned host */
+    float *h_in, *h_logits, *h_feat, *h_cls, *h_roll;
+
+    int buckets[kMaxBuckets], nb;
+    cudaGraphExec_t graph[kMaxBuckets][kModes];
+    int graphs_off;               /* capture failed once: eager from then on */
+
+    algo_entry algos[kMaxAlgos];
+    int nalgo;
+    head_entry heads[kHeads];
+    unsigned long long tick;
+};
+
+vit_status errf(vit_status st, char *err, size_t n, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+#define CU(call)                                                                              \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess)                                                                \
+            return errf(VIT_E_BACKEND, err, errlen, "cuda: %s: %s (%s:%d)", #call,           \
+                        cudaGetErrorString(e_), __FILE__, __LINE__);                          \
+    } while (0)
+#define LAUNCHED()                                                                            \
+    do {                                                                                      \
+        cudaError_t e_ = cudaGetLastError();                                                  \
+        if (e_ != cudaSuccess)                                                                \
+            return errf(VIT_E_BACKEND, err, errlen, "cuda: kernel launch: %s (%s:%d)",       \
+                        cudaGetErrorString(e_), __FILE__, __LINE__);                          \
+    } while (0)
+#define OK(call)                                                                              \
+    do {                                                                                      \
+        vit_status s_ = (call);                                                               \
+        if (s_ != VIT_OK) return s_;                                                          \
+    } while (0)
+
+vit_status dalloc(state *s, void **p, size_t bytes, char *err, size_t errlen) {
+    *p = nullptr;
+    if (bytes == 0) return VIT_OK;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *p = nullptr;
+        return errf(e == cudaErrorMemoryAllocation ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
+                    "cuda: cudaMalloc(%zu bytes, %zu already held by this session): %s", bytes,
+                    s->dev_bytes, cudaGetErrorString(e));
+    }
+    s->dev_allocs.push_back(*p);
+    s->dev_sizes.push_back(bytes);
+    s->dev_bytes += bytes;
+    return VIT_OK;
+}
+
+template <typename T>
+vit_status dalloc_t(state *s, T **p, size_t count, char *err, size_t errlen) {
+    void *v;
+    vit_status r = dalloc(s, &v, count * sizeof(T), err, errlen);
+    *p = (T *)v;
+    return r;
+}
+
+void dfree(state *s, void *p) {
+    if (!p) return;
+    for (size_t i = 0; i < s->dev_allocs.size(); i++)
+        if (s->dev_allocs[i] == p) {
+            s->dev_bytes -= s->dev_sizes[i];
+            s->dev_allocs.erase(s->dev_allocs.begin() + i);
+            s->dev_sizes.erase(s->dev_sizes.begin() + i);
+            break;
+        }
+    cudaFree(p);
+}
+
+/* upload n FP32 values, as FP32 or converted to FP16; NULL src gives NULL */
+vit_status up_f32(state *s, float **dst, const float *src, size_t n, char *err, size_t errlen) {
+    *dst = nullptr;
+    if (!src) return VIT_OK;
+    OK(dalloc_t(s, dst, n, err, errlen));
+    CU(cudaMemcpy(*dst, src, n * sizeof(float), cudaMemcpyHostToDevice));
+    return VIT_OK;
+}
+
+vit_status up_f16(state *s, __half **dst, const float *src, size_t n, std::vector<__half> &tmp,
+                  char *err, size_t errlen) {
+    *dst = nullptr;
+    if (!src) return errf(VIT_E_INTERNAL, err, errlen, "cuda: missing weight tensor");
+    tmp.resize(n);
+    for (size_t i = 0; i < n; i++) tmp[i] = __float2half(src[i]);
+    OK(dalloc_t(s, dst, n, err, errlen));
+    CU(cudaMemcpy(*dst, tmp.data(), n * sizeof(__half), cudaMemcpyHostToDevice));
+    return VIT_OK;
+}
+
+/* ---- GEMM through cuBLASLt -------------------------------------------------------------- */
+
+#define LT(call)                                                                              \
+    do {                                                                                      \
+        cublasStatus_t c_ = (call);                                                           \
+        if (c_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            rc = errf(VIT_E_BACKEND, err, errlen, "cublasLt: %s: status %d (M=%d N=%d K=%d)", \
+                      #call, (int)c_, M, N, K);                                               \
+            goto done;                                                                        \
+        }                                                                                     \
+    } while (0)
+
+/* Y (M, N) = X (M, K) W^T (W is (N, K)) [+ bias (N)] [GELU]; FP16 or FP32 throughout */
+vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bias, int M, int N,
+                int K, cublasLtEpilogue_t epi, int f32, char *err, size_t errlen) {
+    vit_status rc = VIT_OK;
+    cudaDataType_t ty = f32 ? CUDA_R_32F : CUDA_R_16F;
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    const float alpha = 1.f, beta = 0.f;
+    algo_entry *ae = nullptr;
+
+    LT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (bias) LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    LT(cublasLtMatrixLayoutCreate(&la, ty, K, N, K));
+    LT(cublasLtMatrixLayoutCreate(&lb, ty, K, M, K));
+    LT(cublasLtMatrixLayoutCreate(&lc, ty, N, M, N));
+
+    for (int i = 0; i < s->nalgo; i++) {
+        algo_entry *a = &s->algos[i];
+        if (a->M == M && a->N == N && a->K == K && a->epi == (int)epi && a->f32 == f32) { ae = a; break; }
+    }
+    if (!ae) {
+        cublasLtMatmulHeuristicResult_t res[4];
+        int nret = 0;
+        size_t wsz = kWorkspace;
+        LT(cublasLtMatmulPreferenceCreate(&pref));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
+        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 4, res, &nret));
+        if (nret < 1) {
+            rc = errf(VIT_E_BACKEND, err, errlen, "cublasLt: no algorithm for M=%d N=%d K=%d %s",
+                      M, N, K, f32 ? "fp32" : "fp16");
+            goto done;
+        }
+        int best = 0;
+        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+        cudaStreamIsCapturing(s->st, &cap);
+        if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone) {
+            /* time each candidate twice on the real operands (Y is rewritten by the final call) */
+            cudaEvent_t e0, e1;
+            float bestms = 1e30f;
+            if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
+                for (int i = 0; i < nret; i++) {
+                    float ms = 0.f;
+                    cudaEventRecord(e0, s->st);
+                    cublasStatus_t c = CUBLAS_STATUS_SUCCESS;
+                    for (int r = 0; r < 2 && c == CUBLAS_STATUS_SUCCESS; r++)
+                        c = cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc,
+                                           &res[i].algo, s->ws, kWorkspace, s->st);
+                    cudaEventRecord(e1, s->st);
+                    if (c == CUBLAS_STATUS_SUCCESS && cudaEventSynchronize(e1) == cudaSuccess &&
+                        cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms < bestms) {
+                        bestms = ms;
+                        best = i;
+                    }
+                }
+                cudaEventDestroy(e0);
+                cudaEventDestroy(e1);
+            }
+            cudaGetLastError();
+        }
+        ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
+        ae->M = M; ae->N = N; ae->K = K; ae->epi = (int)epi; ae->f32 = f32;
+        ae->algo = res[best].algo;
+    }
+    LT(cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc, &ae->algo, s->ws,
+                      kWorkspace, s->st));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
+/* ---- the backbone --------------------------------------------------------------------- */
+
+vit_status ensure_rollout(state *s, char *err, size_t errlen) {
+    if (s->h_roll) return VIT_OK;   /* set last: a failed attempt is retried */
+    const vcu_model_desc &m = s->m;
+    size_t tt = (size_t)s->maxB * m.T * m.T;
+    OK(dalloc_t(s, &s->A, tt, err, errlen));
+    OK(dalloc_t(s, &s->R0, tt, err, errlen));
+    OK(dalloc_t(s, &s->R1, tt, err, errlen));
+    OK(dalloc_t(s, &s->roll_d, (size_t)s->maxB * m.Np, err, errlen));
+    CU(cudaMallocHost((void **)&s->h_roll, sizeof(float) * s->maxB * m.Np));
+    return VIT_OK;
+}
+
+/* everything from the pinned input to the features, for Bk images; capturable */
+vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    cudaStream_t st = s->st;
+    const int D = m.D, T = m.T, NT = Bk * T;
+    const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
+
+    CU(cudaMemcpyAsync(s->in, s->h_in, sizeof(float) * Bk * s->img, cudaMemcpyHostToDevice, st));
+    im2col_f16(s->mlp, s->in, Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+    LAUNCHED();
+    OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
+    embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
+    residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D, m.eps, st);
+    LAUNCHED();
+
+    float *Rcur = s->R0, *Rnext = s->R1;
+    for (int l = 0; l < m.L; l++) {
+        const dlayer &w = s->layers[l];
+        OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
+        float *avg = (mode & 2) ? s->A : nullptr;
+        float *cls = ((mode & 1) && l == m.L - 1) ? s->cls_d : nullptr;
+        if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
+        if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
+        attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
+        LAUNCHED();
+        if (avg) {
+            rollout_prep(s->A, Bk, T, st);
+            if (l == 0) {
+                CU(cudaMemcpyAsync(Rcur, s->A, sizeof(float) * Bk * T * T, cudaMemcpyDeviceToDevice, st));
+            } else {
+                rollout_matmul(Rnext, s->A, Rcur, Bk, T, st);
+                float *t = Rcur; Rcur = Rnext; Rnext = t;
+            }
+            LAUNCHED();
+        }
+        OK(gemm(s, s->y, s->att, w.proj_w, w.proj_b, NT, D, D, BIAS, 0, err, errlen));
+        residual_layernorm(s->h, s->res, s->y, w.ln2_w, w.ln2_b, NT, D, m.eps, st);
+        LAUNCHED();
+        OK(gemm(s, s->mlp, s->h, w.fc1_w, w.fc1_b, NT, m.M, D,
+                s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
+        if (s->gelu_erf) { gelu_erf_inplace(s->mlp, (long long)NT * m.M, st); LAUNCHED(); }
+        OK(gemm(s, s->y, s->mlp, w.fc2_w, w.fc2_b, NT, D, m.M, BIAS, 0, err, errlen));
+        if (l + 1 < m.L) {
+            residual_layernorm(s->h, s->res, s->y, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
+                               NT, D, m.eps, st);
+            LAUNCHED();
+        }
+    }
+
+    if (!m.pooling_mean) {
+        /* last residual add + final LN on the prefix rows only: pooled (Bk, npf*D) */
+        final_layernorm(s->pooled, s->res, s->y, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
+                        m.eps, st);
+    } else {
+        final_layernorm(s->res, s->res, s->y, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
+        mean_pool(s->fc_norm_w ? s->pool_tmp : s->pooled, s->res, Bk, T, m.npf, D, st);
+        if (s->fc_norm_w)
+            final_layernorm(s->pooled, s->pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1,
+                            D, m.eps, st);
+    }
+    LAUNCHED();
+    if (s->pre_w) {
+        OK(gemm(s, s->feat, s->pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, 1, err, errlen));
+        tanh_inplace(s->feat, (long long)Bk * D, st);
+        LAUNCHED();
+    }
+    if (mode & 2) {
+        rollout_extract(s->roll_d, Rcur, Bk, T, m.npf, st);
+        LAUNCHED();
+    }
+    return VIT_OK;
+}
+
+/* the head's device copy, uploaded on first use (LRU of kHeads) */
+vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *err, size_t errlen) {
+    head_entry *lru = &s->heads[0];
+    s->tick++;
+    for (int i = 0; i < kHeads; i++) {
+        head_entry *e = &s->heads[i];
+        if (e->w && e->key == hd->key && e->fp == hd->fingerprint && e->C == hd->C && e->dim == hd->dim) {
+            e->used = s->tick;
+            *out = e;
+            return VIT_OK;
+        }
+        if (!e->w) { lru = e; break; }
+        if (e->used < lru->used) lru = e;
+    }
+    dfree(s, lru->w);
+    dfree(s, lru->b);
+    lru->w = lru->b = nullptr;
+    lru->key = nullptr;
+    OK(up_f32(s, &lru->w, hd->w, (size_t)hd->C * hd->dim, err, errlen));
+    OK(up_f32(s, &lru->b, hd->b, (size_t)hd->C, err, errlen));
+    lru->key = hd->key;
+    lru->fp = hd->fingerprint;
+    lru->C = hd->C;
+    lru->dim = hd->dim;
+    lru->used = s->tick;
+    if (hd->C > s->logits_cap) {
+        dfree(s, s->logits_d);
+        s->logits_d = nullptr;
+        if (s->h_logits) cudaFreeHost(s->h_logits);
+        s->h_logits = nullptr;
+        s->logits_cap = 0;
+        OK(dalloc_t(s, &s->logits_d, (size_t)s->maxB * hd->C, err, errlen));
+        CU(cudaMallocHost((void **)&s->h_logits, sizeof(float) * s->maxB * hd->C));
+        s->logits_cap = hd->C;
+    }
+    *out = lru;
+    return VIT_OK;
+}
+
+vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
+                     size_t errlen) {
+    const vcu_model_desc &m = *md;
+    int n = vcu_device_count();
+    if (n <= 0) return errf(VIT_E_DEVICE, err, errlen, "cuda: no CUDA device (driver missing or no GPU)");
+    if (gpu_id < 0 || gpu_id >= n)
+        return errf(VIT_E_DEVICE, err, errlen, "cuda: gpu id %d out of range (%d device%s)", gpu_id, n, n == 1 ? "" : "s");
+    if (max_batch < 1) return errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
+    if (m.H < 1 || m.D % m.H)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
+    if (m.D % 8 || (m.D / m.H) % 8)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d and head dim %d must be multiples of 8", m.D, m.D / m.H);
+    if (!m.pooling_mean && m.npf < 1)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
+    if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
+        m.grid_w * m.patch_size > m.image_size)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
+    int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
+    if (F != m.feature_dim)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
+
+    s->dev = gpu_id;
+    CU(cudaSetDevice(gpu_id));
+    cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, gpu_id));
+    snprintf(s->gpu_name, sizeof s->gpu_name, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
+    if (prop.major < 8)
+        return errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
+                    prop.name, prop.major, prop.minor);
+    s->smem_optin = prop.sharedMemPerBlockOptin;
+    s->m = m;
+    s->m.layers = nullptr;
+    s->maxB = max_batch;
+    s->dh = m.D / m.H;
+    s->K_patch = m.channels * m.patch_size * m.patch_size;
+    s->img = m.channels * m.image_size * m.image_size;
+    const char *g = getenv("VIT_CUDA_GELU");
+    s->gelu_erf = g && !strcmp(g, "erf");
+    const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
+    s->tune = !(tu && !strcmp(tu, "0"));
+
+    CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
+    if (cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
+        s->lt = nullptr;
+        return errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
+    }
+    OK(dalloc(s, &s->ws, kWorkspace, err, errlen));
+    if (attention_uses_wmma(m.T, s->dh, s->smem_optin))
+        CU(attention_prepare(s->smem_optin));  /* the device maximum: sessions may differ in T */
+
+    /* weights */
+    std::vector<__half> tmp;
+    const int D = m.D, T = m.T, M = m.M;
+    OK(up_f16(s, &s->patch_w, m.patch_w, (size_t)D * s->K_patch, tmp, err, errlen));
+    OK(up_f16(s, &s->patch_b, m.patch_b, D, tmp, err, errlen));
+    {
+        std::vector<float> tok((size_t)(m.npf > 0 ? m.npf : 1) * D, 0.f);
+        if (m.npf >= 1 && m.cls_token) memcpy(tok.data(), m.cls_token, sizeof(float) * D);
+        if (m.npf >= 2 && m.dist_token) memcpy(tok.data() + D, m.dist_token, sizeof(float) * D);
+        OK(up_f32(s, &s->tok, tok.data(), tok.size(), err, errlen));
+    }
+    OK(up_f32(s, &s->pos, m.pos_embed, (size_t)T * D, err, errlen));
+    OK(up_f32(s, &s->norm_w, m.norm_w, D, err, errlen));
+    OK(up_f32(s, &s->norm_b, m.norm_b, D, err, errlen));
+    OK(up_f32(s, &s->fc_norm_w, m.fc_norm_w, D, err, errlen));
+    OK(up_f32(s, &s->fc_norm_b, m.fc_norm_b, D, err, errlen));
+    OK(up_f32(s, &s->pre_w, m.pre_logits_w, (size_t)D * D, err, errlen));
+    OK(up_f32(s, &s->pre_b, m.pre_logits_b, D, err, errlen));
+    if (!s->pos) return errf(VIT_E_INTERNAL, err, errlen, "cuda: missing position embeddings");
+    s->layers.resize(m.L);
+    for (int l = 0; l < m.L; l++) {
+        const vcu_layer &w = m.layers[l];
+        dlayer &d = s->layers[l];
+        OK(up_f32(s, &d.ln1_w, w.ln1_w, D, err, errlen));
+        OK(up_f32(s, &d.ln1_b, w.ln1_b, D, err, errlen));
+        OK(up_f32(s, &d.ln2_w, w.ln2_w, D, err, errlen));
+        OK(up_f32(s, &d.ln2_b, w.ln2_b, D, err, errlen));
+        if (!d.ln1_w || !d.ln1_b || !d.ln2_w || !d.ln2_b)
+            return errf(VIT_E_INTERNAL, err, errlen, "cuda: layer %d: missing LayerNorm", l);
+        OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
+        OK(up_f16(s, &d.qkv_b, w.qkv_b, (size_t)3 * D, tmp, err, errlen));
+        OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
+        OK(up_f16(s, &d.proj_b, w.proj_b, D, tmp, err, errlen));
+        OK(up_f16(s, &d.fc1_w, w.fc1_w, (size_t)M * D, tmp, err, errlen));
+        OK(up_f16(s, &d.fc1_b, w.fc1_b, M, tmp, err, errlen));
+        OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
+        OK(up_f16(s, &d.fc2_b, w.fc2_b, D, tmp, err, errlen));
+    }
+
+    /* activations for max_batch */
+    const size_t B = (size_t)max_batch, NT = B * T;
+    size_t mlp_elems = NT * M, patch_elems = B * m.Np * s->K_patch;
+    OK(dalloc_t(s, &s->in, B * s->img, err, errlen));
+    OK(dalloc_t(s, &s->res, NT * D, err, errlen));
+    OK(dalloc_t(s, &s->h, NT * D, err, errlen));
+    OK(dalloc_t(s, &s->qkv, NT * 3 * D, err, errlen));
+    OK(dalloc_t(s, &s->att, NT * D, err, errlen));
+    OK(dalloc_t(s, &s->y, NT * D, err, errlen));
+    OK(dalloc_t(s, &s->mlp, mlp_elems > patch_elems ? mlp_elems : patch_elems, err, errlen));
+    OK(dalloc_t(s, &s->pooled, B * (m.npf > 1 ? m.npf : 1) * D, err, errlen));
+    OK(dalloc_t(s, &s->pool_tmp, B * D, err, errlen));
+    if (s->pre_w) OK(dalloc_t(s, &s->feat, B * D, err, errlen));
+    else s->feat = s->pooled;
+    OK(dalloc_t(s, &s->cls_d, B * T, err, errlen));
+    /* no garbage in rows a bucket computes but never returns */
+    CU(cudaMemset(s->in, 0, sizeof(float) * B * s->img));
+
+    CU(cudaMallocHost((void **)&s->h_in, sizeof(float) * B * s->img));
+    memset(s->h_in, 0, sizeof(float) * B * s->img);
+    CU(cudaMallocHost((void **)&s->h_feat, sizeof(float) * B * m.feature_dim));
+    CU(cudaMallocHost((void **)&s->h_cls, sizeof(float) * B * m.Np));
+
+    s->nb = 0;
+    for (int b = 1; b < max_batch && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
+    s->buckets[s->nb++] = max_batch;
+    CU(cudaDeviceSynchronize());
+    return VIT_OK;
+}
+
+void free_impl(state *s) {
+    if (!s) return;
+    cudaSetDevice(s->dev);
+    if (s->st) cudaStreamSynchronize(s->st);
+    for (int i = 0; i < kMaxBuckets; i++)
+        for (int j = 0; j < kModes; j++)
+            if (s->graph[i][j]) cudaGraphExecDestroy(s->graph[i][j]);
+    for (void *p : s->dev_allocs) cudaFree(p);
+    s->dev_allocs.clear();
+    float *hosts[] = {s->h_in, s->h_logits, s->h_feat, s->h_cls, s->h_roll};
+    for (float *h : hosts)
+        if (h) cudaFreeHost(h);
+    if (s->lt) cublasLtDestroy(s->lt);
+    if (s->st) cudaStreamDestroy(s->st);
+    cudaGetLastError();
+    delete s;
+}
+
+vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc *hd,
+                        const vcu_outputs *out, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    if (B < 1 || B > s->maxB)
+        return errf(VIT_E_ARG, err, errlen, "cuda: batch %d outside [1, %d]", B, s->maxB);
+    if (!input) return errf(VIT_E_ARG, err, errlen, "cuda: input is NULL");
+    if (out->logits && (!hd || !hd->w || !hd->b || hd->C < 1))
+        return errf(VIT_E_ARG, err, errlen, "cuda: logits asked without a head");
+    if (out->logits && hd->dim != m.feature_dim)
+        return errf(VIT_E_ARG, err, errlen, "cuda: head dim %d != feature dim %d", hd->dim, m.feature_dim);
+    CU(cudaSetDevice(s->dev));
+    int bi = 0;
+    while (s->buckets[bi] < B) bi++;
+    const int Bk = s->buckets[bi];
+    const int mode = (out->attn_cls ? 1 : 0) | (out->attn_rollout ? 2 : 0);
+    if (mode & 2) OK(ensure_rollout(s, err, errlen));
+    head_entry *he = nullptr;
+    if (out->logits) OK(get_head(s, hd, &he, err, errlen));
+
+    if (input != s->h_in) memcpy(s->h_in, input, sizeof(float) * B * s->img);
+
+    /* the backbone: the bucket's graph, or an eager run that then captures one */
+    if (s->graph[bi][mode]) {
+        CU(cudaGraphLaunch(s->graph[bi][mode], s->st));
+    } else {
+        OK(enqueue_backbone(s, Bk, mode, err, errlen));
+        if (!s->graphs_off) {
+            CU(cudaStreamSynchronize(s->st));   /* eager run done (and checked) before capture */
+            cudaGraph_t g = nullptr;
+            char cerr[256] = "";
+            vit_status cs = VIT_OK;
+            if (cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+                cs = enqueue_backbone(s, Bk, mode, cerr, sizeof cerr);
+                cudaError_t ec = cudaStreamEndCapture(s->st, &g);
+                if (cs == VIT_OK && ec == cudaSuccess && g &&
+                    cudaGraphInstantiate(&s->graph[bi][mode], g, 0) == cudaSuccess) {
+                    /* captured */
+                } else {
+                    s->graph[bi][mode] = nullptr;
+                    s->graphs_off = 1;
+                }
+                if (g) cudaGraphDestroy(g);
+            } else {
+                s->graphs_off = 1;
+            }
+            cudaGetLastError();
+        }
+    }
+
+    if (out->logits) {
+        OK(gemm(s, s->logits_d, s->feat, he->w, he->b, Bk, he->C, he->dim, CUBLASLT_EPILOGUE_BIAS, 1,
+                err, errlen));
+        CU(cudaMemcpyAsync(s->h_logits, s->logits_d, sizeof(float) * B * he->C, cudaMemcpyDeviceToHost, s->st));
+    }
+    if (out->features)
+        CU(cudaMemcpyAsync(s->h_feat, s->feat, sizeof(float) * B * m.feature_dim, cudaMemcpyDeviceToHost, s->st));
+    if (out->attn_cls)
+        CU(cudaMemcpy2DAsync(s->h_cls, sizeof(float) * m.Np, s->cls_d + m.npf, sizeof(float) * m.T,
+                             sizeof(float) * m.Np, B, cudaMemcpyDeviceToHost, s->st));
+    if (out->attn_rollout)
+        CU(cudaMemcpyAsync(s->h_roll, s->roll_d, sizeof(float) * B * m.Np, cudaMemcpyDeviceToHost, s->st));
+    CU(cudaStreamSynchronize(s->st));
+    CU(cudaGetLastError());
+
+    if (out->logits) memcpy(out->logits, s->h_logits, sizeof(float) * B * he->C);
+    if (out->features) memcpy(out->features, s->h_feat, sizeof(float) * B * m.feature_dim);
+    if (out->attn_cls) memcpy(out->attn_cls, s->h_cls, sizeof(float) * B * m.Np);
+    if (out->attn_rollout) memcpy(out->attn_rollout, s->h_roll, sizeof(float) * B * m.Np);
+    return VIT_OK;
+}
+
+} // namespace
+
+extern "C" {
+
+int vcu_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+vit_status vcu_init(void **out, const vcu_model_desc *m, int max_batch, int gpu_id, char *err,
+                    size_t errlen) {
+    *out = nullptr;
+    state *s = new (std::nothrow) state();
+    if (!s) return errf(VIT_E_NOMEM, err, errlen, "cuda: out of host memory");
+    vit_status rc = init_impl(s, m, max_batch, gpu_id, err, errlen);
+    if (rc != VIT_OK) {
+        free_impl(s);
+        return rc;
+    }
+    *out = s;
+    return VIT_OK;
+}
+
+vit_status vcu_forward(void *st, const float *input, int B, const vcu_head_desc *head,
+                       const vcu_outputs *out, char *err, size_t errlen) {
+    return forward_impl((state *)st, input, B, head, out, err, errlen);
+}
+
+float *vcu_input_buffer(void *st) { return st ? ((state *)st)->h_in : nullptr; }
+
+void vcu_describe(void *st, char *buf, size_t len) {
+    state *s = (state *)st;
+    if (!s) { snprintf(buf, len, "cuda: no session"); return; }
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, graphs %s",
+             s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
+             s->graphs_off ? "off (capture failed)" : "on");
+}
+
+void vcu_free(void *st) { free_impl((state *)st); }
+
+} // extern "C"

@@ -1,0 +1,64 @@
+/* cuda_engine.h: the C interface between the engine's C side (cuda_backend.c, which sees
+ * struct vit_model and struct vit_head) and the CUDA implementation (cuda_engine.cu, C++ compiled
+ * by nvcc, which cannot include model.h because of its C11 atomics).  Plain structs of pointers
+ * to the model's FP32 host parameters; the CUDA side converts them at init.  Used only when the
+ * build defines VIT_HAVE_CUDA. */
+#ifndef VIT_CUDA_ENGINE_H
+#define VIT_CUDA_ENGINE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "vit.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vcu_layer {            /* shapes as in model.h */
+    const float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+    const float *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} vcu_layer;
+
+typedef struct vcu_model_desc {
+    int image_size, patch_size, channels;    /* input (B, channels, image_size, image_size) */
+    int D, L, H, M;                          /* hidden, layers, heads, MLP size */
+    int grid_h, grid_w, Np, npf, T;          /* patches, prefix tokens, tokens */
+    int pooling_mean, feature_dim;
+    float eps;
+    const float *patch_w, *patch_b;          /* (D, C*P*P), (D) */
+    const float *cls_token, *dist_token;     /* (D) or NULL */
+    const float *pos_embed;                  /* (T, D) */
+    const float *norm_w, *norm_b;            /* (D) or NULL */
+    const float *fc_norm_w, *fc_norm_b;      /* (D) or NULL */
+    const float *pre_logits_w, *pre_logits_b;/* (D, D), (D) or NULL */
+    const vcu_layer *layers;                 /* L, read during init only */
+} vcu_model_desc;
+
+typedef struct vcu_head_desc {
+    const void *key;                         /* identity of the head object */
+    uint64_t fingerprint;                    /* of its contents, guards against address reuse */
+    int C, dim;
+    const float *w, *b;                      /* (C, dim), (C) host FP32 */
+} vcu_head_desc;
+
+typedef struct vcu_outputs {                 /* any may be NULL */
+    float *logits;                           /* (B, C) */
+    float *features;                         /* (B, feature_dim) */
+    float *attn_cls;                         /* (B, Np) */
+    float *attn_rollout;                     /* (B, Np) */
+} vcu_outputs;
+
+int vcu_device_count(void);
+vit_status vcu_init(void **state, const vcu_model_desc *m, int max_batch, int gpu_id, char *err,
+                    size_t errlen);
+vit_status vcu_forward(void *state, const float *input, int B, const vcu_head_desc *head,
+                       const vcu_outputs *out, char *err, size_t errlen);
+/* pinned (max_batch, C, S, S) host buffer; vcu_forward skips its host copy when input is it */
+float *vcu_input_buffer(void *state);
+/* one line: GPU name, memory in use by this session, GELU mode */
+void vcu_describe(void *state, char *buf, size_t len);
+void vcu_free(void *state);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
