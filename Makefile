@@ -1,4 +1,4 @@
-# vitd: one entry point.  make | make run | make test | make test-asan | make bench | make clean
+# vitd: one entry point.  make | make run | make test | make test-asan | make bench | make install | make clean
 # Sources are found by wildcard: engine/*.c -> libvit, engine/cli/*.c -> build/vit,
 # server/*.c -> build/vitd, tests/unit/test_*.c -> one binary each.  CUDA (kernels/*.cu,
 # engine/*.cu) is built only when nvcc is found; elsewhere the build is CPU-only.
@@ -40,7 +40,7 @@ ifneq ($(strip $(SERVER_OBJ)),)
 BINS += $(BUILD)/vitd
 endif
 
-.PHONY: all deps deps-test deps-bench run test test-unit test-asan bench clean
+.PHONY: all deps deps-test deps-bench run test test-unit test-asan bench clean install install-systemd
 all: deps $(BINS) $(TEST_BINS)
 
 # Debian packages (idempotent; installs only what is missing).
@@ -93,6 +93,24 @@ test-asan:
 
 bench: all deps-bench
 	bench/run_all.sh
+
+# Install the binaries and the shipped model: make install [PREFIX=/usr/local] [DESTDIR=...]
+PREFIX  ?= /usr/local
+SHIPPED := $(wildcard models/fashion-vit/config.json models/fashion-vit/model.safetensors models/fashion-vit/preprocessor_config.json)
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/vitd
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/vitd/
+ifneq ($(strip $(SHIPPED)),)
+	install -d $(DESTDIR)$(PREFIX)/share/vitd/models/fashion-vit
+	install -m 0644 $(SHIPPED) $(DESTDIR)$(PREFIX)/share/vitd/models/fashion-vit/
+endif
+
+# The systemd unit (deploy/systemd/), its paths rewritten for PREFIX.
+install-systemd:
+	install -d $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/vitd
+	sed 's|/usr/local|$(PREFIX)|g' deploy/systemd/vitd.service > $(DESTDIR)/etc/systemd/system/vitd.service
+	install -m 0600 deploy/systemd/vitd.env.example $(DESTDIR)/etc/vitd/vitd.env.example
 
 clean:
 	rm -rf build build-asan

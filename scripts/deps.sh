@@ -4,10 +4,11 @@
 #   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O)
 #   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
 # Installs only what is missing; runs apt-get update only when something is.
+# Names that exist on both Debian (bookworm) and Ubuntu (22.04+): libjpeg-dev pulls libjpeg-turbo.
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-dev
-      libjpeg62-turbo-dev libpng-dev libopenblas-dev zlib1g-dev)
+      libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(python3 python3-numpy curl)
 fi
