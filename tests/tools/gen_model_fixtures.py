@@ -356,6 +356,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     else:
         raise ValueError(scheme)
     write_safetensors(os.path.join(d, "model.safetensors"), tensors, dtype)
+    meta["num_params"] = sum(v.numel() for v in tensors.values())
     write_refs(d, "ref", x, ref)
     if extra_size:
         g2 = extra_size // P
@@ -432,7 +433,8 @@ def build_torchvision(name, g, D=32, L=3, H=4, M=64, P=4, img=24, classes=7):
             "hidden": D, "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": 1e-6,
             "qkv_bias": True, "pooling": "cls", "distilled": False, "pre_logits": False,
             "num_prefix_tokens": 1, "feature_dim": D, "labels": labels,
-            "tensors": checksums(p, D), "torchvision_rel_err": err}
+            "tensors": checksums(p, D), "torchvision_rel_err": err,
+            "num_params": sum(v.numel() for v in tensors.values())}
     write_json(os.path.join(d, "ref", "meta.json"), meta)
     return d
 
