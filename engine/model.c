@@ -305,25 +305,6 @@ fail:
     return st;
 }
 
-/* ---- preprocessing fallback ------------------------------------------------------------ */
-
-/* Fallback until engine/image.c provides vit_preprocess_load: image_size x image_size,
- * bilinear, mean = std = 0.5 (the HF ViT default).  Weak, so the real one wins at link time. */
-__attribute__((weak)) vit_status vit_preprocess_load(const char *model_dir, int image_size,
-                                                     vit_preprocess *out, char *err, size_t errlen) {
-    (void)model_dir; (void)err; (void)errlen;
-    memset(out, 0, sizeof *out);
-    out->do_resize = 1;
-    out->resize_h = out->resize_w = image_size;
-    out->resample = VIT_RESAMPLE_BILINEAR;
-    out->do_rescale = 1;
-    out->rescale_factor = 1.0f / 255.0f;
-    out->do_normalize = 1;
-    for (int c = 0; c < 3; c++) out->mean[c] = out->std[c] = 0.5f;
-    out->out_h = out->out_w = image_size;
-    return VIT_OK;
-}
-
 /* ---- dims ------------------------------------------------------------------------------ */
 
 /* Hugging Face: dims from config.json with HF's defaults; tensors are checked against them. */
