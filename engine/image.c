@@ -8,7 +8,7 @@
  *   JPEG: YCbCr/RGB -> RGB, gray -> replicated, CMYK/YCCK -> RGB with Adobe (inverted)
  *         polarity, as PIL assumes; EXIF orientation (APP1) applied.
  *   PNG:  every color type and bit depth; palette + tRNS and gray/RGB tRNS -> alpha;
- *         16-bit -> 8-bit (rounded); interlaced; eXIf orientation applied; alpha over white.
+ *         16-bit -> 8-bit (high byte, as PIL); interlaced; eXIf orientation applied; alpha over white.
  * Optional DCT-domain downscaling (scale_num/8) for the fast path of vit_image_load. */
 #include <png.h>
 #include <setjmp.h>
@@ -24,6 +24,23 @@
 
 #define JPEG_MAX_SCANS 500      /* progressive JPEGs with more scans are refused (CPU DoS) */
 #define JPEG_MAX_WARNINGS 1000  /* corrupt-data warnings tolerated before giving up */
+
+/* Largest single allocation this thread's decoder made since the last reset (pixel buffers and
+ * every libpng allocation): lets tests prove that a hostile header is refused before any
+ * pixel-sized buffer exists.  Thread-local, so no synchronization on the decode path. */
+static _Thread_local size_t alloc_hwm;
+void vit_image_alloc_hwm_reset(void) { alloc_hwm = 0; }
+size_t vit_image_alloc_hwm(void) { return alloc_hwm; }
+static void *img_malloc(size_t n) {
+    if (n > alloc_hwm) alloc_hwm = n;
+    return malloc(n);
+}
+static void *img_realloc(void *p, size_t n) {
+    if (n > alloc_hwm) alloc_hwm = n;
+    return realloc(p, n);
+}
+static png_voidp png_on_malloc(png_structp png, png_alloc_size_t n) { (void)png; return img_malloc(n); }
+static void png_on_free(png_structp png, png_voidp p) { (void)png; free(p); }
 
 vit_image_format vit_image_sniff(const void *data, size_t len) {
     const uint8_t *p = data;
@@ -108,7 +125,7 @@ static vit_status apply_orientation(vit_image *img, int o, char *err, size_t err
     default: origin = w - 1;            sx = w;  sy = -1; break;  /* 8: rotate 90 counter-clockwise */
     }
     if (o >= 5) { dw = H; dh = W; }
-    uint8_t *dst = malloc((size_t)W * H * 3);
+    uint8_t *dst = img_malloc((size_t)W * H * 3);
     if (!dst) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory rotating a %dx%d image", W, H);
     const uint8_t *src = img->rgb;
     for (int dy = 0; dy < dh; dy++) {
@@ -132,7 +149,7 @@ static vit_status check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, cons
                                           (unsigned long long)w, (unsigned long long)h);
     if (max_pixels == 0) max_pixels = VIT_DEFAULT_MAX_PIXELS;
     if (w * h > max_pixels)
-        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen, "%s is %llux%llu = %llu pixels, more than the limit of %llu",
+        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen, "image too large: %s is %llux%llu = %llu pixels, more than the limit of %llu",
                         what, (unsigned long long)w, (unsigned long long)h, (unsigned long long)(w * h),
                         (unsigned long long)max_pixels);
     return VIT_OK;
@@ -213,9 +230,10 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     case JCS_CMYK: case JCS_YCCK: cinfo.out_color_space = JCS_CMYK; cmyk = 1; break;
     default: cinfo.out_color_space = JCS_RGB; break;
     }
-    if (min_w > 0 && min_h > 0) {
-        /* largest reduction that keeps both sides >= the minimum (libjpeg rounds sizes up) */
-        for (int num = 1; num < 8; num++) {
+    if (min_w > 0 && min_h > 0 && cinfo.image_width >= 2u * (unsigned)min_w && cinfo.image_height >= 2u * (unsigned)min_h) {
+        /* only for images at least twice the minimum; then the largest reduction that keeps both
+         * sides >= the minimum (libjpeg rounds scaled sizes up) */
+        for (int num = 1; num < 8; num *= 2) {  /* 1/8, 1/4, 1/2: libjpeg-turbo's SIMD reduced IDCTs */
             uint64_t sw = ((uint64_t)cinfo.image_width * num + 7) / 8;
             uint64_t sh = ((uint64_t)cinfo.image_height * num + 7) / 8;
             if (sw >= (uint64_t)min_w && sh >= (uint64_t)min_h) {
@@ -233,8 +251,8 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     }
     /* decode in place: rows are C bytes per pixel, expanded to RGB afterwards (C <= 4) */
     size_t stride = (size_t)W * (size_t)(C > 3 ? C : 3);
-    pix = malloc(stride * (size_t)H);
-    rows = malloc(sizeof(JSAMPROW) * (size_t)H);
+    pix = img_malloc(stride * (size_t)H);
+    rows = img_malloc(sizeof(JSAMPROW) * (size_t)H);
     if (!pix || !rows) {
         snprintf(jerr.msg, sizeof jerr.msg, "out of memory for %dx%d pixels", W, H);
         longjmp(jerr.jb, 1);
@@ -270,7 +288,7 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
             }
         }
         if (cmyk) {
-            uint8_t *q = realloc(p, (size_t)W * H * 3);
+            uint8_t *q = img_realloc(p, (size_t)W * H * 3);
             if (q) p = q;
         }
     }
@@ -308,7 +326,8 @@ static void png_read_mem(png_structp png, png_bytep buf, size_t n) {
 static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, vit_image *out,
                              char *err, size_t errlen) {
     png_src src = {.p = data, .len = len};
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
+    png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning,
+                                               NULL, png_on_malloc, png_on_free);
     if (!png) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (libpng)");
     png_infop info = png_create_info_struct(png);
     uint8_t *volatile pix = NULL;
@@ -347,13 +366,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
-    if (depth == 16) {
-#ifdef PNG_READ_SCALE_16_TO_8_SUPPORTED
-        png_set_scale_16(png);
-#else
-        png_set_strip_16(png);
-#endif
-    }
+    if (depth == 16) png_set_strip_16(png);  /* high byte, as PIL reads 16-bit color PNGs */
     if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
@@ -363,8 +376,8 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
         snprintf(src.msg, sizeof src.msg, "unexpected pixel layout after conversion (%d channels)", C);
         longjmp(src.jb, 1);
     }
-    pix = malloc(rowbytes * H);
-    rows = malloc(sizeof(png_bytep) * H);
+    pix = img_malloc(rowbytes * H);
+    rows = img_malloc(sizeof(png_bytep) * H);
     if (!pix || !rows) {
         st = vit_errf(VIT_E_NOMEM, err, errlen, "out of memory for %ux%u pixels", (unsigned)W, (unsigned)H);
         longjmp(src.jb, 1);
@@ -387,7 +400,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
             d[1] = (uint8_t)((s[1] * a + 255u * na + 127u) / 255u);
             d[2] = (uint8_t)((s[2] * a + 255u * na + 127u) / 255u);
         }
-        uint8_t *q = realloc(p, n * 3);
+        uint8_t *q = img_realloc(p, n * 3);
         if (q) p = q;
     }
     out->width = (int)W;

@@ -17,4 +17,9 @@ int vit_exif_orientation(const uint8_t *tiff, size_t len);
 /* The size the image is resized to before cropping (torchvision / HF rules), for an input w x h. */
 void vit_preprocess_resized_size(const vit_preprocess *pp, int w, int h, int *rw, int *rh);
 
+/* Largest single allocation the calling thread's decoder made since the reset (our pixel buffers
+ * and every libpng allocation); for tests of the header-first pixel cap. */
+void vit_image_alloc_hwm_reset(void);
+size_t vit_image_alloc_hwm(void);
+
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "image_internal.h"
 #include "util.h"
@@ -476,6 +477,9 @@ vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_prepro
     if (!model_dir || !out) return vit_errf(VIT_E_ARG, err, errlen, "vit_preprocess_load: missing argument");
     if (image_size < 0 || image_size > 16384)
         return vit_errf(VIT_E_ARG, err, errlen, "image size %d out of range", image_size);
+    struct stat sb;
+    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return vit_errf(VIT_E_IO, err, errlen, "%s: not a model directory", model_dir);
     vit_preprocess p;
     memset(&p, 0, sizeof p);
     cJSON *j = NULL;

@@ -80,7 +80,7 @@ int cmd_preprocess(int argc, char **argv) {
             if (it == 0) t0 = vit_now();
             for (int i = 0; i < nimages; i++) {
                 st = vit_image_load(bufs[i], lens[i], &pp, max_pixels, x, err, sizeof err);
-                if (st) { fprintf(stderr, "vit preprocess: %s: %s: %s\n", images[i], vit_status_str(st), err); rc = exit_code(st); goto out; }
+                if (st) { fprintf(stderr, "vit preprocess: %s: %s\n", images[i], err); rc = exit_code(st); goto out; }
             }
         }
         double ms = (vit_now() - t0) * 1e3 / ((double)bench * nimages);
@@ -89,7 +89,7 @@ int cmd_preprocess(int argc, char **argv) {
         goto out;
     }
     st = vit_image_load(bufs[0], lens[0], &pp, max_pixels, x, err, sizeof err);
-    if (st) { fprintf(stderr, "vit preprocess: %s: %s: %s\n", images[0], vit_status_str(st), err); rc = exit_code(st); goto out; }
+    if (st) { fprintf(stderr, "vit preprocess: %s: %s\n", images[0], err); rc = exit_code(st); goto out; }
     int64_t shape[4] = {1, 3, pp.out_h, pp.out_w};
     st = vit_npy_write(output, x, shape, 4, err, sizeof err);
     if (st) { fprintf(stderr, "vit preprocess: %s\n", err); rc = exit_code(st); goto out; }
