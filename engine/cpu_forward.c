@@ -4,15 +4,19 @@
  * Design
  * - Every activation is allocated once in init for the session's max batch; forward allocates
  *   nothing.  The tokens of all images in a batch are stacked, so each Linear layer is ONE GEMM
- *   of (B*T, in) x (in, out) through OpenBLAS (cblas_sgemm, its own threads, opts.threads).
+ *   of (B*T, in) x (in, out), split by output columns over the session's pool, each slice a
+ *   single-threaded OpenBLAS cblas_sgemm.  OpenBLAS's own threading is switched off
+ *   (openblas_set_num_threads(1), process-wide): its idle threads spin in sched_yield for
+ *   ~0.1 s after every call and, on 2 cores, steal the cycles of whatever runs next.
  * - The residual stream x is accumulated by the GEMMs themselves (beta = 1); the bias of the
  *   projection before it is added in the fused residual+LayerNorm pass that follows, so there is
  *   exactly one elementwise pass between two GEMMs: LN, attention, bias+GELU.
  * - q/k/v biases are never added in a separate pass: k's goes into the per-head transpose,
  *   q's into the scaled query, v's after the softmax-weighted sum (softmax rows sum to 1).
- * - Attention runs on our own pool (cpu_pool.c) over (image, block of query rows), all heads per
- *   task, so head-averaged attention maps need no atomics.  Pool threads sleep while OpenBLAS
- *   runs a GEMM and OpenBLAS's sleep while the pool runs: no oversubscription.
+ * - Attention runs on the same pool (cpu_pool.c) over (image, block of query rows), all heads
+ *   per task, so head-averaged attention maps need no atomics.  One set of threads
+ *   (opts.threads, the caller included) does everything: no oversubscription.
+ * - bias + GELU runs inside the fc1 GEMM task on the slice it just wrote, still in cache.
  * - Optional outputs cost nothing unless asked: CLS attention of the last layer, attention
  *   rollout (per layer 0.5 A + 0.5 I, rows normalised, R_l = A_l R_{l-1}, CLS row), features.
  */
@@ -50,9 +54,46 @@ typedef struct cpu_state {
     float *mem;         /* the one allocation */
 } cpu_state;
 
-/* C (M,N) = A (M,K) . W^T + beta C, W (N,K) row-major (PyTorch Linear layout) */
+/* C (M,N) = A (M,K) . W^T + beta C, W (N,K) row-major (PyTorch Linear layout); one thread */
 static void gemm_nt(float *C, const float *A, const float *W, int M, int N, int K, float beta) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, W, K, beta, C, N);
+}
+
+/* The same GEMM split over the pool by output columns: each thread runs a single-threaded
+ * OpenBLAS GEMM on its slice of W's rows, then the epilogue on its slice of C while it is
+ * still warm in cache.  (OpenBLAS's own threads are off: they spin with sched_yield for
+ * ~0.1 s after every call and would fight the pool on 2 cores.) */
+typedef enum { EPI_NONE = 0, EPI_BIAS_GELU } gemm_epilogue;
+typedef struct {
+    float *C;
+    const float *A, *W, *bias;
+    int M, N, K, nchunks;
+    float beta;
+    gemm_epilogue epi;
+} gemm_job;
+
+static void gemm_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const gemm_job *g = ctx;
+    /* column ranges aligned to 16 floats */
+    int units = (g->N + 15) / 16;
+    int n0 = (int)((int64_t)units * task / g->nchunks) * 16;
+    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * 16;
+    if (n1 > g->N) n1 = g->N;
+    if (n0 >= n1) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, n1 - n0, g->K, 1.0f, g->A, g->K,
+                g->W + (size_t)n0 * g->K, g->K, g->beta, g->C + n0, g->N);
+    if (g->epi == EPI_BIAS_GELU)
+        for (int m = 0; m < g->M; m++) vit_bias_gelu(g->C + (size_t)m * g->N + n0, g->bias + n0, 1, n1 - n0);
+}
+
+static void pgemm(cpu_pool *pool, float *C, const float *A, const float *W, int M, int N, int K,
+                  float beta, gemm_epilogue epi, const float *bias) {
+    int units = (N + 15) / 16;
+    int nchunks = cpu_pool_size(pool);
+    if (nchunks > units) nchunks = units;
+    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi};
+    cpu_pool_run(pool, nchunks, gemm_task, &g);
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -187,14 +228,6 @@ static void task_resln(void *ctx, int task, int worker) {
                            (int)D, k->eps);
 }
 
-static void task_gelu(void *ctx, int task, int worker) {
-    (void)worker;
-    fwd_ctx *k = ctx;
-    int r0, r1;
-    chunk_range(k, task, &r0, &r1);
-    vit_bias_gelu(k->st->h + (size_t)r0 * k->st->M, k->L->fc1_b, r1 - r0, k->st->M);
-}
-
 static void task_transpose_k(void *ctx, int task, int worker) {
     (void)worker;
     fwd_ctx *k = ctx;
@@ -257,14 +290,14 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
     if ((want_rollout || want_cls) && st->nprefix < 1)
         return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
                         "attention maps need a class token; this model has none");
-    if (openblas_get_num_threads() != nthreads) openblas_set_num_threads(nthreads);
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
 
     fwd_ctx k = {.st = st, .m = m, .input = input, .B = B};
     size_t N = (size_t)B * T;
 
     /* patch embedding: im2col (B*NP, CPP) -> GEMM (B*NP, D) -> + bias, prefix tokens, pos */
     cpu_pool_run(st->pool, B, task_im2col, &k);
-    gemm_nt(st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f);
+    pgemm(st->pool, st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
     cpu_pool_run(st->pool, B, task_embed, &k);
 
     /* attention task split: enough tasks for every thread, rows in multiples of 4 */
@@ -279,17 +312,14 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
         const vit_layer_weights *L = &m->layers[l];
         k.L = L;
         run_resln(st, &k, B, pending_bias, L->ln1_w, L->ln1_b, eps);
-        gemm_nt(st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f);
+        pgemm(st->pool, st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
         cpu_pool_run(st->pool, B * st->H, task_transpose_k, &k);
         k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
         cpu_pool_run(st->pool, B * k.nblk, task_attention, &k);
-        gemm_nt(st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f);
+        pgemm(st->pool, st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f, EPI_NONE, NULL);
         run_resln(st, &k, B, L->proj_b, L->ln2_w, L->ln2_b, eps);
-        gemm_nt(st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f);
-        k.rows = (int)N;
-        k.nchunks = nthreads * 4 < k.rows ? nthreads * 4 : k.rows;
-        cpu_pool_run(st->pool, k.nchunks, task_gelu, &k);
-        gemm_nt(st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f);
+        pgemm(st->pool, st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
+        pgemm(st->pool, st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f, EPI_NONE, NULL);
         pending_bias = L->fc2_b;
 
         if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */

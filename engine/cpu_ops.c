@@ -13,24 +13,26 @@
 #define VIT_SIMD
 #endif
 
+#define VIT_INLINE static inline __attribute__((always_inline))
+
 /* The vector helpers below are static: their ABI for 64-byte vectors never crosses a boundary. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v16 __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
 
-static inline v16 ld16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+VIT_INLINE v16 ld16(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 #define st16(p, v) do { v16 st_v_ = (v); memcpy((p), &st_v_, sizeof st_v_); } while (0)
-static inline v16 splat16(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-static inline float hsum16(const v16 *v) {
+VIT_INLINE v16 splat16(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+VIT_INLINE float hsum16(const v16 *v) {
     float s = 0.f;
     for (int i = 0; i < 16; i++) s += (*v)[i];
     return s;
 }
-static inline v16 max16(const v16 *a, const v16 *b) {
+VIT_INLINE v16 max16(const v16 *a, const v16 *b) {
     v16i m = *a > *b;
     return (v16)((m & (v16i)*a) | (~m & (v16i)*b));
 }
-static inline float hmax16(const v16 *v) {
+VIT_INLINE float hmax16(const v16 *v) {
     float m = (*v)[0];
     for (int i = 1; i < 16; i++) m = (*v)[i] > m ? (*v)[i] : m;
     return m;
@@ -38,36 +40,53 @@ static inline float hmax16(const v16 *v) {
 
 /* ---- elementary functions ---------------------------------------------------------- */
 
-/* Cephes expf: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, times 2^n. */
-static inline float expf_inl(float x) {
-    x = x < 88.0f ? x : 88.0f;
-    x = x > -87.0f ? x : -87.0f;
-    float fx = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
-    float z = r * r;
-    float y = 1.9875691500e-4f;
+/* Cephes expf on 16 lanes: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, times
+ * 2^n built in the exponent bits.  n = round(x log2 e) by the 1.5 * 2^23 trick (no floor call,
+ * so the loop stays vectorized).  Inputs clamped to [-87, 88]. */
+VIT_INLINE v16 vexp16(const v16 *xp) {
+    v16 x = *xp, hi = splat16(88.0f), lo = splat16(-87.0f);
+    v16i m = x > hi;
+    x = (v16)((m & (v16i)hi) | (~m & (v16i)x));
+    m = x < lo;
+    x = (v16)((m & (v16i)lo) | (~m & (v16i)x));
+    v16 magic = splat16(12582912.0f); /* 1.5 * 2^23 */
+    v16 fx = (x * 1.44269504088896341f + magic) - magic;
+    v16 r = x - fx * 0.693359375f + fx * 2.12194440e-4f;
+    v16 z = r * r;
+    v16 y = splat16(1.9875691500e-4f);
     y = y * r + 1.3981999507e-3f;
     y = y * r + 8.3334519073e-3f;
     y = y * r + 4.1665795894e-2f;
     y = y * r + 1.6666665459e-1f;
     y = y * r + 5.0000001201e-1f;
     y = y * z + r + 1.0f;
-    union { int i; float f; } p2n;
-    p2n.i = ((int)fx + 127) << 23;
-    return y * p2n.f;
+    v16i n = __builtin_convertvector(fx, v16i);
+    return y * (v16)((n + 127) << 23);
 }
 
-/* Abramowitz & Stegun 7.1.26: erf(x) = 1 - t(a1 + t(a2 + ...)) e^{-x^2}, t = 1/(1 + p|x|). */
-static inline float erff_inl(float x) {
-    float ax = fabsf(x);
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float y = 1.061405429f;
+/* Abramowitz & Stegun 7.1.26 on 16 lanes: erf(x) = 1 - t(a1 + t(a2 + ...)) e^{-x^2},
+ * t = 1/(1 + p|x|), sign restored at the end. */
+VIT_INLINE v16 verf16(const v16 *xp) {
+    v16i sign = (v16i)*xp & (int)0x80000000u;
+    v16 ax = (v16)((v16i)*xp & 0x7fffffff);
+    v16 t = 1.0f / (1.0f + 0.3275911f * ax);
+    v16 y = splat16(1.061405429f);
     y = y * t - 1.453152027f;
     y = y * t + 1.421413741f;
     y = y * t - 0.284496736f;
     y = y * t + 0.254829592f;
-    y = 1.0f - y * t * expf_inl(-ax * ax);
-    return x < 0 ? -y : y;
+    v16 e = -ax * ax;
+    y = 1.0f - y * t * vexp16(&e);
+    return (v16)((v16i)y | sign);
+}
+
+VIT_INLINE float expf_inl(float x) {
+    v16 v = splat16(x);
+    return vexp16(&v)[0];
+}
+VIT_INLINE float erff_inl(float x) {
+    v16 v = splat16(x);
+    return verf16(&v)[0];
 }
 
 float vit_fast_expf(float x) { return expf_inl(x); }
@@ -75,7 +94,7 @@ float vit_fast_erff(float x) { return erff_inl(x); }
 
 /* ---- LayerNorm --------------------------------------------------------------------- */
 
-static inline void ln_row(float *o, const float *x, const float *w, const float *b, int C,
+VIT_INLINE void ln_row(float *o, const float *x, const float *w, const float *b, int C,
                           float eps) {
     int c = 0;
     v16 acc = splat16(0.f);
@@ -121,7 +140,13 @@ VIT_SIMD
 void vit_bias_gelu(float *h, const float *bias, int N, int C) {
     for (int n = 0; n < N; n++) {
         float *r = h + (size_t)n * C;
-        for (int c = 0; c < C; c++) {
+        int c = 0;
+        for (; c + 16 <= C; c += 16) {
+            v16 x = ld16(r + c) + ld16(bias + c);
+            v16 u = x * 0.70710678118654752f;
+            st16(r + c, 0.5f * x * (1.0f + verf16(&u)));
+        }
+        for (; c < C; c++) {
             float x = r[c] + bias[c];
             r[c] = 0.5f * x * (1.0f + erff_inl(x * 0.70710678118654752f));
         }
@@ -193,14 +218,18 @@ void vit_attn_transpose_k(float *kT, int ldk, const float *k, int ldkin, const f
 }
 
 /* softmax of rows s[r][0..T) (rows ldk apart, ldk % 16 == 0) in place; padding set to 0 */
-static inline void softmax_rows(float *s, int nr, int T, int ldk) {
+VIT_INLINE void softmax_rows(float *s, int nr, int T, int ldk) {
     for (int r = 0; r < nr; r++) {
         float *row = s + (size_t)r * ldk;
         for (int j = T; j < ldk; j++) row[j] = -INFINITY;
         v16 m = splat16(-INFINITY);
         for (int j = 0; j < ldk; j += 16) { v16 x = ld16(row + j); m = max16(&m, &x); }
         float mx = hmax16(&m);
-        for (int j = 0; j < ldk; j++) row[j] = expf_inl(row[j] - mx);
+        v16 vmx = splat16(mx);
+        for (int j = 0; j < ldk; j += 16) {
+            v16 e = ld16(row + j) - vmx;
+            st16(row + j, vexp16(&e));
+        }
         for (int j = T; j < ldk; j++) row[j] = 0.f;
         v16 acc = splat16(0.f);
         for (int j = 0; j < ldk; j += 16) acc += ld16(row + j);

@@ -4,14 +4,17 @@
  * vector and the generic attention paths), checked against a naive float64 forward written
  * here: logits, features, CLS attention and rollout; batching, argument checks, devices.
  * Part 2, fixtures: every model directory in tests/fixtures/models/ (PyTorch references). */
+#include <dirent.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "backend.h"
 #include "harness.h"
 #include "model.h"
+#include "util.h"
 
 static unsigned long long rng = 0x2545F4914F6CDD1Dull;
 static float frand(void) {
@@ -361,6 +364,136 @@ static void check_api(void) {
     synth_free(m);
 }
 
+/* ---- part 2: PyTorch fixtures ------------------------------------------------------- */
+
+#define FIXTURES "tests/fixtures/models"
+
+static float *load_ref(const char *dir, const char *name, size_t want) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    float *d;
+    int64_t shape[8];
+    int nd;
+    char err[256];
+    if (vit_npy_read(path, &d, shape, &nd, err, sizeof err) != VIT_OK) {
+        CHECK(0, "read %s: %s", path, err);
+        return NULL;
+    }
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)shape[i];
+    if (want && n != want) {
+        CHECK(0, "%s: %zu values, expected %zu", path, n, want);
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* one model dir + one reference dir (ref/ at the trained size, ref_s48/ at 48) */
+static void check_fixture(const char *name, const char *refdir_name, int image_size) {
+    char dir[512], ref[600];
+    snprintf(dir, sizeof dir, FIXTURES "/%s", name);
+    snprintf(ref, sizeof ref, "%s/%s", dir, refdir_name);
+    char err[256] = "";
+    vit_model *m = NULL;
+    vit_load_opts lo = {.image_size = image_size};
+    vit_status st = vit_model_load(dir, &lo, &m, err, sizeof err);
+    CHECK(st == VIT_OK, "%s: load (%s)", name, st ? err : "ok");
+    if (st) return;
+    const vit_config *c = vit_model_config(m);
+    int B = 2, NP = c->num_patches, F = c->feature_dim, K = c->num_classes;
+    size_t img = (size_t)c->num_channels * c->grid_h * c->patch_size * c->grid_w * c->patch_size;
+    float *x = load_ref(ref, "input.npy", B * img);
+    float *rl = load_ref(ref, "logits.npy", (size_t)B * K), *rf = load_ref(ref, "features.npy", (size_t)B * F);
+    float *ra = load_ref(ref, "attn_cls.npy", (size_t)B * NP), *rr = load_ref(ref, "rollout.npy", (size_t)B * NP);
+    float *lg = calloc((size_t)B * K, 4), *ft = calloc((size_t)B * F, 4), *ac = calloc((size_t)B * NP, 4),
+          *ro = calloc((size_t)B * NP, 4), *one = calloc((size_t)B * K, 4);
+    vit_session *s = NULL;
+    vit_session_opts so = {.max_batch = B, .threads = 2, .device = VIT_DEVICE_CPU};
+    if (x && rl && rf && ra && rr &&
+        vit_session_new(m, &so, &s, err, sizeof err) == VIT_OK) {
+        vit_outputs out = {.logits = lg, .features = ft, .attn_cls = ac, .attn_rollout = ro};
+        st = vit_forward(s, x, B, NULL, &out);
+        CHECK(st == VIT_OK, "%s/%s: forward (%s)", name, refdir_name, vit_session_errmsg(s));
+        char n[160];
+        snprintf(n, sizeof n, "%s/%s logits vs PyTorch", name, refdir_name);
+        CHECK_CLOSE(lg, rl, (size_t)B * K, 1e-4f * maxabs(rl, (size_t)B * K), n);
+        snprintf(n, sizeof n, "%s/%s features vs PyTorch", name, refdir_name);
+        CHECK_CLOSE(ft, rf, (size_t)B * F, 1e-4f * maxabs(rf, (size_t)B * F), n);
+        snprintf(n, sizeof n, "%s/%s attn_cls vs PyTorch", name, refdir_name);
+        CHECK_CLOSE(ac, ra, (size_t)B * NP, 1e-5f, n);
+        snprintf(n, sizeof n, "%s/%s rollout vs PyTorch", name, refdir_name);
+        CHECK_CLOSE(ro, rr, (size_t)B * NP, 1e-5f, n);
+        int ok = 1;
+        for (int b = 0; b < B && ok; b++) {
+            vit_outputs o1 = {.logits = one + (size_t)b * K};
+            ok = vit_forward(s, x + b * img, 1, NULL, &o1) == VIT_OK;
+        }
+        snprintf(n, sizeof n, "%s/%s batch of 2 == 2 batches of 1", name, refdir_name);
+        CHECK(ok, "%s: single forwards", name);
+        CHECK_CLOSE(one, lg, (size_t)B * K, 1e-5f * maxabs(rl, (size_t)B * K), n);
+
+        /* a head from vit_head_new (3 new classes over the same features) replaces the model's */
+        float *hw = malloc(sizeof(float) * 3 * F), hb[3] = {0.1f, -0.2f, 0.3f}, lg3[2 * 3], want[2 * 3];
+        for (int i = 0; i < 3 * F; i++) hw[i] = frand();
+        const char *labels[3] = {"a", "b", "c"};
+        vit_head *h = NULL;
+        st = vit_head_new(3, F, hw, hb, labels, &h);
+        CHECK(st == VIT_OK, "%s: vit_head_new", name);
+        if (h) {
+            vit_outputs o3 = {.logits = lg3};
+            CHECK(vit_forward(s, x, B, h, &o3) == VIT_OK, "%s: forward with a new head", name);
+            for (int b = 0; b < B; b++)
+                for (int k = 0; k < 3; k++) {
+                    double a = hb[k];
+                    for (int d = 0; d < F; d++) a += (double)hw[k * F + d] * rf[(size_t)b * F + d];
+                    want[b * 3 + k] = (float)a;
+                }
+            snprintf(n, sizeof n, "%s/%s new head logits = W . features + b", name, refdir_name);
+            CHECK_CLOSE(lg3, want, 6, 1e-4f * (1 + maxabs(want, 6)), n);
+            vit_head_release(h);
+        }
+        free(hw);
+        if (B + 1 > so.max_batch) {
+            vit_outputs o4 = {.logits = lg};
+            CHECK(vit_forward(s, x, B + 1, NULL, &o4) == VIT_E_ARG, "%s: B > max_batch rejected", name);
+        }
+    } else if (x && rl && rf && ra && rr) {
+        CHECK(0, "%s: session_new: %s", name, err);
+    }
+    vit_session_free(s);
+    vit_model_free(m);
+    free(x); free(rl); free(rf); free(ra); free(rr); free(lg); free(ft); free(ac); free(ro); free(one);
+}
+
+static void check_fixtures(void) {
+    DIR *d = opendir(FIXTURES);
+    if (!d) {
+        CHECK(0, "no fixture directory " FIXTURES " (run from the repository root)");
+        return;
+    }
+    char names[64][256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64) {
+        if (e->d_name[0] == '.') continue;
+        char p[512];
+        struct stat sb;
+        if (strlen(e->d_name) > 200) continue;
+        snprintf(p, sizeof p, FIXTURES "/%.200s/ref", e->d_name);
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(names[n++], sizeof names[0], "%s", e->d_name);
+    }
+    closedir(d);
+    CHECK(n >= 3, "found %d fixture models", n);
+    for (int i = 0; i < n; i++) {
+        check_fixture(names[i], "ref", 0);
+        char p[512];
+        struct stat sb;
+        snprintf(p, sizeof p, FIXTURES "/%.200s/ref_s48", names[i]);
+        if (stat(p, &sb) == 0) check_fixture(names[i], "ref_s48", 48);
+    }
+}
+
 int main(void) {
     synth_spec base = {.D = 64, .L = 3, .H = 4, .M = 128, .P = 4, .S = 16, .C = 3, .classes = 7,
                        .pool = VIT_POOL_CLS};
@@ -379,5 +512,6 @@ int main(void) {
     dist.distilled = 1; dist.L = 2;
     check_synth("synthetic distilled", &dist, 2);
     check_api();
+    check_fixtures();
     return TEST_SUMMARY();
 }
