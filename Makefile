@@ -7,8 +7,8 @@ BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine $(SAN)
-CFLAGS  += $(shell pkg-config --cflags openblas libpng libturbojpeg libcjson 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjson 2>/dev/null || echo -lopenblas -lpng -lturbojpeg -ljpeg -lcjson)
+CFLAGS  += $(shell pkg-config --cflags openblas libpng libturbojpeg libcjson zlib 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjson zlib 2>/dev/null || echo -lopenblas -lpng -lturbojpeg -ljpeg -lcjson -lz)
 LDLIBS  += -lm -lpthread
 LDFLAGS += $(SAN)
 MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)

@@ -4,6 +4,7 @@
 #define VIT_CLI_H
 
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
+int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 

@@ -23,6 +23,7 @@ static int cmd_version(int argc, char **argv) {
 
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
+    {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
     {"version", cmd_version, "print the version"},
