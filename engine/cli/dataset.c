@@ -29,6 +29,7 @@ struct cli_dataset {
     char **class_names;      /* num_classes */
     /* ImageFolder */
     sample *samples;
+    int n_samples;           /* entries in samples (count may be less after a limit) */
     int count;
     /* IDX */
     char *idx_path;
@@ -238,6 +239,7 @@ static vit_status open_folder(cli_dataset *d, const char *path, char *const *lab
                 d->samples[d->count].path = files[j];
                 d->samples[d->count].label = cls[i];
                 d->count++;
+                d->n_samples = d->count;
             } else {
                 free(files[j]);
             }
@@ -474,7 +476,7 @@ void cli_dataset_free(cli_dataset *d) {
         for (int c = 0; c < d->num_classes; c++) free(d->class_names[c]);
     free(d->class_names);
     if (d->samples && !d->is_idx)
-        for (int i = 0; i < d->count; i++) free(d->samples[i].path);
+        for (int i = 0; i < d->n_samples; i++) free(d->samples[i].path);
     free(d->samples);
     free(d->idx_path);
     free(d->idx_data);
