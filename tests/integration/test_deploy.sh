@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_deploy.sh: the deployment files.  (1) `systemd-analyze verify` on deploy/systemd/vitd.service
 # (where the tool exists; ExecStart pointed at this build's vitd, since verify needs the binary);
-# (2) the env example names only variables vitd knows (from `vitd --help`); (3) the Dockerfile's
+# (2) the env example names only variables vitd knows (`vitd --help`, or read in server/*.c); (3) the Dockerfile's
 # required pieces; (4) the systemd notify protocol against the real daemon: a unix datagram socket
 # owned by this test as $NOTIFY_SOCKET, expecting READY=1 after warm-up (with /readyz 200 by then),
 # WATCHDOG=1 repeatedly with $WATCHDOG_USEC set, STOPPING=1 after SIGTERM and exit status 0.
@@ -50,7 +50,9 @@ else
   unknown=""
   for v in $(grep -oE '^#? ?VITD_[A-Z0-9_]+' "$ENVF" | grep -oE 'VITD_[A-Z0-9_]+' | sort -u); do
     flag="--$(tr 'A-Z_' 'a-z-' <<<"${v#VITD_}")"
-    grep -q -- "$flag" <<<"$help" || grep -q "$v" <<<"$help" || unknown="$unknown $v"
+    # a flag in --help, or a variable the daemon reads itself (VITD_ADMIN_TOKEN)
+    grep -q -- "$flag" <<<"$help" || grep -q "$v" <<<"$help" \
+      || grep -qs "\"$v\"" server/*.c || unknown="$unknown $v"
   done
   if [ -z "$unknown" ]; then ok "every VITD_ variable in vitd.env.example is a vitd flag"
   else bad "vitd.env.example names variables vitd --help does not know:$unknown"; fi
@@ -70,6 +72,21 @@ for s in $(grep -oE -- '--from=[a-z-]+' "$D" | cut -d= -f2 | sort -u); do
 done
 if [ -z "$miss" ]; then ok "Dockerfile: CUDA build/run, CPU build/run, HEALTHCHECK, STOPSIGNAL, USER, VOLUME"
 else bad "Dockerfile lacks:$miss"; fi
+
+# ---- (3b) make install into a scratch DESTDIR --------------------------------------------
+if [ "$B" = build ] && [ -x build/vit ]; then
+  if make -s install DESTDIR="$T/inst" PREFIX=/usr > "$T/install.log" 2>&1 \
+     && [ -x "$T/inst/usr/bin/vit" ] && "$T/inst/usr/bin/vit" --help | grep -q eval \
+     && { [ ! -x build/vitd ] || [ -x "$T/inst/usr/bin/vitd" ]; } \
+     && { [ ! -f models/fashion-vit/model.safetensors ] \
+          || cmp -s models/fashion-vit/model.safetensors "$T/inst/usr/share/vitd/models/fashion-vit/model.safetensors"; }; then
+    ok "make install DESTDIR=... PREFIX=/usr: binaries and the shipped model"
+  else
+    bad "make install: $(tail -n 5 "$T/install.log")"
+  fi
+else
+  skp "make install: only checked against the default build"
+fi
 
 # ---- (4) notify protocol against the real daemon -----------------------------------------
 MODEL=tests/fixtures/models/tiny-hf
