@@ -288,8 +288,12 @@ def main():
     step = 0
     if os.path.exists(args.ckpt):
         ck = torch.load(args.ckpt)
-        if ck["args"]["epochs"] != args.epochs or ck["args"]["width"] != args.width:
+        arch = ("width", "depth", "heads", "mlp", "batch", "seed")
+        if any(ck["args"][k] != getattr(args, k) for k in arch):
             sys.exit(f"checkpoint {args.ckpt} is from a different run ({ck['args']}); move it away")
+        if ck["args"]["epochs"] != args.epochs:
+            # the cosine schedule is re-planned for the new length from the current step on
+            say(f"schedule changed: {ck['args']['epochs']} -> {args.epochs} epochs at step {ck['step']}")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         gen.set_state(ck["gen"])
