@@ -58,10 +58,14 @@ static const cJSON *jget(const cJSON *o, const char *k) {
 static int cfg_int(loader *L, const cJSON *o, const char *where, const char *k, int lo, int hi, int *out) {
     const cJSON *j = jget(o, k);
     if (!j || cJSON_IsNull(j)) return 0;
+    /* timm writes sizes as [h, w] too: accept a square pair */
+    if (cJSON_IsArray(j) && cJSON_GetArraySize(j) == 2 && cJSON_IsNumber(j->child) && cJSON_IsNumber(j->child->next) &&
+        j->child->valuedouble == j->child->next->valuedouble)
+        j = j->child;
     double v = cJSON_IsNumber(j) ? j->valuedouble : NAN;
     if (!cJSON_IsNumber(j) || v != floor(v) || v < lo || v > hi) {
-        vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: %s%s must be an integer in [%d, %d]", L->dir,
-                 where, k, lo, hi);
+        vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: %s%s must be an integer in [%d, %d]%s", L->dir,
+                 where, k, lo, hi, cJSON_IsArray(j) ? " (or a square [h, w] pair)" : "");
         return -1;
     }
     *out = (int)v;

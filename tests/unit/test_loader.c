@@ -474,6 +474,172 @@ static void expect_fail(const char *dir, const vit_load_opts *o, vit_status want
     if (st == VIT_OK) vit_model_free(m);
 }
 
+/* append tensors (F32, zero data) at the end of the data section */
+typedef struct { long long end; int n; const char *names[4]; int ndim[4]; long long shape[4][4]; } add_spec;
+static void m_add(cJSON *h, void *arg) {
+    add_spec *a = arg;
+    long long off = a->end;
+    for (int i = 0; i < a->n; i++) {
+        long long numel = 1;
+        for (int k = 0; k < a->ndim[i]; k++) numel *= a->shape[i][k];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddItemToObject(e, "shape", cJSON_CreateArray());
+        set_ints(cJSON_GetObjectItem(e, "shape"), a->ndim[i], a->shape[i]);
+        cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateArray());
+        set_ints(cJSON_GetObjectItem(e, "data_offsets"), 2, (long long[]){off, off + 4 * numel});
+        cJSON_AddItemToObject(h, a->names[i], e);
+        off += 4 * numel;
+    }
+}
+static size_t add_bytes(const add_spec *a) {
+    size_t n = 0;
+    for (int i = 0; i < a->n; i++) {
+        long long numel = 1;
+        for (int k = 0; k < a->ndim[i]; k++) numel *= a->shape[i][k];
+        n += 4 * (size_t)numel;
+    }
+    return n;
+}
+static long long data_end(const char *dir) {
+    char path[600], err[256];
+    st_file *f = NULL;
+    long long end = -1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (st_open(path, &f, err, sizeof err) == VIT_OK) end = (long long)(f->file_size - f->data_start);
+    st_close(f);
+    return end;
+}
+/* pos_embed without its first (prefix) row: timm no_embed_class; arg non-NULL also drops cls_token */
+static void m_pos_noprefix(cJSON *h, void *drop_cls) {
+    cJSON *e = entry(h, "pos_embed");
+    cJSON *o = cJSON_GetObjectItem(e, "data_offsets");
+    long long b = (long long)cJSON_GetArrayItem(o, 0)->valuedouble, en = (long long)cJSON_GetArrayItem(o, 1)->valuedouble;
+    set_ints(o, 2, (long long[]){b + 128, en});
+    set_ints(cJSON_GetObjectItem(e, "shape"), 3, (long long[]){1, 16, 32});
+    if (drop_cls) cJSON_DeleteItemFromObjectCaseSensitive(h, "cls_token");
+}
+/* torchvision before 0.13: mlp.linear_1 / mlp.linear_2 */
+static void m_tv_legacy(cJSON *h, void *a) {
+    (void)a;
+    for (cJSON *e = h->child; e; e = e->next) {
+        char *p;
+        if ((p = strstr(e->string, "mlp.0.")) || (p = strstr(e->string, "mlp.3."))) {
+            char nn[256];
+            snprintf(nn, sizeof nn, "%.*smlp.linear_%c.%s", (int)(p - e->string), e->string, p[4] == '0' ? '1' : '2', p + 6);
+            free(e->string);
+            e->string = strdup(nn);
+        }
+    }
+}
+
+static void test_variants(void) {
+    char d[512], err[512] = "";
+    vit_model *ref = NULL, *m = NULL;
+    vit_status st;
+    if (vit_model_load(FIX "/tiny-timm", NULL, &ref, err, sizeof err)) { CHECK(0, "tiny-timm loads: %s", err); return; }
+    const int D = 32;
+
+    /* timm no_embed_class: pos_embed covers the patches only -> prefix rows zero */
+    make_case("tiny-timm", "no-embed-class", d, sizeof d);
+    rewrite_header(d, m_pos_noprefix, NULL, 0);
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK, "timm no_embed_class pos_embed (16 rows + cls) loads (%s)", st ? err : "ok");
+    if (!st) {
+        int z = 1;
+        for (int i = 0; i < D; i++) z = z && m->pos_embed[i] == 0.0f;
+        CHECK(z && vit_model_config(m)->num_tokens == 17 && vit_model_config(m)->num_params == vit_model_config(ref)->num_params - D,
+              "no_embed_class: prefix row zero, 17 tokens");
+        CHECK_CLOSE(m->pos_embed + D, ref->pos_embed + D, (size_t)16 * D, 0.0, "no_embed_class: patch rows unchanged");
+    }
+    vit_model_free(m);
+    m = NULL;
+    /* ... and resampled at another size keeps the prefix row zero */
+    vit_load_opts o48 = {.image_size = 48};
+    st = vit_model_load(d, &o48, &m, err, sizeof err);
+    CHECK(st == VIT_OK && m->pos_embed[0] == 0.0f && vit_model_config(m)->num_tokens == 37,
+          "no_embed_class at --image-size 48 (%s)", st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+
+    /* timm without a class token (class_token=False, global_pool avg) */
+    make_case("tiny-timm-avgpool", "no-cls", d, sizeof d);
+    rewrite_header(d, m_pos_noprefix, "drop", 0);
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK && m->cls_token == NULL && vit_model_config(m)->num_prefix_tokens == 0 &&
+              vit_model_config(m)->num_tokens == 16 && vit_model_config(m)->pooling == VIT_POOL_MEAN,
+          "timm without class token: 0 prefix tokens, mean pooling (%s)", st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+    make_case("tiny-timm", "no-cls-token-pool", d, sizeof d);
+    rewrite_header(d, m_pos_noprefix, "drop", 0);
+    expect_fail(d, NULL, VIT_E_CONFIG, "no class token", "global_pool token without a class token");
+
+    /* timm img_size as [h, w] */
+    make_case("tiny-timm", "img-size-pair", d, sizeof d);
+    edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": [32, 32]");
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK, "timm model_args.img_size [32, 32] accepted (%s)", st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+    make_case("tiny-timm", "img-size-rect", d, sizeof d);
+    edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": [32, 48]");
+    expect_fail(d, NULL, VIT_E_CONFIG, "square [h, w] pair", "timm non-square img_size");
+    make_case("tiny-timm", "global-pool-map", d, sizeof d);
+    edit_text(d, "config.json", "\"global_pool\": \"token\"", "\"global_pool\": \"map\"");
+    expect_fail(d, NULL, VIT_E_CONFIG, "global_pool 'map' is not supported", "timm attention pooling (map)");
+    make_case("tiny-timm", "act-layer", d, sizeof d);
+    edit_text(d, "config.json", "\"num_heads\": 4,", "\"num_heads\": 4, \"act_layer\": \"quick_gelu\",");
+    expect_fail(d, NULL, VIT_E_CONFIG, "activation 'quick_gelu' is not supported", "timm act_layer quick_gelu");
+    vit_model_free(ref);
+    ref = NULL;
+
+    /* Hugging Face: the unused pooler is ignored */
+    make_case("tiny-hf", "hf-pooler", d, sizeof d);
+    {
+        add_spec a = {.end = data_end(d), .n = 2, .names = {"vit.pooler.dense.weight", "vit.pooler.dense.bias"},
+                      .ndim = {2, 1}, .shape = {{32, 32}, {32}}};
+        rewrite_header(d, m_add, &a, add_bytes(&a));
+    }
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK && vit_model_config(m)->num_params == 32646, "HF checkpoint with vit.pooler.* loads, pooler ignored (%s)",
+          st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+
+    /* torchvision: legacy MLP names and the representation layer heads.pre_logits */
+    if (vit_model_load(FIX "/tiny-tv", NULL, &ref, err, sizeof err)) { CHECK(0, "tiny-tv loads: %s", err); return; }
+    make_case("tiny-tv", "tv-legacy", d, sizeof d);
+    rewrite_header(d, m_tv_legacy, NULL, 0);
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK, "torchvision legacy mlp.linear_1/linear_2 names load (%s)", st ? err : "ok");
+    if (!st) {
+        CHECK_CLOSE(m->layers[2].fc1_w, ref->layers[2].fc1_w, (size_t)64 * D, 0.0, "legacy names: fc1 weights");
+        CHECK_CLOSE(m->layers[2].fc2_b, ref->layers[2].fc2_b, (size_t)D, 0.0, "legacy names: fc2 bias");
+    }
+    vit_model_free(m);
+    m = NULL;
+    make_case("tiny-tv", "tv-pre-logits", d, sizeof d);
+    {
+        add_spec a = {.end = data_end(d), .n = 2, .names = {"heads.pre_logits.weight", "heads.pre_logits.bias"},
+                      .ndim = {2, 1}, .shape = {{32, 32}, {32}}};
+        rewrite_header(d, m_add, &a, add_bytes(&a));
+    }
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK && vit_model_config(m)->has_pre_logits && m->pre_logits_w && m->pre_logits_b,
+          "torchvision heads.pre_logits loads as the tanh representation layer (%s)", st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+    make_case("tiny-tv", "tv-pre-logits-wide", d, sizeof d);
+    {
+        add_spec a = {.end = data_end(d), .n = 2, .names = {"heads.pre_logits.weight", "heads.pre_logits.bias"},
+                      .ndim = {2, 1}, .shape = {{48, 32}, {48}}};
+        rewrite_header(d, m_add, &a, add_bytes(&a));
+    }
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "representation layer of size 48 != hidden size 32", "pre_logits wider than hidden");
+    vit_model_free(ref);
+}
+
 static void test_hostile(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/vitd-test-loader-XXXXXX");
     if (!mkdtemp(tmpdir)) { CHECK(0, "mkdtemp"); return; }
@@ -676,6 +842,8 @@ static void test_hostile(void) {
     /* image size option */
     vit_load_opts big = {.image_size = 8192};
     expect_fail(FIX "/tiny-timm", &big, VIT_E_ARG, "at most", "--image-size 8192");
+
+    test_variants();
 
     /* clean up */
     char cmd[400];
