@@ -69,7 +69,7 @@ $(BUILD)/vit: $(CLI_OBJ) $(LIBVIT)
 $(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) tests/unit/harness.h
+$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) tests/unit/harness.h $(wildcard server/*.c server/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 

@@ -1,0 +1,506 @@
+/* batcher.c: decode pool + dynamic batcher + engine workers (see batcher.h for the flow).
+ * One mutex guards the FIFO, the batch buffers and the counters; decoding and the forward pass
+ * run outside it.  Batch buffers: 2 per worker, each sized once for max_batch images. */
+#include "batcher.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "metrics.h"
+#include "util.h"
+
+typedef struct batch {
+    float *input;              /* (max_batch, 3, H, W) */
+    srv_item **items;          /* (max_batch) */
+    uint8_t *ok;               /* (max_batch) 1 when the slot decoded fine */
+    int reserved, filled;      /* slots handed to decoders / slots finished decoding */
+    double t_first;            /* vit_now() when the first slot was reserved */
+    struct batch *next;
+} batch;
+
+typedef struct worker {
+    batcher *b;
+    int id;
+    vit_session *sess;
+    pthread_t th;
+    int started;
+    float *logits;             /* (max_batch, logits_cap) */
+    int logits_cap;
+    float *features;           /* (max_batch, feature_dim) */
+    float *attn;               /* (max_batch, num_patches) */
+    int *good;                 /* (max_batch) scratch */
+} worker;
+
+struct batcher {
+    const vit_model *model;
+    const vit_config *cfg;
+    batcher_opts o;
+    size_t img_elems;          /* 3 * H * W */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_dec, cv_work;
+    srv_item **ring;           /* decode FIFO (max_queue) */
+    int ring_head, ring_n;
+    long pending;              /* admitted images not yet in a running batch */
+    batch *bufs;
+    int nbufs;
+    batch *free_list, *filling, *ready_head, *ready_tail;
+    int in_decode;             /* items popped by decoders, not yet in a slot or failed */
+    int stop;
+    double ewma_batch_s;
+    worker *workers;
+    pthread_t *decoders;
+    int ndec_started;
+    pthread_mutex_t head_mu;
+    vit_head *head;
+    vit_device device;
+    vit_precision precision;
+};
+
+/* ---- jobs ----------------------------------------------------------------------------- */
+
+srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
+    if (n <= 0 || top_k < 1) return NULL;
+    if (top_k > SRV_TOPK_MAX) top_k = SRV_TOPK_MAX;
+    size_t np = (want & (SRV_WANT_ATTN_CLS | SRV_WANT_ROLLOUT)) ? (size_t)b->cfg->num_patches : 0;
+    size_t nf = (want & SRV_WANT_FEATURES) ? (size_t)b->cfg->feature_dim : 0;
+    size_t sz = sizeof(srv_job) + (size_t)n * sizeof(srv_item);
+    sz = (sz + 15) & ~(size_t)15;
+    size_t per = (size_t)top_k * (sizeof(int) + sizeof(float)) + (np + nf) * sizeof(float);
+    srv_job *j = calloc(1, sz + (size_t)n * per);
+    if (!j) return NULL;
+    j->n = n; j->want = want; j->top_k = top_k;
+    atomic_init(&j->remaining, n);
+    char *p = (char *)j + sz;
+    for (int i = 0; i < n; i++) {
+        srv_item *it = &j->items[i];
+        it->job = j;
+        it->topk_idx = (int *)p; p += (size_t)top_k * sizeof(int);
+        it->topk_score = (float *)p; p += (size_t)top_k * sizeof(float);
+        if (np) { it->attn = (float *)p; p += np * sizeof(float); }
+        if (nf) { it->features = (float *)p; p += nf * sizeof(float); }
+    }
+    return j;
+}
+
+void srv_job_free(srv_job *j) {
+    if (!j) return;
+    for (int i = 0; i < j->n; i++) vit_head_release(j->items[i].head);
+    free(j);
+}
+
+static void item_finish(srv_item *it) {
+    metrics_images(1, it->http == 200);
+    srv_job *j = it->job;
+    if (atomic_fetch_sub(&j->remaining, 1) == 1 && j->done) j->done(j, j->done_arg);
+}
+
+static void item_fail(srv_item *it, int http, const char *code, const char *msg) {
+    it->http = http;
+    it->code = code;
+    size_t n = strnlen(msg, sizeof it->err - 1);
+    memcpy(it->err, msg, n);
+    it->err[n] = '\0';
+    item_finish(it);
+}
+
+static void item_fail_status(srv_item *it, vit_status st, const char *msg) {
+    switch (st) {
+    case VIT_E_IMAGE_FORMAT: item_fail(it, 415, "unsupported_media_type", msg); break;
+    case VIT_E_IMAGE_TOO_LARGE: item_fail(it, 413, "image_too_large", msg); break;
+    case VIT_E_IMAGE_CORRUPT: case VIT_E_ARG: item_fail(it, 400, "invalid_image", msg); break;
+    default: item_fail(it, 500, "internal", msg); break;
+    }
+}
+
+/* ---- head ----------------------------------------------------------------------------- */
+
+void batcher_set_head(batcher *b, vit_head *h) {
+    if (!h) return;
+    vit_head_retain(h);
+    pthread_mutex_lock(&b->head_mu);
+    vit_head *old = b->head;
+    b->head = h;
+    pthread_mutex_unlock(&b->head_mu);
+    vit_head_release(old);
+}
+
+vit_head *batcher_get_head(batcher *b) {
+    pthread_mutex_lock(&b->head_mu);
+    vit_head *h = b->head;
+    vit_head_retain(h);
+    pthread_mutex_unlock(&b->head_mu);
+    return h;
+}
+
+/* ---- admission ------------------------------------------------------------------------ */
+
+static int retry_after_locked(batcher *b) {
+    double per_batch = b->ewma_batch_s > 0 ? b->ewma_batch_s : 0.05;
+    double batches = ceil((double)b->pending / b->o.max_batch / b->o.workers) + 1;
+    int s = (int)ceil(batches * per_batch);
+    if (s < 1) s = 1;
+    if (s > 60) s = 60;
+    return s;
+}
+
+int batcher_submit(batcher *b, srv_job *j, int *retry_after_s) {
+    j->t_submit = vit_now();
+    pthread_mutex_lock(&b->mu);
+    if (b->stop || b->pending + j->n > b->o.max_queue) {
+        if (retry_after_s) *retry_after_s = retry_after_locked(b);
+        pthread_mutex_unlock(&b->mu);
+        return 503;
+    }
+    for (int i = 0; i < j->n; i++) {
+        b->ring[(b->ring_head + b->ring_n) % b->o.max_queue] = &j->items[i];
+        b->ring_n++;
+    }
+    b->pending += j->n;
+    long depth = b->pending;
+    pthread_cond_broadcast(&b->cv_dec);
+    pthread_mutex_unlock(&b->mu);
+    metrics_queue_depth(depth);
+    return 0;
+}
+
+long batcher_queue_depth(batcher *b) {
+    pthread_mutex_lock(&b->mu);
+    long d = b->pending;
+    pthread_mutex_unlock(&b->mu);
+    return d;
+}
+
+vit_device batcher_device(const batcher *b) { return b->device; }
+vit_precision batcher_precision(const batcher *b) { return b->precision; }
+
+/* ---- decode pool ---------------------------------------------------------------------- */
+
+static void *decoder_main(void *arg) {
+    batcher *b = arg;
+    char err[160];
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (b->ring_n == 0 && !b->stop) pthread_cond_wait(&b->cv_dec, &b->mu);
+        if (b->ring_n == 0 && b->stop) break;
+        srv_item *it = b->ring[b->ring_head];
+        b->ring_head = (b->ring_head + 1) % b->o.max_queue;
+        b->ring_n--;
+        b->in_decode++;
+        double now = vit_now();
+        if (it->job->deadline > 0 && now > it->job->deadline) {
+            b->pending--;
+            pthread_mutex_unlock(&b->mu);
+            item_fail(it, 504, "deadline_exceeded", "request deadline (X-Request-Timeout-Ms) passed while queued");
+            pthread_mutex_lock(&b->mu);
+            b->in_decode--;
+            pthread_cond_broadcast(&b->cv_work);
+            continue;
+        }
+        /* reserve a slot in the filling batch (wait for a free buffer if all are busy) */
+        while (!b->filling && !b->free_list) pthread_cond_wait(&b->cv_dec, &b->mu);
+        if (!b->filling) {
+            b->filling = b->free_list;
+            b->free_list = b->filling->next;
+            b->filling->next = NULL;
+            b->filling->reserved = b->filling->filled = 0;
+            b->filling->t_first = vit_now();
+        }
+        batch *bt = b->filling;
+        int slot = bt->reserved++;
+        bt->items[slot] = it;
+        bt->ok[slot] = 0;
+        if (bt->reserved == b->o.max_batch) {          /* full: no more reservations */
+            b->filling = NULL;
+            if (b->ready_tail) b->ready_tail->next = bt; else b->ready_head = bt;
+            b->ready_tail = bt;
+        }
+        pthread_mutex_unlock(&b->mu);
+
+        double t0 = vit_now();
+        vit_status st = vit_image_load(it->data, it->len, &b->cfg->preprocess, b->o.max_pixels,
+                                       bt->input + (size_t)slot * b->img_elems, err, sizeof err);
+        it->decode_s = vit_now() - t0;
+        metrics_observe(MET_DECODE_SECONDS, it->decode_s);
+        if (st != VIT_OK) {
+            if (!err[0]) snprintf(err, sizeof err, "%s", vit_status_str(st));
+            item_fail_status(it, st, err);
+        }
+        pthread_mutex_lock(&b->mu);
+        if (st == VIT_OK) bt->ok[slot] = 1;
+        else b->pending--;
+        bt->filled++;
+        b->in_decode--;
+        pthread_cond_broadcast(&b->cv_work);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* ---- workers -------------------------------------------------------------------------- */
+
+/* Wait for a batch to run; NULL when stopping and nothing is left. */
+static batch *take_batch(batcher *b) {
+    for (;;) {
+        batch *r = b->ready_head;
+        if (r && r->filled == r->reserved) {
+            b->ready_head = r->next;
+            if (!b->ready_head) b->ready_tail = NULL;
+            r->next = NULL;
+            return r;
+        }
+        batch *f = b->filling;
+        double now = vit_now();
+        double due = f ? f->t_first + (double)b->o.max_delay_us * 1e-6 : 0;
+        if (f && f->reserved > 0 && f->filled == f->reserved && (now >= due || b->stop)) {
+            b->filling = NULL;
+            return f;
+        }
+        if (b->stop && !r && !f && b->ring_n == 0 && b->in_decode == 0) return NULL;
+        if (f && f->reserved > 0 && f->filled == f->reserved && now < due) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            double wait = due - now;
+            long ns = ts.tv_nsec + (long)((wait - floor(wait)) * 1e9);
+            ts.tv_sec += (time_t)floor(wait) + ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&b->cv_work, &b->mu, &ts);
+        } else {
+            pthread_cond_wait(&b->cv_work, &b->mu);
+        }
+    }
+}
+
+static int ensure_logits(worker *w, int classes) {
+    if (classes <= w->logits_cap) return 0;
+    float *p = realloc(w->logits, sizeof(float) * (size_t)w->b->o.max_batch * (size_t)classes);
+    if (!p) return -1;
+    w->logits = p;
+    w->logits_cap = classes;
+    return 0;
+}
+
+static void run_batch(worker *w, batch *bt) {
+    batcher *b = w->b;
+    const vit_config *c = b->cfg;
+    double t_start = vit_now();
+    /* drop failed and expired slots, compacting the tensors */
+    int ngood = 0;
+    for (int i = 0; i < bt->reserved; i++) {
+        if (!bt->ok[i]) continue;
+        srv_item *it = bt->items[i];
+        if (it->job->deadline > 0 && t_start > it->job->deadline) {
+            item_fail(it, 504, "deadline_exceeded", "request deadline (X-Request-Timeout-Ms) passed while queued");
+            continue;
+        }
+        if (i != ngood) {
+            memcpy(bt->input + (size_t)ngood * b->img_elems, bt->input + (size_t)i * b->img_elems,
+                   sizeof(float) * b->img_elems);
+            bt->items[ngood] = it;
+        }
+        ngood++;
+    }
+    if (ngood == 0) return;
+    int want = 0;
+    for (int i = 0; i < ngood; i++) {
+        srv_item *it = bt->items[i];
+        want |= it->job->want;
+        it->queue_s = t_start - it->job->t_submit - it->decode_s;
+        if (it->queue_s < 0) it->queue_s = 0;
+        metrics_observe(MET_QUEUE_SECONDS, it->queue_s);
+    }
+    vit_head *head = batcher_get_head(b);
+    int C = vit_head_num_classes(head);
+    char msg[200];
+    vit_status st = VIT_E_NOMEM;
+    double t0 = vit_now(), dt = 0;
+    if (ensure_logits(w, C) == 0) {
+        /* CLS attention and rollout share one buffer; a batch wanting both is rare (two
+         * requests with different modes): run rollout's forward separately below. */
+        vit_outputs out = {.logits = w->logits};
+        if (want & SRV_WANT_FEATURES) out.features = w->features;
+        if (want & SRV_WANT_ATTN_CLS) out.attn_cls = w->attn;
+        else if (want & SRV_WANT_ROLLOUT) out.attn_rollout = w->attn;
+        st = vit_forward(w->sess, bt->input, ngood, head, &out);
+        dt = vit_now() - t0;
+        if (st == VIT_OK) {
+            for (int i = 0; i < ngood; i++) {
+                srv_item *it = bt->items[i];
+                if ((it->job->want & SRV_WANT_ATTN_CLS) && it->attn)
+                    memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
+            }
+            if ((want & SRV_WANT_ATTN_CLS) && (want & SRV_WANT_ROLLOUT)) {
+                vit_outputs o2 = {.attn_rollout = w->attn};
+                st = vit_forward(w->sess, bt->input, ngood, head, &o2);
+                dt = vit_now() - t0;
+            }
+        }
+    }
+    if (st != VIT_OK)
+        snprintf(msg, sizeof msg, "inference failed: %s", vit_session_errmsg(w->sess));
+    metrics_observe(MET_INFER_SECONDS, dt);
+    metrics_observe(MET_BATCH_SIZE, ngood);
+    for (int i = 0; i < ngood; i++) {
+        srv_item *it = bt->items[i];
+        if (st != VIT_OK) { item_fail(it, 500, "inference_failed", msg); continue; }
+        float *row = w->logits + (size_t)i * C;
+        vit_softmax(row, C);
+        int k = it->job->top_k < C ? it->job->top_k : C;
+        it->k = vit_topk(row, C, k, it->topk_idx);
+        for (int j = 0; j < it->k; j++) it->topk_score[j] = row[it->topk_idx[j]];
+        if ((it->job->want & SRV_WANT_ROLLOUT) && it->attn)
+            memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
+        if (it->features)
+            memcpy(it->features, w->features + (size_t)i * c->feature_dim, sizeof(float) * (size_t)c->feature_dim);
+        vit_head_retain(head);
+        it->head = head;
+        it->infer_s = dt;
+        it->batch_size = ngood;
+        it->http = 200;
+        item_finish(it);
+    }
+    vit_head_release(head);
+    pthread_mutex_lock(&b->mu);
+    b->ewma_batch_s = b->ewma_batch_s > 0 ? 0.8 * b->ewma_batch_s + 0.2 * dt : dt;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    batcher *b = w->b;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        batch *bt = take_batch(b);
+        if (!bt) break;
+        int ok = 0;
+        for (int i = 0; i < bt->reserved; i++) ok += bt->ok[i];
+        b->pending -= ok;
+        long depth = b->pending;
+        pthread_mutex_unlock(&b->mu);
+        metrics_queue_depth(depth);
+        run_batch(w, bt);
+        pthread_mutex_lock(&b->mu);
+        bt->reserved = bt->filled = 0;
+        bt->next = b->free_list;
+        b->free_list = bt;
+        pthread_cond_broadcast(&b->cv_dec);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (o->max_batch < 1 || o->max_queue < 1 || o->workers < 1 || o->decoders < 1)
+        return vit_errf(VIT_E_ARG, err, errlen, "batcher: max_batch, max_queue, workers, decoders must be >= 1");
+    batcher *b = calloc(1, sizeof *b);
+    if (!b) return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
+    b->model = m;
+    b->cfg = vit_model_config(m);
+    b->o = *o;
+    b->img_elems = (size_t)3 * b->cfg->preprocess.out_h * b->cfg->preprocess.out_w;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->head_mu, NULL);
+    pthread_cond_init(&b->cv_dec, NULL);
+    pthread_cond_init(&b->cv_work, NULL);
+    b->head = vit_model_head(m);
+    vit_head_retain(b->head);
+    vit_status st = VIT_OK;
+    b->ring = calloc((size_t)o->max_queue, sizeof *b->ring);
+    b->nbufs = 2 * o->workers;
+    b->bufs = calloc((size_t)b->nbufs, sizeof *b->bufs);
+    b->workers = calloc((size_t)o->workers, sizeof *b->workers);
+    b->decoders = calloc((size_t)o->decoders, sizeof *b->decoders);
+    if (!b->ring || !b->bufs || !b->workers || !b->decoders) { st = VIT_E_NOMEM; goto fail_nomem; }
+    for (int i = 0; i < b->nbufs; i++) {
+        batch *bt = &b->bufs[i];
+        bt->input = malloc(sizeof(float) * b->img_elems * (size_t)o->max_batch);
+        bt->items = calloc((size_t)o->max_batch, sizeof *bt->items);
+        bt->ok = calloc((size_t)o->max_batch, 1);
+        if (!bt->input || !bt->items || !bt->ok) { st = VIT_E_NOMEM; goto fail_nomem; }
+        bt->next = b->free_list;
+        b->free_list = bt;
+    }
+    for (int i = 0; i < o->workers; i++) {
+        worker *w = &b->workers[i];
+        w->b = b; w->id = i;
+        vit_session_opts so = {.max_batch = o->max_batch, .threads = o->threads, .device = o->device,
+                               .precision = o->precision, .gpu_id = 0};
+        st = vit_session_new(m, &so, &w->sess, err, errlen);
+        if (st != VIT_OK) goto fail;
+        w->features = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->feature_dim);
+        w->attn = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->num_patches);
+        w->good = malloc(sizeof(int) * (size_t)o->max_batch);
+        if (!w->features || !w->attn || !w->good || ensure_logits(w, b->cfg->num_classes) != 0) { st = VIT_E_NOMEM; goto fail_nomem; }
+        /* warm-up: one full batch of zeros through every path the server uses */
+        float *x = b->bufs[0].input;
+        memset(x, 0, sizeof(float) * b->img_elems * (size_t)o->max_batch);
+        vit_outputs wo = {.logits = w->logits, .features = w->features, .attn_cls = w->attn};
+        double t0 = vit_now();
+        st = vit_forward(w->sess, x, o->max_batch, b->head, &wo);
+        if (st != VIT_OK) {
+            vit_errf(st, err, errlen, "warm-up forward failed: %s", vit_session_errmsg(w->sess));
+            goto fail;
+        }
+        b->ewma_batch_s = vit_now() - t0;
+    }
+    b->device = vit_session_device(b->workers[0].sess);
+    b->precision = vit_session_precision(b->workers[0].sess);
+    for (int i = 0; i < o->workers; i++) {
+        if (pthread_create(&b->workers[i].th, NULL, worker_main, &b->workers[i]) != 0) {
+            st = vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start worker thread");
+            goto fail;
+        }
+        b->workers[i].started = 1;
+    }
+    for (int i = 0; i < o->decoders; i++) {
+        if (pthread_create(&b->decoders[i], NULL, decoder_main, b) != 0) {
+            st = vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start decoder thread");
+            goto fail;
+        }
+        b->ndec_started++;
+    }
+    *out = b;
+    return VIT_OK;
+fail_nomem:
+    vit_errf(st, err, errlen, "batcher: out of memory");
+fail:
+    batcher_free(b);
+    return st;
+}
+
+void batcher_free(batcher *b) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    b->stop = 1;
+    pthread_cond_broadcast(&b->cv_dec);
+    pthread_cond_broadcast(&b->cv_work);
+    pthread_mutex_unlock(&b->mu);
+    for (int i = 0; i < b->ndec_started; i++) pthread_join(b->decoders[i], NULL);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv_work);
+    pthread_mutex_unlock(&b->mu);
+    if (b->workers) {
+        for (int i = 0; i < b->o.workers; i++) {
+            worker *w = &b->workers[i];
+            if (w->started) pthread_join(w->th, NULL);
+            vit_session_free(w->sess);
+            free(w->logits); free(w->features); free(w->attn); free(w->good);
+        }
+    }
+    if (b->bufs)
+        for (int i = 0; i < b->nbufs; i++) { free(b->bufs[i].input); free(b->bufs[i].items); free(b->bufs[i].ok); }
+    free(b->bufs); free(b->workers); free(b->decoders); free(b->ring);
+    vit_head_release(b->head);
+    pthread_mutex_destroy(&b->mu);
+    pthread_mutex_destroy(&b->head_mu);
+    pthread_cond_destroy(&b->cv_dec);
+    pthread_cond_destroy(&b->cv_work);
+    free(b);
+}

@@ -1,0 +1,190 @@
+/* metrics.c: Prometheus metrics (see metrics.h).  One mutex guards everything: recording is a
+ * handful of additions, far cheaper than the requests it measures. */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MET_MAX_BUCKETS 16
+#define MET_MAX_REQ 96
+#define MET_MAX_GAUGES 16
+
+typedef struct {
+    const char *name, *help;
+    int nb;
+    double bounds[MET_MAX_BUCKETS];
+    uint64_t counts[MET_MAX_BUCKETS + 1];  /* last: +Inf */
+    double sum;
+    uint64_t count;
+} hist;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static hist hists[MET_HIST_COUNT];
+static struct { const char *path; int status; uint64_t n; } reqs[MET_MAX_REQ];
+static int nreqs;
+static uint64_t images_ok, images_failed;
+static long queue_depth;
+static char info_labels[512];
+static struct { char name[64], help[128]; double v; } gauges[MET_MAX_GAUGES];
+static int ngauges;
+
+static const char *known_paths[] = {"/classify", "/healthz", "/readyz", "/v1/models", "/metrics",
+                                    "/admin/examples", "/admin/train", "/admin/jobs", "/admin/heads"};
+
+static void hist_setup(hist *h, const char *name, const char *help, const double *b, int nb) {
+    memset(h, 0, sizeof *h);
+    h->name = name; h->help = help; h->nb = nb;
+    memcpy(h->bounds, b, sizeof(double) * (size_t)nb);
+}
+
+void metrics_init(void) {
+    static const double secs[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    int ns = (int)(sizeof secs / sizeof secs[0]), nz = (int)(sizeof sizes / sizeof sizes[0]);
+    pthread_mutex_lock(&mu);
+    hist_setup(&hists[MET_TOTAL_SECONDS], "request_duration_seconds", "Request time from arrival to response", secs, ns);
+    hist_setup(&hists[MET_QUEUE_SECONDS], "queue_duration_seconds", "Per image: time waiting for a batch (excludes decode)", secs, ns);
+    hist_setup(&hists[MET_DECODE_SECONDS], "decode_duration_seconds", "Per image: decode and preprocess time", secs, ns);
+    hist_setup(&hists[MET_INFER_SECONDS], "inference_duration_seconds", "Per batch: forward pass time", secs, ns);
+    hist_setup(&hists[MET_BATCH_SIZE], "batch_size", "Images per executed batch", sizes, nz);
+    nreqs = 0; images_ok = images_failed = 0; queue_depth = 0; ngauges = 0;
+    snprintf(info_labels, sizeof info_labels, "model=\"\"");
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_request(const char *path, int status) {
+    const char *p = "other";
+    for (size_t i = 0; i < sizeof known_paths / sizeof known_paths[0]; i++) {
+        size_t n = strlen(known_paths[i]);
+        if (strncmp(path, known_paths[i], n) == 0 && (path[n] == '\0' || path[n] == '/' || path[n] == '?')) {
+            p = known_paths[i];
+            break;
+        }
+    }
+    pthread_mutex_lock(&mu);
+    int i;
+    for (i = 0; i < nreqs; i++)
+        if (reqs[i].status == status && reqs[i].path == p) break;
+    if (i == nreqs && nreqs < MET_MAX_REQ) { reqs[i].path = p; reqs[i].status = status; reqs[i].n = 0; nreqs++; }
+    if (i < nreqs) reqs[i].n++;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_observe(met_hist which, double v) {
+    if ((int)which < 0 || which >= MET_HIST_COUNT) return;
+    hist *h = &hists[which];
+    pthread_mutex_lock(&mu);
+    int b = 0;
+    while (b < h->nb && v > h->bounds[b]) b++;
+    h->counts[b]++;
+    h->sum += v;
+    h->count++;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_images(uint64_t n, int ok) {
+    pthread_mutex_lock(&mu);
+    if (ok) images_ok += n; else images_failed += n;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_queue_depth(long d) {
+    pthread_mutex_lock(&mu);
+    queue_depth = d;
+    pthread_mutex_unlock(&mu);
+}
+
+/* copy s into a label value, escaping \ " and newlines */
+static void label_escape(char *out, size_t n, const char *s) {
+    size_t k = 0;
+    for (; s && *s && k + 3 < n; s++) {
+        if (*s == '\\' || *s == '"') { out[k++] = '\\'; out[k++] = *s; }
+        else if (*s == '\n') { out[k++] = '\\'; out[k++] = 'n'; }
+        else out[k++] = *s;
+    }
+    out[k] = '\0';
+}
+
+void metrics_model_info(const char *model, const char *arch, const char *device,
+                        const char *precision, int image_size, int num_classes, int max_batch) {
+    char m[128], a[96], d[32], p[32];
+    label_escape(m, sizeof m, model); label_escape(a, sizeof a, arch);
+    label_escape(d, sizeof d, device); label_escape(p, sizeof p, precision);
+    pthread_mutex_lock(&mu);
+    snprintf(info_labels, sizeof info_labels,
+             "model=\"%s\",architecture=\"%s\",device=\"%s\",precision=\"%s\",image_size=\"%d\",num_classes=\"%d\",max_batch=\"%d\"",
+             m, a, d, p, image_size, num_classes, max_batch);
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_gauge_set(const char *name, const char *help, double v) {
+    pthread_mutex_lock(&mu);
+    int i;
+    for (i = 0; i < ngauges; i++)
+        if (!strcmp(gauges[i].name, name)) break;
+    if (i == ngauges && ngauges < MET_MAX_GAUGES) {
+        snprintf(gauges[i].name, sizeof gauges[i].name, "%s", name);
+        snprintf(gauges[i].help, sizeof gauges[i].help, "%s", help ? help : name);
+        ngauges++;
+    }
+    if (i < ngauges) gauges[i].v = v;
+    pthread_mutex_unlock(&mu);
+}
+
+typedef struct { char *buf; size_t len, cap; int oom; } sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) { b->oom = 1; return; }
+        if ((size_t)n < b->cap - b->len) { b->len += (size_t)n; return; }
+        size_t nc = b->cap * 2 + (size_t)n + 1;
+        char *nb = realloc(b->buf, nc);
+        if (!nb) { b->oom = 1; return; }
+        b->buf = nb; b->cap = nc;
+    }
+}
+
+char *metrics_render(size_t *len) {
+    sbuf b = {malloc(8192), 0, 8192, 0};
+    if (!b.buf) return NULL;
+    b.buf[0] = '\0';
+    pthread_mutex_lock(&mu);
+    sb_printf(&b, "# HELP vitd_requests_total HTTP requests by path and status\n# TYPE vitd_requests_total counter\n");
+    for (int i = 0; i < nreqs; i++)
+        sb_printf(&b, "vitd_requests_total{path=\"%s\",status=\"%d\"} %llu\n", reqs[i].path, reqs[i].status,
+                  (unsigned long long)reqs[i].n);
+    for (int k = 0; k < MET_HIST_COUNT; k++) {
+        hist *h = &hists[k];
+        sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s histogram\n", h->name, h->help, h->name);
+        uint64_t cum = 0;
+        for (int i = 0; i < h->nb; i++) {
+            cum += h->counts[i];
+            sb_printf(&b, "vitd_%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i], (unsigned long long)cum);
+        }
+        cum += h->counts[h->nb];
+        sb_printf(&b, "vitd_%s_bucket{le=\"+Inf\"} %llu\n", h->name, (unsigned long long)cum);
+        sb_printf(&b, "vitd_%s_sum %.9g\nvitd_%s_count %llu\n", h->name, h->sum, h->name, (unsigned long long)h->count);
+    }
+    sb_printf(&b, "# HELP vitd_queue_depth Images admitted and not yet in a running batch\n# TYPE vitd_queue_depth gauge\nvitd_queue_depth %ld\n", queue_depth);
+    sb_printf(&b, "# HELP vitd_images_classified_total Images that got a result\n# TYPE vitd_images_classified_total counter\nvitd_images_classified_total %llu\n",
+              (unsigned long long)images_ok);
+    sb_printf(&b, "# HELP vitd_images_failed_total Images that got an error (decode, deadline, ...)\n# TYPE vitd_images_failed_total counter\nvitd_images_failed_total %llu\n",
+              (unsigned long long)images_failed);
+    sb_printf(&b, "# HELP vitd_model_info The served model (value is always 1)\n# TYPE vitd_model_info gauge\nvitd_model_info{%s} 1\n", info_labels);
+    for (int i = 0; i < ngauges; i++)
+        sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s gauge\nvitd_%s %.9g\n", gauges[i].name, gauges[i].help,
+                  gauges[i].name, gauges[i].name, gauges[i].v);
+    pthread_mutex_unlock(&mu);
+    if (b.oom) { free(b.buf); return NULL; }
+    if (len) *len = b.len;
+    return b.buf;
+}

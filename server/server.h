@@ -1,0 +1,105 @@
+/* server.h: the daemon's shared state and the API other server modules (the admin API, issue 7)
+ * build on: configuration, routing hooks, the per-request connection object, body/image access,
+ * replies, submitting images through the decode+batch pipeline (for logits or features), and
+ * the active head swap.
+ *
+ * Threads: route handlers and `done` callbacks run on libmicrohttpd threads; never block there
+ * for long (submit work and return).  A handler must reply exactly once: directly
+ * (srv_reply_json / srv_reply_error) or later through srv_conn_submit's callback. */
+#ifndef SRV_SERVER_H
+#define SRV_SERVER_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "batcher.h"
+#include "vit.h"
+
+typedef struct srv_config {
+    const char *model_dir;
+    const char *host;
+    int port;
+    int max_batch;
+    long max_delay_us;
+    int max_queue;
+    int workers;             /* engine sessions (each its own batcher worker) */
+    int threads;             /* engine threads per session; 0 = all cores */
+    int decoders;            /* decode pool threads; 0 = number of cores */
+    int http_threads;        /* libmicrohttpd thread pool size */
+    size_t max_body;         /* bytes (from --max-body-mb) */
+    uint64_t max_pixels;
+    int drain_timeout_s;
+    int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
+    vit_device device;
+    vit_precision precision;
+    int max_connections;
+    int request_timeout_s;   /* idle/slow client timeout */
+    int max_images;          /* images (multipart parts) per request */
+    int max_top_k;
+} srv_config;
+
+typedef struct srv_state {
+    srv_config cfg;
+    vit_model *model;
+    const vit_config *mc;
+    char model_name[128];
+    batcher *batcher;
+    atomic_int ready;        /* model loaded and warm-up ran */
+    atomic_int draining;
+    atomic_long inflight;    /* requests begun and not yet completed */
+} srv_state;
+
+extern srv_state g_srv;
+
+/* ---- logging (stderr) ---------------------------------------------------------------- */
+void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+enum { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG };
+
+/* ---- HTTP (server/http.c) ------------------------------------------------------------ */
+
+typedef struct srv_conn srv_conn;
+/* Called once the whole request body is in (bounded by --max-body-mb). */
+typedef void (*srv_handler)(srv_conn *c);
+
+/* Route every path starting with prefix (e.g. "/admin/") to h, all methods.  Call before
+ * srv_http_start.  Up to 8 prefixes. */
+int srv_route_prefix(const char *prefix, srv_handler h);
+
+int srv_http_start(char *err, size_t errlen);
+void srv_http_quiesce(void);          /* stop accepting new connections */
+void srv_http_stop(void);
+
+const char *srv_conn_method(const srv_conn *c);
+const char *srv_conn_path(const srv_conn *c);
+const char *srv_conn_query(srv_conn *c, const char *key);     /* NULL if absent */
+const char *srv_conn_header(srv_conn *c, const char *key);    /* NULL if absent */
+const uint8_t *srv_conn_body(const srv_conn *c, size_t *len);
+
+/* The images of the request, exactly as /classify reads them: multipart `image` parts, or a
+ * raw body (image/jpeg, image/png, application/octet-stream).  Fills data/len of up to max
+ * spans (pointing into the body).  Returns the count, or -1 after replying with the error
+ * (400 malformed / no image part, 415 other content type). */
+int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max);
+
+void srv_reply_json(srv_conn *c, int status, cJSON *root);    /* takes ownership of root */
+void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Submit job (its items' data/len set, e.g. from srv_conn_images) through the batcher; the
+ * connection is suspended; when every image is done, done(c, job, arg) runs on an HTTP thread
+ * and must reply.  The job is owned by the connection from here and freed after the request
+ * ends.  Honors X-Request-Timeout-Ms.  On a full queue this replies 503 + Retry-After itself
+ * and returns -1 (job already freed); else 0. */
+typedef void (*srv_done_fn)(srv_conn *c, srv_job *job, void *arg);
+int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg);
+void srv_conn_set_images(srv_conn *c, int n);                 /* for the access log */
+
+/* ---- heads --------------------------------------------------------------------------- */
+/* Make h the head later batches use (retains h; batches already running finish with the old
+ * one).  Returns 0, or -1 when the head's dim does not match the model's feature_dim. */
+int server_set_active_head(vit_head *h);
+vit_head *server_get_active_head(void);                       /* retained: release it */
+
+#endif
