@@ -214,6 +214,13 @@ int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg) {
 
 /* ---- built-in endpoints --------------------------------------------------------------- */
 
+/* a float as the shortest double that prints with `digits` significant digits (short JSON) */
+static double round_sig(double v, int digits) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.*g", digits, v);
+    return strtod(buf, NULL);
+}
+
 static void classify_done(srv_conn *c, srv_job *job, void *arg) {
     (void)arg;
     const vit_config *mc = g_srv.mc;
@@ -236,14 +243,16 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
                 const char *label = vit_head_label(it->head, it->topk_idx[k]);
                 cJSON_AddStringToObject(p, "label", label ? label : "");
                 cJSON_AddNumberToObject(p, "index", it->topk_idx[k]);
-                cJSON_AddNumberToObject(p, "score", (double)(float)it->topk_score[k]);
+                cJSON_AddNumberToObject(p, "score", round_sig(it->topk_score[k], 6));
                 cJSON_AddItemToArray(preds, p);
             }
             if (it->attn) {
                 cJSON *a = cJSON_AddObjectToObject(r, "attention");
                 int grid[2] = {mc->grid_h, mc->grid_w};
                 cJSON_AddItemToObject(a, "grid", cJSON_CreateIntArray(grid, 2));
-                cJSON_AddItemToObject(a, "values", cJSON_CreateFloatArray(it->attn, mc->num_patches));
+                cJSON *vals = cJSON_AddArrayToObject(a, "values");
+                for (int k = 0; k < mc->num_patches; k++)
+                    cJSON_AddItemToArray(vals, cJSON_CreateNumber(round_sig(it->attn[k], 5)));
             }
         }
         cJSON_AddItemToArray(results, r);
@@ -253,10 +262,10 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
         if (it->batch_size > bs) bs = it->batch_size;
     }
     cJSON *t = cJSON_AddObjectToObject(root, "timing");
-    cJSON_AddNumberToObject(t, "decode_ms", dec * 1e3);
-    cJSON_AddNumberToObject(t, "queue_ms", que * 1e3);
-    cJSON_AddNumberToObject(t, "infer_ms", inf * 1e3);
-    cJSON_AddNumberToObject(t, "total_ms", (vit_now() - c->t_start) * 1e3);
+    cJSON_AddNumberToObject(t, "decode_ms", round_sig(dec * 1e3, 4));
+    cJSON_AddNumberToObject(t, "queue_ms", round_sig(que * 1e3, 4));
+    cJSON_AddNumberToObject(t, "infer_ms", round_sig(inf * 1e3, 4));
+    cJSON_AddNumberToObject(t, "total_ms", round_sig((vit_now() - c->t_start) * 1e3, 4));
     cJSON_AddNumberToObject(root, "batch_size", bs);
     int status = 200;
     if (nok == 0 && first_err >= 0) {
@@ -404,6 +413,28 @@ static const route routes[] = {
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */
 
+/* A body without Content-Length (chunked) grew past --max-body-mb while streaming.
+ * libmicrohttpd 0.9.75 sends a response queued mid-upload only after the whole upload, so
+ * the 413 is written straight to the socket (nothing else has been written on it), the write
+ * side is shut, and the connection is closed by returning MHD_NO: the body is never read. */
+static enum MHD_Result reply_413_now(srv_conn *c) {
+    char body[200], msg[512];
+    int bl = snprintf(body, sizeof body,
+                      "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"request body over the limit of %zu bytes\"}}\n",
+                      g_srv.cfg.max_body);
+    int ml = snprintf(msg, sizeof msg,
+                      "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      "Connection: close\r\n\r\n%s", bl, body);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && ml > 0 && ml < (int)sizeof msg) {
+        ssize_t w = send(ci->connect_fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+        shutdown(ci->connect_fd, SHUT_WR);
+    }
+    c->status = 413;
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **ptr) {
@@ -416,6 +447,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->t_start = vit_now();
         atomic_fetch_add(&g_srv.inflight, 1);
         *ptr = c;
+        if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
         for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
             if (strcmp(url, routes[i].path) != 0) continue;
             int ok = routes[i].post ? !strcmp(method, "POST") : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
@@ -449,10 +481,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         size_t n = *upload_size;
         *upload_size = 0;
         if (c->status) return MHD_YES;                           /* already answered: discard */
-        if (n > g_srv.cfg.max_body - c->len) {
-            srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
-            return MHD_YES;
-        }
+        if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
         if (c->len + n > c->cap) {
             size_t nc = c->cap ? c->cap * 2 : 65536;
             while (nc < c->len + n) nc *= 2;
@@ -499,6 +528,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
                 toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
     }
+    if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);
     free(c->body);
     free(c);
@@ -519,7 +549,9 @@ int srv_http_start(char *err, size_t errlen) {
     const srv_config *cfg = &g_srv.cfg;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* poll(), not epoll: with epoll, 0.9.75 missed some client closes mid-upload (they held
+     * their slot until the timeout) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (strchr(cfg->host, ':')) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;

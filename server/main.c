@@ -245,7 +245,10 @@ int main(int argc, char **argv) {
         size_t n = strlen(tmp);
         while (n > 1 && tmp[n - 1] == '/') tmp[--n] = '\0';
         const char *base = strrchr(tmp, '/');
-        snprintf(g_srv.model_name, sizeof g_srv.model_name, "%s", base ? base + 1 : tmp);
+        base = base ? base + 1 : tmp;
+        size_t bl = strnlen(base, sizeof g_srv.model_name - 1);
+        memcpy(g_srv.model_name, base, bl);
+        g_srv.model_name[bl] = '\0';
     }
     batcher_opts bo = {.max_batch = C->max_batch, .max_queue = C->max_queue, .workers = C->workers,
                        .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us,
@@ -285,11 +288,14 @@ int main(int argc, char **argv) {
     atomic_store(&g_srv.draining, 1);
     sd_notify_send("STOPPING=1\nSTATUS=draining");
     srv_http_quiesce();
-    double deadline = vit_now() + C->drain_timeout_s;
+    double deadline = vit_now() + C->drain_timeout_s, next_wd = vit_now();
     while (atomic_load(&g_srv.inflight) > 0 && vit_now() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        if (wd) sd_notify_send("WATCHDOG=1");
+        if (wd && vit_now() >= next_wd) {
+            sd_notify_send("WATCHDOG=1");
+            next_wd = vit_now() + (double)wd * 0.5e-6;
+        }
     }
     long left = atomic_load(&g_srv.inflight);
     if (left > 0) {

@@ -24,7 +24,7 @@ int sd_notify_send(const char *state) {
     if (fd < 0) return -1;
     ssize_t w;
     do {
-        w = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+        w = sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, salen);
     } while (w < 0 && errno == EINTR);
     close(fd);
     return w == (ssize_t)strlen(state) ? 1 : -1;

@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""test_server.py: vitd end to end on the tiny fixture model: every endpoint, every status code,
+multipart and raw bodies, a multi-image request with one bad image, attention shapes, top_k,
+64 concurrent clients batched (mean batch size > 1 in /metrics), env-var configuration, --help."""
+import concurrent.futures as cf
+import math
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
+from vitd_testlib import (DATA, TINY, VITD, Daemon, check, multipart, png_header_only, read,  # noqa: E402
+                          summary)
+
+JPG = read(os.path.join(DATA, "server", "photo.jpg"))
+PNG = read(os.path.join(DATA, "sneaker.png"))
+GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+
+
+def err_code(body):
+    e = body.get("error") if isinstance(body, dict) else None
+    return e.get("code") if isinstance(e, dict) and "message" in e else None
+
+
+def main():
+    out = subprocess.run([VITD, "--help"], capture_output=True, text=True)
+    flags = ["--model", "--host", "--port", "--max-batch", "--max-delay-us", "--max-queue", "--workers",
+             "--threads", "--max-body-mb", "--max-pixels", "--drain-timeout-s", "--log-level", "--device",
+             "--precision", "--max-connections", "--request-timeout-s"]
+    missing = [f for f in flags if f not in out.stdout]
+    check(out.returncode == 0 and not missing and "VITD_MAX_BATCH" in out.stdout and "(default: 32;" in out.stdout,
+          "--help lists every flag with defaults and env names", f"missing {missing}")
+    r = subprocess.run([VITD, "--max-batch", "0"], capture_output=True, text=True)
+    check(r.returncode == 2 and "max-batch" in r.stderr, "bad flag value rejected", r.stderr)
+    r = subprocess.run([VITD, "--model", "/nonexistent/model", "--port", "0"], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "cannot load model" in r.stderr, "missing model: exit 1 with a message", r.stderr[-300:])
+
+    d = Daemon("--max-delay-us", "20000", "--max-body-mb", "1", env={"VITD_MAX_BATCH": "8", "VITD_LOG_LEVEL": "info"})
+    if not check(d.wait_ready(), "daemon becomes ready", d.logtext()[-2000:]):
+        return summary()
+
+    st, _, b = d.json("GET", "/healthz")
+    check(st == 200 and b.get("status") == "ok", "GET /healthz 200", b)
+    st, _, b = d.json("GET", "/readyz")
+    check(st == 200 and b.get("status") == "ready", "GET /readyz 200 when ready", b)
+    st, _, b = d.json("GET", "/v1/models")
+    m = (b.get("models") or [{}])[0]
+    check(st == 200 and m.get("id") == "tiny-hf" and m.get("image_size") == 32 and len(m.get("labels", [])) == 6
+          and m.get("device") == "cpu" and m.get("precision") == "fp32" and m.get("max_batch") == 8
+          and "mean" in m.get("preprocessing", {}), "GET /v1/models: labels, size, preprocessing, device, env max batch", b)
+
+    # classify: multipart JPEG, raw PNG, octet-stream
+    st, _, b = d.classify([JPG])
+    res = b.get("results", [{}])
+    preds = res[0].get("predictions", [])
+    ok = (st == 200 and b.get("model") == "tiny-hf" and len(res) == 1 and len(preds) == 5
+          and all(p["label"] and isinstance(p["index"], int) for p in preds)
+          and all(preds[i]["score"] >= preds[i + 1]["score"] for i in range(4))
+          and set(b.get("timing", {})) == {"decode_ms", "queue_ms", "infer_ms", "total_ms"} and b.get("batch_size", 0) >= 1)
+    check(ok, "POST /classify multipart JPEG: 5 sorted predictions, timing, batch_size", b)
+    st, _, b2 = d.json("POST", "/classify", PNG, {"Content-Type": "image/png"})
+    check(st == 200 and len(b2["results"][0]["predictions"]) == 5, "POST /classify raw image/png", b2)
+    st, _, b3 = d.json("POST", "/classify?top_k=6", JPG, {"Content-Type": "application/octet-stream"})
+    s = sum(p["score"] for p in b3.get("results", [{}])[0].get("predictions", []))
+    check(st == 200 and abs(s - 1) < 1e-3, "raw octet-stream, top_k=all scores sum to 1", b3)
+    st, _, b4 = d.json("POST", "/classify?top_k=2", JPG, {"Content-Type": "image/jpeg"})
+    check(st == 200 and [p["index"] for p in b4["results"][0]["predictions"]] == [p["index"] for p in preds[:2]],
+          "same image raw and multipart: same top-2", b4)
+    st, _, b = d.json("POST", "/classify?top_k=1000", JPG, {"Content-Type": "image/jpeg"})
+    check(st == 400 and err_code(b) == "bad_request", "top_k out of range -> 400", b)
+    st, _, b = d.json("POST", "/classify?top_k=abc", JPG, {"Content-Type": "image/jpeg"})
+    check(st == 400 and err_code(b), "top_k not a number -> 400", b)
+
+    # attention
+    for mode in ("cls", "rollout"):
+        st, _, b = d.classify([JPG, PNG], f"?attention={mode}")
+        att = [r.get("attention", {}) for r in b.get("results", [])]
+        ok = st == 200 and len(att) == 2 and all(a.get("grid") == [4, 4] and len(a.get("values", [])) == 16
+                                                 and all(math.isfinite(v) and v >= 0 for v in a["values"]) for a in att)
+        if mode == "rollout":
+            ok = ok and all(abs(sum(a["values"]) - 1) < 0.05 or sum(a["values"]) > 0 for a in att)
+        check(ok, f"attention={mode}: grid [4,4] and 16 finite values per image", str(b)[:300])
+    st, _, b = d.classify([JPG], "?attention=bogus")
+    check(st == 400 and err_code(b), "attention=bogus -> 400", b)
+    st, _, b = d.classify([JPG])
+    check("attention" not in b["results"][0], "no attention unless asked", b)
+
+    # multi-image with one bad image: per-image results in order
+    st, _, b = d.classify([JPG, b"\xff\xd8\xffgarbage-not-a-jpeg" * 4, PNG])
+    r = b.get("results", [])
+    check(st == 200 and len(r) == 3 and "predictions" in r[0] and err_code(r[1]) == "invalid_image"
+          and "predictions" in r[2] and r[2]["predictions"][0]["index"] == b2["results"][0]["predictions"][0]["index"],
+          "multi-image with one corrupt image: 200, its own error, others classified in order", b)
+    st, _, b = d.classify([GIF, b""])
+    r = b.get("results", [])
+    check(st == 415 and len(r) == 2 and err_code(r[0]) == "unsupported_media_type" and err_code(r[1]) == "invalid_image"
+          and err_code(b) == "unsupported_media_type", "all images bad: status of the first error, each its own", b)
+
+    # error statuses
+    st, _, b = d.json("POST", "/classify", GIF, {"Content-Type": "image/gif"})
+    check(st == 415 and err_code(b) == "unsupported_media_type", "Content-Type image/gif -> 415", b)
+    st, _, b = d.json("POST", "/classify", GIF, {"Content-Type": "application/octet-stream"})
+    check(st == 415 and err_code(b) == "unsupported_media_type", "GIF bytes as octet-stream -> 415 (sniffed)", b)
+    st, _, b = d.json("POST", "/classify", b"", {"Content-Type": "image/jpeg"})
+    check(st == 400 and err_code(b) == "bad_request", "empty body -> 400", b)
+    st, _, b = d.json("POST", "/classify", JPG[: len(JPG) // 3], {"Content-Type": "image/jpeg"})
+    check(st == 400 and err_code(b) == "invalid_image", "truncated JPEG -> 400", b)
+    st, _, b = d.json("POST", "/classify", PNG[:40], {"Content-Type": "image/png"})
+    check(st == 400 and err_code(b) == "invalid_image", "truncated PNG -> 400", b)
+    st, _, b = d.json("POST", "/classify", os.urandom(3000), {"Content-Type": "application/octet-stream"})
+    check(st in (400, 415) and err_code(b), "random bytes -> 400/415", b)
+    st, _, b = d.json("POST", "/classify", png_header_only(10000, 10000), {"Content-Type": "image/png"})
+    check(st == 413 and err_code(b) == "image_too_large", "100 Mpixel PNG header -> 413 (pixel cap)", b)
+    body, ct = multipart([("image", "a.jpg", JPG)])
+    st, _, b = d.json("POST", "/classify", body[:-20], {"Content-Type": ct})
+    check(st == 400 and err_code(b) == "bad_request", "truncated multipart -> 400", b)
+    st, _, b = d.json("POST", "/classify", body, {"Content-Type": "multipart/form-data"})
+    check(st == 400 and err_code(b) == "bad_request", "multipart without boundary -> 400", b)
+    body2, ct2 = multipart([("file", "a.jpg", JPG)])
+    st, _, b = d.json("POST", "/classify", body2, {"Content-Type": ct2})
+    check(st == 400 and "image" in b.get("error", {}).get("message", ""), "multipart without an image part -> 400", b)
+    body3, ct3 = multipart([("image", "a.jpg", JPG)], boundary="a'b(c)d+e_f,g-h.i/j:k=l?m")
+    st, _, b = d.json("POST", "/classify", body3, {"Content-Type": f'multipart/form-data; boundary="a\'b(c)d+e_f,g-h.i/j:k=l?m"'})
+    check(st == 200, "quoted boundary with special characters", b)
+    st, _, b = d.json("GET", "/nope")
+    check(st == 404 and err_code(b) == "not_found", "unknown path -> 404 JSON", b)
+    st, h, b = d.json("GET", "/classify")
+    check(st == 405 and h.get("allow") == "POST" and err_code(b) == "method_not_allowed", "GET /classify -> 405 Allow: POST", (h, b))
+    st, h, b = d.json("POST", "/metrics", b"x")
+    check(st == 405 and "GET" in h.get("allow", ""), "POST /metrics -> 405 Allow: GET", (h, b))
+
+    # 413 from Content-Length, before the body is sent
+    import socket
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 5000000\r\n\r\n")
+    resp = s.recv(4096)
+    s.close()
+    check(resp.startswith(b"HTTP/1.1 413") and b"payload_too_large" in resp, "Content-Length over --max-body-mb -> 413 before the body", resp[:200])
+    # 413 while streaming a chunked body (no Content-Length)
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % 65536 + b"\0" * 65536 + b"\r\n"
+    sent = 0
+    try:
+        for _ in range(64):                  # up to 4 MiB, the limit is 1 MiB
+            s.sendall(chunk)
+            sent += 65536
+    except OSError:
+        pass
+    resp = b""
+    try:
+        while b"\r\n\r\n" not in resp:
+            x = s.recv(4096)
+            if not x:
+                break
+            resp += x
+    except OSError:
+        pass
+    s.close()
+    check(resp.startswith(b"HTTP/1.1 413"), f"chunked body over the limit -> 413 while streaming (sent {sent >> 10} KiB)", resp[:200])
+    st, _, b = d.json("GET", "/healthz")
+    check(st == 200, "daemon alive after oversized bodies", b)
+
+    # 64 concurrent clients: batching visible in /metrics
+    m0 = d.metrics()
+
+    def one(i):
+        st, _, b = d.classify([JPG if i % 2 else PNG])
+        return st
+
+    with cf.ThreadPoolExecutor(64) as ex:
+        sts = list(ex.map(one, range(192)))
+    m1 = d.metrics()
+    n = m1["vitd_batch_size_count"] - m0["vitd_batch_size_count"]
+    tot = m1["vitd_batch_size_sum"] - m0["vitd_batch_size_sum"]
+    check(all(s == 200 for s in sts) and tot == 192 and n > 0 and tot / n > 1,
+          f"64 concurrent clients x3: all 200, mean batch size {tot / max(n, 1):.2f} > 1 in /metrics", (sts.count(200), n, tot))
+    mx = d.metrics()
+    check(mx.get('vitd_requests_total{path="/classify",status="200"}', 0) >= 192
+          and mx.get('vitd_requests_total{path="other",status="404"}') == 1
+          and mx.get('vitd_requests_total{path="/classify",status="415"}', 0) >= 3
+          and "vitd_queue_depth" in mx and mx.get("vitd_images_classified_total", 0) >= 192
+          and mx.get('vitd_inference_duration_seconds_bucket{le="+Inf"}', 0) > 0
+          and mx.get('vitd_decode_duration_seconds_count', 0) >= 192
+          and mx.get('vitd_queue_duration_seconds_count', 0) >= 192
+          and mx.get('vitd_request_duration_seconds_count', 0) >= 192
+          and any(k.startswith("vitd_model_info{") and 'device="cpu"' in k and 'precision="fp32"' in k for k in mx),
+          "/metrics: requests by path+status, histograms, queue depth, images, model info",
+          {k: v for k, v in mx.items() if "requests_total" in k})
+    log = d.logtext()
+    check("access 127.0.0.1 POST /classify 200 images=1" in log and "GET /nope 404" in log,
+          "access log line per request on stderr", log[-500:])
+    rc = d.stop()
+    check(rc == 0, "SIGTERM -> exit 0", rc)
+    return summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
