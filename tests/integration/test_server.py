@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from vitd_testlib import (DATA, TINY, VITD, Daemon, check, multipart, png_header_only, read,  # noqa: E402
                           summary)

@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from vitd_testlib import DATA, Daemon, check, multipart, read, summary  # noqa: E402
 

@@ -8,6 +8,7 @@ import socket
 import sys
 import time
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from vitd_testlib import DATA, Daemon, check, read, summary  # noqa: E402
 
