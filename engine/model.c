@@ -1,6 +1,8 @@
 /* model.c: load a model directory (config.json + model.safetensors [+ preprocessor_config.json,
  * labels.txt]) into the FP32 layout of model.h, whatever the naming scheme:
  *   Hugging Face  vit.embeddings.*, vit.encoder.layer.{i}.*, vit.layernorm, classifier
+ *                 (DeiT: deit.* with distillation_token, and cls_classifier + distillation_classifier
+ *                 or a classifier on the class token only)
  *                 dims from config.json (HF keys and defaults), checked against every tensor;
  *   timm          patch_embed.proj, cls_token, pos_embed, blocks.{i}.*, norm, head
  *                 (+ fc_norm, pre_logits.fc, dist_token/head_dist);
@@ -38,7 +40,9 @@ typedef struct loader {
     st_file *st;
     cJSON *cfg;            /* config.json root */
     naming nm;
-    char hf_prefix[8];     /* "vit." or "" */
+    char hf_prefix[8];     /* "vit.", "deit." or "" */
+    int hf_deit;           /* HF DeiT: distillation token; two heads or one on the class token */
+    int hf_two_heads;      /* HF DeiT with teacher: cls_classifier + distillation_classifier */
     char *err;
     size_t errlen;
     size_t ckpt_params;    /* elements of the checkpoint tensors used */
@@ -121,7 +125,9 @@ static const arch_size *arch_lookup(const char *arch) {
 
 /* tensor name from a pattern whose "%d" (if any) is the layer index; HF names get "vit." */
 static const char *tname(loader *L, char *buf, size_t n, const char *pat, int i) {
-    const char *pre = L->nm == NAMING_HF && strncmp(pat, "classifier", 10) ? L->hf_prefix : "";
+    int head = !strncmp(pat, "classifier", 10) || !strncmp(pat, "cls_classifier", 14) ||
+               !strncmp(pat, "distillation_classifier", 23);
+    const char *pre = L->nm == NAMING_HF && !head ? L->hf_prefix : "";
     const char *d = strstr(pat, "%d");
     if (d)
         snprintf(buf, n, "%s%.*s%d%s", pre, (int)(d - pat), pat, i, d + 2);
@@ -341,22 +347,25 @@ static vit_status dims_hf(loader *L, vit_config *c) {
         return vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: qkv_bias must be true or false", L->dir);
     L->qkv_bias = qb ? cJSON_IsTrue(qb) : 1;
     c->trained_image_size = c->image_size;
-    c->num_prefix_tokens = 1;
+    c->num_prefix_tokens = L->hf_deit ? 2 : 1;
+    c->distilled = L->hf_deit;
     c->pooling = VIT_POOL_CLS;
     L->has_norm = 1;
+    L->hf_two_heads = L->hf_deit && has(L, "cls_classifier.weight", 0);
+    const char *hw = L->hf_two_heads ? "cls_classifier.weight" : "classifier.weight";
     /* classes: id2label's size when given, else the classifier's rows */
     st_tensor *t;
     c->num_classes = 0;
     const cJSON *id2 = jget(L->cfg, "id2label");
     if (id2 && cJSON_IsObject(id2)) c->num_classes = cJSON_GetArraySize(id2);
-    if (c->num_classes == 0 && get_shape(L, "classifier.weight", 0, &t) && t->ndim == 2)
+    if (c->num_classes == 0 && get_shape(L, hw, 0, &t) && t->ndim == 2)
         c->num_classes = (int)(t->shape[0] > 0 && t->shape[0] < 1000000 ? t->shape[0] : 0);
     if (c->num_classes == 0) {
-        if (!has(L, "classifier.weight", 0))
+        if (!has(L, hw, 0))
             return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen,
-                            "%s: no classification head ('classifier.weight'): a ViTModel without a classifier is not supported",
-                            L->st_path);
-        return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor 'classifier.weight' has a bad shape", L->st_path);
+                            "%s: no classification head ('%s'): a base model without a classifier is not supported",
+                            L->st_path, hw);
+        return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s' has a bad shape", L->st_path, hw);
     }
     return VIT_OK;
 }
@@ -544,7 +553,7 @@ static vit_status build(loader *L, vit_model *m, bump *b) {
     if (c->distilled) {
         p = take(b, (size_t)D);
         m->dist_token = p;
-        if ((st = LOAD3(p, "dist_token", 0, 1, 1, D))) return st;
+        if ((st = LOAD3(p, hf ? "embeddings.distillation_token" : "dist_token", 0, 1, 1, D))) return st;
     }
     /* position embeddings: checkpoint's (1, T0, D) -> (num_tokens, D) at the run size */
     p = take(b, (size_t)c->num_tokens * D);
@@ -671,14 +680,27 @@ static vit_status build_head(loader *L, vit_model *m) {
     float *w2 = NULL, *b2 = NULL;
     char **labels = NULL;
     if (!w || !bias) { st = vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (head)"); goto done; }
-    if ((st = LOAD2(w, hf ? "classifier.weight" : tv ? "heads.head.weight" : "head.weight", 0, K, D))) goto done;
-    if ((st = LOAD1(bias, hf ? "classifier.bias" : tv ? "heads.head.bias" : "head.bias", 0, K))) goto done;
+    const char *hw = hf ? (L->hf_two_heads ? "cls_classifier.weight" : "classifier.weight")
+                        : tv ? "heads.head.weight" : "head.weight";
+    const char *hb = hf ? (L->hf_two_heads ? "cls_classifier.bias" : "classifier.bias")
+                        : tv ? "heads.head.bias" : "head.bias";
+    if ((st = LOAD2(w, hw, 0, K, D))) goto done;
+    if ((st = LOAD1(bias, hb, 0, K))) goto done;
     if (c->distilled) {
-        w2 = malloc((size_t)K * D * sizeof *w2);
-        b2 = malloc((size_t)K * sizeof *b2);
+        w2 = calloc((size_t)K * D, sizeof *w2);
+        b2 = calloc((size_t)K, sizeof *b2);
         if (!w2 || !b2) { st = vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (head)"); goto done; }
-        if ((st = LOAD2(w2, "head_dist.weight", 0, K, D))) goto done;
-        if ((st = LOAD1(b2, "head_dist.bias", 0, K))) goto done;
+        if (hf && !L->hf_two_heads) {
+            /* HF DeiTForImageClassification: the head sees the class token only: [W, 0], b.
+             * The fold below halves both, so give it 2W and 2b for the class-token half. */
+            for (size_t i = 0; i < (size_t)K * D; i++) w[i] *= 2.0f;
+            for (int k = 0; k < K; k++) { b2[k] = bias[k]; }
+        } else {
+            const char *dw = hf ? "distillation_classifier.weight" : "head_dist.weight";
+            const char *db = hf ? "distillation_classifier.bias" : "head_dist.bias";
+            if ((st = LOAD2(w2, dw, 0, K, D))) goto done;
+            if ((st = LOAD1(b2, db, 0, K))) goto done;
+        }
         /* w holds (K, D) packed; spread to (K, 2D) from the last row backwards */
         for (int k = K - 1; k >= 0; k--) {
             float *row = w + (size_t)k * 2 * D;
@@ -763,6 +785,10 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     if (st_lookup(L->st, "vit.embeddings.patch_embeddings.projection.weight")) {
         L->nm = NAMING_HF;
         strcpy(L->hf_prefix, "vit.");
+    } else if (st_lookup(L->st, "deit.embeddings.patch_embeddings.projection.weight")) {
+        L->nm = NAMING_HF;
+        L->hf_deit = 1;
+        strcpy(L->hf_prefix, "deit.");
     } else if (st_lookup(L->st, "embeddings.patch_embeddings.projection.weight")) {
         L->nm = NAMING_HF;
     } else if (st_lookup(L->st, "patch_embed.proj.weight")) {
@@ -771,7 +797,7 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
         L->nm = NAMING_TV;
     } else {
         st = vit_errf(VIT_E_CHECKPOINT, err, errlen,
-                      "%s: unknown tensor naming: no patch embedding ('vit.embeddings.patch_embeddings.projection.weight' "
+                      "%s: unknown tensor naming: no patch embedding ('vit.embeddings.patch_embeddings.projection.weight' or 'deit.embeddings...' "
                       "(Hugging Face), 'patch_embed.proj.weight' (timm) or 'conv_proj.weight' (torchvision))", L->st_path);
         goto fail;
     }
@@ -807,7 +833,7 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     }
     if (L->nm == NAMING_HF) {
         int g = c->trained_image_size / c->patch_size;
-        L->trained_tokens = 1 + g * g;
+        L->trained_tokens = c->num_prefix_tokens + g * g;
     }
     c->image_size = c->trained_image_size;
     if (opts && opts->image_size) {

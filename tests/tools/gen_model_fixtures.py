@@ -211,15 +211,18 @@ def checksums(p, D):
 
 # ---- naming schemes -------------------------------------------------------------------------
 
-def hf_tensors(p, L, D, qkv_bias):
+def hf_tensors(p, L, D, qkv_bias, prefix="vit."):
+    """prefix "deit." gives DeiTForImageClassificationWithTeacher names when p has dist_token"""
     t = OrderedDict()
-    e = "vit.embeddings."
+    e = prefix + "embeddings."
     t[e + "cls_token"] = p["cls_token"].view(1, 1, D)
+    if "dist_token" in p:
+        t[e + "distillation_token"] = p["dist_token"].view(1, 1, D)
     t[e + "position_embeddings"] = p["pos_embed"].unsqueeze(0)
     t[e + "patch_embeddings.projection.weight"] = p["patch_w"]
     t[e + "patch_embeddings.projection.bias"] = p["patch_b"]
     for i in range(L):
-        s, q = "vit.encoder.layer.%d." % i, lambda n: p["layers.%d.%s" % (i, n)]
+        s, q = prefix + "encoder.layer.%d." % i, lambda n: p["layers.%d.%s" % (i, n)]
         t[s + "layernorm_before.weight"] = q("ln1_w")
         t[s + "layernorm_before.bias"] = q("ln1_b")
         for j, n in enumerate(("query", "key", "value")):
@@ -234,10 +237,16 @@ def hf_tensors(p, L, D, qkv_bias):
         t[s + "intermediate.dense.bias"] = q("fc1_b")
         t[s + "output.dense.weight"] = q("fc2_w")
         t[s + "output.dense.bias"] = q("fc2_b")
-    t["vit.layernorm.weight"] = p["norm_w"]
-    t["vit.layernorm.bias"] = p["norm_b"]
-    t["classifier.weight"] = p["head_w"]
-    t["classifier.bias"] = p["head_b"]
+    t[prefix + "layernorm.weight"] = p["norm_w"]
+    t[prefix + "layernorm.bias"] = p["norm_b"]
+    if "head_dist_w" in p:
+        t["cls_classifier.weight"] = p["head_w"]
+        t["cls_classifier.bias"] = p["head_b"]
+        t["distillation_classifier.weight"] = p["head_dist_w"]
+        t["distillation_classifier.bias"] = p["head_dist_b"]
+    else:
+        t["classifier.weight"] = p["head_w"]
+        t["classifier.bias"] = p["head_b"]
     return t
 
 
@@ -318,9 +327,10 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             "labels": labels, "tensors": checksums(p, D)}
 
     if scheme == "hf":
-        tensors = hf_tensors(p, L, D, qkv_bias)
+        tensors = hf_tensors(p, L, D, qkv_bias, prefix="deit." if dist else "vit.")
         write_json(os.path.join(d, "config.json"), OrderedDict([
-            ("architectures", ["ViTForImageClassification"]), ("model_type", "vit"),
+            ("architectures", ["DeiTForImageClassificationWithTeacher" if dist else "ViTForImageClassification"]),
+            ("model_type", "deit" if dist else "vit"),
             ("image_size", img), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
             ("num_hidden_layers", L), ("num_attention_heads", H), ("intermediate_size", M),
             ("hidden_act", "gelu"), ("layer_norm_eps", eps), ("qkv_bias", qkv_bias),
@@ -452,6 +462,7 @@ def main():
     build("tiny-hf-noqkvbias", "hf", g, classes=5, qkv_bias=False)
     build("tiny-hf-f16", "hf", g, classes=5, dtype="F16")
     build("tiny-timm-bf16", "timm", g, classes=5, dtype="BF16")
+    build("tiny-hf-deit-distilled", "hf", g, classes=4, dist=True)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -23,7 +23,7 @@
 
 static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
-    "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16",
+    "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
 };
 
 static cJSON *read_json(const char *path) {
@@ -519,6 +519,20 @@ static void m_pos_noprefix(cJSON *h, void *drop_cls) {
     set_ints(cJSON_GetObjectItem(e, "shape"), 3, (long long[]){1, 16, 32});
     if (drop_cls) cJSON_DeleteItemFromObjectCaseSensitive(h, "cls_token");
 }
+/* HF DeiTForImageClassification: one classifier on the class token */
+static void m_deit_cls_only(cJSON *h, void *a) {
+    (void)a;
+    cJSON_DeleteItemFromObjectCaseSensitive(h, "distillation_classifier.weight");
+    cJSON_DeleteItemFromObjectCaseSensitive(h, "distillation_classifier.bias");
+    for (cJSON *e = h->child; e; e = e->next)
+        if (!strncmp(e->string, "cls_classifier.", 15)) {
+            char nn[64];
+            snprintf(nn, sizeof nn, "classifier.%s", e->string + 15);
+            free(e->string);
+            e->string = strdup(nn);
+        }
+}
+
 /* torchvision before 0.13: mlp.linear_1 / mlp.linear_2 */
 static void m_tv_legacy(cJSON *h, void *a) {
     (void)a;
@@ -604,6 +618,31 @@ static void test_variants(void) {
     st = vit_model_load(d, NULL, &m, err, sizeof err);
     CHECK(st == VIT_OK && vit_model_config(m)->num_params == 32646, "HF checkpoint with vit.pooler.* loads, pooler ignored (%s)",
           st ? err : "ok");
+    vit_model_free(m);
+    m = NULL;
+
+    /* HF DeiT without the teacher head: head [W, 0], b on [cls; dist] */
+    make_case("tiny-hf-deit-distilled", "hf-deit-cls-only", d, sizeof d);
+    rewrite_header(d, m_deit_cls_only, NULL, 0);
+    st = vit_model_load(d, NULL, &m, err, sizeof err);
+    CHECK(st == VIT_OK, "HF DeiTForImageClassification (classifier on the class token) loads (%s)", st ? err : "ok");
+    if (!st) {
+        char path[600];
+        snprintf(path, sizeof path, FIX "/tiny-hf-deit-distilled/model.safetensors");
+        st_file *f = NULL;
+        float w[4 * 32], b[4];
+        int ok = st_open(path, &f, err, sizeof err) == VIT_OK &&
+                 st_read_f32(f, st_find(f, "cls_classifier.weight"), w, err, sizeof err) == VIT_OK &&
+                 st_read_f32(f, st_find(f, "cls_classifier.bias"), b, err, sizeof err) == VIT_OK;
+        st_close(f);
+        const vit_head *hh = vit_model_head(m);
+        const float *hw = vit_head_weight(hh);
+        for (int k = 0; ok && k < 4; k++) {
+            for (int i = 0; i < 32; i++) ok = ok && hw[k * 64 + i] == w[k * 32 + i] && hw[k * 64 + 32 + i] == 0.0f;
+            ok = ok && vit_head_bias(hh)[k] == b[k];
+        }
+        CHECK(ok && vit_head_dim(hh) == 64 && vit_model_config(m)->distilled, "HF DeiT class-token head folded as [W, 0], b");
+    }
     vit_model_free(m);
     m = NULL;
 
