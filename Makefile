@@ -73,6 +73,26 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) tests/unit/harness.h $(wildcard serve
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
+# ---- GPU tests and the kernel lab: built only on request (they need a GPU to run), e.g. by
+# bench/gpu_check.sh.  tests/gpu/*.cu are standalone kernel tests, tests/gpu/*.c link libvit.
+GPU_TEST_BINS := $(patsubst tests/gpu/%.cu,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.cu)) \
+                 $(patsubst tests/gpu/%.c,$(BUILD)/tests/gpu/%,$(wildcard tests/gpu/*.c))
+.PHONY: gpu-tests kernel-lab
+ifeq ($(HAVE_CUDA),1)
+gpu-tests: $(GPU_TEST_BINS)
+$(BUILD)/tests/gpu/%: tests/gpu/%.cu $(wildcard kernels/*.cuh tests/gpu/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Itests/gpu -o $@ $< -lcublasLt
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIBVIT) tests/unit/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -Itests/gpu $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
+kernel-lab:
+	$(MAKE) -C kernels/dev NVCC="$(NVCC)" CUDA_ARCH="$(CUDA_ARCH)" BUILD=$(abspath $(BUILD))/kernel-lab
+else
+gpu-tests kernel-lab:
+	@echo "$@: nvcc not found, nothing to build (the CUDA parts are optional)"
+endif
+
 # Serve the shipped default model.
 run: all
 	$(BUILD)/vitd $(ARGS)

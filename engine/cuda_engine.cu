@@ -313,7 +313,9 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
     embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
-    residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D, m.eps, st);
+    if (m.L > 0)
+        residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D,
+                           m.eps, st);
     LAUNCHED();
 
     float *Rcur = s->R0, *Rnext = s->R1;
@@ -350,17 +352,20 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
         }
     }
 
+    /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
+    const __half *last = m.L > 0 ? s->y : nullptr;   /* the last fc2 output, not yet added */
+    float *pool_out = s->fc_norm_w ? s->pool_tmp : s->pooled;
     if (!m.pooling_mean) {
-        /* last residual add + final LN on the prefix rows only: pooled (Bk, npf*D) */
-        final_layernorm(s->pooled, s->res, s->y, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
+        /* last residual add + final LN on the prefix rows only: (Bk, npf*D) */
+        final_layernorm(pool_out, s->res, last, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
                         m.eps, st);
     } else {
-        final_layernorm(s->res, s->res, s->y, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
-        mean_pool(s->fc_norm_w ? s->pool_tmp : s->pooled, s->res, Bk, T, m.npf, D, st);
-        if (s->fc_norm_w)
-            final_layernorm(s->pooled, s->pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1,
-                            D, m.eps, st);
+        final_layernorm(s->res, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
+        mean_pool(pool_out, s->res, Bk, T, m.npf, D, st);
     }
+    if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
+        final_layernorm(s->pooled, s->pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
+                        m.eps, st);
     LAUNCHED();
     if (s->pre_w) {
         OK(gemm(s, s->feat, s->pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, 1, err, errlen));
@@ -427,6 +432,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d and head dim %d must be multiples of 8", m.D, m.D / m.H);
     if (!m.pooling_mean && m.npf < 1)
         return errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
+    if (m.fc_norm_w && !m.pooling_mean && m.npf > 1)
+        return errf(VIT_E_CONFIG, err, errlen, "cuda: fc_norm with two pooled tokens is not supported");
     if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
         m.grid_w * m.patch_size > m.image_size)
         return errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
@@ -564,7 +571,13 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     int bi = 0;
     while (s->buckets[bi] < B) bi++;
     const int Bk = s->buckets[bi];
-    const int mode = (out->attn_cls ? 1 : 0) | (out->attn_rollout ? 2 : 0);
+    if ((out->attn_cls || out->attn_rollout) && m.npf < 1)
+        return errf(VIT_E_ARG, err, errlen, "attention maps need a class token; this model has none");
+    /* no layers: no attention; the maps are zeros, as on the CPU */
+    const int want_cls = out->attn_cls && m.L > 0, want_roll = out->attn_rollout && m.L > 0;
+    if (out->attn_cls && !want_cls) memset(out->attn_cls, 0, sizeof(float) * B * m.Np);
+    if (out->attn_rollout && !want_roll) memset(out->attn_rollout, 0, sizeof(float) * B * m.Np);
+    const int mode = (want_cls ? 1 : 0) | (want_roll ? 2 : 0);
     if (mode & 2) OK(ensure_rollout(s, err, errlen));
     head_entry *he = nullptr;
     if (out->logits) OK(get_head(s, hd, &he, err, errlen));
@@ -606,18 +619,18 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     }
     if (out->features)
         CU(cudaMemcpyAsync(s->h_feat, s->feat, sizeof(float) * B * m.feature_dim, cudaMemcpyDeviceToHost, s->st));
-    if (out->attn_cls)
+    if (want_cls)
         CU(cudaMemcpy2DAsync(s->h_cls, sizeof(float) * m.Np, s->cls_d + m.npf, sizeof(float) * m.T,
                              sizeof(float) * m.Np, B, cudaMemcpyDeviceToHost, s->st));
-    if (out->attn_rollout)
+    if (want_roll)
         CU(cudaMemcpyAsync(s->h_roll, s->roll_d, sizeof(float) * B * m.Np, cudaMemcpyDeviceToHost, s->st));
     CU(cudaStreamSynchronize(s->st));
     CU(cudaGetLastError());
 
     if (out->logits) memcpy(out->logits, s->h_logits, sizeof(float) * B * he->C);
     if (out->features) memcpy(out->features, s->h_feat, sizeof(float) * B * m.feature_dim);
-    if (out->attn_cls) memcpy(out->attn_cls, s->h_cls, sizeof(float) * B * m.Np);
-    if (out->attn_rollout) memcpy(out->attn_rollout, s->h_roll, sizeof(float) * B * m.Np);
+    if (want_cls) memcpy(out->attn_cls, s->h_cls, sizeof(float) * B * m.Np);
+    if (want_roll) memcpy(out->attn_rollout, s->h_roll, sizeof(float) * B * m.Np);
     return VIT_OK;
 }
 

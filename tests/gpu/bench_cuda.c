@@ -1,0 +1,109 @@
+/* bench_cuda.c: throughput of vit_forward on one session, for bench/gpu_vs_torch.py.
+ *   bench_cuda --model DIR --batch B [--iters N] [--warmup W] [--device cuda|cpu]
+ *              [--input X.npy --output LOGITS.npy]
+ * Times vit_forward end to end (host input -> host logits, synchronous), input already in the
+ * session's pinned buffer on CUDA (what a server's batcher would fill), random values.
+ * Prints one line per run and ends with "<images/s> images/s".  With --input: runs those
+ * images once (batch = N of the file) and writes the logits, for a correctness cross-check. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "util.h"
+#ifdef VIT_HAVE_CUDA
+#include "cuda_engine.h"
+#endif
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *in = NULL, *outp = NULL;
+    int B = 1, iters = 50, warmup = 5;
+    vit_device dev = VIT_DEVICE_CUDA;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { fprintf(stderr, "bench_cuda: %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--model")) dir = v;
+        else if (!strcmp(a, "--batch")) B = atoi(v);
+        else if (!strcmp(a, "--iters")) iters = atoi(v);
+        else if (!strcmp(a, "--warmup")) warmup = atoi(v);
+        else if (!strcmp(a, "--device")) dev = !strcmp(v, "cpu") ? VIT_DEVICE_CPU : VIT_DEVICE_CUDA;
+        else if (!strcmp(a, "--input")) in = v;
+        else if (!strcmp(a, "--output")) outp = v;
+        else { fprintf(stderr, "bench_cuda: unknown option %s\n", a); return 2; }
+        i++;
+    }
+    if (!dir || B < 1 || iters < 1 || warmup < 0) {
+        fprintf(stderr, "usage: bench_cuda --model DIR --batch B [--iters N] [--warmup W] [--device cuda|cpu] [--input X.npy --output L.npy]\n");
+        return 2;
+    }
+    char err[256];
+    vit_model *m = NULL;
+    if (vit_model_load(dir, NULL, &m, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
+    const vit_config *c = vit_model_config(m);
+    float *x = NULL;
+    int64_t shape[8];
+    int nd = 0;
+    if (in) {
+        if (vit_npy_read(in, &x, shape, &nd, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
+        if (nd != 4 || shape[1] != 3 || shape[2] != c->image_size || shape[3] != c->image_size) {
+            fprintf(stderr, "bench_cuda: input must be (N,3,%d,%d)\n", c->image_size, c->image_size);
+            return 1;
+        }
+        B = (int)shape[0];
+    }
+    vit_session_opts so = {.max_batch = B, .threads = 0, .device = dev,
+                           .precision = dev == VIT_DEVICE_CUDA ? VIT_PREC_FP16 : VIT_PREC_FP32};
+    vit_session *s = NULL;
+    if (vit_session_new(m, &so, &s, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
+    size_t img = (size_t)3 * c->image_size * c->image_size;
+    float *buf = NULL;
+#ifdef VIT_HAVE_CUDA
+    if (vit_session_device(s) == VIT_DEVICE_CUDA) buf = vcu_input_buffer(s->state);
+#endif
+    int own = !buf;
+    if (own) buf = malloc(sizeof(float) * img * B);
+    if (x) memcpy(buf, x, sizeof(float) * img * B);
+    else {
+        unsigned long long r = 88172645463325252ull;
+        for (size_t i = 0; i < img * B; i++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            buf[i] = (float)((r >> 11) * (1.0 / 9007199254740992.0)) * 4.f - 2.f;
+        }
+    }
+    int C = c->num_classes;
+    float *logits = malloc(sizeof(float) * C * B);
+    vit_outputs o = {.logits = logits};
+    if (x) {
+        vit_status st = vit_forward(s, buf, B, NULL, &o);
+        if (st) { fprintf(stderr, "bench_cuda: %s\n", vit_session_errmsg(s)); return 1; }
+        int64_t os[2] = {B, C};
+        if (outp && vit_npy_write(outp, logits, os, 2, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
+        printf("wrote %s (%d x %d)\n", outp ? outp : "(nothing)", B, C);
+        return 0;
+    }
+    for (int i = 0; i < warmup; i++)
+        if (vit_forward(s, buf, B, NULL, &o)) { fprintf(stderr, "bench_cuda: %s\n", vit_session_errmsg(s)); return 1; }
+    double *t = malloc(sizeof(double) * iters), total = 0;
+    for (int i = 0; i < iters; i++) {
+        double t0 = vit_now();
+        if (vit_forward(s, buf, B, NULL, &o)) { fprintf(stderr, "bench_cuda: %s\n", vit_session_errmsg(s)); return 1; }
+        t[i] = vit_now() - t0;
+        total += t[i];
+    }
+    qsort(t, iters, sizeof *t, cmp);
+    printf("device %s batch %d: median %.3f ms, p90 %.3f ms, mean %.3f ms per batch\n",
+           vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu", B, t[iters / 2] * 1e3,
+           t[(int)(iters * 0.9)] * 1e3, total / iters * 1e3);
+    printf("%.1f images/s\n", B / t[iters / 2]);
+    free(t);
+    free(logits);
+    if (own) free(buf);
+    vit_session_free(s);
+    vit_model_free(m);
+    return 0;
+}

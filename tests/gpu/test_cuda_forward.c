@@ -1,0 +1,355 @@
+/* test_cuda_forward.c: the CUDA backend (FP16) against the CPU backend (FP32, the reference) end
+ * to end through the public API.  Needs a GPU; run by bench/gpu_check.sh.
+ * Part 1, synthetic models built in memory: a ViT-B/16-shaped one (T = 197, head dim 64: the
+ *   WMMA attention path) and small variants (mean pooling + fc_norm, pre_logits, DeiT distilled);
+ *   batches that hit a bucket exactly and ones that don't, graph replay == eager first run, a head
+ *   swap (another head object, other class count) and back, then the exact-erf GELU mode.
+ * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy.
+ * Checks: logits max|diff| <= 1e-2 * max|logit_cpu| per image; identical top-1 (on synthetic
+ * models only where the CPU's top-2 margin exceeds the tolerance); features 1e-2 relative;
+ * attention maps (CLS row and rollout) within 1e-3 absolute.
+ *   VITD_GPU_QUICK=1   small models only (for compute-sanitizer)
+ *   VITD_FIXTURES=DIR  fixture root (default tests/fixtures/models) */
+#include <dirent.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "harness.h"
+#include "model.h"
+#include "util.h"
+
+static unsigned long long rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
+}
+
+typedef struct {
+    const char *name;
+    int D, L, H, M, P, S, classes;
+    vit_pooling pool;
+    int distilled, pre_logits, fc_norm;
+} spec;
+
+static float *take(float **cur, size_t n, float scale, float off) {
+    float *p = *cur;
+    for (size_t i = 0; i < n; i++) p[i] = off + scale * frand();
+    *cur += n;
+    return p;
+}
+
+static vit_head *make_head(int classes, int dim) {
+    vit_head *h = calloc(1, sizeof *h);
+    atomic_init(&h->refs, 1);
+    h->num_classes = classes;
+    h->dim = dim;
+    h->w = malloc(sizeof(float) * classes * dim);
+    h->b = malloc(sizeof(float) * classes);
+    for (int i = 0; i < classes * dim; i++) h->w[i] = frand() / sqrtf((float)dim);
+    for (int i = 0; i < classes; i++) h->b[i] = 0.1f * frand();
+    return h;
+}
+static void free_head(vit_head *h) {
+    if (!h) return;
+    free(h->w);
+    free(h->b);
+    free(h);
+}
+
+static vit_model *synth(const spec *sp) {
+    vit_model *m = calloc(1, sizeof *m);
+    vit_config *c = &m->cfg;
+    int D = sp->D, M = sp->M, G = sp->S / sp->P, CPP = 3 * sp->P * sp->P;
+    snprintf(c->architecture, sizeof c->architecture, "%s", sp->name);
+    c->image_size = c->trained_image_size = sp->S;
+    c->patch_size = sp->P;
+    c->num_channels = 3;
+    c->hidden_size = D;
+    c->num_layers = sp->L;
+    c->num_heads = sp->H;
+    c->mlp_size = M;
+    c->grid_h = c->grid_w = G;
+    c->num_patches = G * G;
+    c->num_prefix_tokens = sp->distilled ? 2 : 1;
+    c->num_tokens = c->num_prefix_tokens + c->num_patches;
+    c->layer_norm_eps = 1e-6f;
+    c->qkv_bias = 1;
+    c->pooling = sp->pool;
+    c->has_pre_logits = sp->pre_logits;
+    c->distilled = sp->distilled;
+    c->feature_dim = sp->distilled ? 2 * D : D;
+    c->num_classes = sp->classes;
+    int T = c->num_tokens;
+    size_t per_layer = 4 * (size_t)D + 4 * (size_t)D * D + 4 * (size_t)D + 2 * (size_t)M * D + M + D;
+    size_t total = (size_t)D * CPP + 3 * (size_t)D + (size_t)T * D + per_layer * sp->L +
+                   5 * (size_t)D + (size_t)D * D;
+    m->params = malloc(total * sizeof(float));
+    m->params_count = total;
+    float *cur = m->params, ws = 1.0f / sqrtf((float)D);
+    m->patch_w = take(&cur, (size_t)D * CPP, 0.1f, 0);
+    m->patch_b = take(&cur, D, 0.1f, 0);
+    m->cls_token = take(&cur, D, 0.5f, 0);
+    m->dist_token = take(&cur, D, 0.5f, 0);
+    if (!sp->distilled) m->dist_token = NULL;
+    m->pos_embed = take(&cur, (size_t)T * D, 0.3f, 0);
+    m->layers = calloc((size_t)sp->L, sizeof *m->layers);
+    for (int l = 0; l < sp->L; l++) {
+        vit_layer_weights *w = &m->layers[l];
+        w->ln1_w = take(&cur, D, 0.2f, 1);
+        w->ln1_b = take(&cur, D, 0.1f, 0);
+        w->qkv_w = take(&cur, 3 * (size_t)D * D, 2 * ws, 0);
+        w->qkv_b = take(&cur, 3 * (size_t)D, 0.2f, 0);
+        w->proj_w = take(&cur, (size_t)D * D, ws, 0);
+        w->proj_b = take(&cur, D, 0.1f, 0);
+        w->ln2_w = take(&cur, D, 0.2f, 1);
+        w->ln2_b = take(&cur, D, 0.1f, 0);
+        w->fc1_w = take(&cur, (size_t)M * D, ws, 0);
+        w->fc1_b = take(&cur, M, 0.1f, 0);
+        w->fc2_w = take(&cur, (size_t)D * M, 1.0f / sqrtf((float)M), 0);
+        w->fc2_b = take(&cur, D, 0.1f, 0);
+    }
+    float *nw = take(&cur, D, 0.2f, 1), *nb = take(&cur, D, 0.1f, 0);
+    if (sp->fc_norm) { m->fc_norm_w = nw; m->fc_norm_b = nb; }
+    else { m->norm_w = nw; m->norm_b = nb; }
+    m->pre_logits_w = take(&cur, (size_t)D * D, ws, 0);
+    m->pre_logits_b = take(&cur, D, 0.1f, 0);
+    if (!sp->pre_logits) m->pre_logits_w = m->pre_logits_b = NULL;
+    m->head = make_head(sp->classes, c->feature_dim);
+    return m;
+}
+
+static void synth_free(vit_model *m) {
+    free_head(m->head);
+    free(m->layers);
+    free(m->params);
+    free(m);
+}
+
+typedef struct {
+    float *logits, *feat, *cls, *roll;
+} outs;
+
+static outs outs_new(int B, int C, int F, int NP) {
+    outs o = {calloc((size_t)B * C, 4), calloc((size_t)B * F, 4), calloc((size_t)B * NP, 4),
+              calloc((size_t)B * NP, 4)};
+    return o;
+}
+static void outs_free(outs *o) { free(o->logits); free(o->feat); free(o->cls); free(o->roll); }
+
+static vit_status run(vit_session *s, const float *x, int B, const vit_head *h, outs *o, int maps) {
+    vit_outputs vo = {o->logits, o->feat, maps ? o->cls : NULL, maps ? o->roll : NULL};
+    return vit_forward(s, x, B, h, &vo);
+}
+
+static double maxabs(const float *v, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(v[i]) > m ? fabs(v[i]) : m;
+    return m;
+}
+static int argmax2(const float *v, int n, double *margin) {
+    int a = 0;
+    for (int i = 1; i < n; i++) if (v[i] > v[a]) a = i;
+    double second = -INFINITY;
+    for (int i = 0; i < n; i++) if (i != a && v[i] > second) second = v[i];
+    *margin = v[a] - second;
+    return a;
+}
+
+/* compare CUDA outputs g against CPU outputs c for B images; strict_top1: on every image */
+static void compare(const char *tag, const outs *g, const outs *c, int B, int C, int F, int NP,
+                    int maps, int strict_top1) {
+    double worst_l = 0, worst_f = 0, dc = 0, dr = 0;
+    int top1_bad = 0, top1_checked = 0, finite = 1;
+    for (int b = 0; b < B; b++) {
+        const float *gl = g->logits + (size_t)b * C, *cl = c->logits + (size_t)b * C;
+        double scale = maxabs(cl, C), d = 0;
+        for (int i = 0; i < C; i++) {
+            if (!isfinite(gl[i])) finite = 0;
+            d = fabs(gl[i] - cl[i]) > d ? fabs(gl[i] - cl[i]) : d;
+        }
+        double rel = d / (scale > 1e-6 ? scale : 1e-6);
+        if (rel > worst_l) worst_l = rel;
+        double margin;
+        int ct = argmax2(cl, C, &margin), gt;
+        double gm;
+        gt = argmax2(gl, C, &gm);
+        if (strict_top1 || margin > 2e-2 * scale) {
+            top1_checked++;
+            if (ct != gt) top1_bad++;
+        }
+        const float *gf = g->feat + (size_t)b * F, *cf = c->feat + (size_t)b * F;
+        double fs = maxabs(cf, F), fd = 0;
+        for (int i = 0; i < F; i++) fd = fabs(gf[i] - cf[i]) > fd ? fabs(gf[i] - cf[i]) : fd;
+        if (fd / (fs > 1e-6 ? fs : 1e-6) > worst_f) worst_f = fd / (fs > 1e-6 ? fs : 1e-6);
+    }
+    if (maps)
+        for (size_t i = 0; i < (size_t)B * NP; i++) {
+            if (!isfinite(g->cls[i]) || !isfinite(g->roll[i])) finite = 0;
+            dc = fabs(g->cls[i] - c->cls[i]) > dc ? fabs(g->cls[i] - c->cls[i]) : dc;
+            dr = fabs(g->roll[i] - c->roll[i]) > dr ? fabs(g->roll[i] - c->roll[i]) : dr;
+        }
+    CHECK(finite && worst_l <= 1e-2, "%s logits rel maxdiff=%.3g tol=1e-2", tag, worst_l);
+    CHECK(top1_bad == 0, "%s top-1 identical on %d/%d images checked (%d differ)", tag,
+          top1_checked, B, top1_bad);
+    CHECK(finite && worst_f <= 1e-2, "%s features rel maxdiff=%.3g tol=1e-2", tag, worst_f);
+    if (maps) {
+        CHECK(dc <= 1e-3, "%s attn_cls maxdiff=%.3g tol=1e-3", tag, dc);
+        CHECK(dr <= 1e-3, "%s rollout maxdiff=%.3g tol=1e-3", tag, dr);
+    }
+}
+
+static vit_session *new_session(const vit_model *m, vit_device dev, int maxB) {
+    char err[256] = "";
+    vit_session_opts so = {.max_batch = maxB, .threads = 0, .device = dev,
+                           .precision = dev == VIT_DEVICE_CUDA ? VIT_PREC_FP16 : VIT_PREC_FP32};
+    vit_session *s = NULL;
+    vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_OK, "session %s max_batch %d: %s", dev == VIT_DEVICE_CUDA ? "cuda" : "cpu",
+          maxB, st == VIT_OK ? "ok" : err);
+    return st == VIT_OK ? s : NULL;
+}
+
+static void test_synthetic(const spec *sp, int maxB, const int *batches, int nb) {
+    vit_model *m = synth(sp);
+    const vit_config *c = &m->cfg;
+    int C = sp->classes, F = c->feature_dim, NP = c->num_patches;
+    size_t img = (size_t)3 * sp->S * sp->S;
+    float *x = malloc(sizeof(float) * img * maxB);
+    for (size_t i = 0; i < img * maxB; i++) x[i] = frand();
+    vit_session *cpu = new_session(m, VIT_DEVICE_CPU, maxB), *gpu = new_session(m, VIT_DEVICE_CUDA, maxB);
+    if (!cpu || !gpu) goto out;
+    for (int k = 0; k < nb; k++) {
+        int B = batches[k];
+        char tag[160];
+        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP), og2 = outs_new(B, C, F, NP);
+        int maps = k % 2 == 0;   /* alternate: with and without attention maps */
+        vit_status a = run(cpu, x, B, NULL, &oc, maps), b = run(gpu, x, B, NULL, &og, maps);
+        CHECK(a == VIT_OK && b == VIT_OK, "%s B=%d forward: cpu %s, cuda %s", sp->name, B,
+              vit_status_str(a), b == VIT_OK ? "ok" : vit_session_errmsg(gpu));
+        snprintf(tag, sizeof tag, "%s B=%d%s", sp->name, B, maps ? " +maps" : "");
+        if (a == VIT_OK && b == VIT_OK) compare(tag, &og, &oc, B, C, F, NP, maps, 0);
+        /* second call: graph replay must give what the eager first call gave */
+        b = run(gpu, x, B, NULL, &og2, maps);
+        double d = 0;
+        for (size_t i = 0; i < (size_t)B * C; i++)
+            d = fabs(og2.logits[i] - og.logits[i]) > d ? fabs(og2.logits[i] - og.logits[i]) : d;
+        CHECK(b == VIT_OK && d <= 1e-6 * (1 + maxabs(og.logits, (size_t)B * C)),
+              "%s B=%d graph replay == eager run: maxdiff=%.3g", sp->name, B, d);
+        outs_free(&oc); outs_free(&og); outs_free(&og2);
+    }
+    {   /* head swap: another head with another class count, then back to the model's */
+        vit_head *h2 = make_head(C + 3, F);
+        int B = batches[nb - 1];
+        outs oc = outs_new(B, C + 3, F, NP), og = outs_new(B, C + 3, F, NP);
+        vit_status a = run(cpu, x, B, h2, &oc, 0), b = run(gpu, x, B, h2, &og, 0);
+        CHECK(a == VIT_OK && b == VIT_OK, "%s head swap forward", sp->name);
+        if (a == VIT_OK && b == VIT_OK) compare("head swap", &og, &oc, B, C + 3, F, NP, 0, 0);
+        outs_free(&oc); outs_free(&og);
+        outs oc1 = outs_new(B, C, F, NP), og1 = outs_new(B, C, F, NP);
+        a = run(cpu, x, B, NULL, &oc1, 0);
+        b = run(gpu, x, B, NULL, &og1, 0);
+        if (a == VIT_OK && b == VIT_OK) compare("head swapped back", &og1, &oc1, B, C, F, NP, 0, 0);
+        outs_free(&oc1); outs_free(&og1);
+        free_head(h2);
+    }
+    if (sp->D >= 768) {   /* exact-erf GELU mode: report how far each mode is from the CPU */
+        int B = batches[nb - 1];
+        outs oc = outs_new(B, C, F, NP), ot = outs_new(B, C, F, NP), oe = outs_new(B, C, F, NP);
+        setenv("VIT_CUDA_GELU", "erf", 1);
+        vit_session *ge = new_session(m, VIT_DEVICE_CUDA, maxB);
+        unsetenv("VIT_CUDA_GELU");
+        if (ge && run(cpu, x, B, NULL, &oc, 0) == VIT_OK && run(gpu, x, B, NULL, &ot, 0) == VIT_OK &&
+            run(ge, x, B, NULL, &oe, 0) == VIT_OK) {
+            double dt = 0, de = 0, s = maxabs(oc.logits, (size_t)B * C);
+            for (size_t i = 0; i < (size_t)B * C; i++) {
+                dt = fabs(ot.logits[i] - oc.logits[i]) > dt ? fabs(ot.logits[i] - oc.logits[i]) : dt;
+                de = fabs(oe.logits[i] - oc.logits[i]) > de ? fabs(oe.logits[i] - oc.logits[i]) : de;
+            }
+            printf("# gelu modes vs CPU (%s, B=%d): cublasLt epilogue rel maxdiff %.3g, exact erf kernel %.3g\n",
+                   sp->name, B, dt / s, de / s);
+            compare("gelu=erf", &oe, &oc, B, C, F, NP, 0, 0);
+        }
+        vit_session_free(ge);
+        outs_free(&oc); outs_free(&ot); outs_free(&oe);
+    }
+out:
+    vit_session_free(cpu);
+    vit_session_free(gpu);
+    free(x);
+    synth_free(m);
+}
+
+static int test_fixture(const char *root, const char *name) {
+    char dir[1024], path[1200], err[256] = "";
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(path, sizeof path, "%s/ref/input.npy", dir);
+    float *x = NULL;
+    int64_t shape[8];
+    int nd = 0;
+    if (vit_npy_read(path, &x, shape, &nd, err, sizeof err) != VIT_OK) return 0; /* not a model dir */
+    vit_model *m = NULL;
+    if (vit_model_load(dir, NULL, &m, err, sizeof err) != VIT_OK) {
+        CHECK(0, "fixture %s loads: %s", name, err);
+        free(x);
+        return 1;
+    }
+    const vit_config *c = vit_model_config(m);
+    int B = (int)shape[0], C = c->num_classes, F = c->feature_dim, NP = c->num_patches;
+    vit_session *cpu = new_session(m, VIT_DEVICE_CPU, B), *gpu = new_session(m, VIT_DEVICE_CUDA, B);
+    if (cpu && gpu) {
+        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);
+        vit_status a = run(cpu, x, B, NULL, &oc, 1), b = run(gpu, x, B, NULL, &og, 1);
+        CHECK(a == VIT_OK && b == VIT_OK, "fixture %s forward: cuda %s", name,
+              b == VIT_OK ? "ok" : vit_session_errmsg(gpu));
+        char tag[300];
+        snprintf(tag, sizeof tag, "fixture %s", name);
+        if (a == VIT_OK && b == VIT_OK) compare(tag, &og, &oc, B, C, F, NP, 1, 1);
+        outs_free(&oc); outs_free(&og);
+    }
+    vit_session_free(cpu);
+    vit_session_free(gpu);
+    vit_model_free(m);
+    free(x);
+    return 1;
+}
+
+int main(void) {
+    if (vit_cuda_device_count() <= 0) {
+        SKIP("no CUDA device");
+        return TEST_SUMMARY();
+    }
+    int quick = getenv("VITD_GPU_QUICK") && atoi(getenv("VITD_GPU_QUICK"));
+    const spec small[] = {
+        {"small-cls-dh16", 64, 2, 4, 128, 8, 64, 10, VIT_POOL_CLS, 0, 0, 0},
+        {"small-mean-fcnorm", 64, 2, 2, 96, 8, 48, 7, VIT_POOL_MEAN, 0, 0, 1},
+        {"small-prelogits", 64, 2, 4, 128, 8, 48, 5, VIT_POOL_CLS, 0, 1, 0},
+        {"small-distilled", 96, 2, 6, 192, 8, 48, 6, VIT_POOL_CLS, 1, 0, 0},
+    };
+    const int b_small[] = {1, 3, 4, 5};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) test_synthetic(&small[i], 5, b_small, 4);
+    if (!quick) {
+        /* ViT-B/16 shapes (2 layers to keep the CPU reference quick) */
+        const spec vitb = {"vitb16-2layer", 768, 2, 12, 3072, 16, 224, 1000, VIT_POOL_CLS, 0, 0, 0};
+        const int b_b[] = {1, 2, 6, 8};
+        test_synthetic(&vitb, 8, b_b, 4);
+    }
+    const char *root = getenv("VITD_FIXTURES") ? getenv("VITD_FIXTURES") : "tests/fixtures/models";
+    DIR *d = opendir(root);
+    if (!d) {
+        SKIP("no fixture directory %s", root);
+    } else {
+        struct dirent *e;
+        int n = 0;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            if (quick && n > 0) break;
+            n += test_fixture(root, e->d_name);
+        }
+        closedir(d);
+    }
+    return TEST_SUMMARY();
+}

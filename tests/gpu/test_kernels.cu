@@ -1,0 +1,305 @@
+/* test_kernels.cu: every kernel in kernels/ against its float64 CPU reference (cpu_ref.h), on
+ * fresh random inputs each run (seed printed; VITD_SEED replays), outputs poisoned with NaN
+ * first.  Also measures what cuBLASLt's GELU_BIAS epilogue computes (erf or tanh form) and how
+ * far the tanh form is from exact GELU.  Needs a GPU; run by bench/gpu_check.sh.
+ *   build/tests/gpu/test_kernels            all tests
+ * Tolerances: atol + rtol*|ref|, chosen from the kernels' FP16 roundings (stated per test). */
+#include <cublasLt.h>
+#include <algorithm>
+
+#include "gpu_harness.h"
+#include "cpu_ref.h"
+#include "patch_embed.cuh"
+#include "layernorm.cuh"
+#include "attention.cuh"
+#include "gelu.cuh"
+#include "rollout.cuh"
+#include "softmax_topk.cuh"
+
+static size_t g_optin;
+
+static void test_im2col_embed(void) {
+    const int B = 3, C = 3, S = 40, P = 8, gh = S / P, gw = S / P, Np = gh * gw, D = 48, npf = 2,
+              T = npf + Np;
+    std::vector<float> in((size_t)B * C * S * S);
+    gh_fill(in, 2.f);
+    float *din = gh_up(in);
+    __half *dp = gh_dev<__half>((size_t)B * Np * C * P * P);
+    im2col_f16(dp, din, B, C, S, P, gh, gw, 0);
+    GH_SYNC();
+    std::vector<double> ref = ref_im2col(in, B, C, S, P, gh, gw);
+    for (auto &r : ref) r = __half2float(__float2half((float)r));  /* exact FP16 rounding */
+    gh_check("im2col_f16 (exact fp16 rounding)", gh_down_half(dp, ref.size()), ref, 0, 0);
+
+    std::vector<float> pe((size_t)B * Np * D), tok((size_t)npf * D), pos((size_t)T * D);
+    gh_fill(pe, 1.f); gh_round_half(pe); gh_fill(tok, 1.f); gh_fill(pos, 1.f);
+    __half *dpe = gh_up_half(pe);
+    float *dtok = gh_up(tok), *dpos = gh_up(pos), *dres = gh_dev<float>((size_t)B * T * D);
+    embed_assemble(dres, dpe, dtok, dpos, B, T, npf, D, 0);
+    GH_SYNC();
+    std::vector<double> r2((size_t)B * T * D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++)
+                r2[((size_t)b * T + t) * D + d] =
+                    (double)(t < npf ? tok[t * D + d] : pe[((size_t)b * Np + t - npf) * D + d]) + pos[t * D + d];
+    gh_check("embed_assemble", gh_down(dres, r2.size()), r2, 1e-6, 1e-6);
+    cudaFree(din); cudaFree(dp); cudaFree(dpe); cudaFree(dtok); cudaFree(dpos); cudaFree(dres);
+}
+
+static void test_layernorms(int N, int D) {
+    char name[128];
+    const float eps = 1e-6f;
+    std::vector<float> res((size_t)N * D), br((size_t)N * D), w(D), b(D);
+    gh_fill(res, 3.f, 0.5f); gh_fill(br, 1.f); gh_round_half(br); gh_fill(w, 0.5f, 1.f); gh_fill(b, 0.2f);
+    float *dres = gh_up(res), *dw = gh_up(w), *db = gh_up(b);
+    __half *dbr = gh_up_half(br), *dout = gh_dev<__half>((size_t)N * D);
+    residual_layernorm(dout, dres, dbr, dw, db, N, D, eps, 0);
+    GH_SYNC();
+    std::vector<double> rsum((size_t)N * D), rout((size_t)N * D);
+    for (size_t i = 0; i < rsum.size(); i++) rsum[i] = (double)res[i] + br[i];
+    for (int r = 0; r < N; r++) ref_ln_row(&rout[(size_t)r * D], &rsum[(size_t)r * D], w.data(), b.data(), D, eps);
+    snprintf(name, sizeof name, "residual_layernorm res N=%d D=%d", N, D);
+    gh_check(name, gh_down(dres, rsum.size()), rsum, 1e-5, 1e-6);
+    snprintf(name, sizeof name, "residual_layernorm out N=%d D=%d (fp16 out)", N, D);
+    gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 2e-3);
+
+    /* final LN on the prefix rows: rows of a (Bq, T, D) stream, per = 2 (CLS + dist) */
+    const int T = 5, per = 2, Bq = N / T;
+    if (Bq >= 1) {
+        std::vector<float> res2((size_t)Bq * T * D);
+        gh_fill(res2, 2.f);
+        float *dres2 = gh_up(res2), *dfo = gh_dev<float>((size_t)Bq * per * D);
+        final_layernorm(dfo, dres2, dbr, dw, db, Bq * per, per, T, D, eps, 0);
+        GH_SYNC();
+        std::vector<double> x(D), ro((size_t)Bq * per * D);
+        for (int r = 0; r < Bq * per; r++) {
+            size_t src = (size_t)(r / per) * T + r % per;
+            for (int i = 0; i < D; i++) x[i] = (double)res2[src * D + i] + br[src * D + i];
+            ref_ln_row(&ro[(size_t)r * D], x.data(), w.data(), b.data(), D, eps);
+        }
+        snprintf(name, sizeof name, "final_layernorm prefix rows D=%d", D);
+        gh_check(name, gh_down(dfo, ro.size()), ro, 1e-5, 1e-5);
+        /* mean pooling over tokens [npf, T) */
+        float *dmp = gh_dev<float>((size_t)Bq * D);
+        mean_pool(dmp, dres2, Bq, T, 1, D, 0);
+        GH_SYNC();
+        std::vector<double> rm((size_t)Bq * D, 0);
+        for (int bb = 0; bb < Bq; bb++)
+            for (int t = 1; t < T; t++)
+                for (int i = 0; i < D; i++) rm[(size_t)bb * D + i] += res2[((size_t)bb * T + t) * D + i] / (double)(T - 1);
+        snprintf(name, sizeof name, "mean_pool D=%d", D);
+        gh_check(name, gh_down(dmp, rm.size()), rm, 1e-5, 1e-5);
+        cudaFree(dres2); cudaFree(dfo); cudaFree(dmp);
+    }
+    cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
+}
+
+/* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback */
+static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale) {
+    char name[160];
+    const int D = H * dh;
+    size_t optin = force_naive ? 0 : g_optin;
+    bool wmma = attention_uses_wmma(T, dh, optin);
+    std::vector<float> qkv((size_t)B * T * 3 * D);
+    gh_fill(qkv, qscale);
+    gh_round_half(qkv);
+    __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>((size_t)B * T * D);
+    float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
+    GH_CUDA(cudaMemset(davg, 0, sizeof(float) * B * T * T));
+    GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * B * T));
+    attention(dout, davg, dcls, dqkv, B, T, H, dh, optin, 0);
+    GH_SYNC();
+    std::vector<double> rout, ravg;
+    ref_attention(rout, ravg, qkv, B, T, H, dh);
+    std::vector<double> rcls((size_t)B * T);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
+    const char *path = wmma ? "wmma" : "naive";
+    /* out: P rounded to fp16 (rel 2^-11) before P.V, out rounded to fp16 */
+    snprintf(name, sizeof name, "attention[%s] out B=%d T=%d H=%d dh=%d", path, B, T, H, dh);
+    gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 5e-3);
+    snprintf(name, sizeof name, "attention[%s] head-avg probs B=%d T=%d H=%d dh=%d", path, B, T, H, dh);
+    gh_check(name, gh_down(davg, ravg.size()), ravg, 1e-6, 1e-4);
+    snprintf(name, sizeof name, "attention[%s] cls row B=%d T=%d", path, B, T);
+    gh_check(name, gh_down(dcls, rcls.size()), rcls, 1e-6, 1e-4);
+    /* without maps: same output, and the map pointers are untouched (NULL) */
+    __half *dout2 = gh_dev<__half>((size_t)B * T * D);
+    attention(dout2, nullptr, nullptr, dqkv, B, T, H, dh, optin, 0);
+    GH_SYNC();
+    snprintf(name, sizeof name, "attention[%s] out without maps T=%d dh=%d", path, T, dh);
+    gh_check(name, gh_down_half(dout2, rout.size()), rout, 2e-3, 5e-3);
+    cudaFree(dqkv); cudaFree(dout); cudaFree(dout2); cudaFree(davg); cudaFree(dcls);
+}
+
+static void test_gelu(void) {
+    /* the two GELU forms, on the CPU: how far apart are they? */
+    double worst = 0, at = 0;
+    for (double x = -10; x <= 10; x += 1e-4) {
+        double d = fabs(ref_gelu_erf(x) - ref_gelu_tanh(x));
+        if (d > worst) { worst = d; at = x; }
+    }
+    printf("# gelu: max |tanh form - erf form| = %.3g at x = %.3f\n", worst, at);
+    gh_result(worst < 1e-3 && worst > 1e-5, "gelu forms differ by %.3g (expected ~5e-4)", worst);
+
+    const long long n = 100001; /* odd: the scalar tail runs */
+    std::vector<float> x(n);
+    gh_fill(x, 6.f);
+    gh_round_half(x);
+    __half *dx = gh_up_half(x);
+    gelu_erf_inplace(dx, n, 0);
+    GH_SYNC();
+    std::vector<double> r(n);
+    for (long long i = 0; i < n; i++) r[i] = ref_gelu_erf(x[i]);
+    gh_check("gelu_erf_inplace (fp16)", gh_down_half(dx, n), r, 1e-3, 1e-3);
+    cudaFree(dx);
+
+    std::vector<float> y(1000);
+    gh_fill(y, 4.f);
+    float *dy = gh_up(y);
+    tanh_inplace(dy, (long long)y.size(), 0);
+    GH_SYNC();
+    std::vector<double> ry(y.size());
+    for (size_t i = 0; i < y.size(); i++) ry[i] = tanh((double)y[i]);
+    gh_check("tanh_inplace", gh_down(dy, y.size()), ry, 1e-6, 1e-6);
+    cudaFree(dy);
+}
+
+/* cuBLASLt GELU_BIAS epilogue vs the erf and tanh forms: which does it compute? */
+static void test_cublaslt_gelu_epilogue(void) {
+    const int M = 64, N = 256, K = 128;  /* Y (M,N) = X (M,K) W^T + b */
+    std::vector<float> X((size_t)M * K), W((size_t)N * K), b(N);
+    gh_fill(X, 1.f); gh_round_half(X); gh_fill(W, 0.3f); gh_round_half(W); gh_fill(b, 0.5f); gh_round_half(b);
+    __half *dX = gh_up_half(X), *dW = gh_up_half(W), *db = gh_up_half(b), *dY = gh_dev<__half>((size_t)M * N);
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_GELU_BIAS;
+    const void *bias = db;
+    int ok = cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA) == 0 &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB) == 0 &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == 0 &&
+             cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias) == 0 &&
+             cublasLtMatrixLayoutCreate(&la, CUDA_R_16F, K, N, K) == 0 &&
+             cublasLtMatrixLayoutCreate(&lb, CUDA_R_16F, K, M, K) == 0 &&
+             cublasLtMatrixLayoutCreate(&lc, CUDA_R_16F, N, M, N) == 0;
+    float alpha = 1, beta = 0;
+    ok = ok && cublasLtMatmul(lt, op, &alpha, dW, la, dX, lb, &beta, dY, lc, dY, lc, nullptr, nullptr, 0, 0) ==
+                   CUBLAS_STATUS_SUCCESS;
+    GH_SYNC();
+    gh_result(ok, "cublasLt GELU_BIAS fp16 matmul ran");
+    if (!ok) return;
+    std::vector<float> got = gh_down_half(dY, (size_t)M * N);
+    std::vector<double> rerf((size_t)M * N), rtanh((size_t)M * N);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double a = b[n];
+            for (int k = 0; k < K; k++) a += (double)X[(size_t)m * K + k] * W[(size_t)n * K + k];
+            rerf[(size_t)m * N + n] = ref_gelu_erf(a);
+            rtanh[(size_t)m * N + n] = ref_gelu_tanh(a);
+        }
+    double de = 0, dt = 0;
+    for (size_t i = 0; i < got.size(); i++) {
+        de = std::max(de, fabs(got[i] - rerf[i]));
+        dt = std::max(dt, fabs(got[i] - rtanh[i]));
+    }
+    printf("# cublasLt GELU_BIAS epilogue: max diff vs erf form %.3g, vs tanh form %.3g -> %s\n", de, dt,
+           dt < de ? "computes the tanh approximation" : "computes exact erf GELU (or indistinguishable)");
+    gh_check("cublasLt GELU_BIAS within fp16 of exact GELU", got, rerf, 4e-3, 4e-3);
+    cublasLtMatrixLayoutDestroy(la); cublasLtMatrixLayoutDestroy(lb); cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op); cublasLtDestroy(lt);
+    cudaFree(dX); cudaFree(dW); cudaFree(db); cudaFree(dY);
+}
+
+static void test_rollout(int B, int T, int L, int npf) {
+    char name[128];
+    std::vector<std::vector<double>> As(L);
+    float *dA = gh_dev<float>((size_t)B * T * T), *dR0 = gh_dev<float>((size_t)B * T * T),
+          *dR1 = gh_dev<float>((size_t)B * T * T), *dout = gh_dev<float>((size_t)B * (T - npf));
+    float *Rc = dR0, *Rn = dR1;
+    for (int l = 0; l < L; l++) {
+        std::vector<float> a((size_t)B * T * T);
+        for (size_t r = 0; r < (size_t)B * T; r++) { /* row-stochastic, like softmax output */
+            double s = 0;
+            for (int j = 0; j < T; j++) { a[r * T + j] = 0.5f * (gh_frand() + 1.f) + 1e-3f; s += a[r * T + j]; }
+            for (int j = 0; j < T; j++) a[r * T + j] = (float)(a[r * T + j] / s);
+        }
+        As[l].assign(a.begin(), a.end());
+        GH_CUDA(cudaMemcpy(dA, a.data(), a.size() * sizeof(float), cudaMemcpyHostToDevice));
+        rollout_prep(dA, B, T, 0);
+        if (l == 0) GH_CUDA(cudaMemcpy(Rc, dA, a.size() * sizeof(float), cudaMemcpyDeviceToDevice));
+        else { rollout_matmul(Rn, dA, Rc, B, T, 0); std::swap(Rc, Rn); }
+        GH_SYNC();
+    }
+    rollout_extract(dout, Rc, B, T, npf, 0);
+    GH_SYNC();
+    std::vector<double> ref = ref_rollout(As, B, T, npf);
+    snprintf(name, sizeof name, "rollout B=%d T=%d L=%d", B, T, L);
+    gh_check(name, gh_down(dout, ref.size()), ref, 1e-7, 1e-4);
+    cudaFree(dA); cudaFree(dR0); cudaFree(dR1); cudaFree(dout);
+}
+
+static void test_softmax_topk(int B, int C, int k) {
+    char name[128];
+    std::vector<float> x((size_t)B * C);
+    gh_fill(x, 8.f);
+    float *dx = gh_up(x), *dp = gh_dev<float>(x.size()), *dv = gh_dev<float>((size_t)B * k);
+    int *di = gh_dev<int>((size_t)B * k);
+    softmax_topk(dp, di, dv, dx, B, C, k, 0);
+    GH_SYNC();
+    std::vector<double> rp(x.size()), rv((size_t)B * k);
+    std::vector<int> ri((size_t)B * k), gi((size_t)B * k);
+    for (int b = 0; b < B; b++) {
+        const float *r = &x[(size_t)b * C];
+        double m = *std::max_element(r, r + C), s = 0;
+        for (int j = 0; j < C; j++) s += exp(r[j] - m);
+        for (int j = 0; j < C; j++) rp[(size_t)b * C + j] = exp(r[j] - m) / s;
+        std::vector<int> idx(C);
+        for (int j = 0; j < C; j++) idx[j] = j;
+        std::stable_sort(idx.begin(), idx.end(), [&](int p, int q) { return r[p] > r[q]; });
+        for (int j = 0; j < k; j++) { ri[(size_t)b * k + j] = idx[j]; rv[(size_t)b * k + j] = rp[(size_t)b * C + idx[j]]; }
+    }
+    snprintf(name, sizeof name, "softmax B=%d C=%d", B, C);
+    gh_check(name, gh_down(dp, rp.size()), rp, 1e-7, 1e-5);
+    snprintf(name, sizeof name, "topk values k=%d", k);
+    gh_check(name, gh_down(dv, rv.size()), rv, 1e-7, 1e-5);
+    GH_CUDA(cudaMemcpy(gi.data(), di, gi.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    gh_result(gi == ri, "topk indices B=%d C=%d k=%d", B, C, k);
+    cudaFree(dx); cudaFree(dp); cudaFree(dv); cudaFree(di);
+}
+
+int main(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        printf("SKIP no CUDA device\n0 passed, 0 failed, 1 skipped\n");
+        return 0;
+    }
+    cudaDeviceProp p;
+    GH_CUDA(cudaGetDeviceProperties(&p, 0));
+    printf("# device %s sm_%d%d, %d SMs, opt-in smem %zu\n", p.name, p.major, p.minor,
+           p.multiProcessorCount, p.sharedMemPerBlockOptin);
+    g_optin = p.sharedMemPerBlockOptin;
+    GH_CUDA(attention_prepare(g_optin));
+    gh_seed();
+
+    test_im2col_embed();
+    test_layernorms(40, 768);
+    test_layernorms(35, 100);   /* D not a multiple of 32 */
+    test_attention(2, 197, 12, 64, false, 1.f);   /* ViT-B/16: WMMA path */
+    test_attention(2, 197, 12, 64, true, 1.f);    /* same through the fallback */
+    test_attention(3, 50, 4, 32, false, 2.f);     /* T not a multiple of 16, peaky softmax */
+    test_attention(1, 17, 4, 8, false, 1.f);      /* dh 8: the fixtures' shape, fallback */
+    test_attention(1, 577, 16, 64, false, 1.f);   /* 384 px: past the smem limit -> fallback on sm_80 */
+    test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
+    test_gelu();
+    test_cublaslt_gelu_epilogue();
+    test_rollout(2, 197, 3, 1);
+    test_rollout(3, 18, 4, 2);
+    test_softmax_topk(4, 1000, 5);
+    test_softmax_topk(2, 21843, 10);
+    test_softmax_topk(3, 7, 7);
+    return gh_summary();
+}
