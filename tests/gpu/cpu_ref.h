@@ -5,7 +5,7 @@
 #include <vector>
 
 /* in (B,C,S,S) -> patches (B*gh*gw, C*P*P) */
-static std::vector<double> ref_im2col(const std::vector<float> &in, int B, int C, int S, int P,
+static inline std::vector<double> ref_im2col(const std::vector<float> &in, int B, int C, int S, int P,
                                       int gh, int gw) {
     int K = C * P * P;
     std::vector<double> o((size_t)B * gh * gw * K);
@@ -21,7 +21,7 @@ static std::vector<double> ref_im2col(const std::vector<float> &in, int B, int C
 }
 
 /* LayerNorm of one row x (D) -> out */
-static void ref_ln_row(double *out, const double *x, const float *w, const float *b, int D,
+static inline void ref_ln_row(double *out, const double *x, const float *w, const float *b, int D,
                        double eps) {
     double m = 0, v = 0;
     for (int i = 0; i < D; i++) m += x[i];
@@ -33,7 +33,7 @@ static void ref_ln_row(double *out, const double *x, const float *w, const float
 }
 
 /* attention: qkv (B*T, 3D) -> out (B*T, D), avg (B,T,T) head-averaged probabilities */
-static void ref_attention(std::vector<double> &out, std::vector<double> &avg,
+static inline void ref_attention(std::vector<double> &out, std::vector<double> &avg,
                           const std::vector<float> &qkv, int B, int T, int H, int dh) {
     int D = H * dh, ld = 3 * D;
     out.assign((size_t)B * T * D, 0);
@@ -66,13 +66,13 @@ static void ref_attention(std::vector<double> &out, std::vector<double> &avg,
             }
 }
 
-static double ref_gelu_erf(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
-static double ref_gelu_tanh(double x) {
+static inline double ref_gelu_erf(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static inline double ref_gelu_tanh(double x) {
     return 0.5 * x * (1 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
 /* rollout over L layers of head-averaged attention A_l (B,T,T): CLS row over patches (B, T-npf) */
-static std::vector<double> ref_rollout(const std::vector<std::vector<double>> &A, int B, int T,
+static inline std::vector<double> ref_rollout(const std::vector<std::vector<double>> &A, int B, int T,
                                        int npf) {
     std::vector<double> R, Rn((size_t)T * T), out((size_t)B * (T - npf));
     for (int b = 0; b < B; b++) {

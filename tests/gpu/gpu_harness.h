@@ -31,21 +31,21 @@ static int gh_passed, gh_failed, gh_skipped;
 #define GH_SYNC() do { GH_CUDA(cudaGetLastError()); GH_CUDA(cudaDeviceSynchronize()); } while (0)
 
 static uint64_t gh_rng;
-static void gh_seed(void) {
+static inline void gh_seed(void) {
     const char *s = getenv("VITD_SEED");
     gh_rng = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
     if (!gh_rng) gh_rng = 88172645463325252ull;
     printf("# seed %llu (replay with VITD_SEED)\n", (unsigned long long)gh_rng);
 }
-static float gh_frand(void) { /* uniform [-1, 1) */
+static inline float gh_frand(void) { /* uniform [-1, 1) */
     gh_rng ^= gh_rng << 13; gh_rng ^= gh_rng >> 7; gh_rng ^= gh_rng << 17;
     return (float)((gh_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
 }
-static void gh_fill(std::vector<float> &v, float scale, float offset = 0.f) {
+static inline void gh_fill(std::vector<float> &v, float scale, float offset = 0.f) {
     for (auto &x : v) x = offset + scale * gh_frand();
 }
 /* round through FP16 so references see exactly what the device sees */
-static void gh_round_half(std::vector<float> &v) {
+static inline void gh_round_half(std::vector<float> &v) {
     for (auto &x : v) x = __half2float(__float2half(x));
 }
 
@@ -55,24 +55,24 @@ template <typename T> static T *gh_dev(size_t n) {
     GH_CUDA(cudaMemset(p, 0xff, n * sizeof(T) + 16)); /* NaN poison for float and half */
     return p;
 }
-static float *gh_up(const std::vector<float> &v) {
+static inline float *gh_up(const std::vector<float> &v) {
     float *p = gh_dev<float>(v.size());
     GH_CUDA(cudaMemcpy(p, v.data(), v.size() * sizeof(float), cudaMemcpyHostToDevice));
     return p;
 }
-static __half *gh_up_half(const std::vector<float> &v) {
+static inline __half *gh_up_half(const std::vector<float> &v) {
     std::vector<__half> h(v.size());
     for (size_t i = 0; i < v.size(); i++) h[i] = __float2half(v[i]);
     __half *p = gh_dev<__half>(v.size());
     GH_CUDA(cudaMemcpy(p, h.data(), h.size() * sizeof(__half), cudaMemcpyHostToDevice));
     return p;
 }
-static std::vector<float> gh_down(const float *d, size_t n) {
+static inline std::vector<float> gh_down(const float *d, size_t n) {
     std::vector<float> v(n);
     GH_CUDA(cudaMemcpy(v.data(), d, n * sizeof(float), cudaMemcpyDeviceToHost));
     return v;
 }
-static std::vector<float> gh_down_half(const __half *d, size_t n) {
+static inline std::vector<float> gh_down_half(const __half *d, size_t n) {
     std::vector<__half> h(n);
     GH_CUDA(cudaMemcpy(h.data(), d, n * sizeof(__half), cudaMemcpyDeviceToHost));
     std::vector<float> v(n);
@@ -81,7 +81,7 @@ static std::vector<float> gh_down_half(const __half *d, size_t n) {
 }
 
 /* |got - ref| <= atol + rtol*|ref| everywhere; prints the worst element */
-static int gh_check(const char *name, const std::vector<float> &got, const std::vector<double> &ref,
+static inline int gh_check(const char *name, const std::vector<float> &got, const std::vector<double> &ref,
                     double atol, double rtol) {
     double worst = 0, maxdiff = 0;
     size_t wi = 0, bad = 0;
@@ -106,8 +106,8 @@ static int gh_check(const char *name, const std::vector<float> &got, const std::
     return ok;
 }
 
-static void gh_result(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void gh_result(int ok, const char *fmt, ...) {
+static inline void gh_result(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline void gh_result(int ok, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     printf("%s ", ok ? "PASS" : "FAIL");
@@ -117,7 +117,7 @@ static void gh_result(int ok, const char *fmt, ...) {
     if (ok) gh_passed++; else gh_failed++;
 }
 
-static int gh_summary(void) {
+static inline int gh_summary(void) {
     if (gh_skipped) printf("%d passed, %d failed, %d skipped\n", gh_passed, gh_failed, gh_skipped);
     else printf("%d passed, %d failed\n", gh_passed, gh_failed);
     return gh_failed ? 1 : 0;

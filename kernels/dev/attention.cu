@@ -1,0 +1,74 @@
+/* kernels/dev/attention.cu: lab for the fused attention kernel (kernels/attention.cuh).
+ *   attention [B=64] [T=197] [H=12] [dh=64]
+ * Versions:
+ *   1  attention_naive_kernel: block per (query row, head, image), CUDA cores (engine fallback)
+ *   2  attention_wmma_kernel<4>: 4 warps x 16 query rows, K/V in shared memory (engine default)
+ *   3  attention_wmma_kernel<8>: 8 warps, K/V staged half as often; needs ~224 KB smem at T=197
+ *   4  attention_wmma_kernel<2>: 2 warps, twice the blocks (small batches)
+ * Each is checked against the float64 reference on a few images (out: 2e-3 + 5e-3|ref|), then
+ * timed at the full batch; FLOPs counted as 4*B*H*T^2*dh, bytes as qkv read + out written. */
+#include "gpu_harness.h"
+#include "cpu_ref.h"
+#include "attention.cuh"
+
+template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, int T, int H, int dh) {
+    dim3 grid(vk_cdiv(T, 16 * W), H, B);
+    attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
+        out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
+}
+static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
+    dim3 grid(T, H, B);
+    attention_naive_kernel<<<grid, 128, (size_t)T * sizeof(float)>>>(out, nullptr, nullptr, qkv, T, H,
+                                                                       dh, 1.f / sqrtf((float)dh), 1.f / H);
+}
+
+int main(int argc, char **argv) {
+    int B = argc > 1 ? atoi(argv[1]) : 64, T = argc > 2 ? atoi(argv[2]) : 197;
+    int H = argc > 3 ? atoi(argv[3]) : 12, dh = argc > 4 ? atoi(argv[4]) : 64, D = H * dh;
+    cudaDeviceProp p;
+    GH_CUDA(cudaGetDeviceProperties(&p, 0));
+    size_t optin = p.sharedMemPerBlockOptin;
+    printf("# %s: attention B=%d T=%d H=%d dh=%d, smem opt-in %zu\n", p.name, B, T, H, dh, optin);
+    GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
+    GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
+    GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
+    gh_seed();
+    std::vector<float> qkv((size_t)B * T * 3 * D);
+    gh_fill(qkv, 1.f);
+    gh_round_half(qkv);
+    __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>((size_t)B * T * D);
+    const int Bv = B < 2 ? B : 2;   /* images checked against the float64 reference */
+    std::vector<float> head(qkv.begin(), qkv.begin() + (size_t)Bv * T * 3 * D);
+    std::vector<double> rout, ravg;
+    ref_attention(rout, ravg, head, Bv, T, H, dh);
+    double flops = 4.0 * B * H * (double)T * T * dh, bytes = (double)B * T * 4 * D * 2;
+
+    struct { const char *name; int warps; } vers[] = {{"v1 naive", 0}, {"v2 wmma x4", 4}, {"v3 wmma x8", 8}, {"v4 wmma x2", 2}};
+    printf("%-12s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
+    for (auto &v : vers) {
+        if (v.warps && (dh % 16 || attention_wmma_smem(T, dh, v.warps) > optin)) {
+            printf("%-12s does not fit (smem %zu > %zu or dh %% 16)\n", v.name, attention_wmma_smem(T, dh, v.warps), optin);
+            continue;
+        }
+        auto run = [&]() {
+            switch (v.warps) {
+            case 0: launch_naive(dout, dqkv, B, T, H, dh); break;
+            case 2: launch_wmma<2>(dout, dqkv, B, T, H, dh); break;
+            case 4: launch_wmma<4>(dout, dqkv, B, T, H, dh); break;
+            default: launch_wmma<8>(dout, dqkv, B, T, H, dh); break;
+            }
+        };
+        GH_CUDA(cudaMemset(dout, 0xff, sizeof(__half) * B * T * D));
+        run();
+        GH_SYNC();
+        int ok = gh_check(v.name, gh_down_half(dout, rout.size()), rout, 2e-3, 5e-3);
+        float ms = gh_time_ms(run, 3, 20);
+        double diff = 0;
+        {
+            std::vector<float> g = gh_down_half(dout, rout.size());
+            for (size_t i = 0; i < g.size(); i++) diff = fmax(diff, fabs(g[i] - rout[i]));
+        }
+        printf("%-12s %10.4f %8.2f %10.1f %10.3g %s\n", v.name, ms, flops / ms / 1e9, bytes / ms / 1e6, diff, ok ? "ok" : "FAIL");
+    }
+    return gh_summary();
+}
