@@ -679,6 +679,96 @@ static void test_variants(void) {
     vit_model_free(ref);
 }
 
+/* Mutated checkpoints (deterministic): random byte edits in the header, its length field and the
+ * data, random truncations.  Every load must end in VIT_OK or a clean error with a message;
+ * under ASan (the suite reruns this binary so) any out-of-bounds access or leak fails the run. */
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void test_fuzz(void) {
+    char src[600], dir[512], path[600], err[512];
+    snprintf(src, sizeof src, FIX "/tiny-timm/model.safetensors");
+    uint8_t *good;
+    size_t len;
+    if (vit_read_file(src, 1 << 24, &good, &len, err, sizeof err)) { CHECK(0, "fuzz: read %s", src); return; }
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--) hl = hl << 8 | good[i];
+    make_case("tiny-timm", "fuzz", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    uint8_t *buf = malloc(len);
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+#define NEXT() xorshift(&rng)
+    int n_ok = 0, n_err = 0, n_bad = 0;
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, good, len);
+        size_t n = len;
+        int kind = (int)(NEXT() % 4);
+        int edits = 1 + (int)(NEXT() % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at;
+            if (kind == 0) at = NEXT() % 8;                       /* header length */
+            else if (kind == 3) at = 8 + hl + NEXT() % (len - 8 - hl); /* data */
+            else at = 8 + NEXT() % hl;                            /* header JSON */
+            uint8_t v = (uint8_t)NEXT();
+            if (kind == 2) {                                      /* digits for digits: plausible JSON */
+                if (buf[at] >= '0' && buf[at] <= '9') v = (uint8_t)('0' + v % 10);
+                else v = buf[at];
+            }
+            buf[at] = v;
+        }
+        if (NEXT() % 5 == 0) n = (size_t)(NEXT() % len);          /* and sometimes truncate */
+        if (write_bytes(path, buf, n)) { n_bad++; continue; }
+        vit_model *m = NULL;
+        err[0] = 0;
+        vit_status st = vit_model_load(dir, NULL, &m, err, sizeof err);
+        if (st == VIT_OK && m) n_ok++;
+        else if (st != VIT_OK && !m && err[0]) n_err++;
+        else { n_bad++; printf("# fuzz %d: status %d, model %p, err '%s'\n", it, st, (void *)m, err); }
+        vit_model_free(m);
+    }
+    free(buf);
+    free(good);
+    CHECK(n_bad == 0 && n_err > 100, "fuzz: 400 mutated checkpoints: %d load, %d clean errors, %d bad", n_ok, n_err, n_bad);
+
+    /* config.json: byte edits (printable, JSON punctuation, digits) in an HF and a timm config */
+    static const char *const cfgs[] = {"tiny-hf", "tiny-timm"};
+    static const char alphabet[] = "{}[]:,\"0123456789-.e truefalsnul";
+    n_ok = n_err = n_bad = 0;
+    for (int c = 0; c < 2; c++) {
+        char cdir[512];
+        snprintf(cdir, sizeof cdir, "fuzz-%s", cfgs[c]);
+        make_case(cfgs[c], cdir, dir, sizeof dir);
+        snprintf(src, sizeof src, FIX "/%s/config.json", cfgs[c]);
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (vit_read_file(src, 1 << 20, &good, &len, err, sizeof err)) { CHECK(0, "fuzz: read %s", src); return; }
+        buf = malloc(len + 1);
+        for (int it = 0; it < 150; it++) {
+            memcpy(buf, good, len);
+            int edits = 1 + (int)(NEXT() % 3);
+            for (int e = 0; e < edits; e++) {
+                size_t at = NEXT() % len;
+                buf[at] = (uint8_t)alphabet[NEXT() % (sizeof alphabet - 1)];
+            }
+            if (write_bytes(path, buf, len)) { n_bad++; continue; }
+            vit_model *m = NULL;
+            err[0] = 0;
+            vit_status st = vit_model_load(dir, NULL, &m, err, sizeof err);
+            if (st == VIT_OK && m) n_ok++;
+            else if (st != VIT_OK && !m && err[0]) n_err++;
+            else { n_bad++; printf("# config fuzz %s %d: status %d, err '%s'\n", cfgs[c], it, st, err); }
+            vit_model_free(m);
+        }
+        free(buf);
+        free(good);
+    }
+#undef NEXT
+    CHECK(n_bad == 0 && n_err > 50, "fuzz: 300 mutated config.json: %d load, %d clean errors, %d bad", n_ok, n_err, n_bad);
+}
+
 static void test_hostile(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/vitd-test-loader-XXXXXX");
     if (!mkdtemp(tmpdir)) { CHECK(0, "mkdtemp"); return; }
@@ -883,6 +973,7 @@ static void test_hostile(void) {
     expect_fail(FIX "/tiny-timm", &big, VIT_E_ARG, "at most", "--image-size 8192");
 
     test_variants();
+    test_fuzz();
 
     /* clean up */
     char cmd[400];
