@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,13 +41,20 @@ struct srv_conn {
 
 static struct MHD_Daemon *g_mhd;
 static struct { char prefix[64]; srv_handler h; } g_prefix[MAX_PREFIX_ROUTES];
-static int g_nprefix;
+static atomic_int g_nprefix;                 /* entries below it are complete (release/acquire) */
+static pthread_mutex_t g_prefix_mu = PTHREAD_MUTEX_INITIALIZER;
 
 int srv_route_prefix(const char *prefix, srv_handler h) {
-    if (g_nprefix >= MAX_PREFIX_ROUTES || strlen(prefix) >= sizeof g_prefix[0].prefix) return -1;
-    snprintf(g_prefix[g_nprefix].prefix, sizeof g_prefix[0].prefix, "%s", prefix);
-    g_prefix[g_nprefix].h = h;
-    g_nprefix++;
+    pthread_mutex_lock(&g_prefix_mu);
+    int n = atomic_load(&g_nprefix);
+    if (n >= MAX_PREFIX_ROUTES || strlen(prefix) >= sizeof g_prefix[0].prefix) {
+        pthread_mutex_unlock(&g_prefix_mu);
+        return -1;
+    }
+    snprintf(g_prefix[n].prefix, sizeof g_prefix[0].prefix, "%s", prefix);
+    g_prefix[n].h = h;
+    atomic_store_explicit(&g_nprefix, n + 1, memory_order_release);
+    pthread_mutex_unlock(&g_prefix_mu);
     return 0;
 }
 
@@ -459,8 +467,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             c->handler = routes[i].h;
             break;
         }
+        int np = atomic_load_explicit(&g_nprefix, memory_order_acquire);
         if (!c->handler)
-            for (int i = 0; i < g_nprefix; i++)
+            for (int i = 0; i < np; i++)
                 if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) { c->handler = g_prefix[i].h; break; }
         if (!c->handler) {
             srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);

@@ -48,6 +48,7 @@ vit_head *server_get_active_head(void) { return batcher_get_head(g_srv.batcher);
 typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG } ftype;
 typedef struct { const char *name; ftype t; void *p; long lo, hi; const char *help; } flag;
 
+static char *opt_admin_token_file = "", *opt_state_dir = "";
 static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info";
 static long opt_max_body_mb = 20;
 static srv_config *C = &g_srv.cfg;
@@ -73,6 +74,8 @@ static flag flags[] = {
     {"device", F_DEVICE, &opt_device, 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16 (auto: fp16 on cuda, fp32 on cpu)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
+    {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (none: admin API off)"},
+    {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])
 
@@ -207,6 +210,8 @@ int main(int argc, char **argv) {
     opt_model = default_model();
     if (parse_flags(argc, argv) != 0) return 2;
     C->model_dir = opt_model;
+    C->admin_token_file = opt_admin_token_file;
+    C->state_dir = opt_state_dir;
     C->host = opt_host;
     C->max_body = (size_t)opt_max_body_mb << 20;
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;
@@ -266,6 +271,13 @@ int main(int argc, char **argv) {
     if (C->device == VIT_DEVICE_AUTO && dev == VIT_DEVICE_CPU) srv_log(SRV_LOG_INFO, "device auto: no CUDA device, using the CPU");
     metrics_model_info(g_srv.model_name, g_srv.mc->architecture, dev_s, prec_s, g_srv.mc->image_size,
                        g_srv.mc->num_classes, C->max_batch);
+    if (admin_init && admin_init(err, sizeof err) != 0) {
+        srv_log(SRV_LOG_ERROR, "admin API: %s", err);
+        srv_http_stop();
+        batcher_free(g_srv.batcher);
+        vit_model_free(g_srv.model);
+        return 1;
+    }
     atomic_store(&g_srv.ready, 1);
     srv_log(SRV_LOG_INFO, "ready: model %s (%s, %d classes, %dx%d) on %s/%s, max batch %d, %d worker(s), warm-up done in %.2fs",
             g_srv.model_name, g_srv.mc->architecture, g_srv.mc->num_classes, g_srv.mc->image_size, g_srv.mc->image_size,
@@ -305,6 +317,7 @@ int main(int argc, char **argv) {
         _exit(0);
     }
     srv_http_stop();
+    if (admin_shutdown) admin_shutdown();
     batcher_free(g_srv.batcher);
     vit_model_free(g_srv.model);
     srv_log(SRV_LOG_INFO, "drained; bye");

@@ -38,6 +38,8 @@ typedef struct srv_config {
     int request_timeout_s;   /* idle/slow client timeout */
     int max_images;          /* images (multipart parts) per request */
     int max_top_k;
+    const char *admin_token_file;  /* admin API (issue 7): token file; NULL/"" = none */
+    const char *state_dir;         /* admin API: heads + active choice persist here */
 } srv_config;
 
 typedef struct srv_state {
@@ -63,8 +65,8 @@ typedef struct srv_conn srv_conn;
 /* Called once the whole request body is in (bounded by --max-body-mb). */
 typedef void (*srv_handler)(srv_conn *c);
 
-/* Route every path starting with prefix (e.g. "/admin/") to h, all methods.  Call before
- * srv_http_start.  Up to 8 prefixes. */
+/* Route every path starting with prefix (e.g. "/admin/") to h, all methods (the handler checks
+ * the method and replies 405 itself).  Safe while serving (from admin_init).  Up to 8. */
 int srv_route_prefix(const char *prefix, srv_handler h);
 
 int srv_http_start(char *err, size_t errlen);
@@ -95,6 +97,14 @@ void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt,
 typedef void (*srv_done_fn)(srv_conn *c, srv_job *job, void *arg);
 int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg);
 void srv_conn_set_images(srv_conn *c, int n);                 /* for the access log */
+
+/* ---- admin API hook ------------------------------------------------------------------ */
+/* Defined by server/admin.c when present (weak here, so vitd links without it).  Called once,
+ * after the model, sessions and warm-up are up and before readiness turns 200: register routes
+ * with srv_route_prefix, restore state, activate a stored head.  Non-zero = fatal start-up error
+ * (message in err).  admin_shutdown runs after the HTTP server stopped, before the batcher is freed. */
+int admin_init(char *err, size_t errlen) __attribute__((weak));
+void admin_shutdown(void) __attribute__((weak));
 
 /* ---- heads --------------------------------------------------------------------------- */
 /* Make h the head later batches use (retains h; batches already running finish with the old
