@@ -194,16 +194,54 @@ static void jpeg_on_progress(j_common_ptr c) {
     }
 }
 
-/* Decode a JPEG.  min_w/min_h > 0: the caller accepts a DCT-domain downscale (scale_num/8) as
- * long as the result stays at least min_w x min_h; 0 = full size. */
-static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int min_w, int min_h,
-                              vit_image *out, char *err, size_t errlen) {
+/* Map a point between stored and shown (oriented) coordinates; W x H are the stored sizes.
+ * to_shown: stored (x, y) -> shown; otherwise shown -> stored. */
+static void orient_point(int o, int W, int H, int to_shown, int x, int y, int *ox, int *oy) {
+    if (to_shown) {
+        switch (o) {
+        case 2: *ox = W - 1 - x; *oy = y; return;
+        case 3: *ox = W - 1 - x; *oy = H - 1 - y; return;
+        case 4: *ox = x; *oy = H - 1 - y; return;
+        case 5: *ox = y; *oy = x; return;
+        case 6: *ox = H - 1 - y; *oy = x; return;
+        case 7: *ox = H - 1 - y; *oy = W - 1 - x; return;
+        case 8: *ox = y; *oy = W - 1 - x; return;
+        default: *ox = x; *oy = y; return;
+        }
+    }
+    switch (o) {
+    case 2: *ox = W - 1 - x; *oy = y; return;
+    case 3: *ox = W - 1 - x; *oy = H - 1 - y; return;
+    case 4: *ox = x; *oy = H - 1 - y; return;
+    case 5: *ox = y; *oy = x; return;
+    case 6: *ox = y; *oy = H - 1 - x; return;
+    case 7: *ox = W - 1 - y; *oy = H - 1 - x; return;
+    case 8: *ox = W - 1 - y; *oy = x; return;
+    default: *ox = x; *oy = y; return;
+    }
+}
+
+/* the rectangle [x0, x1) x [y0, y1) mapped through orient_point */
+static void orient_rect(int o, int W, int H, int to_shown, int *x0, int *y0, int *x1, int *y1) {
+    int ax, ay, bx, by;
+    orient_point(o, W, H, to_shown, *x0, *y0, &ax, &ay);
+    orient_point(o, W, H, to_shown, *x1 - 1, *y1 - 1, &bx, &by);
+    *x0 = ax < bx ? ax : bx;
+    *x1 = (ax > bx ? ax : bx) + 1;
+    *y0 = ay < by ? ay : by;
+    *y1 = (ay > by ? ay : by) + 1;
+}
+
+#define JPEG_REGION_MARGIN 16  /* decoded beyond the requested region: upsampling context */
+
+/* Decode a JPEG (see vit_image_decode_region). */
+static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, const vit_decode_opts *o,
+                              vit_region_image *out, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     struct jpeg_progress_mgr prog;
     /* volatile: modified between setjmp and a possible longjmp */
     uint8_t *volatile pix = NULL;
-    JSAMPROW *volatile rows = NULL;
     memset(&jerr, 0, sizeof jerr);
     cinfo.err = jpeg_std_error(&jerr.pub);
     jerr.pub.error_exit = jpeg_on_error;
@@ -211,7 +249,6 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     if (setjmp(jerr.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(pix);
-        free(rows);
         return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "corrupt JPEG: %s", jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
@@ -230,6 +267,7 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     case JCS_CMYK: case JCS_YCCK: cinfo.out_color_space = JCS_CMYK; cmyk = 1; break;
     default: cinfo.out_color_space = JCS_RGB; break;
     }
+    const int min_w = o ? o->min_w : 0, min_h = o ? o->min_h : 0;
     if (min_w > 0 && min_h > 0 && cinfo.image_width >= 2u * (unsigned)min_w && cinfo.image_height >= 2u * (unsigned)min_h) {
         /* only for images at least twice the minimum; then the largest reduction that keeps both
          * sides >= the minimum (libjpeg rounds scaled sizes up) */
@@ -243,61 +281,88 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
             }
         }
     }
+    const int orient = jpeg_orientation(data, len);
     jpeg_start_decompress(&cinfo);
     const int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
     if (C != (gray ? 1 : cmyk ? 4 : 3)) {
         snprintf(jerr.msg, sizeof jerr.msg, "unexpected %d output components", C);
         longjmp(jerr.jb, 1);
     }
+    const int SW = orient >= 5 ? H : W, SH = orient >= 5 ? W : H;  /* shown size */
+    /* the stored rows [y0, y1) and columns [x0, x0 + cw) to decode */
+    int x0 = 0, y0 = 0, x1 = W, y1 = H;
+    if (o && o->region && o->region(o->ctx, SW, SH, &x0, &y0, &x1, &y1) && x0 >= 0 && y0 >= 0 && x1 <= SW &&
+        y1 <= SH && x0 < x1 && y0 < y1) {
+        orient_rect(orient, W, H, 0, &x0, &y0, &x1, &y1);
+        x0 = x0 > JPEG_REGION_MARGIN ? x0 - JPEG_REGION_MARGIN : 0;
+        y0 = y0 > JPEG_REGION_MARGIN ? y0 - JPEG_REGION_MARGIN : 0;
+        x1 = x1 + JPEG_REGION_MARGIN < W ? x1 + JPEG_REGION_MARGIN : W;
+        y1 = y1 + JPEG_REGION_MARGIN < H ? y1 + JPEG_REGION_MARGIN : H;
+    } else {
+        x0 = y0 = 0;
+        x1 = W;
+        y1 = H;
+    }
+    JDIMENSION cx = (JDIMENSION)x0, cw = (JDIMENSION)(x1 - x0);
+    if (cw < (JDIMENSION)W) jpeg_crop_scanline(&cinfo, &cx, &cw);  /* widens to iMCU boundaries */
+    else { cx = 0; cw = (JDIMENSION)W; }
+    const int RW = (int)cw, RH = y1 - y0;
     /* decode in place: rows are C bytes per pixel, expanded to RGB afterwards (C <= 4) */
-    size_t stride = (size_t)W * (size_t)(C > 3 ? C : 3);
-    pix = img_malloc(stride * (size_t)H);
-    rows = img_malloc(sizeof(JSAMPROW) * (size_t)H);
-    if (!pix || !rows) {
-        snprintf(jerr.msg, sizeof jerr.msg, "out of memory for %dx%d pixels", W, H);
+    size_t stride = (size_t)RW * (size_t)(C > 3 ? C : 3);
+    pix = img_malloc(stride * (size_t)RH + 4);
+    if (!pix) {
+        snprintf(jerr.msg, sizeof jerr.msg, "out of memory for %dx%d pixels", RW, RH);
         longjmp(jerr.jb, 1);
     }
-    for (int y = 0; y < H; y++) rows[y] = pix + (size_t)y * stride;
-    while (cinfo.output_scanline < cinfo.output_height)
-        jpeg_read_scanlines(&cinfo, rows + cinfo.output_scanline, cinfo.output_height - cinfo.output_scanline);
-    jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
-    free(rows);
-    rows = NULL;
-
-    uint8_t *p = pix;
-    if (gray || cmyk) {
-        /* expand to packed RGB (W*H*3) in place: gray grows (back to front), CMYK shrinks */
-        if (gray) {
-            for (int y = H - 1; y >= 0; y--) {
-                const uint8_t *s = p + (size_t)y * stride;
-                uint8_t *d = p + (size_t)y * W * 3;
-                for (int x = W - 1; x >= 0; x--) { uint8_t v = s[x]; d[3 * x] = d[3 * x + 1] = d[3 * x + 2] = v; }
-            }
-        } else {
-            /* PIL: CMYK;I (Adobe polarity, stored inverted), then R = (255 - C)(255 - K)/255 */
-            for (size_t i = 0, n = (size_t)W * H; i < n; i++) {
-                const uint8_t *s = p + 4 * i;
-                unsigned c = 255u - s[0], m = 255u - s[1], yy = 255u - s[2], k = 255u - s[3];
-                unsigned nk = 255u - k, t;
-                uint8_t *d = p + 3 * i;
-                /* MULDIV255 as PIL computes it: ((a*b + 128) + ((a*b + 128) >> 8)) >> 8 */
-                t = c * nk + 128;  d[0] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-                t = m * nk + 128;  d[1] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-                t = yy * nk + 128; d[2] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-            }
-        }
-        if (cmyk) {
-            uint8_t *q = img_realloc(p, (size_t)W * H * 3);
-            if (q) p = q;
+    if (y0 > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
+    while ((int)cinfo.output_scanline < y1) {
+        JSAMPROW rowp[4];
+        int k = 0;
+        for (; k < 4 && (int)cinfo.output_scanline + k < y1; k++)
+            rowp[k] = pix + (size_t)((int)cinfo.output_scanline + k - y0) * stride;
+        if (jpeg_read_scanlines(&cinfo, rowp, (JDIMENSION)k) == 0) {
+            snprintf(jerr.msg, sizeof jerr.msg, "decoder stalled");
+            longjmp(jerr.jb, 1);
         }
     }
-    out->width = W;
-    out->height = H;
-    out->rgb = p;
-    st = apply_orientation(out, jpeg_orientation(data, len), err, errlen);
-    if (st) vit_image_free(out);
-    return st;
+    /* the rest is still entropy-decoded: a file cut below the region is refused like PIL does */
+    if (y1 < H) jpeg_skip_scanlines(&cinfo, (JDIMENSION)(H - y1));
+    jpeg_finish_decompress(&cinfo);
+    jpeg_destroy_decompress(&cinfo);
+
+    uint8_t *p = pix;
+    const size_t n = (size_t)RW * RH;
+    if (gray) {
+        /* rows are RW bytes at a stride of 3 * RW: expand each in place, back to front */
+        for (int y = 0; y < RH; y++) {
+            uint8_t *r = p + (size_t)y * stride;
+            for (int x = RW - 1; x >= 0; x--) { uint8_t v = r[x]; r[3 * x] = r[3 * x + 1] = r[3 * x + 2] = v; }
+        }
+    } else if (cmyk) {
+        /* PIL: CMYK;I (Adobe polarity, stored inverted), then R = (255 - C)(255 - K)/255 */
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *s = p + 4 * i;
+            unsigned c = 255u - s[0], m = 255u - s[1], yy = 255u - s[2], k = 255u - s[3];
+            unsigned nk = 255u - k, t;
+            uint8_t *d = p + 3 * i;
+            /* MULDIV255 as PIL computes it: ((a*b + 128) + ((a*b + 128) >> 8)) >> 8 */
+            t = c * nk + 128;  d[0] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            t = m * nk + 128;  d[1] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            t = yy * nk + 128; d[2] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+        }
+    }
+    out->img.width = RW;
+    out->img.height = RH;
+    out->img.rgb = p;
+    st = apply_orientation(&out->img, orient, err, errlen);
+    if (st) { vit_image_free(&out->img); return st; }
+    int sx0 = (int)cx, sy0 = y0, sx1 = (int)cx + RW, sy1 = y1;
+    orient_rect(orient, W, H, 1, &sx0, &sy0, &sx1, &sy1);
+    out->x0 = sx0;
+    out->y0 = sy0;
+    out->full_w = SW;
+    out->full_h = SH;
+    return VIT_OK;
 }
 
 /* ---- PNG -------------------------------------------------------------------------------- */
@@ -413,16 +478,20 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
-vit_status vit_image_decode_scaled(const void *data, size_t len, uint64_t max_pixels, int min_w, int min_h,
-                                   vit_image *out, char *err, size_t errlen) {
+vit_status vit_image_decode_region(const void *data, size_t len, uint64_t max_pixels, const vit_decode_opts *o,
+                                   vit_region_image *out, char *err, size_t errlen) {
     if (!out) return vit_errf(VIT_E_ARG, err, errlen, "no output image");
-    out->width = out->height = 0;
-    out->rgb = NULL;
+    memset(out, 0, sizeof *out);
     if (!data || len == 0) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "empty image");
     if (max_pixels > ((uint64_t)1 << 40)) max_pixels = (uint64_t)1 << 40;
+    vit_status st;
     switch (vit_image_sniff(data, len)) {
-    case VIT_FMT_JPEG: return decode_jpeg(data, len, max_pixels, min_w, min_h, out, err, errlen);
-    case VIT_FMT_PNG: return decode_png(data, len, max_pixels, out, err, errlen);
+    case VIT_FMT_JPEG: return decode_jpeg(data, len, max_pixels, o, out, err, errlen);
+    case VIT_FMT_PNG:
+        st = decode_png(data, len, max_pixels, &out->img, err, errlen);
+        out->full_w = out->img.width;
+        out->full_h = out->img.height;
+        return st;
     default: break;
     }
     const uint8_t *p = data;
@@ -437,5 +506,9 @@ vit_status vit_image_decode_scaled(const void *data, size_t len, uint64_t max_pi
 
 vit_status vit_image_decode(const void *data, size_t len, uint64_t max_pixels, vit_image *out,
                             char *err, size_t errlen) {
-    return vit_image_decode_scaled(data, len, max_pixels, 0, 0, out, err, errlen);
+    if (!out) return vit_errf(VIT_E_ARG, err, errlen, "no output image");
+    vit_region_image r;
+    vit_status st = vit_image_decode_region(data, len, max_pixels, NULL, &r, err, errlen);
+    *out = r.img;
+    return st;
 }

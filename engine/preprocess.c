@@ -10,6 +10,9 @@
  * rounding; a crop larger than the image pads with zeros as torchvision does.
  * Only the resized pixels that survive the crop are computed. */
 #include <cJSON.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,20 +157,67 @@ static int crop_offset(int n, int c) {
 
 /* ---- image -> tensor -------------------------------------------------------------------- */
 
-static inline float clamp255(float v) { return v < 0.f ? 0.f : (v > 255.f ? 255.f : v); }
+/* One pixel in float, RGB + an unused lane: 4-wide SIMD on any target GCC/Clang supports. */
+typedef float v4f __attribute__((vector_size(16)));
 
-vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, float *out,
-                               char *err, size_t errlen) {
-    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || !pp || !out)
-        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: missing image, settings or output");
-    const int W = img->width, H = img->height;
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+/* dst[i] = src[i] for n bytes */
+static inline void u8_to_f32(const uint8_t *src, float *dst, int n) {
+    int i = 0;
+#ifdef __SSE2__
+    const __m128i z = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i lo = _mm_unpacklo_epi8(b, z), hi = _mm_unpackhi_epi8(b, z);
+        _mm_storeu_ps(dst + i, _mm_cvtepi32_ps(_mm_unpacklo_epi16(lo, z)));
+        _mm_storeu_ps(dst + i + 4, _mm_cvtepi32_ps(_mm_unpackhi_epi16(lo, z)));
+        _mm_storeu_ps(dst + i + 8, _mm_cvtepi32_ps(_mm_unpacklo_epi16(hi, z)));
+        _mm_storeu_ps(dst + i + 12, _mm_cvtepi32_ps(_mm_unpackhi_epi16(hi, z)));
+    }
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
+static inline float clamp255(float v) { return v < 0.f ? 0.f : (v > 255.f ? 255.f : v); }
+static inline v4f clamp4(v4f a) {
+    const v4f lo = {0.f, 0.f, 0.f, 0.f}, hi = {255.f, 255.f, 255.f, 255.f};
+    v4i m = a < lo;
+    a = (v4f)((v4i)a & ~m);
+    m = a > hi;
+    return (v4f)(((v4i)a & ~m) | ((v4i)hi & m));
+}
+
+/* Everything about one (W x H image, settings) pair that does not depend on the pixels: the taps
+ * of both passes for the outputs inside the crop, and the input region they read. */
+struct vit_pp_plan {
+    int W, H, OW, OH;
+    int ox0, oy0, nx, ny;        /* outputs inside the resized image (the rest is zero padding) */
+    int padded;
+    int xmin, xmax, ymin, ymax;  /* input columns / rows the taps touch */
+    taps tx, ty;
+    int *xoff;                   /* (nx): tx.lo - xmin */
+    int negative_lobes;          /* the filter can overshoot [0, 255] (bicubic, lanczos) */
+    float scale[3], bias[3];
+};
+
+void vit_pp_plan_free(vit_pp_plan *pl) {
+    if (!pl) return;
+    taps_free(&pl->tx);
+    taps_free(&pl->ty);
+    free(pl->xoff);
+    free(pl);
+}
+
+vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan **out, char *err, size_t errlen) {
+    *out = NULL;
     const int OH = pp->out_h, OW = pp->out_w;
     if (OH <= 0 || OW <= 0 || OH > 16384 || OW > 16384)
-        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: bad output size %dx%d", OW, OH);
+        return vit_errf(VIT_E_ARG, err, errlen, "bad output size %dx%d", OW, OH);
     int rw, rh;
     vit_preprocess_resized_size(pp, W, H, &rw, &rh);
     if (rw <= 0 || rh <= 0 || rw > 65536 || rh > 65536)
-        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: bad resize target %dx%d", rw, rh);
+        return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", rw, rh);
     /* crop window in resized coordinates; without a crop the resized image must be the output */
     int top = 0, left = 0;
     if (pp->do_center_crop) {
@@ -177,88 +227,181 @@ vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, f
         return vit_errf(VIT_E_ARG, err, errlen, "resize gives %dx%d but the model needs %dx%d (no center crop)",
                         rw, rh, OW, OH);
     }
-    /* outputs inside the resized image: rows [oy0, oy1), cols [ox0, ox1); the rest is padding */
-    int oy0 = top < 0 ? -top : 0, ox0 = left < 0 ? -left : 0;
-    int oy1 = rh - top < OH ? rh - top : OH, ox1 = rw - left < OW ? rw - left : OW;
-    float scale[3], bias[3];
+    vit_pp_plan *pl = calloc(1, sizeof *pl);
+    if (!pl) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize plan)");
+    pl->W = W; pl->H = H; pl->OW = OW; pl->OH = OH;
     for (int c = 0; c < 3; c++) {
         float r = pp->do_rescale ? pp->rescale_factor : 1.f;
         float m = pp->do_normalize ? pp->mean[c] : 0.f;
         float s = pp->do_normalize ? pp->std[c] : 1.f;
-        if (!(s != 0.f)) return vit_errf(VIT_E_ARG, err, errlen, "std[%d] is zero", c);
-        scale[c] = r / s;
-        bias[c] = -m / s;
+        if (!(s != 0.f)) { free(pl); return vit_errf(VIT_E_ARG, err, errlen, "std[%d] is zero", c); }
+        pl->scale[c] = r / s;
+        pl->bias[c] = -m / s;
     }
-    const size_t plane = (size_t)OH * OW;
-    if (oy0 > 0 || ox0 > 0 || oy1 < OH || ox1 < OW)  /* padding pixels are 0 before normalization */
-        for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < plane; i++) out[c * plane + i] = bias[c];
-    if (oy1 <= oy0 || ox1 <= ox0) return VIT_OK;
-    const int ny = oy1 - oy0, nx = ox1 - ox0;
-
-    taps tx, ty;
-    if (taps_make(&tx, pp->resample, W, rw, ox0 + left, nx))
+    /* outputs inside the resized image: rows [oy0, oy0 + ny), cols [ox0, ox0 + nx) */
+    int oy0 = top < 0 ? -top : 0, ox0 = left < 0 ? -left : 0;
+    int oy1 = rh - top < OH ? rh - top : OH, ox1 = rw - left < OW ? rw - left : OW;
+    pl->padded = oy0 > 0 || ox0 > 0 || oy1 < OH || ox1 < OW;
+    pl->ox0 = ox0; pl->oy0 = oy0;
+    pl->nx = ox1 > ox0 ? ox1 - ox0 : 0;
+    pl->ny = oy1 > oy0 ? oy1 - oy0 : 0;
+    pl->xmin = pl->ymin = 0;
+    pl->xmax = pl->ymax = 1;
+    if (pl->nx == 0 || pl->ny == 0) { *out = pl; return VIT_OK; }
+    if (taps_make(&pl->tx, pp->resample, W, rw, ox0 + left, pl->nx) ||
+        taps_make(&pl->ty, pp->resample, H, rh, oy0 + top, pl->ny)) {
+        vit_pp_plan_free(pl);
         return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
-    if (taps_make(&ty, pp->resample, H, rh, oy0 + top, ny)) {
-        taps_free(&tx);
-        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
     }
-    /* input rows the vertical taps touch */
-    int ymin = H, ymax = 0;
-    for (int i = 0; i < ny; i++) {
-        if (ty.n[i] <= 0) continue;
-        if (ty.lo[i] < ymin) ymin = ty.lo[i];
-        if (ty.lo[i] + ty.n[i] > ymax) ymax = ty.lo[i] + ty.n[i];
+    int xmin = W, xmax = 0, ymin = H, ymax = 0;
+    for (int i = 0; i < pl->nx; i++) {
+        if (pl->tx.n[i] <= 0) continue;
+        if (pl->tx.lo[i] < xmin) xmin = pl->tx.lo[i];
+        if (pl->tx.lo[i] + pl->tx.n[i] > xmax) xmax = pl->tx.lo[i] + pl->tx.n[i];
     }
+    for (int i = 0; i < pl->ny; i++) {
+        if (pl->ty.n[i] <= 0) continue;
+        if (pl->ty.lo[i] < ymin) ymin = pl->ty.lo[i];
+        if (pl->ty.lo[i] + pl->ty.n[i] > ymax) ymax = pl->ty.lo[i] + pl->ty.n[i];
+    }
+    if (xmax <= xmin) { xmin = 0; xmax = 1; }
     if (ymax <= ymin) { ymin = 0; ymax = 1; }
-    /* tmp is (ymax - ymin, nx, 3): the horizontal pass over the rows we need */
-    float *tmp = malloc(sizeof(float) * (size_t)(ymax - ymin) * nx * 3);
-    if (!tmp) {
-        taps_free(&tx);
-        taps_free(&ty);
-        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    pl->xmin = xmin; pl->xmax = xmax; pl->ymin = ymin; pl->ymax = ymax;
+    const int kx = pl->tx.ksize, nx = pl->nx;
+    pl->xoff = malloc(sizeof(int) * (size_t)nx);
+    if (!pl->xoff) {
+        vit_pp_plan_free(pl);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
     }
-    const int kx = tx.ksize, ky = ty.ksize;
-    for (int y = ymin; y < ymax; y++) {
-        const uint8_t *row = img->rgb + (size_t)y * W * 3;
-        float *t = tmp + (size_t)(y - ymin) * nx * 3;
-        for (int x = 0; x < nx; x++) {
-            const uint8_t *p = row + (size_t)tx.lo[x] * 3;
-            const float *w = tx.w + (size_t)x * kx;
-            float r = 0.f, g = 0.f, b = 0.f;
-            for (int k = 0, n = tx.n[x]; k < n; k++) {
-                r += w[k] * p[3 * k];
-                g += w[k] * p[3 * k + 1];
-                b += w[k] * p[3 * k + 2];
+    for (int x = 0; x < nx; x++) pl->xoff[x] = pl->tx.n[x] > 0 ? pl->tx.lo[x] - xmin : 0;
+    for (size_t i = 0; i < (size_t)kx * nx; i++) pl->negative_lobes |= pl->tx.w[i] < 0.f;
+    for (size_t i = 0; i < (size_t)pl->ty.ksize * pl->ny; i++) pl->negative_lobes |= pl->ty.w[i] < 0.f;
+    *out = pl;
+    return VIT_OK;
+}
+
+void vit_pp_plan_region(const vit_pp_plan *pl, int *x0, int *y0, int *x1, int *y1) {
+    *x0 = pl->xmin; *y0 = pl->ymin; *x1 = pl->xmax; *y1 = pl->ymax;
+}
+
+/* src holds the input region [rx0, rx0 + rw) x [ry0, ry0 + rh) of the W x H image as RGB8 rows
+ * of `stride` bytes; it must cover the plan's region.  out is (3, OH, OW). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))  /* the same code, 3-operand AVX + pmovzx on CPUs that have it */
+#endif
+vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t stride, int rx0, int ry0, int rw,
+                           int rh, float *out, char *err, size_t errlen) {
+    const int OW = pl->OW, OH = pl->OH;
+    const size_t plane = (size_t)OH * OW;
+    if (pl->padded)  /* padding pixels are 0 before normalization */
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < plane; i++) out[c * plane + i] = pl->bias[c];
+    if (pl->nx == 0 || pl->ny == 0) return VIT_OK;
+    if (pl->xmin < rx0 || pl->ymin < ry0 || pl->xmax > rx0 + rw || pl->ymax > ry0 + rh)
+        return vit_errf(VIT_E_INTERNAL, err, errlen, "decoded region does not cover the resize taps");
+    const int nx = pl->nx, ny = pl->ny, xmin = pl->xmin, xw = pl->xmax - pl->xmin, nrows = pl->ymax - pl->ymin;
+    const taps *tx = &pl->tx, *ty = &pl->ty;
+    const int kx = tx->ksize, ky = ty->ksize;
+    /* rowf: one input row's needed columns as floats, RGB interleaved (3 * xw, plus zeros so
+     * every padded tap and the 4th lane of the last pixel read something finite);
+     * tmp: the horizontal pass (nrows, nx) as v4f */
+    const size_t rowf_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
+    float *buf = aligned_alloc(16, sizeof(float) * (rowf_n + 4 * (size_t)nrows * nx));
+    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    float *rowf = buf;
+    v4f *tmp = (v4f *)(buf + rowf_n);
+    for (size_t i = (size_t)3 * xw; i < rowf_n; i++) rowf[i] = 0.f;
+    const float *tw = tx->w;     /* (nx, kx): taps of output x, zero past its count */
+    const int *off = pl->xoff;   /* (nx): first tap's column in rowf */
+    const int nb = 3 * xw;
+    for (int y = pl->ymin; y < pl->ymax; y++) {
+        const uint8_t *row = src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3;
+        /* bytes -> floats, 16 at a time */
+        u8_to_f32(row, rowf, nb);
+        /* four outputs at a time, each summing its taps in a register: four independent add
+         * chains.  A pixel is an unaligned 4-float load (R, G, B and the next R, unused); taps
+         * past an output's count have weight 0 and read the zero padding at worst. */
+        v4f *t = tmp + (size_t)(y - pl->ymin) * nx;
+        int x = 0;
+        for (; x + 4 <= nx; x += 4) {
+            const float *p0 = rowf + 3 * off[x], *p1 = rowf + 3 * off[x + 1];
+            const float *p2 = rowf + 3 * off[x + 2], *p3 = rowf + 3 * off[x + 3];
+            const float *w0 = tw + (size_t)x * kx, *w1 = w0 + kx, *w2 = w1 + kx, *w3 = w2 + kx;
+            v4f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, q;
+            for (int k = 0; k < kx; k++) {
+                memcpy(&q, p0 + 3 * k, 16); a0 += w0[k] * q;
+                memcpy(&q, p1 + 3 * k, 16); a1 += w1[k] * q;
+                memcpy(&q, p2 + 3 * k, 16); a2 += w2[k] * q;
+                memcpy(&q, p3 + 3 * k, 16); a3 += w3[k] * q;
             }
-            t[3 * x] = clamp255(r);
-            t[3 * x + 1] = clamp255(g);
-            t[3 * x + 2] = clamp255(b);
+            t[x] = a0; t[x + 1] = a1; t[x + 2] = a2; t[x + 3] = a3;
         }
+        for (; x < nx; x++) {
+            const float *p0 = rowf + 3 * off[x], *w0 = tw + (size_t)x * kx;
+            v4f a0 = {0}, q;
+            for (int k = 0; k < kx; k++) { memcpy(&q, p0 + 3 * k, 16); a0 += w0[k] * q; }
+            t[x] = a0;
+        }
+        if (pl->negative_lobes)
+            for (x = 0; x < nx; x++) t[x] = clamp4(t[x]);
     }
     float *o0 = out, *o1 = out + plane, *o2 = out + 2 * plane;
+    const float s0 = pl->scale[0], s1 = pl->scale[1], s2 = pl->scale[2];
+    const float b0 = pl->bias[0], b1 = pl->bias[1], b2 = pl->bias[2];
     for (int i = 0; i < ny; i++) {
-        const float *w = ty.w + (size_t)i * ky;
-        const float *t0 = tmp + (size_t)(ty.lo[i] - ymin) * nx * 3;
-        const size_t ostart = (size_t)(oy0 + i) * OW + ox0;
-        const int n = ty.n[i];
-        for (int x = 0; x < nx; x++) {
-            float r = 0.f, g = 0.f, b = 0.f;
-            const float *t = t0 + 3 * x;
-            for (int k = 0; k < n; k++, t += (size_t)nx * 3) {
-                r += w[k] * t[0];
-                g += w[k] * t[1];
-                b += w[k] * t[2];
+        const float *w = ty->w + (size_t)i * ky;
+        const v4f *t0 = tmp + (size_t)(ty->lo[i] - pl->ymin) * nx;
+        const int n = ty->n[i];
+        const size_t os = (size_t)(pl->oy0 + i) * OW + pl->ox0;
+        for (int x = 0; x < nx; x += 4) {
+            const int m = nx - x < 4 ? nx - x : 4;
+            v4f a[4] = {{0}, {0}, {0}, {0}};
+            for (int k = 0; k < n; k++) {
+                const v4f *tk = t0 + (size_t)k * nx + x;
+                const float wk = w[k];
+                for (int j = 0; j < m; j++) a[j] += wk * tk[j];
             }
-            o0[ostart + x] = clamp255(r) * scale[0] + bias[0];
-            o1[ostart + x] = clamp255(g) * scale[1] + bias[1];
-            o2[ostart + x] = clamp255(b) * scale[2] + bias[2];
+            for (int j = 0; j < m; j++) {
+                v4f c = clamp4(a[j]);
+                o0[os + x + j] = c[0] * s0 + b0;
+                o1[os + x + j] = c[1] * s1 + b1;
+                o2[os + x + j] = c[2] * s2 + b2;
+            }
         }
     }
-    free(tmp);
-    taps_free(&tx);
-    taps_free(&ty);
+    free(buf);
     return VIT_OK;
+}
+
+vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, float *out,
+                               char *err, size_t errlen) {
+    if (!img || !img->rgb || img->width <= 0 || img->height <= 0 || !pp || !out)
+        return vit_errf(VIT_E_ARG, err, errlen, "vit_image_to_tensor: missing image, settings or output");
+    vit_pp_plan *pl;
+    vit_status st = vit_pp_plan_make(pp, img->width, img->height, &pl, err, errlen);
+    if (st) return st;
+    st = vit_pp_plan_run(pl, img->rgb, (size_t)img->width * 3, 0, 0, img->width, img->height, out, err, errlen);
+    vit_pp_plan_free(pl);
+    return st;
+}
+
+/* vit_image_load's region callback: plan the resize for the decoded size, ask for its region */
+typedef struct {
+    const vit_preprocess *pp;
+    vit_pp_plan *plan;
+    vit_status st;
+    char *err;
+    size_t errlen;
+} load_ctx;
+
+static int load_region(void *ctx, int w, int h, int *x0, int *y0, int *x1, int *y1) {
+    load_ctx *c = ctx;
+    vit_pp_plan_free(c->plan);
+    c->plan = NULL;
+    c->st = vit_pp_plan_make(c->pp, w, h, &c->plan, c->err, c->errlen);
+    if (c->st) return 0;
+    vit_pp_plan_region(c->plan, x0, y0, x1, y1);
+    return 1;
 }
 
 vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp, uint64_t max_pixels,
@@ -270,11 +413,22 @@ vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp
         if (pp->shortest_edge > 0) min_w = min_h = pp->shortest_edge;
         else min_w = min_h = pp->resize_w > pp->resize_h ? pp->resize_w : pp->resize_h;
     }
-    vit_image img;
-    vit_status st = vit_image_decode_scaled(data, len, max_pixels, min_w, min_h, &img, err, errlen);
-    if (st) return st;
-    st = vit_image_to_tensor(&img, pp, out, err, errlen);
-    vit_image_free(&img);
+    load_ctx ctx = {.pp = pp, .err = err, .errlen = errlen};
+    vit_decode_opts o = {.min_w = min_w, .min_h = min_h, .region = load_region, .ctx = &ctx};
+    vit_region_image r;
+    vit_status st = vit_image_decode_region(data, len, max_pixels, &o, &r, err, errlen);
+    if (st == VIT_OK && ctx.st) st = ctx.st;
+    if (st == VIT_OK && (!ctx.plan || ctx.plan->W != r.full_w || ctx.plan->H != r.full_h)) {
+        /* the decoder did not ask (or asked for another size): plan for what it produced */
+        vit_pp_plan_free(ctx.plan);
+        ctx.plan = NULL;
+        st = vit_pp_plan_make(pp, r.full_w, r.full_h, &ctx.plan, err, errlen);
+    }
+    if (st == VIT_OK)
+        st = vit_pp_plan_run(ctx.plan, r.img.rgb, (size_t)r.img.width * 3, r.x0, r.y0, r.img.width, r.img.height,
+                             out, err, errlen);
+    vit_pp_plan_free(ctx.plan);
+    vit_image_free(&r.img);
     return st;
 }
 

@@ -77,6 +77,21 @@ static void test_manifest(void) {
             snprintf(rpath, sizeof rpath, "%s/%s", FIX, arg);
             uint8_t *ref = slurp(rpath, &rlen);
             if (!ref || rlen != 112 * 112 * 3) { CHECK(0, "%s: reference %s missing or wrong size", file, arg); free(data); free(ref); continue; }
+            /* vit_image_load decodes only the region the resize reads (JPEG): it must give exactly
+             * what decoding everything and vit_image_to_tensor give */
+            {
+                float *y = malloc(sizeof(float) * 3 * 224 * 224);
+                vit_image img;
+                st = vit_image_decode(data, len, VIT_DEFAULT_MAX_PIXELS, &img, err, sizeof err);
+                if (st == VIT_OK) st = vit_image_to_tensor(&img, &pp, y, err, sizeof err);
+                vit_image_free(&img);
+                vit_status st2 = vit_image_load(data, len, &pp, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+                char label[400];
+                snprintf(label, sizeof label, "%s: vit_image_load (region decode) == decode + to_tensor", file);
+                if (st || st2) CHECK(0, "%s: %s", label, err);
+                else CHECK_CLOSE(x, y, 3 * 224 * 224, 0.f, label);
+                free(y);
+            }
             for (int fast = 0; fast < 2; fast++) {
                 vit_preprocess p2 = pp;
                 p2.allow_dct_scaling = fast;
