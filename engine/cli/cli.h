@@ -3,13 +3,24 @@
 #ifndef VIT_CLI_H
 #define VIT_CLI_H
 
+#include "vit.h"
+
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
+int cmd_bench(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* shared option helpers (main.c) */
 /* parse a positive int option value or print "vit: --name: bad value" and return -1 */
 int cli_parse_int(const char *name, const char *val, int min, int max);
+/* --device auto|cpu|cuda and --precision fp32|fp16; print the error and return -1 on a bad value */
+int cli_parse_device(const char *val, vit_device *out);
+int cli_parse_precision(const char *val, vit_precision *out);
+/* exit status for an engine error: 2 argument, 3 i/o, 4 unsupported image format, 5 image too
+ * large, 6 corrupt image, 7 bad model (config/checkpoint), 8 device not available, 1 other */
+int cli_exit_status(vit_status st);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "vit.h"
 
 #ifndef VIT_VERSION
 #define VIT_VERSION "0.1.0"
@@ -23,9 +24,12 @@ static int cmd_version(int argc, char **argv) {
 
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
+    {"bench", cmd_bench, "time the forward pass on random input: images/s"},
+    {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
+    {"run", cmd_run, "forward preprocessed tensors (.npy): logits, attention, rollout, features"},
     {"version", cmd_version, "print the version"},
 };
 
@@ -40,6 +44,41 @@ int cli_parse_int(const char *name, const char *val, int min, int max) {
     return (int)v;
 }
 
+int cli_parse_device(const char *val, vit_device *out) {
+    if (val && !strcmp(val, "auto")) *out = VIT_DEVICE_AUTO;
+    else if (val && !strcmp(val, "cpu")) *out = VIT_DEVICE_CPU;
+    else if (val && !strcmp(val, "cuda")) *out = VIT_DEVICE_CUDA;
+    else {
+        fprintf(stderr, "vit: --device: expected auto, cpu or cuda, got '%s'\n", val ? val : "");
+        return -1;
+    }
+    return 0;
+}
+
+int cli_parse_precision(const char *val, vit_precision *out) {
+    if (val && !strcmp(val, "fp32")) *out = VIT_PREC_FP32;
+    else if (val && !strcmp(val, "fp16")) *out = VIT_PREC_FP16;
+    else {
+        fprintf(stderr, "vit: --precision: expected fp32 or fp16, got '%s'\n", val ? val : "");
+        return -1;
+    }
+    return 0;
+}
+
+int cli_exit_status(vit_status st) {
+    switch (st) {
+    case VIT_OK: return 0;
+    case VIT_E_ARG: return 2;
+    case VIT_E_IO: return 3;
+    case VIT_E_IMAGE_FORMAT: return 4;
+    case VIT_E_IMAGE_TOO_LARGE: return 5;
+    case VIT_E_IMAGE_CORRUPT: return 6;
+    case VIT_E_CONFIG: case VIT_E_CHECKPOINT: return 7;
+    case VIT_E_DEVICE: return 8;
+    default: return 1;
+    }
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vit COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -47,6 +86,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* commands that run the model may re-exec once with OpenBLAS's AVX-512 kernels */
+    static const char *const heavy[] = {"run", "classify", "bench", "eval", "finetune"};
+    for (size_t i = 0; argc > 1 && i < sizeof heavy / sizeof heavy[0]; i++)
+        if (!strcmp(argv[1], heavy[i])) vit_cpu_tune_env(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
