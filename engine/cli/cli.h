@@ -10,6 +10,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 

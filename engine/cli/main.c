@@ -27,6 +27,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "time the forward pass on random input: images/s"},
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
+    {"finetune", cmd_finetune, "train a new head on an ImageFolder, write a new model directory"},
     {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
     {"run", cmd_run, "forward preprocessed tensors (.npy): logits, attention, rollout, features"},
