@@ -78,7 +78,7 @@ static int list_dir(const char *dir, int want_dirs, strvec *out) {
         if (out->n > MAX_IMAGES) break;
     }
     closedir(d);
-    qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
+    if (out->n > 1) qsort(out->v, (size_t)out->n, sizeof(char *), cmp_str);
     return 0;
 }
 
