@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "metrics.h"
 #include "util.h"
@@ -183,6 +185,7 @@ vit_precision batcher_precision(const batcher *b) { return b->precision; }
 static void *decoder_main(void *arg) {
     batcher *b = arg;
     char err[160];
+    if (b->o.decoder_nice > 0) setpriority(PRIO_PROCESS, (id_t)gettid(), b->o.decoder_nice);
     pthread_mutex_lock(&b->mu);
     for (;;) {
         while (b->ring_n == 0 && !b->stop) pthread_cond_wait(&b->cv_dec, &b->mu);

@@ -491,6 +491,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *upload_size = 0;
         if (c->status) return MHD_YES;                           /* already answered: discard */
         if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
+        /* a client trickling its body never looks idle: bound the whole upload too */
+        if (vit_now() - c->t_start > g_srv.cfg.request_timeout_s) {
+            srv_log(SRV_LOG_DEBUG, "upload slower than --request-timeout-s: closing");
+            c->status = 408;
+            return MHD_NO;
+        }
         if (c->len + n > c->cap) {
             size_t nc = c->cap ? c->cap * 2 : 65536;
             while (nc < c->len + n) nc *= 2;

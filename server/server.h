@@ -27,6 +27,7 @@ typedef struct srv_config {
     int workers;             /* engine sessions (each its own batcher worker) */
     int threads;             /* engine threads per session; 0 = all cores */
     int decoders;            /* decode pool threads; 0 = number of cores */
+    int decode_nice;         /* nice level of the decode threads (0: same as the engine) */
     int http_threads;        /* libmicrohttpd thread pool size */
     size_t max_body;         /* bytes (from --max-body-mb) */
     uint64_t max_pixels;

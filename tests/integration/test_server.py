@@ -5,13 +5,14 @@ multipart and raw bodies, a multi-image request with one bad image, attention sh
 import concurrent.futures as cf
 import math
 import os
+import shutil
 import subprocess
 import sys
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
 from vitd_testlib import (DATA, TINY, VITD, Daemon, check, multipart, png_header_only, read,  # noqa: E402
-                          summary)
+                          skip, summary)
 
 JPG = read(os.path.join(DATA, "server", "photo.jpg"))
 PNG = read(os.path.join(DATA, "sneaker.png"))
@@ -35,6 +36,15 @@ def main():
     check(r.returncode == 2 and "max-batch" in r.stderr, "bad flag value rejected", r.stderr)
     r = subprocess.run([VITD, "--model", "/nonexistent/model", "--port", "0"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 1 and "cannot load model" in r.stderr, "missing model: exit 1 with a message", r.stderr[-300:])
+
+    r = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True) if shutil.which("nvidia-smi") else None
+    if r is not None and r.returncode == 0 and "GPU" in r.stdout:
+        skip("--device cuda without a GPU", "a GPU is present")
+    else:
+        r = subprocess.run([VITD, "--model", TINY, "--port", "0", "--device", "cuda"], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 1 and "cuda" in r.stderr.lower(), "--device cuda without a GPU: clear error, exit 1", r.stderr[-300:])
+    r = subprocess.run([VITD, "--device", "tpu"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--device" in r.stderr, "--device tpu rejected", r.stderr)
 
     d = Daemon("--max-delay-us", "20000", "--max-body-mb", "1", env={"VITD_MAX_BATCH": "8", "VITD_LOG_LEVEL": "info"})
     if not check(d.wait_ready(), "daemon becomes ready", d.logtext()[-2000:]):

@@ -73,6 +73,21 @@ def main():
     s.close()
     check(got == b"" and dt < 9, f"slow client (body stalls) disconnected after {dt:.1f}s", got)
 
+    # a body trickled byte by byte never looks idle; the whole upload is bounded too
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n\r\n")
+    t0 = time.time()
+    closed = False
+    try:
+        for i in range(40):
+            s.sendall(JPG[i:i + 1])
+            time.sleep(0.25)
+    except OSError:
+        closed = True
+    dt = time.time() - t0
+    s.close()
+    check(closed and dt < 8, f"trickling client (1 byte / 250 ms) cut off after {dt:.1f}s", dt)
+
     # connection cap: of 20 connections each sending a request, at most 12 are served while all
     # stay open; the others wait unaccepted (or are closed)
     idle = [socket.create_connection(("127.0.0.1", d.port), timeout=5) for _ in range(20)]
