@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# gpu_bundle.sh: run HERE (the build machine) before borrowing a GPU machine.  Builds everything
+# CUDA-enabled (make all gpu-tests kernel-lab) and packs the binaries plus the shared libraries
+# they need that a bare CUDA image may lack (OpenBLAS, libpng, libjpeg-turbo, cJSON,
+# libmicrohttpd and its GnuTLS chain, cudart) into build/gpu-bundle.tar.xz (~15 MB), to carry
+# with the device call: run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh").
+# bench/gpu_check.sh builds from source when the device has the -dev packages, else unpacks
+# this.  Binaries built on Debian 12 (glibc 2.36) run on newer glibc (the CUDA image's 2.39).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${JOBS:-2}
+make -j"$jobs" all gpu-tests kernel-lab
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/build/bundle-libs"
+bins=(build/vit build/vitd build/tests/gpu/* build/kernel-lab/*)
+cp -a --parents "${bins[@]}" "$stage/"
+# every non-glibc library they load (cuBLASLt is 540 MB: the device image's CUDA provides it)
+for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libgcc_s.so*|libstdc++.so*) ;;
+    libcublas*|libcuda.so*) ;;
+    *) cp -L "$lib" "$stage/build/bundle-libs/" ;;
+  esac
+done
+git rev-parse HEAD > "$stage/build/bundle-commit"
+tar -C "$stage" -cJf build/gpu-bundle.tar.xz build
+ls -la build/gpu-bundle.tar.xz
+echo "gpu_bundle: $(tar -tJf build/gpu-bundle.tar.xz | wc -l) files from commit $(git rev-parse --short HEAD)"
