@@ -35,6 +35,12 @@ void srv_log(int level, const char *fmt, ...) {
             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], msg);
 }
 
+/* SIGTERM/SIGINT that reach a thread started before main (OpenBLAS's pool, created by a
+ * library constructor, does not block them) run this instead of the default action (death);
+ * the main loop picks the signal up. */
+static volatile sig_atomic_t g_stop_sig;
+static void on_stop_signal(int sig) { g_stop_sig = sig; }
+
 int server_set_active_head(vit_head *h) {
     if (!h || !g_srv.batcher || vit_head_dim(h) != g_srv.mc->feature_dim) return -1;
     batcher_set_head(g_srv.batcher, h);
@@ -229,6 +235,12 @@ int main(int argc, char **argv) {
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
@@ -292,6 +304,7 @@ int main(int argc, char **argv) {
         if (wd && wd / 2 < 1000000) { to.tv_sec = 0; to.tv_nsec = (long)(wd / 2) * 1000; }
         int sig = sigtimedwait(&sigs, NULL, &to);
         if (wd) sd_notify_send("WATCHDOG=1");
+        if (sig <= 0 && g_stop_sig) sig = g_stop_sig;
         if (sig == SIGTERM || sig == SIGINT) {
             srv_log(SRV_LOG_INFO, "%s: draining (%ld requests in flight, timeout %ds)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                     atomic_load(&g_srv.inflight), C->drain_timeout_s);
