@@ -198,6 +198,9 @@ static char *default_model(void) {
                 strcpy(buf, exe);
                 strcat(buf, "/../models/fashion-vit");
                 if (is_dir(buf)) return buf;
+                strcpy(buf, exe);   /* make install: PREFIX/bin/vitd, PREFIX/share/vitd/models */
+                strcat(buf, "/../share/vitd/models/fashion-vit");
+                if (is_dir(buf)) return buf;
             }
         }
     }
