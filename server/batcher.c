@@ -43,6 +43,7 @@ struct batcher {
     const vit_config *cfg;
     batcher_opts o;
     size_t img_elems;          /* 3 * H * W */
+    vit_preprocess pp;         /* the model's, with DCT-domain JPEG scaling when fast_decode */
     pthread_mutex_t mu;
     pthread_cond_t cv_dec, cv_work;
     srv_item **ring;           /* decode FIFO (max_queue) */
@@ -225,7 +226,7 @@ static void *decoder_main(void *arg) {
         pthread_mutex_unlock(&b->mu);
 
         double t0 = vit_now();
-        vit_status st = vit_image_load(it->data, it->len, &b->cfg->preprocess, b->o.max_pixels,
+        vit_status st = vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels,
                                        bt->input + (size_t)slot * b->img_elems, err, sizeof err);
         it->decode_s = vit_now() - t0;
         metrics_observe(MET_DECODE_SECONDS, it->decode_s);
@@ -408,6 +409,8 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     b->cfg = vit_model_config(m);
     b->o = *o;
     b->img_elems = (size_t)3 * b->cfg->preprocess.out_h * b->cfg->preprocess.out_w;
+    b->pp = b->cfg->preprocess;
+    if (o->fast_decode) b->pp.allow_dct_scaling = 1;
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->head_mu, NULL);
     pthread_cond_init(&b->cv_dec, NULL);

@@ -60,6 +60,7 @@ typedef struct batcher_opts {
     int max_batch, max_queue, workers, threads, decoders;
     long max_delay_us;
     uint64_t max_pixels;
+    int fast_decode;           /* 1: JPEGs >= 2x the target may be downscaled in the DCT domain */
     int decoder_nice;          /* > 0: decode threads run at this nice level (below the engine) */
     vit_device device;
     vit_precision precision;

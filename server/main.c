@@ -70,6 +70,7 @@ static flag flags[] = {
     {"threads", F_INT, &g_srv.cfg.threads, 0, 1024, "engine threads per session (0: all cores)"},
     {"decoders", F_INT, &g_srv.cfg.decoders, 0, 256, "image decode threads (0: number of cores)"},
     {"decode-nice", F_INT, &g_srv.cfg.decode_nice, 0, 19, "nice level of decode threads (> 0: the engine gets the cores first)"},
+    {"fast-decode", F_INT, &g_srv.cfg.fast_decode, 0, 1, "1: big JPEGs decode at 1/2..1/8 scale in the DCT domain (faster, not PIL-exact)"},
     {"http-threads", F_INT, &g_srv.cfg.http_threads, 1, 256, "HTTP threads (libmicrohttpd pool)"},
     {"max-body-mb", F_LONG, &opt_max_body_mb, 1, 4096, "largest request body in MiB; beyond: 413"},
     {"max-pixels", F_U64, &g_srv.cfg.max_pixels, 1, 0, "largest image (width*height); beyond: 413"},
@@ -273,7 +274,7 @@ int main(int argc, char **argv) {
     }
     batcher_opts bo = {.max_batch = C->max_batch, .max_queue = C->max_queue, .workers = C->workers,
                        .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us,
-                       .max_pixels = C->max_pixels, .decoder_nice = C->decode_nice, .device = C->device, .precision = C->precision};
+                       .max_pixels = C->max_pixels, .decoder_nice = C->decode_nice, .fast_decode = C->fast_decode, .device = C->device, .precision = C->precision};
     st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
     if (st != VIT_OK) {
         srv_log(SRV_LOG_ERROR, "cannot start the engine: %s", err);

@@ -27,7 +27,8 @@ typedef struct srv_config {
     int workers;             /* engine sessions (each its own batcher worker) */
     int threads;             /* engine threads per session; 0 = all cores */
     int decoders;            /* decode pool threads; 0 = number of cores */
-    int decode_nice;         /* nice level of the decode threads (0: same as the engine) */
+    int decode_nice;
+    int fast_decode;         /* allow DCT-domain JPEG downscaling (faster, not PIL-exact) */         /* nice level of the decode threads (0: same as the engine) */
     int http_threads;        /* libmicrohttpd thread pool size */
     size_t max_body;         /* bytes (from --max-body-mb) */
     uint64_t max_pixels;
