@@ -137,7 +137,8 @@ void vit_preprocess_resized_size(const vit_preprocess *pp, int w, int h, int *rw
         /* torchvision: new_long = int(size * long / short) (Python float division, truncated) */
         int s = pp->shortest_edge;
         int shrt = w <= h ? w : h, lng = w <= h ? h : w;
-        int nl = (int)((double)s * (double)lng / (double)shrt);
+        double l = (double)s * (double)lng / (double)shrt;
+        int nl = l >= (double)(1 << 30) ? 1 << 30 : (int)l;  /* absurd aspect ratios: refused later */
         if (nl < 1) nl = 1;
         if (w <= h) { *rw = s; *rh = nl; } else { *rw = nl; *rh = s; }
         return;
@@ -216,8 +217,10 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
         return vit_errf(VIT_E_ARG, err, errlen, "bad output size %dx%d", OW, OH);
     int rw, rh;
     vit_preprocess_resized_size(pp, W, H, &rw, &rh);
-    if (rw <= 0 || rh <= 0 || rw > 65536 || rh > 65536)
-        return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", rw, rh);
+    if (rw <= 0 || rh <= 0) return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", rw, rh);
+    if (rw > 65536 || rh > 65536)  /* PIL would allocate all of it; we refuse */
+        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
+                        "image too large: a %dx%d image would be resized to %dx%d (aspect ratio too extreme)", W, H, rw, rh);
     /* crop window in resized coordinates; without a crop the resized image must be the output */
     int top = 0, left = 0;
     if (pp->do_center_crop) {

@@ -211,6 +211,22 @@ static void test_decode_details(void) {
         vit_image_free(&img);
         free(d);
     }
+    /* extreme aspect ratios: 1x200 resizes to 256x51200 (only the crop is computed); 1x300 would be
+     * 256x76800, more than the 65536 per side we accept */
+    {
+        uint8_t *px = calloc(300 * 3, 1);
+        float *t = malloc(sizeof(float) * 3 * 224 * 224);
+        vit_preprocess pp = {.do_resize = 1, .shortest_edge = 256, .resample = VIT_RESAMPLE_BICUBIC, .do_center_crop = 1,
+                             .crop_h = 224, .crop_w = 224, .out_h = 224, .out_w = 224, .std = {1, 1, 1}};
+        vit_image thin = {.width = 1, .height = 200, .rgb = px};
+        st = vit_image_to_tensor(&thin, &pp, t, err, sizeof err);
+        CHECK(st == VIT_OK && t[0] == 0.f, "1x200 image: resized to 256x51200, cropped (%s)", st ? err : "ok");
+        thin.height = 300;
+        st = vit_image_to_tensor(&thin, &pp, t, err, sizeof err);
+        CHECK(st == VIT_E_IMAGE_TOO_LARGE, "1x300 image refused: %s", err);
+        free(px);
+        free(t);
+    }
     uint8_t exif_be[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0};
     CHECK(vit_exif_orientation(exif_be, sizeof exif_be) == 6, "big-endian EXIF orientation");
     exif_be[7] = 23;  /* IFD offset past the end */
