@@ -57,6 +57,11 @@ static void test_manifest(void) {
     vit_status st = vit_preprocess_load(FIX "/model", 0, &pp, err, sizeof err);
     CHECK(st == VIT_OK && pp.out_h == 224 && pp.out_w == 224 && pp.shortest_edge == 256 && pp.do_center_crop &&
           pp.resample == VIT_RESAMPLE_BILINEAR, "fixture preprocessor_config.json: %s", st ? err : "resize 256, crop 224");
+    vit_preprocess ppt;  /* timm: Resize(248) bicubic, CenterCrop(224), mean = std = 0.5 */
+    st = vit_preprocess_load(FIX "/model_timm", 0, &ppt, err, sizeof err);
+    CHECK(st == VIT_OK && ppt.shortest_edge == 248 && ppt.out_h == 224 && ppt.resample == VIT_RESAMPLE_BICUBIC,
+          "fixture timm config.json: %s", st ? err : "resize 248 bicubic, crop 224");
+    int ntimm = 0;
     FILE *f = fopen(FIX "/manifest.txt", "r");
     CHECK(f != NULL, "manifest present");
     if (!f) return;
@@ -70,7 +75,23 @@ static void test_manifest(void) {
         size_t len;
         uint8_t *data = slurp(path, &len);
         if (!data) { CHECK(0, "%s: cannot read", file); continue; }
-        if (!strcmp(kind, "good")) {
+        if (!strcmp(kind, "timm")) {
+            ntimm++;
+            size_t rlen;
+            char rpath[600];
+            snprintf(rpath, sizeof rpath, "%s/%s", FIX, arg);
+            uint8_t *ref = slurp(rpath, &rlen);
+            st = ref && rlen == 112 * 112 * 3 ? vit_image_load(data, len, &ppt, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err)
+                                              : VIT_E_IO;
+            if (st) CHECK(0, "%s (timm bicubic): %s", file, err);
+            else {
+                double mean, max;
+                compare_ref(x, ref, &ppt, &mean, &max);
+                CHECK(mean <= 0.01 && max <= 0.05, "%s (timm, bicubic 248/224) vs timm/torchvision mean=%.5f maxdiff=%.5f "
+                      "tol=0.01/0.05", file, mean, max);
+            }
+            free(ref);
+        } else if (!strcmp(kind, "good")) {
             ngood++;
             size_t rlen;
             char rpath[600];
@@ -131,7 +152,7 @@ static void test_manifest(void) {
     }
     fclose(f);
     free(x);
-    CHECK(ngood >= 20 && nbad >= 12, "manifest has %d good and %d bad images", ngood, nbad);
+    CHECK(ngood >= 20 && nbad >= 12 && ntimm >= 4, "manifest has %d good, %d bad and %d timm entries", ngood, nbad, ntimm);
 }
 
 static void test_decode_details(void) {
