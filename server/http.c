@@ -25,7 +25,8 @@
 
 struct srv_conn {
     struct MHD_Connection *mhd;
-    const char *url, *method;          /* owned by libmicrohttpd, valid for the request */
+    const char *url, *method;          /* copies below (libmicrohttpd's may not outlive the request) */
+    char url_buf[256], method_buf[16];
     srv_handler handler;
     uint8_t *body;
     size_t len, cap;
@@ -451,7 +452,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (!c) {
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
-        c->mhd = mc; c->url = url; c->method = method;
+        c->mhd = mc;
+        snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
+        snprintf(c->method_buf, sizeof c->method_buf, "%s", method);
+        c->url = c->url_buf;
+        c->method = c->method_buf;
         c->t_start = vit_now();
         atomic_fetch_add(&g_srv.inflight, 1);
         *ptr = c;
