@@ -12,6 +12,8 @@ typedef struct vit_backend {
     vit_status (*forward)(vit_session *s, const float *input, int B, const vit_head *head,
                           vit_outputs *out);
     void (*free)(vit_session *s); /* release s->state */
+    /* optional (NULL: none): the session's input staging buffer, see vit_session_input_buffer */
+    float *(*input_buffer)(vit_session *s);
 } vit_backend;
 
 struct vit_session {

@@ -1,14 +1,28 @@
-/* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda) and
- * vit_cuda_device_count().  C glue only: it reads struct vit_model / struct vit_head (model.h)
- * and hands plain pointer structs to cuda_engine.cu, which does the work.  Compiled to nothing
- * when the build has no CUDA (VIT_HAVE_CUDA undefined). */
-#ifdef VIT_HAVE_CUDA
+/* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda),
+ * vit_cuda_device_count() and vit_cuda_device_info(), and vit_session_input_buffer().  C glue
+ * only: it reads struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
+ * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) only the two
+ * public functions remain, answering "none". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "util.h"
+
+float *vit_session_input_buffer(vit_session *s) {
+    return s && s->backend && s->backend->input_buffer ? s->backend->input_buffer(s) : NULL;
+}
+
+#ifdef VIT_HAVE_CUDA
 #include "cuda_engine.h"
+
+vit_status vit_cuda_device_info(int gpu_id, char *name, size_t namelen, size_t *mem_total,
+                                size_t *mem_free) {
+    if (vcu_device_info(gpu_id, name, namelen, mem_total, mem_free) != 0)
+        return VIT_E_DEVICE;
+    return VIT_OK;
+}
 
 int vit_cuda_device_count(void) { return vcu_device_count(); }
 
@@ -78,6 +92,8 @@ static vit_status cuda_forward(vit_session *s, const float *input, int B, const 
     return vcu_forward(s->state, input, B, head ? &hd : NULL, &o, s->errmsg, sizeof s->errmsg);
 }
 
+static float *cuda_input_buffer(vit_session *s) { return vcu_input_buffer(s->state); }
+
 static void cuda_free(vit_session *s) {
     vcu_free(s->state);
     s->state = NULL;
@@ -88,8 +104,16 @@ const vit_backend vit_backend_cuda = {
     .init = cuda_init,
     .forward = cuda_forward,
     .free = cuda_free,
+    .input_buffer = cuda_input_buffer,
 };
 
 #else
-typedef int vit_cuda_backend_unused; /* CPU-only build: nothing here */
+vit_status vit_cuda_device_info(int gpu_id, char *name, size_t namelen, size_t *mem_total,
+                                size_t *mem_free) {
+    (void)gpu_id;
+    if (name && namelen) snprintf(name, namelen, "none (built without CUDA)");
+    if (mem_total) *mem_total = 0;
+    if (mem_free) *mem_free = 0;
+    return VIT_E_DEVICE;
+}
 #endif

@@ -381,7 +381,6 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
 
 /* the head's device copy, uploaded on first use (LRU of kHeads) */
 vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *err, size_t errlen) {
-    head_entry *lru = &s->heads[0];
     s->tick++;
     for (int i = 0; i < kHeads; i++) {
         head_entry *e = &s->heads[i];
@@ -390,6 +389,10 @@ vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *e
             *out = e;
             return VIT_OK;
         }
+    }
+    head_entry *lru = &s->heads[0];   /* an empty slot, else the least recently used */
+    for (int i = 0; i < kHeads; i++) {
+        head_entry *e = &s->heads[i];
         if (!e->w) { lru = e; break; }
         if (e->used < lru->used) lru = e;
     }
@@ -418,6 +421,34 @@ vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *e
     return VIT_OK;
 }
 
+/* the backbone for bucket bi: its graph, or an eager run (which also picks the GEMM algorithms,
+ * outside any capture) followed by capturing the graph for the next call */
+vit_status run_backbone(state *s, int bi, int mode, char *err, size_t errlen) {
+    if (s->graph[bi][mode]) {
+        CU(cudaGraphLaunch(s->graph[bi][mode], s->st));
+        return VIT_OK;
+    }
+    OK(enqueue_backbone(s, s->buckets[bi], mode, err, errlen));
+    if (s->graphs_off) return VIT_OK;
+    CU(cudaStreamSynchronize(s->st));   /* the eager run is done (and checked) before capture */
+    cudaGraph_t g = nullptr;
+    char cerr[256] = "";
+    if (cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        vit_status cs = enqueue_backbone(s, s->buckets[bi], mode, cerr, sizeof cerr);
+        cudaError_t ec = cudaStreamEndCapture(s->st, &g);
+        if (cs != VIT_OK || ec != cudaSuccess || !g ||
+            cudaGraphInstantiate(&s->graph[bi][mode], g, 0) != cudaSuccess) {
+            s->graph[bi][mode] = nullptr;
+            s->graphs_off = 1;          /* eager from now on; vcu_describe says so */
+        }
+        if (g) cudaGraphDestroy(g);
+    } else {
+        s->graphs_off = 1;
+    }
+    cudaGetLastError();
+    return VIT_OK;
+}
+
 vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
                      size_t errlen) {
     const vcu_model_desc &m = *md;
@@ -428,8 +459,6 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     if (max_batch < 1) return errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
     if (m.H < 1 || m.D % m.H)
         return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
-    if (m.D % 8 || (m.D / m.H) % 8)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d and head dim %d must be multiples of 8", m.D, m.D / m.H);
     if (!m.pooling_mean && m.npf < 1)
         return errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
     if (m.fc_norm_w && !m.pooling_mean && m.npf > 1)
@@ -536,6 +565,19 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     for (int b = 1; b < max_batch && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
     s->buckets[s->nb++] = max_batch;
     CU(cudaDeviceSynchronize());
+
+    /* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random
+     * inputs, so the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips) */
+    const char *wu = getenv("VIT_CUDA_WARMUP");
+    if (!(wu && !strcmp(wu, "0"))) {
+        uint64_t r = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < B * s->img; i++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            s->h_in[i] = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
+        }
+        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, bi, 0, err, errlen));
+        CU(cudaStreamSynchronize(s->st));
+    }
     return VIT_OK;
 }
 
@@ -584,33 +626,7 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
 
     if (input != s->h_in) memcpy(s->h_in, input, sizeof(float) * B * s->img);
 
-    /* the backbone: the bucket's graph, or an eager run that then captures one */
-    if (s->graph[bi][mode]) {
-        CU(cudaGraphLaunch(s->graph[bi][mode], s->st));
-    } else {
-        OK(enqueue_backbone(s, Bk, mode, err, errlen));
-        if (!s->graphs_off) {
-            CU(cudaStreamSynchronize(s->st));   /* eager run done (and checked) before capture */
-            cudaGraph_t g = nullptr;
-            char cerr[256] = "";
-            vit_status cs = VIT_OK;
-            if (cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-                cs = enqueue_backbone(s, Bk, mode, cerr, sizeof cerr);
-                cudaError_t ec = cudaStreamEndCapture(s->st, &g);
-                if (cs == VIT_OK && ec == cudaSuccess && g &&
-                    cudaGraphInstantiate(&s->graph[bi][mode], g, 0) == cudaSuccess) {
-                    /* captured */
-                } else {
-                    s->graph[bi][mode] = nullptr;
-                    s->graphs_off = 1;
-                }
-                if (g) cudaGraphDestroy(g);
-            } else {
-                s->graphs_off = 1;
-            }
-            cudaGetLastError();
-        }
-    }
+    OK(run_backbone(s, bi, mode, err, errlen));
 
     if (out->logits) {
         OK(gemm(s, s->logits_d, s->feat, he->w, he->b, Bk, he->C, he->dim, CUBLASLT_EPILOGUE_BIAS, 1,
@@ -677,5 +693,23 @@ void vcu_describe(void *st, char *buf, size_t len) {
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }
+
+int vcu_device_info(int gpu_id, char *name, size_t namelen, size_t *total, size_t *free_b) {
+    int n = vcu_device_count();
+    if (gpu_id < 0 || gpu_id >= n) return -1;
+    cudaDeviceProp p;
+    if (cudaGetDeviceProperties(&p, gpu_id) != cudaSuccess) { cudaGetLastError(); return -1; }
+    if (name && namelen) snprintf(name, namelen, "%s", p.name);
+    if (total || free_b) {
+        int prev = 0;
+        cudaGetDevice(&prev);
+        size_t f = 0, t = p.totalGlobalMem;
+        if (cudaSetDevice(gpu_id) == cudaSuccess && cudaMemGetInfo(&f, &t) != cudaSuccess) cudaGetLastError();
+        cudaSetDevice(prev);
+        if (total) *total = t;
+        if (free_b) *free_b = f;
+    }
+    return 0;
+}
 
 } // extern "C"

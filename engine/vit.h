@@ -170,6 +170,15 @@ const char *vit_session_errmsg(const vit_session *s);
 vit_device vit_session_device(const vit_session *s);      /* CPU or CUDA, never AUTO */
 vit_precision vit_session_precision(const vit_session *s);
 int vit_session_max_batch(const vit_session *s);
+/* A host buffer of (max_batch, 3, image_size, image_size) floats owned by the session: fill it
+ * and pass it as vit_forward's input to skip the copy into the device's staging buffer (it is
+ * pinned memory on CUDA, so the transfer runs at full speed).  NULL when the backend has none
+ * (CPU).  Valid until vit_session_free; not to be written while a forward on it runs. */
+float *vit_session_input_buffer(vit_session *s);
+/* CUDA device gpu_id's name and memory in bytes (any pointer may be NULL), for /v1/models and
+ * /metrics.  VIT_E_DEVICE when the build has no CUDA or there is no such device. */
+vit_status vit_cuda_device_info(int gpu_id, char *name, size_t namelen, size_t *mem_total,
+                                size_t *mem_free);
 
 /* Outputs of one forward; any pointer may be NULL (that output is not computed). */
 typedef struct vit_outputs {

@@ -9,11 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
+#include "vit.h"
 #include "util.h"
-#ifdef VIT_HAVE_CUDA
-#include "cuda_engine.h"
-#endif
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -61,10 +58,7 @@ int main(int argc, char **argv) {
     vit_session *s = NULL;
     if (vit_session_new(m, &so, &s, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
     size_t img = (size_t)3 * c->image_size * c->image_size;
-    float *buf = NULL;
-#ifdef VIT_HAVE_CUDA
-    if (vit_session_device(s) == VIT_DEVICE_CUDA) buf = vcu_input_buffer(s->state);
-#endif
+    float *buf = vit_session_input_buffer(s);   /* pinned on CUDA, NULL on the CPU */
     int own = !buf;
     if (own) buf = malloc(sizeof(float) * img * B);
     if (x) memcpy(buf, x, sizeof(float) * img * B);
