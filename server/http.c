@@ -37,7 +37,7 @@ struct srv_conn {
     srv_done_fn done;
     void *done_arg;
     int job_done;                      /* set once every image finished (then resumed) */
-    char xhdr_name[16], xhdr_val[64];  /* one extra response header (Retry-After, Allow) */
+    char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
 };
 
 static struct MHD_Daemon *g_mhd;
@@ -81,6 +81,7 @@ static void set_header(srv_conn *c, const char *name, const char *val) {
     snprintf(c->xhdr_name, sizeof c->xhdr_name, "%s", name);
     snprintf(c->xhdr_val, sizeof c->xhdr_val, "%s", val);
 }
+void srv_conn_set_header(srv_conn *c, const char *name, const char *val) { set_header(c, name, val); }
 
 /* Queue body (malloc'd, taken over) with status. */
 static void reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {

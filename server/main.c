@@ -82,7 +82,7 @@ static flag flags[] = {
     {"device", F_DEVICE, &opt_device, 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16 (auto: fp16 on cuda, fp32 on cpu)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
-    {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (none: admin API off)"},
+    {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])

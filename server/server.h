@@ -99,6 +99,9 @@ void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt,
 typedef void (*srv_done_fn)(srv_conn *c, srv_job *job, void *arg);
 int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg);
 void srv_conn_set_images(srv_conn *c, int n);                 /* for the access log */
+/* One extra header on the reply to come (name < 32, value < 64 bytes; a later call replaces it):
+ * WWW-Authenticate on 401, Allow on 405. */
+void srv_conn_set_header(srv_conn *c, const char *name, const char *val);
 
 /* ---- admin API hook ------------------------------------------------------------------ */
 /* Defined by server/admin.c when present (weak here, so vitd links without it).  Called once,
