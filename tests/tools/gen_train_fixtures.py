@@ -8,9 +8,15 @@ float32 .npy fixtures to tests/fixtures/train/:
   x_train (N, D), y_train (N), x_test (M, D), y_test (M), perm (epochs, N),
   {adamw,sgd}_w (C, D), {adamw,sgd}_b (C),
   {adamw,sgd}_meta [test_accuracy, last_epoch_mean_loss, lr, weight_decay, momentum, epochs, batch]
+and the same with the prefix fm_ for REAL features: the pooled representation of the shipped
+Fashion-MNIST model (models/fashion-vit, through models/vit_torch.py) of the admin test's images
+(tests/data/fmnist/{train,test}/{footwear,other,tops}: 180 train, 300 test, classes in that order).
 Run with Debian's python3-torch:  /usr/bin/python3 tests/tools/gen_train_fixtures.py
 """
+import glob
 import os
+import sys
+
 import numpy as np
 import torch
 
@@ -26,8 +32,11 @@ def make_data(rng):
         return x.astype(np.float32), y.astype(np.int64)
     return sample(N), sample(M)
 
-def train(kind, x, y, perm, lr, wd, momentum):
-    lin = torch.nn.Linear(D, C)
+def train(kind, x, y, perm, lr, wd, momentum, epochs=None, batch=None):
+    epochs, batch = epochs or EPOCHS, batch or BATCH
+    n, d = x.shape
+    c = int(y.max()) + 1
+    lin = torch.nn.Linear(d, c)
     torch.nn.init.zeros_(lin.weight)
     torch.nn.init.zeros_(lin.bias)
     if kind == "adamw":
@@ -37,17 +46,38 @@ def train(kind, x, y, perm, lr, wd, momentum):
     lossf = torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     last = 0.0
-    for ep in range(EPOCHS):
+    for ep in range(epochs):
         tot = 0.0
-        for s in range(0, N, BATCH):
-            idx = torch.from_numpy(perm[ep, s:s + BATCH].astype(np.int64))
+        for s in range(0, n, batch):
+            idx = torch.from_numpy(perm[ep, s:s + batch].astype(np.int64))
             opt.zero_grad()
             loss = lossf(lin(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
             tot += loss.item() * len(idx)
-        last = tot / N
+        last = tot / n
     return lin, last
+
+def fmnist_features(root):
+    """pooled features of the admin test images through the shipped model (PyTorch reference)"""
+    sys.path.insert(0, os.path.join(root, "models"))
+    import vit_torch
+    import PIL.Image
+    md = os.path.join(root, "models", "fashion-vit")
+    model, _ = vit_torch.load_model_dir(md)
+    tf = vit_torch.build_transform(md)
+    out = {}
+    for split in ("train", "test"):
+        xs, ys = [], []
+        for ci, c in enumerate(("footwear", "other", "tops")):
+            for p in sorted(glob.glob(os.path.join(root, "tests", "data", "fmnist", split, c, "*.png"))):
+                xs.append(tf(PIL.Image.open(p).convert("RGB")))
+                ys.append(ci)
+        with torch.no_grad():
+            f, _ = model.features(torch.stack(xs))
+        out[split] = (f.numpy().astype(np.float32), np.array(ys, dtype=np.int64))
+    return out
+
 
 def main():
     torch.manual_seed(0)
@@ -70,6 +100,24 @@ def main():
         np.save(os.path.join(OUT, kind + "_meta.npy"),
                 f32([acc, last, lr, wd, mom, EPOCHS, BATCH]))
         print(f"{kind}: test accuracy {acc:.4f}, last epoch loss {last:.5f}")
+
+    # real features: the shipped model on the admin test's images; AdamW and SGD as the admin API
+    torch.manual_seed(0)
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    fm = fmnist_features(root)
+    (x, y), (xte, yte) = fm["train"], fm["test"]
+    epochs, batch = 40, 32              # 180 = 5*32 + 20: a short last batch
+    perm = np.stack([rng.permutation(len(y)) for _ in range(epochs)])
+    for name, a in (("x_train", x), ("y_train", y), ("x_test", xte), ("y_test", yte), ("perm", perm)):
+        np.save(os.path.join(OUT, "fm_" + name + ".npy"), f32(a))
+    for kind, lr, wd, mom in (("adamw", 0.003, 0.0001, 0.0), ("sgd", 0.01, 0.0001, 0.9)):
+        lin, last = train(kind, x, y, perm, lr, wd, mom, epochs, batch)
+        with torch.no_grad():
+            acc = (lin(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean()
+        np.save(os.path.join(OUT, "fm_" + kind + "_w.npy"), f32(lin.weight.detach().numpy()))
+        np.save(os.path.join(OUT, "fm_" + kind + "_b.npy"), f32(lin.bias.detach().numpy()))
+        np.save(os.path.join(OUT, "fm_" + kind + "_meta.npy"), f32([acc, last, lr, wd, mom, epochs, batch]))
+        print(f"fm {kind}: test accuracy {acc:.4f}, last epoch loss {last:.5f}")
 
 if __name__ == "__main__":
     main()

@@ -93,9 +93,11 @@ typedef struct {
     int N, M, D, C, E;
 } fixtures;
 
+static const char *g_prefix = "";   /* fixture set: "" synthetic, "fm_" real Fashion-MNIST features */
+
 static int load(const char *name, float **out, int64_t *shape, int *nd) {
     char err[256], path[256];
-    snprintf(path, sizeof path, FIX "%s.npy", name);
+    snprintf(path, sizeof path, FIX "%s%s.npy", g_prefix, name);
     if (vit_npy_read(path, out, shape, nd, err, sizeof err) != VIT_OK) {
         printf("FAIL load %s: %s\n", name, err);
         return -1;
@@ -159,7 +161,8 @@ static float accuracy(const float *w, const float *b, int C, int D, const float 
 }
 
 static void test_torch_parity(const fixtures *f) {
-    const char *kinds[2] = {"adamw", "sgd"};
+    const char *kinds[2] = {g_prefix[0] ? "real features, adamw" : "adamw",
+                            g_prefix[0] ? "real features, sgd" : "sgd"};
     for (int k = 0; k < 2; k++) {
         const float *meta = f->meta[k];
         vit_train_opts o;
@@ -297,6 +300,15 @@ int main(void) {
         free_fixtures(&f);
     } else {
         CHECK(0, "fixtures in " FIX);
+    }
+    /* the same parity on real features: the shipped model's, of the admin test's images */
+    g_prefix = "fm_";
+    if (load_fixtures(&f) == 0) {
+        CHECK(f.N == 180 && f.M == 300 && f.C == 3, "real-feature fixtures N=%d M=%d D=%d C=%d", f.N, f.M, f.D, f.C);
+        test_torch_parity(&f);
+        free_fixtures(&f);
+    } else {
+        CHECK(0, "fixtures fm_* in " FIX);
     }
     return TEST_SUMMARY();
 }
