@@ -5,16 +5,26 @@
  *   2  attention_wmma_kernel<4>: 4 warps x 16 query rows, K/V in shared memory (engine default)
  *   3  attention_wmma_kernel<8>: 8 warps, K/V staged half as often; needs ~224 KB smem at T=197
  *   4  attention_wmma_kernel<2>: 2 warps, twice the blocks (small batches)
+ *   5  attention_mma_kernel<64,4> (attention_mma.cuh): flash-style online softmax on raw
+ *      mma.sync m16n8k16, scores in registers, 58 KB smem at T = 197 (dh = 64 only here)
+ * v2 and v5 are also checked with the head-averaged maps (avg, CLS row) against the reference.
  * Each is checked against the float64 reference on a few images (out: 2e-3 + 5e-3|ref|), then
  * timed at the full batch; FLOPs counted as 4*B*H*T^2*dh, bytes as qkv read + out written. */
 #include "gpu_harness.h"
 #include "cpu_ref.h"
 #include "attention.cuh"
+#include "attention_mma.cuh"
 
 template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(vk_cdiv(T, 16 * W), H, B);
     attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
         out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
+}
+static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh) {
+    dim3 grid(vk_cdiv(T, 64), H, B);
+    if (dh == 64)
+        attention_mma_kernel<64, 4><<<grid, 128, attention_mma_smem(T, 64)>>>(
+            out, avg, cls, qkv, T, H, 1.f / sqrtf((float)dh), 1.f / H);
 }
 static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(T, H, B);
@@ -32,6 +42,7 @@ int main(int argc, char **argv) {
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
+    GH_CUDA(cudaFuncSetAttribute(attention_mma_kernel<64, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     gh_seed();
     std::vector<float> qkv((size_t)B * T * 3 * D);
     gh_fill(qkv, 1.f);
@@ -43,10 +54,14 @@ int main(int argc, char **argv) {
     ref_attention(rout, ravg, head, Bv, T, H, dh);
     double flops = 4.0 * B * H * (double)T * T * dh, bytes = (double)B * T * 4 * D * 2;
 
-    struct { const char *name; int warps; } vers[] = {{"v1 naive", 0}, {"v2 wmma x4", 4}, {"v3 wmma x8", 8}, {"v4 wmma x2", 2}};
+    struct { const char *name; int warps; } vers[] = {{"v1 naive", 0}, {"v2 wmma x4", 4}, {"v3 wmma x8", 8}, {"v4 wmma x2", 2}, {"v5 mma x4", 5}};
     printf("%-12s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
     for (auto &v : vers) {
-        if (v.warps && (dh % 16 || attention_wmma_smem(T, dh, v.warps) > optin)) {
+        if (v.warps == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) {
+            printf("%-12s needs dh 64 and %zu bytes of smem\n", v.name, attention_mma_smem(T, dh));
+            continue;
+        }
+        if (v.warps && v.warps != 5 && (dh % 16 || attention_wmma_smem(T, dh, v.warps) > optin)) {
             printf("%-12s does not fit (smem %zu > %zu or dh %% 16)\n", v.name, attention_wmma_smem(T, dh, v.warps), optin);
             continue;
         }
@@ -55,6 +70,7 @@ int main(int argc, char **argv) {
             case 0: launch_naive(dout, dqkv, B, T, H, dh); break;
             case 2: launch_wmma<2>(dout, dqkv, B, T, H, dh); break;
             case 4: launch_wmma<4>(dout, dqkv, B, T, H, dh); break;
+            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh); break;
             default: launch_wmma<8>(dout, dqkv, B, T, H, dh); break;
             }
         };
@@ -69,6 +85,27 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < g.size(); i++) diff = fmax(diff, fabs(g[i] - rout[i]));
         }
         printf("%-12s %10.4f %8.2f %10.1f %10.3g %s\n", v.name, ms, flops / ms / 1e9, bytes / ms / 1e6, diff, ok ? "ok" : "FAIL");
+    }
+    /* the maps: v2 (engine) and v5, on the first Bv images */
+    float *davg = gh_dev<float>((size_t)Bv * T * T), *dcls = gh_dev<float>((size_t)Bv * T);
+    std::vector<double> rcls((size_t)Bv * T);
+    for (int b = 0; b < Bv; b++)
+        for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
+    for (int v = 2; v <= 5; v += 3) {
+        if (v == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) continue;
+        if (v == 2 && !attention_uses_wmma(T, dh, optin)) continue;
+        GH_CUDA(cudaMemset(davg, 0, sizeof(float) * Bv * T * T));
+        GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * Bv * T));
+        if (v == 2) attention(dout, davg, dcls, dqkv, Bv, T, H, dh, optin, 0);
+        else launch_mma(dout, davg, dcls, dqkv, Bv, T, H, dh);
+        GH_SYNC();
+        char name[64];
+        snprintf(name, sizeof name, "v%d head-avg probs", v);
+        gh_check(name, gh_down(davg, ravg.size()), ravg, 1e-6, 1e-4);
+        snprintf(name, sizeof name, "v%d cls row", v);
+        gh_check(name, gh_down(dcls, rcls.size()), rcls, 1e-6, 1e-4);
+        snprintf(name, sizeof name, "v%d out (with maps)", v);
+        gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 5e-3);
     }
     return gh_summary();
 }
