@@ -546,7 +546,14 @@ static int parse_train(const uint8_t *body, size_t len, adm_job *j, char *msg, s
     size_t k = 0;
     while (k < len && (body[k] == ' ' || body[k] == '\n' || body[k] == '\r' || body[k] == '\t')) k++;
     if (k == len) return 0;                   /* empty body: every default */
-    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
+    while (root && end && end < (const char *)body + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+        end++;
+    if (root && end != (const char *)body + len) {   /* trailing bytes after the object */
+        cJSON_Delete(root);
+        root = NULL;
+    }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         snprintf(msg, msglen, "the body must be a JSON object");
@@ -626,7 +633,7 @@ static void train_post(srv_conn *c) {
         for (int i = 0; ok && i < g_adm.nlabels; i++) {
             ex_label *L = &g_adm.labels[i];
             ok = (j->names[i] = strdup(L->name)) != NULL;
-            memcpy(j->x + (size_t)r * g_adm.dim, L->feat, sizeof(float) * (size_t)L->n * g_adm.dim);
+            if (L->n > 0) memcpy(j->x + (size_t)r * g_adm.dim, L->feat, sizeof(float) * (size_t)L->n * g_adm.dim);
             for (int k = 0; k < L->n; k++) j->y[r + k] = i;
             r += L->n;
         }

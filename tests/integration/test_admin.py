@@ -183,8 +183,13 @@ def main():
         st, _, r = post_images(d, "/admin/examples?label=junk", [images("train", "tops")[0], b"GIF89a..."])
         check(st == 200 and r.get("added") == 1 and len(r.get("errors", [])) == 1,
               "mixed upload: good image added, bad one listed in errors", f"{st} {r}")
+        h = {"Content-Type": "image/png"}
+        h.update(AUTH)
+        st, _, r = d.json("POST", "/admin/examples?label=junk", images("train", "other")[0], h)
+        check(st == 200 and r.get("added") == 1 and r.get("counts", {}).get("junk") == 2,
+              "raw image/png body accepted as an example", f"{st} {r}")
         st, _, r = d.json("DELETE", "/admin/examples?label=junk", headers=AUTH)
-        check(st == 200 and r.get("deleted") == 1 and "junk" not in r.get("counts", {}),
+        check(st == 200 and r.get("deleted") == 2 and "junk" not in r.get("counts", {}),
               "DELETE /admin/examples?label= clears one label", f"{st} {r}")
 
         # strict training options
@@ -197,6 +202,8 @@ def main():
             check(st == 400 and r.get("error", {}).get("message"), f"train option rejected: {what}", f"{st} {r}")
         st, _, r = post_json(d, "/admin/train", None, raw=b"{\"epochs\": 3")
         check(st == 400, "train: invalid JSON rejected", st)
+        st, _, r = post_json(d, "/admin/train", None, raw=b"{\"epochs\": 3} x")
+        check(st == 400, "train: trailing bytes after the JSON object rejected", st)
         st, _, r = post_json(d, "/admin/train", None, raw=b"[1, 2]")
         check(st == 400, "train: a JSON array rejected", st)
 
@@ -220,6 +227,9 @@ def main():
               "cancelled job: state cancelled, no head version", str(j2))
         st, _, r = d.json("DELETE", f"/admin/jobs/{job}", headers=AUTH)
         check(st == 409, "cancelling a finished job: 409", st)
+        st, _, r = d.json("GET", "/admin/jobs", headers=AUTH)
+        check(st == 200 and [j["job"] for j in r.get("jobs", [])] == [job, job2]
+              and [j["state"] for j in r["jobs"]] == ["succeeded", "cancelled"], "GET /admin/jobs lists both", str(r)[:300])
 
         # extend: the active (shipped) head keeps its ten rows, the coarse labels are appended
         st, _, r = post_json(d, "/admin/train", {"labels": "extend", "epochs": 3, "val_fraction": 0})
