@@ -65,17 +65,26 @@ static int get_filter(int resample, filter *f) {
 
 /* Taps for outputs first..first+count-1 of an in_size -> out_size resize along one axis.
  * lo[i], n[i]: first input index and tap count of output i; w[i*ksize + k] its weights. */
+#define PIL_PRECISION_BITS (32 - 8 - 2)  /* PIL's fixed point for 8-bit images */
+
 typedef struct {
     int count, ksize;
     int *lo, *n;
     float *w;
+    int32_t *iw;   /* the same taps in PIL's fixed point (weights * 2^22, rounded away from 0) */
 } taps;
 
 static void taps_free(taps *t) {
     free(t->lo);
     free(t->w);
+    free(t->iw);
     t->lo = t->n = NULL;
     t->w = NULL;
+    t->iw = NULL;
+}
+
+static int32_t pil_fixed(double w) {
+    return w < 0 ? (int32_t)(-0.5 + w * (1 << PIL_PRECISION_BITS)) : (int32_t)(0.5 + w * (1 << PIL_PRECISION_BITS));
 }
 
 static vit_status taps_make(taps *t, int resample, int in_size, int out_size, int first, int count) {
@@ -88,13 +97,15 @@ static vit_status taps_make(taps *t, int resample, int in_size, int out_size, in
         t->ksize = 1;
         t->lo = malloc(sizeof(int) * 2 * (size_t)count);
         t->w = malloc(sizeof(float) * (size_t)count);
-        if (!t->lo || !t->w) { taps_free(t); return VIT_E_NOMEM; }
+        t->iw = malloc(sizeof(int32_t) * (size_t)count);
+        if (!t->lo || !t->w || !t->iw) { taps_free(t); return VIT_E_NOMEM; }
         t->n = t->lo + count;
         for (int i = 0; i < count; i++) {
             int x = (int)((first + i + 0.5) * scale);
             t->lo[i] = x < in_size ? x : in_size - 1;
             t->n[i] = 1;
             t->w[i] = 1.f;
+            t->iw[i] = 1 << PIL_PRECISION_BITS;
         }
         return VIT_OK;
     }
@@ -105,7 +116,8 @@ static vit_status taps_make(taps *t, int resample, int in_size, int out_size, in
     t->ksize = ksize;
     t->lo = malloc(sizeof(int) * 2 * (size_t)count);
     t->w = malloc(sizeof(float) * (size_t)count * (size_t)ksize);
-    if (!t->lo || !t->w) { taps_free(t); return VIT_E_NOMEM; }
+    t->iw = malloc(sizeof(int32_t) * (size_t)count * (size_t)ksize);
+    if (!t->lo || !t->w || !t->iw) { taps_free(t); return VIT_E_NOMEM; }
     t->n = t->lo + count;
     const double ss = 1.0 / filterscale;
     double kk[ksize];
@@ -122,7 +134,12 @@ static vit_status taps_make(taps *t, int resample, int in_size, int out_size, in
             ww += kk[x];
         }
         float *w = t->w + (size_t)i * ksize;
-        for (int x = 0; x < ksize; x++) w[x] = x < xmax ? (float)(ww != 0.0 ? kk[x] / ww : kk[x]) : 0.f;
+        int32_t *iw = t->iw + (size_t)i * ksize;
+        for (int x = 0; x < ksize; x++) {
+            double v = x < xmax ? (ww != 0.0 ? kk[x] / ww : kk[x]) : 0.0;
+            w[x] = (float)v;
+            iw[x] = pil_fixed(v);
+        }
         t->lo[i] = xmin;
         t->n[i] = xmax;
     }
@@ -200,6 +217,8 @@ struct vit_pp_plan {
     int *xoff;                   /* (nx): tx.lo - xmin */
     int negative_lobes;          /* the filter can overshoot [0, 255] (bicubic, lanczos) */
     float scale[3], bias[3];
+    int pil_exact;               /* PIL's 8-bit fixed-point passes; then lut maps each 8-bit value */
+    float lut[3][256];           /* as torchvision's ToTensor + Normalize compute it */
 };
 
 void vit_pp_plan_free(vit_pp_plan *pl) {
@@ -241,6 +260,14 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
         pl->scale[c] = r / s;
         pl->bias[c] = -m / s;
     }
+    pl->pil_exact = pp->pil_exact;
+    for (int c = 0; c < 3; c++)
+        for (int v = 0; v < 256; v++) {
+            /* torchvision: x.float().div(255), then (x - mean) / std, all in float32 */
+            float r = (float)v;
+            if (pp->do_rescale) r = pp->rescale_factor == 1.f / 255.f ? r / 255.f : r * pp->rescale_factor;
+            pl->lut[c][v] = pp->do_normalize ? (r - pp->mean[c]) / pp->std[c] : r;
+        }
     /* outputs inside the resized image: rows [oy0, oy0 + ny), cols [ox0, ox0 + nx) */
     int oy0 = top < 0 ? -top : 0, ox0 = left < 0 ? -left : 0;
     int oy1 = rh - top < OH ? rh - top : OH, ox1 = rw - left < OW ? rw - left : OW;
@@ -289,6 +316,104 @@ void vit_pp_plan_region(const vit_pp_plan *pl, int *x0, int *y0, int *x1, int *y
 
 /* src holds the input region [rx0, rx0 + rw) x [ry0, ry0 + rh) of the W x H image as RGB8 rows
  * of `stride` bytes; it must cover the plan's region.  out is (3, OH, OW). */
+static inline v4i pil_clip8_4(v4i in) {
+    const v4i zero = {0, 0, 0, 0}, top = {255, 255, 255, 255};
+    v4i v = in >> PIL_PRECISION_BITS;   /* arithmetic shift; negatives and overflow clipped below */
+    v4i neg = in <= zero, big = in >= (v4i){1 << 30, 1 << 30, 1 << 30, 1 << 30};
+    v = (v & ~neg) & ~big;
+    return v | (top & big);
+}
+
+/* dst[i] = src[i] for n bytes, as int32 */
+static inline void u8_to_i32(const uint8_t *src, int32_t *dst, int n) {
+    int i = 0;
+#ifdef __SSE2__
+    const __m128i z = _mm_setzero_si128();
+    for (; i + 16 <= n; i += 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i lo = _mm_unpacklo_epi8(b, z), hi = _mm_unpackhi_epi8(b, z);
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_unpacklo_epi16(lo, z));
+        _mm_storeu_si128((__m128i *)(dst + i + 4), _mm_unpackhi_epi16(lo, z));
+        _mm_storeu_si128((__m128i *)(dst + i + 8), _mm_unpacklo_epi16(hi, z));
+        _mm_storeu_si128((__m128i *)(dst + i + 12), _mm_unpackhi_epi16(hi, z));
+    }
+#endif
+    for (; i < n; i++) dst[i] = src[i];
+}
+
+/* PIL's ImagingResampleHorizontal_8bpc / Vertical_8bpc: integer taps (weights * 2^22), a rounding
+ * half added, the sum shifted and clipped to 8 bits after each pass, so the crop equals
+ * torchvision's uint8 image bit for bit.  Same layout as the float path, in int32 lanes. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static vit_status plan_run_pil(const vit_pp_plan *pl, const uint8_t *src, size_t stride, int rx0, int ry0,
+                               float *out, char *err, size_t errlen) {
+    const int nx = pl->nx, ny = pl->ny, nrows = pl->ymax - pl->ymin, OW = pl->OW;
+    const int xmin = pl->xmin, xw = pl->xmax - pl->xmin;
+    const size_t plane = (size_t)pl->OH * OW;
+    const taps *tx = &pl->tx, *ty = &pl->ty;
+    const int kx = tx->ksize, ky = ty->ksize;
+    const int32_t half = 1 << (PIL_PRECISION_BITS - 1);
+    const v4i halfv = {half, half, half, half};
+    /* rowi: one row's needed columns as int32, RGB interleaved, zero padded; tmp: (nrows, nx) */
+    const size_t rowi_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
+    int32_t *buf = aligned_alloc(16, sizeof(int32_t) * (rowi_n + 4 * (size_t)nrows * nx));
+    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    int32_t *rowi = buf;
+    v4i *tmp = (v4i *)(buf + rowi_n);
+    for (size_t i = (size_t)3 * xw; i < rowi_n; i++) rowi[i] = 0;
+    const int *off = pl->xoff;
+    const int32_t *tw = tx->iw;
+    for (int y = pl->ymin; y < pl->ymax; y++) {
+        u8_to_i32(src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3, rowi, 3 * xw);
+        v4i *t = tmp + (size_t)(y - pl->ymin) * nx;
+        int x = 0;
+        for (; x + 4 <= nx; x += 4) {
+            const int32_t *p0 = rowi + 3 * off[x], *p1 = rowi + 3 * off[x + 1];
+            const int32_t *p2 = rowi + 3 * off[x + 2], *p3 = rowi + 3 * off[x + 3];
+            const int32_t *w0 = tw + (size_t)x * kx, *w1 = w0 + kx, *w2 = w1 + kx, *w3 = w2 + kx;
+            v4i a0 = halfv, a1 = halfv, a2 = halfv, a3 = halfv, q;
+            for (int k = 0; k < kx; k++) {
+                memcpy(&q, p0 + 3 * k, 16); a0 += w0[k] * q;
+                memcpy(&q, p1 + 3 * k, 16); a1 += w1[k] * q;
+                memcpy(&q, p2 + 3 * k, 16); a2 += w2[k] * q;
+                memcpy(&q, p3 + 3 * k, 16); a3 += w3[k] * q;
+            }
+            t[x] = pil_clip8_4(a0); t[x + 1] = pil_clip8_4(a1); t[x + 2] = pil_clip8_4(a2); t[x + 3] = pil_clip8_4(a3);
+        }
+        for (; x < nx; x++) {
+            const int32_t *p0 = rowi + 3 * off[x], *w0 = tw + (size_t)x * kx;
+            v4i a0 = halfv, q;
+            for (int k = 0; k < kx; k++) { memcpy(&q, p0 + 3 * k, 16); a0 += w0[k] * q; }
+            t[x] = pil_clip8_4(a0);
+        }
+    }
+    for (int i = 0; i < ny; i++) {
+        const int32_t *w = ty->iw + (size_t)i * ky;
+        const v4i *t0 = tmp + (size_t)(ty->lo[i] - pl->ymin) * nx;
+        const int n = ty->n[i];
+        const size_t os = (size_t)(pl->oy0 + i) * OW + pl->ox0;
+        for (int x = 0; x < nx; x += 4) {
+            const int m = nx - x < 4 ? nx - x : 4;
+            v4i a[4] = {halfv, halfv, halfv, halfv};
+            for (int k = 0; k < n; k++) {
+                const v4i *tk = t0 + (size_t)k * nx + x;
+                const int32_t wk = w[k];
+                for (int j = 0; j < m; j++) a[j] += wk * tk[j];
+            }
+            for (int j = 0; j < m; j++) {
+                v4i c = pil_clip8_4(a[j]);
+                out[os + x + j] = pl->lut[0][c[0]];
+                out[plane + os + x + j] = pl->lut[1][c[1]];
+                out[2 * plane + os + x + j] = pl->lut[2][c[2]];
+            }
+        }
+    }
+    free(buf);
+    return VIT_OK;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx2", "default")))  /* the same code, 3-operand AVX + pmovzx on CPUs that have it */
 #endif
@@ -298,10 +423,11 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
     const size_t plane = (size_t)OH * OW;
     if (pl->padded)  /* padding pixels are 0 before normalization */
         for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < plane; i++) out[c * plane + i] = pl->bias[c];
+            for (size_t i = 0; i < plane; i++) out[c * plane + i] = pl->pil_exact ? pl->lut[c][0] : pl->bias[c];
     if (pl->nx == 0 || pl->ny == 0) return VIT_OK;
     if (pl->xmin < rx0 || pl->ymin < ry0 || pl->xmax > rx0 + rw || pl->ymax > ry0 + rh)
         return vit_errf(VIT_E_INTERNAL, err, errlen, "decoded region does not cover the resize taps");
+    if (pl->pil_exact) return plan_run_pil(pl, src, stride, rx0, ry0, out, err, errlen);
     const int nx = pl->nx, ny = pl->ny, xmin = pl->xmin, xw = pl->xmax - pl->xmin, nrows = pl->ymax - pl->ymin;
     const taps *tx = &pl->tx, *ty = &pl->ty;
     const int kx = tx->ksize, ky = ty->ksize;

@@ -84,6 +84,8 @@ typedef struct vit_preprocess {
     float mean[3], std[3];
     int out_h, out_w;        /* size of the tensor this produces */
     int allow_dct_scaling;   /* 1: JPEG may be downscaled in the DCT domain when >= 2x target (fast mode) */
+    int pil_exact;           /* 1: resize in PIL's 8-bit fixed point (rounded after each pass), so the
+                                tensor equals PIL + torchvision's bit for bit; 0 (default): float */
 } vit_preprocess;
 
 typedef struct vit_config {

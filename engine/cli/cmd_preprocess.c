@@ -1,5 +1,5 @@
 /* cmd_preprocess.c: `vit preprocess`: decode one image and write the model's input tensor.
- *   vit preprocess --model DIR IMAGE --output X.npy [--max-pixels N] [--fast] [--image-size N]
+ *   vit preprocess --model DIR IMAGE --output X.npy [--max-pixels N] [--fast] [--pil-exact] [--image-size N]
  *   vit preprocess --model DIR --bench N [--fast] IMAGE...   (ms/image of decode + preprocess)
  * Exit status: 0 ok, 2 usage, 3 i/o, 4 unsupported format, 5 too large, 6 corrupt, 7 config, 1 other. */
 #include <stdio.h>
@@ -33,15 +33,16 @@ static int exit_code(vit_status st) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vit preprocess --model DIR IMAGE --output X.npy [--max-pixels N] [--fast] [--image-size N]\n"
-               "       vit preprocess --model DIR --bench N [--fast] IMAGE...\n"
-               "  writes float32 (1, 3, H, W); --fast allows DCT-domain JPEG downscaling\n");
+    fprintf(f, "usage: vit preprocess --model DIR IMAGE --output X.npy [--max-pixels N] [--fast] [--pil-exact] [--image-size N]\n"
+               "       vit preprocess --model DIR --bench N [--fast] [--pil-exact] IMAGE...\n"
+               "  writes float32 (1, 3, H, W); --fast allows DCT-domain JPEG downscaling (approximate);\n"
+               "  --pil-exact resizes in PIL's 8-bit fixed point (tensor equal to PIL + torchvision's)\n");
 }
 
 int cmd_preprocess(int argc, char **argv) {
     const char *model = NULL, *output = NULL;
     const char **images = calloc((size_t)argc, sizeof *images);
-    int nimages = 0, fast = 0, bench = 0, image_size = 0, rc = 1;
+    int nimages = 0, fast = 0, pil_exact = 0, bench = 0, image_size = 0, rc = 1;
     unsigned long long max_pixels = VIT_DEFAULT_MAX_PIXELS;
     float *x = NULL;
     uint8_t **bufs = NULL;
@@ -54,6 +55,7 @@ int cmd_preprocess(int argc, char **argv) {
         else if (!strcmp(a, "--model") && v) { model = v; i++; }
         else if (!strcmp(a, "--output") && v) { output = v; i++; }
         else if (!strcmp(a, "--fast")) fast = 1;
+        else if (!strcmp(a, "--pil-exact")) pil_exact = 1;
         else if (!strcmp(a, "--bench") && v) { if ((bench = cli_parse_int("--bench", v, 1, 1000000)) < 0) { rc = 2; goto out; } i++; }
         else if (!strcmp(a, "--image-size") && v) { if ((image_size = cli_parse_int("--image-size", v, 1, 16384)) < 0) { rc = 2; goto out; } i++; }
         else if (!strcmp(a, "--max-pixels") && v) {
@@ -74,6 +76,7 @@ int cmd_preprocess(int argc, char **argv) {
     vit_status st = vit_preprocess_load(model, image_size, &pp, err, sizeof err);
     if (st) { fprintf(stderr, "vit preprocess: %s: %s\n", vit_status_str(st), err); rc = exit_code(st); goto out; }
     pp.allow_dct_scaling = fast;
+    pp.pil_exact = pil_exact;
     x = malloc(sizeof(float) * 3 * (size_t)pp.out_h * pp.out_w);   /* (1, 3, H, W) */
     bufs = calloc((size_t)nimages, sizeof *bufs);
     lens = calloc((size_t)nimages, sizeof *lens);
@@ -94,8 +97,8 @@ int cmd_preprocess(int argc, char **argv) {
         }
         double n = (double)bench * nimages;
         double ms = (vit_now() - t0) * 1e3 / n, cpu = (cpu_now() - c0) * 1e3 / n;
-        printf("%.3f ms/image (cpu %.3f ms/image; %d images x %d iterations, %s path)\n", ms, cpu, nimages, bench,
-               fast ? "fast" : "exact");
+        printf("%.3f ms/image (cpu %.3f ms/image; %d images x %d iterations, %s%s path)\n", ms, cpu, nimages, bench,
+               fast ? "fast" : "exact", pil_exact ? " pil-exact" : "");
         rc = 0;
         goto out;
     }

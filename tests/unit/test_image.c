@@ -89,6 +89,12 @@ static void test_manifest(void) {
                 compare_ref(x, ref, &ppt, &mean, &max);
                 CHECK(mean <= 0.01 && max <= 0.05, "%s (timm, bicubic 248/224) vs timm/torchvision mean=%.5f maxdiff=%.5f "
                       "tol=0.01/0.05", file, mean, max);
+                vit_preprocess pe = ppt;
+                pe.pil_exact = 1;
+                st = vit_image_load(data, len, &pe, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+                mean = max = 0;
+                if (st == VIT_OK) compare_ref(x, ref, &ppt, &mean, &max);
+                CHECK(st == VIT_OK && max <= 1e-6, "%s (timm) pil_exact vs timm/torchvision maxdiff=%.2g tol=1e-6", file, max);
             }
             free(ref);
         } else if (!strcmp(kind, "good")) {
@@ -112,6 +118,16 @@ static void test_manifest(void) {
                 if (st || st2) CHECK(0, "%s: %s", label, err);
                 else CHECK_CLOSE(x, y, 3 * 224 * 224, 0.f, label);
                 free(y);
+            }
+            /* pil_exact: PIL's own fixed-point resize, so torchvision's tensor bit for bit */
+            {
+                vit_preprocess pe = pp;
+                pe.pil_exact = 1;
+                st = vit_image_load(data, len, &pe, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+                double mean = 0, max = 0;
+                if (st == VIT_OK) compare_ref(x, ref, &pp, &mean, &max);
+                CHECK(st == VIT_OK && max <= 1e-6, "%s pil_exact vs torchvision mean=%.2g maxdiff=%.2g tol=1e-6 %s", file,
+                      mean, max, st ? err : "");
             }
             for (int fast = 0; fast < 2; fast++) {
                 vit_preprocess p2 = pp;
@@ -288,6 +304,11 @@ static void test_resize_cases(void) {
             CHECK_CLOSE(out, fl, nout, 2e-3f, label);
             snprintf(label, sizeof label, "resize %s vs PIL uint8", name);
             CHECK_CLOSE(out, u8, nout, 1.05f, label);
+            pp.pil_exact = 1;
+            st = vit_image_to_tensor(&img, &pp, out, err, sizeof err);
+            snprintf(label, sizeof label, "resize %s pil_exact == PIL uint8", name);
+            if (st) CHECK(0, "%s: %s", label, err);
+            else CHECK_CLOSE(out, u8, nout, 0.f, label);
         }
         free(in); free(fl); free(u8); free(out);
     }
