@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "cpu_ops.h"
 #include "cpu_pool.h"
 #include "util.h"
@@ -51,6 +52,8 @@ typedef struct cpu_state {
     float *roll, *roll2;/* (Bm, T, T) rollout product and its next value */
     float *pooled;      /* (Bm, max(F, D)) pooled representation */
     float *pooled2;     /* (Bm, max(F, D)) pre_logits output */
+    float *gemm_scratch;/* (threads, vit_gemm_scratch_floats()) for the AVX-512 GEMM */
+    int own_gemm;       /* 1: cpu_gemm.c's AVX-512 kernel, 0: OpenBLAS */
     float *mem;         /* the one allocation */
 } cpu_state;
 
@@ -70,10 +73,10 @@ typedef struct {
     int M, N, K, nchunks;
     float beta;
     gemm_epilogue epi;
+    const cpu_state *st;
 } gemm_job;
 
 static void gemm_task(void *ctx, int task, int worker) {
-    (void)worker;
     const gemm_job *g = ctx;
     /* column ranges aligned to 16 floats */
     int units = (g->N + 15) / 16;
@@ -81,19 +84,24 @@ static void gemm_task(void *ctx, int task, int worker) {
     int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * 16;
     if (n1 > g->N) n1 = g->N;
     if (n0 >= n1) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, n1 - n0, g->K, 1.0f, g->A, g->K,
-                g->W + (size_t)n0 * g->K, g->K, g->beta, g->C + n0, g->N);
+    if (g->st->own_gemm)
+        vit_gemm_nt_avx512(g->C + n0, g->N, g->A, g->K, g->W + (size_t)n0 * g->K, g->K, g->M,
+                           n1 - n0, g->K, g->beta != 0.0f,
+                           g->st->gemm_scratch + (size_t)worker * vit_gemm_scratch_floats());
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, n1 - n0, g->K, 1.0f, g->A,
+                    g->K, g->W + (size_t)n0 * g->K, g->K, g->beta, g->C + n0, g->N);
     if (g->epi == EPI_BIAS_GELU)
         for (int m = 0; m < g->M; m++) vit_bias_gelu(g->C + (size_t)m * g->N + n0, g->bias + n0, 1, n1 - n0);
 }
 
-static void pgemm(cpu_pool *pool, float *C, const float *A, const float *W, int M, int N, int K,
-                  float beta, gemm_epilogue epi, const float *bias) {
+static void pgemm(const cpu_state *st, float *C, const float *A, const float *W, int M, int N,
+                  int K, float beta, gemm_epilogue epi, const float *bias) {
     int units = (N + 15) / 16;
-    int nchunks = cpu_pool_size(pool);
+    int nchunks = cpu_pool_size(st->pool);
     if (nchunks > units) nchunks = units;
-    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi};
-    cpu_pool_run(pool, nchunks, gemm_task, &g);
+    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi, st};
+    cpu_pool_run(st->pool, nchunks, gemm_task, &g);
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -151,9 +159,11 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         N * st->D, N * st->D, N * 3 * st->D, N * st->D, hsz * st->Bm,
         (size_t)st->Bm * st->H * st->hd * st->ldk, st->scratch_per * threads,
         st->Bm * T2, st->Bm * T2, st->Bm * T2, st->Bm * FD, st->Bm * FD,
+        vit_gemm_scratch_floats() * threads,
     };
     float **ptrs[] = {&st->x, &st->ln, &st->qkv, &st->ao, &st->h, &st->kT, &st->scratch,
-                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2};
+                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2,
+                      &st->gemm_scratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > SIZE_MAX / 8 - total) {
@@ -174,6 +184,7 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         *ptrs[i] = p;
         p += round16(sizes[i]);
     }
+    st->own_gemm = vit_gemm_avx512_preferred();
     st->pool = cpu_pool_new(threads);
     if (!st->pool) {
         cpu_free(s);
@@ -297,7 +308,7 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
 
     /* patch embedding: im2col (B*NP, CPP) -> GEMM (B*NP, D) -> + bias, prefix tokens, pos */
     cpu_pool_run(st->pool, B, task_im2col, &k);
-    pgemm(st->pool, st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
+    pgemm(st, st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
     cpu_pool_run(st->pool, B, task_embed, &k);
 
     /* attention task split: enough tasks for every thread, rows in multiples of 4 */
@@ -312,14 +323,14 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
         const vit_layer_weights *L = &m->layers[l];
         k.L = L;
         run_resln(st, &k, B, pending_bias, L->ln1_w, L->ln1_b, eps);
-        pgemm(st->pool, st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
+        pgemm(st, st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
         cpu_pool_run(st->pool, B * st->H, task_transpose_k, &k);
         k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
         cpu_pool_run(st->pool, B * k.nblk, task_attention, &k);
-        pgemm(st->pool, st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f, EPI_NONE, NULL);
+        pgemm(st, st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f, EPI_NONE, NULL);
         run_resln(st, &k, B, L->proj_b, L->ln2_w, L->ln2_b, eps);
-        pgemm(st->pool, st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
-        pgemm(st->pool, st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f, EPI_NONE, NULL);
+        pgemm(st, st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
+        pgemm(st, st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f, EPI_NONE, NULL);
         pending_bias = L->fc2_b;
 
         if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu_gemm.h"
 #include "cpu_ops.h"
 #include "cpu_pool.h"
 #include "harness.h"
@@ -196,6 +197,37 @@ static void test_rollout_mean(void) {
     free(a);
 }
 
+/* the AVX-512 GEMM on odd shapes (edge tiles in every direction, k not a multiple of 16, a
+ * k split across blocks), as a slice of a wider C (ldc > N), overwrite and accumulate */
+static void test_gemm(void) {
+    if (!vit_gemm_avx512_available()) {
+        SKIP("gemm_nt_avx512: no AVX-512 on this CPU");
+        return;
+    }
+    int shapes[][3] = {{1, 1, 1}, {37, 29, 100}, {64, 12, 512}, {65, 25, 1100}, {197, 40, 768}};
+    float *scratch = malloc(sizeof(float) * vit_gemm_scratch_floats());
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldc = N + 7;
+        float *A = rand_vec((size_t)M * K, 1.f), *W = rand_vec((size_t)N * K, 1.f);
+        float *C = rand_vec((size_t)M * ldc, 1.f), *R = malloc(sizeof(float) * M * ldc);
+        memcpy(R, C, sizeof(float) * M * ldc);
+        for (int beta = 0; beta <= 1; beta++) {
+            for (int m = 0; m < M; m++)
+                for (int n = 0; n < N; n++) {
+                    double a = beta ? R[(size_t)m * ldc + n] : 0;
+                    for (int k = 0; k < K; k++) a += (double)A[(size_t)m * K + k] * W[(size_t)n * K + k];
+                    R[(size_t)m * ldc + n] = (float)a;
+                }
+            vit_gemm_nt_avx512(C, ldc, A, K, W, K, M, N, K, beta, scratch);
+            char name[96];
+            snprintf(name, sizeof name, "gemm_nt_avx512 M=%d N=%d K=%d beta=%d (padding untouched)", M, N, K, beta);
+            CHECK_CLOSE(C, R, (size_t)M * ldc, 2e-6f * K, name);
+        }
+        free(A); free(W); free(C); free(R);
+    }
+    free(scratch);
+}
+
 static atomic_int pool_hits[1000];
 static void pool_task(void *ctx, int t, int w) {
     (void)ctx;
@@ -229,6 +261,7 @@ int main(void) {
     test_attention(17, 8); /* head dim not a multiple of 16: generic path */
     test_attention(3, 32);
     test_rollout_mean();
+    test_gemm();
     test_pool();
     return TEST_SUMMARY();
 }
