@@ -25,7 +25,8 @@
  * GEMMs: Y (M x N, row-major) = X (M x K) W^T (W is PyTorch's (N, K)) is, for column-major
  * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
- * our exact-erf kernel).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
+ * our exact-erf kernel).  Attention: attention.cuh's WMMA kernel; VIT_CUDA_ATTN=mma tries the
+ * flash-style candidate in attention_mma.cuh for head dim 64.  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
  * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
  * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
@@ -41,6 +42,7 @@
 #include "patch_embed.cuh"
 #include "layernorm.cuh"
 #include "attention.cuh"
+#include "attention_mma.cuh"
 #include "gelu.cuh"
 #include "rollout.cuh"
 
@@ -75,7 +77,7 @@ struct state {
     vcu_model_desc m;             /* layers pointer cleared after init */
     int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
     size_t smem_optin;
-    int gelu_erf, tune;
+    int gelu_erf, tune, attn_mma;
     char gpu_name[320];
     size_t dev_bytes;
 
@@ -326,7 +328,9 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
         float *cls = ((mode & 1) && l == m.L - 1) ? s->cls_d : nullptr;
         if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
         if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
-        attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
+        if (!s->attn_mma ||
+            !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st))
+            attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
         LAUNCHED();
         if (avg) {
             rollout_prep(s->A, Bk, T, st);
@@ -487,6 +491,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->img = m.channels * m.image_size * m.image_size;
     const char *g = getenv("VIT_CUDA_GELU");
     s->gelu_erf = g && !strcmp(g, "erf");
+    const char *am = getenv("VIT_CUDA_ATTN");
+    s->attn_mma = am && !strcmp(am, "mma");
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
 
@@ -498,6 +504,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     OK(dalloc(s, &s->ws, kWorkspace, err, errlen));
     if (attention_uses_wmma(m.T, s->dh, s->smem_optin))
         CU(attention_prepare(s->smem_optin));  /* the device maximum: sessions may differ in T */
+    if (s->attn_mma) CU(attention_mma_prepare(s->smem_optin));
 
     /* weights */
     std::vector<__half> tmp;
@@ -687,9 +694,9 @@ float *vcu_input_buffer(void *st) { return st ? ((state *)st)->h_in : nullptr; }
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, graphs %s",
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s",
              s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
-             s->graphs_off ? "off (capture failed)" : "on");
+             s->attn_mma ? "mma.sync flash (dh 64)" : "wmma", s->graphs_off ? "off (capture failed)" : "on");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

@@ -5,7 +5,7 @@
  *   2  attention_wmma_kernel<4>: 4 warps x 16 query rows, K/V in shared memory (engine default)
  *   3  attention_wmma_kernel<8>: 8 warps, K/V staged half as often; needs ~224 KB smem at T=197
  *   4  attention_wmma_kernel<2>: 2 warps, twice the blocks (small batches)
- *   5  attention_mma_kernel<64,4> (attention_mma.cuh): flash-style online softmax on raw
+ *   5  attention_mma_kernel<64,4> (kernels/attention_mma.cuh): flash-style online softmax on raw
  *      mma.sync m16n8k16, scores in registers, 58 KB smem at T = 197 (dh = 64 only here)
  * v2 and v5 are also checked with the head-averaged maps (avg, CLS row) against the reference.
  * Each is checked against the float64 reference on a few images (out: 2e-3 + 5e-3|ref|), then
@@ -21,10 +21,7 @@ template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, 
         out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
 }
 static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh) {
-    dim3 grid(vk_cdiv(T, 64), H, B);
-    if (dh == 64)
-        attention_mma_kernel<64, 4><<<grid, 128, attention_mma_smem(T, 64)>>>(
-            out, avg, cls, qkv, T, H, 1.f / sqrtf((float)dh), 1.f / H);
+    attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0);
 }
 static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(T, H, B);

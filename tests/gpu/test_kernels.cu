@@ -12,6 +12,7 @@
 #include "patch_embed.cuh"
 #include "layernorm.cuh"
 #include "attention.cuh"
+#include "attention_mma.cuh"
 #include "gelu.cuh"
 #include "rollout.cuh"
 #include "softmax_topk.cuh"
@@ -95,27 +96,34 @@ static void test_layernorms(int N, int D) {
     cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
 }
 
-/* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback */
-static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale) {
+/* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
+ * mma: the flash-style candidate (attention_mma.cuh, dh 64 only) */
+static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false) {
     char name[160];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
-    bool wmma = attention_uses_wmma(T, dh, optin);
+    const char *path = mma ? "mma" : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
     std::vector<float> qkv((size_t)B * T * 3 * D);
     gh_fill(qkv, qscale);
     gh_round_half(qkv);
     __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>((size_t)B * T * D);
     float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
+    auto launch = [&](__half *o, float *a, float *c) {
+        if (mma) {
+            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0)) path = "mma (did not fit: none)";
+        } else {
+            attention(o, a, c, dqkv, B, T, H, dh, optin, 0);
+        }
+    };
     GH_CUDA(cudaMemset(davg, 0, sizeof(float) * B * T * T));
     GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * B * T));
-    attention(dout, davg, dcls, dqkv, B, T, H, dh, optin, 0);
+    launch(dout, davg, dcls);
     GH_SYNC();
     std::vector<double> rout, ravg;
     ref_attention(rout, ravg, qkv, B, T, H, dh);
     std::vector<double> rcls((size_t)B * T);
     for (int b = 0; b < B; b++)
         for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
-    const char *path = wmma ? "wmma" : "naive";
     /* out: P rounded to fp16 (rel 2^-11) before P.V, out rounded to fp16 */
     snprintf(name, sizeof name, "attention[%s] out B=%d T=%d H=%d dh=%d", path, B, T, H, dh);
     gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 5e-3);
@@ -125,7 +133,7 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     gh_check(name, gh_down(dcls, rcls.size()), rcls, 1e-6, 1e-4);
     /* without maps: same output, and the map pointers are untouched (NULL) */
     __half *dout2 = gh_dev<__half>((size_t)B * T * D);
-    attention(dout2, nullptr, nullptr, dqkv, B, T, H, dh, optin, 0);
+    launch(dout2, nullptr, nullptr);
     GH_SYNC();
     snprintf(name, sizeof name, "attention[%s] out without maps T=%d dh=%d", path, T, dh);
     gh_check(name, gh_down_half(dout2, rout.size()), rout, 2e-3, 5e-3);
@@ -283,6 +291,7 @@ int main(void) {
            p.multiProcessorCount, p.sharedMemPerBlockOptin);
     g_optin = p.sharedMemPerBlockOptin;
     GH_CUDA(attention_prepare(g_optin));
+    GH_CUDA(attention_mma_prepare(g_optin));
     gh_seed();
 
     test_im2col_embed();
@@ -294,6 +303,9 @@ int main(void) {
     test_attention(1, 17, 4, 8, false, 1.f);      /* dh 8: the fixtures' shape, fallback */
     test_attention(1, 577, 16, 64, false, 1.f);   /* 384 px: past the smem limit -> fallback on sm_80 */
     test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
+    test_attention(2, 197, 12, 64, false, 1.f, true);  /* the flash-style candidate */
+    test_attention(3, 50, 4, 64, false, 2.f, true);
+    test_attention(1, 17, 2, 64, false, 1.f, true);
     test_gelu();
     test_cublaslt_gelu_epilogue();
     test_rollout(2, 197, 3, 1);

@@ -1,5 +1,6 @@
-/* attention_mma.cuh: lab candidate v5 for kernels/attention.cuh, NOT used by the engine yet
- * (never run on a GPU; kernels/dev/attention.cu validates and times it against v1-v4).
+/* attention_mma.cuh: candidate replacement for attention.cuh's WMMA kernel (lab version v5),
+ * used by the engine only when VIT_CUDA_ATTN=mma and dh == 64; never run on a GPU yet
+ * (kernels/dev/attention.cu validates and times it against v1-v4, tests/gpu checks it).
  *
  * Flash-attention style (online softmax, Dao 2023) with raw mma.sync.m16n8k16 (FP16 in, FP32
  * accumulate), same interface and layouts as attention_wmma_kernel:
@@ -43,7 +44,7 @@ static inline size_t attention_mma_smem(int T, int dh) {
 }
 
 template <int DH, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32)
+static __global__ void __launch_bounds__(WARPS * 32)
 attention_mma_kernel(__half *out, float *attn_avg, float *attn_cls, const __half *qkv, int T, int H,
                      float scale, float inv_heads) {
     static_assert(DH % 16 == 0, "head dim must be a multiple of 16");
@@ -187,4 +188,22 @@ attention_mma_kernel(__half *out, float *attn_avg, float *attn_cls, const __half
                 if (attn_cls && rowA == 0) atomicAdd(attn_cls + (size_t)b * T + key, pA * inv_heads);
             }
     }
+}
+
+/* Launch for dh == 64 when the shared memory fits; returns false (nothing launched) otherwise,
+ * so the caller falls back to attention(). */
+static inline bool attention_mma(__half *out, float *attn_avg, float *attn_cls, const __half *qkv,
+                                 int B, int T, int H, int dh, size_t max_smem_optin,
+                                 cudaStream_t st) {
+    if (dh != 64 || attention_mma_smem(T, dh) > max_smem_optin) return false;
+    dim3 grid(vk_cdiv(T, 64), H, B);
+    attention_mma_kernel<64, 4><<<grid, 128, attention_mma_smem(T, dh), st>>>(
+        out, attn_avg, attn_cls, qkv, T, H, 1.f / sqrtf((float)dh), 1.f / (float)H);
+    return true;
+}
+
+/* raise the kernel's dynamic shared-memory limit (once, before graph capture) */
+static inline cudaError_t attention_mma_prepare(size_t max_smem_optin) {
+    return cudaFuncSetAttribute(attention_mma_kernel<64, 4>,
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)max_smem_optin);
 }
