@@ -49,6 +49,8 @@ wait_ready() { # url pid
 }
 
 rows=()
+# "sum count" of vitd_batch_size from /metrics
+batch_stats() { curl -s "$1/metrics" | awk '/^vitd_batch_size_sum/{s=$2} /^vitd_batch_size_count/{n=$2} END{print s+0, n+0}'; }
 run_server() { # label
   local label=$1 port pid url
   port=$(free_port)
@@ -64,22 +66,26 @@ run_server() { # label
   for c in $CONCS; do
     local t=2
     [ "$c" -lt 2 ] && t=1
-    local line
+    local line m0 m1 mb=-
+    [ "$label" != peer ] && m0=$(batch_stats "$url")
     line=$(wrk -t$t -c"$c" -d"$DURATION" --timeout 30s --latency -s loadtest/post_image.lua "$url/classify" -- "$IMAGE" | grep '^RESULT')
     local rps ips p50 p99 n2 er
     rps=$(sed -E 's/.* rps=([0-9.]+).*/\1/' <<<"$line"); ips=$(sed -E 's/.*images_per_s=([0-9.]+).*/\1/' <<<"$line")
     p50=$(sed -E 's/.*p50_ms=([0-9.]+).*/\1/' <<<"$line"); p99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$line")
     n2=$(sed -E 's/.*non2xx=([0-9]+).*/\1/' <<<"$line"); er=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")
-    printf '| %-9s | %4s | %9.1f | %9.1f | %8.2f | %8.2f | %6s | %6s |\n' "$label" "$c" "$rps" "$ips" "$p50" "$p99" "$n2" "$er" >&2
-    rows+=("$(printf '| %-9s | %4s | %9.1f | %9.1f | %8.2f | %8.2f | %6s | %6s |' "$label" "$c" "$rps" "$ips" "$p50" "$p99" "$n2" "$er")")
+    if [ "$label" != peer ]; then
+      m1=$(batch_stats "$url")
+      mb=$($PY -c "import sys; s0,n0=map(float,sys.argv[1].split()); s1,n1=map(float,sys.argv[2].split()); print(f'{(s1-s0)/(n1-n0):.1f}' if n1>n0 else '-')" "$m0" "$m1")
+    fi
+    printf '| %-9s | %4s | %9.1f | %9.1f | %8.2f | %8.2f | %6s | %6s | %5s |\n' "$label" "$c" "$rps" "$ips" "$p50" "$p99" "$n2" "$er" "$mb" >&2
+    rows+=("$(printf '| %-9s | %4s | %9.1f | %9.1f | %8.2f | %8.2f | %6s | %6s | %5s |' "$label" "$c" "$rps" "$ips" "$p50" "$p99" "$n2" "$er" "$mb")")
     eval "IPS_${label//-/_}_$c=$ips; P99_${label//-/_}_$c=$p99"
   done
-  if [ "$label" != peer ]; then curl -s "$url/metrics" | grep -E '^vitd_batch_size_(sum|count)' > "/tmp/loadtest-$label.metrics" || true; fi
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-header='| server    |    c |     req/s |  images/s |  p50 ms  |  p99 ms  | non-2xx | errors |'
-sep='|-----------|------|-----------|-----------|----------|----------|--------|--------|'
+header='| server    |    c |     req/s |  images/s |  p50 ms  |  p99 ms  | non-2xx | errors | mean batch |'
+sep='|-----------|------|-----------|-----------|----------|----------|--------|--------|-------|'
 echo "$header" >&2; echo "$sep" >&2
 for s in $SERVERS; do run_server "$s"; done
 
@@ -90,10 +96,6 @@ if [ -n "${IPS_vitd_32:-}" ] && [ -n "${IPS_peer_32:-}" ]; then
 fi
 if [ -n "${IPS_vitd_32:-}" ] && [ -n "${IPS_vitd_mb1_32:-}" ]; then
   summary+=("- c=32: dynamic batching $(ratio "$IPS_vitd_32" "$IPS_vitd_mb1_32")x --max-batch 1 (goal: >= 2x)")
-fi
-if [ -f /tmp/loadtest-vitd.metrics ]; then
-  s=$(awk '/_sum/{print $2}' /tmp/loadtest-vitd.metrics); n=$(awk '/_count/{print $2}' /tmp/loadtest-vitd.metrics)
-  summary+=("- vitd mean batch size over its whole run (from /metrics): $($PY -c "print(f'{$s/$n:.1f}')")")
 fi
 printf '%s\n' "${summary[@]}" >&2
 
