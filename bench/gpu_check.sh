@@ -4,7 +4,9 @@
 # device image lacks the -dev packages).  A device command is capped at 10 minutes, so run it in
 # two calls on a warm machine (build/ is kept between them):
 #   run(kind="nvidia-h100-x1", carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-torch --no-load")
-#   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests")
+#   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests --no-load")
+#   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests --no-torch")
+# (each call ~5-8 minutes; the last one makes the ViT-B model itself if the machine went cold)
 # Steps, each with its own time
 # limit; a failing step is reported and the rest still run:
 #   0. GPU and toolchain info (nvidia-smi, nvcc, compute-sanitizer, wrk)
@@ -184,6 +186,11 @@ fi
 # ---- 7. vitd end to end -------------------------------------------------------------------
 MODEL=${VITD_CHECK_MODEL:-$WORK/vit_b_16_random}
 DEVICE=${VITD_CHECK_DEVICE:-cuda}
+if [ "$LOAD" = 1 ] && [ "$HAVE_GPU" = 1 ] && [ ! -f "$MODEL/model.safetensors" ]; then
+  note "making the random ViT-B/16 model for the load test"
+  $PY -c "import sys; sys.path.insert(0, 'bench'); import gpu_vs_torch as g; g.make_model_dir('$WORK')" \
+    > "$OUT/make_model.log" 2>&1 || note "could not make the model (see make_model.log)"
+fi
 LOAD_OK=$HAVE_GPU
 [ "$DEVICE" = cpu ] && LOAD_OK=1
 if [ "$LOAD_OK" = 1 ] && [ "$LOAD" = 1 ] && [ -x build/vitd ] && [ -f "$MODEL/model.safetensors" ]; then

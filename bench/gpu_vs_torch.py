@@ -165,6 +165,8 @@ def main():
                     log(f"torch.compile B={B}: {e}")
         log(json.dumps(row))
         rows.append(row)
+        with open(os.path.join(args.out, "gpu_vs_torch.partial.json"), "w") as fh:  # survives a kill
+            json.dump({"gpu": gpu, "check": check, "rows": rows}, fh, indent=1)
         del xg, xh
         torch.cuda.empty_cache()
 
