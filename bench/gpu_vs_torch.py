@@ -39,6 +39,7 @@ def log(*a):
 
 def make_model_dir(d):
     """random vit_b_16 -> (torch model FP32 on CPU, vitd model dir)"""
+    os.makedirs(d, exist_ok=True)
     torch.manual_seed(0)
     m = torchvision.models.vit_b_16()
     with torch.no_grad():
