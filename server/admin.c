@@ -981,6 +981,12 @@ int admin_init(char *err, size_t errlen) {
     adm_head *h0 = &g_adm.heads[g_adm.nheads++];
     memset(h0, 0, sizeof *h0);
     h0->version = 1;
+    {   /* its creation time: the checkpoint file's modification time */
+        char mp[4096];
+        struct stat sb;
+        snprintf(mp, sizeof mp, "%s/model.safetensors", g_srv.cfg.model_dir ? g_srv.cfg.model_dir : ".");
+        if (stat(mp, &sb) == 0) h0->created = (double)sb.st_mtime;
+    }
     h0->head = vit_model_head(g_srv.model);
     vit_head_retain(h0->head);
     if (state_dir && *state_dir) {

@@ -242,7 +242,7 @@ def main():
         check(st == 200 and set(heads) == {1, 2, 3} and heads[3]["labels"] == ten + COARSE,
               "head 3: the ten shipped labels, then the three new ones", str(heads.get(3, {}).get("labels")))
         check(st == 200 and hs.get("active") == 1 and heads[1]["active"]
-              and heads[1]["num_classes"] == 10 and heads[2]["labels"] == COARSE and not heads[2]["active"]
+              and heads[1]["num_classes"] == 10 and heads[1]["source"] == "checkpoint" and heads[1]["created"] > 1e9 and heads[2]["labels"] == COARSE and not heads[2]["active"]
               and heads[2].get("metrics", {}).get("examples") == 180 and heads[2].get("created", 0) > 1.6e9,
               "GET /admin/heads: shipped head 1 active, head 2 with the coarse labels and metrics", str(hs)[:600])
 
