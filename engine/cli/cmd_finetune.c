@@ -85,9 +85,9 @@ static int list_dir(const char *dir, int want_dirs, strvec *out) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: vit finetune --model DIR --data IMAGEFOLDER --out NEWDIR [options]\n"
-            "  --epochs N          (20)           --lr F             (1e-3)\n"
+            "  --epochs N          (30)           --lr F             (0.003)\n"
             "  --batch-size N      (32)           --optimizer adamw|sgd (adamw)\n"
-            "  --weight-decay F    (0.01)         --momentum F       (0.9, sgd)\n"
+            "  --weight-decay F    (0.0001)       --momentum F       (0.9, sgd)\n"
             "  --labels replace|extend (replace)  --val-fraction F   (0.1)\n"
             "  --seed N            (0)            --threads N        (all cores)\n"
             "  replace: the new head has exactly the folder labels, zero-initialised;\n"
@@ -137,6 +137,9 @@ int cmd_finetune(int argc, char **argv) {
     vit_label_mode mode = VIT_LABELS_REPLACE;
     vit_train_opts o;
     vit_train_opts_default(&o);
+    o.epochs = 30;               /* the admin API's defaults (server/admin.c) */
+    o.lr = 3e-3f;
+    o.weight_decay = 1e-4f;
     o.val_fraction = 0.1f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
