@@ -6,8 +6,8 @@ one thread, the way a PyTorch user writes it:
 from bytes already in memory, like a server receiving an upload.
 
     preprocess_pil.py ITERS IMAGE...   prints one line per image: NAME WALL_MS CPU_MS
-    preprocess_pil.py --diff DIR IMAGE...  compares DIR/NAME.exact.npy and DIR/NAME.fast.npy (ours)
-                                       with PIL's tensor: NAME EXACT_MEAN EXACT_MAX FAST_MEAN FAST_MAX
+    preprocess_pil.py --diff DIR IMAGE...  compares DIR/NAME.{exact,pil-exact,fast}.npy (ours) with
+                                       PIL's tensor: NAME then mean and max |diff| of each
 """
 import io
 import os
@@ -40,7 +40,7 @@ def diff(d, paths):
         name = os.path.basename(path)
         ref = load(open(path, "rb").read()).numpy()
         out = [name]
-        for kind in ("exact", "fast"):
+        for kind in ("exact", "pil-exact", "fast"):
             a = np.load(os.path.join(d, f"{name}.{kind}.npy"))[0]
             e = np.abs(a - ref)
             out += [f"{e.mean():.4f}", f"{e.max():.3f}"]
