@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -761,6 +763,9 @@ static void run_job(adm_job *j) {
 
 static void *trainer_main(void *arg) {
     (void)arg;
+    /* training yields to /classify: nice 10 for this thread only (Linux: per-thread priority) */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        srv_log(SRV_LOG_DEBUG, "admin: cannot lower the trainer's priority: %s", strerror(errno));
     pthread_mutex_lock(&g_adm.mu);
     for (;;) {
         adm_job *next = NULL;

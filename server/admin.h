@@ -13,8 +13,8 @@
  *          and the directory fsynced.  Restored at start-up; a corrupt file is logged and skipped.
  *          Without --state-dir heads live in memory only.  Examples are never persisted.
  *
- * Threads: handlers run on HTTP threads and never block on training; one trainer thread runs
- * the jobs in order.  All admin state is behind one mutex. */
+ * Threads: handlers run on HTTP threads and never block on training; one trainer thread (nice 10,
+ * so /classify keeps priority) runs the jobs in order.  All admin state is behind one mutex. */
 #ifndef SRV_ADMIN_H
 #define SRV_ADMIN_H
 #include <stddef.h>
