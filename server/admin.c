@@ -160,6 +160,11 @@ static int read_token(const char *file, char *err, size_t errlen) {
     } else {
         src = getenv("VITD_ADMIN_TOKEN");
     }
+    if (file && *file && !*src) {
+        free(buf);
+        snprintf(err, errlen, "--admin-token-file %s: the file holds no token", file);
+        return -1;
+    }
     if (!src || !*src) {
         free(buf);
         return 0;                 /* disabled */
@@ -631,9 +636,17 @@ static void train_post(srv_conn *c) {
         j->x = malloc(sizeof(float) * (size_t)j->N * (size_t)g_adm.dim);
         j->y = malloc(sizeof(int32_t) * (size_t)j->N);
         j->names = calloc((size_t)j->nlabels, sizeof(char *));
+        /* labels in name order (as `vit finetune` orders its folders) */
+        int order[ADMIN_MAX_LABELS];
+        for (int i = 0; i < g_adm.nlabels; i++) {
+            int k = i;
+            for (; k > 0 && strcmp(g_adm.labels[order[k - 1]].name, g_adm.labels[i].name) > 0; k--)
+                order[k] = order[k - 1];
+            order[k] = i;
+        }
         int ok = j->x && j->y && j->names, r = 0;
         for (int i = 0; ok && i < g_adm.nlabels; i++) {
-            ex_label *L = &g_adm.labels[i];
+            ex_label *L = &g_adm.labels[order[i]];
             ok = (j->names[i] = strdup(L->name)) != NULL;
             if (L->n > 0) memcpy(j->x + (size_t)r * g_adm.dim, L->feat, sizeof(float) * (size_t)L->n * g_adm.dim);
             for (int k = 0; k < L->n; k++) j->y[r + k] = i;

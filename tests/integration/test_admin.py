@@ -128,6 +128,11 @@ def main():
         d0 = T.Daemon("--admin-token-file", short, env=env)
         rc = d0.proc.wait(60)
         check(rc != 0 and "admin" in d0.logtext(), "a too-short token refuses to start", f"rc={rc}")
+        empty = os.path.join(tmp, "empty")
+        open(empty, "w").close()
+        d0 = T.Daemon("--admin-token-file", empty, env=env)
+        rc = d0.proc.wait(60)
+        check(rc != 0 and "no token" in d0.logtext(), "an empty token file refuses to start", f"rc={rc}")
 
         # ---- the daemon with admin API and state dir --------------------------------------------
         d = T.Daemon("--admin-token-file", tokfile, "--state-dir", state, "--max-batch", "16",
@@ -171,13 +176,13 @@ def main():
 
         # ---- teach: 60 train images per coarse label, two requests each ------------------------
         added = 0
-        for label in COARSE:
+        for label in reversed(COARSE):   # uploaded tops, other, footwear: the head sorts them
             imgs = images("train", label)
             for s in (0, 30):
                 st, _, r = post_images(d, f"/admin/examples?label={label}", imgs[s:s + 30])
                 added += r.get("added", 0) if st == 200 else 0
         st, _, r = d.json("GET", "/admin/examples", headers=AUTH)
-        check(added == 180 and r.get("counts") == {"footwear": 60, "other": 60, "tops": 60},
+        check(added == 180 and r.get("counts") == {"footwear": 60, "other": 60, "tops": 60} and r.get("total") == 180,
               "180 examples stored, 60 per label", f"{added} {r}")
         # a mixed request: the good image is stored, the bad one reported
         st, _, r = post_images(d, "/admin/examples?label=junk", [images("train", "tops")[0], b"GIF89a..."])
