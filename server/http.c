@@ -398,6 +398,16 @@ static void h_models(srv_conn *c) {
     int out[2] = {p->out_h, p->out_w};
     cJSON_AddItemToObject(pp, "output", cJSON_CreateIntArray(out, 2));
     cJSON_AddStringToObject(o, "device", device_str(batcher_device(g_srv.batcher)));
+    if (batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA) {
+        char gname[128] = "";
+        size_t total = 0, avail = 0;
+        if (vit_cuda_device_info(0, gname, sizeof gname, &total, &avail) == VIT_OK) {
+            cJSON *g = cJSON_AddObjectToObject(o, "gpu");
+            cJSON_AddStringToObject(g, "name", gname);
+            cJSON_AddNumberToObject(g, "memory_total_bytes", (double)total);
+            cJSON_AddNumberToObject(g, "memory_free_bytes", (double)avail);
+        }
+    }
     cJSON_AddStringToObject(o, "precision", prec_str(batcher_precision(g_srv.batcher)));
     cJSON_AddNumberToObject(o, "max_batch", g_srv.cfg.max_batch);
     cJSON_AddNumberToObject(o, "workers", g_srv.cfg.workers);
@@ -405,7 +415,15 @@ static void h_models(srv_conn *c) {
 }
 
 static void h_metrics(srv_conn *c) {
-    if (g_srv.batcher) metrics_queue_depth(batcher_queue_depth(g_srv.batcher));
+    if (g_srv.batcher) {
+        metrics_queue_depth(batcher_queue_depth(g_srv.batcher));
+        size_t total = 0, avail = 0;
+        if (batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA &&
+            vit_cuda_device_info(0, NULL, 0, &total, &avail) == VIT_OK) {
+            metrics_gauge_set("gpu_memory_total_bytes", "GPU memory of the device in use", (double)total);
+            metrics_gauge_set("gpu_memory_used_bytes", "GPU memory in use (all processes)", (double)(total - avail));
+        }
+    }
     size_t n = 0;
     char *t = metrics_render(&n);
     if (!t) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
