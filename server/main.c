@@ -230,7 +230,8 @@ int main(int argc, char **argv) {
     C->precision = !strcmp(opt_precision, "fp16") ? VIT_PREC_FP16 : VIT_PREC_FP32;
     int prec_auto = !strcmp(opt_precision, "auto");
     if (C->decoders == 0) C->decoders = (int)ncpu;
-    if (prec_auto) C->precision = VIT_PREC_FP16;      /* the CPU backend runs FP32 regardless */
+    /* auto: FP16 where CUDA may run (AUTO lands in FP32 on the CPU by itself), FP32 on the CPU */
+    if (prec_auto) C->precision = C->device == VIT_DEVICE_CPU ? VIT_PREC_FP32 : VIT_PREC_FP16;
     metrics_init();
 
     /* signals: handled synchronously by the main thread; every other thread blocks them */

@@ -43,6 +43,9 @@ def main():
     else:
         r = subprocess.run([VITD, "--model", TINY, "--port", "0", "--device", "cuda"], capture_output=True, text=True, timeout=30)
         check(r.returncode == 1 and "cuda" in r.stderr.lower(), "--device cuda without a GPU: clear error, exit 1", r.stderr[-300:])
+    r = subprocess.run([VITD, "--model", TINY, "--port", "0", "--device", "cpu", "--precision", "fp16"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 1 and "fp16" in r.stderr, "--device cpu --precision fp16: clear error, exit 1", r.stderr[-300:])
     r = subprocess.run([VITD, "--device", "tpu"], capture_output=True, text=True)
     check(r.returncode == 2 and "--device" in r.stderr, "--device tpu rejected", r.stderr)
 

@@ -17,7 +17,7 @@ JPG = read(os.path.join(DATA, "server", "photo.jpg"))
 
 def main():
     # a queue of 2 images and batches that wait 1.5 s to fill: the 3rd concurrent image is refused
-    d = Daemon("--max-queue", "2", "--max-batch", "64", "--max-delay-us", "1500000", "--request-timeout-s", "2",
+    d = Daemon("--device", "cpu", "--max-queue", "2", "--max-batch", "64", "--max-delay-us", "1500000", "--request-timeout-s", "2",
                "--max-connections", "12")
     if not check(d.wait_ready(), "daemon ready", d.logtext()[-2000:]):
         return summary()
