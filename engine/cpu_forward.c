@@ -62,9 +62,10 @@ static void gemm_nt(float *C, const float *A, const float *W, int M, int N, int 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, W, K, beta, C, N);
 }
 
-/* The same GEMM split over the pool by output columns: each thread runs a single-threaded
- * OpenBLAS GEMM on its slice of W's rows, then the epilogue on its slice of C while it is
- * still warm in cache.  (OpenBLAS's own threads are off: they spin with sched_yield for
+/* The same GEMM split over the pool by output columns (each thread a single-threaded GEMM on
+ * its slice of W's rows) or, for the own AVX-512 GEMM with many rows, by rows of A (packing A
+ * is then not repeated in every thread); then the epilogue on the slice of C each thread just
+ * wrote, still warm in cache.  (OpenBLAS's own threads are off: they spin with sched_yield for
  * ~0.1 s after every call and would fight the pool on 2 cores.) */
 typedef enum { EPI_NONE = 0, EPI_BIAS_GELU } gemm_epilogue;
 typedef struct {
@@ -74,10 +75,24 @@ typedef struct {
     float beta;
     gemm_epilogue epi;
     const cpu_state *st;
+    int split_rows;
 } gemm_job;
 
 static void gemm_task(void *ctx, int task, int worker) {
     const gemm_job *g = ctx;
+    if (g->split_rows) { /* own GEMM, tall A: each thread packs only its own rows */
+        int units = (g->M + 31) / 32;
+        int m0 = (int)((int64_t)units * task / g->nchunks) * 32;
+        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * 32;
+        if (m1 > g->M) m1 = g->M;
+        if (m0 >= m1) return;
+        float *C = g->C + (size_t)m0 * g->N;
+        vit_gemm_nt_avx512(C, g->N, g->A + (size_t)m0 * g->K, g->K, g->W, g->K, m1 - m0, g->N, g->K,
+                           g->beta != 0.0f,
+                           g->st->gemm_scratch + (size_t)worker * vit_gemm_scratch_floats());
+        if (g->epi == EPI_BIAS_GELU) vit_bias_gelu(C, g->bias, m1 - m0, g->N);
+        return;
+    }
     /* column ranges aligned to 16 floats */
     int units = (g->N + 15) / 16;
     int n0 = (int)((int64_t)units * task / g->nchunks) * 16;
@@ -97,10 +112,13 @@ static void gemm_task(void *ctx, int task, int worker) {
 
 static void pgemm(const cpu_state *st, float *C, const float *A, const float *W, int M, int N,
                   int K, float beta, gemm_epilogue epi, const float *bias) {
-    int units = (N + 15) / 16;
-    int nchunks = cpu_pool_size(st->pool);
-    if (nchunks > units) nchunks = units;
-    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi, st};
+    int nthreads = cpu_pool_size(st->pool);
+    /* split the rows when there are plenty (packing A is then not repeated per thread),
+       else the columns */
+    int split_rows = st->own_gemm && nthreads > 1 && M >= 256 * nthreads;
+    int units = split_rows ? (M + 31) / 32 : (N + 15) / 16;
+    int nchunks = nthreads < units ? nthreads : units;
+    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi, st, split_rows};
     cpu_pool_run(st->pool, nchunks, gemm_task, &g);
 }
 

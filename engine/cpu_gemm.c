@@ -53,11 +53,47 @@ int vit_gemm_avx512_preferred(void) {
 }
 
 #ifdef GM_X86
-/* Ap (kc, ldap): Ap[k * ldap + m] = A[m][k] for m < mc, 0 for mc <= m < ldap */
+/* Ap (kc, ldap): Ap[k * ldap + m] = A[m][k] for m < mc, 0 for mc <= m < ldap.
+ * 16x16 blocks, transposed in registers: whole cache lines read and written. */
+__attribute__((target("avx512f"))) static void transpose16(float *dst, int ldd, const float *src,
+                                                            int lds) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+        for (int j = 0; j < 2; j++) {
+            __m512d a = _mm512_castps_pd(t[i + j]), b = _mm512_castps_pd(t[i + j + 2]);
+            r[i + j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            r[i + j + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    /* each 128-bit lane of r[4q + c] now holds rows 4q..4q+3 of one column; gather the lanes:
+       first pairs of 4-row groups, then pairs of those */
+    for (int i = 0; i < 8; i++) {
+        int a = i < 4 ? i : i + 4; /* groups (0,1) -> i = 0..3, groups (2,3) -> i = 8..11 */
+        t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
+        t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+    /* r[j] is now column col[j] of the 16x16 block, rows in order (checked by test_cpu_ops) */
+    static const int col[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
+    for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (size_t)col[j] * ldd, r[j]);
+}
+
 static void pack_at(float *Ap, int ldap, const float *A, int lda, int mc, int kc) {
+    int m16 = mc & ~15, k16 = kc & ~15;
+    for (int m = 0; m < m16; m += 16)
+        for (int k = 0; k < k16; k += 16)
+            transpose16(Ap + (size_t)k * ldap + m, ldap, A + (size_t)m * lda + k, lda);
     for (int m = 0; m < mc; m++) {
         const float *src = A + (size_t)m * lda;
-        for (int k = 0; k < kc; k++) Ap[(size_t)k * ldap + m] = src[k];
+        int k = m < m16 ? k16 : 0;
+        for (; k < kc; k++) Ap[(size_t)k * ldap + m] = src[k];
     }
     for (int k = 0; k < kc; k++)
         for (int m = mc; m < ldap; m++) Ap[(size_t)k * ldap + m] = 0.f;

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "cli.h"
+#include "cpu_gemm.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -98,13 +101,16 @@ int cmd_bench(int argc, char **argv) {
     }
     double ips = (double)iters * batch / dt;
     printf("%.3f images/s\n", ips);
-    char th[16] = "all cores";
+    char th[16] = "all cores", gemm[64] = "";
     if (threads) snprintf(th, sizeof th, "%d", threads);
-    printf("batch %d, %d iters: %.2f ms/batch, %.2f ms/image; device %s, %s, threads %s; "
-           "model %s (%dx%d, D=%d, %d layers)\n",
+    if (vit_session_device(s) == VIT_DEVICE_CPU)
+        snprintf(gemm, sizeof gemm, ", gemm %s", vit_gemm_avx512_preferred() ? "own-avx512" : "openblas");
+    printf("batch %d, %d iters: %.2f ms/batch, %.2f ms/image; device %s, %s, threads %s%s "
+           "(OpenBLAS kernels %s); model %s (%dx%d, D=%d, %d layers)\n",
            batch, iters, dt / iters * 1e3, dt / iters / batch * 1e3,
            vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
-           vit_session_precision(s) == VIT_PREC_FP16 ? "fp16" : "fp32", th, c->architecture,
+           vit_session_precision(s) == VIT_PREC_FP16 ? "fp16" : "fp32", th, gemm,
+           openblas_get_corename(), c->architecture,
            c->grid_h * c->patch_size, c->grid_w * c->patch_size, c->hidden_size, c->num_layers);
     rc = 0;
 out:

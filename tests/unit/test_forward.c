@@ -249,10 +249,10 @@ static void ref_forward(const vit_model *m, const float *img, const vit_head *he
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-static void check_synth(const char *name, const synth_spec *sp, int threads) {
+static void check_synth(const char *name, const synth_spec *sp, int threads, int B) {
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
-    int B = 3, NP = c->num_patches, F = c->feature_dim, K = sp->classes;
+    int NP = c->num_patches, F = c->feature_dim, K = sp->classes;
     size_t img = (size_t)sp->C * sp->S * sp->S;
     float *x = malloc(sizeof(float) * B * img);
     for (size_t i = 0; i < B * img; i++) x[i] = frand();
@@ -497,20 +497,23 @@ static void check_fixtures(void) {
 int main(void) {
     synth_spec base = {.D = 64, .L = 3, .H = 4, .M = 128, .P = 4, .S = 16, .C = 3, .classes = 7,
                        .pool = VIT_POOL_CLS};
-    check_synth("synthetic cls hd=16", &base, 1);
-    check_synth("synthetic cls hd=16", &base, 2);
+    check_synth("synthetic cls hd=16", &base, 1, 3);
+    check_synth("synthetic cls hd=16", &base, 2, 3);
     synth_spec g = base;
     g.D = 40; g.H = 5; /* hd = 8: generic attention path */
-    check_synth("synthetic cls hd=8", &g, 2);
+    check_synth("synthetic cls hd=8", &g, 2, 3);
     synth_spec mean = base;
     mean.pool = VIT_POOL_MEAN; mean.fc_norm = 1; mean.L = 2;
-    check_synth("synthetic mean+fc_norm", &mean, 2);
+    check_synth("synthetic mean+fc_norm", &mean, 2, 3);
     synth_spec pl = base;
     pl.pre_logits = 1; pl.L = 2;
-    check_synth("synthetic pre_logits", &pl, 2);
+    check_synth("synthetic pre_logits", &pl, 2, 3);
     synth_spec dist = base;
     dist.distilled = 1; dist.L = 2;
-    check_synth("synthetic distilled", &dist, 2);
+    check_synth("synthetic distilled", &dist, 2, 3);
+    synth_spec tall = base;
+    tall.S = 32; tall.L = 2; /* 65 tokens x 8 images = 520 rows: GEMMs split by rows */
+    check_synth("synthetic 520-row batch", &tall, 2, 8);
     check_api();
     check_fixtures();
     return TEST_SUMMARY();

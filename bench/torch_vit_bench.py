@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""torch_vit_bench.py: the PyTorch side of bench/cpu_vs_torch.sh.
+
+    make-model OUT_DIR            torchvision vit_b_16 with EVERY parameter random (fixed seed;
+                                  torchvision zero-initialises its head, so that is randomised
+                                  too), saved as OUT_DIR/vit_b_16.pth and converted to a vitd
+                                  model directory OUT_DIR/model by models/convert_torchvision.py
+    check OUT_DIR X.npy LOGITS.npy
+                                  PyTorch logits on X vs vitd's (`vit run`): prints the max
+                                  difference relative to the largest |logit|
+    time OUT_DIR --batch B [--iters K] [--threads N] [--mode trace-freeze|eager|optimize]
+                                  images/s of PyTorch in that mode (inference_mode, set_num_threads,
+                                  warm-up first); prints "<number> images/s"
+
+Debian's python3-torch 1.13 + python3-torchvision 0.14 (run with /usr/bin/python3).  Set
+OMP_WAIT_POLICY=PASSIVE in the environment (the caller does): PyTorch's default OpenMP spinning
+fights OpenBLAS's threads on 2 cores and makes it 2-5x slower.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def build_model():
+    torch.manual_seed(1234)
+    m = torchvision.models.vit_b_16(weights=None)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() >= 2:  # Linear / conv weights: the usual fan-in scale
+                fan_in = p[0].numel()
+                p.normal_(0.0, 1.0 / fan_in ** 0.5)
+            elif "ln" in name and name.endswith("weight"):
+                p.uniform_(0.8, 1.2)
+            else:  # biases, LayerNorm biases, class token, position embedding
+                p.normal_(0.0, 0.02 if "embedding" in name or "class_token" in name else 0.05)
+    return m.eval()
+
+
+def load_model(out_dir):
+    m = torchvision.models.vit_b_16(weights=None)
+    m.load_state_dict(torch.load(os.path.join(out_dir, "vit_b_16.pth"), map_location="cpu"))
+    return m.eval()
+
+
+def cmd_make_model(a):
+    os.makedirs(a.out_dir, exist_ok=True)
+    pth = os.path.join(a.out_dir, "vit_b_16.pth")
+    torch.save(build_model().state_dict(), pth)
+    subprocess.check_call([sys.executable, os.path.join(HERE, "..", "models", "convert_torchvision.py"),
+                           pth, "--out", os.path.join(a.out_dir, "model"), "--arch", "vit_b_16"])
+
+
+def cmd_check(a):
+    torch.set_num_threads(2)
+    m = load_model(a.out_dir)
+    x = torch.from_numpy(np.load(a.x))
+    with torch.inference_mode():
+        ref = m.double()(x.double()).numpy()
+    got = np.load(a.logits).astype(np.float64)
+    rel = float(np.abs(got - ref).max() / np.abs(ref).max())
+    same = bool((got.argmax(1) == ref.argmax(1)).all())
+    print(f"max |vitd - torch(float64)| / max|logit| = {rel:.3g}, top-1 equal: {same}")
+    return 0 if rel < 1e-4 and same else 1
+
+
+def cmd_time(a):
+    torch.set_num_threads(a.threads)
+    m = load_model(a.out_dir)
+    x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        if a.mode == "trace-freeze":
+            f = torch.jit.freeze(torch.jit.trace(m, x))
+        elif a.mode == "optimize":
+            f = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x)))
+        else:
+            f = m
+        for _ in range(a.warmup):
+            f(x)
+        t = time.perf_counter()
+        for _ in range(a.iters):
+            f(x)
+        dt = time.perf_counter() - t
+    print(f"{a.iters * a.batch / dt:.3f} images/s")
+    print(f"torch {torch.__version__} {a.mode}, batch {a.batch}, {a.iters} iters, {a.threads} threads: "
+          f"{dt / a.iters / a.batch * 1e3:.2f} ms/image")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("make-model"); p.add_argument("out_dir")
+    p = sub.add_parser("check"); p.add_argument("out_dir"); p.add_argument("x"); p.add_argument("logits")
+    p = sub.add_parser("time"); p.add_argument("out_dir")
+    p.add_argument("--batch", type=int, required=True); p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2); p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--mode", choices=["trace-freeze", "eager", "optimize"], default="trace-freeze")
+    a = ap.parse_args()
+    return {"make-model": cmd_make_model, "check": cmd_check, "time": cmd_time}[a.cmd](a) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
