@@ -297,7 +297,8 @@ static int is_head_tensor(const char *n) {
     static const char *const names[] = {
         "classifier.weight", "classifier.bias", "head.weight", "head.bias",
         "heads.head.weight", "heads.head.bias", "head_dist.weight", "head_dist.bias",
-        "head.fc.weight", "head.fc.bias"};
+        "head.fc.weight", "head.fc.bias", "cls_classifier.weight", "cls_classifier.bias",
+        "distillation_classifier.weight", "distillation_classifier.bias"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(n, names[i])) return 1;
     return 0;
@@ -348,11 +349,13 @@ vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, c
         }
         stw_tensor x;
         if ((st = st_buf_tensor(src, &sb, e, &x, err, errlen)) != VIT_OK) goto out;
-        if (!strncmp(x.name, "vit.", 4)) has_hf = 1;
+        if (!strncmp(x.name, "vit.", 4) || !strncmp(x.name, "deit.", 5)) has_hf = 1;
         if (!strncmp(x.name, "conv_proj.", 10) || !strncmp(x.name, "encoder.layers.", 15)) has_tv = 1;
-        if (!strcmp(x.name, "dist_token")) has_dist = 1;
+        /* two heads (DeiT with distillation): features are [cls; dist], 2D wide */
+        if (!strcmp(x.name, "head_dist.weight") || !strcmp(x.name, "distillation_classifier.weight"))
+            has_dist = 1;
         if (is_head_tensor(x.name)) {
-            if (strstr(x.name, ".weight") && x.ndim == 2 && strcmp(x.name, "head_dist.weight"))
+            if (strstr(x.name, ".weight") && x.ndim == 2 && !strstr(x.name, "dist"))
                 old_head_dim = (int)x.shape[1];
             continue;
         }
@@ -385,11 +388,15 @@ vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, c
                 dist_w[(size_t)C * fd_ + (size_t)c * fd_ + k] = 2.f * w[(size_t)c * D + fd_ + k];
             }
         size_t wb = sizeof(float) * (size_t)C * (size_t)fd_;
-        t[nt++] = (stw_tensor){ "head.weight", "F32", 2, {C, fd_}, dist_w, wb };
-        t[nt++] = (stw_tensor){ "head.bias", "F32", 1, {C}, vit_head_bias(head), sizeof(float) * (size_t)C };
+        /* timm head / head_dist; Hugging Face cls_classifier / distillation_classifier */
+        t[nt++] = (stw_tensor){ has_hf ? "cls_classifier.weight" : "head.weight", "F32", 2, {C, fd_}, dist_w, wb };
+        t[nt++] = (stw_tensor){ has_hf ? "cls_classifier.bias" : "head.bias", "F32", 1, {C},
+                                vit_head_bias(head), sizeof(float) * (size_t)C };
         /* t was sized n + 4: room for the four head tensors even when the source has none */
-        t[nt++] = (stw_tensor){ "head_dist.weight", "F32", 2, {C, fd_}, dist_w + (size_t)C * fd_, wb };
-        t[nt++] = (stw_tensor){ "head_dist.bias", "F32", 1, {C}, vit_head_bias(head), sizeof(float) * (size_t)C };
+        t[nt++] = (stw_tensor){ has_hf ? "distillation_classifier.weight" : "head_dist.weight", "F32", 2,
+                                {C, fd_}, dist_w + (size_t)C * fd_, wb };
+        t[nt++] = (stw_tensor){ has_hf ? "distillation_classifier.bias" : "head_dist.bias", "F32", 1, {C},
+                                vit_head_bias(head), sizeof(float) * (size_t)C };
     }
     if (nt > n + 4) {
         st = vit_errf(VIT_E_INTERNAL, err, errlen, "save: tensor count");

@@ -311,7 +311,8 @@ vit_status vit_head_load(const char *path, vit_head **out, char **meta_json, cha
                          size_t errlen);
 /* Write a complete model directory out_dir (created if missing) from src_dir with head in place
  * of the checkpoint's: model.safetensors with every other tensor copied byte for byte and the
- * head tensors (HF classifier.*, timm head.* (+ head_dist.* for DeiT), torchvision heads.head.*)
+ * head tensors (HF classifier.* or DeiT cls_/distillation_classifier.*, timm head.* (+ head_dist.*),
+ * torchvision heads.head.*)
  * written in F32; config.json with the head's labels (id2label/label2id/num_labels or
  * num_classes/label_names); preprocessor_config.json and labels.txt when present. */
 vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, const char *out_dir,
