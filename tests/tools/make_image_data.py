@@ -4,7 +4,7 @@ Debian's python3-skimage data (CC0 / public domain photos).  Deterministic; re-r
 
     /usr/bin/python3 tests/tools/make_image_data.py [--shared /work/shared/images]
 
-Good files cover JPEG baseline (4:2:0, 4:4:4), progressive, grayscale, CMYK (Adobe), every EXIF
+Good files cover JPEG baseline (4:2:0, 4:4:4), progressive, grayscale, CMYK and YCCK (Adobe), every EXIF
 orientation 2..8; PNG gray 1/8/16-bit, gray+alpha, gray+tRNS, palette 4/8-bit (+tRNS), RGB 8/16,
 RGBA 8/16, Adam7-interlaced, eXIf-rotated.  PIL cannot write interlaced, 16-bit RGB or low bit
 depth gray PNGs, so a small PNG writer below does those.  Bad files: empty, random bytes,
@@ -16,6 +16,8 @@ import io
 import os
 import shutil
 import struct
+import subprocess
+import tempfile
 import zlib
 
 import numpy as np
@@ -117,6 +119,12 @@ def main():
     coffee.save(P("jpeg_progressive.jpg"), quality=85, progressive=True)
     small("camera.png", None).save(P("jpeg_gray.jpg"), quality=85)
     small("chelsea.png", None).convert("CMYK").save(P("jpeg_cmyk.jpg"), quality=90)  # Adobe APP14, inverted
+    # YCCK (Adobe transform 2): PIL cannot write it; a 60-line libjpeg tool re-encodes the CMYK one
+    with tempfile.TemporaryDirectory() as td:
+        tool = os.path.join(td, "make_ycck")
+        subprocess.run(["cc", "-O1", "-o", tool, os.path.join(ROOT, "tests", "tools", "make_ycck.c"), "-ljpeg"],
+                       check=True)
+        subprocess.run([tool, P("jpeg_cmyk.jpg"), P("jpeg_ycck.jpg")], check=True)
     small("astronaut.png", (256, 256)).save(P("jpeg_444.jpg"), quality=90, subsampling=0)
     c300 = coffee.resize((300, 200), Image.Resampling.LANCZOS)
     for o in range(2, 9):
