@@ -85,6 +85,9 @@ run fast 0 --model "$MODEL" --fast "$IMG/jpeg_gray.jpg" --output "$tmp/out.npy"
 run size 0 --model "$MODEL" --image-size 160 "$IMG/png_rgb.png" --output "$tmp/out.npy"
 [ "$(cat "$tmp/rc")" = 0 ] && [ "$(stat -c %s "$tmp/out.npy" 2>/dev/null)" = $((128 + 3 * 160 * 160 * 4)) ] \
   && ok "--image-size 160 -> (1, 3, 160, 160)" || bad "--image-size: exit $(cat "$tmp/rc"): $(cat "$tmp/err")"
+run exact 0 --model "$MODEL" --pil-exact "$IMG/jpeg_rocket.jpg" --output "$tmp/out.npy"
+[ "$(cat "$tmp/rc")" = 0 ] && [ "$(stat -c %s "$tmp/out.npy" 2>/dev/null)" = "$npy_size" ] && ok "--pil-exact writes the tensor" \
+  || bad "--pil-exact: exit $(cat "$tmp/rc"): $(cat "$tmp/err")"
 run bench 0 --model "$MODEL" --bench 2 "$IMG/jpeg_baseline.jpg" "$IMG/png_rgb.png"
 [ "$(cat "$tmp/rc")" = 0 ] && grep -q "ms/image" "$tmp/stdout" && ok "--bench prints ms/image: $(cat "$tmp/stdout")" \
   || bad "--bench: exit $(cat "$tmp/rc"): $(cat "$tmp/err")"

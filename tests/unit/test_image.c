@@ -147,6 +147,8 @@ static void test_manifest(void) {
                           file, mean, max);
             }
             free(ref);
+        } else if (strcmp(kind, "bad")) {
+            CHECK(0, "manifest: unknown entry kind '%s' (%s)", kind, file);
         } else {
             nbad++;
             vit_status want = status_of(arg);
