@@ -88,7 +88,7 @@ for core in "${configs[@]}"; do
     [ "$QUICK" = 1 ] && { iters=$(( (iters + 1) / 2 )); titers=1; }
     vit_ips=0 gemm="" kernels=""
     for r in $(seq "$REPS"); do
-      VIT_NO_CPU_TUNE=1 $NICE "$VIT" bench --model "$DIR/model" --batch "$batch" --iters "$iters" --threads "$THREADS" >"$TMP/vb" 2>"$TMP/err" ||
+      $NICE "$VIT" bench --model "$DIR/model" --batch "$batch" --iters "$iters" --threads "$THREADS" >"$TMP/vb" 2>"$TMP/err" ||
         { echo "vit bench failed: $(cat "$TMP/err")" >&2; exit 1; }
       ips=$(awk 'NR==1{print $1}' "$TMP/vb")
       gemm=$(sed -n 's/.*gemm \([a-z0-9-]*\).*/\1/p' "$TMP/vb")

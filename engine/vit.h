@@ -320,13 +320,6 @@ vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, c
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-/* Call first thing in main() of a program that runs the CPU backend (vit, vitd): when the CPU
- * has AVX-512 but OpenBLAS picked its AVX2 kernels (Debian's 0.3.21 does not know AMD Zen 4/5),
- * re-executes the program once (execv of /proc/self/exe, same argv) with
- * OPENBLAS_CORETYPE=SKYLAKEX, about 1.8x the GEMM speed there.  Returns 0 when nothing was
- * done (already set, VIT_NO_CPU_TUNE set, not applicable, or exec failed). */
-int vit_cpu_tune_env(char **argv);
-
 void vit_softmax(float *x, int n);                                 /* in place, stable */
 /* indices of the k largest of x[0..n) into idx, descending; returns min(k, n) */
 int vit_topk(const float *x, int n, int k, int *idx);

@@ -87,10 +87,6 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    /* commands that run the model may re-exec once with OpenBLAS's AVX-512 kernels */
-    static const char *const heavy[] = {"run", "classify", "bench", "eval", "finetune"};
-    for (size_t i = 0; argc > 1 && i < sizeof heavy / sizeof heavy[0]; i++)
-        if (!strcmp(argv[1], heavy[i])) vit_cpu_tune_env(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -19,7 +19,6 @@ bad() { echo "FAIL $*"; fail=$((fail + 1)); }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 F=tests/fixtures/models
-export VIT_NO_CPU_TUNE=1  # the same kernels in every run (and no re-exec under ASan)
 
 # expect STATUS DESC CMD...: exit status STATUS, and a message on stderr when non-zero
 expect() {
