@@ -165,8 +165,10 @@ void vit_preprocess_resized_size(const vit_preprocess *pp, int w, int h, int *rw
 }
 
 /* torchvision CenterCrop offset of a crop c out of n: int(round((n - c) / 2.0)) with Python's
- * half-to-even rounding; when c > n torchvision pads by (c - n) // 2 first, so the offset is negative. */
-static int crop_offset(int n, int c) {
+ * half-to-even rounding; when c > n torchvision pads by (c - n) // 2 first, so the offset is negative.
+ * Hugging Face's image processors (hf = 1) take floor((n - c) / 2) instead, padding included. */
+static int crop_offset(int n, int c, int hf) {
+    if (hf) return n >= c ? (n - c) / 2 : -((c - n + 1) / 2);  /* Hugging Face: floor((n - c) / 2) */
     if (c > n) return -((c - n) / 2);
     int d = n - c, q = d / 2;
     if (d % 2 == 0) return q;
@@ -243,8 +245,8 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     /* crop window in resized coordinates; without a crop the resized image must be the output */
     int top = 0, left = 0;
     if (pp->do_center_crop) {
-        top = crop_offset(rh, OH);
-        left = crop_offset(rw, OW);
+        top = crop_offset(rh, OH, pp->crop_floor);
+        left = crop_offset(rw, OW, pp->crop_floor);
     } else if (rw != OW || rh != OH) {
         return vit_errf(VIT_E_ARG, err, errlen, "resize gives %dx%d but the model needs %dx%d (no center crop)",
                         rw, rh, OW, OH);
@@ -657,6 +659,9 @@ static vit_status pp_from_hf(const cJSON *j, int image_size, vit_preprocess *p, 
         } else goto bad_size;
     } else if (size && !cJSON_IsNull(size)) goto bad_size;
     p->do_center_crop = json_bool(j, "do_center_crop", 0);
+    /* a real Hugging Face processor config names its class: then crop offsets are HF's */
+    p->crop_floor = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "image_processor_type")) ||
+                    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "feature_extractor_type"));
     int ch = 0, cw = 0;
     const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop_size");
     if (cJSON_IsNumber(crop)) {

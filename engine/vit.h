@@ -86,6 +86,8 @@ typedef struct vit_preprocess {
     int allow_dct_scaling;   /* 1: JPEG may be downscaled in the DCT domain when >= 2x target (fast mode) */
     int pil_exact;           /* 1: resize in PIL's 8-bit fixed point (rounded after each pass), so the
                                 tensor equals PIL + torchvision's bit for bit; 0 (default): float */
+    int crop_floor;          /* 0: torchvision's offsets round((h - ch) / 2) (timm, torchvision); 1: Hugging
+                                Face's floor((h - ch) / 2) (preprocessor_config.json naming its class) */
 } vit_preprocess;
 
 typedef struct vit_config {

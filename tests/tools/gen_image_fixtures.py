@@ -17,7 +17,8 @@ Writes tests/fixtures/image/:
   resize_cases.txt                tiny hand-made images resized by PIL (bilinear, bicubic; down,
                                   up, mixed; crops with torchvision's offsets, padding): a float
                                   reference (PIL's own filter math on mode "F", clamped to [0,255]
-                                  after each pass) and PIL's uint8 result.
+                                  after each pass) and PIL's uint8 result; `_hf` cases crop with
+                                  Hugging Face's offsets (floor) instead of torchvision's.
 Reference rules (what users do with PIL): ImageOps.exif_transpose; alpha (or tRNS) composited
 over white; 16-bit gray scaled by its high byte (PIL's own convert() clips it instead).
 """
@@ -136,6 +137,8 @@ def tiny_cases(rng):
         ("bilinear_crop_odd", 2, 37, 23, 10, 0, 0, (13, 7)),     # offsets round(1.5) = 2
         ("bicubic_crop_even", 3, 23, 37, 10, 0, 0, (5, 9)),      # offsets round(2.5) = 2
         ("bilinear_crop_pad", 2, 9, 6, 6, 0, 0, (8, 8)),         # crop larger: zero padding
+        ("bilinear_crop_odd_hf", 2, 37, 23, 10, 0, 0, (13, 7)),  # Hugging Face: floor(1.5) = 1
+        ("bicubic_crop_pad_hf", 3, 9, 6, 6, 0, 0, (9, 9)),       # HF pads (9-6): offset floor(-1.5) = -2
     ]
     lines = []
     for name, rs, w, h, se, rw, rh, crop in cases:
@@ -148,7 +151,21 @@ def tiny_cases(rng):
         fl = pil_float_resize(a.astype(np.float64), nw, nh, rs)
         u8 = Image.fromarray(a, "RGB").resize((nw, nh), rs)
         flt = torch.from_numpy(fl.transpose(2, 0, 1).copy())
-        if crop:
+        hf = name.endswith("_hf")
+        if crop and hf:
+            # transformers.image_transforms.center_crop: top = (h - ch) // 2 (floor, also when padding)
+            ow, oh = crop
+            top, left = (nh - oh) // 2, (nw - ow) // 2
+            def hf_crop(a):  # a: (C, H, W)
+                out = np.zeros((a.shape[0], oh, ow), a.dtype)
+                for i in range(oh):
+                    for j in range(ow):
+                        if 0 <= i + top < a.shape[1] and 0 <= j + left < a.shape[2]:
+                            out[:, i, j] = a[:, i + top, j + left]
+                return out
+            flt = torch.from_numpy(hf_crop(flt.numpy()))
+            u8 = hf_crop(np.asarray(u8).transpose(2, 0, 1)).transpose(1, 2, 0)
+        elif crop:
             ow, oh = crop
             flt = TF.center_crop(flt, [oh, ow])
             u8 = TF.center_crop(u8, [oh, ow])
@@ -156,7 +173,7 @@ def tiny_cases(rng):
             ow, oh = nw, nh
         u8 = np.asarray(u8).transpose(2, 0, 1)
         fa = flt.numpy()
-        lines.append(f"case {name} {rs} {w} {h} {se} {rw} {rh} {1 if crop else 0} {ow} {oh}")
+        lines.append(f"case {name} {rs} {w} {h} {se} {rw} {rh} {1 if crop else 0} {ow} {oh} {1 if hf else 0}")
         lines.append("in " + " ".join(str(int(v)) for v in a.reshape(-1)))
         lines.append("float " + " ".join(f"{v:.5f}" for v in fa.reshape(-1)))
         lines.append("u8 " + " ".join(str(int(v)) for v in u8.reshape(-1)))

@@ -280,8 +280,9 @@ static void test_resize_cases(void) {
     CHECK(f != NULL, "resize_cases.txt present");
     if (!f) return;
     char name[64], tag[16];
-    int rs, w, h, se, rw, rh, crop, ow, oh, ncases = 0;
-    while (fscanf(f, " case %63s %d %d %d %d %d %d %d %d %d", name, &rs, &w, &h, &se, &rw, &rh, &crop, &ow, &oh) == 10) {
+    int rs, w, h, se, rw, rh, crop, ow, oh, hf, ncases = 0;
+    while (fscanf(f, " case %63s %d %d %d %d %d %d %d %d %d %d", name, &rs, &w, &h, &se, &rw, &rh, &crop, &ow, &oh,
+                  &hf) == 11) {
         ncases++;
         size_t nin = (size_t)w * h * 3, nout = (size_t)ow * oh * 3;
         uint8_t *in = malloc(nin);
@@ -295,7 +296,7 @@ static void test_resize_cases(void) {
         if (!ok) { CHECK(0, "%s: malformed case", name); free(in); free(fl); free(u8); free(out); break; }
         vit_preprocess pp = {.do_resize = 1, .shortest_edge = se, .resize_h = rh, .resize_w = rw, .resample = rs,
                              .do_center_crop = crop, .crop_h = oh, .crop_w = ow, .out_h = oh, .out_w = ow,
-                             .do_rescale = 0, .do_normalize = 0};
+                             .do_rescale = 0, .do_normalize = 0, .crop_floor = hf};
         vit_image img = {.width = w, .height = h, .rgb = in};
         char err[256];
         vit_status st = vit_image_to_tensor(&img, &pp, out, err, sizeof err);
@@ -315,7 +316,7 @@ static void test_resize_cases(void) {
         free(in); free(fl); free(u8); free(out);
     }
     fclose(f);
-    CHECK(ncases >= 10, "%d resize cases", ncases);
+    CHECK(ncases >= 12, "%d resize cases", ncases);
 }
 
 static void write_text(const char *path, const char *text) {
@@ -363,9 +364,10 @@ static void test_preprocess_load(void) {
     st = vit_preprocess_load(dir, 0, &pp, err, sizeof err);
     CHECK(st == VIT_OK && pp.resize_h == 256 && pp.out_h == 224 && pp.resample == 3 && pp.mean[2] == 0.1f,
           "HF integer size and crop_size, one-element mean");
-    write_text(path, "{\"size\": {\"shortest_edge\": 224}, \"crop_pct\": 0.875}");
+    write_text(path, "{\"size\": {\"shortest_edge\": 224}, \"crop_pct\": 0.875, \"image_processor_type\": \"ConvNextImageProcessor\"}");
     st = vit_preprocess_load(dir, 0, &pp, err, sizeof err);
-    CHECK(st == VIT_OK && pp.shortest_edge == 256 && pp.out_h == 224 && pp.do_center_crop, "HF crop_pct (ConvNeXt style)");
+    CHECK(st == VIT_OK && pp.shortest_edge == 256 && pp.out_h == 224 && pp.do_center_crop && pp.crop_floor,
+          "HF crop_pct (ConvNeXt style), HF crop offsets for a named HF processor");
     write_text(path, "{\"size\": {\"height\": 224, \"width\": 224}, \"image_std\": [0, 1, 1]}");
     st = vit_preprocess_load(dir, 0, &pp, err, sizeof err);
     CHECK(st == VIT_E_CONFIG, "zero std refused: %s", err);
