@@ -239,7 +239,7 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     int rw, rh;
     vit_preprocess_resized_size(pp, W, H, &rw, &rh);
     if (rw <= 0 || rh <= 0) return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", rw, rh);
-    if (rw > 65536 || rh > 65536)  /* PIL would allocate all of it; we refuse */
+    if (rw > (1 << 24) || rh > (1 << 24))  /* only the crop is computed, but beyond this we refuse */
         return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
                         "image too large: a %dx%d image would be resized to %dx%d (aspect ratio too extreme)", W, H, rw, rh);
     /* crop window in resized coordinates; without a crop the resized image must be the output */

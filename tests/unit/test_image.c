@@ -250,19 +250,22 @@ static void test_decode_details(void) {
         vit_image_free(&img);
         free(d);
     }
-    /* extreme aspect ratios: 1x200 resizes to 256x51200 (only the crop is computed); 1x300 would be
-     * 256x76800, more than the 65536 per side we accept */
+    /* extreme aspect ratios: 1x200 resizes to 256x51200 (only the crop is computed); 1x70000 would be
+     * 256x17920000, more than the 2^24 per side we accept */
     {
-        uint8_t *px = calloc(300 * 3, 1);
+        uint8_t *px = calloc(70000 * 3, 1);
         float *t = malloc(sizeof(float) * 3 * 224 * 224);
         vit_preprocess pp = {.do_resize = 1, .shortest_edge = 256, .resample = VIT_RESAMPLE_BICUBIC, .do_center_crop = 1,
                              .crop_h = 224, .crop_w = 224, .out_h = 224, .out_w = 224, .std = {1, 1, 1}};
         vit_image thin = {.width = 1, .height = 200, .rgb = px};
         st = vit_image_to_tensor(&thin, &pp, t, err, sizeof err);
         CHECK(st == VIT_OK && t[0] == 0.f, "1x200 image: resized to 256x51200, cropped (%s)", st ? err : "ok");
-        thin.height = 300;
+        thin.height = 70000;
         st = vit_image_to_tensor(&thin, &pp, t, err, sizeof err);
-        CHECK(st == VIT_E_IMAGE_TOO_LARGE, "1x300 image refused: %s", err);
+        CHECK(st == VIT_E_IMAGE_TOO_LARGE, "1x70000 image refused: %s", err);
+        thin.height = 60000;
+        st = vit_image_to_tensor(&thin, &pp, t, err, sizeof err);
+        CHECK(st == VIT_OK, "1x60000 image: resized to 256x15360000, cropped (%s)", st ? err : "ok");
         free(px);
         free(t);
     }
