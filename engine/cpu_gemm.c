@@ -53,12 +53,9 @@ int vit_gemm_avx512_preferred(void) {
 }
 
 #ifdef GM_X86
-/* Ap (kc, ldap): Ap[k * ldap + m] = A[m][k] for m < mc, 0 for mc <= m < ldap.
- * 16x16 blocks, transposed in registers: whole cache lines read and written. */
-__attribute__((target("avx512f"))) static void transpose16(float *dst, int ldd, const float *src,
-                                                            int lds) {
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * lds);
+/* In-register 16x16 transpose: on return r[j] holds column j of the block whose row i was r[i]. */
+__attribute__((target("avx512f"), always_inline)) static inline void tr16(__m512 *r) {
+    __m512 t[16];
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -76,15 +73,24 @@ __attribute__((target("avx512f"))) static void transpose16(float *dst, int ldd, 
         t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
         t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xdd);
     }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-    /* r[j] is now column col[j] of the 16x16 block, rows in order (checked by test_cpu_ops) */
+    /* t[j'] is now column col[j'] (rows in order; checked by test_cpu_ops) */
     static const int col[16] = {0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15};
-    for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (size_t)col[j] * ldd, r[j]);
+    for (int i = 0; i < 8; i++) {
+        r[col[i]] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[col[i + 8]] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
 }
 
+/* dst (16 rows ldd apart) = transpose of src (16 rows lds apart), whole cache lines */
+__attribute__((target("avx512f"))) static void transpose16(float *dst, int ldd, const float *src,
+                                                            int lds) {
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (size_t)i * lds);
+    tr16(r);
+    for (int j = 0; j < 16; j++) _mm512_storeu_ps(dst + (size_t)j * ldd, r[j]);
+}
+
+/* Ap (kc, ldap): Ap[k * ldap + m] = A[m][k] for m < mc, 0 for mc <= m < ldap, in 16x16 blocks */
 static void pack_at(float *Ap, int ldap, const float *A, int lda, int mc, int kc) {
     int m16 = mc & ~15, k16 = kc & ~15;
     for (int m = 0; m < m16; m += 16)
@@ -99,10 +105,11 @@ static void pack_at(float *Ap, int ldap, const float *A, int lda, int mc, int kc
         for (int m = mc; m < ldap; m++) Ap[(size_t)k * ldap + m] = 0.f;
 }
 
-/* C[m][i] (+)= sum_k W[i][k] Ap[k][m] for i < nr, m < mr; C rows ldc apart */
-__attribute__((target("avx512f"))) static void micro(float *C, int ldc, const float *W, int ldw,
-                                                      int nr, const float *Ap, int ldap, int mr,
-                                                      int kc, int accum) {
+/* C[m][i] (+)= sum_k W[i][k] Ap[k][m] for i < nr, m < mr <= 16 * nv; C rows ldc apart.
+ * nv = 2: the full 12 x 32 tile; nv = 1: 12 x 16, for the last rows of a block. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+micro_nv(float *C, int ldc, const float *W, int ldw, int nr, const float *Ap, int ldap, int mr,
+         int kc, int accum, const int nv) {
     const float *w[GM_MR];
     for (int i = 0; i < GM_MR; i++) w[i] = W + (size_t)(i < nr ? i : 0) * ldw;
     __m512 c[GM_MR][2];
@@ -112,17 +119,17 @@ __attribute__((target("avx512f"))) static void micro(float *C, int ldc, const fl
     }
     for (int k = 0; k < kc; k++) {
         __m512 b0 = _mm512_loadu_ps(Ap + (size_t)k * ldap);
-        __m512 b1 = _mm512_loadu_ps(Ap + (size_t)k * ldap + 16);
+        __m512 b1 = nv == 2 ? _mm512_loadu_ps(Ap + (size_t)k * ldap + 16) : b0;
         _Pragma("GCC unroll 12") for (int i = 0; i < GM_MR; i++) {
             __m512 a = _mm512_set1_ps(w[i][k]);
             c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
-            c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+            if (nv == 2) c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
         }
     }
     float buf[GM_MR][GM_NR];
     _Pragma("GCC unroll 12") for (int i = 0; i < GM_MR; i++) {
         _mm512_storeu_ps(buf[i], c[i][0]);
-        _mm512_storeu_ps(buf[i] + 16, c[i][1]);
+        if (nv == 2) _mm512_storeu_ps(buf[i] + 16, c[i][1]);
     }
     for (int m = 0; m < mr; m++) {
         float *o = C + (size_t)m * ldc;
@@ -131,6 +138,18 @@ __attribute__((target("avx512f"))) static void micro(float *C, int ldc, const fl
         else
             for (int i = 0; i < nr; i++) o[i] = buf[i][m];
     }
+}
+
+__attribute__((target("avx512f"))) static void micro32(float *C, int ldc, const float *W, int ldw,
+                                                        int nr, const float *Ap, int ldap, int mr,
+                                                        int kc, int accum) {
+    micro_nv(C, ldc, W, ldw, nr, Ap, ldap, mr, kc, accum, 2);
+}
+
+__attribute__((target("avx512f"))) static void micro16(float *C, int ldc, const float *W, int ldw,
+                                                        int nr, const float *Ap, int ldap, int mr,
+                                                        int kc, int accum) {
+    micro_nv(C, ldc, W, ldw, nr, Ap, ldap, mr, kc, accum, 1);
 }
 #endif
 
@@ -150,8 +169,9 @@ void vit_gemm_nt_avx512(float *C, int ldc, const float *A, int lda, const float 
                 int nr = N - n0 < GM_MR ? N - n0 : GM_MR;
                 for (int mm = 0; mm < mc; mm += GM_NR) {
                     int mr = mc - mm < GM_NR ? mc - mm : GM_NR;
-                    micro(C + (size_t)(m0 + mm) * ldc + n0, ldc, W + (size_t)n0 * ldw + k0, ldw,
-                          nr, scratch + mm, ldap, mr, kc, accum);
+                    (mr > 16 ? micro32 : micro16)(C + (size_t)(m0 + mm) * ldc + n0, ldc,
+                                                  W + (size_t)n0 * ldw + k0, ldw, nr,
+                                                  scratch + mm, ldap, mr, kc, accum);
                 }
             }
         }
