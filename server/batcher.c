@@ -247,9 +247,21 @@ static void *decoder_main(void *arg) {
 
 /* ---- workers -------------------------------------------------------------------------- */
 
-/* Wait for a batch to run; NULL when stopping and nothing is left. */
+/* Wait for a batch to run; NULL when stopping and nothing is left.  The filling batch is closed
+ * to new images once max_delay_us passed since its first (or when stopping): it joins the ready
+ * list, and runs as soon as the images already handed to decoders are in.  So an image waits at
+ * most max_delay_us plus one decode for its batch to start, however busy the decoders are. */
 static batch *take_batch(batcher *b) {
     for (;;) {
+        double now = vit_now();
+        batch *f = b->filling;
+        double due = f ? f->t_first + (double)b->o.max_delay_us * 1e-6 : 0;
+        if (f && f->reserved > 0 && (now >= due || b->stop)) {
+            b->filling = NULL;
+            if (b->ready_tail) b->ready_tail->next = f; else b->ready_head = f;
+            b->ready_tail = f;
+            f = NULL;
+        }
         batch *r = b->ready_head;
         if (r && r->filled == r->reserved) {
             b->ready_head = r->next;
@@ -257,15 +269,8 @@ static batch *take_batch(batcher *b) {
             r->next = NULL;
             return r;
         }
-        batch *f = b->filling;
-        double now = vit_now();
-        double due = f ? f->t_first + (double)b->o.max_delay_us * 1e-6 : 0;
-        if (f && f->reserved > 0 && f->filled == f->reserved && (now >= due || b->stop)) {
-            b->filling = NULL;
-            return f;
-        }
         if (b->stop && !r && !f && b->ring_n == 0 && b->in_decode == 0) return NULL;
-        if (f && f->reserved > 0 && f->filled == f->reserved && now < due) {
+        if (f && f->reserved > 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             double wait = due - now;
