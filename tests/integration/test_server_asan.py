@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # asan: yes
 """test_server_asan.py: 1000 mixed requests (good, corrupt, multi-image, attention, oversized,
-wrong paths, aborted uploads) against vitd from 8 concurrent clients, then SIGTERM.  Run by the
+wrong paths, aborted uploads) against vitd (--max-delay-us 0: batches close as soon as a worker
+is free) from 8 concurrent clients, then SIGTERM.  Run by the
 suite twice: on the normal build and on the ASan+UBSan build (VITD_BUILD=build-asan), where any
 sanitizer report, leak included, fails it."""
 import concurrent.futures as cf
@@ -18,7 +19,7 @@ PNG = read(os.path.join(DATA, "sneaker.png"))
 
 
 def main():
-    d = Daemon("--max-batch", "8", "--max-body-mb", "1", "--max-queue", "64", "--log-level", os.environ.get("LOGLEVEL", "warn"),
+    d = Daemon("--max-batch", "8", "--max-delay-us", "0", "--max-body-mb", "1", "--max-queue", "64", "--log-level", os.environ.get("LOGLEVEL", "warn"),
                env={"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":log_path=stderr"})
     if not check(d.wait_ready(120), "daemon ready", d.logtext()[-3000:]):
         return summary()
