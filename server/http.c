@@ -38,7 +38,45 @@ struct srv_conn {
     void *done_arg;
     int job_done;                      /* set once every image finished (then resumed) */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
+    struct srv_conn *next;             /* free list */
 };
+
+/* Finished request contexts are kept (with their body buffers up to CONN_KEEP_BODY) for the next
+ * requests, so a steady load allocates no context and no body buffer per request. */
+#define CONN_POOL_MAX 64
+#define CONN_KEEP_BODY ((size_t)1 << 20)
+static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct srv_conn *g_pool;
+static int g_pool_n;
+
+static struct srv_conn *conn_get(void) {
+    pthread_mutex_lock(&g_pool_mu);
+    struct srv_conn *c = g_pool;
+    if (c) { g_pool = c->next; g_pool_n--; }
+    pthread_mutex_unlock(&g_pool_mu);
+    if (!c) return calloc(1, sizeof *c);
+    uint8_t *body = c->body;
+    size_t cap = c->cap;
+    memset(c, 0, sizeof *c);
+    c->body = body;
+    c->cap = cap;
+    return c;
+}
+
+static void conn_put(struct srv_conn *c) {
+    if (c->cap > CONN_KEEP_BODY) { free(c->body); c->body = NULL; c->cap = 0; }
+    pthread_mutex_lock(&g_pool_mu);
+    if (g_pool_n < CONN_POOL_MAX) { c->next = g_pool; g_pool = c; g_pool_n++; c = NULL; }
+    pthread_mutex_unlock(&g_pool_mu);
+    if (c) { free(c->body); free(c); }
+}
+
+static void conn_pool_free(void) {
+    pthread_mutex_lock(&g_pool_mu);
+    while (g_pool) { struct srv_conn *c = g_pool; g_pool = c->next; free(c->body); free(c); }
+    g_pool_n = 0;
+    pthread_mutex_unlock(&g_pool_mu);
+}
 
 static struct MHD_Daemon *g_mhd;
 static struct { char prefix[64]; srv_handler h; } g_prefix[MAX_PREFIX_ROUTES];
@@ -469,7 +507,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     (void)cls; (void)version;
     srv_conn *c = *ptr;
     if (!c) {
-        c = calloc(1, sizeof *c);
+        c = conn_get();
         if (!c) return MHD_NO;
         c->mhd = mc;
         snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
@@ -506,6 +544,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
             if (*end || v > g_srv.cfg.max_body) {
                 srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
                 return MHD_YES;
+            }
+            if (v > c->cap) {                                    /* the whole body in one allocation */
+                uint8_t *nb = realloc(c->body, (size_t)v);
+                if (nb) { c->body = nb; c->cap = (size_t)v; }
             }
         }
         return MHD_YES;
@@ -569,8 +611,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
     }
     if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);
-    free(c->body);
-    free(c);
+    conn_put(c);
     atomic_fetch_sub(&g_srv.inflight, 1);
 }
 
@@ -629,4 +670,5 @@ void srv_http_quiesce(void) {
 void srv_http_stop(void) {
     if (g_mhd) MHD_stop_daemon(g_mhd);
     g_mhd = NULL;
+    conn_pool_free();
 }
