@@ -11,6 +11,12 @@
     time OUT_DIR --batch B [--iters K] [--threads N] [--mode trace-freeze|eager|optimize]
                                   images/s of PyTorch in that mode (inference_mode, set_num_threads,
                                   warm-up first); prints "<number> images/s"
+    duel OUT_DIR --vit build/vit --batch B [--rounds R] [--iters K] [--threads N]
+                                  on a shared machine: PyTorch (trace+freeze, and trace+freeze+
+                                  optimize_for_inference, each built once) and `vit bench` timed in
+                                  turns, R rounds, so all see the same background load; prints the
+                                  best images/s of each:  "vitd X", "torch-trace-freeze Y",
+                                  "torch-optimize Z"
 
 Debian's python3-torch 1.13 + python3-torchvision 0.14 (run with /usr/bin/python3).  Set
 OMP_WAIT_POLICY=PASSIVE in the environment (the caller does): PyTorch's default OpenMP spinning
@@ -93,6 +99,34 @@ def cmd_time(a):
           f"{dt / a.iters / a.batch * 1e3:.2f} ms/image")
 
 
+def cmd_duel(a):
+    torch.set_num_threads(a.threads)
+    m = load_model(a.out_dir)
+    x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    best = {"vitd": 0.0, "torch-trace-freeze": 0.0, "torch-optimize": 0.0}
+    with torch.inference_mode():
+        traced = torch.jit.freeze(torch.jit.trace(m, x))
+        engines = {"torch-trace-freeze": traced,
+                   "torch-optimize": torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x)))}
+        for f in engines.values():
+            for _ in range(a.warmup):
+                f(x)
+        for _ in range(a.rounds):
+            for name, f in engines.items():
+                t = time.perf_counter()
+                for _ in range(a.iters):
+                    f(x)
+                best[name] = max(best[name], a.iters * a.batch / (time.perf_counter() - t))
+            out = subprocess.run([a.vit, "bench", "--model", os.path.join(a.out_dir, "model"),
+                                  "--batch", str(a.batch), "--iters", str(a.iters), "--warmup", "1",
+                                  "--threads", str(a.threads)], check=True, capture_output=True, text=True)
+            best["vitd"] = max(best["vitd"], float(out.stdout.split()[0]))
+            detail = out.stdout.splitlines()[1] if len(out.stdout.splitlines()) > 1 else ""
+    for k, v in best.items():
+        print(f"{k} {v:.3f}")
+    print(f"vitd-detail {detail}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -102,8 +136,13 @@ def main():
     p.add_argument("--batch", type=int, required=True); p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2); p.add_argument("--threads", type=int, default=2)
     p.add_argument("--mode", choices=["trace-freeze", "eager", "optimize"], default="trace-freeze")
+    p = sub.add_parser("duel"); p.add_argument("out_dir"); p.add_argument("--vit", required=True)
+    p.add_argument("--batch", type=int, required=True); p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--iters", type=int, default=4); p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    return {"make-model": cmd_make_model, "check": cmd_check, "time": cmd_time}[a.cmd](a) or 0
+    return {"make-model": cmd_make_model, "check": cmd_check, "time": cmd_time,
+            "duel": cmd_duel}[a.cmd](a) or 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "backend.h"
+#include "cpu_gemm.h"
 #include "harness.h"
 #include "model.h"
 #include "util.h"
@@ -514,6 +515,15 @@ int main(void) {
     synth_spec tall = base;
     tall.S = 32; tall.L = 2; /* 65 tokens x 8 images = 520 rows: GEMMs split by rows */
     check_synth("synthetic 520-row batch", &tall, 2, 8);
+    /* the other GEMM too: OpenBLAS where the own AVX-512 one is the default, and back */
+    const char *other = vit_gemm_avx512_preferred() ? "openblas" : "avx512";
+    if (strcmp(other, "avx512") != 0 || vit_gemm_avx512_available()) {
+        setenv("VIT_GEMM", other, 1);
+        char n[64];
+        snprintf(n, sizeof n, "synthetic gemm=%s", other);
+        check_synth(n, &tall, 2, 8);
+        unsetenv("VIT_GEMM");
+    }
     check_api();
     check_fixtures();
     return TEST_SUMMARY();
