@@ -25,6 +25,7 @@ _passed = 0
 _failed = 0
 _skipped = 0
 _procs = []
+_logs = []
 
 
 def check(cond, name, detail=""):
@@ -75,6 +76,7 @@ class Daemon:
     def __init__(self, *args, env=None, model=TINY, port=None):
         self.port = port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="vitd-test-", suffix=".log", delete=False)
+        _logs.append(self.log.name)
         cmd = [VITD, "--model", model, "--host", "127.0.0.1", "--port", str(self.port)] + list(args)
         e = dict(os.environ)
         e.update(env or {})
@@ -169,3 +171,12 @@ def _kill_all():
         if p.poll() is None:
             p.kill()
             p.wait()
+    # daemon logs are kept only when something failed (their paths are printed then)
+    for name in _logs:
+        if _failed:
+            print(f"daemon log kept: {name}", flush=True)
+        else:
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
