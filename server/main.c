@@ -67,7 +67,7 @@ static flag flags[] = {
     {"max-delay-us", F_LONG, &g_srv.cfg.max_delay_us, 0, 10000000, "longest wait for a batch to fill, from its first image"},
     {"max-queue", F_INT, &g_srv.cfg.max_queue, 1, 1000000, "images admitted and not yet running; beyond: 503"},
     {"workers", F_INT, &g_srv.cfg.workers, 1, 64, "engine sessions; each runs whole batches from the shared queue"},
-    {"threads", F_INT, &g_srv.cfg.threads, 0, 1024, "engine threads per session (0: all cores)"},
+    {"threads", F_INT, &g_srv.cfg.threads, 0, 256, "engine threads per session (0: all cores)"},
     {"decoders", F_INT, &g_srv.cfg.decoders, 0, 256, "image decode threads (0: number of cores)"},
     {"decode-nice", F_INT, &g_srv.cfg.decode_nice, 0, 19, "nice level of decode threads (> 0: the engine gets the cores first)"},
     {"fast-decode", F_INT, &g_srv.cfg.fast_decode, 0, 1, "1: big JPEGs decode at 1/2..1/8 scale in the DCT domain (faster, not PIL-exact)"},
