@@ -121,15 +121,17 @@ class FashionViT(nn.Module):
         return self.forward_tokens(self.tokens_from_28(x28))
 
 
-def augment(x, gen):
-    """x (B,28,28) uint8 -> float (B,1,28,28) in [0,1]: random h-flip, random shift +-2 px."""
+def augment(x, gen, shift=2):
+    """x (B,28,28) uint8 -> float (B,1,28,28) in [0,1]: random h-flip, random shift +-shift px."""
     B = x.shape[0]
     x = x.float().div_(255.0)
     flip = torch.rand(B, generator=gen) < 0.5
     x = torch.where(flip[:, None, None], x.flip(-1), x)
-    xp = F.pad(x, (2, 2, 2, 2))
-    dx = torch.randint(0, 5, (B,), generator=gen)
-    dy = torch.randint(0, 5, (B,), generator=gen)
+    if shift == 0:
+        return x.unsqueeze(1)
+    xp = F.pad(x, (shift, shift, shift, shift))
+    dx = torch.randint(0, 2 * shift + 1, (B,), generator=gen)
+    dy = torch.randint(0, 2 * shift + 1, (B,), generator=gen)
     out = torch.stack([xp[i, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(B)])
     return out.unsqueeze(1)
 
@@ -249,6 +251,10 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--mlp", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shift", type=int, default=2, help="random shift augmentation, pixels")
+    ap.add_argument("--init-from", default=None,
+                    help="start from this checkpoint's weights (new optimizer and schedule): "
+                         "a second phase of training")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt", default=None, help="default: OUT/ckpt/last.pt")
     ap.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
@@ -299,6 +305,9 @@ def main():
         gen.set_state(ck["gen"])
         step = ck["step"]
         say(f"resumed from {args.ckpt} at step {step}")
+    elif args.init_from:
+        model.load_state_dict(torch.load(args.init_from)["model"])
+        say(f"start from the weights of {args.init_from}: {vars(args)}")
     else:
         say(f"start: {vars(args)} mean={mean:.5f} std={std:.5f} params="
             f"{sum(p.numel() for p in model.parameters())}")
@@ -325,7 +334,7 @@ def main():
         perm = torch.randperm(N, generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
         i = step % steps_per_epoch
         idx = perm[i * args.batch:(i + 1) * args.batch]
-        x = (augment(xtr[idx], gen) - mean) / std
+        x = (augment(xtr[idx], gen, args.shift) - mean) / std
         y = ytr[idx]
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
