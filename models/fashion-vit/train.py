@@ -226,6 +226,40 @@ def export(model, outdir, mean, std, meta):
         os.replace(os.path.join(outdir, name + ".tmp"), os.path.join(outdir, name))
 
 
+def read_model_dir(path):
+    """state_dict for FashionViT from an exported model directory (the inverse of export)."""
+    with open(os.path.join(path, "model.safetensors"), "rb") as f:
+        n, = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        base = 8 + n
+        t = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            a, b = info["data_offsets"]
+            f.seek(base + a)
+            t[name] = torch.from_numpy(np.frombuffer(f.read(b - a), dtype="<f4").copy()
+                                       .reshape(info["shape"]))
+    sd = {"patch_w": t["vit.embeddings.patch_embeddings.projection.weight"][:, 0] * 3,
+          "patch_b": t["vit.embeddings.patch_embeddings.projection.bias"],
+          "cls": t["vit.embeddings.cls_token"], "pos": t["vit.embeddings.position_embeddings"],
+          "norm.weight": t["vit.layernorm.weight"], "norm.bias": t["vit.layernorm.bias"],
+          "head.weight": t["classifier.weight"], "head.bias": t["classifier.bias"]}
+    i = 0
+    while f"vit.encoder.layer.{i}.layernorm_before.weight" in t:
+        p, q = f"vit.encoder.layer.{i}.", f"blocks.{i}."
+        pairs = {"ln1": "layernorm_before", "proj": "attention.output.dense", "ln2": "layernorm_after",
+                 "fc1": "intermediate.dense", "fc2": "output.dense"}
+        for ours, hf in pairs.items():
+            for w in ("weight", "bias"):
+                sd[q + ours + "." + w] = t[p + hf + "." + w]
+        for w in ("weight", "bias"):
+            sd[q + "qkv." + w] = torch.cat([t[p + f"attention.attention.{n}.{w}"]
+                                            for n in ("query", "key", "value")])
+        i += 1
+    return sd
+
+
 def self_check(model, x_u8, mean, std):
     """The 28x28 training path must equal the exported 224x224 path on upsampled images."""
     model.eval()
@@ -253,8 +287,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shift", type=int, default=2, help="random shift augmentation, pixels")
     ap.add_argument("--init-from", default=None,
-                    help="start from this checkpoint's weights (new optimizer and schedule): "
-                         "a second phase of training")
+                    help="start from these weights (a checkpoint .pt or an exported model "
+                         "directory such as models/fashion-vit) with a new optimizer and "
+                         "schedule: a further phase of training")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt", default=None, help="default: OUT/ckpt/last.pt")
     ap.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
@@ -306,7 +341,10 @@ def main():
         step = ck["step"]
         say(f"resumed from {args.ckpt} at step {step}")
     elif args.init_from:
-        model.load_state_dict(torch.load(args.init_from)["model"])
+        if os.path.isdir(args.init_from):
+            model.load_state_dict(read_model_dir(args.init_from))
+        else:
+            model.load_state_dict(torch.load(args.init_from)["model"])
         say(f"start from the weights of {args.init_from}: {vars(args)}")
     else:
         say(f"start: {vars(args)} mean={mean:.5f} std={std:.5f} params="
