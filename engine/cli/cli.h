@@ -23,5 +23,10 @@ int cli_parse_precision(const char *val, vit_precision *out);
 /* exit status for an engine error: 2 argument, 3 i/o, 4 unsupported image format, 5 image too
  * large, 6 corrupt image, 7 bad model (config/checkpoint), 8 device not available, 1 other */
 int cli_exit_status(vit_status st);
+/* Load a model directory / open a session on it.  On failure print "vit CMD: why" on stderr,
+ * leave *out NULL and return the exit status (cli_exit_status); 0 on success. */
+int cli_load_model(const char *cmd, const char *dir, const vit_load_opts *lo, vit_model **out);
+int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts *so,
+                     vit_session **out);
 
 #endif

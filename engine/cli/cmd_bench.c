@@ -45,26 +45,19 @@ int cmd_bench(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    char err[512];
     vit_model *m = NULL;
     vit_session *s = NULL;
     float *x = NULL, *logits = NULL, *attn = NULL, *roll = NULL;
     int rc = 1;
     vit_load_opts lo = {.image_size = image_size};
-    vit_status st = vit_model_load(model, &lo, &m, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit bench: %s\n", err);
-        return cli_exit_status(st);
-    }
+    vit_status st;
+    if ((rc = cli_load_model("bench", model, &lo, &m)) != 0) return rc;
+    rc = 1;
     const vit_config *c = vit_model_config(m);
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
-    st = vit_session_new(m, &so, &s, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit bench: %s\n", err);
-        rc = cli_exit_status(st);
-        goto out;
-    }
+    if ((rc = cli_open_session("bench", m, &so, &s)) != 0) goto out;
+    rc = 1;
     size_t img = (size_t)c->num_channels * c->grid_h * c->patch_size * c->grid_w * c->patch_size;
     int K = vit_head_num_classes(vit_model_head(m)), NP = c->num_patches;
     x = malloc(sizeof(float) * img * batch);

@@ -89,27 +89,22 @@ int cmd_classify(int argc, char **argv) {
     }
     if (batch > nfiles) batch = nfiles;
 
-    char err[512];
     vit_model *m = NULL;
     vit_session *s = NULL;
     float *x = NULL, *logits = NULL, *maps = NULL;
     int *slot = NULL, *idx = NULL, rc = 1, first_fail = 0, nfailed = 0;
     char (*msgs)[512] = NULL;
-    vit_status st = vit_model_load(model, NULL, &m, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit classify: %s\n", err);
+    vit_status st;
+    if ((rc = cli_load_model("classify", model, NULL, &m)) != 0) {
         free(files);
-        return cli_exit_status(st);
+        return rc;
     }
+    rc = 1;
     const vit_config *c = vit_model_config(m);
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
-    st = vit_session_new(m, &so, &s, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit classify: %s\n", err);
-        rc = cli_exit_status(st);
-        goto out;
-    }
+    if ((rc = cli_open_session("classify", m, &so, &s)) != 0) goto out;
+    rc = 1;
     if (c->preprocess.out_h != c->grid_h * c->patch_size ||
         c->preprocess.out_w != c->grid_w * c->patch_size) {
         fprintf(stderr, "vit classify: preprocessing makes %dx%d, the model takes %dx%d\n",

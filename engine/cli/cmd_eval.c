@@ -217,11 +217,8 @@ int cmd_eval(int argc, char **argv) {
     eval_counts k = {0};
 
     vit_load_opts lo = {.image_size = image_size};
-    vit_status st = vit_model_load(model_dir, &lo, &m, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit eval: %s: %s\n", vit_status_str(st), err);
-        goto out;
-    }
+    vit_status st;
+    if (cli_load_model("eval", model_dir, &lo, &m) != 0) goto out;
     const vit_config *cfg = vit_model_config(m);
     const int C = cfg->num_classes;
     st = cli_dataset_open(data, labels_path, cfg->labels, C, by_order, &ds, err, sizeof err);
@@ -240,11 +237,7 @@ int cmd_eval(int argc, char **argv) {
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
     if (!precision_set && device != VIT_DEVICE_CPU) so.precision = VIT_PREC_FP16;
-    st = vit_session_new(m, &so, &s, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit eval: %s: %s\n", vit_status_str(st), err);
-        goto out;
-    }
+    if (cli_open_session("eval", m, &so, &s) != 0) goto out;
     const char *devname = vit_session_device(s) == VIT_DEVICE_CUDA
                               ? (vit_session_precision(s) == VIT_PREC_FP16 ? "cuda fp16" : "cuda fp32")
                               : "cpu fp32";

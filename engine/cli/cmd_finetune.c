@@ -193,18 +193,14 @@ int cmd_finetune(int argc, char **argv) {
     int32_t *y = NULL, *map = NULL, *file_class = NULL;
     const char **names = NULL;
     uint8_t *bytes = NULL;
-    vit_status st = vit_model_load(model_dir, NULL, &m, err, sizeof err);
-    if (st != VIT_OK) {
-        fprintf(stderr, "vit finetune: %s\n", err);
-        return st == VIT_E_IO ? 3 : 1;
-    }
+    vit_status st;
+    if ((rc = cli_load_model("finetune", model_dir, NULL, &m)) != 0) return rc;
+    rc = 1;
     const vit_config *cfg = vit_model_config(m);
     const int D = cfg->feature_dim, S = cfg->image_size;
     vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = threads, .device = VIT_DEVICE_AUTO };
-    if ((st = vit_session_new(m, &so, &s, err, sizeof err)) != VIT_OK) {
-        fprintf(stderr, "vit finetune: %s\n", err);
-        goto out;
-    }
+    if ((rc = cli_open_session("finetune", m, &so, &s)) != 0) goto out;
+    rc = 1;
 
     /* the ImageFolder: classes = sorted subfolders with at least one image */
     if (list_dir(data, 1, &classes) != 0 || classes.n == 0 || classes.n > MAX_CLASSES) {

@@ -56,11 +56,9 @@ int cmd_run(int argc, char **argv) {
     float *x = NULL, *logits = NULL, *attn = NULL, *roll = NULL, *feat = NULL;
     int rc = 1;
     vit_load_opts lo = {.image_size = image_size};
-    vit_status st = vit_model_load(model, &lo, &m, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit run: %s\n", err);
-        return cli_exit_status(st);
-    }
+    vit_status st;
+    if ((rc = cli_load_model("run", model, &lo, &m)) != 0) return rc;
+    rc = 1;
     const vit_config *c = vit_model_config(m);
     int64_t shape[8];
     int nd;
@@ -88,12 +86,8 @@ int cmd_run(int argc, char **argv) {
     if (batch > N) batch = N;
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
-    st = vit_session_new(m, &so, &s, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit run: %s\n", err);
-        rc = cli_exit_status(st);
-        goto out;
-    }
+    if ((rc = cli_open_session("run", m, &so, &s)) != 0) goto out;
+    rc = 1;
     const vit_head *head = vit_model_head(m);
     int K = vit_head_num_classes(head), NP = c->num_patches, F = c->feature_dim;
     logits = malloc(sizeof(float) * (size_t)N * K);

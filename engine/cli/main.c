@@ -80,6 +80,21 @@ int cli_exit_status(vit_status st) {
     }
 }
 
+int cli_load_model(const char *cmd, const char *dir, const vit_load_opts *lo, vit_model **out) {
+    char err[512] = "";
+    vit_status st = vit_model_load(dir, lo, out, err, sizeof err);
+    if (st) fprintf(stderr, "vit %s: %s: %s\n", cmd, vit_status_str(st), err);
+    return cli_exit_status(st);
+}
+
+int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts *so,
+                     vit_session **out) {
+    char err[512] = "";
+    vit_status st = vit_session_new(m, so, out, err, sizeof err);
+    if (st) fprintf(stderr, "vit %s: %s: %s\n", cmd, vit_status_str(st), err);
+    return cli_exit_status(st);
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vit COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
