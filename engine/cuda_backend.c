@@ -29,8 +29,8 @@ int vit_cuda_device_count(void) { return vcu_device_count(); }
 static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
     const vit_model *mo = s->model;
     const vit_config *c = &mo->cfg;
-    /* the CUDA backend computes in FP16 (FP32 accumulation); FP32 (the enum's zero value, so
-     * also "unset") resolves to it, and vit_session_precision() reports what runs */
+    /* the CUDA backend computes in FP16 (FP32 accumulation): vit_session_new resolved AUTO to
+     * it and refused FP32 */
     s->opts.precision = VIT_PREC_FP16;
     vcu_layer *layers = calloc(c->num_layers > 0 ? (size_t)c->num_layers : 1, sizeof *layers);
     if (!layers) {

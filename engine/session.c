@@ -25,7 +25,7 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
     *out = NULL;
     if (!m) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: model is NULL");
     vit_session_opts o = {.max_batch = 1, .threads = 0, .device = VIT_DEVICE_AUTO,
-                          .precision = VIT_PREC_FP32, .gpu_id = 0};
+                          .precision = VIT_PREC_AUTO, .gpu_id = 0};
     if (opts) o = *opts;
     if (o.max_batch < 1 || o.max_batch > VIT_MAX_BATCH_LIMIT)
         return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: max_batch %d not in [1, %d]",
@@ -37,7 +37,7 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.threads = n < 1 ? 1 : n > VIT_MAX_THREADS ? VIT_MAX_THREADS : (int)n;
     }
-    if (o.precision != VIT_PREC_FP32 && o.precision != VIT_PREC_FP16)
+    if (o.precision != VIT_PREC_AUTO && o.precision != VIT_PREC_FP32 && o.precision != VIT_PREC_FP16)
         return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown precision %d",
                         (int)o.precision);
 
@@ -62,6 +62,7 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
                             "vit_session_new: precision fp16 needs the CUDA device; the CPU "
                             "backend computes in fp32");
         be = &vit_backend_cpu;
+        o.precision = VIT_PREC_FP32;
         break;
     case VIT_DEVICE_CUDA:
 #ifdef VIT_HAVE_CUDA
@@ -79,6 +80,13 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown device %d", (int)o.device);
     }
     if (!be) return vit_errf(VIT_E_INTERNAL, err, errlen, "vit_session_new: no backend");
+    if (o.device == VIT_DEVICE_CUDA) {
+        if (o.precision == VIT_PREC_FP32)
+            return vit_errf(VIT_E_ARG, err, errlen,
+                            "vit_session_new: the CUDA backend computes in fp16 (fp32 accumulation); "
+                            "fp32 runs on the CPU: use precision auto|fp16, or device cpu");
+        o.precision = VIT_PREC_FP16;
+    }
 
     vit_session *s = calloc(1, sizeof *s);
     if (!s) return vit_errf(VIT_E_NOMEM, err, errlen, "vit_session_new: out of memory");

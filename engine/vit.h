@@ -63,7 +63,9 @@ const char *vit_status_str(vit_status s);
 
 typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
-typedef enum { VIT_PREC_FP32 = 0, VIT_PREC_FP16 = 1 } vit_precision;
+/* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes only FP32 and the
+ * CUDA backend only FP16 (FP32 accumulation): asking either for the other is VIT_E_ARG. */
+typedef enum { VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2 } vit_precision;
 /* PIL resampling codes, as Hugging Face's preprocessor_config.json stores them */
 typedef enum { VIT_RESAMPLE_NEAREST = 0, VIT_RESAMPLE_BILINEAR = 2, VIT_RESAMPLE_BICUBIC = 3 } vit_resample;
 
@@ -160,13 +162,14 @@ typedef struct vit_session_opts {
     int max_batch;           /* >= 1; every buffer is sized for it once */
     int threads;             /* CPU threads; 0 = all cores */
     vit_device device;       /* AUTO: CUDA if built and a device is present, else CPU */
-    vit_precision precision; /* CPU is always FP32; CUDA defaults to FP16 */
+    vit_precision precision; /* AUTO: FP32 on the CPU, FP16 on CUDA */
     int gpu_id;
 } vit_session_opts;
 
-/* opts NULL: max_batch 1, all cores, AUTO.  Device CUDA when not built in or no GPU is
- * present -> VIT_E_DEVICE; device CPU with FP16 -> VIT_E_ARG; AUTO that lands on the CPU
- * computes in FP32 whatever precision was asked (vit_session_precision says which). */
+/* opts NULL: max_batch 1, all cores, device and precision AUTO.  Device CUDA when not built in
+ * or no GPU is present -> VIT_E_DEVICE.  Precision FP16 on the CPU, or FP32 on CUDA -> VIT_E_ARG;
+ * except that device AUTO landing on the CPU (no GPU) computes in FP32 whatever was asked, so one
+ * configuration runs everywhere (vit_session_precision says what runs). */
 vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit_session **out,
                            char *err, size_t errlen);
 void vit_session_free(vit_session *s);

@@ -227,11 +227,10 @@ int main(int argc, char **argv) {
     C->max_body = (size_t)opt_max_body_mb << 20;
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;
     C->device = !strcmp(opt_device, "cpu") ? VIT_DEVICE_CPU : !strcmp(opt_device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
-    C->precision = !strcmp(opt_precision, "fp16") ? VIT_PREC_FP16 : VIT_PREC_FP32;
-    int prec_auto = !strcmp(opt_precision, "auto");
+    /* auto: the engine picks FP16 on CUDA and FP32 on the CPU */
+    C->precision = !strcmp(opt_precision, "fp16") ? VIT_PREC_FP16
+                 : !strcmp(opt_precision, "fp32") ? VIT_PREC_FP32 : VIT_PREC_AUTO;
     if (C->decoders == 0) C->decoders = (int)ncpu;
-    /* auto: FP16 where CUDA may run (AUTO lands in FP32 on the CPU by itself), FP32 on the CPU */
-    if (prec_auto) C->precision = C->device == VIT_DEVICE_CPU ? VIT_PREC_FP32 : VIT_PREC_FP16;
     metrics_init();
 
     /* signals: handled synchronously by the main thread; every other thread blocks them */

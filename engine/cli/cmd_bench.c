@@ -1,6 +1,6 @@
 /* cmd_bench.c: `vit bench`: time the forward pass on random input.
  *   vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]
- *             [--device auto|cpu|cuda] [--precision fp32|fp16] [--image-size N] [--attention]
+ *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N] [--attention]
  * Runs W warm-up forwards (default 2), then K timed ones (default 10), and prints on stdout
  *   <images/s> images/s
  * followed by one line of detail (ms per batch and per image, device, precision, threads).
@@ -17,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]\n"
-               "                 [--device auto|cpu|cuda] [--precision fp32|fp16] [--image-size N]\n"
+               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N]\n"
                "                 [--attention]   (also compute CLS attention and rollout)\n");
 }
 
@@ -25,7 +25,7 @@ int cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     int batch = 0, iters = 10, warmup = 2, threads = 0, image_size = 0, attention = 0;
     vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_FP32;
+    vit_precision precision = VIT_PREC_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }

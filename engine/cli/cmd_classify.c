@@ -1,6 +1,6 @@
 /* cmd_classify.c: `vit classify`: classify JPEG/PNG files, one JSON object per line per image.
  *   vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B] [--threads N]
- *                [--device auto|cpu|cuda] [--precision fp32|fp16] [--max-pixels N] IMAGE...
+ *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--max-pixels N] IMAGE...
  * Each line, in the order given:
  *   {"file": F, "predictions": [{"label": L, "index": i, "score": p}, ...],
  *    "attention": {"grid": [h, w], "values": [...]}}          (attention only when asked)
@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B]\n"
-               "                    [--threads N] [--device auto|cpu|cuda] [--precision fp32|fp16]\n"
+               "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16]\n"
                "                    [--max-pixels N] IMAGE...\n"
                "  one JSON object per image per line; --attention adds the last layer's CLS\n"
                "  attention (head-averaged), --rollout the attention rollout instead\n");
@@ -54,7 +54,7 @@ int cmd_classify(int argc, char **argv) {
     int topk = 5, batch = 8, threads = 0, want_attn = 0, want_roll = 0;
     unsigned long long max_pixels = VIT_DEFAULT_MAX_PIXELS;
     vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_FP32;
+    vit_precision precision = VIT_PREC_AUTO;
     const char **files = calloc((size_t)argc, sizeof *files);
     int nfiles = 0;
     if (!files) { fprintf(stderr, "vit classify: out of memory\n"); return 1; }

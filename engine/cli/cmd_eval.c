@@ -4,7 +4,7 @@
  * images/s (or one JSON object with --json); a progress bar on stderr when it is a terminal.
  *
  *   vit eval --model DIR --data PATH [--labels FILE] [--batch B] [--threads N] [--limit N]
- *            [--device auto|cpu|cuda] [--precision fp32|fp16] [--image-size N] [--by-order]
+ *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N] [--by-order]
  *            [--confusion] [--json] [--predictions FILE]
  */
 #include <stdint.h>
@@ -34,7 +34,7 @@ static void eval_usage(FILE *f) {
             "  --threads N          CPU threads (default 0 = all cores)\n"
             "  --limit N            evaluate N evenly spaced images only\n"
             "  --device D           auto|cpu|cuda (default auto)\n"
-            "  --precision P        fp32|fp16 (CUDA only; default fp16 on CUDA)\n"
+            "  --precision P        auto|fp32|fp16 (auto: fp32 on the CPU, fp16 on CUDA)\n"
             "  --image-size N       run at another resolution than trained\n"
             "  --max-pixels N       refuse larger images (default %llu)\n"
             "  --by-order           sorted class folders are classes 0..C-1 (ImageNet synsets)\n"
@@ -153,8 +153,7 @@ int cmd_eval(int argc, char **argv) {
     int force_confusion = 0;
     long long max_pixels = (long long)VIT_DEFAULT_MAX_PIXELS;
     vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_FP32;
-    int precision_set = 0;
+    vit_precision precision = VIT_PREC_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -185,15 +184,9 @@ int cmd_eval(int argc, char **argv) {
                 return 2;
             }
         } else if (!strcmp(a, "--device")) {
-            if (!strcmp(v, "auto")) device = VIT_DEVICE_AUTO;
-            else if (!strcmp(v, "cpu")) device = VIT_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) device = VIT_DEVICE_CUDA;
-            else { fprintf(stderr, "vit eval: --device: expected auto, cpu or cuda, got '%s'\n", v); return 2; }
+            if (cli_parse_device(v, &device) < 0) return 2;
         } else if (!strcmp(a, "--precision")) {
-            precision_set = 1;
-            if (!strcmp(v, "fp32")) precision = VIT_PREC_FP32;
-            else if (!strcmp(v, "fp16")) precision = VIT_PREC_FP16;
-            else { fprintf(stderr, "vit eval: --precision: expected fp32 or fp16, got '%s'\n", v); return 2; }
+            if (cli_parse_precision(v, &precision) < 0) return 2;
         } else {
             fprintf(stderr, "vit eval: unknown option '%s'\n", a);
             eval_usage(stderr);
@@ -236,7 +229,6 @@ int cmd_eval(int argc, char **argv) {
     if (batch > N) batch = N;
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
-    if (!precision_set && device != VIT_DEVICE_CPU) so.precision = VIT_PREC_FP16;
     if (cli_open_session("eval", m, &so, &s) != 0) goto out;
     const char *devname = vit_session_device(s) == VIT_DEVICE_CUDA
                               ? (vit_session_precision(s) == VIT_PREC_FP16 ? "cuda fp16" : "cuda fp32")

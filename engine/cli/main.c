@@ -57,10 +57,11 @@ int cli_parse_device(const char *val, vit_device *out) {
 }
 
 int cli_parse_precision(const char *val, vit_precision *out) {
-    if (val && !strcmp(val, "fp32")) *out = VIT_PREC_FP32;
+    if (val && !strcmp(val, "auto")) *out = VIT_PREC_AUTO;
+    else if (val && !strcmp(val, "fp32")) *out = VIT_PREC_FP32;
     else if (val && !strcmp(val, "fp16")) *out = VIT_PREC_FP16;
     else {
-        fprintf(stderr, "vit: --precision: expected fp32 or fp16, got '%s'\n", val ? val : "");
+        fprintf(stderr, "vit: --precision: expected auto, fp32 or fp16, got '%s'\n", val ? val : "");
         return -1;
     }
     return 0;

@@ -348,7 +348,20 @@ static void check_api(void) {
 #endif
         CHECK(st == VIT_E_DEVICE && s == NULL && strstr(err, "cuda"),
               "device cuda without a GPU -> VIT_E_DEVICE: %s", err);
+#ifdef VIT_HAVE_CUDA
+    if (vit_cuda_device_count() > 0) {
+        so.precision = VIT_PREC_FP32;
+        CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG && s == NULL,
+              "cuda + fp32 refused, never run as fp16 silently: %s", err);
+    }
+#endif
     so.device = VIT_DEVICE_CPU;
+    so.precision = VIT_PREC_FP32;
+    CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_OK &&
+              vit_session_precision(s) == VIT_PREC_FP32, "cpu + explicit fp32 accepted");
+    vit_session_free(s);
+    so.precision = (vit_precision)7;
+    CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG, "unknown precision rejected: %s", err);
     so.precision = VIT_PREC_FP16;
     CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG, "cpu + fp16 rejected: %s", err);
     so.device = VIT_DEVICE_AUTO;
