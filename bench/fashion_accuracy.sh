@@ -23,7 +23,7 @@ W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
 [ -x "$VIT" ] || { echo "fashion_accuracy: build $VIT first (make)" >&2; exit 1; }
-n=$(find "$PNG" -name '*.png' 2>/dev/null | wc -l)
+n=0; [ -d "$PNG" ] && n=$(find "$PNG" -name '*.png' | wc -l)
 if [ "$n" -ne 10000 ]; then
   rm -rf "$PNG"
   echo "exporting the Fashion-MNIST test split to $PNG" >&2

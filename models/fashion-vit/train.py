@@ -399,7 +399,10 @@ def main():
             save_ckpt()
             diff = self_check(model, xtr, mean, std)
             meta = {"epochs_done": step / steps_per_epoch, "epochs": args.epochs, "step": step,
-                    "seed": args.seed, "self_check_maxdiff": diff}
+                    "seed": args.seed, "lr": args.lr, "shift": args.shift,
+                    "init_from": args.init_from,
+                    # 3 digits: cJSON (vit finetune's config copy) keeps 15 significant digits
+                    "self_check_maxdiff": float(f"{diff:.3g}")}
             export(model, args.out, mean, std, meta)
             say(f"exported after epoch {step / steps_per_epoch:.2f} to {args.out} "
                 f"(28-vs-224 path max |dlogit| = {diff:.2e})")
