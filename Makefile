@@ -69,7 +69,7 @@ $(BUILD)/vit: $(CLI_OBJ) $(LIBVIT)
 $(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) tests/unit/harness.h $(wildcard server/*.c server/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) $(wildcard tests/unit/*.h) $(wildcard server/*.c server/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
@@ -83,7 +83,7 @@ gpu-tests: $(GPU_TEST_BINS)
 $(BUILD)/tests/gpu/%: tests/gpu/%.cu $(wildcard kernels/*.cuh tests/gpu/*.h)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Itests/gpu -o $@ $< -lcublasLt
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIBVIT) tests/unit/harness.h
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIBVIT) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -Itests/gpu $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 kernel-lab:

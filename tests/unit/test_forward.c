@@ -1,5 +1,5 @@
 /* test_forward.c: the CPU forward pass end to end.
- * Part 1, synthetic: small random models built in memory (engine/model.h layout) in every
+ * Part 1, synthetic: small random models built in memory (synth_model.h) in every
  * variant (CLS, mean pooling + fc_norm, pre_logits, DeiT distilled, head dims that take the
  * vector and the generic attention paths), checked against a naive float64 forward written
  * here: logits, features, CLS attention and rollout; batching, argument checks, devices.
@@ -15,114 +15,13 @@
 #include "cpu_gemm.h"
 #include "harness.h"
 #include "model.h"
+#include "synth_model.h"
 #include "util.h"
 
-static unsigned long long rng = 0x2545F4914F6CDD1Dull;
-static float frand(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.f - 1.f;
-}
 static float maxabs(const float *v, size_t n) {
     float m = 0;
     for (size_t i = 0; i < n; i++) m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
     return m;
-}
-
-/* ---- a synthetic model ------------------------------------------------------------- */
-
-typedef struct {
-    int D, L, H, M, P, S, C, classes;
-    vit_pooling pool;
-    int distilled, pre_logits, fc_norm;
-} synth_spec;
-
-static float *take(float **cursor, size_t n, float scale, float offset) {
-    float *p = *cursor;
-    for (size_t i = 0; i < n; i++) p[i] = offset + scale * frand();
-    *cursor += n;
-    return p;
-}
-
-static vit_model *synth_model(const synth_spec *sp) {
-    vit_model *m = calloc(1, sizeof *m);
-    vit_config *c = &m->cfg;
-    int D = sp->D, M = sp->M, G = sp->S / sp->P;
-    c->image_size = c->trained_image_size = sp->S;
-    c->patch_size = sp->P;
-    c->num_channels = sp->C;
-    c->hidden_size = D;
-    c->num_layers = sp->L;
-    c->num_heads = sp->H;
-    c->mlp_size = M;
-    c->grid_h = c->grid_w = G;
-    c->num_patches = G * G;
-    c->num_prefix_tokens = sp->distilled ? 2 : (sp->pool == VIT_POOL_CLS ? 1 : 1);
-    c->num_tokens = c->num_prefix_tokens + c->num_patches;
-    c->layer_norm_eps = 1e-6f;
-    c->qkv_bias = 1;
-    c->pooling = sp->pool;
-    c->has_pre_logits = sp->pre_logits;
-    c->distilled = sp->distilled;
-    c->feature_dim = sp->distilled ? 2 * D : D;
-    c->num_classes = sp->classes;
-    int T = c->num_tokens, CPP = sp->C * sp->P * sp->P;
-    size_t per_layer = 4 * (size_t)D + 3 * (size_t)D * D + 3 * (size_t)D + (size_t)D * D + D +
-                       (size_t)M * D + M + (size_t)D * M + D;
-    size_t total = (size_t)D * CPP + D + 2 * (size_t)D + (size_t)T * D + per_layer * sp->L +
-                   4 * (size_t)D + (size_t)D * D + D;
-    m->params = malloc(total * sizeof(float));
-    m->params_count = total;
-    float *cur = m->params;
-    m->patch_w = take(&cur, (size_t)D * CPP, 0.1f, 0);
-    m->patch_b = take(&cur, D, 0.1f, 0);
-    m->cls_token = take(&cur, D, 0.5f, 0);
-    m->dist_token = take(&cur, D, 0.5f, 0);
-    if (!sp->distilled) m->dist_token = NULL;
-    m->pos_embed = take(&cur, (size_t)T * D, 0.3f, 0);
-    m->layers = calloc((size_t)sp->L, sizeof *m->layers);
-    float ws = 1.0f / sqrtf((float)D);
-    for (int l = 0; l < sp->L; l++) {
-        vit_layer_weights *L = &m->layers[l];
-        L->ln1_w = take(&cur, D, 0.2f, 1);
-        L->ln1_b = take(&cur, D, 0.1f, 0);
-        L->qkv_w = take(&cur, 3 * (size_t)D * D, 2 * ws, 0);
-        L->qkv_b = take(&cur, 3 * (size_t)D, 0.2f, 0);
-        L->proj_w = take(&cur, (size_t)D * D, ws, 0);
-        L->proj_b = take(&cur, D, 0.1f, 0);
-        L->ln2_w = take(&cur, D, 0.2f, 1);
-        L->ln2_b = take(&cur, D, 0.1f, 0);
-        L->fc1_w = take(&cur, (size_t)M * D, ws, 0);
-        L->fc1_b = take(&cur, M, 0.1f, 0);
-        L->fc2_w = take(&cur, (size_t)D * M, 1.0f / sqrtf((float)M), 0);
-        L->fc2_b = take(&cur, D, 0.1f, 0);
-    }
-    float *nw = take(&cur, D, 0.2f, 1), *nb = take(&cur, D, 0.1f, 0);
-    float *fw = take(&cur, D, 0.2f, 1), *fb = take(&cur, D, 0.1f, 0);
-    if (sp->fc_norm) { m->fc_norm_w = fw; m->fc_norm_b = fb; }
-    else { m->norm_w = nw; m->norm_b = nb; }
-    m->pre_logits_w = take(&cur, (size_t)D * D, ws, 0);
-    m->pre_logits_b = take(&cur, D, 0.1f, 0);
-    if (!sp->pre_logits) m->pre_logits_w = m->pre_logits_b = NULL;
-
-    vit_head *h = calloc(1, sizeof *h);
-    atomic_init(&h->refs, 1);
-    h->num_classes = sp->classes;
-    h->dim = c->feature_dim;
-    h->w = malloc(sizeof(float) * sp->classes * h->dim);
-    h->b = malloc(sizeof(float) * sp->classes);
-    for (int i = 0; i < sp->classes * h->dim; i++) h->w[i] = frand() / sqrtf((float)h->dim);
-    for (int i = 0; i < sp->classes; i++) h->b[i] = 0.1f * frand();
-    m->head = h;
-    return m;
-}
-
-static void synth_free(vit_model *m) {
-    free(m->head->w);
-    free(m->head->b);
-    free(m->head);
-    free(m->layers);
-    free(m->params);
-    free(m);
 }
 
 /* ---- naive float64 reference --------------------------------------------------------- */
@@ -256,7 +155,7 @@ static void check_synth(const char *name, const synth_spec *sp, int threads, int
     int NP = c->num_patches, F = c->feature_dim, K = sp->classes;
     size_t img = (size_t)sp->C * sp->S * sp->S;
     float *x = malloc(sizeof(float) * B * img);
-    for (size_t i = 0; i < B * img; i++) x[i] = frand();
+    for (size_t i = 0; i < B * img; i++) x[i] = synth_frand();
     float *lg = malloc(sizeof(float) * B * K), *ft = malloc(sizeof(float) * B * F),
           *ac = malloc(sizeof(float) * B * NP), *ro = malloc(sizeof(float) * B * NP);
     float *rlg = malloc(sizeof(float) * B * K), *rft = malloc(sizeof(float) * B * F),
@@ -320,7 +219,7 @@ static void check_api(void) {
     CHECK(vit_forward(s, x, 1, &bad, &out) == VIT_E_ARG, "head of the wrong dim rejected: %s",
           vit_session_errmsg(s));
     float hw[2 * 32], hb[2] = {0.5f, -0.25f}, feat[32], lg2[2];
-    for (int i = 0; i < 64; i++) hw[i] = frand();
+    for (int i = 0; i < 64; i++) hw[i] = synth_frand();
     vit_head good = {.num_classes = 2, .dim = 32, .w = hw, .b = hb};
     atomic_init(&good.refs, 1);
     vit_outputs o2 = {.logits = lg2, .features = feat};
@@ -449,7 +348,7 @@ static void check_fixture(const char *name, const char *refdir_name, int image_s
 
         /* a head from vit_head_new (3 new classes over the same features) replaces the model's */
         float *hw = malloc(sizeof(float) * 3 * F), hb[3] = {0.1f, -0.2f, 0.3f}, lg3[2 * 3], want[2 * 3];
-        for (int i = 0; i < 3 * F; i++) hw[i] = frand();
+        for (int i = 0; i < 3 * F; i++) hw[i] = synth_frand();
         const char *labels[3] = {"a", "b", "c"};
         vit_head *h = NULL;
         st = vit_head_new(3, F, hw, hb, labels, &h);
