@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "describe.h"
 #include "metrics.h"
 #include "multipart.h"
 #include "server.h"
@@ -396,27 +397,16 @@ static void h_models(srv_conn *c) {
     cJSON_AddItemToArray(arr, o);
     cJSON_AddStringToObject(o, "id", g_srv.model_name);
     cJSON_AddStringToObject(o, "path", g_srv.cfg.model_dir);
-    cJSON_AddStringToObject(o, "architecture", m->architecture);
-    cJSON_AddStringToObject(o, "naming", m->naming);
-    cJSON_AddNumberToObject(o, "image_size", m->image_size);
-    cJSON_AddNumberToObject(o, "patch_size", m->patch_size);
-    cJSON_AddNumberToObject(o, "hidden_size", m->hidden_size);
-    cJSON_AddNumberToObject(o, "num_layers", m->num_layers);
-    cJSON_AddNumberToObject(o, "num_heads", m->num_heads);
-    cJSON_AddNumberToObject(o, "mlp_size", m->mlp_size);
-    cJSON_AddNumberToObject(o, "num_params", (double)m->num_params);
-    cJSON_AddNumberToObject(o, "feature_dim", m->feature_dim);
+    vit_head *h = server_get_active_head();
+    vit_status st = vit_describe_json(o, m, h);
+    vit_head_release(h);
+    if (st != VIT_OK) {
+        cJSON_Delete(root);
+        srv_reply_error(c, 500, "internal", "out of memory");
+        return;
+    }
     int grid[2] = {m->grid_h, m->grid_w};
     cJSON_AddItemToObject(o, "attention_grid", cJSON_CreateIntArray(grid, 2));
-    vit_head *h = server_get_active_head();
-    int C = vit_head_num_classes(h);
-    cJSON_AddNumberToObject(o, "num_classes", C);
-    cJSON *labels = cJSON_AddArrayToObject(o, "labels");
-    for (int i = 0; i < C; i++) {
-        const char *l = vit_head_label(h, i);
-        cJSON_AddItemToArray(labels, cJSON_CreateString(l ? l : ""));
-    }
-    vit_head_release(h);
     const vit_preprocess *p = &m->preprocess;
     cJSON *pp = cJSON_AddObjectToObject(o, "preprocessing");
     cJSON_AddBoolToObject(pp, "do_resize", p->do_resize);
@@ -425,8 +415,7 @@ static void h_models(srv_conn *c) {
         int rs[2] = {p->resize_h, p->resize_w};
         cJSON_AddItemToObject(pp, "resize", cJSON_CreateIntArray(rs, 2));
     }
-    cJSON_AddStringToObject(pp, "resample", p->resample == VIT_RESAMPLE_BICUBIC ? "bicubic" :
-                                            p->resample == VIT_RESAMPLE_NEAREST ? "nearest" : "bilinear");
+    cJSON_AddStringToObject(pp, "resample", vit_resample_name(p->resample));
     cJSON_AddBoolToObject(pp, "do_center_crop", p->do_center_crop);
     int crop[2] = {p->crop_h, p->crop_w};
     cJSON_AddItemToObject(pp, "crop", cJSON_CreateIntArray(crop, 2));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "describe.h"
 #include "vit.h"
 
 static void usage(FILE *f) {
@@ -17,16 +18,11 @@ static void usage(FILE *f) {
                "  --json            print one JSON object instead of text\n");
 }
 
-static const char *resample_name(int r) {
-    return r == VIT_RESAMPLE_BICUBIC ? "bicubic" : r == VIT_RESAMPLE_BILINEAR ? "bilinear"
-           : r == VIT_RESAMPLE_NEAREST ? "nearest" : "?";
-}
-
 static void print_pre(const vit_preprocess *p) {
     if (p->do_resize) {
         if (p->shortest_edge > 0) printf("resize shortest edge to %d", p->shortest_edge);
         else printf("resize to %dx%d", p->resize_h, p->resize_w);
-        printf(" (%s), ", resample_name(p->resample));
+        printf(" (%s), ", vit_resample_name(p->resample));
     }
     if (p->do_center_crop) printf("center crop %dx%d, ", p->crop_h, p->crop_w);
     if (p->do_rescale) printf("x %.6g, ", (double)p->rescale_factor);
@@ -56,16 +52,13 @@ static cJSON *f3(const float *v) {
 static int print_json(const char *dir, const vit_config *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", dir);
-    cJSON_AddStringToObject(o, "architecture", c->architecture);
-    cJSON_AddStringToObject(o, "naming", c->naming);
-    cJSON_AddNumberToObject(o, "image_size", c->image_size);
+    if (vit_describe_json(o, c, NULL) != VIT_OK) {
+        cJSON_Delete(o);
+        fprintf(stderr, "vit: info: out of memory\n");
+        return 1;
+    }
     cJSON_AddNumberToObject(o, "trained_image_size", c->trained_image_size);
-    cJSON_AddNumberToObject(o, "patch_size", c->patch_size);
     cJSON_AddNumberToObject(o, "num_channels", c->num_channels);
-    cJSON_AddNumberToObject(o, "hidden_size", c->hidden_size);
-    cJSON_AddNumberToObject(o, "num_layers", c->num_layers);
-    cJSON_AddNumberToObject(o, "num_heads", c->num_heads);
-    cJSON_AddNumberToObject(o, "mlp_size", c->mlp_size);
     cJSON *g = cJSON_AddArrayToObject(o, "grid");
     cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_h));
     cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_w));
@@ -77,18 +70,13 @@ static int print_json(const char *dir, const vit_config *c) {
     cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN ? "mean" : "cls");
     cJSON_AddBoolToObject(o, "pre_logits", c->has_pre_logits);
     cJSON_AddBoolToObject(o, "distilled", c->distilled);
-    cJSON_AddNumberToObject(o, "feature_dim", c->feature_dim);
-    cJSON_AddNumberToObject(o, "num_classes", c->num_classes);
-    cJSON_AddNumberToObject(o, "num_params", (double)c->num_params);
-    cJSON *l = cJSON_AddArrayToObject(o, "labels");
-    for (int i = 0; i < c->num_classes; i++) cJSON_AddItemToArray(l, cJSON_CreateString(c->labels[i]));
     const vit_preprocess *p = &c->preprocess;
     cJSON *pp = cJSON_AddObjectToObject(o, "preprocess");
     cJSON_AddBoolToObject(pp, "do_resize", p->do_resize);
     cJSON_AddNumberToObject(pp, "shortest_edge", p->shortest_edge);
     cJSON_AddNumberToObject(pp, "resize_h", p->resize_h);
     cJSON_AddNumberToObject(pp, "resize_w", p->resize_w);
-    cJSON_AddStringToObject(pp, "resample", resample_name(p->resample));
+    cJSON_AddStringToObject(pp, "resample", vit_resample_name(p->resample));
     cJSON_AddBoolToObject(pp, "do_center_crop", p->do_center_crop);
     cJSON_AddNumberToObject(pp, "crop_h", p->crop_h);
     cJSON_AddNumberToObject(pp, "crop_w", p->crop_w);
