@@ -149,6 +149,40 @@ static void ref_forward(const vit_model *m, const float *img, const vit_head *he
 
 /* ---- checks ------------------------------------------------------------------------ */
 
+/* Runs B images x (B, img) through s with every output asked for and compares them with the
+ * reference: logits rlg (B,K) and features rft (B,F) within 1e-4 of their scale, attn_cls rac
+ * and rollout rro (B,NP) within 1e-5; then the batch against its images run one by one.  The
+ * check names are "<tag> logits<suffix>", ...  lg (B,K) receives the batch's logits. */
+static void check_outputs(vit_session *s, const char *tag, const char *suffix, const float *x,
+                          size_t img, int B, int K, int F, int NP, const float *rlg,
+                          const float *rft, const float *rac, const float *rro, float *lg) {
+    float *ft = calloc((size_t)B * F, 4), *ac = calloc((size_t)B * NP, 4),
+          *ro = calloc((size_t)B * NP, 4), *one = calloc((size_t)B * K, 4);
+    vit_outputs out = {.logits = lg, .features = ft, .attn_cls = ac, .attn_rollout = ro};
+    vit_status st = vit_forward(s, x, B, NULL, &out);
+    CHECK(st == VIT_OK, "%s: forward (%s)", tag, vit_session_errmsg(s));
+    char n[200];
+    snprintf(n, sizeof n, "%s logits%s", tag, suffix);
+    CHECK_CLOSE(lg, rlg, (size_t)B * K, 1e-4f * maxabs(rlg, (size_t)B * K), n);
+    snprintf(n, sizeof n, "%s features%s", tag, suffix);
+    CHECK_CLOSE(ft, rft, (size_t)B * F, 1e-4f * maxabs(rft, (size_t)B * F), n);
+    snprintf(n, sizeof n, "%s attn_cls%s", tag, suffix);
+    CHECK_CLOSE(ac, rac, (size_t)B * NP, 1e-5f, n);
+    snprintf(n, sizeof n, "%s rollout%s", tag, suffix);
+    CHECK_CLOSE(ro, rro, (size_t)B * NP, 1e-5f, n);
+
+    /* a batch equals its images run one by one, with only logits asked for */
+    int ok = 1;
+    for (int b = 0; b < B && ok; b++) {
+        vit_outputs o1 = {.logits = one + (size_t)b * K};
+        ok = vit_forward(s, x + b * img, 1, NULL, &o1) == VIT_OK;
+    }
+    snprintf(n, sizeof n, "%s batch of %d == %d batches of 1", tag, B, B);
+    CHECK(ok, "%s: single forwards", tag);
+    CHECK_CLOSE(one, lg, (size_t)B * K, 1e-5f * maxabs(rlg, (size_t)B * K), n);
+    free(ft); free(ac); free(ro); free(one);
+}
+
 static void check_synth(const char *name, const synth_spec *sp, int threads, int B) {
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
@@ -156,45 +190,24 @@ static void check_synth(const char *name, const synth_spec *sp, int threads, int
     size_t img = (size_t)sp->C * sp->S * sp->S;
     float *x = malloc(sizeof(float) * B * img);
     for (size_t i = 0; i < B * img; i++) x[i] = synth_frand();
-    float *lg = malloc(sizeof(float) * B * K), *ft = malloc(sizeof(float) * B * F),
-          *ac = malloc(sizeof(float) * B * NP), *ro = malloc(sizeof(float) * B * NP);
+    float *lg = malloc(sizeof(float) * B * K);
     float *rlg = malloc(sizeof(float) * B * K), *rft = malloc(sizeof(float) * B * F),
           *rac = malloc(sizeof(float) * B * NP), *rro = malloc(sizeof(float) * B * NP);
     for (int b = 0; b < B; b++)
         ref_forward(m, x + b * img, m->head, rlg + b * K, rft + b * F, rac + b * NP, rro + b * NP);
 
-    vit_session *s;
+    vit_session *s = NULL;
     char err[256];
     vit_session_opts so = {.max_batch = B, .threads = threads, .device = VIT_DEVICE_CPU};
     vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
     CHECK(st == VIT_OK, "%s: session_new (%s)", name, st ? err : "ok");
-    if (st) return;
-    vit_outputs out = {.logits = lg, .features = ft, .attn_cls = ac, .attn_rollout = ro};
-    st = vit_forward(s, x, B, NULL, &out);
-    CHECK(st == VIT_OK, "%s: forward (%s)", name, vit_session_errmsg(s));
-    char n[128];
-    snprintf(n, sizeof n, "%s threads=%d logits", name, threads);
-    CHECK_CLOSE(lg, rlg, (size_t)B * K, 1e-4f * maxabs(rlg, (size_t)B * K), n);
-    snprintf(n, sizeof n, "%s threads=%d features", name, threads);
-    CHECK_CLOSE(ft, rft, (size_t)B * F, 1e-4f * maxabs(rft, (size_t)B * F), n);
-    snprintf(n, sizeof n, "%s threads=%d attn_cls", name, threads);
-    CHECK_CLOSE(ac, rac, (size_t)B * NP, 1e-5f, n);
-    snprintf(n, sizeof n, "%s threads=%d rollout", name, threads);
-    CHECK_CLOSE(ro, rro, (size_t)B * NP, 1e-5f, n);
-
-    /* a batch equals its images run one by one, with only logits asked for */
-    float *one = malloc(sizeof(float) * B * K);
-    int ok = 1;
-    for (int b = 0; b < B && ok; b++) {
-        vit_outputs o1 = {.logits = one + b * K};
-        ok = vit_forward(s, x + b * img, 1, NULL, &o1) == VIT_OK;
+    if (st == VIT_OK) {
+        char tag[128];
+        snprintf(tag, sizeof tag, "%s threads=%d", name, threads);
+        check_outputs(s, tag, "", x, img, B, K, F, NP, rlg, rft, rac, rro, lg);
     }
-    snprintf(n, sizeof n, "%s batch of %d == %d batches of 1", name, B, B);
-    CHECK(ok, "%s: single forwards", name);
-    CHECK_CLOSE(one, lg, (size_t)B * K, 1e-5f * maxabs(rlg, (size_t)B * K), n);
-    free(one);
     vit_session_free(s);
-    free(x); free(lg); free(ft); free(ac); free(ro); free(rlg); free(rft); free(rac); free(rro);
+    free(x); free(lg); free(rlg); free(rft); free(rac); free(rro);
     synth_free(m);
 }
 
@@ -319,32 +332,14 @@ static void check_fixture(const char *name, const char *refdir_name, int image_s
     float *x = load_ref(ref, "input.npy", B * img);
     float *rl = load_ref(ref, "logits.npy", (size_t)B * K), *rf = load_ref(ref, "features.npy", (size_t)B * F);
     float *ra = load_ref(ref, "attn_cls.npy", (size_t)B * NP), *rr = load_ref(ref, "rollout.npy", (size_t)B * NP);
-    float *lg = calloc((size_t)B * K, 4), *ft = calloc((size_t)B * F, 4), *ac = calloc((size_t)B * NP, 4),
-          *ro = calloc((size_t)B * NP, 4), *one = calloc((size_t)B * K, 4);
+    float *lg = calloc((size_t)B * K, 4);
     vit_session *s = NULL;
     vit_session_opts so = {.max_batch = B, .threads = 2, .device = VIT_DEVICE_CPU};
     if (x && rl && rf && ra && rr &&
         vit_session_new(m, &so, &s, err, sizeof err) == VIT_OK) {
-        vit_outputs out = {.logits = lg, .features = ft, .attn_cls = ac, .attn_rollout = ro};
-        st = vit_forward(s, x, B, NULL, &out);
-        CHECK(st == VIT_OK, "%s/%s: forward (%s)", name, refdir_name, vit_session_errmsg(s));
         char n[160];
-        snprintf(n, sizeof n, "%s/%s logits vs PyTorch", name, refdir_name);
-        CHECK_CLOSE(lg, rl, (size_t)B * K, 1e-4f * maxabs(rl, (size_t)B * K), n);
-        snprintf(n, sizeof n, "%s/%s features vs PyTorch", name, refdir_name);
-        CHECK_CLOSE(ft, rf, (size_t)B * F, 1e-4f * maxabs(rf, (size_t)B * F), n);
-        snprintf(n, sizeof n, "%s/%s attn_cls vs PyTorch", name, refdir_name);
-        CHECK_CLOSE(ac, ra, (size_t)B * NP, 1e-5f, n);
-        snprintf(n, sizeof n, "%s/%s rollout vs PyTorch", name, refdir_name);
-        CHECK_CLOSE(ro, rr, (size_t)B * NP, 1e-5f, n);
-        int ok = 1;
-        for (int b = 0; b < B && ok; b++) {
-            vit_outputs o1 = {.logits = one + (size_t)b * K};
-            ok = vit_forward(s, x + b * img, 1, NULL, &o1) == VIT_OK;
-        }
-        snprintf(n, sizeof n, "%s/%s batch of 2 == 2 batches of 1", name, refdir_name);
-        CHECK(ok, "%s: single forwards", name);
-        CHECK_CLOSE(one, lg, (size_t)B * K, 1e-5f * maxabs(rl, (size_t)B * K), n);
+        snprintf(n, sizeof n, "%s/%s", name, refdir_name);
+        check_outputs(s, n, " vs PyTorch", x, img, B, K, F, NP, rl, rf, ra, rr, lg);
 
         /* a head from vit_head_new (3 new classes over the same features) replaces the model's */
         float *hw = malloc(sizeof(float) * 3 * F), hb[3] = {0.1f, -0.2f, 0.3f}, lg3[2 * 3], want[2 * 3];
@@ -376,7 +371,7 @@ static void check_fixture(const char *name, const char *refdir_name, int image_s
     }
     vit_session_free(s);
     vit_model_free(m);
-    free(x); free(rl); free(rf); free(ra); free(rr); free(lg); free(ft); free(ac); free(ro); free(one);
+    free(x); free(rl); free(rf); free(ra); free(rr); free(lg);
 }
 
 static void check_fixtures(void) {
