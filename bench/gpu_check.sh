@@ -14,7 +14,9 @@
 #      kernel-lab), else the prebuilt build/gpu-bundle.tar.xz made by bench/gpu_bundle.sh
 #   2. tests/gpu/test_kernels        every kernel vs float64 CPU references, fresh random inputs
 #   3. tests/gpu/test_cuda_forward   CUDA FP16 vs CPU FP32: synthetic models + fixtures
-#   4. compute-sanitizer memcheck (small batch) and racecheck (attention kernels)
+#      tests/gpu/test_train_cuda     head training on CUDA vs the CPU trainer (AdamW, SGD, val split)
+#   4. compute-sanitizer memcheck (small batch) and racecheck (attention kernels), both on
+#      tests/gpu/test_train_cuda
 #   5. kernel lab: attention and LayerNorm versions, validated and timed
 #   6. bench/gpu_vs_torch.py         ViT-B/16 at batch 1, 8, 64, 256: ours vs PyTorch eager FP16
 #                                    (SDPA) vs torch.compile
@@ -137,6 +139,10 @@ if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_cuda_forward ]; then
   rc=$?; record "tests/gpu/test_cuda_forward" "$(verdict $rc test_cuda_forward.log)" "$(summary_line test_cuda_forward.log) in ${LAST_SECS}s"
   grep -E '^# gelu modes' "$OUT/test_cuda_forward.log" | sed 's/^# /    /'
 fi
+if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_train_cuda ]; then
+  run_step test_train_cuda 300 test_train_cuda.log build/tests/gpu/test_train_cuda
+  rc=$?; record "tests/gpu/test_train_cuda" "$(verdict $rc test_train_cuda.log)" "$(summary_line test_train_cuda.log) in ${LAST_SECS}s"
+fi
 
 # ---- 4. compute-sanitizer ------------------------------------------------------------------
 if [ "$TESTS" = 0 ]; then
@@ -146,6 +152,13 @@ elif [ "$HAVE_GPU" = 1 ] && [ -n "$SANITIZER" ] && [ -x build/tests/gpu/test_cud
     build/tests/gpu/test_cuda_forward
   rc=$?; record "compute-sanitizer memcheck (small models, batch <= 5)" "$([ $rc -eq 0 ] && echo ok || echo "FAIL ($rc)")" \
     "$(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -n 1) in ${LAST_SECS}s"
+  if [ -x build/tests/gpu/test_train_cuda ]; then
+    for tool in memcheck racecheck; do
+      run_step "train $tool" 300 "train_$tool.log" "$SANITIZER" --tool $tool --error-exitcode 99 build/tests/gpu/test_train_cuda
+      rc=$?; record "compute-sanitizer $tool (head training)" "$([ $rc -eq 0 ] && echo ok || echo "FAIL ($rc)")" \
+        "$(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/train_$tool.log" | tail -n 1) in ${LAST_SECS}s"
+    done
+  fi
   if [ -x build/kernel-lab/attention ]; then
     run_step racecheck 600 racecheck.log "$SANITIZER" --tool racecheck --error-exitcode 99 build/kernel-lab/attention 1 197 12 64
     rc=$?; record "compute-sanitizer racecheck (attention lab, B=1)" "$([ $rc -eq 0 ] && echo ok || echo "FAIL ($rc)")" \

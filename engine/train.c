@@ -1,5 +1,8 @@
 /* train.c: training a linear classification head on stored features (softmax cross-entropy,
- * mini-batch AdamW or SGD with PyTorch's update rules), the CPU reference of head training.
+ * mini-batch AdamW or SGD with PyTorch's update rules): the host side shared by both backends
+ * (argument checks, the validation split, per-epoch batch orders, optimizer coefficients,
+ * cancellation, progress, results) and the CPU backend, the reference of head training.  The
+ * CUDA backend (train_cuda.cu, behind train_cuda.h) receives the same batches and coefficients.
  *
  * Shapes: w (C, D), b (C), x (N, D), y (N); a batch gathers B rows of x into xb (B, D),
  * logits (B, C) = xb w^T + b, dlogits (B, C) = (softmax - onehot) / B,
@@ -12,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "train_cuda.h"
 #include "util.h"
 
 void vit_train_opts_default(vit_train_opts *o) {
@@ -24,6 +29,7 @@ void vit_train_opts_default(vit_train_opts *o) {
     o->momentum = 0.9f;
     o->val_fraction = 0.f;
     o->seed = 0;
+    o->device = VIT_DEVICE_CPU;
 }
 
 /* ---- random numbers (splitmix64: tiny, seedable, same on every platform) ----------- */
@@ -111,43 +117,56 @@ double vit_linear_ce(const float *w, const float *b, int C, int D, const float *
 typedef struct {
     vit_optimizer kind;
     double lr, wd, momentum, beta1, beta2, eps;
-    long step;
-    float *m, *v;     /* AdamW moments / SGD momentum buffer (m), each sized like the params */
-} optim;
+} optim_cfg;
 
-/* p (n) updated from g (n); m, v point at this tensor's slice of the state */
-static void optim_update(const optim *o, float *p, const float *g, float *m, float *v, size_t n) {
-    if (o->kind == VIT_OPT_ADAMW) {
-        const float decay = (float)(1.0 - o->lr * o->wd);
-        const float b1 = (float)o->beta1, b2 = (float)o->beta2;
-        const float c1 = (float)(1.0 - o->beta1), c2 = (float)(1.0 - o->beta2);
-        const double bc1 = 1.0 - pow(o->beta1, (double)o->step);
-        const double bc2 = 1.0 - pow(o->beta2, (double)o->step);
-        const float step_size = (float)(o->lr / bc1);
-        const float bc2_sqrt = (float)sqrt(bc2);
-        const float eps = (float)o->eps;
+/* the scalars of optimizer step number `step` (from 1), as torch computes them */
+static train_coeffs optim_coeffs(const optim_cfg *o, long step) {
+    train_coeffs k;
+    memset(&k, 0, sizeof k);
+    k.adamw = o->kind == VIT_OPT_ADAMW;
+    k.first = step == 1;
+    k.decay = (float)(1.0 - o->lr * o->wd);
+    k.b1 = (float)o->beta1;
+    k.b2 = (float)o->beta2;
+    k.c1 = (float)(1.0 - o->beta1);
+    k.c2 = (float)(1.0 - o->beta2);
+    const double bc1 = 1.0 - pow(o->beta1, (double)step);
+    const double bc2 = 1.0 - pow(o->beta2, (double)step);
+    k.step_size = (float)(o->lr / bc1);
+    k.bc2_sqrt = (float)sqrt(bc2);
+    k.eps = (float)o->eps;
+    k.lr = (float)o->lr;
+    k.wd = (float)o->wd;
+    k.mom = (float)o->momentum;
+    return k;
+}
+
+/* p (n) updated from g (n); m, v point at this tensor's slice of the state.  The CUDA kernel
+ * (train_cuda.cu) applies the same operations in the same order. */
+static void optim_update(const train_coeffs *k, float *p, const float *g, float *m, float *v,
+                         size_t n) {
+    if (k->adamw) {
         for (size_t i = 0; i < n; i++) {
-            p[i] *= decay;
-            m[i] = m[i] * b1 + g[i] * c1;
-            v[i] = v[i] * b2 + g[i] * g[i] * c2;
-            float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-            p[i] += -step_size * (m[i] / denom);
+            p[i] *= k->decay;
+            m[i] = m[i] * k->b1 + g[i] * k->c1;
+            v[i] = v[i] * k->b2 + g[i] * g[i] * k->c2;
+            float denom = sqrtf(v[i]) / k->bc2_sqrt + k->eps;
+            p[i] += -k->step_size * (m[i] / denom);
         }
     } else {
-        const float wd = (float)o->wd, mom = (float)o->momentum, lr = (float)o->lr;
         for (size_t i = 0; i < n; i++) {
             float d = g[i];
-            if (wd != 0.f) d += wd * p[i];
-            if (mom != 0.f) {
-                m[i] = o->step == 1 ? d : m[i] * mom + d;
+            if (k->wd != 0.f) d += k->wd * p[i];
+            if (k->mom != 0.f) {
+                m[i] = k->first ? d : m[i] * k->mom + d;
                 d = m[i];
             }
-            p[i] += -lr * d;
+            p[i] += -k->lr * d;
         }
     }
 }
 
-/* ---- the training loop --------------------------------------------------------------- */
+/* ---- the CPU backend (the reference): trains w and b in place ---------------------------- */
 
 static void gather(const float *x, const int32_t *y, int D, const int32_t *idx, int B,
                    float *xb, int32_t *yb) {
@@ -157,26 +176,100 @@ static void gather(const float *x, const int32_t *y, int D, const int32_t *idx, 
     }
 }
 
-/* accuracy of (w, b) on the examples idx[0..n), in chunks of cap rows */
-static float subset_accuracy(const float *w, const float *b, int C, int D, const float *x,
-                             const int32_t *y, const int32_t *idx, int n, int cap, float *xb,
-                             int32_t *yb, float *logits) {
-    if (n <= 0) return -1.f;
-    int correct = 0;
-    for (int s = 0; s < n; s += cap) {
-        int B = n - s < cap ? n - s : cap;
-        gather(x, y, D, idx + s, B, xb, yb);
-        batch_ce(w, b, C, D, xb, yb, B, logits, NULL, NULL, &correct);
-    }
-    return (float)correct / (float)n;
+typedef struct {
+    float *w, *b;                  /* caller's (C, D), (C), updated in place */
+    int C, D, cap;
+    const float *x;                /* (N, D) */
+    const int32_t *y, *idx;        /* (N), set_index's array */
+    int32_t *yb;                   /* (cap) */
+    float *xb, *logits, *grad, *state;  /* (cap, D), (cap, C), [dw; db], [m; v] */
+    double loss;
+} cpu_train;
+
+static void cpu_free(void *ctx) {
+    cpu_train *t = ctx;
+    if (!t) return;
+    free(t->yb);
+    free(t->xb);
+    free(t->logits);
+    free(t->grad);
+    free(t->state);
+    free(t);
 }
 
-vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
-                            int N, const vit_train_opts *o, vit_train_result *res,
-                            char *err, size_t errlen) {
-    if (res) memset(res, 0, sizeof *res);
-    if (!w || !b || !x || !y || !o)
-        return vit_errf(VIT_E_ARG, err, errlen, "train: NULL argument");
+static vit_status cpu_open(void **out, float *w, float *b, int C, int D, const float *x,
+                           const int32_t *y, int cap, char *err, size_t errlen) {
+    const size_t np = (size_t)C * (size_t)D + (size_t)C;
+    cpu_train *t = calloc(1, sizeof *t);
+    if (t) {
+        *t = (cpu_train){.w = w, .b = b, .C = C, .D = D, .cap = cap, .x = x, .y = y};
+        t->yb = malloc(sizeof(int32_t) * (size_t)cap);
+        t->xb = malloc(sizeof(float) * (size_t)cap * (size_t)D);
+        t->logits = malloc(sizeof(float) * (size_t)cap * (size_t)C);
+        t->grad = malloc(sizeof(float) * np);
+        t->state = calloc(2 * np, sizeof(float));
+    }
+    if (!t || !t->yb || !t->xb || !t->logits || !t->grad || !t->state) {
+        cpu_free(t);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory (D=%d C=%d batch %d)", D,
+                        C, cap);
+    }
+    *out = t;
+    return VIT_OK;
+}
+
+static vit_status cpu_set_index(void *ctx, const int32_t *idx, int n, char *err, size_t errlen) {
+    (void)n, (void)err, (void)errlen;
+    ((cpu_train *)ctx)->idx = idx;
+    return VIT_OK;
+}
+
+static vit_status cpu_step(void *ctx, int off, int B, const train_coeffs *k, char *err,
+                           size_t errlen) {
+    (void)err, (void)errlen;
+    cpu_train *t = ctx;
+    const size_t nw = (size_t)t->C * (size_t)t->D, np = nw + (size_t)t->C;
+    float *m = t->state, *v = t->state + np;
+    gather(t->x, t->y, t->D, t->idx + off, B, t->xb, t->yb);
+    t->loss += batch_ce(t->w, t->b, t->C, t->D, t->xb, t->yb, B, t->logits, t->grad,
+                        t->grad + nw, NULL);
+    optim_update(k, t->w, t->grad, m, v, nw);
+    optim_update(k, t->b, t->grad + nw, m + nw, v + nw, (size_t)t->C);
+    return VIT_OK;
+}
+
+static vit_status cpu_take_loss(void *ctx, double *loss, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cpu_train *t = ctx;
+    *loss = t->loss;
+    t->loss = 0.0;
+    return VIT_OK;
+}
+
+static vit_status cpu_correct(void *ctx, int off, int n, int *hits, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cpu_train *t = ctx;
+    *hits = 0;
+    for (int s = 0; s < n; s += t->cap) {
+        int B = n - s < t->cap ? n - s : t->cap;
+        gather(t->x, t->y, t->D, t->idx + off + s, B, t->xb, t->yb);
+        batch_ce(t->w, t->b, t->C, t->D, t->xb, t->yb, B, t->logits, NULL, NULL, hits);
+    }
+    return VIT_OK;
+}
+
+static vit_status cpu_read_params(void *ctx, float *w, float *b, char *err, size_t errlen) {
+    (void)ctx, (void)w, (void)b, (void)err, (void)errlen;   /* trained in place */
+    return VIT_OK;
+}
+
+static const train_backend cpu_backend = {"cpu", cpu_set_index, cpu_step, cpu_take_loss,
+                                          cpu_correct, cpu_read_params, cpu_free};
+
+/* ---- the training loop (host side, shared by both backends) ------------------------------ */
+
+static vit_status check_opts(int C, int D, int N, const int32_t *y, const vit_train_opts *o,
+                             optim_cfg *cfg, char *err, size_t errlen) {
     if (C < 1 || D < 1 || N < 1 || (size_t)C * (size_t)D > ((size_t)1 << 31))
         return vit_errf(VIT_E_ARG, err, errlen, "train: bad sizes C=%d D=%d N=%d", C, D, N);
     if (o->epochs < 1 || o->epochs > 100000)
@@ -204,61 +297,125 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
         if (y[i] < 0 || y[i] >= C)
             return vit_errf(VIT_E_ARG, err, errlen, "train: label %d of example %d not in [0, %d)",
                             (int)y[i], i, C);
+    *cfg = (optim_cfg){.kind = o->optimizer, .lr = o->lr, .wd = o->weight_decay,
+                       .momentum = o->momentum, .beta1 = beta1, .beta2 = beta2, .eps = eps};
+    return VIT_OK;
+}
 
-    const size_t nw = (size_t)C * (size_t)D, np = nw + (size_t)C;
+/* device AUTO: CUDA when built in and a device is present, else the CPU (as sessions do) */
+static vit_status resolve_device(vit_device want, vit_device *out, char *err, size_t errlen) {
+    int have = 0;
+#ifdef VIT_HAVE_CUDA
+    have = vit_cuda_device_count() > 0;
+#endif
+    switch (want) {
+    case VIT_DEVICE_AUTO: *out = have ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU; return VIT_OK;
+    case VIT_DEVICE_CPU: *out = VIT_DEVICE_CPU; return VIT_OK;
+    case VIT_DEVICE_CUDA:
+        *out = VIT_DEVICE_CUDA;
+        if (have) return VIT_OK;
+#ifdef VIT_HAVE_CUDA
+        return vit_errf(VIT_E_DEVICE, err, errlen,
+                        "train: device cuda requested but no CUDA device is present");
+#else
+        return vit_errf(VIT_E_DEVICE, err, errlen,
+                        "train: device cuda requested but this build has no CUDA support "
+                        "(rebuild with nvcc available)");
+#endif
+    default:
+        return vit_errf(VIT_E_ARG, err, errlen, "train: unknown device %d", (int)want);
+    }
+}
+
+/* Stratified, seeded split of order[0..N) (the identity on entry): the first k_c examples of
+ * class c met in a shuffled order go to validation (order[n_train..N)), k_c =
+ * round(val_fraction * n_c), keeping at least one for training.  Returns n_val, -1 on OOM. */
+static int split_val(int32_t *order, const int32_t *y, int N, int C, float val_fraction,
+                     uint64_t *rng) {
+    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)N);
+    int32_t *quota = calloc((size_t)C, sizeof(int32_t));   /* class counts, then quotas */
+    if (!tmp || !quota) {
+        free(tmp);
+        free(quota);
+        return -1;
+    }
+    int n_val = 0;
+    for (int i = 0; i < N; i++) quota[y[i]]++;
+    for (int c = 0; c < C; c++) {
+        int k = (int)floor((double)val_fraction * quota[c] + 0.5);
+        quota[c] = k > quota[c] - 1 ? (quota[c] > 0 ? quota[c] - 1 : 0) : k;
+        n_val += quota[c];
+    }
+    shuffle(order, N, rng);
+    int ti = 0, vi = N - n_val;
+    for (int i = 0; i < N; i++) {
+        int e = order[i];
+        if (quota[y[e]] > 0) { quota[y[e]]--; tmp[vi++] = e; }
+        else tmp[ti++] = e;
+    }
+    memcpy(order, tmp, sizeof(int32_t) * (size_t)N);
+    free(tmp);
+    free(quota);
+    return n_val;
+}
+
+/* accuracy on rows idx[off..off+n) of the backend's index; -1 when n == 0 */
+static vit_status subset_accuracy(const train_backend *be, void *ctx, int off, int n, float *acc,
+                                  char *err, size_t errlen) {
+    *acc = -1.f;
+    if (n <= 0) return VIT_OK;
+    int hits = 0;
+    vit_status st = be->correct(ctx, off, n, &hits, err, errlen);
+    if (st == VIT_OK) *acc = (float)hits / (float)n;
+    return st;
+}
+
+vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
+                            int N, const vit_train_opts *o, vit_train_result *res,
+                            char *err, size_t errlen) {
+    if (res) memset(res, 0, sizeof *res);
+    if (!w || !b || !x || !y || !o)
+        return vit_errf(VIT_E_ARG, err, errlen, "train: NULL argument");
+    optim_cfg cfg = {0};
+    vit_device dev;
+    vit_status st = check_opts(C, D, N, y, o, &cfg, err, errlen);
+    if (st == VIT_OK) st = resolve_device(o->device, &dev, err, errlen);
+    if (st != VIT_OK) return st;
+    if (res) res->device = dev;
+
     const int cap = o->batch_size < N ? o->batch_size : N;
     int32_t *order = malloc(sizeof(int32_t) * (size_t)N);      /* train idx, then val idx */
-    int32_t *counts = calloc((size_t)C, sizeof(int32_t));
-    int32_t *yb = malloc(sizeof(int32_t) * (size_t)cap);
-    float *xb = malloc(sizeof(float) * (size_t)cap * (size_t)D);   /* (cap, D) */
-    float *logits = malloc(sizeof(float) * (size_t)cap * (size_t)C);/* (cap, C) */
-    float *grad = malloc(sizeof(float) * np);                      /* [dw (C, D); db (C)] */
-    float *state = calloc(2 * np, sizeof(float));                  /* [m; v] */
     int32_t *seen = o->perm ? calloc((size_t)N, sizeof(int32_t)) : NULL;
-    vit_status st = VIT_OK;
-    if (!order || !counts || !yb || !xb || !logits || !grad || !state || (o->perm && !seen)) {
-        st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory (N=%d D=%d C=%d)", N, D, C);
+    const train_backend *be = &cpu_backend;
+    void *ctx = NULL;
+    if (!order || (o->perm && !seen)) {
+        st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory (N=%d)", N);
         goto done;
     }
-
-    /* split: stratified, seeded.  Walk a shuffled order; the first k_c examples of class c
-     * go to validation, k_c = round(val_fraction * n_c), keeping at least one for training. */
     uint64_t rng = o->seed ^ 0x5EEDull;
     int n_train = N, n_val = 0;
     for (int i = 0; i < N; i++) order[i] = i;
-    if (o->val_fraction > 0.f) {
-        int32_t *tmp = malloc(sizeof(int32_t) * (size_t)N);
-        int32_t *quota = calloc((size_t)C, sizeof(int32_t));
-        if (!tmp || !quota) {
-            free(tmp);
-            free(quota);
-            st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory");
-            goto done;
-        }
-        for (int i = 0; i < N; i++) counts[y[i]]++;
-        for (int c = 0; c < C; c++) {
-            int k = (int)floor((double)o->val_fraction * counts[c] + 0.5);
-            quota[c] = k > counts[c] - 1 ? (counts[c] > 0 ? counts[c] - 1 : 0) : k;
-            n_val += quota[c];
-        }
-        shuffle(order, N, &rng);
-        n_train = N - n_val;
-        int ti = 0, vi = n_train;
-        for (int i = 0; i < N; i++) {
-            int e = order[i];
-            if (quota[y[e]] > 0) { quota[y[e]]--; tmp[vi++] = e; }
-            else tmp[ti++] = e;
-        }
-        memcpy(order, tmp, sizeof(int32_t) * (size_t)N);
-        free(tmp);
-        free(quota);
+    if (o->val_fraction > 0.f && (n_val = split_val(order, y, N, C, o->val_fraction, &rng)) < 0) {
+        n_val = 0;
+        st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory");
+        goto done;
     }
+    n_train = N - n_val;
     if (res) { res->n_train = n_train; res->n_val = n_val; }
 
-    optim opt = { .kind = o->optimizer, .lr = o->lr, .wd = o->weight_decay,
-                  .momentum = o->momentum, .beta1 = beta1, .beta2 = beta2, .eps = eps,
-                  .step = 0, .m = state, .v = state + np };
-    float loss_epoch = 0.f;
+    if (dev == VIT_DEVICE_CUDA) {
+#ifdef VIT_HAVE_CUDA
+        be = &vtc_backend;
+        st = vtc_open(&ctx, w, b, C, D, x, y, N, cap, o->gpu_id, err, errlen);
+#else
+        st = vit_errf(VIT_E_INTERNAL, err, errlen, "train: no CUDA backend in this build");
+#endif
+    } else {
+        st = cpu_open(&ctx, w, b, C, D, x, y, cap, err, errlen);
+    }
+    if (st != VIT_OK) goto done;
+
+    long step = 0;
     for (int ep = 0; ep < o->epochs; ep++) {
         const int32_t *idx = order;
         if (o->perm) {
@@ -274,7 +431,7 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
         } else {
             shuffle(order, n_train, &rng);
         }
-        double loss_sum = 0.0;
+        if ((st = be->set_index(ctx, idx, N, err, errlen)) != VIT_OK) goto done;
         for (int s = 0; s < n_train; s += cap) {
             if (o->should_stop && o->should_stop(o->cb_ctx)) {
                 st = vit_errf(VIT_E_CANCELLED, err, errlen, "train: cancelled in epoch %d", ep + 1);
@@ -282,13 +439,12 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
                 goto done;
             }
             int B = n_train - s < cap ? n_train - s : cap;
-            gather(x, y, D, idx + s, B, xb, yb);
-            loss_sum += batch_ce(w, b, C, D, xb, yb, B, logits, grad, grad + nw, NULL);
-            opt.step++;
-            optim_update(&opt, w, grad, opt.m, opt.v, nw);
-            optim_update(&opt, b, grad + nw, opt.m + nw, opt.v + nw, (size_t)C);
+            train_coeffs k = optim_coeffs(&cfg, ++step);
+            if ((st = be->step(ctx, s, B, &k, err, errlen)) != VIT_OK) goto done;
         }
-        loss_epoch = (float)(loss_sum / n_train);
+        double loss_sum = 0.0;
+        if ((st = be->take_loss(ctx, &loss_sum, err, errlen)) != VIT_OK) goto done;
+        float loss_epoch = (float)(loss_sum / n_train);
         if (!isfinite(loss_epoch)) {
             st = vit_errf(VIT_E_ARG, err, errlen,
                           "train: diverged (loss not finite in epoch %d); lower the learning rate",
@@ -297,25 +453,28 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
         }
         if (res) { res->epochs_done = ep + 1; res->loss = loss_epoch; }
         if (o->progress) {
-            float va = subset_accuracy(w, b, C, D, x, y, order + n_train, n_val, cap, xb, yb, logits);
+            float va = -1.f;
+            /* validation rows are order[n_train..N) (none with a perm) */
+            if ((st = subset_accuracy(be, ctx, n_train, n_val, &va, err, errlen)) != VIT_OK)
+                goto done;
             o->progress(o->cb_ctx, ep + 1, o->epochs, loss_epoch, va);
         }
     }
-    if (res) {
-        res->train_accuracy = subset_accuracy(w, b, C, D, x, y, o->perm ? o->perm : order,
-                                              n_train, cap, xb, yb, logits);
-        res->val_accuracy = subset_accuracy(w, b, C, D, x, y, order + n_train, n_val, cap, xb,
-                                            yb, logits);
-    }
+    /* accuracies with the final weights: the training set is order[0..n_train) (the same set
+     * as any perm row), validation order[n_train..N) */
+    if (res && (st = be->set_index(ctx, order, N, err, errlen)) == VIT_OK &&
+        (st = subset_accuracy(be, ctx, 0, n_train, &res->train_accuracy, err, errlen)) == VIT_OK)
+        st = subset_accuracy(be, ctx, n_train, n_val, &res->val_accuracy, err, errlen);
 
 done:
+    if (ctx) {
+        /* w and b get the weights reached so far, also after a cancel or an error */
+        char e2[256];
+        vit_status s2 = be->read_params(ctx, w, b, e2, sizeof e2);
+        if (st == VIT_OK && s2 != VIT_OK) st = vit_errf(s2, err, errlen, "%s", e2);
+        be->free(ctx);
+    }
     free(order);
-    free(counts);
-    free(yb);
-    free(xb);
-    free(logits);
-    free(grad);
-    free(state);
     free(seen);
     return st;
 }

@@ -233,7 +233,8 @@ vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_prepro
 /* Fine-tuning of a linear head on frozen features (the ViT paper's transfer recipe): softmax
  * cross-entropy, mini-batches, AdamW or SGD with PyTorch's exact update rules, deterministic
  * shuffling from a seed, an optional validation split, progress and cancellation.
- * Features come from vit_forward's `features` output.  CPU FP32 (OpenBLAS); thread-safe as
+ * Features come from vit_forward's `features` output.  FP32 on the CPU (OpenBLAS) or on CUDA
+ * (cuBLAS SGEMM and small kernels, opts.device); thread-safe as
  * long as the buffers passed are not shared with a concurrent writer.  Label modes:
  * build the starting head with vit_head_init_for_training, then train it. */
 
@@ -261,10 +262,17 @@ typedef struct vit_train_opts {
      * (e.g. return atomic_load(&job->cancel)) */
     int (*should_stop)(void *ctx);
     void *cb_ctx;            /* passed to progress and should_stop */
+    vit_device device;       /* where the arithmetic runs (FP32 on both): CPU (the default set by
+                                vit_train_opts_default); CUDA (VIT_E_DEVICE when not built in or no
+                                GPU); AUTO (the zero value): CUDA when built in and a GPU is present,
+                                else the CPU.  To follow a session, pass vit_session_device(s).
+                                Batches, split and coefficients are computed on the host either
+                                way, so both devices train on identical batches. */
+    int gpu_id;              /* CUDA device index */
 } vit_train_opts;
 
 /* Fill o with the defaults: AdamW, lr 1e-3, weight decay 0.01 (torch's AdamW default),
- * 20 epochs, batch 32, SGD momentum 0.9, val_fraction 0, seed 0. */
+ * 20 epochs, batch 32, SGD momentum 0.9, val_fraction 0, seed 0, device CPU. */
 void vit_train_opts_default(vit_train_opts *o);
 
 typedef struct vit_train_result {
@@ -273,12 +281,14 @@ typedef struct vit_train_result {
     float train_accuracy;    /* on the training set with the final weights, [0, 1] */
     float val_accuracy;      /* on the validation set with the final weights; -1 without one */
     int n_train, n_val;
+    vit_device device;       /* where it ran: CPU or CUDA */
 } vit_train_result;
 
 /* Train a linear head in place.  w (C, D), b (C): initial weights, overwritten.
  * x (N, D) features, y (N) class indices in [0, C).  res may be NULL.
  * Errors: VIT_E_ARG (bad option, label out of range), VIT_E_NOMEM, VIT_E_CANCELLED
- * (w and b then hold the weights reached so far). */
+ * (w and b then hold the weights reached so far), VIT_E_DEVICE (device CUDA asked for, none
+ * available), VIT_E_BACKEND (a CUDA error, with its message). */
 vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
                             int N, const vit_train_opts *o, vit_train_result *res,
                             char *err, size_t errlen);

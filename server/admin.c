@@ -704,7 +704,18 @@ static void run_job(adm_job *j) {
         j->opts.progress = on_epoch;
         j->opts.should_stop = job_should_stop;
         j->opts.cb_ctx = j;
+        /* on the GPU when the model runs there (FP32 either way) */
+        j->opts.device = g_srv.batcher && batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA
+                             ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
         st = vit_head_train(init, j->x, y, j->N, &j->opts, &trained, &res, err, sizeof err);
+        if (j->opts.device == VIT_DEVICE_CUDA && (st == VIT_E_BACKEND || st == VIT_E_DEVICE)) {
+            /* a CUDA failure (e.g. out of device memory next to the sessions) is not the
+             * job's fault: train it again on the CPU */
+            srv_log(SRV_LOG_WARN, "admin: job %d: training on cuda failed (%s); retrying on the cpu",
+                    j->id, err);
+            j->opts.device = VIT_DEVICE_CPU;
+            st = vit_head_train(init, j->x, y, j->N, &j->opts, &trained, &res, err, sizeof err);
+        }
     }
     vit_head_release(base);
     vit_head_release(init);
@@ -721,6 +732,7 @@ static void run_job(adm_job *j) {
         cJSON_AddNumberToObject(m, "train", res.n_train);
         cJSON_AddNumberToObject(m, "val", res.n_val);
         cJSON_AddNumberToObject(m, "epochs", res.epochs_done);
+        cJSON_AddStringToObject(m, "device", res.device == VIT_DEVICE_CUDA ? "cuda" : "cpu");
         cJSON_AddStringToObject(m, "optimizer", j->opts.optimizer == VIT_OPT_SGD ? "sgd" : "adamw");
         cJSON_AddNumberToObject(m, "lr", j->opts.lr);
         cJSON_AddNumberToObject(m, "batch_size", j->opts.batch_size);

@@ -5,10 +5,13 @@
  *   vit finetune --model DIR --data IMAGEFOLDER --out NEWDIR [--epochs N] [--lr F]
  *                [--batch-size N] [--optimizer adamw|sgd] [--weight-decay F] [--momentum F]
  *                [--labels replace|extend] [--val-fraction F] [--seed N] [--threads N]
+ *                [--device auto|cpu|cuda]
+ * --device picks where the features are extracted and the head is trained (auto: CUDA when built
+ * in and a GPU is present, else the CPU; training follows the session's device).
  * IMAGEFOLDER has one subfolder per label (its name is the label; with --labels extend a folder
  * named like an existing label, or like it with '/' and ' ' written '_', trains that row).
  * Unreadable images are reported on stderr and skipped.
- * Exit status: 0 ok, 2 usage, 3 i/o, 1 other. */
+ * Exit status: 0 ok, 2 usage, 3 i/o, 8 device not available, 1 other. */
 #include <cJSON.h>
 #include <ctype.h>
 #include <dirent.h>
@@ -90,6 +93,7 @@ static void usage(FILE *f) {
             "  --weight-decay F    (0.0001)       --momentum F       (0.9, sgd)\n"
             "  --labels replace|extend (replace)  --val-fraction F   (0.1)\n"
             "  --seed N            (0)            --threads N        (all cores)\n"
+            "  --device auto|cpu|cuda (auto: the GPU when there is one; features and training)\n"
             "  replace: the new head has exactly the folder labels, zero-initialised;\n"
             "  extend: the model's labels keep their rows, new folder labels get zero rows.\n");
 }
@@ -134,6 +138,7 @@ static const char *folder_label(const vit_head *base, const char *folder) {
 int cmd_finetune(int argc, char **argv) {
     const char *model_dir = NULL, *data = NULL, *out_dir = NULL;
     int threads = 0, rc = 1;
+    vit_device device = VIT_DEVICE_AUTO;
     vit_label_mode mode = VIT_LABELS_REPLACE;
     vit_train_opts o;
     vit_train_opts_default(&o);
@@ -156,6 +161,7 @@ int cmd_finetune(int argc, char **argv) {
         else if (!strcmp(a, "--batch-size")) { if ((o.batch_size = cli_parse_int(a, v, 1, 65536)) < 0) return 2; }
         else if (!strcmp(a, "--threads")) { if ((threads = cli_parse_int(a, v, 0, 1024)) < 0) return 2; }
         else if (!strcmp(a, "--seed")) { int s = cli_parse_int(a, v, 0, 2147483647); if (s < 0) return 2; o.seed = (uint64_t)s; }
+        else if (!strcmp(a, "--device")) { if (cli_parse_device(v, &device)) return 2; }
         else if (!strcmp(a, "--lr")) { if (parse_float(a, v, 1e-12f, 100.f, &o.lr)) return 2; }
         else if (!strcmp(a, "--weight-decay")) { if (parse_float(a, v, 0.f, 100.f, &o.weight_decay)) return 2; }
         else if (!strcmp(a, "--momentum")) { if (parse_float(a, v, 0.f, 0.999f, &o.momentum)) return 2; }
@@ -198,9 +204,10 @@ int cmd_finetune(int argc, char **argv) {
     rc = 1;
     const vit_config *cfg = vit_model_config(m);
     const int D = cfg->feature_dim, S = cfg->image_size;
-    vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = threads, .device = VIT_DEVICE_AUTO };
+    vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = threads, .device = device };
     if ((rc = cli_open_session("finetune", m, &so, &s)) != 0) goto out;
     rc = 1;
+    o.device = vit_session_device(s);   /* the head trains where the model runs */
 
     /* the ImageFolder: classes = sorted subfolders with at least one image */
     if (list_dir(data, 1, &classes) != 0 || classes.n == 0 || classes.n > MAX_CLASSES) {
@@ -295,6 +302,7 @@ int cmd_finetune(int argc, char **argv) {
     vit_train_result res;
     if ((st = vit_head_train(init, feat, y, N, &o, &trained, &res, err, sizeof err)) != VIT_OK) {
         fprintf(stderr, "vit finetune: %s\n", err);
+        rc = cli_exit_status(st);
         goto out;
     }
     if ((st = vit_model_save_with_head(model_dir, trained, out_dir, err, sizeof err)) != VIT_OK) {
@@ -312,6 +320,7 @@ int cmd_finetune(int argc, char **argv) {
     cJSON_AddNumberToObject(sum, "loss", res.loss);
     cJSON_AddNumberToObject(sum, "train_accuracy", res.train_accuracy);
     cJSON_AddNumberToObject(sum, "val_accuracy", res.val_accuracy);
+    cJSON_AddStringToObject(sum, "device", res.device == VIT_DEVICE_CUDA ? "cuda" : "cpu");
     char *txt = cJSON_PrintUnformatted(sum);
     if (txt) printf("%s\n", txt);
     free(txt);

@@ -16,6 +16,8 @@ BUILD = os.environ.get("VITD_BUILD", "build")
 VIT = os.path.join(ROOT, BUILD, "vit")
 MODEL = os.path.join(ROOT, "models", "fashion-vit")
 DATA = os.path.join(ROOT, "tests", "data", "fmnist", "train")
+# a GPU (then a CUDA build trains there with auto, and --device cuda is not an error)
+HAVE_GPU = any(n.startswith("nvidia") and n[6:].isdigit() for n in os.listdir("/dev"))
 passed = failed = 0
 
 
@@ -57,6 +59,8 @@ def main():
         check("replace: the new head learned (train accuracy > 0.8)", s.get("train_accuracy", 0) > 0.8,
               str(s.get("train_accuracy")))
         check("replace: per-epoch progress on stderr", se.count("epoch ") >= 40 and "val_accuracy" in se)
+        check("replace: the summary names the training device (auto: the session's)",
+              s.get("device") in (("cuda", "cpu") if HAVE_GPU else ("cpu",)), str(s.get("device")))
         cfg = json.load(open(os.path.join(out, "config.json")))
         check("replace: config.json id2label/label2id are the folder labels",
               cfg.get("id2label") == {"0": "footwear", "1": "other", "2": "tops"}
@@ -114,6 +118,14 @@ def main():
         check("missing data folder is an i/o error (3)", rc == 3 and "nope" in se, f"rc={rc} {se.strip()}")
         rc, so, se = run("finetune", "--model", MODEL, "--data", DATA, "--out", out, "--optimizer", "adam")
         check("unknown optimizer rejected (2)", rc == 2 and "adamw or sgd" in se, f"rc={rc} {se.strip()}")
+        rc, so, se = run("finetune", "--model", MODEL, "--data", DATA, "--out", out, "--device", "gpu")
+        check("unknown --device rejected (2)", rc == 2 and "auto, cpu or cuda" in se, f"rc={rc} {se.strip()}")
+        if not HAVE_GPU:
+            rc, so, se = run("finetune", "--model", MODEL, "--data", DATA, "--out",
+                             os.path.join(tmp, "cuda"), "--device", "cuda")
+            check("--device cuda without a GPU: device not available (8), clear message",
+                  rc == 8 and "cuda" in se and not os.path.exists(os.path.join(tmp, "cuda")),
+                  f"rc={rc} {se.strip()[-300:]}")
         rc, so, se = run("finetune", "--model", MODEL, "--data", DATA, "--out", out, "--lr", "-1")
         check("negative lr rejected (2)", rc == 2, f"rc={rc} {se.strip()}")
         rc, so, se = run("finetune", "--model", out, "--data", DATA, "--out", out, "--epochs", "1")
