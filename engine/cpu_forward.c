@@ -4,10 +4,12 @@
  * Design
  * - Every activation is allocated once in init for the session's max batch; forward allocates
  *   nothing.  The tokens of all images in a batch are stacked, so each Linear layer is ONE GEMM
- *   of (B*T, in) x (in, out), split by output columns over the session's pool, each slice a
- *   single-threaded OpenBLAS cblas_sgemm.  OpenBLAS's own threading is switched off
- *   (openblas_set_num_threads(1), process-wide): its idle threads spin in sched_yield for
- *   ~0.1 s after every call and, on 2 cores, steal the cycles of whatever runs next.
+ *   of (B*T, in) x (in, out), split over the session's pool (by rows or by columns, see pgemm).
+ *   On AVX-512 CPUs (unless OpenBLAS has AVX-512 kernels) the GEMM is cpu_gemm.c's, on weights
+ *   packed once per model and shared by every session; else single-threaded OpenBLAS slices.
+ *   OpenBLAS's own threading is switched off (openblas_set_num_threads(1), process-wide): its
+ *   idle threads spin in sched_yield for ~0.1 s after every call and, on 2 cores, steal the
+ *   cycles of whatever runs next.
  * - The residual stream x is accumulated by the GEMMs themselves (beta = 1); the bias of the
  *   projection before it is added in the fused residual+LayerNorm pass that follows, so there is
  *   exactly one elementwise pass between two GEMMs: LN, attention, bias+GELU.
@@ -22,6 +24,7 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,8 +55,9 @@ typedef struct cpu_state {
     float *roll, *roll2;/* (Bm, T, T) rollout product and its next value */
     float *pooled;      /* (Bm, max(F, D)) pooled representation */
     float *pooled2;     /* (Bm, max(F, D)) pre_logits output */
-    float *gemm_scratch;/* (threads, vit_gemm_scratch_floats()) for the AVX-512 GEMM */
-    int own_gemm;       /* 1: cpu_gemm.c's AVX-512 kernel, 0: OpenBLAS */
+    int own_gemm;       /* 1: cpu_gemm.c's AVX-512 kernel on packed weights, 0: OpenBLAS */
+    const float *pk_patch;  /* packed weights (own_gemm): patch embedding, */
+    const float **pk;       /* per layer qkv, proj, fc1, fc2 (num_layers * 4) */
     float *mem;         /* the one allocation */
 } cpu_state;
 
@@ -62,47 +66,46 @@ static void gemm_nt(float *C, const float *A, const float *W, int M, int N, int 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, W, K, beta, C, N);
 }
 
-/* The same GEMM split over the pool by output columns (each thread a single-threaded GEMM on
- * its slice of W's rows) or, for the own AVX-512 GEMM with many rows, by rows of A (packing A
- * is then not repeated in every thread); then the epilogue on the slice of C each thread just
- * wrote, still warm in cache.  (OpenBLAS's own threads are off: they spin with sched_yield for
- * ~0.1 s after every call and would fight the pool on 2 cores.) */
+/* The same GEMM split over the pool, then the epilogue on the slice of C each thread just
+ * wrote, still warm in cache.  Own AVX-512 GEMM (Wp = packed W): by rows of A when there are
+ * plenty (each thread then streams only its own rows), else by 32-column panels.  OpenBLAS: by
+ * output columns, each thread a single-threaded GEMM on its slice of W's rows.  (OpenBLAS's own
+ * threads are off: they spin with sched_yield for ~0.1 s after every call and would fight the
+ * pool on 2 cores.) */
 typedef enum { EPI_NONE = 0, EPI_BIAS_GELU } gemm_epilogue;
 typedef struct {
     float *C;
-    const float *A, *W, *bias;
+    const float *A, *W, *Wp, *bias;
     int M, N, K, nchunks;
     float beta;
     gemm_epilogue epi;
-    const cpu_state *st;
-    int split_rows;
+    int split_rows, col_unit;
 } gemm_job;
 
+#define ROW_UNIT 12 /* the micro-kernel's rows */
+
 static void gemm_task(void *ctx, int task, int worker) {
+    (void)worker;
     const gemm_job *g = ctx;
-    if (g->split_rows) { /* own GEMM, tall A: each thread packs only its own rows */
-        int units = (g->M + 31) / 32;
-        int m0 = (int)((int64_t)units * task / g->nchunks) * 32;
-        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * 32;
+    if (g->split_rows) {
+        int units = (g->M + ROW_UNIT - 1) / ROW_UNIT;
+        int m0 = (int)((int64_t)units * task / g->nchunks) * ROW_UNIT;
+        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * ROW_UNIT;
         if (m1 > g->M) m1 = g->M;
         if (m0 >= m1) return;
         float *C = g->C + (size_t)m0 * g->N;
-        vit_gemm_nt_avx512(C, g->N, g->A + (size_t)m0 * g->K, g->K, g->W, g->K, m1 - m0, g->N, g->K,
-                           g->beta != 0.0f,
-                           g->st->gemm_scratch + (size_t)worker * vit_gemm_scratch_floats());
+        vit_gemm_packed(C, g->N, g->A + (size_t)m0 * g->K, g->K, g->Wp, g->K, m1 - m0, 0, g->N,
+                        g->beta != 0.0f);
         if (g->epi == EPI_BIAS_GELU) vit_bias_gelu(C, g->bias, m1 - m0, g->N);
         return;
     }
-    /* column ranges aligned to 16 floats */
-    int units = (g->N + 15) / 16;
-    int n0 = (int)((int64_t)units * task / g->nchunks) * 16;
-    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * 16;
+    int units = (g->N + g->col_unit - 1) / g->col_unit;
+    int n0 = (int)((int64_t)units * task / g->nchunks) * g->col_unit;
+    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * g->col_unit;
     if (n1 > g->N) n1 = g->N;
     if (n0 >= n1) return;
-    if (g->st->own_gemm)
-        vit_gemm_nt_avx512(g->C + n0, g->N, g->A, g->K, g->W + (size_t)n0 * g->K, g->K, g->M,
-                           n1 - n0, g->K, g->beta != 0.0f,
-                           g->st->gemm_scratch + (size_t)worker * vit_gemm_scratch_floats());
+    if (g->Wp)
+        vit_gemm_packed(g->C, g->N, g->A, g->K, g->Wp, g->K, g->M, n0, n1, g->beta != 0.0f);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->M, n1 - n0, g->K, 1.0f, g->A,
                     g->K, g->W + (size_t)n0 * g->K, g->K, g->beta, g->C + n0, g->N);
@@ -110,16 +113,76 @@ static void gemm_task(void *ctx, int task, int worker) {
         for (int m = 0; m < g->M; m++) vit_bias_gelu(g->C + (size_t)m * g->N + n0, g->bias + n0, 1, n1 - n0);
 }
 
-static void pgemm(const cpu_state *st, float *C, const float *A, const float *W, int M, int N,
-                  int K, float beta, gemm_epilogue epi, const float *bias) {
+/* C (M,N) = A (M,K) . W^T + beta C; Wp: W packed (used when the own GEMM is on) */
+static void pgemm(const cpu_state *st, float *C, const float *A, const float *W, const float *Wp,
+                  int M, int N, int K, float beta, gemm_epilogue epi, const float *bias) {
     int nthreads = cpu_pool_size(st->pool);
-    /* split the rows when there are plenty (packing A is then not repeated per thread),
-       else the columns */
-    int split_rows = st->own_gemm && nthreads > 1 && M >= 256 * nthreads;
-    int units = split_rows ? (M + 31) / 32 : (N + 15) / 16;
+    if (!st->own_gemm) Wp = NULL;
+    int split_rows = Wp && nthreads > 1 && M >= 8 * ROW_UNIT * nthreads;
+    int col_unit = Wp ? VIT_GEMM_PANEL : 16;
+    int units = split_rows ? (M + ROW_UNIT - 1) / ROW_UNIT : (N + col_unit - 1) / col_unit;
     int nchunks = nthreads < units ? nthreads : units;
-    gemm_job g = {C, A, W, bias, M, N, K, nchunks, beta, epi, st, split_rows};
+    gemm_job g = {C, A, W, Wp, bias, M, N, K, nchunks, beta, epi, split_rows, col_unit};
     cpu_pool_run(st->pool, nchunks, gemm_task, &g);
+}
+
+/* ---- packed weights, shared by every CPU session of a model -------------------------- */
+
+static pthread_mutex_t pack_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* sizes of the packed matrices in order: patch, then per layer qkv, proj, fc1, fc2 */
+static size_t packed_layout(const vit_config *c, int CPP, size_t *off) {
+    int D = c->hidden_size, M = c->mlp_size, n = 0;
+    size_t total = 0;
+    off[n++] = total; total += vit_gemm_packed_floats(D, CPP);
+    for (int l = 0; l < c->num_layers; l++) {
+        off[n++] = total; total += vit_gemm_packed_floats(3 * D, D);
+        off[n++] = total; total += vit_gemm_packed_floats(D, D);
+        off[n++] = total; total += vit_gemm_packed_floats(M, D);
+        off[n++] = total; total += vit_gemm_packed_floats(D, M);
+    }
+    return total;
+}
+
+static int packed_acquire(cpu_state *st, const vit_model *cm) {
+    vit_model *m = (vit_model *)cm; /* the cache is the one mutable part of a loaded model */
+    const vit_config *c = &m->cfg;
+    int L = c->num_layers;
+    size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
+    st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
+    if (!off || !st->pk) { free(off); return -1; }
+    size_t total = packed_layout(c, st->CPP, off);
+    pthread_mutex_lock(&pack_mu);
+    if (!m->cpu_packed) {
+        float *p = malloc(sizeof(float) * total);
+        if (!p) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
+        int D = c->hidden_size, M = c->mlp_size;
+        vit_gemm_pack(p + off[0], m->patch_w, D, st->CPP);
+        for (int l = 0; l < L; l++) {
+            const vit_layer_weights *w = &m->layers[l];
+            vit_gemm_pack(p + off[1 + 4 * l], w->qkv_w, 3 * D, D);
+            vit_gemm_pack(p + off[2 + 4 * l], w->proj_w, D, D);
+            vit_gemm_pack(p + off[3 + 4 * l], w->fc1_w, M, D);
+            vit_gemm_pack(p + off[4 + 4 * l], w->fc2_w, D, M);
+        }
+        m->cpu_packed = p;
+    }
+    m->cpu_packed_refs++;
+    st->pk_patch = m->cpu_packed + off[0];
+    for (int i = 0; i < 4 * L; i++) st->pk[i] = m->cpu_packed + off[1 + i];
+    pthread_mutex_unlock(&pack_mu);
+    free(off);
+    return 0;
+}
+
+static void packed_release(const vit_model *cm) {
+    vit_model *m = (vit_model *)cm;
+    pthread_mutex_lock(&pack_mu);
+    if (m->cpu_packed_refs > 0 && --m->cpu_packed_refs == 0) {
+        free(m->cpu_packed);
+        m->cpu_packed = NULL;
+    }
+    pthread_mutex_unlock(&pack_mu);
 }
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
@@ -128,6 +191,8 @@ static void cpu_free(vit_session *s) {
     cpu_state *st = s->state;
     if (!st) return;
     cpu_pool_free(st->pool);
+    if (st->pk_patch) packed_release(s->model);
+    free(st->pk);
     free(st->mem);
     free(st);
     s->state = NULL;
@@ -177,11 +242,9 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         N * st->D, N * st->D, N * 3 * st->D, N * st->D, hsz * st->Bm,
         (size_t)st->Bm * st->H * st->hd * st->ldk, st->scratch_per * threads,
         st->Bm * T2, st->Bm * T2, st->Bm * T2, st->Bm * FD, st->Bm * FD,
-        vit_gemm_scratch_floats() * threads,
     };
     float **ptrs[] = {&st->x, &st->ln, &st->qkv, &st->ao, &st->h, &st->kT, &st->scratch,
-                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2,
-                      &st->gemm_scratch};
+                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > SIZE_MAX / 8 - total) {
@@ -203,6 +266,10 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         p += round16(sizes[i]);
     }
     st->own_gemm = vit_gemm_avx512_preferred();
+    if (st->own_gemm && packed_acquire(st, m) != 0) {
+        cpu_free(s);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "cannot allocate the packed weights");
+    }
     st->pool = cpu_pool_new(threads);
     if (!st->pool) {
         cpu_free(s);
@@ -326,7 +393,7 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
 
     /* patch embedding: im2col (B*NP, CPP) -> GEMM (B*NP, D) -> + bias, prefix tokens, pos */
     cpu_pool_run(st->pool, B, task_im2col, &k);
-    pgemm(st, st->ao, st->h, m->patch_w, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
+    pgemm(st, st->ao, st->h, m->patch_w, st->pk_patch, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
     cpu_pool_run(st->pool, B, task_embed, &k);
 
     /* attention task split: enough tasks for every thread, rows in multiples of 4 */
@@ -336,19 +403,20 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
     k.rb = rb;
     k.nblk = (T + rb - 1) / rb;
 
+#define PK(l, i) (st->own_gemm ? st->pk[4 * (l) + (i)] : NULL)
     const float *pending_bias = NULL; /* bias of the last GEMM that accumulated into x */
     for (int l = 0; l < c->num_layers; l++) {
         const vit_layer_weights *L = &m->layers[l];
         k.L = L;
         run_resln(st, &k, B, pending_bias, L->ln1_w, L->ln1_b, eps);
-        pgemm(st, st->qkv, st->ln, L->qkv_w, (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
+        pgemm(st, st->qkv, st->ln, L->qkv_w, PK(l, 0), (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
         cpu_pool_run(st->pool, B * st->H, task_transpose_k, &k);
         k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
         cpu_pool_run(st->pool, B * k.nblk, task_attention, &k);
-        pgemm(st, st->x, st->ao, L->proj_w, (int)N, D, D, 1.0f, EPI_NONE, NULL);
+        pgemm(st, st->x, st->ao, L->proj_w, PK(l, 1), (int)N, D, D, 1.0f, EPI_NONE, NULL);
         run_resln(st, &k, B, L->proj_b, L->ln2_w, L->ln2_b, eps);
-        pgemm(st, st->h, st->ln, L->fc1_w, (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
-        pgemm(st, st->x, st->h, L->fc2_w, (int)N, D, M, 1.0f, EPI_NONE, NULL);
+        pgemm(st, st->h, st->ln, L->fc1_w, PK(l, 2), (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
+        pgemm(st, st->x, st->h, L->fc2_w, PK(l, 3), (int)N, D, M, 1.0f, EPI_NONE, NULL);
         pending_bias = L->fc2_b;
 
         if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */

@@ -7,15 +7,20 @@
 
 /* the CPU has AVX-512F (and this is an x86-64 GCC build) */
 int vit_gemm_avx512_available(void);
-/* use vit_gemm_nt_avx512 rather than OpenBLAS: AVX-512 present and OpenBLAS runs a non-AVX-512
+/* use vit_gemm_packed rather than OpenBLAS: AVX-512 present and OpenBLAS runs a non-AVX-512
  * kernel set.  VIT_GEMM=openblas|avx512 in the environment forces the choice. */
 int vit_gemm_avx512_preferred(void);
-/* floats of scratch vit_gemm_nt_avx512 needs (per calling thread) */
-size_t vit_gemm_scratch_floats(void);
-/* C (M,N) = A (M,K) . W^T (+ C when beta1), W (N,K) row-major; rows lda/ldw/ldc floats apart.
- * Single-threaded; scratch: vit_gemm_scratch_floats() floats.  Falls back to cblas_sgemm
- * where the AVX-512 code is not compiled in. */
-void vit_gemm_nt_avx512(float *C, int ldc, const float *A, int lda, const float *W, int ldw,
-                        int M, int N, int K, int beta1, float *scratch);
+/* panel width of the packed layout: column ranges passed to vit_gemm_packed start at a
+ * multiple of it */
+#define VIT_GEMM_PANEL 32
+/* floats of the packed copy of a (N, K) weight matrix */
+size_t vit_gemm_packed_floats(int N, int K);
+/* Wp (vit_gemm_packed_floats(N, K)) = W (N, K) row-major, packed for vit_gemm_packed */
+void vit_gemm_pack(float *Wp, const float *W, int N, int K);
+/* C[m][n] = sum_k A[m][k] W[n][k] (+ C[m][n] when beta1) for m < M and n0 <= n < n1, with Wp
+ * = vit_gemm_pack(W, N, K), n0 a multiple of VIT_GEMM_PANEL, n1 <= N; C and A point at row 0
+ * (C at column 0), rows ldc / lda floats apart.  Single-threaded, allocates nothing. */
+void vit_gemm_packed(float *C, int ldc, const float *A, int lda, const float *Wp, int K, int M,
+                     int n0, int n1, int beta1);
 
 #endif

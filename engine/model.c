@@ -728,6 +728,7 @@ void vit_model_free(vit_model *m) {
     vit_head_release(m->head);
     free(m->layers);
     free(m->params);
+    free(m->cpu_packed); /* NULL unless a CPU session was leaked */
     free(m);
 }
 

@@ -197,19 +197,22 @@ static void test_rollout_mean(void) {
     free(a);
 }
 
-/* the AVX-512 GEMM on odd shapes (edge tiles in every direction, k not a multiple of 16, a
- * k split across blocks), as a slice of a wider C (ldc > N), overwrite and accumulate */
+/* the packed AVX-512 GEMM on odd shapes (edge tiles in every direction, k not a multiple of
+ * 16, k split across blocks, more rows than one block), as a slice of a wider C (ldc > N),
+ * overwrite and accumulate, whole and by column ranges as the pool splits it */
 static void test_gemm(void) {
     if (!vit_gemm_avx512_available()) {
-        SKIP("gemm_nt_avx512: no AVX-512 on this CPU");
+        SKIP("gemm_packed: no AVX-512 on this CPU");
         return;
     }
-    int shapes[][3] = {{1, 1, 1}, {37, 29, 100}, {64, 12, 512}, {65, 25, 1100}, {197, 40, 768}};
-    float *scratch = malloc(sizeof(float) * vit_gemm_scratch_floats());
+    int shapes[][3] = {{1, 1, 1}, {37, 29, 100}, {64, 12, 512}, {65, 25, 1100}, {197, 40, 768},
+                       {250, 70, 300}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldc = N + 7;
         float *A = rand_vec((size_t)M * K, 1.f), *W = rand_vec((size_t)N * K, 1.f);
         float *C = rand_vec((size_t)M * ldc, 1.f), *R = malloc(sizeof(float) * M * ldc);
+        float *Wp = malloc(sizeof(float) * vit_gemm_packed_floats(N, K));
+        vit_gemm_pack(Wp, W, N, K);
         memcpy(R, C, sizeof(float) * M * ldc);
         for (int beta = 0; beta <= 1; beta++) {
             for (int m = 0; m < M; m++)
@@ -218,14 +221,19 @@ static void test_gemm(void) {
                     for (int k = 0; k < K; k++) a += (double)A[(size_t)m * K + k] * W[(size_t)n * K + k];
                     R[(size_t)m * ldc + n] = (float)a;
                 }
-            vit_gemm_nt_avx512(C, ldc, A, K, W, K, M, N, K, beta, scratch);
+            if (beta) { /* in two column ranges, split at the first panel boundary */
+                int mid = N > VIT_GEMM_PANEL ? VIT_GEMM_PANEL : N;
+                vit_gemm_packed(C, ldc, A, K, Wp, K, M, 0, mid, 1);
+                vit_gemm_packed(C, ldc, A, K, Wp, K, M, mid, N, 1);
+            } else {
+                vit_gemm_packed(C, ldc, A, K, Wp, K, M, 0, N, 0);
+            }
             char name[96];
-            snprintf(name, sizeof name, "gemm_nt_avx512 M=%d N=%d K=%d beta=%d (padding untouched)", M, N, K, beta);
+            snprintf(name, sizeof name, "gemm_packed M=%d N=%d K=%d beta=%d (padding untouched)", M, N, K, beta);
             CHECK_CLOSE(C, R, (size_t)M * ldc, 2e-6f * K, name);
         }
-        free(A); free(W); free(C); free(R);
+        free(A); free(W); free(C); free(R); free(Wp);
     }
-    free(scratch);
 }
 
 static atomic_int pool_hits[1000];
