@@ -251,7 +251,7 @@ static void *decoder_main(void *arg) {
  * to new images once max_delay_us passed since its first (or when stopping): it joins the ready
  * list, and runs as soon as the images already handed to decoders are in.  So an image waits at
  * most max_delay_us plus one decode for its batch to start, however busy the decoders are.
- * It is also closed at once when nothing else is on its way (every reserved image decoded, none
+ * With eager_dispatch it is also closed at once when nothing else is on its way (every reserved image decoded, none
  * queued or decoding) and this worker is free: waiting could only add latency, so a lone request
  * on an idle server is answered as fast as with --max-batch 1, while under load the batch keeps
  * filling during the previous forward pass. */
@@ -260,7 +260,8 @@ static batch *take_batch(batcher *b) {
         double now = vit_now();
         batch *f = b->filling;
         double due = f ? f->t_first + (double)b->o.max_delay_us * 1e-6 : 0;
-        int nothing_coming = f && f->filled == f->reserved && b->ring_n == 0 && b->in_decode == 0;
+        int nothing_coming = b->o.eager_dispatch && f && f->filled == f->reserved &&
+                             b->ring_n == 0 && b->in_decode == 0;
         if (f && f->reserved > 0 && (now >= due || b->stop || nothing_coming)) {
             b->filling = NULL;
             if (b->ready_tail) b->ready_tail->next = f; else b->ready_head = f;

@@ -59,6 +59,8 @@ typedef struct batcher batcher;
 typedef struct batcher_opts {
     int max_batch, max_queue, workers, threads, decoders;
     long max_delay_us;
+    int eager_dispatch;        /* 1: an idle worker closes the filling batch when no more images
+                                  are on their way (queued or decoding), without waiting */
     uint64_t max_pixels;
     int fast_decode;           /* 1: JPEGs >= 2x the target may be downscaled in the DCT domain */
     int decoder_nice;          /* > 0: decode threads run at this nice level (below the engine) */

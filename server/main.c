@@ -70,6 +70,7 @@ static flag flags[] = {
     {"threads", F_INT, &g_srv.cfg.threads, 0, 256, "engine threads per session (0: all cores)"},
     {"decoders", F_INT, &g_srv.cfg.decoders, 0, 256, "image decode threads (0: number of cores)"},
     {"decode-nice", F_INT, &g_srv.cfg.decode_nice, 0, 19, "nice level of decode threads (> 0: the engine gets the cores first)"},
+    {"eager-dispatch", F_INT, &g_srv.cfg.eager_dispatch, 0, 1, "1: an idle worker runs a partial batch at once when no more images are on their way (0: always wait --max-delay-us for it to fill)"},
     {"fast-decode", F_INT, &g_srv.cfg.fast_decode, 0, 1, "1: big JPEGs decode at 1/2..1/8 scale in the DCT domain (faster, not PIL-exact)"},
     {"http-threads", F_INT, &g_srv.cfg.http_threads, 1, 256, "HTTP threads (libmicrohttpd pool)"},
     {"max-body-mb", F_LONG, &opt_max_body_mb, 1, 4096, "largest request body in MiB; beyond: 413"},
@@ -213,7 +214,7 @@ static char *default_model(void) {
 int main(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) ncpu = 1;
-    *C = (srv_config){.host = "127.0.0.1", .port = 8080, .max_batch = 32, .max_delay_us = 2000, .max_queue = 256,
+    *C = (srv_config){.host = "127.0.0.1", .port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .max_queue = 256,
                       .workers = 1, .threads = 0, .decoders = 0, .http_threads = 2, .max_pixels = VIT_DEFAULT_MAX_PIXELS,
                       .drain_timeout_s = 30, .log_level = SRV_LOG_INFO, .max_connections = 1024,
                       .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX};
@@ -273,7 +274,7 @@ int main(int argc, char **argv) {
         g_srv.model_name[bl] = '\0';
     }
     batcher_opts bo = {.max_batch = C->max_batch, .max_queue = C->max_queue, .workers = C->workers,
-                       .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us,
+                       .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us, .eager_dispatch = C->eager_dispatch,
                        .max_pixels = C->max_pixels, .decoder_nice = C->decode_nice, .fast_decode = C->fast_decode, .device = C->device, .precision = C->precision};
     st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
     if (st != VIT_OK) {

@@ -23,6 +23,7 @@ typedef struct srv_config {
     int port;
     int max_batch;
     long max_delay_us;
+    int eager_dispatch;      /* an idle worker runs a partial batch when nothing else is coming */
     int max_queue;
     int workers;             /* engine sessions (each its own batcher worker) */
     int threads;             /* engine threads per session; 0 = all cores */

@@ -34,7 +34,7 @@ def main():
     name = f"@vitd-test-{os.getpid()}"
     ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ns.bind("\0" + name[1:])
-    d = Daemon("--max-delay-us", "1000000", "--max-batch", "64", "--drain-timeout-s", "20",
+    d = Daemon("--eager-dispatch", "0", "--max-delay-us", "1000000", "--max-batch", "64", "--drain-timeout-s", "20",
                env={"NOTIFY_SOCKET": name, "WATCHDOG_USEC": "200000"})
     if not check(d.wait_ready(), "daemon ready", d.logtext()[-2000:]):
         return summary()
@@ -76,7 +76,7 @@ def main():
     ex.shutdown()
 
     # a drain that cannot finish in time: exit 0 at --drain-timeout-s
-    d2 = Daemon("--max-delay-us", "8000000", "--max-batch", "64", "--drain-timeout-s", "1")
+    d2 = Daemon("--eager-dispatch", "0", "--max-delay-us", "8000000", "--max-batch", "64", "--drain-timeout-s", "1")
     if check(d2.wait_ready(), "second daemon ready"):
         ex = cf.ThreadPoolExecutor(1)
         fut = ex.submit(lambda: d2.json("POST", "/classify", JPG, {"Content-Type": "image/jpeg"}, timeout=15))

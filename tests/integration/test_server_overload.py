@@ -17,7 +17,7 @@ JPG = read(os.path.join(DATA, "server", "photo.jpg"))
 
 def main():
     # a queue of 2 images and batches that wait 1.5 s to fill: the 3rd concurrent image is refused
-    d = Daemon("--device", "cpu", "--max-queue", "2", "--max-batch", "64", "--max-delay-us", "1500000", "--request-timeout-s", "2",
+    d = Daemon("--device", "cpu", "--max-queue", "2", "--max-batch", "64", "--max-delay-us", "1500000", "--eager-dispatch", "0", "--request-timeout-s", "2",
                "--max-connections", "12")
     if not check(d.wait_ready(), "daemon ready", d.logtext()[-2000:]):
         return summary()
@@ -109,6 +109,15 @@ def main():
     check(st == 200, "serves again once connections close", b)
     rc = d.stop()
     check(rc == 0, "SIGTERM -> exit 0", rc)
+
+    # eager dispatch (the default): a lone request on an idle server does not wait for its batch
+    # to fill, even with a 10 s --max-delay-us; its 5 s deadline would expire if it did (and the
+    # same request gets 504 above with --eager-dispatch 0)
+    d3 = Daemon("--device", "cpu", "--max-batch", "64", "--max-delay-us", "10000000")
+    if check(d3.wait_ready(), "daemon ready (eager dispatch)", d3.logtext()[-2000:]):
+        st, _, b = d3.json("POST", "/classify", JPG, {"Content-Type": "image/jpeg", "X-Request-Timeout-Ms": "5000"})
+        check(st == 200 and b.get("batch_size") == 1, "eager dispatch: a lone request runs at once despite --max-delay-us 10 s", (st, b))
+        check(d3.stop() == 0, "SIGTERM -> exit 0 (eager dispatch)")
     return summary()
 
 
