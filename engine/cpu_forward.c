@@ -23,6 +23,7 @@
  *   rollout (per layer 0.5 A + 0.5 I, rows normalised, R_l = A_l R_{l-1}, CLS row), features.
  */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -48,7 +49,8 @@ typedef struct cpu_state {
     float *ln;          /* (N, D) LayerNorm output, GEMM input */
     float *qkv;         /* (N, 3D) */
     float *ao;          /* (N, D) attention output (and the patch GEMM output) */
-    float *h;           /* (N, M) MLP hidden (and the im2col patches) */
+    float *h;           /* (Bm, hsz) per image: MLP hidden (T, M) or im2col patches (NP, CPP) */
+    size_t hsz;         /* max(T * M, NP * CPP) */
     float *kT;          /* (Bm, H, hd, ldk) keys transposed per head, bias added */
     float *scratch;     /* (threads, scratch_per) */
     float *attn;        /* (Bm, T, T) head-averaged attention of the current layer */
@@ -56,6 +58,8 @@ typedef struct cpu_state {
     float *pooled;      /* (Bm, max(F, D)) pooled representation */
     float *pooled2;     /* (Bm, max(F, D)) pre_logits output */
     int own_gemm;       /* 1: cpu_gemm.c's AVX-512 kernel on packed weights, 0: OpenBLAS */
+    int split_min;      /* batches of at least this many images run image-parallel (see
+                           cpu_forward); INT_MAX: never */
     const float *pk_patch;  /* packed weights (own_gemm): patch embedding, */
     const float **pk;       /* per layer qkv, proj, fc1, fc2 (num_layers * 4) */
     float *mem;         /* the one allocation */
@@ -113,17 +117,35 @@ static void gemm_task(void *ctx, int task, int worker) {
         for (int m = 0; m < g->M; m++) vit_bias_gelu(g->C + (size_t)m * g->N + n0, g->bias + n0, 1, n1 - n0);
 }
 
+/* Where a piece of the forward pass runs: on the session's pool (every thread), or on the
+ * calling thread alone as pool worker `worker` (image-parallel groups, see cpu_forward). */
+typedef struct {
+    cpu_pool *pool; /* NULL: serial */
+    int worker;
+} exec;
+
+static int exec_threads(const exec *e) { return e->pool ? cpu_pool_size(e->pool) : 1; }
+
+static void exec_run(const exec *e, int ntasks, cpu_pool_fn fn, void *ctx) {
+    if (e->pool) {
+        cpu_pool_run(e->pool, ntasks, fn, ctx);
+        return;
+    }
+    for (int t = 0; t < ntasks; t++) fn(ctx, t, e->worker);
+}
+
 /* C (M,N) = A (M,K) . W^T + beta C; Wp: W packed (used when the own GEMM is on) */
-static void pgemm(const cpu_state *st, float *C, const float *A, const float *W, const float *Wp,
-                  int M, int N, int K, float beta, gemm_epilogue epi, const float *bias) {
-    int nthreads = cpu_pool_size(st->pool);
+static void pgemm(const cpu_state *st, const exec *e, float *C, const float *A, const float *W,
+                  const float *Wp, int M, int N, int K, float beta, gemm_epilogue epi,
+                  const float *bias) {
+    int nthreads = exec_threads(e);
     if (!st->own_gemm) Wp = NULL;
     int split_rows = Wp && nthreads > 1 && M >= 8 * ROW_UNIT * nthreads;
     int col_unit = Wp ? VIT_GEMM_PANEL : 16;
     int units = split_rows ? (M + ROW_UNIT - 1) / ROW_UNIT : (N + col_unit - 1) / col_unit;
     int nchunks = nthreads < units ? nthreads : units;
     gemm_job g = {C, A, W, Wp, bias, M, N, K, nchunks, beta, epi, split_rows, col_unit};
-    cpu_pool_run(st->pool, nchunks, gemm_task, &g);
+    exec_run(e, nchunks, gemm_task, &g);
 }
 
 /* ---- packed weights, shared by every CPU session of a model -------------------------- */
@@ -265,6 +287,10 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         *ptrs[i] = p;
         p += round16(sizes[i]);
     }
+    st->hsz = hsz;
+    /* image-parallel from 2 images per thread (VIT_CPU_PARALLEL=ops|images forces either) */
+    const char *par = getenv("VIT_CPU_PARALLEL");
+    st->split_min = par && !strcmp(par, "ops") ? INT_MAX : par && !strcmp(par, "images") ? 2 : 2 * threads;
     st->own_gemm = vit_gemm_avx512_preferred();
     if (st->own_gemm && packed_acquire(st, m) != 0) {
         cpu_free(s);
@@ -280,12 +306,42 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
 
 /* ---- parallel pieces --------------------------------------------------------------- */
 
+/* The activations of images [b0, b0 + B) of the batch: every buffer is laid out by image, so
+ * two views of disjoint image ranges never share memory (h per image holds the im2col patches
+ * and later the MLP hidden). */
+typedef struct {
+    const float *input;
+    float *x, *ln, *qkv, *ao, *h, *kT, *attn, *roll, *roll2;
+    float *attn_cls, *attn_rollout; /* outputs of these images, or NULL */
+    int B;
+} view;
+
+static void view_at(const cpu_state *st, const vit_config *c, const float *input,
+                    const vit_outputs *out, int b0, int B, view *v) {
+    size_t T = (size_t)st->T, D = (size_t)st->D, b = (size_t)b0;
+    size_t img = (size_t)c->num_channels * (size_t)(c->grid_h * c->patch_size) *
+                 (size_t)(c->grid_w * c->patch_size);
+    v->input = input + b * img;
+    v->x = st->x + b * T * D;
+    v->ln = st->ln + b * T * D;
+    v->qkv = st->qkv + b * T * 3 * D;
+    v->ao = st->ao + b * T * D;
+    v->h = st->h + b * st->hsz;
+    v->kT = st->kT + b * (size_t)st->H * st->hd * st->ldk;
+    v->attn = st->attn + b * T * T;
+    v->roll = st->roll + b * T * T;
+    v->roll2 = st->roll2 + b * T * T;
+    v->attn_cls = out->attn_cls ? out->attn_cls + b * st->NP : NULL;
+    v->attn_rollout = out->attn_rollout ? out->attn_rollout + b * st->NP : NULL;
+    v->B = B;
+}
+
 typedef struct {
     cpu_state *st;
     const vit_model *m;
     const vit_layer_weights *L;
-    const float *input;
-    int B, nchunks, rows;      /* row-chunked passes: rows in total, split in nchunks */
+    const view *v;
+    int nchunks, rows;         /* row-chunked passes: rows in total, split in nchunks */
     const float *bias, *w, *b; /* residual_layernorm */
     float eps;
     int rb, nblk;              /* attention: rows per task, tasks per image */
@@ -301,7 +357,7 @@ static void task_im2col(void *ctx, int b, int worker) {
     (void)worker;
     fwd_ctx *k = ctx;
     const vit_config *c = &k->m->cfg;
-    vit_im2col_patches(k->st->h, k->input, b, b + 1, c->num_channels, c->grid_h * c->patch_size,
+    vit_im2col_patches(k->v->h, k->v->input, b, b + 1, c->num_channels, c->grid_h * c->patch_size,
                        c->grid_w * c->patch_size, c->patch_size);
 }
 
@@ -310,7 +366,7 @@ static void task_embed(void *ctx, int b, int worker) {
     fwd_ctx *k = ctx;
     const vit_model *m = k->m;
     const float *prefix[2] = {m->cls_token, m->dist_token};
-    vit_embed_tokens(k->st->x, k->st->ao, m->patch_b, prefix, k->st->nprefix, m->pos_embed, b,
+    vit_embed_tokens(k->v->x, k->v->ao, m->patch_b, prefix, k->st->nprefix, m->pos_embed, b,
                      b + 1, k->st->T, k->st->D);
 }
 
@@ -320,7 +376,7 @@ static void task_resln(void *ctx, int task, int worker) {
     int r0, r1;
     chunk_range(k, task, &r0, &r1);
     size_t D = (size_t)k->st->D;
-    vit_residual_layernorm(k->st->ln + r0 * D, k->st->x + r0 * D, k->bias, k->w, k->b, r1 - r0,
+    vit_residual_layernorm(k->v->ln + r0 * D, k->v->x + r0 * D, k->bias, k->w, k->b, r1 - r0,
                            (int)D, k->eps);
 }
 
@@ -330,8 +386,8 @@ static void task_transpose_k(void *ctx, int task, int worker) {
     cpu_state *st = k->st;
     int b = task / st->H, h = task % st->H;
     size_t D = (size_t)st->D;
-    const float *kin = st->qkv + (size_t)b * st->T * 3 * D + D + (size_t)h * st->hd;
-    float *kT = st->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
+    const float *kin = k->v->qkv + (size_t)b * st->T * 3 * D + D + (size_t)h * st->hd;
+    float *kT = k->v->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
     vit_attn_transpose_k(kT, st->ldk, kin, (int)(3 * D), k->L->qkv_b + D + (size_t)h * st->hd,
                          st->T, st->hd);
 }
@@ -339,94 +395,90 @@ static void task_transpose_k(void *ctx, int task, int worker) {
 static void task_attention(void *ctx, int task, int worker) {
     fwd_ctx *k = ctx;
     cpu_state *st = k->st;
+    const view *v = k->v;
     int b = task / k->nblk, blk = task % k->nblk;
     int r0 = blk * k->rb, r1 = r0 + k->rb < st->T ? r0 + k->rb : st->T;
     if (r0 >= r1) return;
     size_t D = (size_t)st->D, T = (size_t)st->T;
-    const float *base = st->qkv + (size_t)b * T * 3 * D;
+    const float *base = v->qkv + (size_t)b * T * 3 * D;
     float *probs = NULL;
     if (k->want_probs) {
-        probs = st->attn + (size_t)b * T * T + (size_t)r0 * T;
+        probs = v->attn + (size_t)b * T * T + (size_t)r0 * T;
         memset(probs, 0, sizeof(float) * (size_t)(r1 - r0) * T);
     }
     float scale = 1.0f / sqrtf((float)st->hd);
     float *scratch = st->scratch + (size_t)worker * st->scratch_per;
     for (int h = 0; h < st->H; h++) {
         size_t off = (size_t)h * st->hd;
-        const float *kT = st->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
-        vit_attention_rows(st->ao + (size_t)b * T * D + off, (int)D, probs, (int)T,
+        const float *kT = v->kT + ((size_t)b * st->H + h) * st->hd * st->ldk;
+        vit_attention_rows(v->ao + (size_t)b * T * D + off, (int)D, probs, (int)T,
                            1.0f / (float)st->H, base + off, base + 2 * D + off, (int)(3 * D),
                            k->L->qkv_b + off, k->L->qkv_b + 2 * D + off, kT, st->ldk, r0, r1,
                            (int)T, st->hd, scale, scratch);
     }
 }
 
-static void run_resln(cpu_state *st, fwd_ctx *k, int B, const float *bias, const float *w,
+static void run_resln(const exec *e, fwd_ctx *k, const float *bias, const float *w,
                       const float *b, float eps) {
-    k->rows = B * st->T;
-    k->nchunks = cpu_pool_size(st->pool) * 4;
+    k->rows = k->v->B * k->st->T;
+    k->nchunks = exec_threads(e) == 1 ? 1 : exec_threads(e) * 4;
     if (k->nchunks > k->rows) k->nchunks = k->rows;
     k->bias = bias;
     k->w = w;
     k->b = b;
     k->eps = eps;
-    cpu_pool_run(st->pool, k->nchunks, task_resln, k);
+    exec_run(e, k->nchunks, task_resln, k);
 }
 
 /* ---- forward ----------------------------------------------------------------------- */
 
-static vit_status cpu_forward(vit_session *s, const float *input, int B, const vit_head *head,
-                              vit_outputs *out) {
-    cpu_state *st = s->state;
-    const vit_model *m = s->model;
+/* Embedding and every encoder block for the images of v, on e; leaves the residual stream in
+ * v->x without the last block's fc2 bias (returned in *pending_bias). */
+static void forward_blocks(cpu_state *st, const vit_model *m, const exec *e, const view *v,
+                           const float **pending_bias) {
     const vit_config *c = &m->cfg;
-    int T = st->T, D = st->D, M = st->M, NP = st->NP, nthreads = cpu_pool_size(st->pool);
+    int T = st->T, D = st->D, M = st->M, NP = st->NP, B = v->B, nthreads = exec_threads(e);
     float eps = c->layer_norm_eps;
-    int want_rollout = out->attn_rollout != NULL, want_cls = out->attn_cls != NULL;
-    if ((want_rollout || want_cls) && st->nprefix < 1)
-        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
-                        "attention maps need a class token; this model has none");
-    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
-
-    fwd_ctx k = {.st = st, .m = m, .input = input, .B = B};
+    int want_rollout = v->attn_rollout != NULL, want_cls = v->attn_cls != NULL;
+    fwd_ctx k = {.st = st, .m = m, .v = v};
     size_t N = (size_t)B * T;
 
     /* patch embedding: im2col (B*NP, CPP) -> GEMM (B*NP, D) -> + bias, prefix tokens, pos */
-    cpu_pool_run(st->pool, B, task_im2col, &k);
-    pgemm(st, st->ao, st->h, m->patch_w, st->pk_patch, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
-    cpu_pool_run(st->pool, B, task_embed, &k);
+    exec_run(e, B, task_im2col, &k);
+    pgemm(st, e, v->ao, v->h, m->patch_w, st->pk_patch, B * NP, D, st->CPP, 0.0f, EPI_NONE, NULL);
+    exec_run(e, B, task_embed, &k);
 
     /* attention task split: enough tasks for every thread, rows in multiples of 4 */
-    int nblk = (4 * nthreads + B - 1) / B;
+    int nblk = nthreads == 1 ? 1 : (4 * nthreads + B - 1) / B;
     int rb = (T + nblk - 1) / nblk;
     rb = rb < 4 ? 4 : (rb + 3) & ~3;
     k.rb = rb;
     k.nblk = (T + rb - 1) / rb;
 
 #define PK(l, i) (st->own_gemm ? st->pk[4 * (l) + (i)] : NULL)
-    const float *pending_bias = NULL; /* bias of the last GEMM that accumulated into x */
+    const float *pending = NULL; /* bias of the last GEMM that accumulated into x */
     for (int l = 0; l < c->num_layers; l++) {
         const vit_layer_weights *L = &m->layers[l];
         k.L = L;
-        run_resln(st, &k, B, pending_bias, L->ln1_w, L->ln1_b, eps);
-        pgemm(st, st->qkv, st->ln, L->qkv_w, PK(l, 0), (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
-        cpu_pool_run(st->pool, B * st->H, task_transpose_k, &k);
+        run_resln(e, &k, pending, L->ln1_w, L->ln1_b, eps);
+        pgemm(st, e, v->qkv, v->ln, L->qkv_w, PK(l, 0), (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
+        exec_run(e, B * st->H, task_transpose_k, &k);
         k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
-        cpu_pool_run(st->pool, B * k.nblk, task_attention, &k);
-        pgemm(st, st->x, st->ao, L->proj_w, PK(l, 1), (int)N, D, D, 1.0f, EPI_NONE, NULL);
-        run_resln(st, &k, B, L->proj_b, L->ln2_w, L->ln2_b, eps);
-        pgemm(st, st->h, st->ln, L->fc1_w, PK(l, 2), (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
-        pgemm(st, st->x, st->h, L->fc2_w, PK(l, 3), (int)N, D, M, 1.0f, EPI_NONE, NULL);
-        pending_bias = L->fc2_b;
+        exec_run(e, B * k.nblk, task_attention, &k);
+        pgemm(st, e, v->x, v->ao, L->proj_w, PK(l, 1), (int)N, D, D, 1.0f, EPI_NONE, NULL);
+        run_resln(e, &k, L->proj_b, L->ln2_w, L->ln2_b, eps);
+        pgemm(st, e, v->h, v->ln, L->fc1_w, PK(l, 2), (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
+        pgemm(st, e, v->x, v->h, L->fc2_w, PK(l, 3), (int)N, D, M, 1.0f, EPI_NONE, NULL);
+        pending = L->fc2_b;
 
         if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */
             for (int b = 0; b < B; b++)
-                memcpy(out->attn_cls + (size_t)b * NP, st->attn + (size_t)b * T * T + st->nprefix,
+                memcpy(v->attn_cls + (size_t)b * NP, v->attn + (size_t)b * T * T + st->nprefix,
                        sizeof(float) * NP);
         if (want_rollout) {
             for (int b = 0; b < B; b++) {
-                float *a = st->attn + (size_t)b * T * T;
-                float *r = st->roll + (size_t)b * T * T, *r2 = st->roll2 + (size_t)b * T * T;
+                float *a = v->attn + (size_t)b * T * T;
+                float *r = v->roll + (size_t)b * T * T, *r2 = v->roll2 + (size_t)b * T * T;
                 vit_rollout_prepare(a, T);
                 if (l == 0) {
                     memcpy(r, a, sizeof(float) * (size_t)T * T);
@@ -438,17 +490,71 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
             }
         }
     }
-    if (want_rollout) {
+#undef PK
+    if (want_rollout)
         for (int b = 0; b < B; b++) {
-            const float *r = st->roll + (size_t)b * T * T; /* row 0 = CLS */
-            if (c->num_layers == 0) {
-                memset(out->attn_rollout + (size_t)b * NP, 0, sizeof(float) * NP);
-            } else {
-                memcpy(out->attn_rollout + (size_t)b * NP, r + st->nprefix, sizeof(float) * NP);
-            }
+            if (c->num_layers == 0) /* row 0 = CLS */
+                memset(v->attn_rollout + (size_t)b * NP, 0, sizeof(float) * NP);
+            else
+                memcpy(v->attn_rollout + (size_t)b * NP, v->roll + (size_t)b * T * T + st->nprefix,
+                       sizeof(float) * NP);
         }
+    if (want_cls && c->num_layers == 0) memset(v->attn_cls, 0, sizeof(float) * (size_t)B * NP);
+    *pending_bias = pending;
+}
+
+/* image-parallel: group g of the batch, on the thread that claimed it, alone */
+typedef struct {
+    cpu_state *st;
+    const vit_model *m;
+    const float *input;
+    const vit_outputs *out;
+    int B, ngroups;
+    const float *pending_bias;
+} group_job;
+
+static void task_group(void *ctx, int g, int worker) {
+    group_job *j = ctx;
+    int b0 = (int)((int64_t)j->B * g / j->ngroups), b1 = (int)((int64_t)j->B * (g + 1) / j->ngroups);
+    if (b0 >= b1) return;
+    view v;
+    view_at(j->st, &j->m->cfg, j->input, j->out, b0, b1 - b0, &v);
+    exec e = {NULL, worker};
+    const float *pb;
+    forward_blocks(j->st, j->m, &e, &v, &pb);
+    if (g == 0) j->pending_bias = pb; /* the same for every group */
+}
+
+/* Two ways to use the session's threads.  Operator-parallel (small batches): every GEMM, the
+ * attention and the LayerNorms are split over the pool, ~10 fork-joins per block.  Image-parallel
+ * (at least split_min images, 2 per thread by default): the batch is cut into one group of images
+ * per thread and each thread runs the whole network on its group alone, one fork-join in all:
+ * no barrier waits, no thread left idle while another finishes its slice, and a thread that the
+ * OS preempts (decoders on the same cores) delays only its own group.  Both paths compute every
+ * output element with the same operations in the same order. */
+static vit_status cpu_forward(vit_session *s, const float *input, int B, const vit_head *head,
+                              vit_outputs *out) {
+    cpu_state *st = s->state;
+    const vit_model *m = s->model;
+    const vit_config *c = &m->cfg;
+    int T = st->T, D = st->D, nthreads = cpu_pool_size(st->pool);
+    float eps = c->layer_norm_eps;
+    if ((out->attn_rollout || out->attn_cls) && st->nprefix < 1)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                        "attention maps need a class token; this model has none");
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+
+    const float *pending_bias = NULL;
+    if (nthreads > 1 && B >= st->split_min) {
+        group_job j = {st, m, input, out, B, nthreads < B ? nthreads : B, NULL};
+        cpu_pool_run(st->pool, j.ngroups, task_group, &j);
+        pending_bias = j.pending_bias;
+    } else {
+        view v;
+        view_at(st, c, input, out, 0, B, &v);
+        exec e = {st->pool, 0};
+        forward_blocks(st, m, &e, &v, &pending_bias);
     }
-    if (want_cls && c->num_layers == 0) memset(out->attn_cls, 0, sizeof(float) * (size_t)B * NP);
 
     /* pooling: the final LayerNorm only on the rows that are used */
     int F = c->feature_dim;

@@ -421,7 +421,16 @@ int main(void) {
     check_synth("synthetic distilled", &dist, 2, 3);
     synth_spec tall = base;
     tall.S = 32; tall.L = 2; /* 65 tokens x 8 images = 520 rows: GEMMs split by rows */
-    check_synth("synthetic 520-row batch", &tall, 2, 8);
+    check_synth("synthetic 520-row batch", &tall, 2, 8); /* 4 images per thread: image-parallel */
+    /* both ways of using the threads on the same shapes (see cpu_forward): operator-parallel
+       (GEMMs split by rows at 520 rows), and image-parallel with uneven groups */
+    setenv("VIT_CPU_PARALLEL", "ops", 1);
+    check_synth("synthetic 520-row batch, operator-parallel", &tall, 2, 8);
+    setenv("VIT_CPU_PARALLEL", "images", 1);
+    check_synth("synthetic cls hd=16, image-parallel 2+1", &base, 2, 3);
+    check_synth("synthetic mean+fc_norm, image-parallel 1+1+1", &mean, 3, 3);
+    check_synth("synthetic distilled, image-parallel", &dist, 2, 5);
+    unsetenv("VIT_CPU_PARALLEL");
     /* the other GEMM too: OpenBLAS where the own AVX-512 one is the default, and back */
     const char *other = vit_gemm_avx512_preferred() ? "openblas" : "avx512";
     if (strcmp(other, "avx512") != 0 || vit_gemm_avx512_available()) {
