@@ -251,8 +251,25 @@ void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float pr
         for (int r = 0; r < 4; r++)
             for (int d = 0; d < hd; d++)
                 qs[r * hd + d] = r < nr ? (q[(size_t)(i0 + r) * ldqv + d] + bq[d]) * scale : 0.f;
-        /* scores: s[r][j] = qs[r] . kT[:, j] */
-        for (int j = 0; j < ldk; j += 16) {
+        /* scores: s[r][j] = qs[r] . kT[:, j]; two blocks of 16 keys at a time, so 8 independent
+         * FMA chains hide the FMA latency */
+        int j = 0;
+        for (; j + 32 <= ldk; j += 32) {
+            v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+            for (int d = 0; d < hd; d++) {
+                v16 kv = ld16(kT + (size_t)d * ldk + j), kw = ld16(kT + (size_t)d * ldk + j + 16);
+                float q0 = qs[d], q1 = qs[hd + d], q2 = qs[2 * hd + d], q3 = qs[3 * hd + d];
+                a0 += q0 * kv; c0 += q0 * kw;
+                a1 += q1 * kv; c1 += q1 * kw;
+                a2 += q2 * kv; c2 += q2 * kw;
+                a3 += q3 * kv; c3 += q3 * kw;
+            }
+            st16(s + j, a0); st16(s + j + 16, c0);
+            st16(s + ldk + j, a1); st16(s + ldk + j + 16, c1);
+            st16(s + 2 * ldk + j, a2); st16(s + 2 * ldk + j + 16, c2);
+            st16(s + 3 * ldk + j, a3); st16(s + 3 * ldk + j + 16, c3);
+        }
+        for (; j < ldk; j += 16) {
             v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
             for (int d = 0; d < hd; d++) {
                 v16 kv = ld16(kT + (size_t)d * ldk + j);
@@ -274,7 +291,26 @@ void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float pr
                 for (int j = 0; j < T; j++) pa[j] += probs_w * pr[j];
             }
         /* out[r] = sum_j p[r][j] v[j] + bv */
-        if (hd % 16 == 0) {
+        if (hd % 32 == 0) { /* two blocks of 16 dims at a time: 8 FMA chains */
+            for (int d0 = 0; d0 < hd; d0 += 32) {
+                v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+                for (int jj = 0; jj < T; jj++) {
+                    const float *vr = v + (size_t)jj * ldqv + d0;
+                    v16 vv = ld16(vr), vw = ld16(vr + 16);
+                    float p0 = s[jj], p1 = s[ldk + jj], p2 = s[2 * ldk + jj], p3 = s[3 * ldk + jj];
+                    a0 += p0 * vv; c0 += p0 * vw;
+                    a1 += p1 * vv; c1 += p1 * vw;
+                    a2 += p2 * vv; c2 += p2 * vw;
+                    a3 += p3 * vv; c3 += p3 * vw;
+                }
+                v16 b = ld16(bv + d0), bw = ld16(bv + d0 + 16);
+                v16 acc[4] = {a0 + b, a1 + b, a2 + b, a3 + b}, acw[4] = {c0 + bw, c1 + bw, c2 + bw, c3 + bw};
+                for (int r = 0; r < nr; r++) {
+                    st16(out + (size_t)(i0 + r) * ldo + d0, acc[r]);
+                    st16(out + (size_t)(i0 + r) * ldo + d0 + 16, acw[r]);
+                }
+            }
+        } else if (hd % 16 == 0) {
             for (int d0 = 0; d0 < hd; d0 += 16) {
                 v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
                 for (int j = 0; j < T; j++) {

@@ -410,6 +410,9 @@ int main(void) {
     synth_spec g = base;
     g.D = 40; g.H = 5; /* hd = 8: generic attention path */
     check_synth("synthetic cls hd=8", &g, 2, 3);
+    synth_spec h32 = base;
+    h32.H = 2; h32.S = 32; h32.L = 2; /* hd = 32, 65 tokens: 32-wide attention blocks + a 16 tail */
+    check_synth("synthetic cls hd=32", &h32, 2, 3);
     synth_spec mean = base;
     mean.pool = VIT_POOL_MEAN; mean.fc_norm = 1; mean.L = 2;
     check_synth("synthetic mean+fc_norm", &mean, 2, 3);
