@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "cuda_engine.h"
+#include "util.h"
 #include "common.cuh"
 #include "patch_embed.cuh"
 #include "layernorm.cuh"
@@ -111,28 +112,19 @@ struct state {
     unsigned long long tick;
 };
 
-vit_status errf(vit_status st, char *err, size_t n, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 #define CU(call)                                                                              \
     do {                                                                                      \
         cudaError_t e_ = (call);                                                              \
         if (e_ != cudaSuccess)                                                                \
-            return errf(VIT_E_BACKEND, err, errlen, "cuda: %s: %s (%s:%d)", #call,           \
+            return vit_errf(VIT_E_BACKEND, err, errlen, "cuda: %s: %s (%s:%d)", #call,           \
                         cudaGetErrorString(e_), __FILE__, __LINE__);                          \
     } while (0)
 #define LAUNCHED()                                                                            \
     do {                                                                                      \
         cudaError_t e_ = cudaGetLastError();                                                  \
         if (e_ != cudaSuccess)                                                                \
-            return errf(VIT_E_BACKEND, err, errlen, "cuda: kernel launch: %s (%s:%d)",       \
+            return vit_errf(VIT_E_BACKEND, err, errlen, "cuda: kernel launch: %s (%s:%d)",       \
                         cudaGetErrorString(e_), __FILE__, __LINE__);                          \
     } while (0)
 #define OK(call)                                                                              \
@@ -148,7 +140,7 @@ vit_status dalloc(state *s, void **p, size_t bytes, char *err, size_t errlen) {
     if (e != cudaSuccess) {
         cudaGetLastError();
         *p = nullptr;
-        return errf(e == cudaErrorMemoryAllocation ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
+        return vit_errf(e == cudaErrorMemoryAllocation ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
                     "cuda: cudaMalloc(%zu bytes, %zu already held by this session): %s", bytes,
                     s->dev_bytes, cudaGetErrorString(e));
     }
@@ -190,7 +182,7 @@ vit_status up_f32(state *s, float **dst, const float *src, size_t n, char *err, 
 vit_status up_f16(state *s, __half **dst, const float *src, size_t n, std::vector<__half> &tmp,
                   char *err, size_t errlen) {
     *dst = nullptr;
-    if (!src) return errf(VIT_E_INTERNAL, err, errlen, "cuda: missing weight tensor");
+    if (!src) return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: missing weight tensor");
     tmp.resize(n);
     for (size_t i = 0; i < n; i++) tmp[i] = __float2half(src[i]);
     OK(dalloc_t(s, dst, n, err, errlen));
@@ -204,7 +196,7 @@ vit_status up_f16(state *s, __half **dst, const float *src, size_t n, std::vecto
     do {                                                                                      \
         cublasStatus_t c_ = (call);                                                           \
         if (c_ != CUBLAS_STATUS_SUCCESS) {                                                    \
-            rc = errf(VIT_E_BACKEND, err, errlen, "cublasLt: %s: status %d (M=%d N=%d K=%d)", \
+            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: %s: status %d (M=%d N=%d K=%d)", \
                       #call, (int)c_, M, N, K);                                               \
             goto done;                                                                        \
         }                                                                                     \
@@ -243,7 +235,7 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
         LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
         LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 4, res, &nret));
         if (nret < 1) {
-            rc = errf(VIT_E_BACKEND, err, errlen, "cublasLt: no algorithm for M=%d N=%d K=%d %s",
+            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no algorithm for M=%d N=%d K=%d %s",
                       M, N, K, f32 ? "fp32" : "fp16");
             goto done;
         }
@@ -457,22 +449,22 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
                      size_t errlen) {
     const vcu_model_desc &m = *md;
     int n = vcu_device_count();
-    if (n <= 0) return errf(VIT_E_DEVICE, err, errlen, "cuda: no CUDA device (driver missing or no GPU)");
+    if (n <= 0) return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: no CUDA device (driver missing or no GPU)");
     if (gpu_id < 0 || gpu_id >= n)
-        return errf(VIT_E_DEVICE, err, errlen, "cuda: gpu id %d out of range (%d device%s)", gpu_id, n, n == 1 ? "" : "s");
-    if (max_batch < 1) return errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
+        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: gpu id %d out of range (%d device%s)", gpu_id, n, n == 1 ? "" : "s");
+    if (max_batch < 1) return vit_errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
     if (m.H < 1 || m.D % m.H)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
     if (!m.pooling_mean && m.npf < 1)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
     if (m.fc_norm_w && !m.pooling_mean && m.npf > 1)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: fc_norm with two pooled tokens is not supported");
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: fc_norm with two pooled tokens is not supported");
     if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
         m.grid_w * m.patch_size > m.image_size)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
     int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
     if (F != m.feature_dim)
-        return errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
 
     s->dev = gpu_id;
     CU(cudaSetDevice(gpu_id));
@@ -480,7 +472,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     CU(cudaGetDeviceProperties(&prop, gpu_id));
     snprintf(s->gpu_name, sizeof s->gpu_name, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
     if (prop.major < 8)
-        return errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
+        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
                     prop.name, prop.major, prop.minor);
     s->smem_optin = prop.sharedMemPerBlockOptin;
     s->m = m;
@@ -499,7 +491,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
     if (cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
         s->lt = nullptr;
-        return errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
+        return vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
     }
     OK(dalloc(s, &s->ws, kWorkspace, err, errlen));
     if (attention_uses_wmma(m.T, s->dh, s->smem_optin))
@@ -524,7 +516,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     OK(up_f32(s, &s->fc_norm_b, m.fc_norm_b, D, err, errlen));
     OK(up_f32(s, &s->pre_w, m.pre_logits_w, (size_t)D * D, err, errlen));
     OK(up_f32(s, &s->pre_b, m.pre_logits_b, D, err, errlen));
-    if (!s->pos) return errf(VIT_E_INTERNAL, err, errlen, "cuda: missing position embeddings");
+    if (!s->pos) return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: missing position embeddings");
     s->layers.resize(m.L);
     for (int l = 0; l < m.L; l++) {
         const vcu_layer &w = m.layers[l];
@@ -534,7 +526,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         OK(up_f32(s, &d.ln2_w, w.ln2_w, D, err, errlen));
         OK(up_f32(s, &d.ln2_b, w.ln2_b, D, err, errlen));
         if (!d.ln1_w || !d.ln1_b || !d.ln2_w || !d.ln2_b)
-            return errf(VIT_E_INTERNAL, err, errlen, "cuda: layer %d: missing LayerNorm", l);
+            return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: layer %d: missing LayerNorm", l);
         OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
         OK(up_f16(s, &d.qkv_b, w.qkv_b, (size_t)3 * D, tmp, err, errlen));
         OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
@@ -610,18 +602,18 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
                         const vcu_outputs *out, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     if (B < 1 || B > s->maxB)
-        return errf(VIT_E_ARG, err, errlen, "cuda: batch %d outside [1, %d]", B, s->maxB);
-    if (!input) return errf(VIT_E_ARG, err, errlen, "cuda: input is NULL");
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: batch %d outside [1, %d]", B, s->maxB);
+    if (!input) return vit_errf(VIT_E_ARG, err, errlen, "cuda: input is NULL");
     if (out->logits && (!hd || !hd->w || !hd->b || hd->C < 1))
-        return errf(VIT_E_ARG, err, errlen, "cuda: logits asked without a head");
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: logits asked without a head");
     if (out->logits && hd->dim != m.feature_dim)
-        return errf(VIT_E_ARG, err, errlen, "cuda: head dim %d != feature dim %d", hd->dim, m.feature_dim);
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: head dim %d != feature dim %d", hd->dim, m.feature_dim);
     CU(cudaSetDevice(s->dev));
     int bi = 0;
     while (s->buckets[bi] < B) bi++;
     const int Bk = s->buckets[bi];
     if ((out->attn_cls || out->attn_rollout) && m.npf < 1)
-        return errf(VIT_E_ARG, err, errlen, "attention maps need a class token; this model has none");
+        return vit_errf(VIT_E_ARG, err, errlen, "attention maps need a class token; this model has none");
     /* no layers: no attention; the maps are zeros, as on the CPU */
     const int want_cls = out->attn_cls && m.L > 0, want_roll = out->attn_rollout && m.L > 0;
     if (out->attn_cls && !want_cls) memset(out->attn_cls, 0, sizeof(float) * B * m.Np);
@@ -674,7 +666,7 @@ vit_status vcu_init(void **out, const vcu_model_desc *m, int max_batch, int gpu_
                     size_t errlen) {
     *out = nullptr;
     state *s = new (std::nothrow) state();
-    if (!s) return errf(VIT_E_NOMEM, err, errlen, "cuda: out of host memory");
+    if (!s) return vit_errf(VIT_E_NOMEM, err, errlen, "cuda: out of host memory");
     vit_status rc = init_impl(s, m, max_batch, gpu_id, err, errlen);
     if (rc != VIT_OK) {
         free_impl(s);

@@ -19,6 +19,7 @@
 #include <new>
 
 #include "train_cuda.h"
+#include "util.h"
 #include "linear_ce.cuh"
 
 namespace {
@@ -33,27 +34,18 @@ struct tstate {
     int *hits;
 };
 
-vit_status fail(vit_status st, char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 /* a CUDA runtime result as a status; `what` names the operation in the message */
 vit_status cuda_ok(cudaError_t e, const char *what, char *err, size_t errlen) {
     if (e == cudaSuccess) return VIT_OK;
     cudaGetLastError();   /* clear a non-sticky error so later calls see their own */
-    return fail(e == cudaErrorMemoryAllocation ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
+    return vit_errf(e == cudaErrorMemoryAllocation ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
                 "train (cuda): %s: %s", what, cudaGetErrorString(e));
 }
 
 vit_status blas_ok(cublasStatus_t e, const char *what, char *err, size_t errlen) {
     if (e == CUBLAS_STATUS_SUCCESS) return VIT_OK;
-    return fail(e == CUBLAS_STATUS_ALLOC_FAILED ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
+    return vit_errf(e == CUBLAS_STATUS_ALLOC_FAILED ? VIT_E_NOMEM : VIT_E_BACKEND, err, errlen,
                 "train (cuda): cuBLAS %s: %s", what, cublasGetStatusString(e));
 }
 
@@ -136,7 +128,7 @@ vit_status sync(tstate *s, char *err, size_t errlen) {
 
 vit_status t_set_index(void *ctx, const int32_t *idx, int n, char *err, size_t errlen) {
     tstate *s = (tstate *)ctx;
-    if (n < 0 || n > s->N) return fail(VIT_E_INTERNAL, err, errlen, "train (cuda): index of %d", n);
+    if (n < 0 || n > s->N) return vit_errf(VIT_E_INTERNAL, err, errlen, "train (cuda): index of %d", n);
     TRY(cuda_ok(cudaSetDevice(s->dev), "cudaSetDevice", err, errlen));
     /* the previous epoch's steps may still read idx: the copy is queued behind them, and the
      * host array may change once this returns, hence the sync */
@@ -149,7 +141,7 @@ vit_status t_set_index(void *ctx, const int32_t *idx, int n, char *err, size_t e
 vit_status t_step(void *ctx, int off, int B, const train_coeffs *k, char *err, size_t errlen) {
     tstate *s = (tstate *)ctx;
     if (off < 0 || B < 1 || B > s->cap || off + B > s->N)
-        return fail(VIT_E_INTERNAL, err, errlen, "train (cuda): step rows [%d, %d)", off, off + B);
+        return vit_errf(VIT_E_INTERNAL, err, errlen, "train (cuda): step rows [%d, %d)", off, off + B);
     const size_t nw = (size_t)s->C * s->D;
     const float one = 1.f, zero = 0.f;
     TRY(cuda_ok(cudaSetDevice(s->dev), "cudaSetDevice", err, errlen));
@@ -181,7 +173,7 @@ vit_status t_correct(void *ctx, int off, int n, int *hits, char *err, size_t err
     tstate *s = (tstate *)ctx;
     *hits = 0;
     if (off < 0 || n < 0 || off + n > s->N)
-        return fail(VIT_E_INTERNAL, err, errlen, "train (cuda): accuracy rows [%d, %d)", off, off + n);
+        return vit_errf(VIT_E_INTERNAL, err, errlen, "train (cuda): accuracy rows [%d, %d)", off, off + n);
     TRY(cuda_ok(cudaSetDevice(s->dev), "cudaSetDevice", err, errlen));
     TRY(cuda_ok(cudaMemsetAsync(s->hits, 0, sizeof(int), s->st), "cudaMemset", err, errlen));
     const size_t nw = (size_t)s->C * s->D;
@@ -225,13 +217,13 @@ vit_status vtc_open(void **ctx, const float *w, const float *b, int C, int D, co
         ndev = 0;
     }
     if (gpu_id < 0 || gpu_id >= ndev)
-        return fail(VIT_E_DEVICE, err, errlen, "train (cuda): no CUDA device %d (%d present)",
+        return vit_errf(VIT_E_DEVICE, err, errlen, "train (cuda): no CUDA device %d (%d present)",
                     gpu_id, ndev);
     if (C < 1 || D < 1 || N < 1 || cap < 1 || cap > N)
-        return fail(VIT_E_ARG, err, errlen, "train (cuda): bad sizes C=%d D=%d N=%d batch %d", C,
+        return vit_errf(VIT_E_ARG, err, errlen, "train (cuda): bad sizes C=%d D=%d N=%d batch %d", C,
                     D, N, cap);
     tstate *s = new (std::nothrow) tstate();
-    if (!s) return fail(VIT_E_NOMEM, err, errlen, "train (cuda): out of host memory");
+    if (!s) return vit_errf(VIT_E_NOMEM, err, errlen, "train (cuda): out of host memory");
     s->dev = gpu_id;
     s->C = C;
     s->D = D;

@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include "vit.h"
 
+#ifdef __cplusplus /* the CUDA sources (.cu, C++) use these too */
+extern "C" {
+#endif
+
 /* snprintf into err (if non-NULL) and return st: `return vit_errf(VIT_E_IO, err, n, "open %s", p);` */
 vit_status vit_errf(vit_status st, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -25,4 +29,7 @@ vit_status vit_npy_write(const char *path, const float *data, const int64_t *sha
 /* monotonic clock in seconds */
 double vit_now(void);
 
+#ifdef __cplusplus
+}
+#endif
 #endif
