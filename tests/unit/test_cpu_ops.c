@@ -198,7 +198,7 @@ static void test_rollout_mean(void) {
 }
 
 /* the packed AVX-512 GEMM on odd shapes (edge tiles in every direction, k not a multiple of
- * 16, k split across blocks, more rows than one block), as a slice of a wider C (ldc > N),
+ * 16, K split in two blocks, more rows than one block), as a slice of a wider C (ldc > N),
  * overwrite and accumulate, whole and by column ranges as the pool splits it */
 static void test_gemm(void) {
     if (!vit_gemm_avx512_available()) {
@@ -206,7 +206,8 @@ static void test_gemm(void) {
         return;
     }
     int shapes[][3] = {{1, 1, 1}, {37, 29, 100}, {64, 12, 512}, {65, 25, 1100}, {197, 40, 768},
-                       {250, 70, 300}};
+                       {250, 70, 300},
+                       {13, 33, 4500} /* K > 4096: two k blocks, the second accumulating */};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldc = N + 7;
         float *A = rand_vec((size_t)M * K, 1.f), *W = rand_vec((size_t)N * K, 1.f);
