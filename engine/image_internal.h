@@ -33,6 +33,9 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int w, int h, vit_pp_plan 
 void vit_pp_plan_free(vit_pp_plan *pl);
 /* the input pixels [x0, x1) x [y0, y1) the plan reads */
 void vit_pp_plan_region(const vit_pp_plan *pl, int *x0, int *y0, int *x1, int *y1);
+/* 0: resize without the AVX-512 horizontal pass (bit-identical either way; for tests), 1: use
+ * it where the CPU has AVX-512 (the default).  Applies to plans made afterwards. */
+void vit_pp_set_simd(int on);
 /* run it on src, the region [rx0, rx0 + rw) x [ry0, ry0 + rh) of the image as RGB8 rows of `stride`
  * bytes (it must cover the plan's region); out is (3, out_h, out_w) */
 vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t stride, int rx0, int ry0, int rw,
