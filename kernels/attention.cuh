@@ -15,7 +15,7 @@
  *         added to attn_avg / attn_cls with atomicAdd (heads land on the same cells)
  *     O = P V            16 x dh FP32, converted to FP16 and written out
  *   Needs dh % 16 == 0; shared memory = 2*Tp*dh*2 (K,V) + 16W*dh*2 (Q) + 16W*Tp*(4+2) (S,P)
- *   [+ 16W*dh*4 when dh > Tp]: 154 KB for ViT-B/16 at 224 with W = 4, under the 163 KB opt-in
+ *   [+ 16W*dh*4 when dh > Tp]: 141,312 B (138 KB) for ViT-B/16 at 224 with W = 4, under the 163 KB opt-in
  *   limit of sm_80 and the 227 KB of sm_90.
  * attention_naive_kernel (fallback for any dh / T, and the reference in kernels/dev): one block
  *   per (query row, head, image), scores in shared memory, CUDA cores only.
