@@ -244,9 +244,12 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
         cudaStreamIsCapturing(s->st, &cap);
         if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone) {
             /* time each candidate twice on the real operands (Y is rewritten by the final call) */
-            cudaEvent_t e0, e1;
+            cudaEvent_t e0 = nullptr, e1 = nullptr;
             float bestms = 1e30f;
-            if (cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess) {
+            bool ev0 = cudaEventCreate(&e0) == cudaSuccess;
+            bool ev1 = ev0 && cudaEventCreate(&e1) == cudaSuccess;
+            if (ev0 && !ev1) cudaEventDestroy(e0); /* the first one alone: no timing */
+            if (ev1) {
                 for (int i = 0; i < nret; i++) {
                     float ms = 0.f;
                     cudaEventRecord(e0, s->st);
