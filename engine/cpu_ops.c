@@ -245,6 +245,46 @@ VIT_INLINE void softmax_rows(float *s, int nr, int T, int ldk) {
     }
 }
 
+/* s[r][j..j + 16nb) = qs[r] . kT[:, j..j + 16nb) for the 4 query rows, nb = 1 or 2 blocks */
+VIT_INLINE void score_cols(float *s, const float *qs, const float *kT, int ldk, int hd, int j,
+                           const int nb) {
+    v16 a[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = splat16(0.f);
+    for (int d = 0; d < hd; d++) {
+        const float *kr = kT + (size_t)d * ldk + j;
+        v16 k0 = ld16(kr), k1 = nb == 2 ? ld16(kr + 16) : k0;
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            float q = qs[r * hd + d];
+            a[r][0] += q * k0;
+            if (nb == 2) a[r][1] += q * k1;
+        }
+    }
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+        st16(s + (size_t)r * ldk + j, a[r][0]);
+        if (nb == 2) st16(s + (size_t)r * ldk + j + 16, a[r][1]);
+    }
+}
+
+/* out[r][d0..d0 + 16nb) = sum_j p[r][j] v[j][d0..] + bv for the first nr of the 4 rows */
+VIT_INLINE void pv_cols(float *out, int ldo, int nr, const float *p, int ldk, const float *v,
+                        int ldqv, const float *bv, int T, int d0, const int nb) {
+    v16 a[4][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) a[r][0] = a[r][1] = splat16(0.f);
+    for (int j = 0; j < T; j++) {
+        const float *vr = v + (size_t)j * ldqv + d0;
+        v16 v0 = ld16(vr), v1 = nb == 2 ? ld16(vr + 16) : v0;
+        _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++) {
+            float pr = p[(size_t)r * ldk + j];
+            a[r][0] += pr * v0;
+            if (nb == 2) a[r][1] += pr * v1;
+        }
+    }
+    for (int r = 0; r < nr; r++) {
+        st16(out + (size_t)r * ldo + d0, a[r][0] + ld16(bv + d0));
+        if (nb == 2) st16(out + (size_t)r * ldo + d0 + 16, a[r][1] + ld16(bv + d0 + 16));
+    }
+}
+
 VIT_SIMD
 void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float probs_w,
                         const float *q, const float *v, int ldqv, const float *bq,
@@ -266,38 +306,11 @@ void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float pr
             for (; d + 16 <= hd; d += 16) st16(dst + d, (ld16(src + d) + ld16(bq + d)) * scale);
             for (; d < hd; d++) dst[d] = (src[d] + bq[d]) * scale;
         }
-        /* scores: s[r][j] = qs[r] . kT[:, j]; two blocks of 16 keys at a time, so 8 independent
-         * FMA chains hide the FMA latency */
+        /* scores: s[r][j] = qs[r] . kT[:, j], two blocks of 16 keys at a time (8 FMA chains
+         * hide the FMA latency), then a last block of 16 */
         int j = 0;
-        for (; j + 32 <= ldk; j += 32) {
-            v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-            for (int d = 0; d < hd; d++) {
-                v16 kv = ld16(kT + (size_t)d * ldk + j), kw = ld16(kT + (size_t)d * ldk + j + 16);
-                float q0 = qs[d], q1 = qs[hd + d], q2 = qs[2 * hd + d], q3 = qs[3 * hd + d];
-                a0 += q0 * kv; c0 += q0 * kw;
-                a1 += q1 * kv; c1 += q1 * kw;
-                a2 += q2 * kv; c2 += q2 * kw;
-                a3 += q3 * kv; c3 += q3 * kw;
-            }
-            st16(s + j, a0); st16(s + j + 16, c0);
-            st16(s + ldk + j, a1); st16(s + ldk + j + 16, c1);
-            st16(s + 2 * ldk + j, a2); st16(s + 2 * ldk + j + 16, c2);
-            st16(s + 3 * ldk + j, a3); st16(s + 3 * ldk + j + 16, c3);
-        }
-        for (; j < ldk; j += 16) {
-            v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
-            for (int d = 0; d < hd; d++) {
-                v16 kv = ld16(kT + (size_t)d * ldk + j);
-                a0 += qs[d] * kv;
-                a1 += qs[hd + d] * kv;
-                a2 += qs[2 * hd + d] * kv;
-                a3 += qs[3 * hd + d] * kv;
-            }
-            st16(s + j, a0);
-            st16(s + ldk + j, a1);
-            st16(s + 2 * ldk + j, a2);
-            st16(s + 3 * ldk + j, a3);
-        }
+        for (; j + 32 <= ldk; j += 32) score_cols(s, qs, kT, ldk, hd, j, 2);
+        for (; j < ldk; j += 16) score_cols(s, qs, kT, ldk, hd, j, 1);
         softmax_rows(s, nr, T, ldk);
         if (probs_acc)
             for (int r = 0; r < nr; r++) {
@@ -306,39 +319,11 @@ void vit_attention_rows(float *out, int ldo, float *probs_acc, int ldp, float pr
                 for (int j = 0; j < T; j++) pa[j] += probs_w * pr[j];
             }
         /* out[r] = sum_j p[r][j] v[j] + bv */
-        if (hd % 32 == 0) { /* two blocks of 16 dims at a time: 8 FMA chains */
-            for (int d0 = 0; d0 < hd; d0 += 32) {
-                v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
-                for (int jj = 0; jj < T; jj++) {
-                    const float *vr = v + (size_t)jj * ldqv + d0;
-                    v16 vv = ld16(vr), vw = ld16(vr + 16);
-                    float p0 = s[jj], p1 = s[ldk + jj], p2 = s[2 * ldk + jj], p3 = s[3 * ldk + jj];
-                    a0 += p0 * vv; c0 += p0 * vw;
-                    a1 += p1 * vv; c1 += p1 * vw;
-                    a2 += p2 * vv; c2 += p2 * vw;
-                    a3 += p3 * vv; c3 += p3 * vw;
-                }
-                v16 b = ld16(bv + d0), bw = ld16(bv + d0 + 16);
-                v16 acc[4] = {a0 + b, a1 + b, a2 + b, a3 + b}, acw[4] = {c0 + bw, c1 + bw, c2 + bw, c3 + bw};
-                for (int r = 0; r < nr; r++) {
-                    st16(out + (size_t)(i0 + r) * ldo + d0, acc[r]);
-                    st16(out + (size_t)(i0 + r) * ldo + d0 + 16, acw[r]);
-                }
-            }
-        } else if (hd % 16 == 0) {
-            for (int d0 = 0; d0 < hd; d0 += 16) {
-                v16 a0 = splat16(0.f), a1 = a0, a2 = a0, a3 = a0;
-                for (int j = 0; j < T; j++) {
-                    v16 vv = ld16(v + (size_t)j * ldqv + d0);
-                    a0 += s[j] * vv;
-                    a1 += s[ldk + j] * vv;
-                    a2 += s[2 * ldk + j] * vv;
-                    a3 += s[3 * ldk + j] * vv;
-                }
-                v16 b = ld16(bv + d0);
-                v16 acc[4] = {a0 + b, a1 + b, a2 + b, a3 + b};
-                for (int r = 0; r < nr; r++) st16(out + (size_t)(i0 + r) * ldo + d0, acc[r]);
-            }
+        if (hd % 16 == 0) { /* two blocks of 16 dims at a time, then a last block of 16 */
+            float *o = out + (size_t)i0 * ldo;
+            int d0 = 0;
+            for (; d0 + 32 <= hd; d0 += 32) pv_cols(o, ldo, nr, s, ldk, v, ldqv, bv, T, d0, 2);
+            for (; d0 < hd; d0 += 16) pv_cols(o, ldo, nr, s, ldk, v, ldqv, bv, T, d0, 1);
         } else {
             for (int r = 0; r < 4 * hd; r++) os[r] = 0.f;
             for (int j = 0; j < T; j++) {
