@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """readme_flags.py: rewrite README.md's flag table (between <!-- FLAGS --> and <!-- /FLAGS -->)
-from `vitd --help`, so the README lists exactly the daemon's flags and defaults.
+and server/README.md's verbatim `vitd --help` block (the fenced block after the line ending in
+"`vitd --help`:") from `vitd --help`, so both list exactly the daemon's flags and defaults.
 
-    scripts/readme_flags.py [build/vitd] [README.md]
+    scripts/readme_flags.py [build/vitd] [README.md] [server/README.md]
 """
 import re
 import subprocess
@@ -10,6 +11,7 @@ import sys
 
 vitd = sys.argv[1] if len(sys.argv) > 1 else "build/vitd"
 readme = sys.argv[2] if len(sys.argv) > 2 else "README.md"
+server_readme = sys.argv[3] if len(sys.argv) > 3 else "server/README.md"
 out = subprocess.run([vitd, "--help"], capture_output=True, text=True, check=True).stdout
 rows = []
 lines = out.splitlines()
@@ -30,3 +32,11 @@ if n != 1:
     sys.exit(f"{readme}: no <!-- FLAGS --> ... <!-- /FLAGS --> block")
 open(readme, "w").write(new)
 print(f"{readme}: {len(rows)} flags")
+
+text = open(server_readme).read()
+new, n = re.subn(r"(`vitd --help`:\n\n```\n).*?(```)", lambda m: m.group(1) + out + m.group(2), text,
+                 count=1, flags=re.S)
+if n != 1:
+    sys.exit(f"{server_readme}: no fenced block after \"`vitd --help`:\"")
+open(server_readme, "w").write(new)
+print(f"{server_readme}: help block rewritten")

@@ -30,6 +30,10 @@ if [ -x "$B/vitd" ]; then
     grep -qE "^  $f( |\$)" <<<"$help" || extra="$extra $f"
   done
   [ -z "$extra" ] && ok "no flag in the README table that vitd lacks" || bad "README lists flags vitd does not have:$extra"
+  # server/README.md quotes `vitd --help` verbatim: the fenced block after the line ending "`vitd --help`:"
+  quoted=$(awk '/`vitd --help`:$/ {f = 1; next} f && /^```/ {if (in_block) exit; in_block = 1; next} in_block' server/README.md)
+  if [ "$quoted" = "$help" ]; then ok "server/README.md quotes vitd --help verbatim"
+  else bad "server/README.md's vitd --help block differs from the binary's (run scripts/readme_flags.py): $(diff <(echo "$quoted") <(echo "$help") | head -4 | tr '\n' ' ')"; fi
   known=" $(grep -oE 'VITD_[A-Z0-9_]+' <<<"$help" | tr '\n' ' ') $(grep -ohE '"VITD_[A-Z0-9_]+"' server/*.c 2>/dev/null | tr -d '"' | tr '\n' ' ') "
   unk=""
   for v in $(grep -ohE 'VITD_[A-Z0-9_]+' $R deploy/systemd/vitd.env.example deploy/systemd/vitd.service deploy/Dockerfile | sort -u); do
