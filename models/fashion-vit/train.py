@@ -34,6 +34,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from vit_torch import Block, write_safetensors  # noqa: E402  (models/vit_torch.py: same block as the reference)
+
 DATA = "/usr/share/datasets/fashion-mnist"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -59,29 +62,6 @@ def interp_matrix(scale=8, patch=32, window=6):
         U[p, f + 1] += 1 - t
         U[p, f + 2] += t
     return U
-
-
-class Block(nn.Module):
-    def __init__(self, d, heads, mlp, eps):
-        super().__init__()
-        self.heads = heads
-        self.ln1 = nn.LayerNorm(d, eps=eps)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d, eps=eps)
-        self.fc1 = nn.Linear(d, mlp)
-        self.fc2 = nn.Linear(mlp, d)
-
-    def forward(self, x):  # x (B,T,D)
-        B, T, D = x.shape
-        h = self.ln1(x)
-        q, k, v = self.qkv(h).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        a = (q @ k.transpose(-1, -2)) * (D // self.heads) ** -0.5
-        a = a.softmax(-1)
-        o = (a @ v).transpose(1, 2).reshape(B, T, D)
-        x = x + self.proj(o)
-        x = x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
-        return x
 
 
 class FashionViT(nn.Module):
@@ -134,26 +114,6 @@ def augment(x, gen, shift=2):
     dy = torch.randint(0, 2 * shift + 1, (B,), generator=gen)
     out = torch.stack([xp[i, dy[i]:dy[i] + 28, dx[i]:dx[i] + 28] for i in range(B)])
     return out.unsqueeze(1)
-
-
-def write_safetensors(path, tensors, metadata):
-    header = {"__metadata__": metadata}
-    off = 0
-    blobs = []
-    for name, t in tensors.items():
-        a = np.ascontiguousarray(t.detach().cpu().float().numpy(), dtype="<f4")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
-        blobs.append(a.tobytes())
-        off += a.nbytes
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def export(model, outdir, mean, std, meta):
