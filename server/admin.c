@@ -450,7 +450,7 @@ static void examples_post(srv_conn *c) {
     }
     const uint8_t *data[ADMIN_MAX_IMAGES];
     size_t len[ADMIN_MAX_IMAGES];
-    int n = srv_conn_images(c, data, len, ADMIN_MAX_IMAGES);
+    int n = srv_conn_images(c, data, len, ADMIN_MAX_IMAGES, NULL);
     if (n < 0) return;                          /* answered */
     if (n == 0) {
         srv_reply_error(c, 400, "bad_request", "no image in the request");

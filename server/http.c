@@ -17,6 +17,7 @@
 
 #include "describe.h"
 #include "metrics.h"
+#include "jsonbody.h"
 #include "multipart.h"
 #include "server.h"
 #include "util.h"
@@ -171,8 +172,14 @@ void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt,
 
 /* ---- images from the body ------------------------------------------------------------- */
 
-int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max) {
+int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_params *params) {
     const char *ct = srv_conn_header(c, "Content-Type");
+    const char *ce = srv_conn_header(c, "Content-Encoding");
+    if (ce && *ce && strcasecmp(ce, "identity") != 0) {
+        srv_reply_error(c, 415, "unsupported_media_type",
+                        "Content-Encoding %.40s not supported: send the image bytes as they are (JPEG and PNG are compressed already)", ce);
+        return -1;
+    }
     if (ct && strncasecmp(ct, "multipart/", 10) == 0) {
         char bnd[MP_MAX_BOUNDARY + 1], err[160];
         if (mp_boundary(ct, bnd, sizeof bnd) != 0) {
@@ -204,6 +211,15 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max) {
     }
     size_t tl = 0;
     if (ct) { while (ct[tl] && ct[tl] != ';' && ct[tl] != ' ') tl++; }
+    if (tl == 16 && !strncasecmp(ct, "application/json", 16)) {
+        char err[160];
+        jb_params dummy;
+        int n = jb_parse(c->body, c->len, data, len, max, params ? params : &dummy, err, sizeof err);
+        if (n == JB_TOO_MANY) srv_reply_error(c, 400, "too_many_images", "%s", err);
+        else if (n == JB_BAD_BASE64) srv_reply_error(c, 400, "invalid_image", "%s", err);
+        else if (n < 0) srv_reply_error(c, 400, "bad_request", "%s", err);
+        return n < 0 ? -1 : n;
+    }
     if (!ct || (tl == 10 && !strncasecmp(ct, "image/jpeg", 10)) || (tl == 9 && !strncasecmp(ct, "image/png", 9)) ||
         (tl == 24 && !strncasecmp(ct, "application/octet-stream", 24))) {
         if (c->len == 0) {
@@ -215,7 +231,7 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max) {
         return 1;
     }
     srv_reply_error(c, 415, "unsupported_media_type",
-                    "Content-Type %.*s not supported: use multipart/form-data, image/jpeg, image/png or application/octet-stream",
+                    "Content-Type %.*s not supported: use multipart/form-data, image/jpeg, image/png, application/octet-stream or application/json",
                     (int)(tl < 100 ? tl : 100), ct);
     return -1;
 }
@@ -331,18 +347,26 @@ static void h_classify(srv_conn *c) {
         srv_reply_error(c, 503, "not_ready", "model is loading");
         return;
     }
+    const uint8_t *data[MAX_PARTS];
+    size_t len[MAX_PARTS];
+    int max = g_srv.cfg.max_images < MAX_PARTS ? g_srv.cfg.max_images : MAX_PARTS;
+    jb_params jp = {0};
+    int n = srv_conn_images(c, data, len, max, &jp);
+    if (n < 0) return;
+    /* options: the query string, else the JSON body's */
     int top_k = 5, want = 0;
     const char *q = srv_conn_query(c, "top_k");
-    if (q) {
-        char *end;
-        long v = strtol(q, &end, 10);
-        if (!*q || *end || v < 1 || v > g_srv.cfg.max_top_k) {
+    if (q || jp.top_k || jp.top_k_invalid) {
+        char *end = NULL;
+        long v = q ? strtol(q, &end, 10) : jp.top_k;
+        if ((q && (!*q || *end)) || (!q && jp.top_k_invalid) || v < 1 || v > g_srv.cfg.max_top_k) {
             srv_reply_error(c, 400, "bad_request", "top_k must be an integer in [1, %d]", g_srv.cfg.max_top_k);
             return;
         }
         top_k = (int)v;
     }
     q = srv_conn_query(c, "attention");
+    if (!q && jp.attention[0]) q = jp.attention;
     if (q) {
         if (!strcmp(q, "cls")) want |= SRV_WANT_ATTN_CLS;
         else if (!strcmp(q, "rollout")) want |= SRV_WANT_ROLLOUT;
@@ -351,11 +375,6 @@ static void h_classify(srv_conn *c) {
             return;
         }
     }
-    const uint8_t *data[MAX_PARTS];
-    size_t len[MAX_PARTS];
-    int max = g_srv.cfg.max_images < MAX_PARTS ? g_srv.cfg.max_images : MAX_PARTS;
-    int n = srv_conn_images(c, data, len, max);
-    if (n < 0) return;
     c->images = n;
     srv_job *job = srv_job_new(g_srv.batcher, n, want, top_k);
     if (!job) { srv_reply_error(c, 500, "internal", "out of memory"); return; }

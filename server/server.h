@@ -15,6 +15,7 @@
 #include <cJSON.h>
 
 #include "batcher.h"
+#include "jsonbody.h"
 #include "vit.h"
 
 typedef struct srv_config {
@@ -28,8 +29,8 @@ typedef struct srv_config {
     int workers;             /* engine sessions (each its own batcher worker) */
     int threads;             /* engine threads per session; 0 = all cores */
     int decoders;            /* decode pool threads; 0 = number of cores */
-    int decode_nice;
-    int fast_decode;         /* allow DCT-domain JPEG downscaling (faster, not PIL-exact) */         /* nice level of the decode threads (0: same as the engine) */
+    int decode_nice;         /* nice level of the decode threads (0: same as the engine) */
+    int fast_decode;         /* allow DCT-domain JPEG downscaling (faster, not PIL-exact) */
     int http_threads;        /* libmicrohttpd thread pool size */
     size_t max_body;         /* bytes (from --max-body-mb) */
     uint64_t max_pixels;
@@ -82,11 +83,13 @@ const char *srv_conn_query(srv_conn *c, const char *key);     /* NULL if absent 
 const char *srv_conn_header(srv_conn *c, const char *key);    /* NULL if absent */
 const uint8_t *srv_conn_body(const srv_conn *c, size_t *len);
 
-/* The images of the request, exactly as /classify reads them: multipart `image` parts, or a
- * raw body (image/jpeg, image/png, application/octet-stream).  Fills data/len of up to max
- * spans (pointing into the body).  Returns the count, or -1 after replying with the error
- * (400 malformed / no image part, 415 other content type). */
-int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max);
+/* The images of the request, exactly as /classify reads them: multipart `image` parts, a raw
+ * body (image/jpeg, image/png, application/octet-stream), or base64 strings in a JSON body
+ * (application/json, see jsonbody.h; decoded in place, so the body is changed).  Fills data/len
+ * of up to max spans (pointing into the body) and, when params is not NULL, the options a JSON
+ * body gave (top_k, attention).  Returns the count, or -1 after replying with the error (400
+ * malformed / no image / bad base64, 415 other content type or any Content-Encoding). */
+int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_params *params);
 
 void srv_reply_json(srv_conn *c, int status, cJSON *root);    /* takes ownership of root */
 void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt, ...)

@@ -2,7 +2,10 @@
 """test_server.py: vitd end to end on the tiny fixture model: every endpoint, every status code,
 multipart and raw bodies, a multi-image request with one bad image, attention shapes, top_k,
 64 concurrent clients batched (mean batch size > 1 in /metrics), env-var configuration, --help."""
+import base64
 import concurrent.futures as cf
+import gzip
+import json
 import math
 import os
 import shutil
@@ -98,6 +101,37 @@ def main():
     check(st == 400 and err_code(b), "attention=bogus -> 400", b)
     st, _, b = d.classify([JPG])
     check("attention" not in b["results"][0], "no attention unless asked", b)
+
+    # JSON bodies: {"images": [base64...]} and Hugging Face's {"inputs": ..., "parameters": ...}
+    jhdr = {"Content-Type": "application/json"}
+    b64 = lambda x: base64.b64encode(x).decode()
+    body = json.dumps({"images": [b64(JPG), b64(PNG)], "top_k": 3, "attention": "cls"}).encode()
+    st, _, b = d.json("POST", "/classify", body, jhdr)
+    r = b.get("results", [])
+    check(st == 200 and len(r) == 2 and [p["index"] for p in r[0]["predictions"]] == [p["index"] for p in preds[:3]]
+          and r[1]["predictions"][0]["index"] == b2["results"][0]["predictions"][0]["index"]
+          and all(x.get("attention", {}).get("grid") == [4, 4] for x in r),
+          "JSON images (base64): same top-3 as multipart, in order, top_k and attention from the body", str(b)[:300])
+    body = json.dumps({"inputs": "data:image/png;base64," + base64.urlsafe_b64encode(PNG).decode().rstrip("="),
+                       "parameters": {"top_k": 2}}).encode()
+    st, _, b = d.json("POST", "/classify?top_k=4", body, {"Content-Type": "application/json; charset=utf-8"})
+    r = b.get("results", [{}])
+    check(st == 200 and len(r) == 1 and len(r[0].get("predictions", [])) == 4
+          and r[0]["predictions"][0]["index"] == b2["results"][0]["predictions"][0]["index"],
+          "Hugging Face shape, data: URI, URL-safe unpadded base64; the query's top_k wins", str(b)[:300])
+    for what, jb, code in [("not JSON", b"{images", "bad_request"),
+                           ("misspelt key", json.dumps({"image": b64(PNG)}).encode(), "bad_request"),
+                           ("bad base64", json.dumps({"images": ["%%%"]}).encode(), "invalid_image"),
+                           ("top_k 0 in the body", json.dumps({"images": [b64(PNG)], "top_k": 0}).encode(), "bad_request"),
+                           ("attention bogus in the body", json.dumps({"images": [b64(PNG)], "attention": "x"}).encode(), "bad_request"),
+                           ("too many images", json.dumps({"images": [b64(PNG)] * 65}).encode(), "too_many_images")]:
+        st, _, b = d.json("POST", "/classify", jb, jhdr)
+        check(st == 400 and err_code(b) == code, f"JSON body, {what} -> 400 {code}", b)
+    st, _, b = d.json("POST", "/classify", json.dumps({"images": [b64(b"\x89PNG\r\n\x1a\n" + b"x" * 50)]}).encode(), jhdr)
+    check(st == 400 and err_code(b) == "invalid_image", "JSON body with a corrupt image -> 400 invalid_image", b)
+    st, _, b = d.json("POST", "/classify", gzip.compress(PNG), {"Content-Type": "image/png", "Content-Encoding": "gzip"})
+    check(st == 415 and err_code(b) == "unsupported_media_type" and "Content-Encoding" in b["error"]["message"],
+          "Content-Encoding: gzip -> 415 (not read as image bytes)", b)
 
     # multi-image with one bad image: per-image results in order
     st, _, b = d.classify([JPG, b"\xff\xd8\xffgarbage-not-a-jpeg" * 4, PNG])

@@ -1,0 +1,37 @@
+/* jsonbody.h: images sent as a JSON body (Content-Type: application/json), for clients that
+ * cannot send multipart or raw bytes.  Two shapes are accepted:
+ *   {"images": ["<base64>", ...], "top_k": 3, "attention": "cls"}           (ours)
+ *   {"inputs": "<base64>" | ["<base64>", ...], "parameters": {"top_k": 3}}  (Hugging Face's
+ *                                                  image-classification request)
+ * Each image is standard or URL-safe base64 (padding optional, ASCII whitespace ignored, an
+ * optional "data:<type>;base64," prefix).  Images are decoded in place into the body buffer
+ * (decoded bytes never outnumber the encoded ones), so the spans point into the body and
+ * nothing is allocated beyond cJSON's parse tree.  Unknown top-level keys are an error, so a
+ * misspelt "image" or "top-k" does not pass silently. */
+#ifndef SRV_JSONBODY_H
+#define SRV_JSONBODY_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct jb_params {
+    int top_k;              /* 0: not given; else the integer given (not range-checked here) */
+    int top_k_invalid;      /* top_k present but not an integer */
+    char attention[16];     /* "": not given */
+} jb_params;
+
+enum { JB_BAD_REQUEST = -1, JB_TOO_MANY = -2, JB_BAD_BASE64 = -3 };
+
+/* Parse body (len bytes; overwritten by the decoded images) into at most max images: data[i] /
+ * lens[i] point into body.  Returns the count (>= 1), or JB_BAD_REQUEST (not JSON, wrong shape,
+ * no image), JB_TOO_MANY (more than max) or JB_BAD_BASE64 (an image that is not base64 or
+ * decodes to nothing), with a one-line reason in err. */
+int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
+             jb_params *p, char *err, size_t errlen);
+
+/* Decode base64 (standard or URL-safe alphabet, '=' padding optional but only at the end,
+ * ASCII whitespace skipped) from in[0..n) into out (at least n * 3 / 4 + 3 bytes; out may equal
+ * in: the write position never passes the read position).  Returns the decoded length, or -1
+ * on a character outside the alphabet, misplaced padding or a dangling single character. */
+long jb_base64_decode(const char *in, size_t n, uint8_t *out);
+
+#endif
