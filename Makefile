@@ -33,6 +33,8 @@ ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+REPLAY_BINS  := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 LIBVIT     := $(BUILD)/libvit.a
 
 BINS := $(BUILD)/vit
@@ -41,7 +43,7 @@ BINS += $(BUILD)/vitd
 endif
 
 .PHONY: all deps deps-test deps-bench run test test-unit test-asan bench clean install install-systemd
-all: deps $(BINS) $(TEST_BINS)
+all: deps $(BINS) $(TEST_BINS) $(REPLAY_BINS)
 
 # Debian packages (idempotent; installs only what is missing).
 deps:
@@ -72,6 +74,25 @@ $(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
 $(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) $(wildcard tests/unit/*.h) $(wildcard server/*.c server/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
+
+# Fuzz harnesses (tests/fuzz/fuzz_*.c) with a plain main() that replays their corpora in
+# `make test` (tests/integration/test_fuzz_replay.sh); gcc, no libFuzzer needed.
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/fuzz_util.h $(LIBVIT) $(wildcard server/*.c server/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/replay_main.c $< $(LIBVIT) $(LDLIBS)
+
+# ---- fuzzing with clang + libFuzzer (not needed by `make test`; tests/fuzz/README.md):
+# `make fuzz` builds build-fuzz/fuzz/fuzz_<target>; tests/fuzz/run.sh runs a campaign.
+.PHONY: fuzz fuzz-bins
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+            -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+fuzz:
+	@scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory NVCC= CC=clang BUILD=build-fuzz OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(LIBVIT) $(wildcard server/*.c server/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
 # ---- GPU tests and the kernel lab: built only on request (they need a GPU to run), e.g. by
 # bench/gpu_check.sh.  tests/gpu/*.cu are standalone kernel tests, tests/gpu/*.c link libvit.
@@ -133,4 +154,4 @@ install-systemd:
 	install -m 0600 deploy/systemd/vitd.env.example $(DESTDIR)/etc/vitd/vitd.env.example
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

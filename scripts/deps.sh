@@ -3,6 +3,7 @@
 #   scripts/deps.sh build   -- compilers and -dev libraries (make, make run)
 #   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O)
 #   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
+#   scripts/deps.sh fuzz    -- build + clang and its libFuzzer runtime (make fuzz; not needed by make test)
 # Installs only what is missing; runs apt-get update only when something is.
 # Names that exist on both Debian (bookworm) and Ubuntu (22.04+): libjpeg-dev pulls libjpeg-turbo.
 set -euo pipefail
@@ -11,6 +12,9 @@ pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-de
       libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
   pkgs+=(python3 python3-numpy curl)
+fi
+if [ "$what" = fuzz ]; then
+  pkgs+=(clang libclang-rt-14-dev)
 fi
 if [ "$what" = bench ]; then
   pkgs+=(python3-torch python3-torchvision python3-pil python3-skimage dataset-fashion-mnist

@@ -540,73 +540,13 @@ static cJSON *job_json(const adm_job *j) {   /* under mu */
     return r;
 }
 
-/* Strict parse of the POST /admin/train body into j's options.  0, or -1 with msg. */
-static int parse_train(const uint8_t *body, size_t len, adm_job *j, char *msg, size_t msglen) {
-    vit_train_opts *o = &j->opts;
-    vit_train_opts_default(o);
-    o->epochs = 30;
-    o->lr = 3e-3f;
-    o->batch_size = 32;
-    o->weight_decay = 1e-4f;
-    o->val_fraction = 0.1f;
-    j->mode = VIT_LABELS_REPLACE;
-    size_t k = 0;
-    while (k < len && (body[k] == ' ' || body[k] == '\n' || body[k] == '\r' || body[k] == '\t')) k++;
-    if (k == len) return 0;                   /* empty body: every default */
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
-    while (root && end && end < (const char *)body + len && (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
-        end++;
-    if (root && end != (const char *)body + len) {   /* trailing bytes after the object */
-        cJSON_Delete(root);
-        root = NULL;
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        snprintf(msg, msglen, "the body must be a JSON object");
-        return -1;
-    }
-    int rc = 0;
-    const cJSON *f;
-    cJSON_ArrayForEach(f, root) {
-        const char *n = f->string;
-        double v = f->valuedouble;
-        int num = cJSON_IsNumber(f), integral = num && v == floor(v);
-#define RANGE(cond, what) if (!(cond)) { snprintf(msg, msglen, "%s: expected %s", n, what); rc = -1; break; }
-        if (!strcmp(n, "epochs")) { RANGE(integral && v >= 1 && v <= 1000, "an integer in [1, 1000]"); o->epochs = (int)v; }
-        else if (!strcmp(n, "batch_size")) { RANGE(integral && v >= 1 && v <= 4096, "an integer in [1, 4096]"); o->batch_size = (int)v; }
-        else if (!strcmp(n, "lr")) { RANGE(num && v > 0 && v <= 10, "a number in (0, 10]"); o->lr = (float)v; }
-        else if (!strcmp(n, "weight_decay")) { RANGE(num && v >= 0 && v <= 1, "a number in [0, 1]"); o->weight_decay = (float)v; }
-        else if (!strcmp(n, "val_fraction")) { RANGE(num && v >= 0 && v <= 0.5, "a number in [0, 0.5]"); o->val_fraction = (float)v; }
-        else if (!strcmp(n, "momentum")) { RANGE(num && v >= 0 && v < 1, "a number in [0, 1)"); o->momentum = (float)v; }
-        else if (!strcmp(n, "seed")) { RANGE(integral && v >= 0 && v <= 2147483647.0, "an integer in [0, 2147483647]"); o->seed = (uint64_t)v; }
-        else if (!strcmp(n, "optimizer")) {
-            RANGE(cJSON_IsString(f) && (!strcmp(f->valuestring, "adamw") || !strcmp(f->valuestring, "sgd")),
-                  "\"adamw\" or \"sgd\"");
-            o->optimizer = !strcmp(f->valuestring, "sgd") ? VIT_OPT_SGD : VIT_OPT_ADAMW;
-        } else if (!strcmp(n, "labels")) {
-            RANGE(cJSON_IsString(f) && (!strcmp(f->valuestring, "replace") || !strcmp(f->valuestring, "extend")),
-                  "\"replace\" or \"extend\"");
-            j->mode = !strcmp(f->valuestring, "extend") ? VIT_LABELS_EXTEND : VIT_LABELS_REPLACE;
-        } else {
-            snprintf(msg, msglen, "unknown field '%s' (known: epochs, lr, batch_size, weight_decay, "
-                     "val_fraction, optimizer, labels, momentum, seed)", n);
-            rc = -1;
-            break;
-        }
-#undef RANGE
-    }
-    cJSON_Delete(root);
-    return rc;
-}
-
 static void train_post(srv_conn *c) {
     size_t len;
     const uint8_t *body = srv_conn_body(c, &len);
     adm_job *j = calloc(1, sizeof *j);
     if (!j) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
     char msg[300];
-    if (parse_train(body, len, j, msg, sizeof msg) != 0) {
+    if (admin_parse_train(body, len, &j->opts, &j->mode, msg, sizeof msg) != 0) {
         free(j);
         srv_reply_error(c, 400, "bad_request", "%s", msg);
         return;

@@ -18,6 +18,9 @@
 #ifndef SRV_ADMIN_H
 #define SRV_ADMIN_H
 #include <stddef.h>
+#include <stdint.h>
+
+#include "vit.h"
 
 /* The hooks server.h declares (weak there, so vitd links without this module):
  * admin_init: after the model and batcher are up: read the token, restore the state
@@ -26,5 +29,12 @@
  * admin_shutdown: cancel running jobs, stop the trainer, free everything. */
 int admin_init(char *err, size_t errlen);
 void admin_shutdown(void);
+
+/* Strict parse of a POST /admin/train body (admin_parse.c): empty or a JSON object whose fields
+ * (epochs, lr, batch_size, weight_decay, val_fraction, momentum, seed, optimizer, labels) are
+ * all optional and range-checked.  Fills o and mode (defaults first).  0, or -1 with a one-line
+ * reason in msg. */
+int admin_parse_train(const uint8_t *body, size_t len, vit_train_opts *o, vit_label_mode *mode, char *msg,
+                      size_t msglen);
 
 #endif
