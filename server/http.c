@@ -483,6 +483,9 @@ static const route routes[] = {
     {"/readyz", "GET, HEAD", h_readyz, 0},
     {"/v1/models", "GET, HEAD", h_models, 0},
     {"/metrics", "GET, HEAD", h_metrics, 0},
+    /* Amazon SageMaker's serving-container contract: GET /ping, POST /invocations on port 8080 */
+    {"/ping", "GET, HEAD", h_readyz, 0},
+    {"/invocations", "POST", h_classify, 1},
 };
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */

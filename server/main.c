@@ -165,6 +165,8 @@ static int parse_flags(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         const char *s = argv[a];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { usage(stdout); exit(0); }
+        /* Amazon SageMaker starts a serving container as `docker run IMAGE serve` */
+        if (!strcmp(s, "serve")) continue;
         if (strncmp(s, "--", 2) != 0) { fprintf(stderr, "vitd: unexpected argument '%s' (see --help)\n", s); return -1; }
         s += 2;
         const char *eq = strchr(s, '=');

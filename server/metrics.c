@@ -32,7 +32,7 @@ static struct { char name[64], help[128]; double v; } gauges[MET_MAX_GAUGES];
 static int ngauges;
 
 static const char *known_paths[] = {"/classify", "/healthz", "/readyz", "/v1/models", "/metrics",
-                                    "/admin/examples", "/admin/train", "/admin/jobs", "/admin/heads"};
+                                    "/ping", "/invocations", "/admin/examples", "/admin/train", "/admin/jobs", "/admin/heads"};
 
 static void hist_setup(hist *h, const char *name, const char *help, const double *b, int nb) {
     memset(h, 0, sizeof *h);

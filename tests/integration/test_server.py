@@ -240,6 +240,21 @@ def main():
           "access log line per request on stderr", log[-500:])
     rc = d.stop()
     check(rc == 0, "SIGTERM -> exit 0", rc)
+
+    # Amazon SageMaker's container contract: `IMAGE serve`, GET /ping, POST /invocations
+    s = Daemon("serve")
+    check(s.wait_ready(), "vitd serve ... starts (SageMaker's `docker run IMAGE serve`)", s.logtext()[-300:])
+    st, _, b = s.json("GET", "/ping")
+    check(st == 200 and b.get("status") == "ready", "GET /ping -> 200 once ready", b)
+    st, _, b = s.json("POST", "/invocations?top_k=2", JPG, {"Content-Type": "image/jpeg"})
+    check(st == 200 and [p["index"] for p in b["results"][0]["predictions"]] == [p["index"] for p in preds[:2]],
+          "POST /invocations classifies like /classify", b)
+    st, _, b = s.json("GET", "/invocations")
+    check(st == 405 and err_code(b) == "method_not_allowed", "GET /invocations -> 405", b)
+    mx = s.metrics()
+    check(mx.get('vitd_requests_total{path="/invocations",status="200"}') == 1
+          and mx.get('vitd_requests_total{path="/ping",status="200"}', 0) >= 1, "/ping and /invocations counted by path", mx)
+    check(s.stop() == 0, "vitd serve: SIGTERM -> exit 0")
     return summary()
 
 
