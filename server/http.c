@@ -2,6 +2,7 @@
  * body accumulation (Content-Length checked first, then every chunk), JSON error bodies, the
  * built-in endpoints (/classify, /healthz, /readyz, /v1/models, /metrics), suspend/resume around
  * the batcher, and one access-log line per request.  See server.h for the handler API. */
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -40,6 +41,7 @@ struct srv_conn {
     void *done_arg;
     int job_done;                      /* set once every image finished (then resumed) */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
+    char reqid[SRV_REQID_MAX + 1];     /* X-Request-Id: the client's (when well-formed) or ours */
     struct srv_conn *next;             /* free list */
 };
 
@@ -99,6 +101,36 @@ int srv_route_prefix(const char *prefix, srv_handler h) {
     return 0;
 }
 
+/* ---- request ids ---------------------------------------------------------------------- */
+
+static atomic_uint_fast64_t g_reqid_counter;
+static uint32_t g_reqid_prefix;
+static void reqid_seed(void) {
+    uint32_t r = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&r, sizeof r, 1, f) != 1) r = (uint32_t)(vit_now() * 1e6) ^ (uint32_t)getpid() * 2654435761u;
+    if (f) fclose(f);
+    g_reqid_prefix = r;
+}
+
+/* The client's X-Request-Id when it is 1..SRV_REQID_MAX characters of [A-Za-z0-9._:-] (so it is
+ * safe in a header and a log line), else 16 hex digits: a per-process random prefix and a
+ * counter, unique within the process and unlikely to repeat across restarts. */
+static void request_id(srv_conn *c) {
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = 0;
+    if (h) {
+        while (n <= SRV_REQID_MAX && h[n] && (isalnum((unsigned char)h[n]) || strchr("._:-", h[n]))) n++;
+        if (n >= 1 && n <= SRV_REQID_MAX && !h[n]) { memcpy(c->reqid, h, n + 1); return; }
+    }
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reqid_seed);
+    uint64_t k = atomic_fetch_add(&g_reqid_counter, 1);
+    snprintf(c->reqid, sizeof c->reqid, "%08x%08x", (unsigned)g_reqid_prefix, (unsigned)(k & 0xffffffffu));
+}
+
+const char *srv_conn_request_id(const srv_conn *c) { return c->reqid; }
+
 /* ---- accessors ------------------------------------------------------------------------ */
 
 const char *srv_conn_method(const srv_conn *c) { return c->method; }
@@ -131,6 +163,7 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
     if (!r) { free(body); return; }
     MHD_add_response_header(r, "Content-Type", ctype);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
+    if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -501,7 +534,7 @@ static enum MHD_Result reply_413_now(srv_conn *c) {
                       g_srv.cfg.max_body);
     int ml = snprintf(msg, sizeof msg,
                       "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "Connection: close\r\n\r\n%s", bl, body);
+                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s", bl, c->reqid, body);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && ml > 0 && ml < (int)sizeof msg) {
         ssize_t w = send(ci->connect_fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -526,6 +559,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->url = c->url_buf;
         c->method = c->method_buf;
         c->t_start = vit_now();
+        request_id(c);
         atomic_fetch_add(&g_srv.inflight, 1);
         *ptr = c;
         if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
@@ -616,7 +650,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
             else if (ci->client_addr->sa_family == AF_INET6)
                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
         }
-        srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms%s", ip, c->method, c->url, status, c->images, ms,
+        srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, c->method, c->url, status, c->images, ms, c->reqid,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
                 toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
     }

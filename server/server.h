@@ -82,6 +82,10 @@ const char *srv_conn_path(const srv_conn *c);
 const char *srv_conn_query(srv_conn *c, const char *key);     /* NULL if absent */
 const char *srv_conn_header(srv_conn *c, const char *key);    /* NULL if absent */
 const uint8_t *srv_conn_body(const srv_conn *c, size_t *len);
+/* The request's id, sent back as X-Request-Id and logged: the client's X-Request-Id when it is
+ * 1..SRV_REQID_MAX characters of [A-Za-z0-9._:-], else one vitd made (16 hex digits). */
+#define SRV_REQID_MAX 64
+const char *srv_conn_request_id(const srv_conn *c);
 
 /* The images of the request, exactly as /classify reads them: multipart `image` parts, a raw
  * body (image/jpeg, image/png, application/octet-stream), or base64 strings in a JSON body

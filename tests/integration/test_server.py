@@ -7,6 +7,7 @@ import concurrent.futures as cf
 import gzip
 import json
 import math
+import re
 import os
 import shutil
 import subprocess
@@ -235,9 +236,22 @@ def main():
           and any(k.startswith("vitd_model_info{") and 'device="cpu"' in k and 'precision="fp32"' in k for k in mx),
           "/metrics: requests by path+status, histograms, queue depth, images, model info",
           {k: v for k, v in mx.items() if "requests_total" in k})
+    # X-Request-Id: the client's when well-formed, else a fresh 16-hex-digit one; logged
+    st, h1, _ = d.json("GET", "/healthz")
+    st, h2, _ = d.json("GET", "/healthz")
+    ids = [h1.get("x-request-id", ""), h2.get("x-request-id", "")]
+    check(all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids) and ids[0] != ids[1],
+          "X-Request-Id generated (16 hex digits), distinct per request", ids)
+    st, h, b = d.classify([PNG], headers={"X-Request-Id": "trace-42.a:b_c"})
+    check(st == 200 and h.get("x-request-id") == "trace-42.a:b_c", "a client's X-Request-Id is echoed", h)
+    st, h, b = d.json("GET", "/nope", headers={"X-Request-Id": "bad id\u00e9"})
+    check(st == 404 and re.fullmatch(r"[0-9a-f]{16}", h.get("x-request-id", "")), "a malformed X-Request-Id is replaced", h)
+    st, h, b = d.json("GET", "/healthz", headers={"X-Request-Id": "x" * 65})
+    check(re.fullmatch(r"[0-9a-f]{16}", h.get("x-request-id", "")), "an X-Request-Id over 64 characters is replaced", h)
     log = d.logtext()
-    check("access 127.0.0.1 POST /classify 200 images=1" in log and "GET /nope 404" in log,
-          "access log line per request on stderr", log[-500:])
+    check("access 127.0.0.1 POST /classify 200 images=1" in log and "GET /nope 404" in log
+          and "id=trace-42.a:b_c" in log and f"id={ids[0]}" in log,
+          "access log line per request on stderr, with the request id", log[-500:])
     rc = d.stop()
     check(rc == 0, "SIGTERM -> exit 0", rc)
 
