@@ -21,6 +21,14 @@
  * - bias + GELU runs inside the fc1 GEMM task on the slice it just wrote, still in cache.
  * - Optional outputs cost nothing unless asked: CLS attention of the last layer, attention
  *   rollout (per layer 0.5 A + 0.5 I, rows normalised, R_l = A_l R_{l-1}, CLS row), features.
+ * - Precision int8: the encoder's four Linears (qkv, proj, fc1, fc2) run cpu_gemm_i8.c's W8A8
+ *   GEMM (its file-top comment has the scheme): the GEMM's input rows are quantized per token
+ *   right before it (by each thread for its own rows when the GEMM is split by rows, else in a
+ *   pass of its own), and everything around it is unchanged, biases, residual accumulation
+ *   (beta = 1) and GELU included.  Patch embedding, attention, LayerNorms and the head stay FP32.
+ *   The int8 weights are packed once per model and shared like the FP32 ones (cpu_packed_i8,
+ *   which also holds the FP32-packed patch embedding); an int8 session does not make or hold
+ *   the FP32 packed copy of the encoder.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -32,6 +40,7 @@
 
 #include "backend.h"
 #include "cpu_gemm.h"
+#include "cpu_gemm_i8.h"
 #include "cpu_ops.h"
 #include "cpu_pool.h"
 #include "util.h"
@@ -61,7 +70,13 @@ typedef struct cpu_state {
     int split_min;      /* batches of at least this many images run image-parallel (see
                            cpu_forward); INT_MAX: never */
     const float *pk_patch;  /* packed weights (own_gemm): patch embedding, */
-    const float **pk;       /* per layer qkv, proj, fc1, fc2 (num_layers * 4) */
+    const void **pk;        /* per layer qkv, proj, fc1, fc2 (num_layers * 4): FP32 (own_gemm)
+                               or, in int8 sessions, INT8 packed (cpu_gemm_i8.c) */
+    int int8;           /* precision int8: the encoder Linears run vit_gemm_i8 */
+    vit_i8_impl i8impl; /* its kernel (VNNI or the portable loop) */
+    int ldq;            /* row stride (bytes) of the quantized activations */
+    uint8_t *aq;        /* (N, ldq) int8 sessions: a GEMM's input rows quantized, u8 = q + 128 */
+    float *ascale;      /* (N) their per-row scales */
     float *mem;         /* the one allocation */
 } cpu_state;
 
@@ -148,6 +163,75 @@ static void pgemm(const cpu_state *st, const exec *e, float *C, const float *A, 
     exec_run(e, nchunks, gemm_task, &g);
 }
 
+/* The int8 GEMM, split over the pool like pgemm: C (M,N) = dequant(quant(A) . Wq^T) + beta C,
+ * Wp = INT8-packed W.  Split by rows, each thread quantizes its own rows of A into Q and
+ * multiplies them at once (no barrier between); split by panels, every thread needs every row,
+ * so a quantization pass over row chunks runs first. */
+typedef struct {
+    float *C;
+    const float *A, *bias;
+    uint8_t *Q;
+    float *sa;
+    const void *Wp;
+    int M, N, K, ldq, nchunks, beta1, split_rows;
+    gemm_epilogue epi;
+    vit_i8_impl impl;
+} gemm_i8_job;
+
+static void quant_i8_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const gemm_i8_job *g = ctx;
+    int m0 = (int)((int64_t)g->M * task / g->nchunks), m1 = (int)((int64_t)g->M * (task + 1) / g->nchunks);
+    vit_quantize_rows_u8(g->Q + (size_t)m0 * g->ldq, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K,
+                         g->K, m1 - m0, g->K, g->impl);
+}
+
+static void gemm_i8_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const gemm_i8_job *g = ctx;
+    if (g->split_rows) {
+        int units = (g->M + ROW_UNIT - 1) / ROW_UNIT;
+        int m0 = (int)((int64_t)units * task / g->nchunks) * ROW_UNIT;
+        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * ROW_UNIT;
+        if (m1 > g->M) m1 = g->M;
+        if (m0 >= m1) return;
+        uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
+        vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K, g->K, m1 - m0, g->K,
+                             g->impl);
+        float *C = g->C + (size_t)m0 * g->N;
+        vit_gemm_i8(C, g->N, Q, g->ldq, g->sa + m0, g->Wp, g->N, g->K, m1 - m0, 0, g->N, NULL,
+                    g->beta1, g->impl);
+        if (g->epi == EPI_BIAS_GELU) vit_bias_gelu(C, g->bias, m1 - m0, g->N);
+        return;
+    }
+    int units = (g->N + VIT_GEMM_I8_PANEL - 1) / VIT_GEMM_I8_PANEL;
+    int n0 = (int)((int64_t)units * task / g->nchunks) * VIT_GEMM_I8_PANEL;
+    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * VIT_GEMM_I8_PANEL;
+    if (n1 > g->N) n1 = g->N;
+    if (n0 >= n1) return;
+    vit_gemm_i8(g->C, g->N, g->Q, g->ldq, g->sa, g->Wp, g->N, g->K, g->M, n0, n1, NULL, g->beta1,
+                g->impl);
+    if (g->epi == EPI_BIAS_GELU)
+        for (int m = 0; m < g->M; m++) vit_bias_gelu(g->C + (size_t)m * g->N + n0, g->bias + n0, 1, n1 - n0);
+}
+
+static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, float *C,
+                     const float *A, const void *Wp, int M, int N, int K, float beta,
+                     gemm_epilogue epi, const float *bias) {
+    int nthreads = exec_threads(e);
+    int split_rows = nthreads == 1 || M >= 8 * ROW_UNIT * nthreads;
+    int units = split_rows ? (M + ROW_UNIT - 1) / ROW_UNIT : (N + VIT_GEMM_I8_PANEL - 1) / VIT_GEMM_I8_PANEL;
+    int nchunks = nthreads < units ? nthreads : units;
+    gemm_i8_job g = {C, A, bias, Q, sa, Wp, M, N, K, st->ldq, nchunks, beta != 0.0f, split_rows,
+                     epi, st->i8impl};
+    if (!split_rows) {
+        g.nchunks = nthreads < M ? nthreads : M;
+        exec_run(e, g.nchunks, quant_i8_task, &g);
+        g.nchunks = nchunks;
+    }
+    exec_run(e, nchunks, gemm_i8_task, &g);
+}
+
 /* ---- packed weights, shared by every CPU session of a model -------------------------- */
 
 static pthread_mutex_t pack_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -164,6 +248,56 @@ static size_t packed_layout(const vit_config *c, int CPP, size_t *off) {
         off[n++] = total; total += vit_gemm_packed_floats(D, M);
     }
     return total;
+}
+
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* the int8 cache, in bytes: the patch embedding packed FP32, then per layer qkv, proj, fc1, fc2
+ * packed INT8 */
+static size_t packed_i8_layout(const vit_config *c, int CPP, size_t *off) {
+    int D = c->hidden_size, M = c->mlp_size, n = 0;
+    size_t total = 0;
+    off[n++] = total; total += round64(sizeof(float) * vit_gemm_packed_floats(D, CPP));
+    for (int l = 0; l < c->num_layers; l++) {
+        off[n++] = total; total += vit_gemm_i8_packed_bytes(3 * D, D);
+        off[n++] = total; total += vit_gemm_i8_packed_bytes(D, D);
+        off[n++] = total; total += vit_gemm_i8_packed_bytes(M, D);
+        off[n++] = total; total += vit_gemm_i8_packed_bytes(D, M);
+    }
+    return total;
+}
+
+static int packed_i8_acquire(cpu_state *st, const vit_model *cm) {
+    vit_model *m = (vit_model *)cm;
+    const vit_config *c = &m->cfg;
+    int L = c->num_layers;
+    size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
+    st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
+    if (!off || !st->pk) { free(off); return -1; }
+    size_t total = packed_i8_layout(c, st->CPP, off);
+    pthread_mutex_lock(&pack_mu);
+    if (!m->cpu_packed_i8) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, total) != 0) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
+        char *b = p;
+        int D = c->hidden_size, M = c->mlp_size;
+        vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, st->CPP);
+        for (int l = 0; l < L; l++) {
+            const vit_layer_weights *w = &m->layers[l];
+            vit_gemm_i8_pack(b + off[1 + 4 * l], w->qkv_w, 3 * D, D);
+            vit_gemm_i8_pack(b + off[2 + 4 * l], w->proj_w, D, D);
+            vit_gemm_i8_pack(b + off[3 + 4 * l], w->fc1_w, M, D);
+            vit_gemm_i8_pack(b + off[4 + 4 * l], w->fc2_w, D, M);
+        }
+        m->cpu_packed_i8 = p;
+    }
+    m->cpu_packed_i8_refs++;
+    const char *b = m->cpu_packed_i8;
+    st->pk_patch = (const float *)(b + off[0]);
+    for (int i = 0; i < 4 * L; i++) st->pk[i] = b + off[1 + i];
+    pthread_mutex_unlock(&pack_mu);
+    free(off);
+    return 0;
 }
 
 static int packed_acquire(cpu_state *st, const vit_model *cm) {
@@ -197,10 +331,15 @@ static int packed_acquire(cpu_state *st, const vit_model *cm) {
     return 0;
 }
 
-static void packed_release(const vit_model *cm) {
+static void packed_release(const vit_model *cm, int int8) {
     vit_model *m = (vit_model *)cm;
     pthread_mutex_lock(&pack_mu);
-    if (m->cpu_packed_refs > 0 && --m->cpu_packed_refs == 0) {
+    if (int8) {
+        if (m->cpu_packed_i8_refs > 0 && --m->cpu_packed_i8_refs == 0) {
+            free(m->cpu_packed_i8);
+            m->cpu_packed_i8 = NULL;
+        }
+    } else if (m->cpu_packed_refs > 0 && --m->cpu_packed_refs == 0) {
         free(m->cpu_packed);
         m->cpu_packed = NULL;
     }
@@ -213,7 +352,7 @@ static void cpu_free(vit_session *s) {
     cpu_state *st = s->state;
     if (!st) return;
     cpu_pool_free(st->pool);
-    if (st->pk_patch) packed_release(s->model);
+    if (st->pk_patch) packed_release(s->model, st->int8);
     free(st->pk);
     free(st->mem);
     free(st);
@@ -239,6 +378,11 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         return vit_errf(VIT_E_CONFIG, err, errlen, "feature_dim %d, expected %d", c->feature_dim, F);
     if (c->has_pre_logits && (!m->pre_logits_w || !m->pre_logits_b))
         return vit_errf(VIT_E_CONFIG, err, errlen, "pre_logits weights missing");
+    int int8 = s->opts.precision == VIT_PREC_INT8;
+    if (int8 && (c->hidden_size > VIT_GEMM_I8_KMAX || c->mlp_size > VIT_GEMM_I8_KMAX))
+        return vit_errf(VIT_E_CONFIG, err, errlen,
+                        "int8: hidden size %d / MLP size %d above %d (int32 sums could overflow)",
+                        c->hidden_size, c->mlp_size, VIT_GEMM_I8_KMAX);
 
     cpu_state *st = calloc(1, sizeof *st);
     if (!st) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");
@@ -254,19 +398,28 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->nprefix = c->num_prefix_tokens;
     st->ldk = (int)round16((size_t)st->T);
     st->scratch_per = round16((size_t)4 * st->ldk + (size_t)8 * st->hd);
+    st->int8 = int8;
+    st->i8impl = vit_gemm_i8_impl_best();
+    {
+        int kd = vit_gemm_i8_kpad(st->D), km = vit_gemm_i8_kpad(st->M);
+        st->ldq = (int)round64((size_t)(kd > km ? kd : km));
+    }
 
     int threads = s->opts.threads;
     size_t N = (size_t)st->Bm * st->T, T2 = (size_t)st->T * st->T;
     size_t hsz = (size_t)st->M * st->T > (size_t)st->CPP * st->NP ? (size_t)st->M * st->T
                                                                   : (size_t)st->CPP * st->NP;
     size_t FD = (size_t)(F > st->D ? F : st->D);
+    float *aq = NULL;
     size_t sizes[] = {
         N * st->D, N * st->D, N * 3 * st->D, N * st->D, hsz * st->Bm,
         (size_t)st->Bm * st->H * st->hd * st->ldk, st->scratch_per * threads,
         st->Bm * T2, st->Bm * T2, st->Bm * T2, st->Bm * FD, st->Bm * FD,
+        int8 ? N * (size_t)st->ldq / sizeof(float) : 0, int8 ? N : 0,
     };
     float **ptrs[] = {&st->x, &st->ln, &st->qkv, &st->ao, &st->h, &st->kT, &st->scratch,
-                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2};
+                      &st->attn, &st->roll, &st->roll2, &st->pooled, &st->pooled2, &aq,
+                      &st->ascale};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i] > SIZE_MAX / 8 - total) {
@@ -288,11 +441,12 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         p += round16(sizes[i]);
     }
     st->hsz = hsz;
+    st->aq = (uint8_t *)aq;
     /* image-parallel from 2 images per thread (VIT_CPU_PARALLEL=ops|images forces either) */
     const char *par = getenv("VIT_CPU_PARALLEL");
     st->split_min = par && !strcmp(par, "ops") ? INT_MAX : par && !strcmp(par, "images") ? 2 : 2 * threads;
     st->own_gemm = vit_gemm_avx512_preferred();
-    if (st->own_gemm && packed_acquire(st, m) != 0) {
+    if (int8 ? packed_i8_acquire(st, m) != 0 : st->own_gemm && packed_acquire(st, m) != 0) {
         cpu_free(s);
         return vit_errf(VIT_E_NOMEM, err, errlen, "cannot allocate the packed weights");
     }
@@ -313,6 +467,8 @@ typedef struct {
     const float *input;
     float *x, *ln, *qkv, *ao, *h, *kT, *attn, *roll, *roll2;
     float *attn_cls, *attn_rollout; /* outputs of these images, or NULL */
+    uint8_t *aq;                    /* int8: their quantized GEMM inputs and row scales */
+    float *ascale;
     int B;
 } view;
 
@@ -333,6 +489,8 @@ static void view_at(const cpu_state *st, const vit_config *c, const float *input
     v->roll2 = st->roll2 + b * T * T;
     v->attn_cls = out->attn_cls ? out->attn_cls + b * st->NP : NULL;
     v->attn_rollout = out->attn_rollout ? out->attn_rollout + b * st->NP : NULL;
+    v->aq = st->aq ? st->aq + b * T * (size_t)st->ldq : NULL;
+    v->ascale = st->ascale ? st->ascale + b * T : NULL;
     v->B = B;
 }
 
@@ -455,20 +613,25 @@ static void forward_blocks(cpu_state *st, const vit_model *m, const exec *e, con
     k.rb = rb;
     k.nblk = (T + rb - 1) / rb;
 
-#define PK(l, i) (st->own_gemm ? st->pk[4 * (l) + (i)] : NULL)
+    /* encoder Linear i (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l: FP32 or INT8 */
+#define LINEAR(l, i, C, A, W, Nout, K, beta, epi, bias)                                         \
+    (st->int8 ? pgemm_i8(st, e, v->aq, v->ascale, C, A, st->pk[4 * (l) + (i)], (int)N, Nout, K, \
+                         beta, epi, bias)                                                       \
+              : pgemm(st, e, C, A, W, st->own_gemm ? st->pk[4 * (l) + (i)] : NULL, (int)N, Nout, \
+                      K, beta, epi, bias))
     const float *pending = NULL; /* bias of the last GEMM that accumulated into x */
     for (int l = 0; l < c->num_layers; l++) {
         const vit_layer_weights *L = &m->layers[l];
         k.L = L;
         run_resln(e, &k, pending, L->ln1_w, L->ln1_b, eps);
-        pgemm(st, e, v->qkv, v->ln, L->qkv_w, PK(l, 0), (int)N, 3 * D, D, 0.0f, EPI_NONE, NULL);
+        LINEAR(l, 0, v->qkv, v->ln, L->qkv_w, 3 * D, D, 0.0f, EPI_NONE, NULL);
         exec_run(e, B * st->H, task_transpose_k, &k);
         k.want_probs = want_rollout || (want_cls && l == c->num_layers - 1);
         exec_run(e, B * k.nblk, task_attention, &k);
-        pgemm(st, e, v->x, v->ao, L->proj_w, PK(l, 1), (int)N, D, D, 1.0f, EPI_NONE, NULL);
+        LINEAR(l, 1, v->x, v->ao, L->proj_w, D, D, 1.0f, EPI_NONE, NULL);
         run_resln(e, &k, L->proj_b, L->ln2_w, L->ln2_b, eps);
-        pgemm(st, e, v->h, v->ln, L->fc1_w, PK(l, 2), (int)N, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
-        pgemm(st, e, v->x, v->h, L->fc2_w, PK(l, 3), (int)N, D, M, 1.0f, EPI_NONE, NULL);
+        LINEAR(l, 2, v->h, v->ln, L->fc1_w, M, D, 0.0f, EPI_BIAS_GELU, L->fc1_b);
+        LINEAR(l, 3, v->x, v->h, L->fc2_w, D, M, 1.0f, EPI_NONE, NULL);
         pending = L->fc2_b;
 
         if (want_cls && l == c->num_layers - 1) /* row 0 = CLS, raw head-averaged softmax */
@@ -490,7 +653,7 @@ static void forward_blocks(cpu_state *st, const vit_model *m, const exec *e, con
             }
         }
     }
-#undef PK
+#undef LINEAR
     if (want_rollout)
         for (int b = 0; b < B; b++) {
             if (c->num_layers == 0) /* row 0 = CLS */

@@ -729,6 +729,7 @@ void vit_model_free(vit_model *m) {
     free(m->layers);
     free(m->params);
     free(m->cpu_packed); /* NULL unless a CPU session was leaked */
+    free(m->cpu_packed_i8);
     free(m);
 }
 

@@ -44,6 +44,9 @@ struct vit_model {
                                      (cpu_gemm.c layout), made by the first CPU session that
                                      needs it and shared by all; cpu_forward.c owns it */
     int cpu_packed_refs;          /* sessions using cpu_packed (under cpu_forward.c's lock) */
+    void *cpu_packed_i8;          /* the same for int8 sessions: the patch embedding packed FP32,
+                                     the encoder Linears quantized and packed (cpu_gemm_i8.c) */
+    int cpu_packed_i8_refs;       /* sessions using cpu_packed_i8 (same lock) */
     vit_head *head;               /* the checkpoint's head, (num_classes, feature_dim); for DeiT
                                      distilled models [W_cls/2, W_dist/2] with (b_cls+b_dist)/2 */
 };

@@ -37,14 +37,18 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.threads = n < 1 ? 1 : n > VIT_MAX_THREADS ? VIT_MAX_THREADS : (int)n;
     }
-    if (o.precision != VIT_PREC_AUTO && o.precision != VIT_PREC_FP32 && o.precision != VIT_PREC_FP16)
+    if (o.precision != VIT_PREC_AUTO && o.precision != VIT_PREC_FP32 &&
+        o.precision != VIT_PREC_FP16 && o.precision != VIT_PREC_INT8)
         return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown precision %d",
                         (int)o.precision);
 
     const vit_backend *be = NULL;
     switch (o.device) {
     case VIT_DEVICE_AUTO:
-        if (cuda_available()) {
+        if (o.precision == VIT_PREC_INT8) { /* int8 is CPU-only: AUTO means the CPU */
+            be = &vit_backend_cpu;
+            o.device = VIT_DEVICE_CPU;
+        } else if (cuda_available()) {
 #ifdef VIT_HAVE_CUDA
             be = &vit_backend_cuda;
             o.device = VIT_DEVICE_CUDA;
@@ -60,11 +64,15 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         if (o.precision == VIT_PREC_FP16)
             return vit_errf(VIT_E_ARG, err, errlen,
                             "vit_session_new: precision fp16 needs the CUDA device; the CPU "
-                            "backend computes in fp32");
+                            "backend computes in fp32 or int8");
         be = &vit_backend_cpu;
-        o.precision = VIT_PREC_FP32;
+        if (o.precision != VIT_PREC_INT8) o.precision = VIT_PREC_FP32;
         break;
     case VIT_DEVICE_CUDA:
+        if (o.precision == VIT_PREC_INT8)
+            return vit_errf(VIT_E_ARG, err, errlen,
+                            "vit_session_new: int8 is CPU-only (the CUDA backend computes in "
+                            "fp16): use device cpu, or precision auto|fp16 on cuda");
 #ifdef VIT_HAVE_CUDA
         if (!cuda_available())
             return vit_errf(VIT_E_DEVICE, err, errlen,
@@ -116,6 +124,26 @@ vit_device vit_session_device(const vit_session *s) { return s ? s->opts.device 
 vit_precision vit_session_precision(const vit_session *s) {
     return s ? s->opts.precision : VIT_PREC_FP32;
 }
+const char *vit_precision_str(vit_precision p) {
+    switch (p) {
+    case VIT_PREC_AUTO: return "auto";
+    case VIT_PREC_FP32: return "fp32";
+    case VIT_PREC_FP16: return "fp16";
+    case VIT_PREC_INT8: return "int8";
+    }
+    return "?";
+}
+
+int vit_precision_parse(const char *s, vit_precision *out) {
+    static const vit_precision all[] = {VIT_PREC_AUTO, VIT_PREC_FP32, VIT_PREC_FP16, VIT_PREC_INT8};
+    for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, vit_precision_str(all[i]))) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
 int vit_session_max_batch(const vit_session *s) { return s ? s->opts.max_batch : 0; }
 
 vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,

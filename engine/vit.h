@@ -63,9 +63,14 @@ const char *vit_status_str(vit_status s);
 
 typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
-/* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes only FP32 and the
- * CUDA backend only FP16 (FP32 accumulation): asking either for the other is VIT_E_ARG. */
-typedef enum { VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2 } vit_precision;
+/* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes FP32, or INT8 (W8A8
+ * dynamic quantization of the encoder's Linear layers, the rest FP32; see engine/cpu_gemm_i8.c);
+ * the CUDA backend only FP16 (FP32 accumulation): asking either for another is VIT_E_ARG. */
+typedef enum { VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2, VIT_PREC_INT8 = 3 } vit_precision;
+/* "auto", "fp32", "fp16", "int8" ("?" for a value out of range) */
+const char *vit_precision_str(vit_precision p);
+/* the inverse of vit_precision_str for the four names; 0, or -1 for anything else */
+int vit_precision_parse(const char *s, vit_precision *out);
 /* PIL resampling codes, as Hugging Face's preprocessor_config.json stores them */
 typedef enum { VIT_RESAMPLE_NEAREST = 0, VIT_RESAMPLE_BILINEAR = 2, VIT_RESAMPLE_BICUBIC = 3 } vit_resample;
 
@@ -167,9 +172,11 @@ typedef struct vit_session_opts {
 } vit_session_opts;
 
 /* opts NULL: max_batch 1, all cores, device and precision AUTO.  Device CUDA when not built in
- * or no GPU is present -> VIT_E_DEVICE.  Precision FP16 on the CPU, or FP32 on CUDA -> VIT_E_ARG;
- * except that device AUTO landing on the CPU (no GPU) computes in FP32 whatever was asked, so one
- * configuration runs everywhere (vit_session_precision says what runs). */
+ * or no GPU is present -> VIT_E_DEVICE.  Precision FP16 on the CPU, or FP32 or INT8 on CUDA ->
+ * VIT_E_ARG ("int8 is CPU-only"); except that device AUTO landing on the CPU (no GPU) computes in
+ * FP32 whatever was asked (INT8 excepted), so one configuration runs everywhere
+ * (vit_session_precision says what runs).  Precision INT8 with device AUTO runs on the CPU
+ * even when a GPU is present. */
 vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit_session **out,
                            char *err, size_t errlen);
 void vit_session_free(vit_session *s);

@@ -434,7 +434,6 @@ static void h_readyz(srv_conn *c) {
 }
 
 static const char *device_str(vit_device d) { return d == VIT_DEVICE_CUDA ? "cuda" : d == VIT_DEVICE_CPU ? "cpu" : "auto"; }
-static const char *prec_str(vit_precision p) { return p == VIT_PREC_FP16 ? "fp16" : "fp32"; }
 
 static void h_models(srv_conn *c) {
     if (!atomic_load(&g_srv.ready)) {
@@ -487,7 +486,7 @@ static void h_models(srv_conn *c) {
             cJSON_AddNumberToObject(g, "memory_free_bytes", (double)avail);
         }
     }
-    cJSON_AddStringToObject(o, "precision", prec_str(batcher_precision(g_srv.batcher)));
+    cJSON_AddStringToObject(o, "precision", vit_precision_str(batcher_precision(g_srv.batcher)));
     cJSON_AddNumberToObject(o, "max_batch", g_srv.cfg.max_batch);
     cJSON_AddNumberToObject(o, "workers", g_srv.cfg.workers);
     srv_reply_json(c, 200, root);

@@ -81,7 +81,7 @@ static flag flags[] = {
     {"request-timeout-s", F_INT, &g_srv.cfg.request_timeout_s, 1, 86400, "idle or slow client timeout"},
     {"drain-timeout-s", F_INT, &g_srv.cfg.drain_timeout_s, 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, &opt_device, 0, 0, "auto|cpu|cuda"},
-    {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16 (auto: fp16 on cuda, fp32 on cpu)"},
+    {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
     {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
@@ -126,7 +126,7 @@ static int set_flag(const flag *f, const char *v, const char *src) {
         if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) break;
         *(const char **)f->p = v; return 0;
     case F_PREC:
-        if (strcmp(v, "auto") && strcmp(v, "fp32") && strcmp(v, "fp16")) break;
+        { vit_precision p; if (vit_precision_parse(v, &p) != 0) break; }
         *(const char **)f->p = v; return 0;
     case F_LOG:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") && strcmp(v, "debug")) break;
@@ -231,8 +231,7 @@ int main(int argc, char **argv) {
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;
     C->device = !strcmp(opt_device, "cpu") ? VIT_DEVICE_CPU : !strcmp(opt_device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
     /* auto: the engine picks FP16 on CUDA and FP32 on the CPU */
-    C->precision = !strcmp(opt_precision, "fp16") ? VIT_PREC_FP16
-                 : !strcmp(opt_precision, "fp32") ? VIT_PREC_FP32 : VIT_PREC_AUTO;
+    if (vit_precision_parse(opt_precision, &C->precision) != 0) C->precision = VIT_PREC_AUTO;
     if (C->decoders == 0) C->decoders = (int)ncpu;
     metrics_init();
 
@@ -287,7 +286,7 @@ int main(int argc, char **argv) {
     }
     vit_device dev = batcher_device(g_srv.batcher);
     vit_precision prec = batcher_precision(g_srv.batcher);
-    const char *dev_s = dev == VIT_DEVICE_CUDA ? "cuda" : "cpu", *prec_s = prec == VIT_PREC_FP16 ? "fp16" : "fp32";
+    const char *dev_s = dev == VIT_DEVICE_CUDA ? "cuda" : "cpu", *prec_s = vit_precision_str(prec);
     if (C->device == VIT_DEVICE_AUTO && dev == VIT_DEVICE_CPU) srv_log(SRV_LOG_INFO, "device auto: no CUDA device, using the CPU");
     metrics_model_info(g_srv.model_name, g_srv.mc->architecture, dev_s, prec_s, g_srv.mc->image_size,
                        g_srv.mc->num_classes, C->max_batch);

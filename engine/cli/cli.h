@@ -17,7 +17,7 @@ int cmd_run(int argc, char **argv);
 /* shared option helpers (main.c) */
 /* parse a positive int option value or print "vit: --name: bad value" and return -1 */
 int cli_parse_int(const char *name, const char *val, int min, int max);
-/* --device auto|cpu|cuda and --precision auto|fp32|fp16; print the error and return -1 on a bad value */
+/* --device auto|cpu|cuda and --precision auto|fp32|fp16|int8; print the error and return -1 on a bad value */
 int cli_parse_device(const char *val, vit_device *out);
 int cli_parse_precision(const char *val, vit_precision *out);
 /* exit status for an engine error: 2 argument, 3 i/o, 4 unsupported image format, 5 image too

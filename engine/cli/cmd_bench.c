@@ -1,6 +1,6 @@
 /* cmd_bench.c: `vit bench`: time the forward pass on random input.
  *   vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]
- *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N] [--attention]
+ *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--attention]
  * Runs W warm-up forwards (default 2), then K timed ones (default 10), and prints on stdout
  *   <images/s> images/s
  * followed by one line of detail (ms per batch and per image, device, precision, threads).
@@ -17,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]\n"
-               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N]\n"
+               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]\n"
                "                 [--attention]   (also compute CLS attention and rollout)\n");
 }
 
@@ -102,7 +102,7 @@ int cmd_bench(int argc, char **argv) {
            "(OpenBLAS kernels %s); model %s (%dx%d, D=%d, %d layers)\n",
            batch, iters, dt / iters * 1e3, dt / iters / batch * 1e3,
            vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
-           vit_session_precision(s) == VIT_PREC_FP16 ? "fp16" : "fp32", th, gemm,
+           vit_precision_str(vit_session_precision(s)), th, gemm,
            openblas_get_corename(), c->architecture,
            c->grid_h * c->patch_size, c->grid_w * c->patch_size, c->hidden_size, c->num_layers);
     rc = 0;

@@ -4,7 +4,7 @@
  * images/s (or one JSON object with --json); a progress bar on stderr when it is a terminal.
  *
  *   vit eval --model DIR --data PATH [--labels FILE] [--batch B] [--threads N] [--limit N]
- *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16] [--image-size N] [--by-order]
+ *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--by-order]
  *            [--confusion] [--json] [--predictions FILE]
  */
 #include <stdint.h>
@@ -34,7 +34,7 @@ static void eval_usage(FILE *f) {
             "  --threads N          CPU threads (default 0 = all cores)\n"
             "  --limit N            evaluate N evenly spaced images only\n"
             "  --device D           auto|cpu|cuda (default auto)\n"
-            "  --precision P        auto|fp32|fp16 (auto: fp32 on the CPU, fp16 on CUDA)\n"
+            "  --precision P        auto|fp32|fp16|int8 (auto: fp32 on the CPU, fp16 on CUDA; int8: CPU)\n"
             "  --image-size N       run at another resolution than trained\n"
             "  --max-pixels N       refuse larger images (default %llu)\n"
             "  --by-order           sorted class folders are classes 0..C-1 (ImageNet synsets)\n"
@@ -230,9 +230,10 @@ int cmd_eval(int argc, char **argv) {
     vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
                            .precision = precision};
     if (cli_open_session("eval", m, &so, &s) != 0) goto out;
-    const char *devname = vit_session_device(s) == VIT_DEVICE_CUDA
-                              ? (vit_session_precision(s) == VIT_PREC_FP16 ? "cuda fp16" : "cuda fp32")
-                              : "cpu fp32";
+    char devname[32];
+    snprintf(devname, sizeof devname, "%s %s",
+             vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
+             vit_precision_str(vit_session_precision(s)));
 
     const vit_preprocess *pp = &cfg->preprocess;
     const size_t per = (size_t)3 * pp->out_h * pp->out_w;

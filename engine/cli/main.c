@@ -57,11 +57,9 @@ int cli_parse_device(const char *val, vit_device *out) {
 }
 
 int cli_parse_precision(const char *val, vit_precision *out) {
-    if (val && !strcmp(val, "auto")) *out = VIT_PREC_AUTO;
-    else if (val && !strcmp(val, "fp32")) *out = VIT_PREC_FP32;
-    else if (val && !strcmp(val, "fp16")) *out = VIT_PREC_FP16;
-    else {
-        fprintf(stderr, "vit: --precision: expected auto, fp32 or fp16, got '%s'\n", val ? val : "");
+    if (vit_precision_parse(val, out) != 0) {
+        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16 or int8, got '%s'\n",
+                val ? val : "");
         return -1;
     }
     return 0;
