@@ -87,6 +87,14 @@ static int32_t pil_fixed(double w) {
     return w < 0 ? (int32_t)(-0.5 + w * (1 << PIL_PRECISION_BITS)) : (int32_t)(0.5 + w * (1 << PIL_PRECISION_BITS));
 }
 
+/* taps per output of an in_size -> out_size resize (what taps_make will use) */
+static int taps_ksize(int resample, int in_size, int out_size) {
+    filter f;
+    if (!get_filter(resample, &f)) return 1;
+    const double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    return (int)ceil(f.support * filterscale) * 2 + 1;
+}
+
 static vit_status taps_make(taps *t, int resample, int in_size, int out_size, int first, int count) {
     memset(t, 0, sizeof *t);
     filter f;
@@ -120,7 +128,6 @@ static vit_status taps_make(taps *t, int resample, int in_size, int out_size, in
     if (!t->lo || !t->w || !t->iw) { taps_free(t); return VIT_E_NOMEM; }
     t->n = t->lo + count;
     const double ss = 1.0 / filterscale;
-    double kk[ksize];
     for (int i = 0; i < count; i++) {
         const double center = (first + i + 0.5) * scale;
         int xmin = (int)(center - support + 0.5);
@@ -128,15 +135,15 @@ static vit_status taps_make(taps *t, int resample, int in_size, int out_size, in
         int xmax = (int)(center + support + 0.5);
         if (xmax > in_size) xmax = in_size;
         xmax -= xmin;
+        /* the filter is evaluated twice (its sum, then each normalized tap) rather than kept in a
+         * ksize-long array on the stack: ksize grows with the downscale factor */
         double ww = 0.0;
-        for (int x = 0; x < xmax; x++) {
-            kk[x] = f.fn((x + xmin - center + 0.5) * ss);
-            ww += kk[x];
-        }
+        for (int x = 0; x < xmax; x++) ww += f.fn((x + xmin - center + 0.5) * ss);
         float *w = t->w + (size_t)i * ksize;
         int32_t *iw = t->iw + (size_t)i * ksize;
         for (int x = 0; x < ksize; x++) {
-            double v = x < xmax ? (ww != 0.0 ? kk[x] / ww : kk[x]) : 0.0;
+            double k = x < xmax ? f.fn((x + xmin - center + 0.5) * ss) : 0.0;
+            double v = x < xmax ? (ww != 0.0 ? k / ww : k) : 0.0;
             w[x] = (float)v;
             iw[x] = pil_fixed(v);
         }
@@ -275,6 +282,10 @@ static void hpass4_avx512(const float *rowf, const int *off, const float *wq, in
 }
 #endif
 
+#define PP_MAX_TAPS       ((uint64_t)1 << 22)   /* both passes' taps together: 32 MB (float + fixed point) */
+#define PP_WORK_PER_PIXEL 16
+#define PP_WORK_MIN       ((uint64_t)1 << 25)
+
 /* Everything about one (W x H image, settings) pair that does not depend on the pixels: the taps
  * of both passes for the outputs inside the crop, and the input region they read. */
 struct vit_pp_plan {
@@ -350,6 +361,20 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     pl->xmin = pl->ymin = 0;
     pl->xmax = pl->ymax = 1;
     if (pl->nx == 0 || pl->ny == 0) { *out = pl; return VIT_OK; }
+    /* Tap memory and work follow out_w x in_h (and out_h x in_w), not the pixel count: a 1 x 50M
+     * image squashed to 224 x 224 needs 224 x 446k horizontal taps (800 MB).  Refuse a plan with
+     * more than PP_MAX_TAPS taps, or (below, once the rows read are known) more multiply-adds
+     * than PP_WORK_PER_PIXEL per input pixel plus PP_WORK_MIN: an ordinary resize needs at most
+     * ~12 per pixel (lanczos downscaling), only absurd aspect ratios need more. */
+    const uint64_t kx_est = (uint64_t)taps_ksize(pp->resample, W, rw), ky_est = (uint64_t)taps_ksize(pp->resample, H, rh);
+    const uint64_t ntaps = (uint64_t)pl->nx * kx_est + (uint64_t)pl->ny * ky_est;
+    if (ntaps > PP_MAX_TAPS) {
+        vit_pp_plan_free(pl);
+        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
+                        "image too large: resizing a %dx%d image to %dx%d needs %llu filter taps, more than %llu "
+                        "(aspect ratio too extreme)", W, H, rw, rh, (unsigned long long)ntaps,
+                        (unsigned long long)PP_MAX_TAPS);
+    }
     if (taps_make(&pl->tx, pp->resample, W, rw, ox0 + left, pl->nx) ||
         taps_make(&pl->ty, pp->resample, H, rh, oy0 + top, pl->ny)) {
         vit_pp_plan_free(pl);
@@ -369,6 +394,15 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     if (xmax <= xmin) { xmin = 0; xmax = 1; }
     if (ymax <= ymin) { ymin = 0; ymax = 1; }
     pl->xmin = xmin; pl->xmax = xmax; pl->ymin = ymin; pl->ymax = ymax;
+    const uint64_t work = (uint64_t)(ymax - ymin) * (uint64_t)pl->nx * (uint64_t)pl->tx.ksize +
+                          (uint64_t)pl->ny * (uint64_t)pl->nx * (uint64_t)pl->ty.ksize;
+    if (work > PP_WORK_PER_PIXEL * (uint64_t)W * (uint64_t)H + PP_WORK_MIN) {
+        vit_pp_plan_free(pl);
+        return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
+                        "image too large: resizing a %dx%d image to %dx%d takes %llu multiply-adds per channel, "
+                        "more than %d per pixel (aspect ratio too extreme)", W, H, rw, rh, (unsigned long long)work,
+                        PP_WORK_PER_PIXEL);
+    }
     const int kx = pl->tx.ksize, nx = pl->nx;
     pl->xoff = malloc(sizeof(int) * (size_t)nx);
     if (!pl->xoff) {

@@ -23,6 +23,18 @@ PNG = read(os.path.join(DATA, "sneaker.png"))
 GIF = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 
 
+def thin_png(w, h):
+    """a complete w x h gray PNG, all zeros (compresses to a few KB)"""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    raw = (b"\0" + b"\0" * w) * h
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
 def err_code(body):
     e = body.get("error") if isinstance(body, dict) else None
     return e.get("code") if isinstance(e, dict) and "message" in e else None
@@ -160,6 +172,10 @@ def main():
     check(st in (400, 415) and err_code(b), "random bytes -> 400/415", b)
     st, _, b = d.json("POST", "/classify", png_header_only(10000, 10000), {"Content-Type": "image/png"})
     check(st == 413 and err_code(b) == "image_too_large", "100 Mpixel PNG header -> 413 (pixel cap)", b)
+    # a 1 x 1M PNG (2 KB) squashed to 32x32 costs out_w x height, not its pixels (found by fuzzing)
+    st, _, b = d.json("POST", "/classify", thin_png(1, 1000000), {"Content-Type": "image/png"})
+    check(st == 413 and err_code(b) == "image_too_large" and "aspect ratio" in b.get("error", {}).get("message", ""),
+          "1x1000000 PNG -> 413 (aspect ratio too extreme)", b)
     body, ct = multipart([("image", "a.jpg", JPG)])
     st, _, b = d.json("POST", "/classify", body[:-20], {"Content-Type": ct})
     check(st == 400 and err_code(b) == "bad_request", "truncated multipart -> 400", b)

@@ -269,6 +269,30 @@ static void test_decode_details(void) {
         free(px);
         free(t);
     }
+    /* squashed to a fixed size (HF), an absurd aspect ratio costs out_w x in_h, not the pixels: a
+     * 33x64788 JPEG (fuzzer, tests/fuzz/regress/image) took 3.5 s per request under ASan, and a
+     * 4M x 1 image would need 8.4M horizontal taps (67 MB): both refused with 413's status */
+    {
+        uint8_t *px = calloc((size_t)4 << 20, 3);
+        float *t = malloc(sizeof(float) * 3 * 224 * 224);
+        vit_preprocess pp = {.do_resize = 1, .resize_h = 224, .resize_w = 224, .resample = VIT_RESAMPLE_BILINEAR,
+                             .out_h = 224, .out_w = 224, .std = {1, 1, 1}};
+        vit_image im = {.width = 33, .height = 64788, .rgb = px};
+        st = vit_image_to_tensor(&im, &pp, t, err, sizeof err);
+        CHECK(st == VIT_E_IMAGE_TOO_LARGE, "33x64788 squashed to 224x224 refused: %s", err);
+        im = (vit_image){.width = 4 << 20, .height = 1, .rgb = px};
+        st = vit_image_to_tensor(&im, &pp, t, err, sizeof err);
+        CHECK(st == VIT_E_IMAGE_TOO_LARGE, "4Mx1 squashed to 224x224 refused: %s", err);
+        im = (vit_image){.width = 200, .height = 20000, .rgb = px};  /* 1:100 still runs */
+        st = vit_image_to_tensor(&im, &pp, t, err, sizeof err);
+        CHECK(st == VIT_OK, "200x20000 squashed to 224x224 (%s)", st ? err : "ok");
+        pp.resample = 1;  /* lanczos downscaling, the most taps per pixel an ordinary image needs */
+        im = (vit_image){.width = 2048, .height = 2048, .rgb = px};
+        st = vit_image_to_tensor(&im, &pp, t, err, sizeof err);
+        CHECK(st == VIT_OK, "2048x2048 lanczos to 224x224 (%s)", st ? err : "ok");
+        free(px);
+        free(t);
+    }
     uint8_t exif_be[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0};
     CHECK(vit_exif_orientation(exif_be, sizeof exif_be) == 6, "big-endian EXIF orientation");
     exif_be[7] = 23;  /* IFD offset past the end */
