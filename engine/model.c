@@ -150,10 +150,11 @@ static st_tensor *get_shape(loader *L, const char *fmt, int i, st_tensor **out) 
     return t;
 }
 
-/* Load tensor fmt(i) with exactly this shape into dst (dst NULL: count pass, check nothing). */
+/* Load tensor fmt(i) with exactly this shape into dst.  dst NULL (the count pass): only check that
+ * it is there with this shape and dtype, so that nothing sized from config.json is allocated
+ * before the checkpoint has shown that it holds that many parameters. */
 static vit_status load(loader *L, float *dst, const char *fmt, int i, int ndim, int64_t d0, int64_t d1,
                        int64_t d2, int64_t d3) {
-    if (!dst) return VIT_OK;
     char nb[320], e1[160], e2[160];
     int64_t want[4] = {d0, d1, d2, d3};
     tname(L, nb, sizeof nb, fmt, i);
@@ -170,6 +171,7 @@ static vit_status load(loader *L, float *dst, const char *fmt, int i, int ndim, 
         return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s': expected shape %s (from %s), got %s",
                         L->st_path, nb, st_shape_str(want, ndim, e1, sizeof e1), L->dims_from,
                         st_shape_str(t->shape, t->ndim, e2, sizeof e2));
+    if (!dst) return VIT_OK;
     L->ckpt_params += t->numel;
     return st_read_f32(L->st, t, dst, L->err, L->errlen);
 }
@@ -577,6 +579,9 @@ static vit_status build(loader *L, vit_model *m, bump *b) {
         }
         free(tmp);
         if (st) return st;
+    } else if ((st = LOAD3(NULL, hf ? "embeddings.position_embeddings" : tv ? "encoder.pos_embedding" : "pos_embed", 0, 1,
+                           L->trained_tokens, D))) {
+        return st;
     }
     /* blocks */
     for (int i = 0; i < c->num_layers; i++) {
@@ -676,14 +681,16 @@ static vit_status build_head(loader *L, vit_model *m) {
     const int D = c->hidden_size, K = c->num_classes, Fd = c->feature_dim;
     const int hf = L->nm == NAMING_HF, tv = L->nm == NAMING_TV;
     vit_status st;
-    float *w = malloc((size_t)K * Fd * sizeof *w), *bias = malloc((size_t)K * sizeof *bias);
-    float *w2 = NULL, *b2 = NULL;
-    char **labels = NULL;
-    if (!w || !bias) { st = vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (head)"); goto done; }
     const char *hw = hf ? (L->hf_two_heads ? "cls_classifier.weight" : "classifier.weight")
                         : tv ? "heads.head.weight" : "head.weight";
     const char *hb = hf ? (L->hf_two_heads ? "cls_classifier.bias" : "classifier.bias")
                         : tv ? "heads.head.bias" : "head.bias";
+    /* K comes from config.json (id2label) for HF: the tensor must match before K x Fd is allocated */
+    if ((st = LOAD2(NULL, hw, 0, K, D)) || (st = LOAD1(NULL, hb, 0, K))) return st;
+    float *w = malloc((size_t)K * Fd * sizeof *w), *bias = malloc((size_t)K * sizeof *bias);
+    float *w2 = NULL, *b2 = NULL;
+    char **labels = NULL;
+    if (!w || !bias) { st = vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (head)"); goto done; }
     if ((st = LOAD2(w, hw, 0, K, D))) goto done;
     if ((st = LOAD1(bias, hb, 0, K))) goto done;
     if (c->distilled) {

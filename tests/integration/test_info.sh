@@ -73,6 +73,17 @@ mk badconfig;   echo '{"architecture": ' > "$T/badconfig/config.json";       exp
 mk nost;        rm "$T/nost/model.safetensors";                              expect_fail nost "model.safetensors: No such file"
 mk noconfig;    rm "$T/noconfig/config.json";                                expect_fail noconfig "config.json: No such file"
 expect_fail does-not-exist "not a model directory"
+# config.json dims far beyond the checkpoint (found by fuzzing): refused by the tensor check, before
+# the parameter block they imply (0.6 PB here) is allocated
+mkhf() { rm -rf "$T/$1"; mkdir -p "$T/$1"; cp "$FIX/tiny-hf/config.json" "$FIX/tiny-hf/model.safetensors" "$T/$1/"; }
+mkhf hugedims
+$PY - "$T/hugedims/config.json" <<'PYEOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.update(hidden_size=65536, num_hidden_layers=1024, intermediate_size=1 << 20, num_attention_heads=16)
+json.dump(c, open(sys.argv[1], "w"))
+PYEOF
+expect_fail hugedims "expected shape \[65536, 3, 8, 8\]"
 
 # ---- usage errors -------------------------------------------------------------------------
 "$VIT" info >/dev/null 2>&1; rc=$?
