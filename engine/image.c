@@ -10,6 +10,7 @@
  *   PNG:  every color type and bit depth; palette + tRNS and gray/RGB tRNS -> alpha;
  *         16-bit -> 8-bit (high byte, as PIL); interlaced; eXIf orientation applied; alpha over white.
  * Optional DCT-domain downscaling (scale_num/8) for the fast path of vit_image_load. */
+#include <ctype.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -388,8 +389,30 @@ static void png_read_mem(png_structp png, png_bytep buf, size_t n) {
     s->off += n;
 }
 
+/* Every chunk before the image data must fit in the file: libpng allocates an ancillary chunk's
+ * declared length (up to 2^31 - 1) before it reads the data, so a 100-byte PNG whose eXIf chunk
+ * claims 1.2 GB made png_read_info allocate 1.2 GB (fuzzer).  0, or -1 with the reason in msg. */
+static int png_check_chunks(const uint8_t *p, size_t len, char *msg, size_t msglen) {
+    size_t off = 8;                                    /* after the signature */
+    while (off + 8 <= len) {
+        uint32_t n = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 | (uint32_t)p[off + 2] << 8 | p[off + 3];
+        const uint8_t *type = p + off + 4;
+        if (!memcmp(type, "IDAT", 4) || !memcmp(type, "IEND", 4)) return 0;
+        if ((uint64_t)n + 4 > len - off - 8) {
+            snprintf(msg, msglen, "truncated or corrupt PNG: chunk '%c%c%c%c' of %u bytes runs past the end of the "
+                     "%zu-byte file", isprint(type[0]) ? type[0] : '?', isprint(type[1]) ? type[1] : '?',
+                     isprint(type[2]) ? type[2] : '?', isprint(type[3]) ? type[3] : '?', n, len);
+            return -1;
+        }
+        off += (size_t)n + 12;
+    }
+    return 0;                                          /* libpng reports the truncation */
+}
+
 static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, vit_image *out,
                              char *err, size_t errlen) {
+    char cmsg[160];
+    if (png_check_chunks(data, len, cmsg, sizeof cmsg)) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "%s", cmsg);
     png_src src = {.p = data, .len = len};
     png_structp png = png_create_read_struct_2(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning,
                                                NULL, png_on_malloc, png_on_free);

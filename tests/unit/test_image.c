@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "harness.h"
 #include "image_internal.h"
 #include "util.h"
@@ -292,6 +294,21 @@ static void test_decode_details(void) {
         CHECK(st == VIT_OK, "2048x2048 lanczos to 224x224 (%s)", st ? err : "ok");
         free(px);
         free(t);
+    }
+    /* a 45-byte PNG whose eXIf chunk (before the image data) claims 1.2 GB: libpng allocated the
+     * declared length before reading it (fuzzer, tests/fuzz/regress/image); now refused first */
+    {
+        uint8_t png[45] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                           0, 0, 0, 16, 0, 0, 0, 12, 8, 2, 0, 0, 0, 0, 0, 0, 0,
+                           0x47, 0, 0, 0x1a, 'e', 'X', 'I', 'f', 'M', 'M', 0, 42};
+        uint32_t crc = (uint32_t)crc32(0, png + 12, 17);
+        png[29] = (uint8_t)(crc >> 24); png[30] = (uint8_t)(crc >> 16); png[31] = (uint8_t)(crc >> 8); png[32] = (uint8_t)crc;
+        vit_image img = {0};
+        vit_image_alloc_hwm_reset();
+        st = vit_image_decode(png, sizeof png, 0, &img, err, sizeof err);
+        CHECK(st == VIT_E_IMAGE_CORRUPT && vit_image_alloc_hwm() < (1u << 20),
+              "PNG chunk claiming 1.2 GB refused before libpng allocates it (largest allocation %zu): %s",
+              vit_image_alloc_hwm(), err);
     }
     uint8_t exif_be[] = {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0};
     CHECK(vit_exif_orientation(exif_be, sizeof exif_be) == 6, "big-endian EXIF orientation");
