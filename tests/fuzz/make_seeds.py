@@ -188,6 +188,16 @@ def main():
                               b'{"lr": 1e999}', b'{"optimizer": null}']):
         put("admin", "body_%d" % i, body)
 
+    # JSON bodies with base64 images (server/jsonbody.c)
+    import base64
+    png = open(os.path.join(ROOT, "..", "data", "sneaker.png"), "rb").read()
+    b64 = base64.b64encode(png).decode()
+    for i, body in enumerate([{"images": [b64], "top_k": 3}, {"inputs": b64, "parameters": {"top_k": 2}},
+                              {"images": ["data:image/png;base64," + base64.urlsafe_b64encode(png).decode().rstrip("=")],
+                               "attention": "cls"},
+                              {"images": ["QUJD", "QQ==", " Q Q = = "]}, {"images": []}, {"imagse": ["QQ"]}]):
+        put("jsonbody", "body_%d" % i, json.dumps(body))
+
     # multipart: Content-Type line, then the body
     png = open(os.path.join(ROOT, "..", "data", "sneaker.png"), "rb").read()
     def mp(ct, parts, bnd, epilogue=b""):

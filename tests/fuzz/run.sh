@@ -22,6 +22,7 @@ opts() {
     head)        echo "-max_len=4096 -dict=$W/dict/json.dict" ;;
     model)       echo "-max_len=16384 -dict=$W/dict/model.dict" ;;
     admin)       echo "-max_len=1024 -dict=$W/dict/json.dict" ;;
+    jsonbody)    echo "-max_len=4096 -dict=$W/dict/json.dict" ;;
     npy)         echo "-max_len=1024" ;;
     exif)        echo "-max_len=512" ;;
     *)           echo "" ;;
