@@ -114,6 +114,34 @@ gpu-tests kernel-lab:
 	@echo "$@: nvcc not found, nothing to build (the CUDA parts are optional)"
 endif
 
+# ---- The CUDA kernels on the CPU SIMT emulator (tests/emu/README.md): kernels/*.cuh and
+# tests/emu/test_emu_*.cpp rewritten to host C++ by tests/emu/gen_host.py (launches, __shared__),
+# compiled with g++ against the shim headers in tests/emu/include.  Built only in the ASan+UBSan
+# build (make test's second pass, make test-asan), where tests/run.sh runs them as
+# asan:test_emu_*.  No nvcc, no GPU.
+PYTHON3  ?= python3
+EMU_GEN  := $(patsubst kernels/%.cuh,$(BUILD)/emu/gen/%.cuh,$(wildcard kernels/*.cuh))
+EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp))
+EMU_CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
+                -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu
+ifneq ($(findstring address,$(SAN)),)
+all: $(EMU_BINS)
+endif
+.SECONDARY: $(EMU_GEN) $(patsubst tests/emu/%.cpp,$(BUILD)/emu/gen/%.cpp,$(wildcard tests/emu/test_emu_*.cpp))
+$(BUILD)/emu/gen/%.cuh: kernels/%.cuh tests/emu/gen_host.py
+	@mkdir -p $(dir $@)
+	$(PYTHON3) tests/emu/gen_host.py $< $@
+$(BUILD)/emu/gen/%.cpp: tests/emu/%.cpp tests/emu/gen_host.py
+	@mkdir -p $(dir $@)
+	$(PYTHON3) tests/emu/gen_host.py $< $@
+$(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/tests/test_emu_%: $(BUILD)/emu/gen/test_emu_%.cpp $(BUILD)/emu/emu.o $(EMU_GEN) \
+                           $(wildcard tests/emu/include/*.h tests/gpu/*.h engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/emu/emu.o
+
 # Serve the shipped default model.
 run: all
 	$(BUILD)/vitd $(ARGS)
@@ -128,7 +156,7 @@ test: deps deps-test
 test-unit: all
 	@VITD_TEST_ONLY=unit tests/run.sh
 
-test-asan:
+test-asan: deps-test
 	@$(MAKE) --no-print-directory NVCC= BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
 	@VITD_TEST_ONLY=asan tests/run.sh
 

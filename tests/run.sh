@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh: the whole test suite.  Runs every unit test binary (build/tests/test_*), every
 # script in tests/integration/ (*.sh, *.py with /usr/bin/python3), then, under ASan+UBSan,
-# the unit tests again and the scripts that carry the line "# asan: yes".
+# the unit tests again and the scripts that carry the line "# asan: yes".  The CUDA kernels'
+# tests on the CPU emulator (tests/emu) exist only in the ASan build: asan:test_emu_*.
 # Each test prints PASS/FAIL lines and ends with "N passed, M failed[, K skipped]";
 # this sums them and ends with the same line.  Exit status non-zero on any failure.
 #   VITD_TEST_ONLY=unit|asan|integration   run one phase

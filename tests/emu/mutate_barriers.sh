@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# mutate_barriers.sh: a developer check of the emulator tests' power (not part of make test,
+# takes minutes): removes each __syncthreads() / __syncwarp() of kernels/*.cuh in turn, rebuilds
+# tests/emu/test_emu_kernels against the mutated header and reports whether the run failed
+# (CAUGHT: a FAIL line, an emulator FATAL or a sanitizer report) or passed (MISSED: the barrier
+# is redundant for these inputs, or the tests cannot see the race).
+#   tests/emu/mutate_barriers.sh [SEEDS]     SEEDS runs per mutant (default 1)
+set -u
+cd "$(dirname "$0")/../.."
+seeds=${1:-1}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+CXX=${CXX:-g++}
+FLAGS="-std=gnu++17 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -ffp-contract=off -fno-strict-aliasing -Wno-unknown-pragmas -Itests/emu/include -Iengine -Itests/gpu"
+mkdir -p "$tmp/gen"
+for f in kernels/*.cuh; do python3 tests/emu/gen_host.py "$f" "$tmp/gen/$(basename "$f")"; done
+$CXX $FLAGS -c tests/emu/emu.cpp -o "$tmp/emu.o"
+caught=0 missed=0
+for f in kernels/*.cuh; do
+  grep -n '__syncthreads();\|__syncwarp();' "$f" | cut -d: -f1 | while read -r ln; do
+    rm -rf "$tmp/mut"; cp -r "$tmp/gen" "$tmp/mut"
+    # the generated file has one #line line on top
+    sed -i "$((ln + 1))s/__syncthreads();\|__syncwarp();/;/" "$tmp/mut/$(basename "$f")"
+    $CXX $FLAGS -I"$tmp/mut" -c tests/emu/test_emu_kernels.cpp -o "$tmp/t.o" && \
+      $CXX -fsanitize=address,undefined -o "$tmp/t" "$tmp/t.o" "$tmp/emu.o" -lm || { echo "BUILD FAILED $f:$ln"; continue; }
+    verdict=MISSED
+    for s in $(seq 1 "$seeds"); do
+      if ! VITD_SEED=$((s * 7919)) "$tmp/t" > "$tmp/out" 2>&1; then verdict=CAUGHT; break; fi
+    done
+    what=$(grep -m1 -E '^FAIL|FATAL|ERROR: AddressSanitizer|runtime error' "$tmp/out" | cut -c1-110)
+    echo "$verdict $f:$ln ${what}"
+  done
+done
