@@ -20,7 +20,8 @@
 #   5. kernel lab: attention and LayerNorm versions, validated and timed
 #   6. bench/gpu_vs_torch.py         ViT-B/16 at batch 1, 8, 64, 256: ours vs PyTorch eager FP16
 #                                    (SDPA) vs torch.compile
-#   7. vitd end to end on the GPU under wrk (or a Python load generator when wrk is absent)
+#   7. `vit check` (the device self-check) on ViT-B/16, then vitd end to end on the GPU under wrk
+#      (or a Python load generator when wrk is absent)
 # Results: $OUT (default bench/results/gpu_<date>) gets every log, gpu_check.md (the summary,
 # with the GPU's name) and the JSON/markdown of step 6; the summary table is printed last.
 #   bench/gpu_check.sh [--quick] [--no-tests] [--no-torch] [--no-compile] [--no-load]
@@ -35,7 +36,7 @@ QUICK=0 TORCH=1 COMPILE=1 LOAD=1 TESTS=1
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;; --no-tests) TESTS=0 ;; --no-torch) TORCH=0 ;; --no-compile) COMPILE=0 ;; --no-load) LOAD=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -206,6 +207,12 @@ if [ "$LOAD" = 1 ] && [ "$HAVE_GPU" = 1 ] && [ ! -f "$MODEL/model.safetensors" ]
 fi
 LOAD_OK=$HAVE_GPU
 [ "$DEVICE" = cpu ] && LOAD_OK=1
+if [ "$LOAD_OK" = 1 ] && [ -x build/vit ] && [ -f "$MODEL/model.safetensors" ]; then
+  # the start-up self-check vitd runs (vit_device_check), on ViT-B/16, with its numbers
+  run_step "vit check" 300 vit_check.log build/vit check --model "$MODEL" --device "$DEVICE"
+  rc=$?; record "vit check ViT-B/16 ($DEVICE vs cpu/fp32)" "$([ $rc -eq 0 ] && echo ok || echo "FAIL ($rc)")" \
+    "$(grep -oE 'relative error.*' "$OUT/vit_check.log" | head -n 1)"
+fi
 if [ "$LOAD_OK" = 1 ] && [ "$LOAD" = 1 ] && [ -x build/vitd ] && [ -f "$MODEL/model.safetensors" ]; then
   PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   build/vitd --model "$MODEL" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" \
@@ -219,8 +226,9 @@ if [ "$LOAD_OK" = 1 ] && [ "$LOAD" = 1 ] && [ -x build/vitd ] && [ -f "$MODEL/mo
     sleep 1
   done
   IMG=tests/data/server/photo.jpg
+  grep -E 'device check' "$OUT/vitd.log" | head -n 2
   if ! http_get "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
-    record "vitd under load" FAIL "vitd did not become ready (see vitd.log)"
+    record "vitd under load" FAIL "vitd did not become ready (see vitd.log: $(grep -m1 -oE 'device check failed.{0,120}' "$OUT/vitd.log"))"
   elif [ -z "${VITD_NO_WRK:-}" ] && command -v wrk >/dev/null; then
     cat > "$WORK/post.lua" <<EOF
 local f = assert(io.open("$ROOT/$IMG", "rb"))

@@ -207,6 +207,21 @@ typedef struct vit_outputs {
 vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
                        vit_outputs *out);
 
+/* Self-check of a device before trusting it: the same deterministic batch of 2 image-like
+ * inputs through a new session with opts and through a CPU FP32 session; features, logits (when
+ * the model has a head) and CLS attention compared as max |x - ref| / max(1, max |ref|).
+ * VIT_OK when every error is <= tol (and top-1 agrees wherever the reference is decisive);
+ * VIT_E_BACKEND with the numbers in err when not; a session or forward error as such.  res gets
+ * what was measured either way.  Costs one CPU forward of 2 images and a transient session. */
+typedef struct vit_check_result {
+    vit_device device;        /* what opts resolved to */
+    vit_precision precision;
+    double features_err, logits_err, attn_err;
+    int top1_agree;
+} vit_check_result;
+vit_status vit_device_check(const vit_model *m, const vit_session_opts *opts, double tol,
+                            vit_check_result *res, char *err, size_t errlen);
+
 /* ---- images ------------------------------------------------------------------------ */
 
 typedef enum { VIT_FMT_UNKNOWN = 0, VIT_FMT_JPEG, VIT_FMT_PNG } vit_image_format;

@@ -82,6 +82,7 @@ static flag flags[] = {
     {"drain-timeout-s", F_INT, &g_srv.cfg.drain_timeout_s, 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, &opt_device, 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
+    {"device-check", F_INT, &g_srv.cfg.device_check, 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
     {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
@@ -216,7 +217,7 @@ static char *default_model(void) {
 int main(int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) ncpu = 1;
-    *C = (srv_config){.host = "127.0.0.1", .port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .max_queue = 256,
+    *C = (srv_config){.host = "127.0.0.1", .port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .device_check = 1, .max_queue = 256,
                       .workers = 1, .threads = 0, .decoders = 0, .http_threads = 2, .max_pixels = VIT_DEFAULT_MAX_PIXELS,
                       .drain_timeout_s = 30, .log_level = SRV_LOG_INFO, .max_connections = 1024,
                       .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX};
@@ -286,6 +287,36 @@ int main(int argc, char **argv) {
     }
     vit_device dev = batcher_device(g_srv.batcher);
     vit_precision prec = batcher_precision(g_srv.batcher);
+    if (dev == VIT_DEVICE_CUDA && C->device_check) {
+        /* the accelerated path must agree with the CPU reference before it serves anyone */
+        vit_session_opts o = {.max_batch = 2, .threads = C->threads, .device = dev, .precision = prec};
+        vit_check_result r;
+        st = vit_device_check(g_srv.model, &o, SRV_DEVICE_CHECK_TOL, &r, err, sizeof err);
+        if (st == VIT_OK) {
+            srv_log(SRV_LOG_INFO, "device check: cuda/%s agrees with the CPU (relative error: features %.2g, logits %.2g, attention %.2g)",
+                    vit_precision_str(prec), r.features_err, r.logits_err, r.attn_err);
+        } else if (C->device != VIT_DEVICE_AUTO) {
+            srv_log(SRV_LOG_ERROR, "%s (--device cuda: not serving; --device-check 0 skips the check)", err);
+            srv_http_stop();
+            batcher_free(g_srv.batcher);
+            vit_model_free(g_srv.model);
+            return 1;
+        } else {
+            srv_log(SRV_LOG_ERROR, "%s; device auto: serving on the CPU instead", err);
+            batcher_free(g_srv.batcher);
+            bo.device = VIT_DEVICE_CPU;
+            bo.precision = VIT_PREC_AUTO;
+            st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
+            if (st != VIT_OK) {
+                srv_log(SRV_LOG_ERROR, "cannot start the engine on the CPU: %s", err);
+                srv_http_stop();
+                vit_model_free(g_srv.model);
+                return 1;
+            }
+            dev = batcher_device(g_srv.batcher);
+            prec = batcher_precision(g_srv.batcher);
+        }
+    }
     const char *dev_s = dev == VIT_DEVICE_CUDA ? "cuda" : "cpu", *prec_s = vit_precision_str(prec);
     if (C->device == VIT_DEVICE_AUTO && dev == VIT_DEVICE_CPU) srv_log(SRV_LOG_INFO, "device auto: no CUDA device, using the CPU");
     metrics_model_info(g_srv.model_name, g_srv.mc->architecture, dev_s, prec_s, g_srv.mc->image_size,

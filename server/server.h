@@ -18,6 +18,10 @@
 #include "jsonbody.h"
 #include "vit.h"
 
+/* relative tolerance of the start-up device check: FP16 ViT-B/16 is ~1e-2 from FP32; a layout
+ * or kernel bug is O(1) */
+#define SRV_DEVICE_CHECK_TOL 0.05
+
 typedef struct srv_config {
     const char *model_dir;
     const char *host;
@@ -38,6 +42,7 @@ typedef struct srv_config {
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
     vit_device device;
     vit_precision precision;
+    int device_check;        /* on CUDA: vit_device_check against the CPU before serving */
     int max_connections;
     int request_timeout_s;   /* idle/slow client timeout */
     int max_images;          /* images (multipart parts) per request */

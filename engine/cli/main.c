@@ -25,6 +25,7 @@ static int cmd_version(int argc, char **argv) {
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
     {"bench", cmd_bench, "time the forward pass on random input: images/s"},
+    {"check", cmd_check, "compare a device's outputs with the CPU FP32 reference (exit 1 on a mismatch)"},
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"finetune", cmd_finetune, "train a new head on an ImageFolder, write a new model directory"},
