@@ -9,7 +9,7 @@
  *                  crop), 2 Hugging Face default (224x224 bilinear, no crop), 3 from h[1..3]
  *        bit 2: API: 0 decode + to_tensor, 1 vit_image_load;  bit 3: fast (allow_dct_scaling);
  *        bit 4: pil_exact;  bit 5: crop_floor
- *   h[1]: resample (mod 6), bit 7: shortest-edge resize;  h[2]: resize size 1..128 (bit 7:
+ *   h[1]: resample (mod 6), bit 7: shortest-edge resize (with a crop only);  h[2]: resize size 1..128 (bit 7:
  *   no resize);  h[3]: output/crop size 1..64 (bit 7: no center crop).
  * The pixel cap is 4 Mpixel (the server's default is 50 M; the cap check itself is the same). */
 #include <stdint.h>
@@ -65,9 +65,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pp.resample = resample[(h[1] & 0x7f) % 6];
         pp.do_resize = !(h[2] & 0x80);
         int rs = (h[2] & 0x7f) + 1, os = (h[3] & 0x3f) + 1;
-        if (h[1] & 0x80) pp.shortest_edge = rs;
+        pp.do_center_crop = !(h[3] & 0x80) || !pp.do_resize;   /* as vit_preprocess_load: no resize, a crop */
+        /* a shortest-edge resize gives a size that varies per image: only with a crop */
+        if ((h[1] & 0x80) && pp.do_center_crop) pp.shortest_edge = rs;
         else pp.resize_h = pp.resize_w = rs;
-        pp.do_center_crop = !(h[3] & 0x80);
         pp.crop_h = pp.crop_w = os;
         pp.out_h = pp.out_w = pp.do_center_crop ? os : rs;
         pp.do_rescale = 1;
@@ -100,5 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* every outcome is a status with a message; success only for a format we accept */
     if (st == VIT_OK && fmt == VIT_FMT_UNKNOWN) abort();
     if (st != VIT_OK && (st >= VIT_STATUS_COUNT || !err[0])) abort();
+    /* bad input is the client's error (400/413/415), never an internal one (500) */
+    if (st == VIT_E_INTERNAL || st == VIT_E_ARG) abort();
     return 0;
 }

@@ -42,10 +42,18 @@ case ${1:-} in
     bin=$W/fuzz/fuzz_$t
     out=$F/corpus/$t
     rm -rf "$out.new" && mkdir -p "$out.new"
-    # the seeds and regressions are replayed anyway: keep only what adds coverage to them
-    nice -n 10 "$bin" -merge=1 $(opts "$t") "$out.new" $W/work/$t 2>&1 | tail -n 3
+    # the seeds and regressions are replayed anyway: start from them and keep only what adds
+    # coverage to them (libFuzzer adds to the first directory what the others add to it)
+    base=()
+    for d in seeds regress; do
+      [ -d $F/$d/$t ] || continue
+      for f in $F/$d/$t/*; do cp "$f" "$out.new/base-$d-$(basename "$f")"; base+=("$out.new/base-$d-$(basename "$f")"); done
+    done
+    dicts
+    nice -n 10 "$bin" -merge=1 $(opts "$t") "$out.new" $W/work/$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files' || true
+    rm -f "${base[@]}"
     rm -rf "$out" && mv "$out.new" "$out"
-    echo "$out: $(ls "$out" | wc -l) files, $(du -sk "$out" | cut -f1) KB"
+    echo "$out: $(ls "$out" | wc -l) files, $(cat "$out"/* | wc -c) bytes"
     exit 0 ;;
   ''|-h|--help) sed -n '2,11p' "$0"; exit 2 ;;
 esac
@@ -61,11 +69,16 @@ for d in seeds corpus regress; do
 done
 echo "run.sh: $t for ${secs}s: $bin $(opts "$t") -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 $*"
 set +e
+start=$(date +%s)
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} \
 nice -n 10 "$bin" $(opts "$t") -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
   -max_total_time="$secs" -print_final_stats=1 -artifact_prefix=$W/artifacts/$t/ "$@" \
   $W/work/$t > $W/logs/$t.log 2>&1
 rc=$?
+# CPU seconds of the fuzzer (children of this shell) and wall seconds, for the README's table
+times > $W/logs/$t.times   # in this shell: its second line is the children's user and system time
+cpu=$(sed -n 2p $W/logs/$t.times | sed 's/[ms]/ /g' | awk '{printf "%.0f", $1 * 60 + $2 + $3 * 60 + $4}')
+echo "run.sh: $t: wall $(( $(date +%s) - start )) s, cpu $cpu s" | tee -a $W/logs/$t.log
 set -e
 grep -E '^#[0-9]+[[:space:]]+(DONE|INITED)|stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' $W/logs/$t.log || true
 ls $W/artifacts/$t | head
