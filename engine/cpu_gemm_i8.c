@@ -149,16 +149,25 @@ static void quantize_row_scalar(uint8_t *q, float *scale, const float *x, int K,
 #ifdef I8_X86
 __attribute__((target("avx512f"))) static void quantize_row_avx512(uint8_t *q, float *scale,
                                                                    const float *x, int K, int Kp) {
-    const __m512 big = _mm512_set1_ps(FLT_MAX);
-    __m512 vmax = _mm512_setzero_ps();
-    __mmask16 bad = 0;
-    for (int k = 0; k < K; k += 16) {
-        __mmask16 mk = K - k >= 16 ? 0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, x + k));
-        bad |= _mm512_cmp_ps_mask(a, big, _CMP_NLE_UQ); /* > FLT_MAX or NaN */
-        vmax = _mm512_max_ps(vmax, a);
+    /* pass 1: max |x| in two chains, and x * 0 summed, which is NaN iff some x is inf or NaN
+     * (no per-element compare and mask chain) */
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 m0 = zero, m1 = zero, nf = zero;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512 a = _mm512_loadu_ps(x + k), b = _mm512_loadu_ps(x + k + 16);
+        m0 = _mm512_max_ps(m0, _mm512_abs_ps(a));
+        m1 = _mm512_max_ps(m1, _mm512_abs_ps(b));
+        nf = _mm512_add_ps(nf, _mm512_add_ps(_mm512_mul_ps(a, zero), _mm512_mul_ps(b, zero)));
     }
-    float amax = _mm512_reduce_max_ps(vmax);
+    for (; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? 0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 a = _mm512_maskz_loadu_ps(mk, x + k);
+        m0 = _mm512_max_ps(m0, _mm512_abs_ps(a));
+        nf = _mm512_add_ps(nf, _mm512_mul_ps(a, zero));
+    }
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+    int bad = _mm512_cmp_ps_mask(nf, nf, _CMP_UNORD_Q) != 0;
     if (bad || amax < I8_TINY) {
         *scale = bad ? NAN : 0.f;
         memset(q, 128, (size_t)Kp);
@@ -168,12 +177,15 @@ __attribute__((target("avx512f"))) static void quantize_row_avx512(uint8_t *q, f
     const __m512 inv = _mm512_set1_ps(127.f / amax);
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
     const __m512i off = _mm512_set1_epi32(128);
-    for (int k = 0; k < K; k += 16) {
+    for (k = 0; k < K; k += 16) {
         __mmask16 mk = K - k >= 16 ? 0xFFFF : (__mmask16)((1u << (K - k)) - 1);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), inv);
         __m512i i = _mm512_cvtps_epi32(v); /* round to nearest even (MXCSR default) */
         i = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(i, lo), hi), off);
-        _mm512_mask_cvtepi32_storeu_epi8(q + k, mk, i);
+        if (mk == 0xFFFF)
+            _mm_storeu_si128((__m128i *)(q + k), _mm512_cvtepi32_epi8(i));
+        else
+            _mm512_mask_cvtepi32_storeu_epi8(q + k, mk, i);
     }
     memset(q + K, 128, (size_t)(Kp - K));
 }
