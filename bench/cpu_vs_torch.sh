@@ -20,16 +20,23 @@
 # peak then.  The engines are timed in turns, VITD_BENCH_ROUNDS (default 4) rounds, best round
 # of each reported (the machine is shared: the best round is the least disturbed one).
 # The fashion-train run is paused (SIGSTOP) while this runs and always resumed (trap).
-# Prints a markdown table; results are recorded by hand in bench/results/cpu_vs_torch.md.
+# INT8 section (after the FP32 table; `--int8-only` runs just it): `vit run --precision int8`
+# vs `--precision fp32` logits on 8 random images, and PyTorch's dynamic quantization
+# (torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8), fbgemm) vs
+# PyTorch FP32 on the same images; then vitd fp32, vitd int8 and PyTorch qint8 (eager and
+# traced+frozen, the faster reported) timed in turns (torch_vit_bench.py duel-int8), batch 1 and 8.
+# Prints markdown tables; results are recorded by hand in bench/results/cpu_vs_torch.md.
 set -u
 cd "$(dirname "$0")/.."
 THREADS=2
 QUICK=0
+INT8_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) THREADS=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
-    *) echo "usage: bench/cpu_vs_torch.sh [--threads N] [--quick]" >&2; exit 2 ;;
+    --int8-only) INT8_ONLY=1; shift ;;
+    *) echo "usage: bench/cpu_vs_torch.sh [--threads N] [--quick] [--int8-only]" >&2; exit 2 ;;
   esac
 done
 B=${VITD_BUILD:-build}
@@ -75,15 +82,16 @@ fi
 
 configs=("${OPENBLAS_CORETYPE:-}")
 if grep -qw avx512f /proc/cpuinfo && [ "${OPENBLAS_CORETYPE:-}" != SKYLAKEX ]; then configs+=(SKYLAKEX); fi
+int8_configs=("${configs[@]}")
+[ "$INT8_ONLY" = 1 ] && configs=()
+ROUNDS=${VITD_BENCH_ROUNDS:-4}
+[ "$QUICK" = 1 ] && ROUNDS=1
 
-echo
-echo "| OpenBLAS kernels | batch | vitd GEMM | vitd images/s | vitd ms/image | PyTorch images/s | PyTorch ms/image (mode) | vitd / PyTorch | vitd GFLOP/s | % of nominal 192 | % of measured peak |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+[ "${#configs[@]}" -gt 0 ] && echo && echo "| OpenBLAS kernels | batch | vitd GEMM | vitd images/s | vitd ms/image | PyTorch images/s | PyTorch ms/image (mode) | vitd / PyTorch | vitd GFLOP/s | % of nominal 192 | % of measured peak |"
+[ "${#configs[@]}" -gt 0 ] && echo "|---|---|---|---|---|---|---|---|---|---|---|"
 # The two engines are timed in turns (bench/torch_vit_bench.py duel: PyTorch built once, then
 # R rounds of PyTorch trace+freeze, PyTorch +optimize_for_inference, `vit bench`), so each sees
 # the same background load; the best round of each is reported.
-ROUNDS=${VITD_BENCH_ROUNDS:-4}
-[ "$QUICK" = 1 ] && ROUNDS=1
 for core in "${configs[@]}"; do
   if [ -n "$core" ]; then export OPENBLAS_CORETYPE=$core; else unset OPENBLAS_CORETYPE; fi
   label=${core:-default}
@@ -105,5 +113,45 @@ for core in "${configs[@]}"; do
              k, b, gm, v, 1000 / v, t, (t > 0 ? 1000 / t : 0), m, (t > 0 ? v / t : 0), gf, 100 * gf / np, (p > 0 ? 100 * gf / p : 0) }'
   done
 done
+
+# ---- INT8 ---------------------------------------------------------------------------------
+echo
+echo "## INT8: vitd --precision int8 vs vitd fp32 vs PyTorch dynamic quantization (qint8)"
+if [ -n "${int8_configs[0]}" ]; then export OPENBLAS_CORETYPE=${int8_configs[0]}; else unset OPENBLAS_CORETYPE; fi
+$PY -c "import numpy as np; np.save('$TMP/x8.npy', np.random.RandomState(1).randn(8, 3, 224, 224).astype(np.float32))"
+for p in fp32 int8; do
+  "$VIT" run --model "$DIR/model" --input "$TMP/x8.npy" --output "$TMP/l_$p.npy" --threads "$THREADS" \
+    --precision "$p" --device cpu 2>"$TMP/err" || { echo "# vit run --precision $p failed: $(cat "$TMP/err")"; exit 1; }
+done
+echo "# accuracy on 8 random N(0,1) images, logits (max rel = max|a-b| / max|b|, mean rel = mean|a-b| / mean|b|):"
+OMP_WAIT_POLICY=PASSIVE $PY bench/torch_vit_bench.py int8-check "$DIR" "$TMP/x8.npy" "$TMP/l_fp32.npy" "$TMP/l_int8.npy" |
+  sed 's/^/#   /'
+echo
+echo "| OpenBLAS kernels | batch | vitd fp32 GEMM | vitd fp32 ms/image | vitd int8 ms/image | vitd int8 speed-up | PyTorch qint8 ms/image (mode) | PyTorch fp32 ms/image (trace+freeze) | vitd int8 / PyTorch qint8 | vitd int8 / PyTorch fp32 |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+# PyTorch's unquantized parts (attention projections, attention) use OpenBLAS: both kernel sets
+for core in "${int8_configs[@]}"; do
+if [ -n "$core" ]; then export OPENBLAS_CORETYPE=$core; else unset OPENBLAS_CORETYPE; fi
+for batch in 1 8; do
+  if [ "$batch" = 1 ]; then iters=5; else iters=2; fi
+  OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$THREADS $NICE $PY bench/torch_vit_bench.py duel-int8 "$DIR" \
+    --vit "$VIT" --batch "$batch" --rounds "$ROUNDS" --iters "$iters" --threads "$THREADS" >"$TMP/duel8" 2>"$TMP/err" ||
+    { echo "duel-int8 failed: $(tail -n 3 "$TMP/err")" >&2; exit 1; }
+  v32=$(awk '$1 == "vitd-fp32" {print $2}' "$TMP/duel8")
+  v8=$(awk '$1 == "vitd-int8" {print $2}' "$TMP/duel8")
+  t32=$(awk '$1 == "torch-fp32-trace-freeze" {print $2}' "$TMP/duel8")
+  read -r tq tq_mode < <(awk '$1 ~ /^torch-qint8-(eager|trace)$/ {if ($2 > b) {b = $2; m = substr($1, 13)}} END {print b + 0, m}' "$TMP/duel8")
+  gemm=$(sed -n 's/^vitd-fp32-detail .*gemm \([a-z0-9-]*\).*/\1/p' "$TMP/duel8")
+  kernels=$(sed -n 's/^vitd-fp32-detail .*OpenBLAS kernels \([A-Za-z0-9]*\).*/\1/p' "$TMP/duel8")
+  awk -v k="${core:-default} ($kernels)" -v gm="$gemm" -v b="$batch" -v v32="$v32" -v v8="$v8" -v tq="$tq" -v m="$tq_mode" -v t32="$t32" 'BEGIN {
+    printf "| %s | %d | %s | %.1f | %.1f | %.2fx | %.1f (%s) | %.1f | %.2fx | %.2fx |\n",
+           k, b, gm, 1000 / v32, 1000 / v8, v8 / v32, (tq > 0 ? 1000 / tq : 0), m, (t32 > 0 ? 1000 / t32 : 0),
+           (tq > 0 ? v8 / tq : 0), (t32 > 0 ? v8 / t32 : 0) }'
+  nq=$(awk '$1 == "torch-qint8-linears" {print $2}' "$TMP/duel8")
+done
+done
+echo
+echo "# PyTorch quantize_dynamic replaced $nq nn.Linear modules (torchvision's attention in_proj is a bare parameter and out_proj a NonDynamicallyQuantizableLinear: only the MLPs and the head run int8); vitd int8 quantizes qkv, proj, fc1 and fc2 of every block (48 GEMMs)"
+echo "# vitd: $(sed -n 's/^vitd-int8-detail //p' "$TMP/duel8")"
 echo
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,7 +5,9 @@
 #   ours:    build/vit eval (our PNG decoder, preprocessing and CPU engine)
 #   PyTorch: models/fashion-vit/eval_torch.py (PIL + torchvision transforms as
 #            preprocessor_config.json says + models/vit_torch.py on the same model.safetensors)
-# and the per-image agreement of the two.  Writes bench/results/fashion_accuracy.md.
+# and the per-image agreement of the two; then ours again at `--precision int8` (W8A8 dynamic
+# quantization of the encoder Linears, engine/cpu_gemm_i8.c): its accuracy and its per-image
+# agreement with our fp32.  Writes bench/results/fashion_accuracy.md.
 #   bench/fashion_accuracy.sh                       # MODEL=..., THREADS=2, LIMIT=0 (all), OUT=...
 # Needs Debian dataset-fashion-mnist, python3-torch, python3-torchvision, python3-pil
 # (scripts/deps.sh bench).  The PNG export is cached in $FASHION_PNG_DIR.
@@ -36,21 +38,29 @@ CMD_TORCH="OMP_WAIT_POLICY=PASSIVE $PY models/fashion-vit/eval_torch.py --model 
 echo "+ $CMD_OURS" >&2
 "$VIT" eval --model "$MODEL" --data "$PNG" --batch "$BATCH" --threads "$THREADS" "${lim[@]}" \
   --predictions "$W/ours.tsv" --json > "$W/ours.json"
+CMD_INT8="$CMD_OURS --precision int8"
+echo "+ $CMD_INT8" >&2
+"$VIT" eval --model "$MODEL" --data "$PNG" --batch "$BATCH" --threads "$THREADS" "${lim[@]}" \
+  --precision int8 --predictions "$W/int8.tsv" --json > "$W/int8.json"
 echo "+ $CMD_TORCH" >&2
 OMP_WAIT_POLICY=PASSIVE $PY models/fashion-vit/eval_torch.py --model "$MODEL" --data "$PNG" \
   --batch "$BATCH" --threads "$THREADS" "${lim[@]}" --json "$W/torch.json" \
   --predictions "$W/torch.tsv" > "$W/torch.txt"
 cat "$W/torch.txt"
 
-$PY - "$W" "$MODEL" "$OUT" "$CMD_OURS" "$CMD_TORCH" <<'PY'
+$PY - "$W" "$MODEL" "$OUT" "$CMD_OURS" "$CMD_TORCH" "$CMD_INT8" <<'PY'
 import json, os, platform, subprocess, sys, time
-w, model, out, cmd_ours, cmd_torch = sys.argv[1:6]
+w, model, out, cmd_ours, cmd_torch, cmd_int8 = sys.argv[1:7]
 ours = json.load(open(f"{w}/ours.json"))
+int8 = json.load(open(f"{w}/int8.json"))
 torch_ = json.load(open(f"{w}/torch.json"))
 def preds(p):
     return {os.path.basename(l.split("\t")[0]): tuple(map(int, l.rstrip("\n").split("\t")[1:]))
             for l in open(p)}
-po, pt = preds(f"{w}/ours.tsv"), preds(f"{w}/torch.tsv")
+po, pt, p8 = preds(f"{w}/ours.tsv"), preds(f"{w}/torch.tsv"), preds(f"{w}/int8.tsv")
+common8 = sorted(set(po) & set(p8))
+agree8 = sum(po[k][1] == p8[k][1] for k in common8)
+t1i = 100 * int8["top1"]
 common = sorted(set(po) & set(pt))
 agree = sum(po[k][1] == pt[k][1] for k in common)
 disagree = [k for k in common if po[k][1] != pt[k][1]]
@@ -72,6 +82,7 @@ lines = [
     "- command: `bench/fashion_accuracy.sh`, which runs",
     f"  - ours: `{cmd_ours}`",
     f"  - PyTorch: `{cmd_torch}`",
+    f"  - ours, int8: `{cmd_int8}`",
     "",
     "| | top-1 | top-5 | images | images/s (decode+preprocess+forward) |",
     "|---|---|---|---|---|",
@@ -79,6 +90,11 @@ lines = [
     f"{100 * ours['top5']:.2f}% | {ours['images']} | {ours['images_per_s']:.0f} |",
     f"| PyTorch {torch_['torch']} (PIL + torchvision + models/vit_torch.py) | **{t1t:.2f}%** ({torch_['top1_correct']}) | "
     f"{100 * torch_['top5']:.2f}% | {torch_['images']} | {torch_['images_per_s']:.0f} |",
+    f"| vitd `--precision int8` (W8A8 encoder Linears) | **{t1i:.2f}%** ({int8['top1_correct']}) | "
+    f"{100 * int8['top5']:.2f}% | {int8['images']} | {int8['images_per_s']:.0f} |",
+    "",
+    f"INT8 vs FP32 (both vitd): **{t1i - t1o:+.2f} points** of top-1; the predicted class is the same for "
+    f"{agree8} of {len(common8)} images ({100 * agree8 / max(1, len(common8)):.2f}%).",
     "",
     f"Difference (vitd − PyTorch): **{t1o - t1t:+.2f} points** of top-1. Per image, the two agree on the "
     f"predicted class for {agree} of {len(common)} images"
@@ -88,14 +104,16 @@ lines = [
     "",
     "Per class:",
     "",
-    "| class | label | images | top-1 vitd | top-1 PyTorch |",
-    "|---|---|---|---|---|",
+    "| class | label | images | top-1 vitd | top-1 PyTorch | top-1 vitd int8 |",
+    "|---|---|---|---|---|---|",
 ]
 tpc = {c["index"]: c for c in torch_["per_class"]}
+ipc = {c["index"]: c for c in int8["per_class"]}
 for c in ours["per_class"]:
     t = tpc.get(c["index"], {})
     lines.append(f"| {c['index']} | {c['label']} | {c['images']} | {100 * c['top1']:.1f}% | "
-                 f"{100 * t.get('top1_correct', 0) / max(1, t.get('images', 0)):.1f}% |")
+                 f"{100 * t.get('top1_correct', 0) / max(1, t.get('images', 0)):.1f}% | "
+                 f"{100 * ipc.get(c['index'], {}).get('top1', 0):.1f}% |")
 if "confusion" in ours:
     lines += ["", "Confusion matrix (vitd; rows: true class, columns: predicted):", "", "```"]
     lines.append("     " + "".join(f"{c:6d}" for c in range(len(ours["confusion"]))))
@@ -105,5 +123,5 @@ if "confusion" in ours:
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 open(out, "w").write("\n".join(lines) + "\n")
 print(f"\nwrote {out}: vitd {t1o:.2f}%, PyTorch {t1t:.2f}%, difference {t1o - t1t:+.2f} points, "
-      f"agreement {agree}/{len(common)}")
+      f"agreement {agree}/{len(common)}; int8 {t1i:.2f}%, agreement with fp32 {agree8}/{len(common8)}")
 PY

@@ -17,6 +17,16 @@
                                   turns, R rounds, so all see the same background load; prints the
                                   best images/s of each:  "vitd X", "torch-trace-freeze Y",
                                   "torch-optimize Z"
+    int8-check OUT_DIR X.npy FP32.npy INT8.npy
+                                  accuracy of INT8 vs FP32 on the same input: vitd's (`vit run
+                                  --precision fp32|int8` logits in FP32.npy / INT8.npy) and
+                                  PyTorch's dynamic quantization (quantize_dynamic(model,
+                                  {nn.Linear}, dtype=torch.qint8)) vs PyTorch FP32: max and mean
+                                  relative difference of the logits, top-1 agreement
+    duel-int8 OUT_DIR --vit build/vit --batch B [--rounds R] [--iters K] [--threads N]
+                                  like duel, for INT8: vitd fp32, vitd int8, PyTorch dynamic-quantized
+                                  (eager, and traced+frozen) and PyTorch FP32 trace+freeze, in turns;
+                                  prints "vitd-fp32 X", "vitd-int8 Y", "torch-qint8-eager Z", ...
 
 Debian's python3-torch 1.13 + python3-torchvision 0.14 (run with /usr/bin/python3).  Set
 OMP_WAIT_POLICY=PASSIVE in the environment (the caller does): PyTorch's default OpenMP spinning
@@ -99,6 +109,78 @@ def cmd_time(a):
           f"{dt / a.iters / a.batch * 1e3:.2f} ms/image")
 
 
+def quantize_dynamic(m):
+    """PyTorch's dynamic INT8 quantization of every nn.Linear (fbgemm on x86), and how many
+    Linears it replaced.  torchvision's attention keeps its in_proj as a bare parameter and its
+    out_proj as a NonDynamicallyQuantizableLinear, so only the MLP Linears and the head are
+    quantized there."""
+    q = torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8)
+    n = sum(1 for mod in q.modules() if type(mod).__name__ == "Linear" and "quantized" in type(mod).__module__)
+    return q, n
+
+
+def rel_diff(got, ref):
+    d = np.abs(got - ref)
+    return float(d.max() / np.abs(ref).max()), float(d.mean() / np.abs(ref).mean())
+
+
+def cmd_int8_check(a):
+    torch.set_num_threads(2)
+    m = load_model(a.out_dir)
+    x = torch.from_numpy(np.load(a.x))
+    with torch.inference_mode():
+        r32 = m(x).numpy().astype(np.float64)
+        q, nq = quantize_dynamic(m)
+        r8 = q(x).numpy().astype(np.float64)
+    o32, o8 = np.load(a.fp32).astype(np.float64), np.load(a.int8).astype(np.float64)
+    B = x.shape[0]
+    for name, got, ref in (("vitd int8 vs vitd fp32", o8, o32),
+                           (f"PyTorch qint8 ({nq} Linears quantized) vs PyTorch fp32", r8, r32),
+                           ("vitd fp32 vs PyTorch fp32", o32, r32)):
+        mx, mean = rel_diff(got, ref)
+        agree = int((got.argmax(1) == ref.argmax(1)).sum())
+        print(f"{name}: max rel {mx:.4f}, mean rel {mean:.4f}, top-1 agree {agree}/{B}")
+
+
+def cmd_duel_int8(a):
+    torch.set_num_threads(a.threads)
+    m = load_model(a.out_dir)
+    x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    best = {"vitd-fp32": 0.0, "vitd-int8": 0.0, "torch-qint8-eager": 0.0, "torch-qint8-trace": 0.0,
+            "torch-fp32-trace-freeze": 0.0}
+    with torch.inference_mode():
+        q, nq = quantize_dynamic(load_model(a.out_dir))
+        engines = {"torch-qint8-eager": q, "torch-fp32-trace-freeze": torch.jit.freeze(torch.jit.trace(m, x))}
+        try:
+            engines["torch-qint8-trace"] = torch.jit.freeze(torch.jit.trace(q, x))
+        except Exception as e:  # noqa: BLE001 - report and go on with eager
+            print(f"# torch-qint8-trace unavailable: {e}", file=sys.stderr)
+            del best["torch-qint8-trace"]
+        for f in engines.values():
+            for _ in range(a.warmup):
+                f(x)
+        detail = {}
+        for _ in range(a.rounds):
+            for name, f in engines.items():
+                t = time.perf_counter()
+                for _ in range(a.iters):
+                    f(x)
+                best[name] = max(best[name], a.iters * a.batch / (time.perf_counter() - t))
+            for prec in ("fp32", "int8"):
+                out = subprocess.run([a.vit, "bench", "--model", os.path.join(a.out_dir, "model"),
+                                      "--batch", str(a.batch), "--iters", str(a.iters), "--warmup", "1",
+                                      "--threads", str(a.threads), "--precision", prec, "--device", "cpu"],
+                                     check=True, capture_output=True, text=True)
+                best["vitd-" + prec] = max(best["vitd-" + prec], float(out.stdout.split()[0]))
+                lines = out.stdout.splitlines()
+                detail[prec] = lines[1] if len(lines) > 1 else ""
+    for k, v in best.items():
+        print(f"{k} {v:.3f}")
+    print(f"torch-qint8-linears {nq}")
+    for prec, d in detail.items():
+        print(f"vitd-{prec}-detail {d}")
+
+
 def cmd_duel(a):
     torch.set_num_threads(a.threads)
     m = load_model(a.out_dir)
@@ -140,9 +222,15 @@ def main():
     p.add_argument("--batch", type=int, required=True); p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--iters", type=int, default=4); p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p = sub.add_parser("int8-check"); p.add_argument("out_dir"); p.add_argument("x")
+    p.add_argument("fp32"); p.add_argument("int8")
+    p = sub.add_parser("duel-int8"); p.add_argument("out_dir"); p.add_argument("--vit", required=True)
+    p.add_argument("--batch", type=int, required=True); p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--iters", type=int, default=4); p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     return {"make-model": cmd_make_model, "check": cmd_check, "time": cmd_time,
-            "duel": cmd_duel}[a.cmd](a) or 0
+            "duel": cmd_duel, "int8-check": cmd_int8_check, "duel-int8": cmd_duel_int8}[a.cmd](a) or 0
 
 
 if __name__ == "__main__":
