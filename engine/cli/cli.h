@@ -21,6 +21,17 @@ int cli_parse_int(const char *name, const char *val, int min, int max);
 /* --device auto|cpu|cuda and --precision auto|fp32|fp16|int8; print the error and return -1 on a bad value */
 int cli_parse_device(const char *val, vit_device *out);
 int cli_parse_precision(const char *val, vit_precision *out);
+/* The options every engine subcommand shares: --model DIR, --threads N, --image-size N,
+ * --device D, --precision P.  cli_engine_opt looks at argument a (v: the next one, or NULL):
+ * 1 = it was one of these and took v (skip it), 0 = not one of these (or v missing: the caller
+ * reports it), -1 = a bad value (already printed). */
+typedef struct cli_engine_opts {
+    const char *model;
+    int threads, image_size;
+    vit_device device;
+    vit_precision precision;
+} cli_engine_opts;
+int cli_engine_opt(const char *a, const char *v, cli_engine_opts *o);
 /* exit status for an engine error: 2 argument, 3 i/o, 4 unsupported image format, 5 image too
  * large, 6 corrupt image, 7 bad model (config/checkpoint), 8 device not available, 1 other */
 int cli_exit_status(vit_status st);

@@ -22,24 +22,24 @@ static void usage(FILE *f) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *model = NULL;
-    int batch = 0, iters = 10, warmup = 2, threads = 0, image_size = 0, attention = 0;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_AUTO;
+    cli_engine_opts eo = {0};
+    int batch = 0, iters = 10, warmup = 2, attention = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int eng = cli_engine_opt(a, v, &eo);
+        if (eng < 0) return 2;
+        if (eng > 0) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) { model = v; i++; }
         else if (!strcmp(a, "--batch") && v) { if ((batch = cli_parse_int("--batch", v, 1, 4096)) < 0) return 2; i++; }
         else if (!strcmp(a, "--iters") && v) { if ((iters = cli_parse_int("--iters", v, 1, 1000000)) < 0) return 2; i++; }
         else if (!strcmp(a, "--warmup") && v) { if ((warmup = cli_parse_int("--warmup", v, 0, 1000000)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--threads") && v) { if ((threads = cli_parse_int("--threads", v, 0, 256)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--image-size") && v) { if ((image_size = cli_parse_int("--image-size", v, 1, 16384)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--device") && v) { if (cli_parse_device(v, &device) < 0) return 2; i++; }
-        else if (!strcmp(a, "--precision") && v) { if (cli_parse_precision(v, &precision) < 0) return 2; i++; }
         else if (!strcmp(a, "--attention")) attention = 1;
         else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
+    const char *model = eo.model;
+    int threads = eo.threads, image_size = eo.image_size;
+    vit_device device = eo.device;
+    vit_precision precision = eo.precision;
     if (!model || batch < 1) {
         fprintf(stderr, "vit bench: --model and --batch are required\n");
         usage(stderr);

@@ -19,19 +19,14 @@ static void usage(FILE *f) {
 }
 
 int cmd_check(int argc, char **argv) {
-    const char *model = NULL;
-    int threads = 0, image_size = 0;
+    cli_engine_opts eo = {0};
     double tol = 0.05;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int eng = cli_engine_opt(a, v, &eo);
+        if (eng < 0) return 2;
+        if (eng > 0) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) { model = v; i++; }
-        else if (!strcmp(a, "--threads") && v) { if ((threads = cli_parse_int("--threads", v, 0, 256)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--image-size") && v) { if ((image_size = cli_parse_int("--image-size", v, 1, 16384)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--device") && v) { if (cli_parse_device(v, &device) < 0) return 2; i++; }
-        else if (!strcmp(a, "--precision") && v) { if (cli_parse_precision(v, &precision) < 0) return 2; i++; }
         else if (!strcmp(a, "--tol") && v) {
             char *end;
             tol = strtod(v, &end);
@@ -39,6 +34,10 @@ int cmd_check(int argc, char **argv) {
             i++;
         } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
+    const char *model = eo.model;
+    int threads = eo.threads, image_size = eo.image_size;
+    vit_device device = eo.device;
+    vit_precision precision = eo.precision;
     if (!model) {
         fprintf(stderr, "vit check: --model is required\n");
         usage(stderr);

@@ -23,27 +23,28 @@ static void usage(FILE *f) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model = NULL, *input = NULL, *output = NULL, *attn_path = NULL,
+    cli_engine_opts eo = {0};
+    const char *input = NULL, *output = NULL, *attn_path = NULL,
                *roll_path = NULL, *feat_path = NULL;
-    int threads = 0, batch = 8, image_size = 0;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_AUTO;
+    int batch = 8;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int eng = cli_engine_opt(a, v, &eo);
+        if (eng < 0) return 2;
+        if (eng > 0) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) { model = v; i++; }
         else if (!strcmp(a, "--input") && v) { input = v; i++; }
         else if (!strcmp(a, "--output") && v) { output = v; i++; }
         else if (!strcmp(a, "--attention") && v) { attn_path = v; i++; }
         else if (!strcmp(a, "--rollout") && v) { roll_path = v; i++; }
         else if (!strcmp(a, "--features") && v) { feat_path = v; i++; }
-        else if (!strcmp(a, "--threads") && v) { if ((threads = cli_parse_int("--threads", v, 0, 256)) < 0) return 2; i++; }
         else if (!strcmp(a, "--batch") && v) { if ((batch = cli_parse_int("--batch", v, 1, 4096)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--image-size") && v) { if ((image_size = cli_parse_int("--image-size", v, 1, 16384)) < 0) return 2; i++; }
-        else if (!strcmp(a, "--device") && v) { if (cli_parse_device(v, &device) < 0) return 2; i++; }
-        else if (!strcmp(a, "--precision") && v) { if (cli_parse_precision(v, &precision) < 0) return 2; i++; }
         else { fprintf(stderr, "vit run: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
+    const char *model = eo.model;
+    int threads = eo.threads, image_size = eo.image_size;
+    vit_device device = eo.device;
+    vit_precision precision = eo.precision;
     if (!model || !input || !output) {
         fprintf(stderr, "vit run: --model, --input and --output are required\n");
         usage(stderr);

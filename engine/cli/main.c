@@ -66,6 +66,17 @@ int cli_parse_precision(const char *val, vit_precision *out) {
     return 0;
 }
 
+int cli_engine_opt(const char *a, const char *v, cli_engine_opts *o) {
+    if (!v) return 0;
+    if (!strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "--threads")) { if ((o->threads = cli_parse_int(a, v, 0, 256)) < 0) return -1; }
+    else if (!strcmp(a, "--image-size")) { if ((o->image_size = cli_parse_int(a, v, 1, 16384)) < 0) return -1; }
+    else if (!strcmp(a, "--device")) { if (cli_parse_device(v, &o->device) < 0) return -1; }
+    else if (!strcmp(a, "--precision")) { if (cli_parse_precision(v, &o->precision) < 0) return -1; }
+    else return 0;
+    return 1;
+}
+
 int cli_exit_status(vit_status st) {
     switch (st) {
     case VIT_OK: return 0;
