@@ -7,14 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* which kernel runs: AUTO = VNNI when the CPU has it, else the portable scalar loop.  Both give
- * bit-identical int32 sums and bit-identical dequantized outputs. */
-typedef enum { VIT_I8_AUTO = 0, VIT_I8_SCALAR = 1, VIT_I8_VNNI = 2 } vit_i8_impl;
+/* which kernel runs: AUTO = VNNI when the CPU has AVX512-VNNI, else AVX2 (vpmaddwd on bytes
+ * widened to 16 bits) when it has AVX2, else the portable scalar loop.  All give bit-identical
+ * int32 sums and bit-identical dequantized outputs. */
+typedef enum { VIT_I8_AUTO = 0, VIT_I8_SCALAR = 1, VIT_I8_VNNI = 2, VIT_I8_AVX2 = 3 } vit_i8_impl;
 
 /* the CPU has AVX512-VNNI (+F, BW) and this is an x86-64 GCC build */
 int vit_gemm_i8_vnni_available(void);
-/* AUTO resolved: VIT_I8_VNNI or VIT_I8_SCALAR (VIT_GEMM_I8=scalar in the environment forces the
- * portable loop) */
+/* the CPU has AVX2 (and this is an x86-64 GCC build) */
+int vit_gemm_i8_avx2_available(void);
+/* AUTO resolved: VNNI, AVX2 or SCALAR, the best the CPU has (VIT_GEMM_I8=scalar|avx2 in the
+ * environment caps it) */
 vit_i8_impl vit_gemm_i8_impl_best(void);
 
 /* panel width of the packed layout: column ranges start at a multiple of it */

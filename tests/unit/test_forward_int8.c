@@ -11,7 +11,8 @@
  * - top-1 is the same on the ten tests/data images with the shipped model (models/fashion-vit)
  *   and on the synthetic models' inputs (the random fixture models' near ties are only printed);
  * - int8 is deterministic across the CPU parallel modes (VIT_CPU_PARALLEL=ops|images), thread
- *   counts and kernels (VNNI vs the portable loop, VIT_GEMM_I8=scalar): bit-identical logits;
+ *   counts and kernels (VNNI, AVX2 and the portable loop, VIT_GEMM_I8=avx2|scalar): bit-identical
+ *   logits;
  * - int8 sessions share one packed int8 copy per model and make no FP32 packed copy;
  * - the API: int8 on cuda is VIT_E_ARG "int8 is CPU-only", device auto + int8 runs int8 on the
  *   CPU, vit_precision_str / vit_precision_parse. */
@@ -93,6 +94,7 @@ static void check_determinism(const char *name, const vit_model *m, const float 
     float *a = calloc((size_t)B * K, 4), *b = calloc((size_t)B * K, 4);
     static const struct { int threads; const char *par, *kern; } v[] = {
         {2, "images", NULL}, {1, NULL, NULL}, {2, "ops", "scalar"}, {2, "images", "scalar"},
+        {2, "ops", "avx2"},
     };
     if (run(m, VIT_PREC_INT8, 2, "ops", NULL, x, B, a) == 0)
         for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {

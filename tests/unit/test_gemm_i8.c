@@ -1,8 +1,8 @@
 /* test_gemm_i8.c: the INT8 GEMM (engine/cpu_gemm_i8.c) on random shapes (M = 1, K not a
- * multiple of 4 or 64, N not a multiple of the panel, column sub-ranges): the scalar and the
- * VNNI paths against an exact integer reference computed here from the quantized bytes (int32
- * sums equal exactly, dequantized outputs equal bit for bit between the paths and within float
- * rounding of the reference), the quantizers' rounding bounds, all-zero / inf / nan rows, and
+ * multiple of 4 or 64, N not a multiple of the panel, column sub-ranges): the scalar, AVX2 and
+ * VNNI paths (those the CPU has) against an exact integer reference computed here from the
+ * quantized bytes (int32 sums equal exactly, dequantized outputs equal bit for bit between the
+ * paths and within float rounding of the reference), the quantizers' rounding bounds, all-zero / inf / nan rows, and
  * the end-to-end error against the FP32 product within the bound the quantization steps give. */
 #include <math.h>
 #include <stdint.h>
@@ -41,6 +41,15 @@ static int check_weights(const void *Wp, const float *W, int N, int K) {
     }
     return 1;
 }
+
+static int have(int path) {
+    return path == VIT_I8_SCALAR || (path == VIT_I8_VNNI && vit_gemm_i8_vnni_available()) ||
+           (path == VIT_I8_AVX2 && vit_gemm_i8_avx2_available());
+}
+static const char *path_name(int path) {
+    return path == VIT_I8_VNNI ? "vnni" : path == VIT_I8_AVX2 ? "avx2" : "scalar";
+}
+static const int paths[] = {VIT_I8_SCALAR, VIT_I8_AVX2, VIT_I8_VNNI};
 
 static void test_shape(int M, int N, int K, int vnni) {
     int Kp = vit_gemm_i8_kpad(K), lda = Kp + 4 * (M % 3), ldc = N + 5;
@@ -95,9 +104,10 @@ static void test_shape(int M, int N, int K, int vnni) {
     float *Cs = malloc(sizeof(float) * (size_t)M * ldc);
     for (size_t i = 0; i < (size_t)M * ldc; i++) C0[i] = frand();
     int mid = N > VIT_GEMM_I8_PANEL ? VIT_GEMM_I8_PANEL * ((N / VIT_GEMM_I8_PANEL + 1) / 2) : N;
-    for (int path = VIT_I8_SCALAR; path <= VIT_I8_VNNI; path++) {
-        if (path == VIT_I8_VNNI && !vnni) continue;
-        const char *pn = path == VIT_I8_VNNI ? "vnni" : "scalar";
+    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
+        int path = paths[pi];
+        if (!have(path)) continue;
+        const char *pn = path_name(path);
         /* int32 sums: exact, in two column ranges, the padding columns untouched */
         for (size_t i = 0; i < (size_t)M * ldc; i++) Ci[i] = -12345;
         vit_gemm_i8_s32(Ci, ldc, Q, lda, Wp, N, K, M, 0, mid, path);
@@ -133,8 +143,8 @@ static void test_shape(int M, int N, int K, int vnni) {
                      pn, M, N, K, beta, worst);
             CHECK(worst <= 1.0 && pad_ok, "%s", name);
             if (path == VIT_I8_SCALAR && beta == 1) memcpy(Cs, C, sizeof(float) * (size_t)M * ldc);
-            if (path == VIT_I8_VNNI && beta == 1) {
-                snprintf(name, sizeof name, "gemm_i8 M=%d N=%d K=%d: vnni output == scalar output bit for bit", M, N, K);
+            if (path != VIT_I8_SCALAR && beta == 1) {
+                snprintf(name, sizeof name, "gemm_i8 M=%d N=%d K=%d: %s output == scalar output bit for bit", M, N, K, pn);
                 CHECK(!memcmp(C, Cs, sizeof(float) * (size_t)M * ldc), "%s", name);
             }
         }
@@ -162,7 +172,7 @@ static void test_shape(int M, int N, int K, int vnni) {
 }
 
 /* all-zero, tiny, inf and nan rows: no UB, zero / NaN scales, every byte 128 */
-static void test_special_rows(int vnni) {
+static void test_special_rows(void) {
     enum { K = 37, M = 6 };
     float X[M][K];
     for (int m = 0; m < M; m++)
@@ -173,15 +183,16 @@ static void test_special_rows(int vnni) {
     X[3][0] = NAN;
     for (int k = 0; k < K; k++) X[4][k] = 1e-35f * frand();
     int Kp = vit_gemm_i8_kpad(K);
-    for (int path = VIT_I8_SCALAR; path <= VIT_I8_VNNI; path++) {
-        if (path == VIT_I8_VNNI && !vnni) continue;
+    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++) {
+        int path = paths[pi];
+        if (!have(path)) continue;
         uint8_t Q[M][40];
         float s[M];
         vit_quantize_rows_u8(&Q[0][0], 40, s, &X[0][0], K, M, K, path);
         int all128 = 1;
         for (int m = 0; m < 5; m++)
             for (int k = 0; k < Kp; k++) all128 &= Q[m][k] == 128;
-        const char *pn = path == VIT_I8_VNNI ? "avx512" : "scalar";
+        const char *pn = path_name(path);
         CHECK(s[0] == 0.f && s[4] == 0.f && isnan(s[1]) && isnan(s[2]) && isnan(s[3]) && all128 &&
                   s[5] > 0.f,
               "quantize %s: zero/tiny rows scale 0, inf/nan rows scale NaN, all bytes 128", pn);
@@ -215,7 +226,8 @@ static void test_special_rows(int vnni) {
 
 int main(void) {
     int vnni = vit_gemm_i8_vnni_available();
-    if (!vnni) SKIP("gemm_i8 vnni: this CPU has no AVX512-VNNI (scalar path only)");
+    if (!vnni) SKIP("gemm_i8 vnni: this CPU has no AVX512-VNNI");
+    if (!vit_gemm_i8_avx2_available()) SKIP("gemm_i8 avx2: this CPU has no AVX2");
     static const int shapes[][3] = {
         {1, 1, 1},    {1, 32, 64},   {1, 45, 67},   {3, 5, 3},      {12, 32, 4},
         {13, 45, 67}, {25, 96, 130}, {37, 70, 257}, {50, 100, 768}, {197, 64, 200},
@@ -223,6 +235,6 @@ int main(void) {
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         test_shape(shapes[i][0], shapes[i][1], shapes[i][2], vnni);
-    test_special_rows(vnni);
+    test_special_rows();
     return TEST_SUMMARY();
 }
