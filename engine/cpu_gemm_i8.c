@@ -216,14 +216,15 @@ static vit_i8_impl resolve(vit_i8_impl impl) {
 void vit_quantize_rows_u8(uint8_t *Q, int ldq, float *scale, const float *X, int ldx, int M,
                           int K, vit_i8_impl impl) {
     int Kp = vit_gemm_i8_kpad(K);
+    vit_i8_impl r = resolve(impl);
 #ifdef I8_X86
-    if (resolve(impl) == VIT_I8_VNNI) {
+    if (r == VIT_I8_VNNI) {
         for (int m = 0; m < M; m++)
             quantize_row_avx512(Q + (size_t)m * ldq, scale + m, X + (size_t)m * ldx, K, Kp);
         return;
     }
 #endif
-    (void)impl;
+    (void)r;
     for (int m = 0; m < M; m++)
         quantize_row_scalar(Q + (size_t)m * ldq, scale + m, X + (size_t)m * ldx, K, Kp);
 }
@@ -435,8 +436,8 @@ static void gemm_avx2(float *C, int32_t *Ci, int ldc, const uint8_t *Q, int lda,
 void vit_gemm_i8(float *C, int ldc, const uint8_t *Q, int lda, const float *ascale,
                  const void *Wp, int N, int K, int M, int n0, int n1, const float *bias,
                  int beta1, vit_i8_impl impl) {
-#ifdef I8_X86
     vit_i8_impl r = resolve(impl);
+#ifdef I8_X86
     if (r == VIT_I8_VNNI) {
         gemm_vnni(C, NULL, ldc, Q, lda, ascale, Wp, N, K, M, n0, n1, bias, beta1);
         return;
@@ -446,14 +447,14 @@ void vit_gemm_i8(float *C, int ldc, const uint8_t *Q, int lda, const float *asca
         return;
     }
 #endif
-    (void)impl;
+    (void)r;
     gemm_scalar(C, NULL, ldc, Q, lda, ascale, Wp, N, K, M, n0, n1, bias, beta1);
 }
 
 void vit_gemm_i8_s32(int32_t *Ci, int ldc, const uint8_t *Q, int lda, const void *Wp, int N,
                      int K, int M, int n0, int n1, vit_i8_impl impl) {
-#ifdef I8_X86
     vit_i8_impl r = resolve(impl);
+#ifdef I8_X86
     if (r == VIT_I8_VNNI) {
         gemm_vnni(NULL, Ci, ldc, Q, lda, NULL, Wp, N, K, M, n0, n1, NULL, 0);
         return;
@@ -463,6 +464,6 @@ void vit_gemm_i8_s32(int32_t *Ci, int ldc, const uint8_t *Q, int lda, const void
         return;
     }
 #endif
-    (void)impl;
+    (void)r;
     gemm_scalar(NULL, Ci, ldc, Q, lda, NULL, Wp, N, K, M, n0, n1, NULL, 0);
 }
