@@ -90,6 +90,19 @@ static void test_layernorms(int N, int D) {
     gh_check(name, gh_down(dres, rsum.size()), rsum, 1e-5, 1e-6);
     snprintf(name, sizeof name, "residual_layernorm out N=%d D=%d (fp16 out)", N, D);
     gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 2e-3);
+    /* branch == NULL: LayerNorm only, res untouched */
+    std::vector<float> res1((size_t)N * D);
+    gh_fill(res1, 2.f, -0.3f);
+    float *dres1 = eu_up(res1);
+    residual_layernorm(dout, dres1, nullptr, dw, db, N, D, eps, 0);
+    GH_SYNC();
+    std::vector<double> x1((size_t)N * D), rout1((size_t)N * D);
+    for (size_t i = 0; i < x1.size(); i++) x1[i] = res1[i];
+    for (int r = 0; r < N; r++) ref_ln_row(&rout1[(size_t)r * D], &x1[(size_t)r * D], w.data(), b.data(), D, eps);
+    snprintf(name, sizeof name, "residual_layernorm branch=NULL N=%d D=%d: res untouched, LN out", N, D);
+    gh_check(name, gh_down(dres1, x1.size()), x1, 0, 0);
+    gh_check(name, gh_down_half(dout, rout1.size()), rout1, 2e-3, 2e-3);
+    cudaFree(dres1);
 
     /* final LN on the prefix rows: rows of a (Bq, T, D) stream, per = 2 (CLS + dist) */
     const int T = 5, per = 2, Bq = N / T;
@@ -133,13 +146,25 @@ static void test_layernorms(int N, int D) {
     cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
 }
 
+/* the WMMA kernel with another warp count (kernels/dev/attention.cu's v3 = 8 warps, v4 = 2) */
+template <int W>
+static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, int B, int T, int H, int dh) {
+    GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g_optin));
+    dim3 grid(vk_cdiv(T, 16 * W), H, B);
+    attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
+        o, a, c, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / (float)H);
+}
+
 /* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
- * mma: the flash-style candidate (attention_mma.cuh, dh 64 only) */
-static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false) {
+ * mma: the flash-style candidate (attention_mma.cuh, dh 64 only);
+ * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
+static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
+                           int warps = 0) {
     char name[160];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
-    const char *path = mma ? "mma" : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
+    const char *path = mma ? "mma" : warps == 2 ? "wmma<2>" : warps == 8 ? "wmma<8>"
+                     : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
     std::vector<float> qkv((size_t)B * T * 3 * D);
     gh_fill(qkv, qscale);
     gh_round_half(qkv);
@@ -148,6 +173,10 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     auto launch = [&](__half *o, float *a, float *c) {
         if (mma) {
             if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0)) path = "mma (did not fit: none)";
+        } else if (warps == 2) {
+            launch_wmma_warps<2>(o, a, c, dqkv, B, T, H, dh);
+        } else if (warps == 8) {
+            launch_wmma_warps<8>(o, a, c, dqkv, B, T, H, dh);
         } else {
             attention(o, a, c, dqkv, B, T, H, dh, optin, 0);
         }
@@ -237,10 +266,13 @@ static void test_rollout(int B, int T, int L, int npf) {
     cudaFree(dA); cudaFree(dR0); cudaFree(dR1); cudaFree(dout);
 }
 
-static void test_softmax_topk(int B, int C, int k) {
+/* ties: logits rounded to a few levels, so the top k hold equal values (lower index first) */
+static void test_softmax_topk(int B, int C, int k, bool ties = false) {
     char name[128];
     std::vector<float> x((size_t)B * C);
     gh_fill(x, 8.f);
+    if (ties)
+        for (auto &v : x) v = floorf(v / 4.f);
     float *dx = eu_up(x), *dp = eu_dev<float>(x.size()), *dv = eu_dev<float>((size_t)B * k);
     int *di = eu_dev<int>((size_t)B * k);
     softmax_topk(dp, di, dv, dx, B, C, k, 0);
@@ -262,7 +294,7 @@ static void test_softmax_topk(int B, int C, int k) {
     snprintf(name, sizeof name, "topk values k=%d", k);
     gh_check(name, gh_down(dv, rv.size()), rv, 1e-7, 1e-5);
     GH_CUDA(cudaMemcpy(gi.data(), di, gi.size() * sizeof(int), cudaMemcpyDeviceToHost));
-    gh_result(gi == ri, "topk indices B=%d C=%d k=%d", B, C, k);
+    gh_result(gi == ri, "topk indices B=%d C=%d k=%d%s", B, C, k, ties ? " (ties: lower index first)" : "");
     cudaFree(dx); cudaFree(dp); cudaFree(dv); cudaFree(di);
 }
 
@@ -432,10 +464,16 @@ int main(void) {
     test_attention(1, 197, 12, 64, true, 1.f);    /* same through the fallback */
     test_attention(3, 50, 4, 32, false, 2.f);     /* T not a multiple of 16, peaky softmax */
     test_attention(1, 17, 4, 8, false, 1.f);      /* dh 8: the fixtures' shape, fallback */
+    test_attention(1, 577, 1, 64, false, 1.f);    /* 384 px: past the WMMA smem limit -> fallback */
+    test_attention(2, 17, 2, 64, false, 1.f);     /* dh > Tp: O gets its own buffer instead of S */
+    test_attention(1, 5, 3, 32, false, 2.f);      /* T < 16: one tile, 11 padded keys */
     test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
+    test_attention(1, 197, 12, 64, false, 1.f, false, 8);  /* lab v3: 8 warps, 224 KB smem */
+    test_attention(2, 50, 3, 32, false, 1.f, false, 2);    /* lab v4: 2 warps */
     test_attention(1, 197, 12, 64, false, 1.f, true);  /* the flash-style candidate */
     test_attention(3, 50, 4, 64, false, 2.f, true);
     test_attention(1, 17, 2, 64, false, 1.f, true);
+    test_attention(1, 577, 1, 64, false, 1.f, true);   /* 37 key chunks of online softmax */
     test_gelu();
     printf("SKIP cublasLt GELU_BIAS epilogue: cuBLASLt cannot be emulated (tests/gpu/test_kernels checks it on a GPU)\n");
     gh_skipped++;
@@ -444,6 +482,7 @@ int main(void) {
     test_softmax_topk(4, 1000, 5);
     test_softmax_topk(2, 21843, 10);
     test_softmax_topk(3, 7, 7);
+    test_softmax_topk(3, 500, 12, true);
     test_linear_ce(37, 10, 48, 100);     /* C below one warp: partial-warp reductions */
     test_linear_ce(8, 1000, 16, 20);     /* C over the block: several classes per thread */
     test_optim_update(1, 0, 0.f, 0.f);
