@@ -124,8 +124,12 @@ EMU_GEN  := $(patsubst kernels/%.cuh,$(BUILD)/emu/gen/%.cuh,$(wildcard kernels/*
 EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp))
 EMU_CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
                 -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu
+# test_emu_race: test_emu_kernels again with the race check (emu.cpp -DEMU_RACE; the test code
+# compiled with GCC's -fsanitize=thread instrumentation, whose hooks emu.cpp provides: no
+# libtsan, no ASan in this one).
+EMU_RACE_FLAGS := $(filter-out $(SAN),$(EMU_CXXFLAGS)) -DEMU_RACE
 ifneq ($(findstring address,$(SAN)),)
-all: $(EMU_BINS)
+all: $(EMU_BINS) $(BUILD)/tests/test_emu_race
 endif
 .SECONDARY: $(EMU_GEN) $(patsubst tests/emu/%.cpp,$(BUILD)/emu/gen/%.cpp,$(wildcard tests/emu/test_emu_*.cpp))
 $(BUILD)/emu/gen/%.cuh: kernels/%.cuh tests/emu/gen_host.py
@@ -137,6 +141,15 @@ $(BUILD)/emu/gen/%.cpp: tests/emu/%.cpp tests/emu/gen_host.py
 $(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/emu/emu_race.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_RACE_FLAGS) -c $< -o $@
+$(BUILD)/tests/test_emu_race: $(BUILD)/emu/gen/test_emu_kernels.cpp $(BUILD)/emu/emu_race.o $(EMU_GEN) \
+                              $(wildcard tests/emu/include/*.h tests/gpu/*.h engine/*.h)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_RACE_FLAGS) -fsanitize=thread -c $< -o $@.o
+	$(CXX) -o $@ $@.o $(BUILD)/emu/emu_race.o -ldl
+	rm -f $@.o
 $(BUILD)/tests/test_emu_%: $(BUILD)/emu/gen/test_emu_%.cpp $(BUILD)/emu/emu.o $(EMU_GEN) \
                            $(wildcard tests/emu/include/*.h tests/gpu/*.h engine/*.h)
 	@mkdir -p $(dir $@)

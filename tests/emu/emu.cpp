@@ -35,6 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#if defined(EMU_RACE)
+#include <dlfcn.h>
+#endif
 #include <deque>
 #include <map>
 #include <string>
@@ -109,15 +112,19 @@ struct OpRec {
 
 struct Warp {
     unsigned members, exited;
+    uint32_t sync_epoch;                         /* completed __syncwarp (race check) */
     Pending pc;
     std::deque<OpRec> log;
     uint64_t log_base;
 };
 
+struct Shadow;
 struct SmemVar {
     const void *tag;
     void *p;
     size_t size;
+    const char *name;
+    Shadow *shadow;                              /* race check: one record per byte, or NULL */
 };
 
 struct Block {
@@ -134,9 +141,11 @@ struct Block {
     int bar_line;
     void *dyn;
     size_t dyn_size;
+    Shadow *dyn_shadow;
     std::vector<SmemVar> statics;
     size_t static_bytes;
     int poison;                                  /* fill byte of this block's shared memory */
+    uint32_t bar_epoch;                          /* completed __syncthreads (race check) */
     body_fn body;
     void *ctx;
 };
@@ -154,8 +163,10 @@ void *g_sched_sp;
 #else
 ucontext_t g_sched_uc;
 #endif
-const void *g_main_bottom;
+#if EMU_ASAN
+const void *g_main_bottom;  /* the scheduler's stack, for ASan's fiber switches */
 size_t g_main_size;
+#endif
 
 uint64_t rng(void) { /* splitmix64 */
     uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
@@ -290,6 +301,7 @@ void release_barrier(void) {
     for (Fiber &f : b.fibers)
         if (f.state == F_WAIT_BAR) make_ready(&f);
     b.bar_count = 0;
+    b.bar_epoch++;
 }
 
 std::string lanes_str(unsigned m) {
@@ -350,6 +362,7 @@ void complete(Warp &w) {
     } else {
         complete_exchange(w);
     }
+    if (pc.kind == OP_SYNCWARP) w.sync_epoch++;
     for (Fiber &f : b.fibers)
         if (f.warp == (int)(&w - b.warps.data()) && f.state == F_WAIT_WARP && (pc.arrived >> f.lane & 1))
             make_ready(&f);
@@ -493,6 +506,36 @@ void init_fiber(Fiber &f, size_t i) {
 #endif
 }
 
+/* ---- race check (built with -DEMU_RACE, the test code compiled with -fsanitize=thread) -------
+ * GCC's ThreadSanitizer instrumentation calls __tsan_readN / __tsan_writeN before every memory
+ * access of the instrumented code; this file provides those hooks instead of libtsan and
+ * checks the accesses that fall into the running block's shared memory.  Per byte it keeps
+ * the last write (thread, barrier epoch, warp epoch) and the reads of the current barrier
+ * interval (warps that read, the single reader or "several", the latest warp epoch).  Two
+ * accesses of different threads, at least one a write, conflict unless a __syncthreads
+ * completed between them (block epoch) or, within one warp, a __syncwarp did (warp epoch).
+ * Shuffles and WMMA/mma collectives do not order shared memory (CUDA guarantees memory
+ * ordering for __syncwarp and barriers only).  A conflict is fatal, with both threads, the
+ * variable and both access sites (binary+offset, for addr2line). */
+struct Shadow {
+    int16_t wt, rt;          /* last writer, reader (-1 none, -2 several) */
+    uint32_t wb, ww, rb, rw; /* epochs: write block/warp, reads' block epoch and latest warp epoch */
+    uint32_t rwarps;         /* warps that read in epoch rb */
+    const void *wpc, *rpc;
+};
+
+Shadow *new_shadow(size_t n) {
+#if defined(EMU_RACE)
+    Shadow *s = (Shadow *)calloc(n ? n : 1, sizeof(Shadow));
+    if (!s) fail("out of memory for the race shadow");
+    for (size_t i = 0; i < n; i++) s[i].wt = s[i].rt = -1;
+    return s;
+#else
+    (void)n;
+    return nullptr;
+#endif
+}
+
 void run_block(const char *name, dim3 grid, dim3 block, uint3 bidx, size_t smem, body_fn body,
                void *ctx) {
     Block b;
@@ -503,10 +546,12 @@ void run_block(const char *name, dim3 grid, dim3 block, uint3 bidx, size_t smem,
     b.bar_file = nullptr;
     b.bar_line = 0;
     b.static_bytes = 0;
+    b.bar_epoch = 1;
     b.body = body;
     b.ctx = ctx;
     b.dyn_size = smem;
     b.dyn = nullptr;
+    b.dyn_shadow = new_shadow(smem);
     if (posix_memalign(&b.dyn, 128, smem) != 0) fail("out of memory for %zu B of dynamic smem", smem);
     static const int kPoison[3] = {0xff, 0x7f, 0xfe};
     b.poison = kPoison[rng() % 3];
@@ -519,6 +564,7 @@ void run_block(const char *name, dim3 grid, dim3 block, uint3 bidx, size_t smem,
         b.warps[w].exited = 0;
         b.warps[w].pc.active = false;
         b.warps[w].log_base = 0;
+        b.warps[w].sync_epoch = 1;
     }
     b.fibers.resize(b.nthreads);
     for (int t = 0; t < b.nthreads; t++) {
@@ -581,7 +627,11 @@ void run_block(const char *name, dim3 grid, dim3 block, uint3 bidx, size_t smem,
     if (b.static_bytes + smem > kSmemOptin)
         fail("static (%zu B) + dynamic (%zu B) shared memory exceed the device's %zu B",
              b.static_bytes, smem, kSmemOptin);
-    for (SmemVar &v : b.statics) free(v.p);
+    for (SmemVar &v : b.statics) {
+        free(v.p);
+        free(v.shadow);
+    }
+    free(b.dyn_shadow);
     free(b.dyn);
     g_blk = nullptr;
 }
@@ -673,7 +723,7 @@ void *static_smem(const void *tag, size_t size, size_t align, const char *name) 
     void *p = nullptr;
     if (posix_memalign(&p, align < 16 ? 16 : align, size) != 0) fail("out of memory for __shared__ %s", name);
     memset(p, b.poison, size);
-    b.statics.push_back(SmemVar{tag, p, size});
+    b.statics.push_back(SmemVar{tag, p, size, name, new_shadow(size)});
     b.static_bytes += size;
     if (b.static_bytes > kSmemStaticMax)
         fail("static shared memory (%zu B with %s) exceeds %zu B", b.static_bytes, name, kSmemStaticMax);
@@ -833,6 +883,115 @@ void run_grid(const char *name, const void *key, dim3 grid, dim3 block, size_t s
 }
 
 }  // namespace emu
+
+#if defined(EMU_RACE)
+namespace emu {
+namespace {
+std::string where(const void *pc) {
+    Dl_info di;
+    char buf[512];
+    if (pc && dladdr(pc, &di) && di.dli_fname)
+        snprintf(buf, sizeof buf, "%s+0x%lx", di.dli_fname,
+                 (unsigned long)((uintptr_t)pc - (uintptr_t)di.dli_fbase - 1));
+    else
+        snprintf(buf, sizeof buf, "%p", pc);
+    return buf;
+}
+
+[[noreturn]] void race(const char *var, size_t off, bool write, const void *pc, int other,
+                       const char *what, const void *opc) {
+    Block &b = *g_blk;
+    const Fiber &o = b.fibers[other];
+    fail("shared-memory race on %s+%zu: this thread %s it (at %s) while thread (%u,%u,%u) (warp %d lane %d) "
+         "%s it in the same interval, with no __syncthreads%s between (at %s); "
+         "addr2line -f -C -e BINARY +OFFSET names the lines",
+         var, off, write ? "writes" : "reads", where(pc).c_str(), o.tid.x, o.tid.y, o.tid.z, o.warp, o.lane,
+         what, o.warp == g_cur->warp ? " or __syncwarp" : "", where(opc).c_str());
+}
+
+void check(Shadow &s, const char *var, size_t off, bool write, const void *pc) {
+    Block &b = *g_blk;
+    Fiber *f = g_cur;
+    const int t = f->linear;
+    const uint32_t B = b.bar_epoch, W = b.warps[f->warp].sync_epoch;
+    if (s.wt >= 0 && s.wt != t && s.wb == B &&
+        !(b.fibers[s.wt].warp == f->warp && s.ww < W))
+        race(var, off, write, pc, s.wt, "wrote", s.wpc);
+    if (write) {
+        if (s.rb == B && s.rwarps) {
+            if (s.rwarps & ~(1u << f->warp)) {
+                int other = s.rt >= 0 ? s.rt : -1;
+                if (other < 0 || b.fibers[other].warp == f->warp)
+                    for (Fiber &g : b.fibers)
+                        if (g.warp != f->warp && (s.rwarps >> g.warp & 1)) { other = g.linear; break; }
+                race(var, off, write, pc, other, "read", s.rpc);
+            }
+            if (s.rt != t && s.rw == W) race(var, off, write, pc, s.rt >= 0 ? s.rt : (t ^ 1), "read", s.rpc);
+        }
+        s.wt = (int16_t)t;
+        s.wb = B;
+        s.ww = W;
+        s.wpc = pc;
+    } else {
+        if (s.rb != B) {
+            s.rb = B;
+            s.rwarps = 0;
+            s.rt = -1;
+            s.rw = 0;
+        }
+        s.rwarps |= 1u << f->warp;
+        s.rt = (s.rt == -1 || s.rt == t) ? (int16_t)t : (int16_t)-2;
+        if (W > s.rw) s.rw = W;
+        s.rpc = pc;
+    }
+}
+
+inline void access(const void *addr, size_t n, bool write, const void *pc) {
+    if (!g_cur || !g_blk) return;
+    Block &b = *g_blk;
+    const uintptr_t a = (uintptr_t)addr;
+    Shadow *sh = nullptr;
+    const char *var = nullptr;
+    size_t off = 0, size = 0;
+    if (b.dyn_size && a >= (uintptr_t)b.dyn && a < (uintptr_t)b.dyn + b.dyn_size) {
+        sh = b.dyn_shadow;
+        var = "extern __shared__";
+        off = a - (uintptr_t)b.dyn;
+        size = b.dyn_size;
+    } else {
+        for (SmemVar &v : b.statics)
+            if (a >= (uintptr_t)v.p && a < (uintptr_t)v.p + v.size) {
+                sh = v.shadow;
+                var = v.name;
+                off = a - (uintptr_t)v.p;
+                size = v.size;
+                break;
+            }
+    }
+    if (!sh) return;
+    for (size_t i = 0; i < n && off + i < size; i++) check(sh[off + i], var, off + i, write, pc);
+}
+}  // namespace
+}  // namespace emu
+
+#define EMU_HOOK(n)                                                                               \
+    extern "C" void __tsan_read##n(void *p) { emu::access(p, n, false, __builtin_return_address(0)); } \
+    extern "C" void __tsan_write##n(void *p) { emu::access(p, n, true, __builtin_return_address(0)); } \
+    extern "C" void __tsan_unaligned_read##n(void *p) { emu::access(p, n, false, __builtin_return_address(0)); } \
+    extern "C" void __tsan_unaligned_write##n(void *p) { emu::access(p, n, true, __builtin_return_address(0)); }
+EMU_HOOK(1)
+EMU_HOOK(2)
+EMU_HOOK(4)
+EMU_HOOK(8)
+EMU_HOOK(16)
+extern "C" void __tsan_read_range(void *p, unsigned long n) { emu::access(p, n, false, __builtin_return_address(0)); }
+extern "C" void __tsan_write_range(void *p, unsigned long n) { emu::access(p, n, true, __builtin_return_address(0)); }
+extern "C" void __tsan_init(void) {}
+extern "C" void __tsan_func_entry(void *) {}
+extern "C" void __tsan_func_exit(void) {}
+extern "C" void __tsan_vptr_update(void **, void *) {}
+extern "C" void __tsan_vptr_read(void **) {}
+#endif
 
 /* ---- runtime API ------------------------------------------------------------------------------- */
 

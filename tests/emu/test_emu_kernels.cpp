@@ -447,6 +447,67 @@ static void test_linear_ce(int B, int C, int D, int N) {
     cudaFree(dloss); cudaFree(dhits); cudaFree(dacc); cudaFree(ddb); cudaFree(dl2);
 }
 
+#if defined(EMU_RACE)
+#include <sys/wait.h>
+#include <unistd.h>
+#include <string>
+/* The race check's own tests (test_emu_race only): races that no output can show must kill the
+ * run with "shared-memory race"; the same kernels with their barrier must not. */
+static __global__ void k_race_war(int *out, int sync) {   /* write-after-read of the same value */
+    __shared__ int v[1];
+    if (threadIdx.x == 0) v[0] = 5;
+    __syncthreads();
+    const int x = v[0];
+    if (sync) __syncthreads();
+    if (threadIdx.x == 40) v[0] = 5;
+    out[threadIdx.x] = x;
+}
+static __global__ void k_race_warp(int *out, int sync) {  /* a shuffle does not order smem */
+    __shared__ int v[32];
+    v[threadIdx.x] = (int)threadIdx.x;
+    int y = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
+    if (sync) __syncwarp();
+    out[threadIdx.x] = v[(threadIdx.x + 1) % 32] + y - y;
+}
+static int run_child(void (*fn)(int), int arg, std::string &out) {
+    int pfd[2];
+    if (pipe(pfd) != 0) return -1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], 1);
+        dup2(pfd[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(pfd[1]);
+    char buf[4096];
+    ssize_t k;
+    while ((k = read(pfd[0], buf, sizeof buf)) > 0) out.append(buf, (size_t)k);
+    close(pfd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+static void run_war(int sync) { int *d = eu_dev<int>(64); k_race_war<<<1, 64>>>(d, sync); }
+static void run_warp(int sync) { int *d = eu_dev<int>(32); k_race_warp<<<1, 32>>>(d, sync); }
+static void test_race_check(void) {
+    struct { const char *name; void (*fn)(int); } cases[] = {
+        {"write-after-read across warps, same value", run_war},
+        {"write then read by another lane, only a shuffle between", run_warp},
+    };
+    for (auto &c : cases) {
+        std::string o1, o2;
+        const int r1 = run_child(c.fn, 0, o1), r2 = run_child(c.fn, 1, o2);
+        const size_t at = o1.find("shared-memory race");
+        gh_result(r1 != 0 && at != std::string::npos && r2 == 0 && o2.empty(),
+                  "race check: %s: dies without the barrier (%s), runs with it (exit %d)", c.name,
+                  at != std::string::npos ? o1.substr(at, o1.find(':', at + 20) - at).c_str() : "no report", r2);
+    }
+}
+#endif
+
 int main(void) {
     cudaDeviceProp p;
     GH_CUDA(cudaGetDeviceProperties(&p, 0));
@@ -456,6 +517,10 @@ int main(void) {
     GH_CUDA(attention_mma_prepare(g_optin));
     gh_seed();
     emu::set_seed(gh_rng);
+#if defined(EMU_RACE)
+    printf("# race check on: shared-memory accesses between barriers are checked (no ASan in this build)\n");
+    test_race_check();
+#endif
 
     test_im2col_embed();
     test_layernorms(40, 768);
