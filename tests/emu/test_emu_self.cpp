@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -285,6 +286,38 @@ static void test_launch_limits(void) {
     cudaFree(d);
 }
 
+/* __float2half rounds to nearest even (IEEE binary16), as the device's cvt.rn.f16.f32 */
+static void test_half_conversions(void) {
+    struct { float in; unsigned short bits; } cases[] = {
+        {1.f, 0x3c00},
+        {1.f + 1.f / 2048, 0x3c00},          /* tie between 1 and 1+2^-10: even (1) */
+        {1.f + 3.f / 2048, 0x3c02},          /* tie between 1+2^-10 and 1+2^-9: even (1+2^-9) */
+        {1.f + 1.f / 2048 + 1.f / 65536, 0x3c01},  /* just above the tie: up */
+        {65504.f, 0x7bff},                   /* largest finite */
+        {65519.f, 0x7bff},                   /* below the midpoint to 65536: stays finite */
+        {65520.f, 0x7c00},                   /* the midpoint: rounds to even = inf */
+        {-1e9f, 0xfc00},
+        {5.9604645e-08f, 0x0001},            /* 2^-24, smallest subnormal */
+        {2.9802322e-08f, 0x0000},            /* 2^-25: tie between 0 and 2^-24: even (0) */
+        {8.940697e-08f, 0x0002},             /* 1.5 * 2^-24: tie between 1 and 2 ulps: even (2) */
+        {-0.f, 0x8000},
+    };
+    int bad = 0;
+    for (auto &c : cases) {
+        unsigned short got = __half_as_ushort(__float2half_rn(c.in));
+        if (got != c.bits) {
+            printf("# __float2half_rn(%.9g) = 0x%04x, want 0x%04x\n", c.in, got, c.bits);
+            bad++;
+        }
+    }
+    const __half2 h2 = __floats2half2_rn(1.5f, -2.25f);
+    unsigned u;
+    memcpy(&u, &h2, 4);
+    const float2 back = __half22float2(h2);
+    const bool ok2 = u == 0xc0803e00u && back.x == 1.5f && back.y == -2.25f && std::isnan(__half2float(__ushort_as_half(0x7e00)));
+    result(bad == 0 && ok2, "__half: round-to-nearest-even incl. ties, overflow to inf, subnormals; __half2 low half = x (%d wrong)", bad);
+}
+
 /* ---- wrong results: ordering bugs change the output --------------------------------------- */
 
 static __global__ void k_neighbour(int *out, int barrier) {
@@ -479,6 +512,7 @@ int main(void) {
     srand((unsigned)seed);
     emu::set_seed(seed);
 
+    test_half_conversions();
     test_mma16816();
     test_wmma(1);
     test_wmma(0);
