@@ -933,7 +933,9 @@ void check(Shadow &s, const char *var, size_t off, bool write, const void *pc) {
         s.ww = W;
         s.wpc = pc;
     } else {
-        if (s.rb != B) {
+        if (s.rb != B || (s.rwarps == 1u << f->warp && W > s.rw)) {
+            /* a new barrier interval, or reads of this warp only, all before its latest
+             * __syncwarp: those are ordered before anything this warp does from now on */
             s.rb = B;
             s.rwarps = 0;
             s.rt = -1;

@@ -469,6 +469,15 @@ static __global__ void k_race_warp(int *out, int sync) {  /* a shuffle does not 
     if (sync) __syncwarp();
     out[threadIdx.x] = v[(threadIdx.x + 1) % 32] + y - y;
 }
+static __global__ void k_race_rmw(int *out, int sync) {   /* all lanes read, then one updates */
+    __shared__ int v[1];
+    if (threadIdx.x == 0) v[0] = 1;
+    __syncwarp();
+    const int a = v[0];
+    if (sync) __syncwarp();
+    if (threadIdx.x == 3) { const int b = v[0]; v[0] = a + b; }
+    out[threadIdx.x] = a;
+}
 static int run_child(void (*fn)(int), int arg, std::string &out) {
     int pfd[2];
     if (pipe(pfd) != 0) return -1;
@@ -492,10 +501,12 @@ static int run_child(void (*fn)(int), int arg, std::string &out) {
 }
 static void run_war(int sync) { int *d = eu_dev<int>(64); k_race_war<<<1, 64>>>(d, sync); }
 static void run_warp(int sync) { int *d = eu_dev<int>(32); k_race_warp<<<1, 32>>>(d, sync); }
+static void run_rmw(int sync) { int *d = eu_dev<int>(32); k_race_rmw<<<1, 32>>>(d, sync); }
 static void test_race_check(void) {
     struct { const char *name; void (*fn)(int); } cases[] = {
         {"write-after-read across warps, same value", run_war},
         {"write then read by another lane, only a shuffle between", run_warp},
+        {"lanes read, one lane then reads and writes (ordered by the second __syncwarp)", run_rmw},
     };
     for (auto &c : cases) {
         std::string o1, o2;
