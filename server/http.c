@@ -155,13 +155,45 @@ static void set_header(srv_conn *c, const char *name, const char *val) {
 }
 void srv_conn_set_header(srv_conn *c, const char *name, const char *val) { set_header(c, name, val); }
 
+/* ---- CORS (--cors-origin) --------------------------------------------------------------- */
+
+/* The Access-Control-Allow-Origin value for this request's Origin: "*" when the list is "*", the
+ * origin itself when the comma-separated list names it exactly, else NULL (no CORS headers). */
+static const char *cors_allow(srv_conn *c) {
+    const char *list = g_srv.cfg.cors_origin;
+    if (!list || !*list) return NULL;
+    if (!strcmp(list, "*")) return "*";
+    const char *o = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
+    if (!o || !*o) return NULL;
+    size_t n = strlen(o);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        while (l && p[l - 1] == ' ') l--;
+        if (l == n && !memcmp(p, o, n)) return o;
+        if (!e) break;
+        p = e + 1;
+        while (*p == ' ') p++;
+    }
+    return NULL;
+}
+
+static void cors_headers(srv_conn *c, struct MHD_Response *r) {
+    const char *allow = cors_allow(c);
+    if (!allow) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", allow);
+    if (strcmp(allow, "*") != 0) MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
+
 /* Queue body (malloc'd, taken over) with status. */
 static void reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {
     if (c->status) { free(body); return; }    /* one reply per request */
     c->status = status;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(body); return; }
-    MHD_add_response_header(r, "Content-Type", ctype);
+    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
@@ -522,6 +554,24 @@ static const route routes[] = {
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */
 
+/* A CORS preflight (OPTIONS from an allowed origin): 204 with what the path accepts. */
+static void preflight(srv_conn *c, const char *methods) {
+    char m[64];
+    snprintf(m, sizeof m, "%s, OPTIONS", methods);
+    set_header(c, "Access-Control-Allow-Methods", m);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r) return;
+    c->status = 204;
+    cors_headers(c, r);
+    MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            "Content-Type, Authorization, X-Request-Id, X-Request-Timeout-Ms");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
+    MHD_queue_response(c->mhd, 204, r);
+    MHD_destroy_response(r);
+}
+
 /* A body without Content-Length (chunked) grew past --max-body-mb while streaming.
  * libmicrohttpd 0.9.75 sends a response queued mid-upload only after the whole upload, so
  * the 413 is written straight to the socket (nothing else has been written on it), the write
@@ -565,6 +615,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
             if (strcmp(url, routes[i].path) != 0) continue;
             int ok = routes[i].post ? !strcmp(method, "POST") : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+            if (!ok && !strcmp(method, "OPTIONS") && cors_allow(c)) {
+                preflight(c, routes[i].methods);
+                return MHD_YES;
+            }
             if (!ok) {
                 set_header(c, "Allow", routes[i].methods);
                 srv_reply_error(c, 405, "method_not_allowed", "%s not allowed on %s (allowed: %s)", method, url, routes[i].methods);
@@ -576,7 +630,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         int np = atomic_load_explicit(&g_nprefix, memory_order_acquire);
         if (!c->handler)
             for (int i = 0; i < np; i++)
-                if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) { c->handler = g_prefix[i].h; break; }
+                if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) {
+                    if (!strcmp(method, "OPTIONS") && cors_allow(c)) {
+                        preflight(c, "GET, POST, PUT, DELETE");
+                        return MHD_YES;
+                    }
+                    c->handler = g_prefix[i].h;
+                    break;
+                }
         if (!c->handler) {
             srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
             return MHD_YES;

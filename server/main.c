@@ -54,7 +54,7 @@ vit_head *server_get_active_head(void) { return batcher_get_head(g_srv.batcher);
 typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG } ftype;
 typedef struct { const char *name; ftype t; void *p; long lo, hi; const char *help; } flag;
 
-static char *opt_admin_token_file = "", *opt_state_dir = "";
+static char *opt_admin_token_file = "", *opt_state_dir = "", *opt_cors_origin = "";
 static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info";
 static long opt_max_body_mb = 20;
 static srv_config *C = &g_srv.cfg;
@@ -84,6 +84,7 @@ static flag flags[] = {
     {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
     {"device-check", F_INT, &g_srv.cfg.device_check, 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
+    {"cors-origin", F_STR, &opt_cors_origin, 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
 };
@@ -227,6 +228,7 @@ int main(int argc, char **argv) {
     C->model_dir = opt_model;
     C->admin_token_file = opt_admin_token_file;
     C->state_dir = opt_state_dir;
+    C->cors_origin = opt_cors_origin;
     C->host = opt_host;
     C->max_body = (size_t)opt_max_body_mb << 20;
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;

@@ -49,6 +49,7 @@ typedef struct srv_config {
     int max_top_k;
     const char *admin_token_file;  /* admin API (issue 7): token file; NULL/"" = none */
     const char *state_dir;         /* admin API: heads + active choice persist here */
+    const char *cors_origin;       /* "*", "https://a,https://b", or ""/NULL: no CORS */
 } srv_config;
 
 typedef struct srv_state {

@@ -268,11 +268,14 @@ def main():
     check("access 127.0.0.1 POST /classify 200 images=1" in log and "GET /nope 404" in log
           and "id=trace-42.a:b_c" in log and f"id={ids[0]}" in log,
           "access log line per request on stderr, with the request id", log[-500:])
+    st, h, _ = d.json("GET", "/healthz", headers={"Origin": "https://a.example"})
+    check(st == 200 and "access-control-allow-origin" not in h, "no --cors-origin: no CORS headers", h)
     rc = d.stop()
     check(rc == 0, "SIGTERM -> exit 0", rc)
 
     # Amazon SageMaker's container contract: `IMAGE serve`, GET /ping, POST /invocations
-    s = Daemon("serve")
+    # (also the CORS flag: a list of two origins)
+    s = Daemon("serve", "--cors-origin", "https://a.example, https://b.example")
     check(s.wait_ready(), "vitd serve ... starts (SageMaker's `docker run IMAGE serve`)", s.logtext()[-300:])
     st, _, b = s.json("GET", "/ping")
     check(st == 200 and b.get("status") == "ready", "GET /ping -> 200 once ready", b)
@@ -284,6 +287,16 @@ def main():
     mx = s.metrics()
     check(mx.get('vitd_requests_total{path="/invocations",status="200"}') == 1
           and mx.get('vitd_requests_total{path="/ping",status="200"}', 0) >= 1, "/ping and /invocations counted by path", mx)
+    st, h, _ = s.request("OPTIONS", "/classify", headers={"Origin": "https://a.example",
+                                                          "Access-Control-Request-Method": "POST"})
+    check(st == 204 and h.get("access-control-allow-origin") == "https://a.example" and h.get("vary") == "Origin"
+          and "POST" in h.get("access-control-allow-methods", "") and "Content-Type" in h.get("access-control-allow-headers", ""),
+          "CORS preflight from a listed origin: 204 with the origin, methods and headers", h)
+    st, h, b = s.json("POST", "/classify", PNG, {"Content-Type": "image/png", "Origin": "https://b.example"})
+    check(st == 200 and h.get("access-control-allow-origin") == "https://b.example"
+          and "X-Request-Id" in h.get("access-control-expose-headers", ""), "CORS on a POST from the second listed origin", h)
+    st, h, b = s.json("OPTIONS", "/classify", headers={"Origin": "https://evil.example"})
+    check(st == 405 and "access-control-allow-origin" not in h, "an origin not listed: no CORS headers, OPTIONS 405", h)
     check(s.stop() == 0, "vitd serve: SIGTERM -> exit 0")
     return summary()
 
