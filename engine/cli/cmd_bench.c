@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cpu_gemm.h"
+#include "cpu_gemm_i8.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -97,7 +98,10 @@ int cmd_bench(int argc, char **argv) {
     char th[16] = "all cores", gemm[64] = "";
     if (threads) snprintf(th, sizeof th, "%d", threads);
     if (vit_session_device(s) == VIT_DEVICE_CPU)
-        snprintf(gemm, sizeof gemm, ", gemm %s", vit_gemm_avx512_preferred() ? "own-avx512" : "openblas");
+        snprintf(gemm, sizeof gemm, ", gemm %s%s", vit_gemm_avx512_preferred() ? "own-avx512" : "openblas",
+                 vit_session_precision(s) != VIT_PREC_INT8 ? ""
+                 : vit_gemm_i8_impl_best() == VIT_I8_VNNI ? ", int8 kernel avx512-vnni"
+                 : vit_gemm_i8_impl_best() == VIT_I8_AVX2 ? ", int8 kernel avx2" : ", int8 kernel scalar");
     printf("batch %d, %d iters: %.2f ms/batch, %.2f ms/image; device %s, %s, threads %s%s "
            "(OpenBLAS kernels %s); model %s (%dx%d, D=%d, %d layers)\n",
            batch, iters, dt / iters * 1e3, dt / iters / batch * 1e3,
