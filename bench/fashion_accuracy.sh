@@ -7,7 +7,9 @@
 #            preprocessor_config.json says + models/vit_torch.py on the same model.safetensors)
 # and the per-image agreement of the two; then ours again at `--precision int8` (W8A8 dynamic
 # quantization of the encoder Linears, engine/cpu_gemm_i8.c): its accuracy and its per-image
-# agreement with our fp32.  Writes bench/results/fashion_accuracy.md.
+# agreement with our fp32, next to PyTorch's dynamic quantization (eval_torch.py --int8:
+# quantize_dynamic of every nn.Linear, qint8) and its agreement with PyTorch fp32.
+# Writes bench/results/fashion_accuracy.md.
 #   bench/fashion_accuracy.sh                       # MODEL=..., THREADS=2, LIMIT=0 (all), OUT=...
 # Needs Debian dataset-fashion-mnist, python3-torch, python3-torchvision, python3-pil
 # (scripts/deps.sh bench).  The PNG export is cached in $FASHION_PNG_DIR.
@@ -47,10 +49,16 @@ OMP_WAIT_POLICY=PASSIVE $PY models/fashion-vit/eval_torch.py --model "$MODEL" --
   --batch "$BATCH" --threads "$THREADS" "${lim[@]}" --json "$W/torch.json" \
   --predictions "$W/torch.tsv" > "$W/torch.txt"
 cat "$W/torch.txt"
+CMD_TORCH8="$CMD_TORCH --int8"
+echo "+ $CMD_TORCH8" >&2
+OMP_WAIT_POLICY=PASSIVE $PY models/fashion-vit/eval_torch.py --model "$MODEL" --data "$PNG" \
+  --batch "$BATCH" --threads "$THREADS" "${lim[@]}" --json "$W/torch8.json" \
+  --predictions "$W/torch8.tsv" --int8 > "$W/torch8.txt"
 
-$PY - "$W" "$MODEL" "$OUT" "$CMD_OURS" "$CMD_TORCH" "$CMD_INT8" <<'PY'
+$PY - "$W" "$MODEL" "$OUT" "$CMD_OURS" "$CMD_TORCH" "$CMD_INT8" "$CMD_TORCH8" <<'PY'
 import json, os, platform, subprocess, sys, time
-w, model, out, cmd_ours, cmd_torch, cmd_int8 = sys.argv[1:7]
+w, model, out, cmd_ours, cmd_torch, cmd_int8, cmd_torch8 = sys.argv[1:8]
+torch8 = json.load(open(f"{w}/torch8.json"))
 ours = json.load(open(f"{w}/ours.json"))
 int8 = json.load(open(f"{w}/int8.json"))
 torch_ = json.load(open(f"{w}/torch.json"))
@@ -61,6 +69,10 @@ po, pt, p8 = preds(f"{w}/ours.tsv"), preds(f"{w}/torch.tsv"), preds(f"{w}/int8.t
 common8 = sorted(set(po) & set(p8))
 agree8 = sum(po[k][1] == p8[k][1] for k in common8)
 t1i = 100 * int8["top1"]
+pt8 = preds(f"{w}/torch8.tsv")
+commont8 = sorted(set(pt) & set(pt8))
+agreet8 = sum(pt[k][1] == pt8[k][1] for k in commont8)
+t1t8 = 100 * torch8["top1"]
 common = sorted(set(po) & set(pt))
 agree = sum(po[k][1] == pt[k][1] for k in common)
 disagree = [k for k in common if po[k][1] != pt[k][1]]
@@ -83,6 +95,7 @@ lines = [
     f"  - ours: `{cmd_ours}`",
     f"  - PyTorch: `{cmd_torch}`",
     f"  - ours, int8: `{cmd_int8}`",
+    f"  - PyTorch, int8: `{cmd_torch8}`",
     "",
     "| | top-1 | top-5 | images | images/s (decode+preprocess+forward) |",
     "|---|---|---|---|---|",
@@ -92,9 +105,13 @@ lines = [
     f"{100 * torch_['top5']:.2f}% | {torch_['images']} | {torch_['images_per_s']:.0f} |",
     f"| vitd `--precision int8` (W8A8 encoder Linears) | **{t1i:.2f}%** ({int8['top1_correct']}) | "
     f"{100 * int8['top5']:.2f}% | {int8['images']} | {int8['images_per_s']:.0f} |",
+    f"| PyTorch `quantize_dynamic` (every nn.Linear to qint8) | **{t1t8:.2f}%** ({torch8['top1_correct']}) | "
+    f"{100 * torch8['top5']:.2f}% | {torch8['images']} | {torch8['images_per_s']:.0f} |",
     "",
     f"INT8 vs FP32 (both vitd): **{t1i - t1o:+.2f} points** of top-1; the predicted class is the same for "
-    f"{agree8} of {len(common8)} images ({100 * agree8 / max(1, len(common8)):.2f}%).",
+    f"{agree8} of {len(common8)} images ({100 * agree8 / max(1, len(common8)):.2f}%). "
+    f"PyTorch's INT8 vs its FP32: **{t1t8 - t1t:+.2f} points**, same class for {agreet8} of {len(commont8)} "
+    f"images ({100 * agreet8 / max(1, len(commont8)):.2f}%).",
     "",
     f"Difference (vitd − PyTorch): **{t1o - t1t:+.2f} points** of top-1. Per image, the two agree on the "
     f"predicted class for {agree} of {len(common)} images"
@@ -123,5 +140,6 @@ if "confusion" in ours:
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 open(out, "w").write("\n".join(lines) + "\n")
 print(f"\nwrote {out}: vitd {t1o:.2f}%, PyTorch {t1t:.2f}%, difference {t1o - t1t:+.2f} points, "
-      f"agreement {agree}/{len(common)}; int8 {t1i:.2f}%, agreement with fp32 {agree8}/{len(common8)}")
+      f"agreement {agree}/{len(common)}; int8 {t1i:.2f}%, agreement with fp32 {agree8}/{len(common8)}; "
+      f"PyTorch int8 {t1t8:.2f}%, agreement with PyTorch fp32 {agreet8}/{len(commont8)}")
 PY

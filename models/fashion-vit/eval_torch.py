@@ -6,7 +6,11 @@ directory's preprocessor_config.json says (models/vit_torch.py: build_transform)
 models/vit_torch.py's plain ViT loading the same model.safetensors.
 
     /usr/bin/python3 models/fashion-vit/eval_torch.py --model models/fashion-vit --data PNGDIR \
-        [--batch 64] [--threads 2] [--limit N] [--json OUT.json] [--predictions OUT.tsv]
+        [--batch 64] [--threads 2] [--limit N] [--json OUT.json] [--predictions OUT.tsv] [--int8]
+
+--int8: PyTorch's dynamic INT8 quantization of every nn.Linear first
+(torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8): the encoder's
+qkv, proj, fc1, fc2 and the head), the peer of `vit eval --precision int8`.
 
 Class folders are matched to the model's labels as `vit eval` does (by name, ignoring case, spaces
 and punctuation, or by index).  Prints top-1/top-5 and images/s.
@@ -50,10 +54,13 @@ def main():
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--json", help="write the summary as JSON here")
     ap.add_argument("--predictions", help="write name<TAB>true<TAB>predicted per image")
+    ap.add_argument("--int8", action="store_true", help="quantize_dynamic every nn.Linear to qint8 first")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
     model, info = vit_torch.load_model_dir(a.model)
+    if a.int8:
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     tf = vit_torch.build_transform(a.model)
     labels = info["labels"]
     samples = []
@@ -109,7 +116,7 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"model": a.model, "data": a.data, "images": n, "top1_correct": top1,
                        "top5_correct": top5, "top1": top1 / n, "top5": top5 / n,
-                       "images_per_s": n / secs, "torch": torch.__version__,
+                       "images_per_s": n / secs, "torch": torch.__version__, "int8": a.int8,
                        "per_class": [{"index": c, "label": labels[c], "images": per_n[c],
                                       "top1_correct": per_ok[c]} for c in range(C)]}, f)
     return 0
