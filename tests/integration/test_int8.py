@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# asan: yes
 """test_int8.py: `--precision int8` plumbed through the CLI and the daemon, on the shipped model
 (models/fashion-vit) and the ten labelled images of tests/data.
 CLI: `vit classify --precision int8` gives the right top-1 label wherever fp32 does (9 of 10: both
