@@ -56,7 +56,10 @@
 #define EMU_NO_ASAN
 #endif
 
-#if !defined(__x86_64__)
+#if defined(__x86_64__) && !defined(EMU_UCONTEXT) /* else ucontext (slower: a syscall per switch) */
+#define EMU_ASM_SWITCH 1
+#else
+#define EMU_ASM_SWITCH 0
 #include <ucontext.h>
 #endif
 
@@ -69,7 +72,7 @@ namespace {
 enum FiberState { F_READY, F_RUNNING, F_WAIT_BAR, F_WAIT_WARP, F_DONE };
 
 struct Fiber {
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     void *sp;
 #else
     ucontext_t uc;
@@ -158,7 +161,7 @@ cudaError_t g_last = cudaSuccess;
 std::map<const void *, int> g_max_dyn;   /* cudaFuncAttributeMaxDynamicSharedMemorySize */
 std::vector<char *> g_stacks;
 constexpr size_t kStack = 128 * 1024, kGuard = 4096;
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
 void *g_sched_sp;
 #else
 ucontext_t g_sched_uc;
@@ -221,7 +224,7 @@ void fail(const char *fmt, ...) {
 }
 
 /* ---- context switching ------------------------------------------------------------------ */
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
 extern "C" void emu_ctx_switch(void **save_sp, void *new_sp);
 /* saves the callee-saved registers, MXCSR and the x87 control word on the current stack, stores
  * the stack pointer in *save_sp, and resumes the context saved at new_sp the same way */
@@ -265,7 +268,7 @@ void switch_to(Fiber *f) {
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     emu_ctx_switch(&g_sched_sp, f->sp);
 #else
     swapcontext(&g_sched_uc, &f->uc);
@@ -280,7 +283,7 @@ void yield_fiber(Fiber *f) {
 #if EMU_ASAN
     __sanitizer_start_switch_fiber(&f->asan_fake, g_main_bottom, g_main_size);
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     emu_ctx_switch(&f->sp, g_sched_sp);
 #else
     swapcontext(&f->uc, &g_sched_uc);
@@ -459,7 +462,7 @@ extern "C" [[noreturn]] EMU_NO_ASAN void emu_fiber_entry(void) {
 #if EMU_ASAN
     __sanitizer_start_switch_fiber(nullptr, g_main_bottom, g_main_size);
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     void *dead;
     emu_ctx_switch(&dead, g_sched_sp);
 #else
@@ -468,7 +471,7 @@ extern "C" [[noreturn]] EMU_NO_ASAN void emu_fiber_entry(void) {
     __builtin_unreachable();
 }
 
-#if !defined(__x86_64__)
+#if !EMU_ASM_SWITCH
 void uc_entry(void) { emu_fiber_entry(); }
 #endif
 
@@ -490,7 +493,7 @@ void init_fiber(Fiber &f, size_t i) {
     /* frames of the previous fiber on this stack that never returned (entry, exit switch) */
     ASAN_UNPOISON_MEMORY_REGION(f.stack + kStack - 16384, 16384);
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     uint64_t *sp = (uint64_t *)(((uintptr_t)(f.stack + kStack)) & ~(uintptr_t)15);
     *--sp = 0;                              /* emu_fiber_entry's (never used) return address */
     *--sp = (uint64_t)(uintptr_t)&emu_fiber_entry;
