@@ -14,9 +14,10 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *p = data, *piece;
     size_t len = size, plen;
-    for (int i = 0; fuzz_dir_files[i]; i++) {
-        if (fuzz_split(&p, &len, "\n@@@@\n", &piece, &plen)) fuzz_dir_put(fuzz_dir_files[i], piece, plen);
-        else fuzz_dir_put(fuzz_dir_files[i], NULL, 0);
+    static const char *const files[] = {"config.json", "model.safetensors", "preprocessor_config.json", "labels.txt"};
+    for (int i = 0; i < 4; i++) {
+        if (fuzz_split(&p, &len, "\n@@@@\n", &piece, &plen)) fuzz_dir_put(files[i], piece, plen);
+        else fuzz_dir_put(files[i], NULL, 0);
     }
     const char *dir = fuzz_dir();
     char err[1024] = "";

@@ -41,9 +41,9 @@ static inline const char *fuzz_memfile(int slot, const uint8_t *data, size_t len
 }
 
 /* This process's scratch directory (on /dev/shm when it exists), created on first use and
- * removed at exit together with the files named in fuzz_dir_files. */
+ * removed at exit together with the files named in fuzz_dir_files (every name a harness uses). */
 static const char *const fuzz_dir_files[] = {"config.json", "model.safetensors", "preprocessor_config.json",
-                                             "labels.txt", NULL};
+                                             "labels.txt", "images-idx3-ubyte", "labels-idx1-ubyte", NULL};
 static char fuzz_dir_path[256];
 
 static inline void fuzz_dir_cleanup(void) {

@@ -188,6 +188,18 @@ def main():
                               b'{"lr": 1e999}', b'{"optimizer": null}']):
         put("admin", "body_%d" % i, body)
 
+    # IDX datasets (vit eval / finetune): images file, separator, labels file; gzip'd or not
+    fx = os.path.join(ROOT, "..", "fixtures")
+    import gzip
+    gz_img = open(os.path.join(fx, "fashion10-images-idx3-ubyte.gz"), "rb").read()
+    gz_lab = open(os.path.join(fx, "fashion10-labels-idx1-ubyte.gz"), "rb").read()
+    img3, lab = gzip.decompress(gz_img), gzip.decompress(gz_lab)
+    put("dataset", "fashion10_gz", gz_img + SEP + gz_lab)
+    put("dataset", "fashion3", img3[:16 - 4 * 3] + struct.pack(">III", 3, 28, 28) + img3[16:16 + 3 * 784] + SEP +
+        lab[:4] + struct.pack(">I", 3) + lab[8:11])
+    rgb = bytes([0, 0, 8, 4]) + struct.pack(">IIII", 2, 3, 5, 3) + bytes(range(90))
+    put("dataset", "rgb4d", rgb + SEP + bytes([0, 0, 8, 1]) + struct.pack(">I", 2) + bytes([1, 0]))
+
     # JSON bodies with base64 images (server/jsonbody.c)
     import base64
     png = open(os.path.join(ROOT, "..", "data", "sneaker.png"), "rb").read()

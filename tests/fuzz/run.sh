@@ -25,6 +25,7 @@ opts() {
     jsonbody)    echo "-max_len=4096 -dict=$W/dict/json.dict" ;;
     npy)         echo "-max_len=1024" ;;
     exif)        echo "-max_len=512" ;;
+    dataset)     echo "-max_len=16384" ;;
     *)           echo "" ;;
   esac
 }
