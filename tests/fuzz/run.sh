@@ -2,7 +2,7 @@
 # run.sh: libFuzzer campaigns for the harnesses in tests/fuzz (built by `make fuzz` into
 # build-fuzz/fuzz/fuzz_<target>, clang + ASan + UBSan).  One campaign at a time, at nice 10.
 #   tests/fuzz/run.sh TARGET SECONDS [libFuzzer args...]   fuzz for SECONDS of wall time
-#   tests/fuzz/run.sh merge TARGET                          minimize the work corpus into
+#   tests/fuzz/run.sh merge TARGET                          minimize (-set_cover_merge) the work corpus into
 #                                                           tests/fuzz/corpus/TARGET (committed)
 #   tests/fuzz/run.sh list                                  the targets
 # The work corpus (build-fuzz/work/TARGET) starts from the committed seeds, corpus and
@@ -51,7 +51,7 @@ case ${1:-} in
       for f in $F/$d/$t/*; do cp "$f" "$out.new/base-$d-$(basename "$f")"; base+=("$out.new/base-$d-$(basename "$f")"); done
     done
     dicts
-    nice -n 10 "$bin" -merge=1 $(opts "$t") "$out.new" $W/work/$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files' || true
+    nice -n 10 "$bin" -set_cover_merge=1 $(opts "$t") "$out.new" $W/work/$t 2>&1 | grep -E 'MERGE-OUTER: [0-9]+ new files' || true
     rm -f "${base[@]}"
     rm -rf "$out" && mv "$out.new" "$out"
     echo "$out: $(ls "$out" | wc -l) files, $(cat "$out"/* | wc -c) bytes"
