@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "lib"))
@@ -284,9 +285,16 @@ def main():
           "POST /invocations classifies like /classify", b)
     st, _, b = s.json("GET", "/invocations")
     check(st == 405 and err_code(b) == "method_not_allowed", "GET /invocations -> 405", b)
-    mx = s.metrics()
-    check(mx.get('vitd_requests_total{path="/invocations",status="200"}') == 1
-          and mx.get('vitd_requests_total{path="/ping",status="200"}', 0) >= 1, "/ping and /invocations counted by path", mx)
+    # a request is counted when libmicrohttpd reports it complete, which may be just after the
+    # client has its reply: poll briefly
+    for _ in range(100):
+        mx = s.metrics()
+        ok = (mx.get('vitd_requests_total{path="/invocations",status="200"}') == 1
+              and mx.get('vitd_requests_total{path="/ping",status="200"}', 0) >= 1)
+        if ok:
+            break
+        time.sleep(0.02)
+    check(ok, "/ping and /invocations counted by path", mx)
     st, h, _ = s.request("OPTIONS", "/classify", headers={"Origin": "https://a.example",
                                                           "Access-Control-Request-Method": "POST"})
     check(st == 204 and h.get("access-control-allow-origin") == "https://a.example" and h.get("vary") == "Origin"
