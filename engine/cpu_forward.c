@@ -103,26 +103,30 @@ typedef struct {
 
 #define ROW_UNIT 12 /* the micro-kernel's rows */
 
+/* Task task of nchunks gets [*lo, *hi) of 0..total, cut at multiples of unit (the last one may
+ * end at total).  Returns 0 when its share is empty. */
+static int task_span(int total, int unit, int task, int nchunks, int *lo, int *hi) {
+    int units = (total + unit - 1) / unit;
+    *lo = (int)((int64_t)units * task / nchunks) * unit;
+    *hi = (int)((int64_t)units * (task + 1) / nchunks) * unit;
+    if (*hi > total) *hi = total;
+    return *lo < *hi;
+}
+
 static void gemm_task(void *ctx, int task, int worker) {
     (void)worker;
     const gemm_job *g = ctx;
     if (g->split_rows) {
-        int units = (g->M + ROW_UNIT - 1) / ROW_UNIT;
-        int m0 = (int)((int64_t)units * task / g->nchunks) * ROW_UNIT;
-        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * ROW_UNIT;
-        if (m1 > g->M) m1 = g->M;
-        if (m0 >= m1) return;
+        int m0, m1;
+        if (!task_span(g->M, ROW_UNIT, task, g->nchunks, &m0, &m1)) return;
         float *C = g->C + (size_t)m0 * g->N;
         vit_gemm_packed(C, g->N, g->A + (size_t)m0 * g->K, g->K, g->Wp, g->K, m1 - m0, 0, g->N,
                         g->beta != 0.0f);
         if (g->epi == EPI_BIAS_GELU) vit_bias_gelu(C, g->bias, m1 - m0, g->N);
         return;
     }
-    int units = (g->N + g->col_unit - 1) / g->col_unit;
-    int n0 = (int)((int64_t)units * task / g->nchunks) * g->col_unit;
-    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * g->col_unit;
-    if (n1 > g->N) n1 = g->N;
-    if (n0 >= n1) return;
+    int n0, n1;
+    if (!task_span(g->N, g->col_unit, task, g->nchunks, &n0, &n1)) return;
     if (g->Wp)
         vit_gemm_packed(g->C, g->N, g->A, g->K, g->Wp, g->K, g->M, n0, n1, g->beta != 0.0f);
     else
@@ -181,7 +185,8 @@ typedef struct {
 static void quant_i8_task(void *ctx, int task, int worker) {
     (void)worker;
     const gemm_i8_job *g = ctx;
-    int m0 = (int)((int64_t)g->M * task / g->nchunks), m1 = (int)((int64_t)g->M * (task + 1) / g->nchunks);
+    int m0, m1;
+    if (!task_span(g->M, 1, task, g->nchunks, &m0, &m1)) return;
     vit_quantize_rows_u8(g->Q + (size_t)m0 * g->ldq, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K,
                          g->K, m1 - m0, g->K, g->impl);
 }
@@ -190,11 +195,8 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
     (void)worker;
     const gemm_i8_job *g = ctx;
     if (g->split_rows) {
-        int units = (g->M + ROW_UNIT - 1) / ROW_UNIT;
-        int m0 = (int)((int64_t)units * task / g->nchunks) * ROW_UNIT;
-        int m1 = (int)((int64_t)units * (task + 1) / g->nchunks) * ROW_UNIT;
-        if (m1 > g->M) m1 = g->M;
-        if (m0 >= m1) return;
+        int m0, m1;
+        if (!task_span(g->M, ROW_UNIT, task, g->nchunks, &m0, &m1)) return;
         uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
         vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K, g->K, m1 - m0, g->K,
                              g->impl);
@@ -204,11 +206,8 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
         if (g->epi == EPI_BIAS_GELU) vit_bias_gelu(C, g->bias, m1 - m0, g->N);
         return;
     }
-    int units = (g->N + VIT_GEMM_I8_PANEL - 1) / VIT_GEMM_I8_PANEL;
-    int n0 = (int)((int64_t)units * task / g->nchunks) * VIT_GEMM_I8_PANEL;
-    int n1 = (int)((int64_t)units * (task + 1) / g->nchunks) * VIT_GEMM_I8_PANEL;
-    if (n1 > g->N) n1 = g->N;
-    if (n0 >= n1) return;
+    int n0, n1;
+    if (!task_span(g->N, VIT_GEMM_I8_PANEL, task, g->nchunks, &n0, &n1)) return;
     vit_gemm_i8(g->C, g->N, g->Q, g->ldq, g->sa, g->Wp, g->N, g->K, g->M, n0, n1, NULL, g->beta1,
                 g->impl);
     if (g->epi == EPI_BIAS_GELU)
