@@ -114,28 +114,37 @@ gpu-tests kernel-lab:
 	@echo "$@: nvcc not found, nothing to build (the CUDA parts are optional)"
 endif
 
-# ---- The CUDA kernels on the CPU SIMT emulator (tests/emu/README.md): kernels/*.cuh and
-# tests/emu/test_emu_*.cpp rewritten to host C++ by tests/emu/gen_host.py (launches, __shared__),
-# compiled with g++ against the shim headers in tests/emu/include.  Built only in the ASan+UBSan
-# build (make test's second pass, make test-asan), where tests/run.sh runs them as
-# asan:test_emu_*.  No nvcc, no GPU.
+# ---- The CUDA kernels on the CPU SIMT emulator (tests/emu/README.md): kernels/*.cuh, the kernel
+# checks tests/gpu/test_kernels.cu (the same file nvcc builds for gpu-tests) and tests/emu/*.cpp
+# rewritten to host C++ by tests/emu/gen_host.py (launches, __shared__), compiled with g++
+# against the shim headers in tests/emu/include.  Built only in the ASan+UBSan build (make
+# test's second pass, make test-asan), where tests/run.sh runs them as asan:test_emu_*.
+# No nvcc, no GPU.
 PYTHON3  ?= python3
 EMU_GEN  := $(patsubst kernels/%.cuh,$(BUILD)/emu/gen/%.cuh,$(wildcard kernels/*.cuh))
-EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp))
+EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp)) \
+            $(BUILD)/tests/test_emu_kernels
+EMU_DEPS := $(BUILD)/emu/gen/test_kernels.cpp $(EMU_GEN) \
+            $(wildcard tests/emu/include/*.h tests/emu/*.h tests/gpu/*.h engine/*.h)
 EMU_CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
-                -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu
-# test_emu_race: test_emu_kernels again with the race check (emu.cpp -DEMU_RACE; the test code
-# compiled with GCC's -fsanitize=thread instrumentation, whose hooks emu.cpp provides: no
-# libtsan, no ASan in this one).
+                -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu \
+                -Itests/emu
+# test_emu_race: the kernel checks again with the race check, plus its own tests
+# (tests/emu/race_self.cpp): emu.cpp built with -DEMU_RACE, the test code compiled with GCC's
+# -fsanitize=thread instrumentation, whose hooks emu.cpp provides: no libtsan, no ASan in this one.
 EMU_RACE_FLAGS := $(filter-out $(SAN),$(EMU_CXXFLAGS)) -DEMU_RACE
 ifneq ($(findstring address,$(SAN)),)
 all: $(EMU_BINS) $(BUILD)/tests/test_emu_race
 endif
-.SECONDARY: $(EMU_GEN) $(patsubst tests/emu/%.cpp,$(BUILD)/emu/gen/%.cpp,$(wildcard tests/emu/test_emu_*.cpp))
+.SECONDARY: $(EMU_GEN) $(patsubst tests/emu/%.cpp,$(BUILD)/emu/gen/%.cpp,$(wildcard tests/emu/*.cpp)) \
+            $(BUILD)/emu/gen/test_kernels.cpp
 $(BUILD)/emu/gen/%.cuh: kernels/%.cuh tests/emu/gen_host.py
 	@mkdir -p $(dir $@)
 	$(PYTHON3) tests/emu/gen_host.py $< $@
 $(BUILD)/emu/gen/%.cpp: tests/emu/%.cpp tests/emu/gen_host.py
+	@mkdir -p $(dir $@)
+	$(PYTHON3) tests/emu/gen_host.py $< $@
+$(BUILD)/emu/gen/test_kernels.cpp: tests/gpu/test_kernels.cu tests/emu/gen_host.py
 	@mkdir -p $(dir $@)
 	$(PYTHON3) tests/emu/gen_host.py $< $@
 $(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
@@ -144,14 +153,16 @@ $(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
 $(BUILD)/emu/emu_race.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_RACE_FLAGS) -c $< -o $@
-$(BUILD)/tests/test_emu_race: $(BUILD)/emu/gen/test_emu_kernels.cpp $(BUILD)/emu/emu_race.o $(EMU_GEN) \
-                              $(wildcard tests/emu/include/*.h tests/gpu/*.h engine/*.h)
+$(BUILD)/tests/test_emu_race: $(BUILD)/emu/gen/race_self.cpp $(BUILD)/emu/emu_race.o $(EMU_DEPS)
 	@mkdir -p $(dir $@)
-	$(CXX) $(EMU_RACE_FLAGS) -fsanitize=thread -c $< -o $@.o
-	$(CXX) -o $@ $@.o $(BUILD)/emu/emu_race.o -ldl
-	rm -f $@.o
-$(BUILD)/tests/test_emu_%: $(BUILD)/emu/gen/test_emu_%.cpp $(BUILD)/emu/emu.o $(EMU_GEN) \
-                           $(wildcard tests/emu/include/*.h tests/gpu/*.h engine/*.h)
+	$(CXX) $(EMU_RACE_FLAGS) -fsanitize=thread -c $(BUILD)/emu/gen/test_kernels.cpp -o $@.o
+	$(CXX) $(EMU_RACE_FLAGS) -fsanitize=thread -c $(BUILD)/emu/gen/race_self.cpp -o $@.self.o
+	$(CXX) -o $@ $@.o $@.self.o $(BUILD)/emu/emu_race.o -ldl
+	rm -f $@.o $@.self.o
+$(BUILD)/tests/test_emu_kernels: $(BUILD)/emu/emu.o $(EMU_DEPS)
+	@mkdir -p $(dir $@)
+	$(CXX) $(EMU_CXXFLAGS) $(LDFLAGS) -o $@ $(BUILD)/emu/gen/test_kernels.cpp $(BUILD)/emu/emu.o
+$(BUILD)/tests/test_emu_%: $(BUILD)/emu/gen/test_emu_%.cpp $(BUILD)/emu/emu.o $(EMU_DEPS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/emu/emu.o
 

@@ -140,31 +140,8 @@ static train_coeffs optim_coeffs(const optim_cfg *o, long step) {
     k.mom = (float)o->momentum;
     return k;
 }
-
-/* p (n) updated from g (n); m, v point at this tensor's slice of the state.  The CUDA kernel
- * (train_cuda.cu) applies the same operations in the same order. */
-static void optim_update(const train_coeffs *k, float *p, const float *g, float *m, float *v,
-                         size_t n) {
-    if (k->adamw) {
-        for (size_t i = 0; i < n; i++) {
-            p[i] *= k->decay;
-            m[i] = m[i] * k->b1 + g[i] * k->c1;
-            v[i] = v[i] * k->b2 + g[i] * g[i] * k->c2;
-            float denom = sqrtf(v[i]) / k->bc2_sqrt + k->eps;
-            p[i] += -k->step_size * (m[i] / denom);
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float d = g[i];
-            if (k->wd != 0.f) d += k->wd * p[i];
-            if (k->mom != 0.f) {
-                m[i] = k->first ? d : m[i] * k->mom + d;
-                d = m[i];
-            }
-            p[i] += -k->lr * d;
-        }
-    }
-}
+/* the element-wise update these scalars drive is train_optim_update (train_cuda.h), shared with
+ * the kernel tests */
 
 /* ---- the CPU backend (the reference): trains w and b in place ---------------------------- */
 
@@ -233,8 +210,8 @@ static vit_status cpu_step(void *ctx, int off, int B, const train_coeffs *k, cha
     gather(t->x, t->y, t->D, t->idx + off, B, t->xb, t->yb);
     t->loss += batch_ce(t->w, t->b, t->C, t->D, t->xb, t->yb, B, t->logits, t->grad,
                         t->grad + nw, NULL);
-    optim_update(k, t->w, t->grad, m, v, nw);
-    optim_update(k, t->b, t->grad + nw, m + nw, v + nw, (size_t)t->C);
+    train_optim_update(k, t->w, t->grad, m, v, nw);
+    train_optim_update(k, t->b, t->grad + nw, m + nw, v + nw, (size_t)t->C);
     return VIT_OK;
 }
 

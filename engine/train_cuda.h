@@ -9,6 +9,7 @@
  * C*D + C floats, and so do their gradient and the optimizer state [m; v]. */
 #ifndef VIT_TRAIN_CUDA_H
 #define VIT_TRAIN_CUDA_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "vit.h"
@@ -29,6 +30,32 @@ typedef struct train_coeffs {
     float decay, b1, b2, c1, c2, step_size, bc2_sqrt, eps;   /* AdamW */
     float lr, wd, mom;                                        /* SGD */
 } train_coeffs;
+
+/* The CPU backend's optimizer step (train.c), in a header so that the kernel tests
+ * (tests/gpu/test_kernels.cu) compare linear_ce.cuh's vk_optim_update bit for bit against this
+ * very code: p (n) updated from g (n); m, v point at this tensor's slice of the state. */
+static inline void train_optim_update(const train_coeffs *k, float *p, const float *g, float *m,
+                                      float *v, size_t n) {
+    if (k->adamw) {
+        for (size_t i = 0; i < n; i++) {
+            p[i] *= k->decay;
+            m[i] = m[i] * k->b1 + g[i] * k->c1;
+            v[i] = v[i] * k->b2 + g[i] * g[i] * k->c2;
+            float denom = sqrtf(v[i]) / k->bc2_sqrt + k->eps;
+            p[i] += -k->step_size * (m[i] / denom);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float d = g[i];
+            if (k->wd != 0.f) d += k->wd * p[i];
+            if (k->mom != 0.f) {
+                m[i] = k->first ? d : m[i] * k->mom + d;
+                d = m[i];
+            }
+            p[i] += -k->lr * d;
+        }
+    }
+}
 
 /* One backend's arithmetic on one training run.  Every call may fail with a status and a
  * message in err.  The index array set by set_index (indices into x) stays valid on the host

@@ -23,53 +23,16 @@
 #include <vector>
 
 #include <mma.h>
+#include "gpu_harness.h"
 #include "attention_mma.cuh"
-
-static int passed, failed;
-
-static void result(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void result(bool ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-    (ok ? passed : failed)++;
-}
-
-template <class T> static T *dev(size_t n) {
-    T *p;
-    cudaMalloc(&p, n * sizeof(T));
-    cudaMemset(p, 0xff, n * sizeof(T));
-    return p;
-}
+#include "emu_child.h"
 
 /* Runs fn in a child process whose stdout+stderr are captured; the child must die (non-zero
  * exit or a signal) and its output must contain one of the '|'-separated needles. */
 static void expect_death(const char *name, void (*fn)(void), const char *needles) {
-    int pfd[2];
-    if (pipe(pfd) != 0) { result(false, "%s: pipe", name); return; }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        fn();
-        fflush(stdout);
-        _exit(0);
-    }
-    close(pfd[1]);
     std::string out;
-    char buf[4096];
-    ssize_t k;
-    while ((k = read(pfd[0], buf, sizeof buf)) > 0) out.append(buf, (size_t)k);
-    close(pfd[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
+    const int st = emu_run_child(fn, out);
+    if (st == -1) { gh_result(false, "%s: pipe", name); return; }
     const bool died = !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     size_t at = std::string::npos;
     std::string all = needles;
@@ -89,8 +52,8 @@ static void expect_death(const char *name, void (*fn)(void), const char *needles
     char how[32];
     if (WIFSIGNALED(st)) snprintf(how, sizeof how, "signal %d", WTERMSIG(st));
     else snprintf(how, sizeof how, "exit %d", WEXITSTATUS(st));
-    result(died && at != std::string::npos, "%s: child %s (%s): %s", name, died ? "died" : "survived", how,
-           line.c_str());
+    gh_result(died && at != std::string::npos, "%s: child %s (%s): %s", name, died ? "died" : "survived", how,
+              line.c_str());
     if (at == std::string::npos) printf("# child output:\n%s\n", out.substr(0, 2000).c_str());
 }
 
@@ -131,8 +94,8 @@ static void test_mma16816(void) {
     for (auto &x : A) x = (float)irand(4);
     for (auto &x : B) x = (float)irand(4);
     for (auto &x : C) x = (float)irand(50);
-    __half *dA = dev<__half>(256), *dB = dev<__half>(128);
-    float *dC = dev<float>(128), *dD = dev<float>(128);
+    __half *dA = gh_dev<__half>(256), *dB = gh_dev<__half>(128);
+    float *dC = gh_dev<float>(128), *dD = gh_dev<float>(128);
     std::vector<__half> hA(256), hB(128);
     for (int i = 0; i < 256; i++) hA[i] = __float2half(A[i]);
     for (int i = 0; i < 128; i++) hB[i] = __float2half(B[i]);
@@ -149,7 +112,7 @@ static void test_mma16816(void) {
             for (int k = 0; k < 16; k++) want += A[m * 16 + k] * B[k * 8 + n];
             bad += D[m * 8 + n] != want;
         }
-    result(bad == 0, "mma.sync.m16n8k16 (vk_mma16816) = A B + C exactly on integer matrices (%d wrong of 128)", bad);
+    gh_result(bad == 0, "mma.sync.m16n8k16 (vk_mma16816) = A B + C exactly on integer matrices (%d wrong of 128)", bad);
     cudaFree(dA); cudaFree(dB); cudaFree(dC); cudaFree(dD);
 }
 
@@ -179,8 +142,8 @@ static void test_wmma(int bcol) {
     for (auto &x : C) x = (float)irand(50);
     std::vector<__half> hA(256), hB(256);
     for (int i = 0; i < 256; i++) { hA[i] = __float2half(A[i]); hB[i] = __float2half(B[i]); }
-    __half *dA = dev<__half>(256), *dB = dev<__half>(256);
-    float *dC = dev<float>(256), *dD = dev<float>(256);
+    __half *dA = gh_dev<__half>(256), *dB = gh_dev<__half>(256);
+    float *dC = gh_dev<float>(256), *dD = gh_dev<float>(256);
     cudaMemcpy(dA, hA.data(), 512, cudaMemcpyHostToDevice);
     cudaMemcpy(dB, hB.data(), 512, cudaMemcpyHostToDevice);
     cudaMemcpy(dC, C.data(), 1024, cudaMemcpyHostToDevice);
@@ -194,7 +157,7 @@ static void test_wmma(int bcol) {
             for (int k = 0; k < 16; k++) want += A[m * 16 + k] * (bcol ? B[n * 16 + k] : B[k * 16 + n]);
             bad += D[n * 16 + m] != want;  /* D stored col-major */
         }
-    result(bad == 0, "wmma 16x16x16: A row-major, B %s, C row-major in, D col-major out, exact (%d wrong of 256)",
+    gh_result(bad == 0, "wmma 16x16x16: A row-major, B %s, C row-major in, D col-major out, exact (%d wrong of 256)",
            bcol ? "col-major" : "row-major", bad);
     cudaFree(dA); cudaFree(dB); cudaFree(dC); cudaFree(dD);
 }
@@ -214,7 +177,7 @@ static __global__ void k_shuffles(int *out) {
 }
 
 static void test_shuffles(void) {
-    int *d = dev<int>(256);
+    int *d = gh_dev<int>(256);
     k_shuffles<<<1, 32>>>(d);
     std::vector<int> h(256);
     cudaMemcpy(h.data(), d, 1024, cudaMemcpyDeviceToHost);
@@ -227,7 +190,7 @@ static void test_shuffles(void) {
                              (l + 3 < 32 ? l + 3 : l) * 10, (l ^ 9) * 10, ((l & 4) ? l ^ 4 : l) * 10, (int)ball, 2};
         for (int i = 0; i < 8; i++) bad += o[i] != want[i];
     }
-    result(bad == 0, "shfl idx/up/down/xor (incl. width), ballot, any, all as CUDA documents them (%d wrong)", bad);
+    gh_result(bad == 0, "shfl idx/up/down/xor (incl. width), ballot, any, all as CUDA documents them (%d wrong)", bad);
     cudaFree(d);
 }
 
@@ -241,13 +204,13 @@ static __global__ void k_syncwarp_exited(int *out) {
 }
 
 static void test_syncwarp_exited(void) {
-    int *d = dev<int>(32);
+    int *d = gh_dev<int>(32);
     k_syncwarp_exited<<<1, 32>>>(d);
     std::vector<int> h(32);
     cudaMemcpy(h.data(), d, 128, cudaMemcpyDeviceToHost);
     int bad = 0;
     for (int l = 0; l < 16; l++) bad += h[16 + l] != l + (l + 1) % 16;
-    result(bad == 0, "__syncwarp(full mask) after half the lanes exited completes, data exchanged (%d wrong)", bad);
+    gh_result(bad == 0, "__syncwarp(full mask) after half the lanes exited completes, data exchanged (%d wrong)", bad);
     cudaFree(d);
 }
 
@@ -264,25 +227,25 @@ static __global__ void k_big_smem(int *out, int n) {
 }
 
 static void test_launch_limits(void) {
-    int *d = dev<int>(1);
+    int *d = gh_dev<int>(1);
     const int n = 16384; /* 64 KB */
     cudaGetLastError();
     k_big_smem<<<1, 128, n * sizeof(int)>>>(d, n);
     cudaError_t e1 = cudaGetLastError();
     int h = 0;
     cudaMemcpy(&h, d, 4, cudaMemcpyDeviceToHost);
-    result(e1 == cudaErrorInvalidValue && h == -1,
+    gh_result(e1 == cudaErrorInvalidValue && h == -1,
            "64 KB dynamic smem without cudaFuncSetAttribute: launch fails (%s), kernel did not run", cudaGetErrorString(e1));
     cudaFuncSetAttribute(k_big_smem, cudaFuncAttributeMaxDynamicSharedMemorySize, 100000);
     k_big_smem<<<1, 128, n * sizeof(int)>>>(d, n);
     cudaError_t e2 = cudaGetLastError();
     cudaMemcpy(&h, d, 4, cudaMemcpyDeviceToHost);
     const long long want = (long long)n * (n - 1) / 2 % 1000003;
-    result(e2 == cudaSuccess && h == want, "after raising the limit it runs (%s, sum %d, want %lld)",
+    gh_result(e2 == cudaSuccess && h == want, "after raising the limit it runs (%s, sum %d, want %lld)",
            cudaGetErrorString(e2), h, want);
     k_big_smem<<<1, 2048, 0>>>(d, 0);
     cudaError_t e3 = cudaGetLastError();
-    result(e3 == cudaErrorInvalidConfiguration, "2048 threads per block: %s", cudaGetErrorString(e3));
+    gh_result(e3 == cudaErrorInvalidConfiguration, "2048 threads per block: %s", cudaGetErrorString(e3));
     cudaFree(d);
 }
 
@@ -315,7 +278,7 @@ static void test_half_conversions(void) {
     memcpy(&u, &h2, 4);
     const float2 back = __half22float2(h2);
     const bool ok2 = u == 0xc0803e00u && back.x == 1.5f && back.y == -2.25f && std::isnan(__half2float(__ushort_as_half(0x7e00)));
-    result(bad == 0 && ok2, "__half: round-to-nearest-even incl. ties, overflow to inf, subnormals; __half2 low half = x (%d wrong)", bad);
+    gh_result(bad == 0 && ok2, "__half: round-to-nearest-even incl. ties, overflow to inf, subnormals; __half2 low half = x (%d wrong)", bad);
 }
 
 /* ---- wrong results: ordering bugs change the output --------------------------------------- */
@@ -352,7 +315,7 @@ static __global__ void k_wmma_store_read(float *out, const __half *A, int sync) 
 }
 
 static void test_ordering(void) {
-    int *d = dev<int>(128);
+    int *d = gh_dev<int>(128);
     std::vector<int> h(128);
     int wrong_runs = 0, right_runs = 0;
     for (int run = 0; run < 4; run++) {
@@ -367,21 +330,21 @@ static void test_ordering(void) {
         for (int t = 0; t < 128; t++) bad += h[t] != (t + 1) % 128 + 1;
         right_runs += bad == 0;
     }
-    result(wrong_runs == 4, "missing __syncthreads (write smem, read the neighbour's): wrong result in %d of 4 runs", wrong_runs);
-    result(right_runs == 4, "with the __syncthreads: right result in %d of 4 runs", right_runs);
+    gh_result(wrong_runs == 4, "missing __syncthreads (write smem, read the neighbour's): wrong result in %d of 4 runs", wrong_runs);
+    gh_result(right_runs == 4, "with the __syncthreads: right result in %d of 4 runs", right_runs);
 
     k_neighbour_dyn<<<1, 64, 64 * sizeof(int)>>>(d);
     cudaMemcpy(h.data(), d, 256, cudaMemcpyDeviceToHost);
     int poisoned = 0;
     for (int t = 0; t < 64; t++)
         poisoned += h[t] == -1 || h[t] == 0x7f7f7f7f || h[t] == (int)0xfefefefe;
-    result(poisoned == 64 && (h[0] == h[63]),
+    gh_result(poisoned == 64 && (h[0] == h[63]),
            "shared memory nobody wrote reads as the block's poison (0x%08x): %d of 64", (unsigned)h[0], poisoned);
 
     std::vector<__half> hA(256);
     for (int i = 0; i < 256; i++) hA[i] = __float2half((float)(i % 7 - 3));
-    __half *dA = dev<__half>(256);
-    float *dO = dev<float>(256);
+    __half *dA = gh_dev<__half>(256);
+    float *dO = gh_dev<float>(256);
     cudaMemcpy(dA, hA.data(), 512, cudaMemcpyHostToDevice);
     std::vector<float> ref(256), got(256);
     for (int m = 0; m < 16; m++)
@@ -399,8 +362,8 @@ static void test_ordering(void) {
         cudaMemcpy(got.data(), dO, 1024, cudaMemcpyDeviceToHost);
         right += memcmp(got.data(), ref.data(), 1024) == 0;
     }
-    result(wrong == 4, "missing __syncwarp between store_matrix_sync and other lanes' reads: wrong in %d of 4 runs", wrong);
-    result(right == 4, "with the __syncwarp: right in %d of 4 runs", right);
+    gh_result(wrong == 4, "missing __syncwarp between store_matrix_sync and other lanes' reads: wrong in %d of 4 runs", wrong);
+    gh_result(right == 4, "with the __syncwarp: right in %d of 4 runs", right);
     cudaFree(d); cudaFree(dA); cudaFree(dO);
 }
 
@@ -411,7 +374,7 @@ static __global__ void k_shfl_after_exit(float *out) {
     if (lane >= 24) return;
     out[lane] = __shfl_xor_sync(0xffffffffu, (float)lane, 1);
 }
-static void die_shfl_after_exit(void) { float *d = dev<float>(32); k_shfl_after_exit<<<1, 32>>>(d); }
+static void die_shfl_after_exit(void) { float *d = gh_dev<float>(32); k_shfl_after_exit<<<1, 32>>>(d); }
 
 static __global__ void k_mma_after_exit(float *out) {
     const int lane = threadIdx.x % 32;
@@ -421,19 +384,19 @@ static __global__ void k_mma_after_exit(float *out) {
     vk_mma16816(d, a, 0u, 0u);
     out[lane] = d[0];
 }
-static void die_mma_after_exit(void) { float *d = dev<float>(32); k_mma_after_exit<<<1, 32>>>(d); }
+static void die_mma_after_exit(void) { float *d = gh_dev<float>(32); k_mma_after_exit<<<1, 32>>>(d); }
 
 static __global__ void k_disagree(int *out) {
     const int lane = threadIdx.x % 32;
     out[lane] = lane < 16 ? __shfl_xor_sync(0xffffffffu, lane, 1) : __shfl_down_sync(0xffffffffu, lane, 1);
 }
-static void die_disagree(void) { int *d = dev<int>(32); k_disagree<<<1, 32>>>(d); }
+static void die_disagree(void) { int *d = gh_dev<int>(32); k_disagree<<<1, 32>>>(d); }
 
 static __global__ void k_mask_mismatch(int *out) {
     const int lane = threadIdx.x % 32;
     out[lane] = __shfl_xor_sync(lane < 16 ? 0xffffffffu : 0xffff0000u, lane, 1);
 }
-static void die_mask_mismatch(void) { int *d = dev<int>(32); k_mask_mismatch<<<1, 32>>>(d); }
+static void die_mask_mismatch(void) { int *d = gh_dev<int>(32); k_mask_mismatch<<<1, 32>>>(d); }
 
 static __global__ void k_wmma_ptr_disagree(float *out, const __half *A) {
     using namespace nvcuda;
@@ -442,8 +405,8 @@ static __global__ void k_wmma_ptr_disagree(float *out, const __half *A) {
     out[threadIdx.x] = __half2float(a.x[0]);
 }
 static void die_wmma_ptr(void) {
-    __half *A = dev<__half>(512);
-    float *d = dev<float>(32);
+    __half *A = gh_dev<__half>(512);
+    float *d = gh_dev<float>(32);
     k_wmma_ptr_disagree<<<1, 32>>>(d, A);
 }
 
@@ -454,8 +417,8 @@ static __global__ void k_wmma_misaligned(float *out, const __half *A) {
     out[threadIdx.x] = __half2float(a.x[0]);
 }
 static void die_wmma_misaligned(void) {
-    __half *A = dev<__half>(512);
-    float *d = dev<float>(32);
+    __half *A = gh_dev<__half>(512);
+    float *d = gh_dev<float>(32);
     k_wmma_misaligned<<<1, 32>>>(d, A);
 }
 
@@ -467,7 +430,7 @@ static __global__ void k_divergent_barrier(int *out) {
     }
     out[threadIdx.x] = 1;
 }
-static void die_divergent_barrier(void) { int *d = dev<int>(64); k_divergent_barrier<<<1, 64>>>(d); }
+static void die_divergent_barrier(void) { int *d = gh_dev<int>(64); k_divergent_barrier<<<1, 64>>>(d); }
 
 static __global__ void k_deadlock(int *out) {
     const int lane = threadIdx.x % 32;
@@ -476,7 +439,7 @@ static __global__ void k_deadlock(int *out) {
     else v = __shfl_xor_sync(0xffffffffu, v, 1);
     out[lane] = v;
 }
-static void die_deadlock(void) { int *d = dev<int>(32); k_deadlock<<<1, 32>>>(d); }
+static void die_deadlock(void) { int *d = gh_dev<int>(32); k_deadlock<<<1, 32>>>(d); }
 
 static __global__ void k_smem_oob(int *out) {
     extern __shared__ float sm[];
@@ -484,7 +447,7 @@ static __global__ void k_smem_oob(int *out) {
     __syncthreads();
     out[threadIdx.x] = (int)sm[threadIdx.x];
 }
-static void die_smem_oob(void) { int *d = dev<int>(64); k_smem_oob<<<1, 64, 64 * sizeof(float)>>>(d); }
+static void die_smem_oob(void) { int *d = gh_dev<int>(64); k_smem_oob<<<1, 64, 64 * sizeof(float)>>>(d); }
 
 static __global__ void k_static_smem_oob(int *out, int n) {
     __shared__ int red[32];
@@ -493,7 +456,7 @@ static __global__ void k_static_smem_oob(int *out, int n) {
     __syncthreads();
     out[threadIdx.x] = red[threadIdx.x % 32];
 }
-static void die_static_smem_oob(void) { int *d = dev<int>(64); k_static_smem_oob<<<1, 64>>>(d, 1); }
+static void die_static_smem_oob(void) { int *d = gh_dev<int>(64); k_static_smem_oob<<<1, 64>>>(d, 1); }
 
 static __global__ void k_global_oob(float *out, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -533,6 +496,5 @@ int main(void) {
     expect_death("static __shared__ array written one past the end", die_static_smem_oob, "AddressSanitizer: heap-buffer-overflow");
     expect_death("global buffer written one past the end", die_global_oob, "AddressSanitizer: heap-buffer-overflow");
 
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return gh_summary();
 }

@@ -1,13 +1,24 @@
 /* test_kernels.cu: every kernel in kernels/ against its float64 CPU reference (cpu_ref.h), on
  * fresh random inputs each run (seed printed; VITD_SEED replays), outputs poisoned with NaN
- * first.  Also measures what cuBLASLt's GELU_BIAS epilogue computes (erf or tanh form) and how
- * far the tanh form is from exact GELU.  Needs a GPU; run by bench/gpu_check.sh.
- *   build/tests/gpu/test_kernels            all tests
- * Tolerances: atol + rtol*|ref|, chosen from the kernels' FP16 roundings (stated per test). */
-#include <cublasLt.h>
+ * first; the head-training kernels (linear_ce.cuh) against the CPU backend's arithmetic
+ * (engine/train.c), bit-exact where the kernels claim it.  Also measures what cuBLASLt's
+ * GELU_BIAS epilogue computes (erf or tanh form) and how far the tanh form is from exact GELU.
+ * Tolerances: atol + rtol*|ref|, chosen from the kernels' FP16 roundings (stated per test).
+ * The one source of the per-kernel checks, built twice:
+ *   build/tests/gpu/test_kernels     nvcc, needs a GPU (make gpu-tests; run by bench/gpu_check.sh)
+ *   build-asan/tests/test_emu_kernels, test_emu_race
+ *                                    the same file on the CPU SIMT emulator (tests/emu/README.md,
+ *                                    VITD_EMU defined), g++ with ASan+UBSan or with the race check,
+ *                                    in make test.  Differences there: the emulator's seed also
+ *                                    drives the thread order; buffers are exact-size (ASan sees
+ *                                    every byte past the end); shapes marked GPU_EMU(gpu, emu)
+ *                                    run smaller (time); cuBLASLt is reported as skipped. */
 #include <algorithm>
 
-#include "gpu_harness.h"
+#include "gpu_harness.h"  /* first: on the emulator its cuda_runtime.h defines VITD_EMU */
+#ifndef VITD_EMU
+#include <cublasLt.h>
+#endif
 #include "cpu_ref.h"
 #include "patch_embed.cuh"
 #include "layernorm.cuh"
@@ -16,6 +27,14 @@
 #include "gelu.cuh"
 #include "rollout.cuh"
 #include "softmax_topk.cuh"
+#include "linear_ce.cuh"
+
+/* a shape the GPU runs in full and the emulator smaller */
+#ifdef VITD_EMU
+#define GPU_EMU(gpu, emu) (emu)
+#else
+#define GPU_EMU(gpu, emu) (gpu)
+#endif
 
 static size_t g_optin;
 
@@ -64,6 +83,19 @@ static void test_layernorms(int N, int D) {
     gh_check(name, gh_down(dres, rsum.size()), rsum, 1e-5, 1e-6);
     snprintf(name, sizeof name, "residual_layernorm out N=%d D=%d (fp16 out)", N, D);
     gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 2e-3);
+    /* branch == NULL: LayerNorm only, res untouched */
+    std::vector<float> res1((size_t)N * D);
+    gh_fill(res1, 2.f, -0.3f);
+    float *dres1 = gh_up(res1);
+    residual_layernorm(dout, dres1, nullptr, dw, db, N, D, eps, 0);
+    GH_SYNC();
+    std::vector<double> x1((size_t)N * D), rout1((size_t)N * D);
+    for (size_t i = 0; i < x1.size(); i++) x1[i] = res1[i];
+    for (int r = 0; r < N; r++) ref_ln_row(&rout1[(size_t)r * D], &x1[(size_t)r * D], w.data(), b.data(), D, eps);
+    snprintf(name, sizeof name, "residual_layernorm branch=NULL N=%d D=%d: res untouched, LN out", N, D);
+    gh_check(name, gh_down(dres1, x1.size()), x1, 0, 0);
+    gh_check(name, gh_down_half(dout, rout1.size()), rout1, 2e-3, 2e-3);
+    cudaFree(dres1);
 
     /* final LN on the prefix rows: rows of a (Bq, T, D) stream, per = 2 (CLS + dist) */
     const int T = 5, per = 2, Bq = N / T;
@@ -81,6 +113,17 @@ static void test_layernorms(int N, int D) {
         }
         snprintf(name, sizeof name, "final_layernorm prefix rows D=%d", D);
         gh_check(name, gh_down(dfo, ro.size()), ro, 1e-5, 1e-5);
+        /* w == NULL: the copy before mean pooling */
+        float *dfc = gh_dev<float>((size_t)Bq * per * D);
+        final_layernorm(dfc, dres2, dbr, nullptr, nullptr, Bq * per, per, T, D, eps, 0);
+        GH_SYNC();
+        std::vector<double> rc((size_t)Bq * per * D);
+        for (int r = 0; r < Bq * per; r++) {
+            size_t src = (size_t)(r / per) * T + r % per;
+            for (int i = 0; i < D; i++) rc[(size_t)r * D + i] = (double)res2[src * D + i] + br[src * D + i];
+        }
+        snprintf(name, sizeof name, "final_layernorm w=NULL (copy) D=%d", D);
+        gh_check(name, gh_down(dfc, rc.size()), rc, 1e-6, 1e-6);
         /* mean pooling over tokens [npf, T) */
         float *dmp = gh_dev<float>((size_t)Bq * D);
         mean_pool(dmp, dres2, Bq, T, 1, D, 0);
@@ -91,18 +134,36 @@ static void test_layernorms(int N, int D) {
                 for (int i = 0; i < D; i++) rm[(size_t)bb * D + i] += res2[((size_t)bb * T + t) * D + i] / (double)(T - 1);
         snprintf(name, sizeof name, "mean_pool D=%d", D);
         gh_check(name, gh_down(dmp, rm.size()), rm, 1e-5, 1e-5);
-        cudaFree(dres2); cudaFree(dfo); cudaFree(dmp);
+        cudaFree(dres2); cudaFree(dfo); cudaFree(dfc); cudaFree(dmp);
     }
     cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
 }
 
+/* the WMMA kernel with another warp count (kernels/dev/attention.cu's v3 = 8 warps, v4 = 2) */
+template <int W>
+static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, int B, int T, int H, int dh) {
+    GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<W>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)g_optin));
+    dim3 grid(vk_cdiv(T, 16 * W), H, B);
+    attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
+        o, a, c, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / (float)H);
+}
+
 /* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
- * mma: the flash-style candidate (attention_mma.cuh, dh 64 only) */
-static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false) {
+ * mma: the flash-style candidate (attention_mma.cuh, dh 64 only);
+ * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
+static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
+                           int warps = 0) {
     char name[160];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
-    const char *path = mma ? "mma" : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
+    const char *path = mma ? "mma" : warps == 2 ? "wmma<2>" : warps == 8 ? "wmma<8>"
+                     : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
+    if (warps && attention_wmma_smem(T, dh, warps) > g_optin) {  /* 8 warps: 224 KB, not on sm_80 */
+        printf("SKIP attention[%s] T=%d dh=%d: needs %zu bytes of shared memory, the device has %zu\n", path, T, dh,
+               attention_wmma_smem(T, dh, warps), g_optin);
+        gh_skipped++;
+        return;
+    }
     std::vector<float> qkv((size_t)B * T * 3 * D);
     gh_fill(qkv, qscale);
     gh_round_half(qkv);
@@ -111,6 +172,10 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     auto launch = [&](__half *o, float *a, float *c) {
         if (mma) {
             if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0)) path = "mma (did not fit: none)";
+        } else if (warps == 2) {
+            launch_wmma_warps<2>(o, a, c, dqkv, B, T, H, dh);
+        } else if (warps == 8) {
+            launch_wmma_warps<8>(o, a, c, dqkv, B, T, H, dh);
         } else {
             attention(o, a, c, dqkv, B, T, H, dh, optin, 0);
         }
@@ -173,6 +238,7 @@ static void test_gelu(void) {
     cudaFree(dy);
 }
 
+#ifndef VITD_EMU
 /* cuBLASLt GELU_BIAS epilogue vs the erf and tanh forms: which does it compute? */
 static void test_cublaslt_gelu_epilogue(void) {
     const int M = 64, N = 256, K = 128;  /* Y (M,N) = X (M,K) W^T + b */
@@ -221,6 +287,12 @@ static void test_cublaslt_gelu_epilogue(void) {
     cublasLtMatmulDescDestroy(op); cublasLtDestroy(lt);
     cudaFree(dX); cudaFree(dW); cudaFree(db); cudaFree(dY);
 }
+#else
+static void test_cublaslt_gelu_epilogue(void) {
+    printf("SKIP cublasLt GELU_BIAS epilogue: cuBLASLt cannot be emulated (the GPU build checks it)\n");
+    gh_skipped++;
+}
+#endif
 
 static void test_rollout(int B, int T, int L, int npf) {
     char name[128];
@@ -250,10 +322,13 @@ static void test_rollout(int B, int T, int L, int npf) {
     cudaFree(dA); cudaFree(dR0); cudaFree(dR1); cudaFree(dout);
 }
 
-static void test_softmax_topk(int B, int C, int k) {
+/* ties: logits rounded to a few levels, so the top k hold equal values (lower index first) */
+static void test_softmax_topk(int B, int C, int k, bool ties = false) {
     char name[128];
     std::vector<float> x((size_t)B * C);
     gh_fill(x, 8.f);
+    if (ties)
+        for (auto &v : x) v = floorf(v / 4.f);
     float *dx = gh_up(x), *dp = gh_dev<float>(x.size()), *dv = gh_dev<float>((size_t)B * k);
     int *di = gh_dev<int>((size_t)B * k);
     softmax_topk(dp, di, dv, dx, B, C, k, 0);
@@ -275,9 +350,138 @@ static void test_softmax_topk(int B, int C, int k) {
     snprintf(name, sizeof name, "topk values k=%d", k);
     gh_check(name, gh_down(dv, rv.size()), rv, 1e-7, 1e-5);
     GH_CUDA(cudaMemcpy(gi.data(), di, gi.size() * sizeof(int), cudaMemcpyDeviceToHost));
-    gh_result(gi == ri, "topk indices B=%d C=%d k=%d", B, C, k);
+    gh_result(gi == ri, "topk indices B=%d C=%d k=%d%s", B, C, k, ties ? " (ties: lower index first)" : "");
     cudaFree(dx); cudaFree(dp); cudaFree(dv); cudaFree(di);
 }
+
+/* ---- head training (linear_ce.cuh) against engine/train.c's arithmetic ----------------- */
+
+static bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
+    return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+static void test_optim_update(int adamw, int first, float wd, float mom) {
+    const long long n = 1000;
+    std::vector<float> p(n), g(n), m(n), v(n);
+    gh_fill(p, 1.f); gh_fill(g, 0.1f); gh_fill(m, 0.05f); gh_fill(v, 0.01f, 0.011f);
+    train_coeffs k;
+    memset(&k, 0, sizeof k);
+    k.adamw = adamw; k.first = first;
+    k.decay = 0.9999f; k.b1 = 0.9f; k.b2 = 0.999f; k.c1 = 0.1f; k.c2 = 0.001f;
+    k.step_size = 1e-3f / 0.271f; k.bc2_sqrt = 0.0447f; k.eps = 1e-8f;
+    k.lr = 0.05f; k.wd = wd; k.mom = mom;
+    float *dp = gh_up(p), *dg = gh_up(g), *dm = gh_up(m), *dv = gh_up(v);
+    vk_launch_optim_update(dp, dg, dm, dv, n, k, 0);
+    GH_SYNC();
+    train_optim_update(&k, p.data(), g.data(), m.data(), v.data(), (size_t)n);  /* train.c's own */
+    const bool ok = same_bits(gh_down(dp, n), p) && same_bits(gh_down(dm, n), m) && same_bits(gh_down(dv, n), v);
+    gh_result(ok, "vk_optim_update %s (first=%d wd=%g mom=%g) bit-identical to train.c's train_optim_update (p, m, v)",
+              adamw ? "AdamW" : "SGD", first, wd, mom);
+    cudaFree(dp); cudaFree(dg); cudaFree(dm); cudaFree(dv);
+}
+
+static void test_linear_ce(int B, int C, int D, int N) {
+    char name[160];
+    /* gather */
+    std::vector<float> x((size_t)N * D);
+    gh_fill(x, 1.f);
+    std::vector<int32_t> y(N), idx(B);
+    for (int i = 0; i < N; i++) y[i] = (int32_t)((gh_frand() + 1.f) * 0.5f * C) % C;
+    for (int i = 0; i < B; i++) idx[i] = (int32_t)((gh_frand() + 1.f) * 0.5f * N) % N;
+    float *dx = gh_up(x), *dxb = gh_dev<float>((size_t)B * D);
+    int32_t *dy = gh_dev<int32_t>(N), *didx = gh_dev<int32_t>(B), *dyb = gh_dev<int32_t>(B);
+    GH_CUDA(cudaMemcpy(dy, y.data(), N * 4, cudaMemcpyHostToDevice));
+    GH_CUDA(cudaMemcpy(didx, idx.data(), B * 4, cudaMemcpyHostToDevice));
+    vk_launch_gather_rows(dxb, dyb, dx, dy, didx, B, D, 0);
+    GH_SYNC();
+    std::vector<float> xb((size_t)B * D), gxb = gh_down(dxb, (size_t)B * D);
+    std::vector<int32_t> yb(B), gyb(B);
+    for (int i = 0; i < B; i++) {
+        memcpy(&xb[(size_t)i * D], &x[(size_t)idx[i] * D], D * sizeof(float));
+        yb[i] = y[idx[i]];
+    }
+    GH_CUDA(cudaMemcpy(gyb.data(), dyb, B * 4, cudaMemcpyDeviceToHost));
+    gh_result(same_bits(gxb, xb) && gyb == yb, "vk_gather_rows B=%d D=%d exact", B, D);
+
+    /* softmax + cross-entropy on logits (B, C) = xb w^T (from cuBLAS on the device; any values here) */
+    std::vector<float> lg((size_t)B * C), bias(C);
+    gh_fill(lg, 4.f); gh_fill(bias, 1.f);
+    float *dl = gh_up(lg), *db = gh_up(bias), *dloss = gh_dev<float>(B);
+    int *dhits = gh_dev<int>(1);
+    GH_CUDA(cudaMemset(dhits, 0, sizeof(int)));
+    vk_launch_softmax_ce(dl, db, dyb, B, C, dloss, dhits, 1, 0);
+    GH_SYNC();
+    /* reference: train.c batch_ce per row, in double */
+    std::vector<double> rloss(B), rdl((size_t)B * C);
+    int rhits = 0;
+    for (int i = 0; i < B; i++) {
+        std::vector<float> z(C);
+        for (int c = 0; c < C; c++) z[c] = lg[(size_t)i * C + c] + bias[c];
+        int arg = 0;
+        for (int c = 1; c < C; c++) if (z[c] > z[arg]) arg = c;
+        rhits += arg == yb[i];
+        double s = 0;
+        for (int c = 0; c < C; c++) s += exp((double)z[c] - z[arg]);
+        rloss[i] = log(s) - ((double)z[yb[i]] - z[arg]);
+        for (int c = 0; c < C; c++) rdl[(size_t)i * C + c] = exp((double)z[c] - z[arg]) / s / B - (c == yb[i] ? 1.0 / B : 0.0);
+    }
+    int hits = -1;
+    GH_CUDA(cudaMemcpy(&hits, dhits, sizeof(int), cudaMemcpyDeviceToHost));
+    snprintf(name, sizeof name, "vk_softmax_ce row loss B=%d C=%d", B, C);
+    gh_check(name, gh_down(dloss, B), rloss, 1e-5, 1e-5);
+    snprintf(name, sizeof name, "vk_softmax_ce dlogits = (softmax - onehot) / B, C=%d", C);
+    gh_check(name, gh_down(dl, (size_t)B * C), rdl, 1e-8, 1e-5);
+    gh_result(hits == rhits, "vk_softmax_ce argmax hits %d (reference %d)", hits, rhits);
+
+    /* loss accumulation in double, in row order: exact */
+    std::vector<float> gl = gh_down(dloss, B);
+    double *dacc = gh_dev<double>(1);
+    const double acc0 = 0.25;
+    GH_CUDA(cudaMemcpy(dacc, &acc0, sizeof acc0, cudaMemcpyHostToDevice));
+    vk_launch_loss_accumulate(dacc, dloss, B, 0);
+    GH_SYNC();
+    double acc = 0, racc = acc0;
+    for (int i = 0; i < B; i++) racc += (double)gl[i];
+    GH_CUDA(cudaMemcpy(&acc, dacc, sizeof acc, cudaMemcpyDeviceToHost));
+    gh_result(acc == racc, "vk_loss_accumulate: %.17g == %.17g (row order, double)", acc, racc);
+
+    /* bias gradient: column sums in row order, bit-identical to batch_ce's db loop */
+    std::vector<float> gdl = gh_down(dl, (size_t)B * C), rdb(C, 0.f);
+    for (int i = 0; i < B; i++)
+        for (int c = 0; c < C; c++) rdb[c] += gdl[(size_t)i * C + c];
+    float *ddb = gh_dev<float>(C);
+    vk_launch_col_sums(ddb, dl, B, C, 0);
+    GH_SYNC();
+    gh_result(same_bits(gh_down(ddb, C), rdb), "vk_col_sums C=%d bit-identical to train.c's db loop", C);
+
+    /* no gradient, no loss pointer: logits + bias only, hits counted */
+    std::vector<float> lg2((size_t)B * C);
+    gh_fill(lg2, 4.f);
+    float *dl2 = gh_up(lg2);
+    GH_CUDA(cudaMemset(dhits, 0, sizeof(int)));
+    vk_launch_softmax_ce(dl2, db, dyb, B, C, nullptr, dhits, 0, 0);
+    GH_SYNC();
+    std::vector<float> rz((size_t)B * C);
+    int rh2 = 0;
+    for (int i = 0; i < B; i++) {
+        int arg = 0;
+        for (int c = 0; c < C; c++) {
+            rz[(size_t)i * C + c] = lg2[(size_t)i * C + c] + bias[c];
+            if (rz[(size_t)i * C + c] > rz[(size_t)i * C + arg]) arg = c;
+        }
+        rh2 += arg == yb[i];
+    }
+    GH_CUDA(cudaMemcpy(&hits, dhits, sizeof(int), cudaMemcpyDeviceToHost));
+    gh_result(same_bits(gh_down(dl2, (size_t)B * C), rz) && hits == rh2,
+              "vk_softmax_ce grad=0: logits + bias exact, hits %d (reference %d)", hits, rh2);
+    cudaFree(dx); cudaFree(dxb); cudaFree(dy); cudaFree(didx); cudaFree(dyb); cudaFree(dl); cudaFree(db);
+    cudaFree(dloss); cudaFree(dhits); cudaFree(dacc); cudaFree(ddb); cudaFree(dl2);
+}
+
+#if defined(EMU_RACE)
+/* tests/emu/race_self.cpp (linked into test_emu_race only): the race check's own tests */
+void emu_race_self_test(void (*report)(int ok, const char *fmt, ...));
+#endif
 
 int main(void) {
     int n = 0;
@@ -293,19 +497,31 @@ int main(void) {
     GH_CUDA(attention_prepare(g_optin));
     GH_CUDA(attention_mma_prepare(g_optin));
     gh_seed();
+#ifdef VITD_EMU
+    emu::set_seed(gh_rng);
+#endif
+#if defined(EMU_RACE)
+    printf("# race check on: shared-memory accesses between barriers are checked (no ASan in this build)\n");
+    emu_race_self_test(gh_result);
+#endif
 
     test_im2col_embed();
     test_layernorms(40, 768);
     test_layernorms(35, 100);   /* D not a multiple of 32 */
-    test_attention(2, 197, 12, 64, false, 1.f);   /* ViT-B/16: WMMA path */
-    test_attention(2, 197, 12, 64, true, 1.f);    /* same through the fallback */
+    test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f);   /* ViT-B/16: WMMA path */
+    test_attention(GPU_EMU(2, 1), 197, 12, 64, true, 1.f);    /* same through the fallback */
     test_attention(3, 50, 4, 32, false, 2.f);     /* T not a multiple of 16, peaky softmax */
     test_attention(1, 17, 4, 8, false, 1.f);      /* dh 8: the fixtures' shape, fallback */
-    test_attention(1, 577, 16, 64, false, 1.f);   /* 384 px: past the smem limit -> fallback on sm_80 */
+    test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f);  /* 384 px: past the WMMA smem limit -> fallback */
+    test_attention(2, 17, 2, 64, false, 1.f);     /* dh > Tp: O gets its own buffer instead of S */
+    test_attention(1, 5, 3, 32, false, 2.f);      /* T < 16: one tile, 11 padded keys */
     test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
-    test_attention(2, 197, 12, 64, false, 1.f, true);  /* the flash-style candidate */
+    test_attention(1, 197, 12, 64, false, 1.f, false, 8);  /* lab v3: 8 warps, 224 KB smem */
+    test_attention(2, 50, 3, 32, false, 1.f, false, 2);    /* lab v4: 2 warps */
+    test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true);  /* the flash-style candidate */
     test_attention(3, 50, 4, 64, false, 2.f, true);
     test_attention(1, 17, 2, 64, false, 1.f, true);
+    test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f, true);  /* 37 key chunks of online softmax */
     test_gelu();
     test_cublaslt_gelu_epilogue();
     test_rollout(2, 197, 3, 1);
@@ -313,5 +529,12 @@ int main(void) {
     test_softmax_topk(4, 1000, 5);
     test_softmax_topk(2, 21843, 10);
     test_softmax_topk(3, 7, 7);
+    test_softmax_topk(3, 500, 12, true);
+    test_linear_ce(37, 10, 48, 100);     /* C below one warp: partial-warp reductions */
+    test_linear_ce(8, 1000, 16, 20);     /* C over the block: several classes per thread */
+    test_optim_update(1, 0, 0.f, 0.f);
+    test_optim_update(0, 1, 0.f, 0.9f);
+    test_optim_update(0, 0, 1e-4f, 0.9f);
+    test_optim_update(0, 0, 0.f, 0.f);
     return gh_summary();
 }

@@ -2,7 +2,7 @@
 tests/emu/README.md): its built-in cases (launches, __shared__ declarations, comments left
 alone, constructs it must reject), and every kernels/*.cuh rewrites with no launch or
 __shared__ left and the same line count.  The emulator tests themselves run in the ASan phase
-(asan:test_emu_kernels, asan:test_emu_self).
+(asan:test_emu_kernels, asan:test_emu_race, asan:test_emu_self).
 """
 import glob
 import os
