@@ -5,7 +5,7 @@
  *                   (softmax - onehot) / B                             (train.c batch_ce)
  *   loss_accumulate acc (double) += row losses, in row order           (batch_ce's loss sum)
  *   col_sums        db (C) = column sums of dlogits, in row order      (batch_ce's db)
- *   optim_update    AdamW / SGD on a parameter vector                  (train.c optim_update)
+ *   optim_update    AdamW / SGD on a parameter vector                  (train_optim_update, engine/train_cuda.h)
  * The GEMMs (logits = xb w^T, dw = dlogits^T xb) are cuBLAS SGEMMs in train_cuda.cu.
  * Exactness against the CPU matters more than speed here (the head is tiny): the optimizer uses
  * explicitly rounded operations (__fmul_rn, __fadd_rn, ...) so nvcc cannot fuse them into FMAs
@@ -123,7 +123,7 @@ __global__ void vk_col_sums(float *__restrict__ db, const float *__restrict__ dl
     db[c] = s;
 }
 
-/* p (n) updated from g (n) with state m, v (n each): train.c's optim_update, same operations in
+/* p (n) updated from g (n) with state m, v (n each): train_optim_update (engine/train_cuda.h, what train.c runs), same operations in
  * the same order, each rounded on its own */
 __global__ void vk_optim_update(float *__restrict__ p, const float *__restrict__ g,
                                 float *__restrict__ m, float *__restrict__ v, long long n,
