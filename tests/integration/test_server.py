@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# asan: yes
 """test_server.py: vitd end to end on the tiny fixture model: every endpoint, every status code,
 multipart and raw bodies, a multi-image request with one bad image, attention shapes, top_k,
 64 concurrent clients batched (mean batch size > 1 in /metrics), env-var configuration, --help."""
