@@ -235,63 +235,57 @@ static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, 
 
 static pthread_mutex_t pack_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* sizes of the packed matrices in order: patch, then per layer qkv, proj, fc1, fc2 */
-static size_t packed_layout(const vit_config *c, int CPP, size_t *off) {
-    int D = c->hidden_size, M = c->mlp_size, n = 0;
-    size_t total = 0;
-    off[n++] = total; total += vit_gemm_packed_floats(D, CPP);
-    for (int l = 0; l < c->num_layers; l++) {
-        off[n++] = total; total += vit_gemm_packed_floats(3 * D, D);
-        off[n++] = total; total += vit_gemm_packed_floats(D, D);
-        off[n++] = total; total += vit_gemm_packed_floats(M, D);
-        off[n++] = total; total += vit_gemm_packed_floats(D, M);
-    }
-    return total;
-}
-
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* the int8 cache, in bytes: the patch embedding packed FP32, then per layer qkv, proj, fc1, fc2
- * packed INT8 */
-static size_t packed_i8_layout(const vit_config *c, int CPP, size_t *off) {
+/* byte offsets of the packed matrices, each 64-byte aligned: the patch embedding (FP32 in both
+ * caches), then per layer qkv, proj, fc1, fc2 (FP32, or INT8 for the int8 cache) */
+static size_t packed_layout(const vit_config *c, int CPP, int int8, size_t *off) {
     int D = c->hidden_size, M = c->mlp_size, n = 0;
+    const int NK[4][2] = {{3 * D, D}, {D, D}, {M, D}, {D, M}};
     size_t total = 0;
-    off[n++] = total; total += round64(sizeof(float) * vit_gemm_packed_floats(D, CPP));
-    for (int l = 0; l < c->num_layers; l++) {
-        off[n++] = total; total += vit_gemm_i8_packed_bytes(3 * D, D);
-        off[n++] = total; total += vit_gemm_i8_packed_bytes(D, D);
-        off[n++] = total; total += vit_gemm_i8_packed_bytes(M, D);
-        off[n++] = total; total += vit_gemm_i8_packed_bytes(D, M);
-    }
+    off[n++] = total;
+    total += round64(sizeof(float) * vit_gemm_packed_floats(D, CPP));
+    for (int l = 0; l < c->num_layers; l++)
+        for (int j = 0; j < 4; j++) {
+            off[n++] = total;
+            total += round64(int8 ? vit_gemm_i8_packed_bytes(NK[j][0], NK[j][1])
+                                  : sizeof(float) * vit_gemm_packed_floats(NK[j][0], NK[j][1]));
+        }
     return total;
 }
 
-static int packed_i8_acquire(cpu_state *st, const vit_model *cm) {
-    vit_model *m = (vit_model *)cm;
+/* The model's FP32 or INT8 packed cache (made by the first session that needs it, freed with
+ * the last), and this session's pointers into it. */
+static int packed_acquire(cpu_state *st, const vit_model *cm, int int8) {
+    vit_model *m = (vit_model *)cm; /* the cache is the one mutable part of a loaded model */
     const vit_config *c = &m->cfg;
-    int L = c->num_layers;
+    int L = c->num_layers, D = c->hidden_size, M = c->mlp_size;
+    const int NK[4][2] = {{3 * D, D}, {D, D}, {M, D}, {D, M}};
+    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
+    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
     size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
     st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
     if (!off || !st->pk) { free(off); return -1; }
-    size_t total = packed_i8_layout(c, st->CPP, off);
+    size_t total = packed_layout(c, st->CPP, int8, off);
     pthread_mutex_lock(&pack_mu);
-    if (!m->cpu_packed_i8) {
+    if (!*cache) {
         void *p = NULL;
         if (posix_memalign(&p, 64, total) != 0) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
         char *b = p;
-        int D = c->hidden_size, M = c->mlp_size;
         vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, st->CPP);
         for (int l = 0; l < L; l++) {
             const vit_layer_weights *w = &m->layers[l];
-            vit_gemm_i8_pack(b + off[1 + 4 * l], w->qkv_w, 3 * D, D);
-            vit_gemm_i8_pack(b + off[2 + 4 * l], w->proj_w, D, D);
-            vit_gemm_i8_pack(b + off[3 + 4 * l], w->fc1_w, M, D);
-            vit_gemm_i8_pack(b + off[4 + 4 * l], w->fc2_w, D, M);
+            const float *W[4] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
+            for (int j = 0; j < 4; j++) {
+                char *dst = b + off[1 + 4 * l + j];
+                if (int8) vit_gemm_i8_pack(dst, W[j], NK[j][0], NK[j][1]);
+                else vit_gemm_pack((float *)dst, W[j], NK[j][0], NK[j][1]);
+            }
         }
-        m->cpu_packed_i8 = p;
+        *cache = p;
     }
-    m->cpu_packed_i8_refs++;
-    const char *b = m->cpu_packed_i8;
+    (*refs)++;
+    const char *b = *cache;
     st->pk_patch = (const float *)(b + off[0]);
     for (int i = 0; i < 4 * L; i++) st->pk[i] = b + off[1 + i];
     pthread_mutex_unlock(&pack_mu);
@@ -299,48 +293,14 @@ static int packed_i8_acquire(cpu_state *st, const vit_model *cm) {
     return 0;
 }
 
-static int packed_acquire(cpu_state *st, const vit_model *cm) {
-    vit_model *m = (vit_model *)cm; /* the cache is the one mutable part of a loaded model */
-    const vit_config *c = &m->cfg;
-    int L = c->num_layers;
-    size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
-    st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
-    if (!off || !st->pk) { free(off); return -1; }
-    size_t total = packed_layout(c, st->CPP, off);
-    pthread_mutex_lock(&pack_mu);
-    if (!m->cpu_packed) {
-        float *p = malloc(sizeof(float) * total);
-        if (!p) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
-        int D = c->hidden_size, M = c->mlp_size;
-        vit_gemm_pack(p + off[0], m->patch_w, D, st->CPP);
-        for (int l = 0; l < L; l++) {
-            const vit_layer_weights *w = &m->layers[l];
-            vit_gemm_pack(p + off[1 + 4 * l], w->qkv_w, 3 * D, D);
-            vit_gemm_pack(p + off[2 + 4 * l], w->proj_w, D, D);
-            vit_gemm_pack(p + off[3 + 4 * l], w->fc1_w, M, D);
-            vit_gemm_pack(p + off[4 + 4 * l], w->fc2_w, D, M);
-        }
-        m->cpu_packed = p;
-    }
-    m->cpu_packed_refs++;
-    st->pk_patch = m->cpu_packed + off[0];
-    for (int i = 0; i < 4 * L; i++) st->pk[i] = m->cpu_packed + off[1 + i];
-    pthread_mutex_unlock(&pack_mu);
-    free(off);
-    return 0;
-}
-
 static void packed_release(const vit_model *cm, int int8) {
     vit_model *m = (vit_model *)cm;
+    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
+    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
     pthread_mutex_lock(&pack_mu);
-    if (int8) {
-        if (m->cpu_packed_i8_refs > 0 && --m->cpu_packed_i8_refs == 0) {
-            free(m->cpu_packed_i8);
-            m->cpu_packed_i8 = NULL;
-        }
-    } else if (m->cpu_packed_refs > 0 && --m->cpu_packed_refs == 0) {
-        free(m->cpu_packed);
-        m->cpu_packed = NULL;
+    if (*refs > 0 && --*refs == 0) {
+        free(*cache);
+        *cache = NULL;
     }
     pthread_mutex_unlock(&pack_mu);
 }
@@ -445,7 +405,7 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     const char *par = getenv("VIT_CPU_PARALLEL");
     st->split_min = par && !strcmp(par, "ops") ? INT_MAX : par && !strcmp(par, "images") ? 2 : 2 * threads;
     st->own_gemm = vit_gemm_avx512_preferred();
-    if (int8 ? packed_i8_acquire(st, m) != 0 : st->own_gemm && packed_acquire(st, m) != 0) {
+    if ((int8 || st->own_gemm) && packed_acquire(st, m, int8) != 0) {
         cpu_free(s);
         return vit_errf(VIT_E_NOMEM, err, errlen, "cannot allocate the packed weights");
     }

@@ -40,7 +40,7 @@ struct vit_model {
     const float *norm_w, *norm_b; /* final LayerNorm over all tokens (D), or NULL (timm fc_norm models) */
     const float *fc_norm_w, *fc_norm_b;       /* LayerNorm after mean pooling (D), or NULL */
     const float *pre_logits_w, *pre_logits_b; /* (D, D) + tanh, or NULL */
-    float *cpu_packed;            /* the CPU backend's packed copy of the GEMM weights
+    void *cpu_packed;             /* the CPU backend's packed copy of the GEMM weights
                                      (cpu_gemm.c layout), made by the first CPU session that
                                      needs it and shared by all; cpu_forward.c owns it */
     int cpu_packed_refs;          /* sessions using cpu_packed (under cpu_forward.c's lock) */
