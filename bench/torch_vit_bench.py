@@ -142,71 +142,65 @@ def cmd_int8_check(a):
         print(f"{name}: max rel {mx:.4f}, mean rel {mean:.4f}, top-1 agree {agree}/{B}")
 
 
+def duel(a, x, engines, vitd_args):
+    """Warm the PyTorch engines up, then a.rounds rounds in turns: each engine a.iters forwards of
+    x, then `vit bench` once per entry of vitd_args (name -> extra flags).  Best images/s of each
+    name, and the detail line of each vit bench."""
+    best = {name: 0.0 for name in list(engines) + list(vitd_args)}
+    detail = {}
+    for f in engines.values():
+        for _ in range(a.warmup):
+            f(x)
+    for _ in range(a.rounds):
+        for name, f in engines.items():
+            t = time.perf_counter()
+            for _ in range(a.iters):
+                f(x)
+            best[name] = max(best[name], a.iters * a.batch / (time.perf_counter() - t))
+        for name, extra in vitd_args.items():
+            out = subprocess.run([a.vit, "bench", "--model", os.path.join(a.out_dir, "model"),
+                                  "--batch", str(a.batch), "--iters", str(a.iters), "--warmup", "1",
+                                  "--threads", str(a.threads)] + extra,
+                                 check=True, capture_output=True, text=True)
+            best[name] = max(best[name], float(out.stdout.split()[0]))
+            lines = out.stdout.splitlines()
+            detail[name] = lines[1] if len(lines) > 1 else ""
+    return best, detail
+
+
 def cmd_duel_int8(a):
     torch.set_num_threads(a.threads)
     m = load_model(a.out_dir)
     x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    best = {"vitd-fp32": 0.0, "vitd-int8": 0.0, "torch-qint8-eager": 0.0, "torch-qint8-trace": 0.0,
-            "torch-fp32-trace-freeze": 0.0}
     with torch.inference_mode():
         q, nq = quantize_dynamic(load_model(a.out_dir))
-        engines = {"torch-qint8-eager": q, "torch-fp32-trace-freeze": torch.jit.freeze(torch.jit.trace(m, x))}
+        engines = {"torch-qint8-eager": q}
         try:
             engines["torch-qint8-trace"] = torch.jit.freeze(torch.jit.trace(q, x))
         except Exception as e:  # noqa: BLE001 - report and go on with eager
             print(f"# torch-qint8-trace unavailable: {e}", file=sys.stderr)
-            del best["torch-qint8-trace"]
-        for f in engines.values():
-            for _ in range(a.warmup):
-                f(x)
-        detail = {}
-        for _ in range(a.rounds):
-            for name, f in engines.items():
-                t = time.perf_counter()
-                for _ in range(a.iters):
-                    f(x)
-                best[name] = max(best[name], a.iters * a.batch / (time.perf_counter() - t))
-            for prec in ("fp32", "int8"):
-                out = subprocess.run([a.vit, "bench", "--model", os.path.join(a.out_dir, "model"),
-                                      "--batch", str(a.batch), "--iters", str(a.iters), "--warmup", "1",
-                                      "--threads", str(a.threads), "--precision", prec, "--device", "cpu"],
-                                     check=True, capture_output=True, text=True)
-                best["vitd-" + prec] = max(best["vitd-" + prec], float(out.stdout.split()[0]))
-                lines = out.stdout.splitlines()
-                detail[prec] = lines[1] if len(lines) > 1 else ""
-    for k, v in best.items():
-        print(f"{k} {v:.3f}")
+        engines["torch-fp32-trace-freeze"] = torch.jit.freeze(torch.jit.trace(m, x))
+        best, detail = duel(a, x, engines, {p: ["--precision", p.split("-")[1], "--device", "cpu"]
+                                            for p in ("vitd-fp32", "vitd-int8")})
+    for k in ("vitd-fp32", "vitd-int8", "torch-qint8-eager", "torch-qint8-trace", "torch-fp32-trace-freeze"):
+        if k in best:
+            print(f"{k} {best[k]:.3f}")
     print(f"torch-qint8-linears {nq}")
-    for prec, d in detail.items():
-        print(f"vitd-{prec}-detail {d}")
+    for name, d in detail.items():
+        print(f"{name}-detail {d}")
 
 
 def cmd_duel(a):
     torch.set_num_threads(a.threads)
     m = load_model(a.out_dir)
     x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    best = {"vitd": 0.0, "torch-trace-freeze": 0.0, "torch-optimize": 0.0}
     with torch.inference_mode():
-        traced = torch.jit.freeze(torch.jit.trace(m, x))
-        engines = {"torch-trace-freeze": traced,
+        engines = {"torch-trace-freeze": torch.jit.freeze(torch.jit.trace(m, x)),
                    "torch-optimize": torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(m, x)))}
-        for f in engines.values():
-            for _ in range(a.warmup):
-                f(x)
-        for _ in range(a.rounds):
-            for name, f in engines.items():
-                t = time.perf_counter()
-                for _ in range(a.iters):
-                    f(x)
-                best[name] = max(best[name], a.iters * a.batch / (time.perf_counter() - t))
-            out = subprocess.run([a.vit, "bench", "--model", os.path.join(a.out_dir, "model"),
-                                  "--batch", str(a.batch), "--iters", str(a.iters), "--warmup", "1",
-                                  "--threads", str(a.threads)], check=True, capture_output=True, text=True)
-            best["vitd"] = max(best["vitd"], float(out.stdout.split()[0]))
-            detail = out.stdout.splitlines()[1] if len(out.stdout.splitlines()) > 1 else ""
-    for k, v in best.items():
-        print(f"{k} {v:.3f}")
-    print(f"vitd-detail {detail}")
+        best, detail = duel(a, x, engines, {"vitd": []})
+    for k in ("vitd", "torch-trace-freeze", "torch-optimize"):
+        print(f"{k} {best[k]:.3f}")
+    print(f"vitd-detail {detail['vitd']}")
 
 
 def main():
