@@ -49,6 +49,16 @@ int server_set_active_head(vit_head *h) {
 
 vit_head *server_get_active_head(void) { return batcher_get_head(g_srv.batcher); }
 
+/* A start-up step failed (already logged): stop listening, free what was made, exit status 1. */
+static int start_failed(void) {
+    srv_http_stop();
+    if (g_srv.batcher) batcher_free(g_srv.batcher);
+    if (g_srv.model) vit_model_free(g_srv.model);
+    g_srv.batcher = NULL;
+    g_srv.model = NULL;
+    return 1;
+}
+
 /* ---- flags ---------------------------------------------------------------------------- */
 
 typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG } ftype;
@@ -262,8 +272,7 @@ int main(int argc, char **argv) {
     vit_status st = vit_model_load(C->model_dir, NULL, &g_srv.model, err, sizeof err);
     if (st != VIT_OK) {
         srv_log(SRV_LOG_ERROR, "cannot load model %s: %s", C->model_dir, err);
-        srv_http_stop();
-        return 1;
+        return start_failed();
     }
     g_srv.mc = vit_model_config(g_srv.model);
     {
@@ -283,9 +292,7 @@ int main(int argc, char **argv) {
     st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
     if (st != VIT_OK) {
         srv_log(SRV_LOG_ERROR, "cannot start the engine: %s", err);
-        srv_http_stop();
-        vit_model_free(g_srv.model);
-        return 1;
+        return start_failed();
     }
     vit_device dev = batcher_device(g_srv.batcher);
     vit_precision prec = batcher_precision(g_srv.batcher);
@@ -299,21 +306,17 @@ int main(int argc, char **argv) {
                     vit_precision_str(prec), r.features_err, r.logits_err, r.attn_err);
         } else if (C->device != VIT_DEVICE_AUTO) {
             srv_log(SRV_LOG_ERROR, "%s (--device cuda: not serving; --device-check 0 skips the check)", err);
-            srv_http_stop();
-            batcher_free(g_srv.batcher);
-            vit_model_free(g_srv.model);
-            return 1;
+            return start_failed();
         } else {
             srv_log(SRV_LOG_ERROR, "%s; device auto: serving on the CPU instead", err);
             batcher_free(g_srv.batcher);
+            g_srv.batcher = NULL;
             bo.device = VIT_DEVICE_CPU;
             bo.precision = VIT_PREC_AUTO;
             st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
             if (st != VIT_OK) {
                 srv_log(SRV_LOG_ERROR, "cannot start the engine on the CPU: %s", err);
-                srv_http_stop();
-                vit_model_free(g_srv.model);
-                return 1;
+                return start_failed();
             }
             dev = batcher_device(g_srv.batcher);
             prec = batcher_precision(g_srv.batcher);
@@ -325,10 +328,7 @@ int main(int argc, char **argv) {
                        g_srv.mc->num_classes, C->max_batch);
     if (admin_init && admin_init(err, sizeof err) != 0) {
         srv_log(SRV_LOG_ERROR, "admin API: %s", err);
-        srv_http_stop();
-        batcher_free(g_srv.batcher);
-        vit_model_free(g_srv.model);
-        return 1;
+        return start_failed();
     }
     atomic_store(&g_srv.ready, 1);
     srv_log(SRV_LOG_INFO, "ready: model %s (%s, %d classes, %dx%d) on %s/%s, max batch %d, %d worker(s), warm-up done in %.2fs",
