@@ -8,7 +8,7 @@ directory by models/convert_torchvision.py).  For each batch size (default 1, 8,
   eager     PyTorch eager FP16 (torchvision's MultiheadAttention fast path = SDPA), input on GPU
   compile   torch.compile(eager model) (default mode), input on GPU
   eager+io  eager with the same host->device input copy and logits copy back as ours
-  ours-mma  ours with VIT_CUDA_ATTN=mma (the flash-style attention candidate)
+  ours-wmma ours with VIT_CUDA_ATTN=wmma (the older WMMA attention kernel instead of mma.sync)
 Timing: CUDA events (torch) or host clock around a synchronous call (ours), warm-up first,
 median of the repeats; images/s = batch / median.  Also checks that our logits match PyTorch's
 FP32 logits on 8 random images (relative max diff, top-1 agreement).
@@ -141,11 +141,11 @@ def main():
             row["ours_error"] = str(e)
             log(f"ours B={B}: {e}")
         try:
-            row["ours_mma_ips"], row["ours_mma_ms"] = run_ours(args.bench, model_dir, B, iters,
-                                                               {"VIT_CUDA_ATTN": "mma"})
+            row["ours_wmma_ips"], row["ours_wmma_ms"] = run_ours(args.bench, model_dir, B, iters,
+                                                                 {"VIT_CUDA_ATTN": "wmma"})
         except Exception as e:  # noqa: BLE001
-            row["ours_mma_error"] = str(e)
-            log(f"ours-mma B={B}: {e}")
+            row["ours_wmma_error"] = str(e)
+            log(f"ours-wmma B={B}: {e}")
         xg = torch.randn(B, 3, 224, 224, device="cuda", dtype=torch.float16)
         xh = torch.randn(B, 3, 224, 224).pin_memory()
         with torch.inference_mode():
@@ -181,12 +181,12 @@ def main():
 
     lines = [f"ViT-B/16 random weights, {gpu}, torch {torch.__version__}, {res['date']}",
              f"correctness: {check}", "",
-             "| batch | ours img/s | ours ms | ours-mma img/s | eager fp16 img/s | eager+io img/s | compile img/s | ours/eager | ours/eager+io | ours/compile |",
+             "| batch | ours img/s | ours ms | ours-wmma img/s | eager fp16 img/s | eager+io img/s | compile img/s | ours/eager | ours/eager+io | ours/compile |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         o = r.get("ours_ips")
         ratio = lambda k: f(o / r[k], "{:.2f}x") if o and r.get(k) else "-"  # noqa: E731
-        lines.append(f"| {r['batch']} | {f(o)} | {f(r.get('ours_ms'), '{:.3f}')} | {f(r.get('ours_mma_ips'))} | {f(r.get('eager_ips'))} | "
+        lines.append(f"| {r['batch']} | {f(o)} | {f(r.get('ours_ms'), '{:.3f}')} | {f(r.get('ours_wmma_ips'))} | {f(r.get('eager_ips'))} | "
                      f"{f(r.get('eager_io_ips'))} | {f(r.get('compile_ips'))} | {ratio('eager_ips')} | "
                      f"{ratio('eager_io_ips')} | {ratio('compile_ips')} |")
     md = "\n".join(lines) + "\n"

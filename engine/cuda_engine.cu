@@ -25,8 +25,9 @@
  * GEMMs: Y (M x N, row-major) = X (M x K) W^T (W is PyTorch's (N, K)) is, for column-major
  * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
- * our exact-erf kernel).  Attention: attention.cuh's WMMA kernel; VIT_CUDA_ATTN=mma tries the
- * flash-style candidate in attention_mma.cuh for head dim 64.  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
+ * our exact-erf kernel).  Attention: attention_mma.cuh's flash-style mma.sync kernel for head
+ * dim 64 (2.5x the WMMA kernel on an H100 at batch 256, bench/results/gpu_20261123.md), else
+ * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
  * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
  * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
@@ -487,7 +488,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     const char *g = getenv("VIT_CUDA_GELU");
     s->gelu_erf = g && !strcmp(g, "erf");
     const char *am = getenv("VIT_CUDA_ATTN");
-    s->attn_mma = am && !strcmp(am, "mma");
+    s->attn_mma = !(am && !strcmp(am, "wmma"));
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
 
@@ -691,7 +692,7 @@ void vcu_describe(void *st, char *buf, size_t len) {
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
     snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s",
              s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
-             s->attn_mma ? "mma.sync flash (dh 64)" : "wmma", s->graphs_off ? "off (capture failed)" : "on");
+             s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

@@ -222,8 +222,12 @@ static inline void attention(__half *out, float *attn_avg, float *attn_cls, cons
                                                attention_wmma_smem(T, dh, VK_ATTN_WARPS), st>>>(
             out, attn_avg, attn_cls, qkv, T, H, dh, scale, inv_heads);
     } else {
+        /* the score row is padded to a multiple of 32 floats: ptxas merges the guarded tail of
+         * the P.V loop's shared loads into one wider load that can reach up to 2 floats past T
+         * (harmless on the hardware, but compute-sanitizer memcheck reports it as out of bounds;
+         * seen on sm_90 with nvcc 13.0, T = 17) */
         dim3 grid(T, H, B);
-        attention_naive_kernel<<<grid, 128, (size_t)T * sizeof(float), st>>>(
+        attention_naive_kernel<<<grid, 128, (size_t)vk_round_up(T, 32) * sizeof(float), st>>>(
             out, attn_avg, attn_cls, qkv, T, H, dh, scale, inv_heads);
     }
 }

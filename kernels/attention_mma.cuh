@@ -1,6 +1,7 @@
-/* attention_mma.cuh: candidate replacement for attention.cuh's WMMA kernel (lab version v5),
- * used by the engine only when VIT_CUDA_ATTN=mma and dh == 64; never run on a GPU yet
- * (kernels/dev/attention.cu validates and times it against v1-v4, tests/gpu checks it).
+/* attention_mma.cuh: the engine's attention for head dim 64 (lab version v5; VIT_CUDA_ATTN=wmma
+ * falls back to attention.cuh's WMMA kernel).  On an H100 at B = 256 it is 4.7x the WMMA kernel in
+ * the lab (bench/results/gpu_20261123.md); kernels/dev/attention.cu validates and times it
+ * against v1-v4, tests/gpu and the CPU emulator check it.
  *
  * Flash-attention style (online softmax, Dao 2023) with raw mma.sync.m16n8k16 (FP16 in, FP32
  * accumulate), same interface and layouts as attention_wmma_kernel:

@@ -4,7 +4,7 @@
  *   WMMA attention path) and small variants (mean pooling + fc_norm, pre_logits, DeiT distilled);
  *   batches that hit a bucket exactly and ones that don't, graph replay == eager first run, a head
  *   swap (another head object, other class count) and back, then the exact-erf GELU mode and the
- *   flash-style attention candidate (VIT_CUDA_ATTN=mma) on the ViT-B-shaped model.
+ *   WMMA attention kernel (VIT_CUDA_ATTN=wmma; the default is the mma.sync one) on the ViT-B-shaped model.
  * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy.
  * Checks: logits max|diff| <= 1e-2 * max|logit_cpu| per image; identical top-1 (on synthetic
  * models only where the CPU's top-2 margin exceeds the tolerance); features 1e-2 relative;
@@ -169,15 +169,15 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
             compare("gelu=erf", &oe, &oc, B, C, F, NP, 0, 0);
         }
         vit_session_free(ge);
-        /* the flash-style attention candidate (VIT_CUDA_ATTN=mma), maps included */
-        setenv("VIT_CUDA_ATTN", "mma", 1);
+        /* the WMMA attention kernel (VIT_CUDA_ATTN=wmma; dh 64 defaults to mma.sync), maps included */
+        setenv("VIT_CUDA_ATTN", "wmma", 1);
         vit_session *am = new_session(m, VIT_DEVICE_CUDA, maxB);
         unsetenv("VIT_CUDA_ATTN");
         outs oa = outs_new(B, C, F, NP), oc2 = outs_new(B, C, F, NP);
         if (am && run(cpu, x, B, NULL, &oc2, 1) == VIT_OK && run(am, x, B, NULL, &oa, 1) == VIT_OK)
-            compare("attn=mma", &oa, &oc2, B, C, F, NP, 1, 0);
+            compare("attn=wmma", &oa, &oc2, B, C, F, NP, 1, 0);
         else
-            CHECK(0, "attn=mma session/forward: %s", am ? vit_session_errmsg(am) : "no session");
+            CHECK(0, "attn=wmma session/forward: %s", am ? vit_session_errmsg(am) : "no session");
         vit_session_free(am);
         outs_free(&oa); outs_free(&oc2);
         outs_free(&oc); outs_free(&ot); outs_free(&oe);
