@@ -190,6 +190,8 @@ const char *kind_name(int k) {
     case OP_SYNCWARP: return "__syncwarp";
     case OP_WMMA_MMA: return "wmma::mma_sync";
     case OP_MMA16816: return "mma.sync.m16n8k16";
+    case OP_LDMATRIX: return "ldmatrix.x4";
+    case OP_LDMATRIX_T: return "ldmatrix.x4.trans";
     }
     return "?";
 }
@@ -821,7 +823,33 @@ void mma16816_complete(void *const (*lanes)[4]) {
         }
     }
 }
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 (PTX ISA, "Warp-level matrix load
+ * instruction: ldmatrix"): lanes 8i..8i+7 give the addresses of rows 0..7 of matrix i; lane l
+ * receives in register i the two 16-bit elements of matrix i at row l / 4, columns 2 (l % 4) and
+ * 2 (l % 4) + 1 (low half first), or with .trans those at rows 2 (l % 4), 2 (l % 4) + 1 of
+ * column l / 4. */
+void ldmatrix_complete(void *const (*lanes)[4], bool trans) {
+    uint16_t M[4][8][8];
+    for (int l = 0; l < 32; l++) memcpy(M[l / 8][l % 8], lanes[l][1], 16);
+    for (int l = 0; l < 32; l++) {
+        uint32_t *r = (uint32_t *)lanes[l][0];
+        const int g = l / 4, t = l % 4;
+        for (int i = 0; i < 4; i++) {
+            const uint16_t lo = trans ? M[i][2 * t][g] : M[i][g][2 * t];
+            const uint16_t hi = trans ? M[i][2 * t + 1][g] : M[i][g][2 * t + 1];
+            r[i] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+    }
+}
+void ldmatrix_plain(void *const (*lanes)[4]) { ldmatrix_complete(lanes, false); }
+void ldmatrix_trans(void *const (*lanes)[4]) { ldmatrix_complete(lanes, true); }
 }  // namespace
+
+void ldmatrix_x4(uint32_t *r, const uint32_t *row, bool trans, const char *file, int line) {
+    warp_collective(trans ? OP_LDMATRIX_T : OP_LDMATRIX, trans ? "ldmatrix.x4.trans" : "ldmatrix.x4",
+                    r, (void *)row, nullptr, nullptr, trans ? ldmatrix_trans : ldmatrix_plain, file, line);
+}
 
 void mma_m16n8k16(float *d, const uint32_t *a, uint32_t b0, uint32_t b1, const char *file, int line) {
     uint32_t b[2] = {b0, b1};

@@ -149,10 +149,11 @@ static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, 
 }
 
 /* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
- * mma: the flash-style candidate (attention_mma.cuh, dh 64 only);
+ * mma: the flash-style kernel (attention_mma.cuh, dh 64 only), its work split planned for
+ *   mma_target blocks (1: one block per head, warps taking several query tiles in turn);
  * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
 static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
-                           int warps = 0) {
+                           int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS) {
     char name[160];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
@@ -171,7 +172,7 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
     auto launch = [&](__half *o, float *a, float *c) {
         if (mma) {
-            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0)) path = "mma (did not fit: none)";
+            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target)) path = "mma (did not fit: none)";
         } else if (warps == 2) {
             launch_wmma_warps<2>(o, a, c, dqkv, B, T, H, dh);
         } else if (warps == 8) {
@@ -518,7 +519,10 @@ int main(void) {
     test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
     test_attention(1, 197, 12, 64, false, 1.f, false, 8);  /* lab v3: 8 warps, 224 KB smem */
     test_attention(2, 50, 3, 32, false, 1.f, false, 2);    /* lab v4: 2 warps */
-    test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true);  /* the flash-style candidate */
+    test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true);  /* the engine's kernel for dh 64 */
+    test_attention(GPU_EMU(24, 2), 197, GPU_EMU(12, 2), 64, false, 1.f, true, 0,
+                   GPU_EMU(VK_MMA_TARGET_BLOCKS, 1));  /* one block per head: 7 warps, 2 rounds */
+    test_attention(1, 577, 1, 64, false, 1.f, true, 0, 1);   /* one block: 8 warps, 5 rounds */
     test_attention(3, 50, 4, 64, false, 2.f, true);
     test_attention(1, 17, 2, 64, false, 1.f, true);
     test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f, true);  /* 37 key chunks of online softmax */

@@ -11,6 +11,7 @@
  *   - the runtime API subset the kernels and tests use (cudaMalloc is malloc, exact size, so
  *     ASan sees out-of-bounds global accesses), emu::launch (what <<<>>> becomes)
  *   - emu_mma_m16n8k16_f32_f16 (mma.sync.m16n8k16.row.col.f32.f16.f16.f32 as a warp collective)
+ *   - emu_ldmatrix_x4 (ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16, likewise)
  * Everything runs in one OS thread; a block's threads are fibers scheduled in a seeded random
  * order between sync points. */
 #pragma once
@@ -86,7 +87,7 @@ uint64_t seed(void);
 void syncthreads(const char *file, int line);
 void syncwarp(unsigned mask, const char *file, int line);
 enum OpKind { OP_SHFL_IDX = 1, OP_SHFL_UP, OP_SHFL_DOWN, OP_SHFL_XOR, OP_BALLOT, OP_ANY, OP_ALL,
-              OP_SYNCWARP, OP_WMMA_MMA, OP_MMA16816 };
+              OP_SYNCWARP, OP_WMMA_MMA, OP_MMA16816, OP_LDMATRIX, OP_LDMATRIX_T };
 uint64_t warp_exchange(int kind, unsigned mask, uint64_t val, int arg, int width, int size,
                        const char *file, int line);
 /* warp collective carrying pointers (the matrix ops); fn completes it on the last arrival,
@@ -94,6 +95,8 @@ uint64_t warp_exchange(int kind, unsigned mask, uint64_t val, int arg, int width
 typedef void (*collective_fn)(void *const (*lanes)[4]);
 void warp_collective(int kind, const char *name, void *p0, void *p1, void *p2, void *p3,
                      collective_fn fn, const char *file, int line);
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].b16: row = the 8 halves this lane's address held */
+void ldmatrix_x4(uint32_t *r, const uint32_t *row, bool trans, const char *file, int line);
 /* per-lane record of a non-blocking warp-wide op (wmma load/store/fill): every lane of the warp
  * must issue the same sequence with the same pointer / ldm / layout */
 void warp_op_log(const char *what, const void *ptr, unsigned ldm, int layout, const char *file,
@@ -180,6 +183,18 @@ static constexpr int warpSize = 32;
 #define __all_sync(...) ::emu::all_at(__FILE__, __LINE__, __VA_ARGS__)
 /* attention_mma.cuh's vk_mma16816 calls this under #ifdef VITD_EMU instead of its inline PTX */
 #define emu_mma_m16n8k16_f32_f16(d, a, b0, b1) ::emu::mma_m16n8k16(d, a, b0, b1, __FILE__, __LINE__)
+/* ... and vk_ldmatrix_x4 this: each lane reads its own 16-byte row here, in the kernel's
+ * (instrumented) code, so the race check sees the reads; the collective hands out the fragments */
+namespace emu {
+static inline void ldmatrix_x4_at(uint32_t *r, const void *row, bool trans, const char *file, int line) {
+    if ((uintptr_t)row % 16) fail("ldmatrix row address %p not 16-byte aligned at %s:%d", row, file, line);
+    uint32_t v[4];
+    const volatile uint32_t *src = (const volatile uint32_t *)row;
+    for (int i = 0; i < 4; i++) v[i] = src[i];
+    ldmatrix_x4(r, v, trans, file, line);
+}
+}  // namespace emu
+#define emu_ldmatrix_x4(r, p, trans) ::emu::ldmatrix_x4_at(r, p, trans, __FILE__, __LINE__)
 
 /* ---- atomics (one OS thread: plain read-modify-write, not a sync point) -------------------- */
 template <class T> static inline T atomicAdd(T *p, T v) { T old = *p; *p = old + v; return old; }
