@@ -2,7 +2,7 @@
 # gpu_bundle.sh: run HERE (the build machine) before borrowing a GPU machine.  Builds everything
 # CUDA-enabled (make all gpu-tests kernel-lab) and packs the binaries plus the shared libraries
 # they need that a bare CUDA image may lack (OpenBLAS, libpng, libjpeg-turbo, cJSON,
-# libmicrohttpd and its GnuTLS chain, cudart) into build/gpu-bundle.tar.xz (~15 MB), to carry
+# libmicrohttpd and its GnuTLS chain, cudart; wrk and LuaJIT when installed) into build/gpu-bundle.tar.xz (~15 MB), to carry
 # with the device call: run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh").
 # bench/gpu_check.sh builds from source when the device has the -dev packages, else unpacks
 # this.  Binaries built on Debian 12 (glibc 2.36) run on newer glibc (the CUDA image's 2.39).
@@ -15,11 +15,18 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/bundle-libs"
 bins=(build/vit build/vitd build/tests/gpu/* build/kernel-lab/*)
 cp -a --parents "${bins[@]}" "$stage/"
+# wrk for gpu_check.sh's load step (the device image has none), when this machine has it
+if command -v wrk >/dev/null; then
+  mkdir -p "$stage/build/bundle-bin"
+  cp -L "$(command -v wrk)" "$stage/build/bundle-bin/"
+  bins+=("$(command -v wrk)")
+fi
 # every non-glibc library they load (cuBLASLt is 540 MB: the device image's CUDA provides it)
 for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libgcc_s.so*|libstdc++.so*) ;;
     libcublas*|libcuda.so*) ;;
+    libssl.so*|libcrypto.so*) ;;  # the system's (Python loads them too: never shadow them)
     *) cp -L "$lib" "$stage/build/bundle-libs/" ;;
   esac
 done

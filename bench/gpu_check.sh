@@ -118,6 +118,7 @@ fi
 if [ -z "$BUILT" ] && [ -f build/gpu-bundle.tar.xz ]; then
   tar -xJf build/gpu-bundle.tar.xz && BUILT="prebuilt bundle (commit $(cat build/bundle-commit 2>/dev/null))"
   export LD_LIBRARY_PATH="$ROOT/build/bundle-libs:${LD_LIBRARY_PATH:-}"
+  [ -x build/bundle-bin/wrk ] && export PATH="$PATH:$ROOT/build/bundle-bin" && note "wrk from the bundle"
   [ "$(cat build/bundle-commit 2>/dev/null)" != "$(git rev-parse HEAD 2>/dev/null)" ] &&
     note "WARNING: bundle built from $(cat build/bundle-commit 2>/dev/null), tree is at $(git rev-parse HEAD 2>/dev/null)"
   record build ok "$BUILT"
