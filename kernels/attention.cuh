@@ -33,6 +33,12 @@
 
 #define VK_LOG2E 1.4426950408889634f
 
+/* The naive kernel's score row, padded to a multiple of 32 floats: ptxas merges the guarded tail
+ * of the P.V loop's shared loads into one wider load that can reach up to 2 floats past T
+ * (harmless on the hardware, but compute-sanitizer memcheck reports it as out of bounds; seen on
+ * an H100 with nvcc 13.0 at T = 17). */
+static inline size_t attention_naive_smem(int T) { return (size_t)vk_round_up(T, 32) * sizeof(float); }
+
 static inline size_t attention_wmma_smem(int T, int dh, int warps) {
     size_t Tp = (size_t)vk_round_up(T, 16), q = 16 * (size_t)warps;
     size_t s = 2 * Tp * dh * 2 + q * dh * 2 + q * Tp * 4 + q * Tp * 2;
@@ -222,12 +228,8 @@ static inline void attention(__half *out, float *attn_avg, float *attn_cls, cons
                                                attention_wmma_smem(T, dh, VK_ATTN_WARPS), st>>>(
             out, attn_avg, attn_cls, qkv, T, H, dh, scale, inv_heads);
     } else {
-        /* the score row is padded to a multiple of 32 floats: ptxas merges the guarded tail of
-         * the P.V loop's shared loads into one wider load that can reach up to 2 floats past T
-         * (harmless on the hardware, but compute-sanitizer memcheck reports it as out of bounds;
-         * seen on sm_90 with nvcc 13.0, T = 17) */
         dim3 grid(T, H, B);
-        attention_naive_kernel<<<grid, 128, (size_t)vk_round_up(T, 32) * sizeof(float), st>>>(
+        attention_naive_kernel<<<grid, 128, attention_naive_smem(T), st>>>(
             out, attn_avg, attn_cls, qkv, T, H, dh, scale, inv_heads);
     }
 }

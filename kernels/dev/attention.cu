@@ -21,12 +21,13 @@ template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, 
     attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
         out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
 }
-static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh) {
-    attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0);
+static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh,
+                       int target = VK_MMA_TARGET_BLOCKS) {
+    attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target);
 }
 static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(T, H, B);
-    attention_naive_kernel<<<grid, 128, (size_t)T * sizeof(float)>>>(out, nullptr, nullptr, qkv, T, H,
+    attention_naive_kernel<<<grid, 128, attention_naive_smem(T)>>>(out, nullptr, nullptr, qkv, T, H,
                                                                        dh, 1.f / sqrtf((float)dh), 1.f / H);
 }
 
@@ -52,7 +53,12 @@ int main(int argc, char **argv) {
     ref_attention(rout, ravg, head, Bv, T, H, dh);
     double flops = 4.0 * B * H * (double)T * T * dh, bytes = (double)B * T * 4 * D * 2;
 
-    struct { const char *name; int warps; } vers[] = {{"v1 naive", 0}, {"v2 wmma x4", 4}, {"v3 wmma x8", 8}, {"v4 wmma x2", 2}, {"v5 mma x4", 5}};
+    /* v5 as the engine plans it, then the same kernel with other work splits (target blocks:
+     * 1 = one block per (image, head), 2BH / 4BH = the query tiles split over 2 / 4 blocks) */
+    struct { const char *name; int warps, target; } vers[] = {
+        {"v1 naive", 0, 0}, {"v2 wmma x4", 4, 0}, {"v3 wmma x8", 8, 0}, {"v4 wmma x2", 2, 0},
+        {"v5 mma", 5, VK_MMA_TARGET_BLOCKS}, {"v5 1/head", 5, 1}, {"v5 split 2", 5, 2 * B * H},
+        {"v5 split 4", 5, 4 * B * H}};
     printf("%-12s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
     for (auto &v : vers) {
         if (v.warps == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) {
@@ -68,7 +74,7 @@ int main(int argc, char **argv) {
             case 0: launch_naive(dout, dqkv, B, T, H, dh); break;
             case 2: launch_wmma<2>(dout, dqkv, B, T, H, dh); break;
             case 4: launch_wmma<4>(dout, dqkv, B, T, H, dh); break;
-            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh); break;
+            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, v.target); break;
             default: launch_wmma<8>(dout, dqkv, B, T, H, dh); break;
             }
         };
