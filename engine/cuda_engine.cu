@@ -1,6 +1,6 @@
 /* cuda_engine.cu: the CUDA backend's forward pass: mixed-precision (FP16 storage and tensor-core
- * math, FP32 accumulation, FP32 residual stream and statistics) ViT inference on cuBLASLt and the
- * kernels in kernels/.
+ * math, FP32 accumulation, FP16 residual stream with FP32 adds and FP32 LayerNorm statistics, as
+ * PyTorch's FP16 eager) ViT inference on cuBLASLt and the kernels in kernels/.
  *
  * Per session (one per engine worker): one stream, one cuBLASLt handle and a 32 MB workspace,
  * every activation allocated once for max_batch, pinned host buffers for input and outputs, the
@@ -8,13 +8,14 @@
  * position embeddings, pre-logits and heads stay FP32).
  *
  * Forward, with Bk the batch-size bucket (1, 2, 4, ..., max_batch) that holds B:
- *   in (Bk,C,S,S) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP32
+ *   in (Bk,C,S,S) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP16
  *   LN1 -> h;  per layer:  qkv = h Wqkv^T + b                          (Bk*T, 3D) FP16
  *                          att = attention(qkv) [+ head-averaged maps]  (Bk*T, D)  FP16
  *                          y = att Wproj^T + b;  res += y;  h = LN2(res)
  *                          m = GELU(h W1^T + b1)                         (Bk*T, M)  FP16
  *                          y = m W2^T + b2;  res += y;  h = LN1'(res)  (next layer)
- *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm];
+ *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
+ *            (the final LN's FP32 rows (Bk*T, D) then go to qkv's buffer, dead by then);
  *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
  * This part is a CUDA graph per (bucket, attention-output mode), captured after the first eager
  * run of that pair (the eager run also picks and caches the GEMM algorithms, outside capture).
@@ -91,7 +92,7 @@ struct state {
 
     /* activations, (rows, cols) for max_batch */
     float *in;                    /* (B, C, S, S) */
-    float *res;                   /* (B*T, D) */
+    __half *res;                  /* (B*T, D) the residual stream */
     __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
     __half *mlp;                  /* (B*T, M); also holds the im2col patches (B*Np, C*P*P) */
     float *pooled, *pool_tmp, *feat; /* (B, npf*D or D), (B, D), (B, F) */
@@ -360,8 +361,11 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
         final_layernorm(pool_out, s->res, last, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
                         m.eps, st);
     } else {
-        final_layernorm(s->res, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
-        mean_pool(pool_out, s->res, Bk, T, m.npf, D, st);
+        /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
+         * is dead after the last attention */
+        float *rows = reinterpret_cast<float *>(s->qkv);
+        final_layernorm(rows, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
+        mean_pool(pool_out, rows, Bk, T, m.npf, D, st);
     }
     if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
         final_layernorm(s->pooled, s->pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,

@@ -3,12 +3,13 @@
  * the FP32 -> FP16 conversion in one pass; the GEMM (patches @ W^T + b, W (D, C*P*P) = the conv
  * weight flattened) runs on cuBLASLt with the BIAS epilogue.  embed_assemble_kernel then builds the
  * residual stream: prefix tokens (CLS, DeiT's distillation token) and patch embeddings, plus the
- * position embeddings, in FP32.
+ * position embeddings, added in FP32 and stored once rounded to FP16 (the stream is FP16,
+ * kernels/layernorm.cuh).
  *
  *   in       (B, C, S, S)       FP32, already normalized
  *   patches  (B*Np, C*P*P)      FP16, row = b*Np + gy*gw + gx, col = c*P*P + ky*P + kx
  *   pe       (B*Np, D)          FP16, the GEMM's output
- *   res      (B*T, D)           FP32, T = npf + Np
+ *   res      (B*T, D)           FP16, T = npf + Np
  *
  * One output element per thread (grid-stride loop): consecutive threads write consecutive patch
  * columns (coalesced FP16 writes) and read runs of P consecutive pixels of one image row.  This
@@ -33,8 +34,9 @@ static __global__ void im2col_f16_kernel(__half *patches, const float *in, int B
     }
 }
 
-/* res[b, t, :] = (t < npf ? tok[t] : pe[b*Np + t - npf]) + pos[t]; tok is (npf, D) (CLS then dist) */
-static __global__ void embed_assemble_kernel(float *res, const __half *pe, const float *tok,
+/* res[b, t, :] = fp16((t < npf ? tok[t] : pe[b*Np + t - npf]) + pos[t]); tok is (npf, D) (CLS then
+ * dist), tok/pos FP32 */
+static __global__ void embed_assemble_kernel(__half *res, const __half *pe, const float *tok,
                                       const float *pos, int B, int T, int npf, int D) {
     const long long total = (long long)B * T * D;
     const int Np = T - npf;
@@ -45,7 +47,7 @@ static __global__ void embed_assemble_kernel(float *res, const __half *pe, const
         int t = (int)(bt % T);
         long long b = bt / T;
         float v = t < npf ? tok[t * D + d] : __half2float(pe[(b * Np + (t - npf)) * D + d]);
-        res[i] = v + pos[(long long)t * D + d];
+        res[i] = __float2half(v + pos[(long long)t * D + d]);
     }
 }
 
@@ -60,7 +62,7 @@ static inline void im2col_f16(__half *patches, const float *in, int B, int C, in
     im2col_f16_kernel<<<vk_grid(total, 256), 256, 0, st>>>(patches, in, B, C, S, P, gh, gw);
 }
 
-static inline void embed_assemble(float *res, const __half *pe, const float *tok, const float *pos,
+static inline void embed_assemble(__half *res, const __half *pe, const float *tok, const float *pos,
                                   int B, int T, int npf, int D, cudaStream_t st) {
     long long total = (long long)B * T * D;
     embed_assemble_kernel<<<vk_grid(total, 256), 256, 0, st>>>(res, pe, tok, pos, B, T, npf, D);
