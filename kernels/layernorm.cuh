@@ -11,10 +11,13 @@
  * in FP16, then LN(x)), and branch == NULL (LN only) is the same computation.
  * Bytes per element: res read + written (2 + 2), branch read (2), out written (2) = 8 (12 with
  * the FP32 residual this replaced, kernels/dev/layernorm.cu v4).
- * One warp per row; three passes over the row (sum, centred sum of squares, normalize), the
- * second and third hit L1/L2 (a ViT-B row is 1.5 KB).  V = 2 moves __half2 pairs (D even, so
- * every row starts 4-byte aligned), V = 1 single halves (odd D).  The two-pass variance matches
- * the CPU reference's numerics; kernels/dev/layernorm.cu times alternatives.
+ * One warp per row.  When D % 8 == 0 (every ViT), the row is held in registers
+ * (residual_layernorm_rows_kernel: 16-byte loads, all issued before any arithmetic, one memory
+ * round trip per row); otherwise three passes over the row (sum, centred sum of squares,
+ * normalize; the second and third hit L1/L2), V = 2 moving __half2 pairs (D even), V = 1 single
+ * halves (odd D).  Both use the two-pass variance of the CPU reference; kernels/dev/layernorm.cu
+ * times alternatives.  On an H100 at batch 1 (197 rows), the three-pass kernel took 15 us a
+ * call waiting on memory (bench/results/gpu_20261123.md).
  *
  * final_layernorm: the last residual add and the final LayerNorm on the rows that are pooled
  * only (the CLS token, or CLS + distillation token), FP32 out (features are FP32):
@@ -113,6 +116,143 @@ static __global__ void final_layernorm_kernel(float *out, const TR *res, const _
     for (int i = lane; i < D; i += 32) o[i] = (o[i] - mean) * rstd * w[i] + b[i];
 }
 
+/* ---- register-resident rows (D % 8 == 0, D <= 32 * 8 * VK_LN_MAX_CH) ------------------------
+ * One warp per row, the row in registers: lane l holds the 8-element chunks l, l + 32, ... (CH
+ * of them), loaded with 16-byte loads that are all issued before any arithmetic, so a row costs
+ * one memory round trip (the generic kernels above wait on memory once per element a lane, and
+ * a batch-1 forward spends 15 us per LayerNorm there).  Same numerics as the generic kernels. */
+#define VK_LN_MAX_CH 8
+
+VK_INLINE void vk_load8(float *f, const __half *p) {
+    const uint4 u = *reinterpret_cast<const uint4 *>(p);
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 t = __half22float2(h[k]);
+        f[2 * k] = t.x;
+        f[2 * k + 1] = t.y;
+    }
+}
+VK_INLINE void vk_load8(float *f, const float *p) {
+    const float4 a = *reinterpret_cast<const float4 *>(p), c = *reinterpret_cast<const float4 *>(p + 4);
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = c.x; f[5] = c.y; f[6] = c.z; f[7] = c.w;
+}
+VK_INLINE void vk_store8(__half *p, const float *f) {
+    uint4 u;
+    __half2 *h = reinterpret_cast<__half2 *>(&u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) h[k] = __floats2half2_rn(f[2 * k], f[2 * k + 1]);
+    *reinterpret_cast<uint4 *>(p) = u;
+}
+VK_INLINE void vk_store8(float *p, const float *f) {
+    *reinterpret_cast<float4 *>(p) = make_float4(f[0], f[1], f[2], f[3]);
+    *reinterpret_cast<float4 *>(p + 4) = make_float4(f[4], f[5], f[6], f[7]);
+}
+
+/* LN of the row held as v[CH][8] (chunks lane + 32c, nch of them): mean, centred variance,
+ * then v = (v - mean) * rstd * w + b in place */
+template <int CH>
+VK_INLINE void vk_ln_regs(float (*v)[8], int lane, int nch, int D, const float *w, const float *b,
+                          float eps) {
+    float sum = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+        if (lane + 32 * c < nch)
+#pragma unroll
+            for (int k = 0; k < 8; k++) sum += v[c][k];
+    const float mean = vk_warp_sum(sum) / D;
+    float sq = 0.f;
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+        if (lane + 32 * c < nch)
+#pragma unroll
+            for (int k = 0; k < 8; k++) { const float d = v[c][k] - mean; sq += d * d; }
+    const float rstd = rsqrtf(vk_warp_sum(sq) / D + eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int ch = lane + 32 * c;
+        if (ch >= nch) continue;
+        float wv[8], bv[8];
+        vk_load8(wv, w + ch * 8);
+        vk_load8(bv, b + ch * 8);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[c][k] = (v[c][k] - mean) * rstd * wv[k] + bv[k];
+    }
+}
+
+template <int CH>
+static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, const __half *branch,
+                                                      const float *w, const float *b, int N, int D,
+                                                      float eps) {
+    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const int nch = D / 8;
+    __half *r = res + (long long)row * D;
+    const __half *br = branch ? branch + (long long)row * D : nullptr;
+    float v[CH][8], y[CH][8];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int ch = lane + 32 * c;
+        if (ch >= nch) continue;
+        vk_load8(v[c], r + ch * 8);
+        if (br) vk_load8(y[c], br + ch * 8);
+    }
+    if (br) {
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            const int ch = lane + 32 * c;
+            if (ch >= nch) continue;
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[c][k] = __half2float(__float2half(v[c][k] + y[c][k]));
+            vk_store8(r + ch * 8, v[c]);   /* exact: v holds FP16 values */
+        }
+    }
+    vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+        if (lane + 32 * c < nch) vk_store8(out + (long long)row * D + (lane + 32 * c) * 8, v[c]);
+}
+
+template <int CH, typename TR>
+static __global__ void final_layernorm_rows_kernel(float *out, const TR *res, const __half *branch,
+                                                   const float *w, const float *b, int rows, int per,
+                                                   int T, int D, float eps) {
+    const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const int nch = D / 8;
+    const long long src = (long long)(row / per) * T + (row % per);
+    const TR *r = res + src * D;
+    const __half *br = branch ? branch + src * D : nullptr;
+    float v[CH][8], y[CH][8];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int ch = lane + 32 * c;
+        if (ch >= nch) continue;
+        vk_load8(v[c], r + ch * 8);
+        if (br) vk_load8(y[c], br + ch * 8);
+    }
+    if (br)
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+#pragma unroll
+            for (int k = 0; k < 8; k++) v[c][k] += y[c][k];
+    if (w) vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+        if (lane + 32 * c < nch) vk_store8(out + (long long)row * D + (lane + 32 * c) * 8, v[c]);
+}
+
+/* chunks of 8 a lane for the register-resident kernels, 0 when they do not apply (D % 8, D too
+ * wide, or a pointer not 16-byte aligned) */
+static inline int vk_ln_rows_chunks(int D, const void *p0, const void *p1, const void *p2,
+                                    const void *p3, const void *p4) {
+    const uintptr_t a = (uintptr_t)p0 | (uintptr_t)p1 | (uintptr_t)p2 | (uintptr_t)p3 | (uintptr_t)p4;
+    if (D % 8 || a % 16 || D > 32 * 8 * VK_LN_MAX_CH) return 0;
+    const int ch = vk_cdiv(D / 8, 32);
+    return ch <= 4 ? ch : ch <= 6 ? 6 : 8;   /* the instantiated widths */
+}
+#define VK_LN_ROWS_WARPS 4
+
 static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T, int npf, int D) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= (long long)B * D) return;
@@ -126,6 +266,15 @@ static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T
 static inline void residual_layernorm(__half *out, __half *res, const __half *branch,
                                       const float *w, const float *b, int N, int D, float eps,
                                       cudaStream_t st) {
+    const int rw = VK_LN_ROWS_WARPS, rg = vk_cdiv(N, rw);
+    switch (vk_ln_rows_chunks(D, out, res, branch, w, b)) {
+    case 1: residual_layernorm_rows_kernel<1><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    case 2: residual_layernorm_rows_kernel<2><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    case 3: residual_layernorm_rows_kernel<3><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    case 4: residual_layernorm_rows_kernel<4><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    case 6: residual_layernorm_rows_kernel<6><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    case 8: residual_layernorm_rows_kernel<8><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    }
     const int warps = 8;
     if (D % 2 == 0)
         residual_layernorm_kernel<2><<<vk_cdiv(N, warps), warps * 32, 0, st>>>(out, res, branch, w,
@@ -139,6 +288,15 @@ template <typename TR>
 static inline void final_layernorm(float *out, const TR *res, const __half *branch,
                                    const float *w, const float *b, int rows, int per, int T,
                                    int D, float eps, cudaStream_t st) {
+    const int rw = VK_LN_ROWS_WARPS, rg = vk_cdiv(rows, rw);
+    switch (vk_ln_rows_chunks(D, out, res, branch, w, b)) {
+    case 1: final_layernorm_rows_kernel<1, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    case 2: final_layernorm_rows_kernel<2, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    case 3: final_layernorm_rows_kernel<3, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    case 4: final_layernorm_rows_kernel<4, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    case 6: final_layernorm_rows_kernel<6, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    case 8: final_layernorm_rows_kernel<8, TR><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, rows, per, T, D, eps); return;
+    }
     const int warps = 8;
     final_layernorm_kernel<TR><<<vk_cdiv(rows, warps), warps * 32, 0, st>>>(out, res, branch, w,
                                                                               b, rows, per, T, D,

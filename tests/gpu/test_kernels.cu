@@ -560,8 +560,11 @@ int main(void) {
 #endif
 
     test_im2col_embed();
-    test_layernorms(40, 768);
-    test_layernorms(35, 100);   /* D not a multiple of 32 */
+    test_layernorms(40, 768);   /* the register-resident kernels, 3 chunks of 8 a lane */
+    test_layernorms(11, 192);   /* ... 1 chunk (ViT-Ti) */
+    test_layernorms(7, 32);     /* ... 4 of the 32 lanes hold a chunk (the fixtures' D) */
+    test_layernorms(9, 1280);   /* ... 5 chunks in the 6-wide instance (ViT-H) */
+    test_layernorms(35, 100);   /* D % 8 != 0: the three-pass kernel, __half2 pairs */
     test_layernorms(21, 75);    /* D odd: single halves (residual_layernorm_kernel<1>) */
     test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f);   /* ViT-B/16: WMMA path */
     test_attention(GPU_EMU(2, 1), 197, 12, 64, true, 1.f);    /* same through the fallback */
