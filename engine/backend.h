@@ -14,6 +14,9 @@ typedef struct vit_backend {
     void (*free)(vit_session *s); /* release s->state */
     /* optional (NULL: none): the session's input staging buffer, see vit_session_input_buffer */
     float *(*input_buffer)(vit_session *s);
+    /* optional (NULL: aligned malloc/free): host memory the forward reads fastest (pinned) */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
 } vit_backend;
 
 struct vit_session {

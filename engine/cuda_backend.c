@@ -1,8 +1,10 @@
 /* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda),
- * vit_cuda_device_count() and vit_cuda_device_info(), and vit_session_input_buffer().  C glue
+ * vit_cuda_device_count() and vit_cuda_device_info(), vit_session_input_buffer() and
+ * vit_input_alloc()/vit_input_free().  C glue
  * only: it reads struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
  * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) only the two
  * public functions remain, answering "none". */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,23 @@
 
 float *vit_session_input_buffer(vit_session *s) {
     return s && s->backend && s->backend->input_buffer ? s->backend->input_buffer(s) : NULL;
+}
+
+float *vit_input_alloc(vit_session *s, int images) {
+    if (!s || images < 1) return NULL;
+    const vit_config *c = &s->model->cfg;
+    const size_t per = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+    if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
+    size_t bytes = (size_t)images * per * sizeof(float);
+    if (s->backend->host_alloc) return s->backend->host_alloc(bytes);
+    bytes = (bytes + 63) / 64 * 64;
+    return aligned_alloc(64, bytes);
+}
+
+void vit_input_free(vit_session *s, float *p) {
+    if (!p) return;
+    if (s && s->backend->host_alloc) s->backend->host_free(p);
+    else free(p);
 }
 
 #ifdef VIT_HAVE_CUDA
@@ -105,6 +124,8 @@ const vit_backend vit_backend_cuda = {
     .forward = cuda_forward,
     .free = cuda_free,
     .input_buffer = cuda_input_buffer,
+    .host_alloc = vcu_host_alloc,
+    .host_free = vcu_host_free,
 };
 
 #else

@@ -300,14 +300,15 @@ vit_status ensure_rollout(state *s, char *err, size_t errlen) {
     return VIT_OK;
 }
 
-/* everything from the pinned input to the features, for Bk images; capturable */
+/* everything from the device input (s->in) to the features, for Bk images; capturable.  The
+ * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
+ * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
 vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     cudaStream_t st = s->st;
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
 
-    CU(cudaMemcpyAsync(s->in, s->h_in, sizeof(float) * Bk * s->img, cudaMemcpyHostToDevice, st));
     im2col_f16(s->mlp, s->in, Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
@@ -582,6 +583,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
             r ^= r << 13; r ^= r >> 7; r ^= r << 17;
             s->h_in[i] = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
         }
+        CU(cudaMemcpyAsync(s->in, s->h_in, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
         for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, bi, 0, err, errlen));
         CU(cudaStreamSynchronize(s->st));
     }
@@ -631,8 +633,7 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     head_entry *he = nullptr;
     if (out->logits) OK(get_head(s, hd, &he, err, errlen));
 
-    if (input != s->h_in) memcpy(s->h_in, input, sizeof(float) * B * s->img);
-
+    CU(cudaMemcpyAsync(s->in, input, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
     OK(run_backbone(s, bi, mode, err, errlen));
 
     if (out->logits) {
@@ -690,6 +691,19 @@ vit_status vcu_forward(void *st, const float *input, int B, const vcu_head_desc 
 }
 
 float *vcu_input_buffer(void *st) { return st ? ((state *)st)->h_in : nullptr; }
+
+void *vcu_host_alloc(size_t bytes) {
+    void *p = nullptr;
+    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        return nullptr;
+    }
+    return p;
+}
+
+void vcu_host_free(void *p) {
+    if (p) cudaFreeHost(p);
+}
 
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;

@@ -52,8 +52,11 @@ vit_status vcu_init(void **state, const vcu_model_desc *m, int max_batch, int gp
                     size_t errlen);
 vit_status vcu_forward(void *state, const float *input, int B, const vcu_head_desc *head,
                        const vcu_outputs *out, char *err, size_t errlen);
-/* pinned (max_batch, C, S, S) host buffer; vcu_forward skips its host copy when input is it */
+/* pinned (max_batch, C, S, S) host buffer owned by the session */
 float *vcu_input_buffer(void *state);
+/* pinned host memory (vit_input_alloc); NULL when it cannot be had */
+void *vcu_host_alloc(size_t bytes);
+void vcu_host_free(void *p);
 /* one line: GPU name, memory in use by this session, GELU mode */
 void vcu_describe(void *state, char *buf, size_t len);
 void vcu_free(void *state);

@@ -185,10 +185,17 @@ vit_device vit_session_device(const vit_session *s);      /* CPU or CUDA, never 
 vit_precision vit_session_precision(const vit_session *s);
 int vit_session_max_batch(const vit_session *s);
 /* A host buffer of (max_batch, 3, image_size, image_size) floats owned by the session: fill it
- * and pass it as vit_forward's input to skip the copy into the device's staging buffer (it is
- * pinned memory on CUDA, so the transfer runs at full speed).  NULL when the backend has none
- * (CPU).  Valid until vit_session_free; not to be written while a forward on it runs. */
+ * and pass it as vit_forward's input (it is pinned memory on CUDA, so the transfer is one DMA at
+ * full speed; vit_input_alloc gives more such buffers).  NULL when the backend has none (CPU).
+ * Valid until vit_session_free; not to be written while a forward on it runs. */
 float *vit_session_input_buffer(vit_session *s);
+/* A host buffer for `images` input images ((images, 3, image_size, image_size) floats) that
+ * vit_forward reads fastest: pinned (page-locked) memory on CUDA, so the copy to the GPU is one
+ * DMA straight from it; 64-byte aligned memory on the CPU.  For callers that fill batches while
+ * other batches run (vitd's batcher).  NULL on bad arguments or no memory.  Free with
+ * vit_input_free(s, p) before freeing s. */
+float *vit_input_alloc(vit_session *s, int images);
+void vit_input_free(vit_session *s, float *p);
 /* CUDA device gpu_id's name and memory in bytes (any pointer may be NULL), for /v1/models and
  * /metrics.  VIT_E_DEVICE when the build has no CUDA or there is no such device. */
 vit_status vit_cuda_device_info(int gpu_id, char *name, size_t namelen, size_t *mem_total,

@@ -1,6 +1,7 @@
 /* batcher.c: decode pool + dynamic batcher + engine workers (see batcher.h for the flow).
  * One mutex guards the FIFO, the batch buffers and the counters; decoding and the forward pass
- * run outside it.  Batch buffers: 2 per worker, each sized once for max_batch images. */
+ * run outside it.  Batch buffers: 2 per worker, each sized once for max_batch images, from
+ * vit_input_alloc (pinned on CUDA). */
 #include "batcher.h"
 
 #include <errno.h>
@@ -435,15 +436,6 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     b->workers = calloc((size_t)o->workers, sizeof *b->workers);
     b->decoders = calloc((size_t)o->decoders, sizeof *b->decoders);
     if (!b->ring || !b->bufs || !b->workers || !b->decoders) { st = VIT_E_NOMEM; goto fail_nomem; }
-    for (int i = 0; i < b->nbufs; i++) {
-        batch *bt = &b->bufs[i];
-        bt->input = malloc(sizeof(float) * b->img_elems * (size_t)o->max_batch);
-        bt->items = calloc((size_t)o->max_batch, sizeof *bt->items);
-        bt->ok = calloc((size_t)o->max_batch, 1);
-        if (!bt->input || !bt->items || !bt->ok) { st = VIT_E_NOMEM; goto fail_nomem; }
-        bt->next = b->free_list;
-        b->free_list = bt;
-    }
     for (int i = 0; i < o->workers; i++) {
         worker *w = &b->workers[i];
         w->b = b; w->id = i;
@@ -455,6 +447,20 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
         w->attn = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->num_patches);
         w->good = malloc(sizeof(int) * (size_t)o->max_batch);
         if (!w->features || !w->attn || !w->good || ensure_logits(w, b->cfg->num_classes) != 0) { st = VIT_E_NOMEM; goto fail_nomem; }
+    }
+    /* the batch buffers decoders fill: pinned on CUDA, so a batch goes to the GPU in one DMA
+     * straight from here (any session of the model would do: all are on one device) */
+    for (int i = 0; i < b->nbufs; i++) {
+        batch *bt = &b->bufs[i];
+        bt->input = vit_input_alloc(b->workers[0].sess, o->max_batch);
+        bt->items = calloc((size_t)o->max_batch, sizeof *bt->items);
+        bt->ok = calloc((size_t)o->max_batch, 1);
+        if (!bt->input || !bt->items || !bt->ok) { st = VIT_E_NOMEM; goto fail_nomem; }
+        bt->next = b->free_list;
+        b->free_list = bt;
+    }
+    for (int i = 0; i < o->workers; i++) {
+        worker *w = &b->workers[i];
         /* warm-up: one full batch of zeros through every path the server uses */
         float *x = b->bufs[0].input;
         memset(x, 0, sizeof(float) * b->img_elems * (size_t)o->max_batch);
@@ -503,16 +509,22 @@ void batcher_free(batcher *b) {
     pthread_mutex_lock(&b->mu);
     pthread_cond_broadcast(&b->cv_work);
     pthread_mutex_unlock(&b->mu);
+    if (b->workers)
+        for (int i = 0; i < b->o.workers; i++)
+            if (b->workers[i].started) pthread_join(b->workers[i].th, NULL);
+    /* the buffers first: vit_input_free needs the session that allocated them (workers[0]) */
+    if (b->bufs)
+        for (int i = 0; i < b->nbufs; i++) {
+            vit_input_free(b->workers ? b->workers[0].sess : NULL, b->bufs[i].input);
+            free(b->bufs[i].items); free(b->bufs[i].ok);
+        }
     if (b->workers) {
         for (int i = 0; i < b->o.workers; i++) {
             worker *w = &b->workers[i];
-            if (w->started) pthread_join(w->th, NULL);
             vit_session_free(w->sess);
             free(w->logits); free(w->features); free(w->attn); free(w->good);
         }
     }
-    if (b->bufs)
-        for (int i = 0; i < b->nbufs; i++) { free(b->bufs[i].input); free(b->bufs[i].items); free(b->bufs[i].ok); }
     free(b->bufs); free(b->workers); free(b->decoders); free(b->ring);
     vit_head_release(b->head);
     pthread_mutex_destroy(&b->mu);

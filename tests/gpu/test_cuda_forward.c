@@ -134,6 +134,22 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
             d = fabs(og2.logits[i] - og.logits[i]) > d ? fabs(og2.logits[i] - og.logits[i]) : d;
         CHECK(b == VIT_OK && d <= 1e-6 * (1 + maxabs(og.logits, (size_t)B * C)),
               "%s B=%d graph replay == eager run: maxdiff=%.3g", sp->name, B, d);
+        /* the same images from pinned memory (vit_input_alloc, the session's own buffer): one
+         * DMA instead of a staged copy, the same logits bit for bit */
+        float *pin = vit_input_alloc(gpu, B), *own = vit_session_input_buffer(gpu);
+        CHECK(pin && own, "%s B=%d vit_input_alloc / vit_session_input_buffer on cuda", sp->name, B);
+        if (pin && own) {
+            outs op = outs_new(B, C, F, NP), oo = outs_new(B, C, F, NP);
+            memcpy(pin, x, sizeof(float) * img * B);
+            memcpy(own, x, sizeof(float) * img * B);
+            vit_status bp = run(gpu, pin, B, NULL, &op, maps), bo = run(gpu, own, B, NULL, &oo, maps);
+            CHECK(bp == VIT_OK && bo == VIT_OK &&
+                      !memcmp(op.logits, og2.logits, sizeof(float) * B * C) &&
+                      !memcmp(oo.logits, og2.logits, sizeof(float) * B * C),
+                  "%s B=%d input from pinned memory: logits identical to pageable input", sp->name, B);
+            outs_free(&op); outs_free(&oo);
+        }
+        vit_input_free(gpu, pin);
         outs_free(&oc); outs_free(&og); outs_free(&og2);
     }
     {   /* head swap: another head with another class count, then back to the model's */

@@ -1,10 +1,12 @@
 /* test_cuda_api.c: the CUDA-related public API on a machine without a GPU (this suite's CI):
  * vit_cuda_device_info answers VIT_E_DEVICE cleanly (with or without CUDA in the build),
- * vit_session_input_buffer is NULL for CPU sessions and NULL-safe, and with CUDA built in,
+ * vit_session_input_buffer is NULL for CPU sessions and NULL-safe, vit_input_alloc gives
+ * aligned memory a forward reads like any other (bad sizes: NULL), and with CUDA built in,
  * vit_cuda_device_count() returns 0 without crashing.  (vit_session_new with device CUDA ->
  * VIT_E_DEVICE and AUTO -> CPU are covered by test_forward.)  On a GPU machine the device
  * checks SKIP; tests/gpu covers that case. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +43,29 @@ int main(void) {
         st = vit_session_new(m, &so, &s, err, sizeof err);
         CHECK(st == VIT_OK, "cpu session: %s", st == VIT_OK ? "ok" : err);
         if (s) CHECK(vit_session_input_buffer(s) == NULL, "cpu session: no input staging buffer");
+        /* vit_input_alloc: 64-byte aligned on the CPU, a forward reads it like any input */
+        if (s) {
+            const vit_config *c = vit_model_config(m);
+            const size_t per = (size_t)c->num_channels * c->image_size * c->image_size;
+            float *in = vit_input_alloc(s, 2), logits_a[2 * 16], logits_b[2 * 16];
+            CHECK(in && (uintptr_t)in % 64 == 0, "vit_input_alloc(cpu session, 2): 64-byte aligned");
+            CHECK(vit_input_alloc(s, 0) == NULL && vit_input_alloc(s, -3) == NULL &&
+                      vit_input_alloc(NULL, 2) == NULL,
+                  "vit_input_alloc: NULL for 0 or negative images, or no session");
+            float *plain = malloc(sizeof(float) * 2 * per);
+            if (in && plain && c->num_classes <= 16) {
+                for (size_t i = 0; i < 2 * per; i++) in[i] = plain[i] = (float)((i * 7919) % 255) / 127.f - 1.f;
+                vit_outputs oa = {.logits = logits_a}, ob = {.logits = logits_b};
+                st = vit_forward(s, in, 2, NULL, &oa);
+                vit_status st2 = vit_forward(s, plain, 2, NULL, &ob);
+                CHECK(st == VIT_OK && st2 == VIT_OK &&
+                          !memcmp(logits_a, logits_b, sizeof(float) * 2 * c->num_classes),
+                      "forward from vit_input_alloc memory == from malloc memory");
+            }
+            free(plain);
+            vit_input_free(s, in);
+            vit_input_free(s, NULL);
+        }
         vit_session_free(s);
         /* AUTO with CUDA built in but no device: the CPU, and still no staging buffer */
         so.device = VIT_DEVICE_AUTO;
