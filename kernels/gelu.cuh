@@ -8,7 +8,8 @@
  * GELU, the tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
  * The two differ by at most 4.73e-4 (at x = -2.70), below FP16's rounding step for |x| >= 0.5.
  * tests/gpu/test_kernels reports which form the epilogue computes; tests/gpu/test_cuda_forward
- * reports the logit difference of both modes against the CPU (never run on a GPU yet).  The engine uses the epilogue by default (fast) and
+ * reports the logit difference of both modes against the CPU (H100: the epilogue matches erf
+ * within FP16 rounding, 6-7e-4 from the CPU logits either way).  The engine uses the epilogue by default (fast) and
  * this kernel after a BIAS-only epilogue when exact GELU is asked (VIT_CUDA_GELU=erf). */
 #pragma once
 #include "common.cuh"
