@@ -30,6 +30,9 @@
  * dim 64 (2.5x the WMMA kernel on an H100 at batch 256, bench/results/gpu_20261123.md), else
  * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
  * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
+ * Input: copied outside the graphs, B images straight from the caller's memory; a bucket above
+ * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
+ * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
  * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
 #include <cublasLt.h>
@@ -52,7 +55,8 @@
 namespace {
 
 const size_t kWorkspace = 32u << 20;
-const int kMaxBuckets = 16, kModes = 4, kMaxAlgos = 96, kHeads = 4;
+const int kSubBatch = 128;   /* VIT_CUDA_SUBBATCH: images per part of a bucket (0: never split) */
+const int kMaxBuckets = 16, kModes = 4, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
 
 struct dlayer {
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -105,7 +109,12 @@ struct state {
     float *h_in, *h_logits, *h_feat, *h_cls, *h_roll;
 
     int buckets[kMaxBuckets], nb;
-    cudaGraphExec_t graph[kMaxBuckets][kModes];
+    /* a bucket larger than `sub` images runs as parts of `sub` (the last may be smaller), one
+     * graph each, so the input copy of part j+1 (on stream cs) overlaps part j's compute */
+    int sub;
+    cudaStream_t cs;
+    cudaEvent_t ev_fork, ev_part[kMaxParts];
+    cudaGraphExec_t graph[kMaxBuckets][kModes][kMaxParts];
     int graphs_off;               /* capture failed once: eager from then on */
 
     algo_entry algos[kMaxAlgos];
@@ -300,16 +309,37 @@ vit_status ensure_rollout(state *s, char *err, size_t errlen) {
     return VIT_OK;
 }
 
-/* everything from the device input (s->in) to the features, for Bk images; capturable.  The
+/* The per-image buffers of images [i0, ...): the input and what the backbone leaves for
+ * forward_impl.  Everything else is scratch that the parts of a bucket share (they run one after
+ * another on s->st). */
+struct part_io {
+    const float *in;
+    float *pooled, *pool_tmp, *feat, *cls_d, *roll_d;
+};
+
+part_io part_at(const state *s, int i0) {
+    const vcu_model_desc &m = s->m;
+    const size_t i = (size_t)i0, D = (size_t)m.D;
+    part_io p;
+    p.in = s->in + i * s->img;
+    p.pooled = s->pooled + i * (size_t)(m.npf > 1 ? m.npf : 1) * D;
+    p.pool_tmp = s->pool_tmp + i * D;
+    p.feat = s->feat + i * (size_t)m.feature_dim;
+    p.cls_d = s->cls_d + i * (size_t)m.T;
+    p.roll_d = s->roll_d ? s->roll_d + i * (size_t)m.Np : nullptr;
+    return p;
+}
+
+/* everything from the device input (p.in) to the features, for Bk images; capturable.  The
  * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
  * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
-vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen) {
+vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     cudaStream_t st = s->st;
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
 
-    im2col_f16(s->mlp, s->in, Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+    im2col_f16(s->mlp, p.in, Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
     embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
@@ -323,7 +353,7 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
         const dlayer &w = s->layers[l];
         OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
         float *avg = (mode & 2) ? s->A : nullptr;
-        float *cls = ((mode & 1) && l == m.L - 1) ? s->cls_d : nullptr;
+        float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
         if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
         if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
         if (!s->attn_mma ||
@@ -356,7 +386,7 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
 
     /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
     const __half *last = m.L > 0 ? s->y : nullptr;   /* the last fc2 output, not yet added */
-    float *pool_out = s->fc_norm_w ? s->pool_tmp : s->pooled;
+    float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
     if (!m.pooling_mean) {
         /* last residual add + final LN on the prefix rows only: (Bk, npf*D) */
         final_layernorm(pool_out, s->res, last, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
@@ -369,16 +399,16 @@ vit_status enqueue_backbone(state *s, int Bk, int mode, char *err, size_t errlen
         mean_pool(pool_out, rows, Bk, T, m.npf, D, st);
     }
     if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
-        final_layernorm(s->pooled, s->pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
+        final_layernorm(p.pooled, p.pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
                         m.eps, st);
     LAUNCHED();
     if (s->pre_w) {
-        OK(gemm(s, s->feat, s->pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, 1, err, errlen));
-        tanh_inplace(s->feat, (long long)Bk * D, st);
+        OK(gemm(s, p.feat, p.pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, 1, err, errlen));
+        tanh_inplace(p.feat, (long long)Bk * D, st);
         LAUNCHED();
     }
     if (mode & 2) {
-        rollout_extract(s->roll_d, Rcur, Bk, T, m.npf, st);
+        rollout_extract(p.roll_d, Rcur, Bk, T, m.npf, st);
         LAUNCHED();
     }
     return VIT_OK;
@@ -428,22 +458,37 @@ vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *e
 
 /* the backbone for bucket bi: its graph, or an eager run (which also picks the GEMM algorithms,
  * outside any capture) followed by capturing the graph for the next call */
-vit_status run_backbone(state *s, int bi, int mode, char *err, size_t errlen) {
-    if (s->graph[bi][mode]) {
-        CU(cudaGraphLaunch(s->graph[bi][mode], s->st));
+/* the part layout of bucket bi: parts of *size images (the last one smaller) */
+int parts_of(const state *s, int bi, int *size) {
+    const int Bk = s->buckets[bi];
+    int S = s->sub > 0 && Bk > s->sub ? s->sub : Bk;
+    if ((Bk + S - 1) / S > kMaxParts) S = (Bk + kMaxParts - 1) / kMaxParts;
+    *size = S;
+    return (Bk + S - 1) / S;
+}
+
+/* part j of bucket bi from its device input: the graph when there is one, else an eager run
+ * (which also picks the GEMM algorithms), then the capture for next time */
+vit_status run_part(state *s, int bi, int mode, int j, char *err, size_t errlen) {
+    int S;
+    parts_of(s, bi, &S);
+    const int i0 = j * S, n = s->buckets[bi] - i0 < S ? s->buckets[bi] - i0 : S;
+    cudaGraphExec_t &ge = s->graph[bi][mode][j];
+    if (ge) {
+        CU(cudaGraphLaunch(ge, s->st));
         return VIT_OK;
     }
-    OK(enqueue_backbone(s, s->buckets[bi], mode, err, errlen));
+    const part_io p = part_at(s, i0);
+    OK(enqueue_backbone(s, p, n, mode, err, errlen));
     if (s->graphs_off) return VIT_OK;
     CU(cudaStreamSynchronize(s->st));   /* the eager run is done (and checked) before capture */
     cudaGraph_t g = nullptr;
     char cerr[256] = "";
     if (cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-        vit_status cs = enqueue_backbone(s, s->buckets[bi], mode, cerr, sizeof cerr);
+        vit_status cs = enqueue_backbone(s, p, n, mode, cerr, sizeof cerr);
         cudaError_t ec = cudaStreamEndCapture(s->st, &g);
-        if (cs != VIT_OK || ec != cudaSuccess || !g ||
-            cudaGraphInstantiate(&s->graph[bi][mode], g, 0) != cudaSuccess) {
-            s->graph[bi][mode] = nullptr;
+        if (cs != VIT_OK || ec != cudaSuccess || !g || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
+            ge = nullptr;
             s->graphs_off = 1;          /* eager from now on; vcu_describe says so */
         }
         if (g) cudaGraphDestroy(g);
@@ -451,6 +496,32 @@ vit_status run_backbone(state *s, int bi, int mode, char *err, size_t errlen) {
         s->graphs_off = 1;
     }
     cudaGetLastError();
+    return VIT_OK;
+}
+
+/* B images at input (host) through bucket bi: each part's images are copied on s->cs, and part j
+ * starts on s->st once its copy is in, while the next part's copy runs */
+vit_status run_backbone(state *s, const float *input, int B, int bi, int mode, char *err,
+                        size_t errlen) {
+    int S;
+    const int np = parts_of(s, bi, &S);
+    if (np == 1) {
+        CU(cudaMemcpyAsync(s->in, input, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
+        return run_part(s, bi, mode, 0, err, errlen);
+    }
+    CU(cudaEventRecord(s->ev_fork, s->st));   /* the previous forward's reads of s->in are done */
+    CU(cudaStreamWaitEvent(s->cs, s->ev_fork, 0));
+    for (int j = 0; j < np; j++) {
+        const int i0 = j * S, n = B - i0 < S ? B - i0 : S;
+        if (n > 0)
+            CU(cudaMemcpyAsync(s->in + (size_t)i0 * s->img, input + (size_t)i0 * s->img,
+                               sizeof(float) * n * s->img, cudaMemcpyHostToDevice, s->cs));
+        CU(cudaEventRecord(s->ev_part[j], s->cs));
+    }
+    for (int j = 0; j < np; j++) {
+        CU(cudaStreamWaitEvent(s->st, s->ev_part[j], 0));
+        OK(run_part(s, bi, mode, j, err, errlen));
+    }
     return VIT_OK;
 }
 
@@ -496,8 +567,13 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->attn_mma = !(am && !strcmp(am, "wmma"));
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
+    const char *sb = getenv("VIT_CUDA_SUBBATCH");
+    s->sub = sb ? atoi(sb) : kSubBatch;
 
     CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
+    CU(cudaStreamCreateWithFlags(&s->cs, cudaStreamNonBlocking));
+    CU(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
+    for (int j = 0; j < kMaxParts; j++) CU(cudaEventCreateWithFlags(&s->ev_part[j], cudaEventDisableTiming));
     if (cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
         s->lt = nullptr;
         return vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
@@ -583,8 +659,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
             r ^= r << 13; r ^= r >> 7; r ^= r << 17;
             s->h_in[i] = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
         }
-        CU(cudaMemcpyAsync(s->in, s->h_in, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
-        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, bi, 0, err, errlen));
+        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, 0, err, errlen));
         CU(cudaStreamSynchronize(s->st));
     }
     return VIT_OK;
@@ -596,7 +671,8 @@ void free_impl(state *s) {
     if (s->st) cudaStreamSynchronize(s->st);
     for (int i = 0; i < kMaxBuckets; i++)
         for (int j = 0; j < kModes; j++)
-            if (s->graph[i][j]) cudaGraphExecDestroy(s->graph[i][j]);
+            for (int k = 0; k < kMaxParts; k++)
+                if (s->graph[i][j][k]) cudaGraphExecDestroy(s->graph[i][j][k]);
     for (void *p : s->dev_allocs) cudaFree(p);
     s->dev_allocs.clear();
     float *hosts[] = {s->h_in, s->h_logits, s->h_feat, s->h_cls, s->h_roll};
@@ -604,6 +680,10 @@ void free_impl(state *s) {
         if (h) cudaFreeHost(h);
     if (s->lt) cublasLtDestroy(s->lt);
     if (s->st) cudaStreamDestroy(s->st);
+    if (s->cs) cudaStreamDestroy(s->cs);
+    if (s->ev_fork) cudaEventDestroy(s->ev_fork);
+    for (int j = 0; j < kMaxParts; j++)
+        if (s->ev_part[j]) cudaEventDestroy(s->ev_part[j]);
     cudaGetLastError();
     delete s;
 }
@@ -633,8 +713,7 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     head_entry *he = nullptr;
     if (out->logits) OK(get_head(s, hd, &he, err, errlen));
 
-    CU(cudaMemcpyAsync(s->in, input, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
-    OK(run_backbone(s, bi, mode, err, errlen));
+    OK(run_backbone(s, input, B, bi, mode, err, errlen));
 
     if (out->logits) {
         OK(gemm(s, s->logits_d, s->feat, he->w, he->b, Bk, he->C, he->dim, CUBLASLT_EPILOGUE_BIAS, 1,
@@ -708,9 +787,10 @@ void vcu_host_free(void *p) {
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s",
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d",
              s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
-             s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on");
+             s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
+             s->sub);
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

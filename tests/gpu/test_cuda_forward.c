@@ -152,6 +152,26 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         vit_input_free(gpu, pin);
         outs_free(&oc); outs_free(&og); outs_free(&og2);
     }
+    {   /* sub-batches: parts of 2 images (the last bucket's last part smaller when odd), the
+         * input copy of part j+1 overlapping part j; maps included */
+        int B = batches[nb - 1];
+        setenv("VIT_CUDA_SUBBATCH", "2", 1);
+        vit_session *sb = new_session(m, VIT_DEVICE_CUDA, maxB);
+        unsetenv("VIT_CUDA_SUBBATCH");
+        outs oc = outs_new(B, C, F, NP), os = outs_new(B, C, F, NP), os2 = outs_new(B, C, F, NP);
+        char tag[160];
+        snprintf(tag, sizeof tag, "%s B=%d sub-batches of 2", sp->name, B);
+        if (sb && run(cpu, x, B, NULL, &oc, 1) == VIT_OK && run(sb, x, B, NULL, &os, 1) == VIT_OK &&
+            run(sb, x, B, NULL, &os2, 1) == VIT_OK) {
+            compare(tag, &os, &oc, B, C, F, NP, 1, 0);
+            CHECK(!memcmp(os.logits, os2.logits, sizeof(float) * B * C),
+                  "%s: graph replay == eager run, bit for bit", tag);
+        } else {
+            CHECK(0, "%s: %s", tag, sb ? vit_session_errmsg(sb) : "no session");
+        }
+        vit_session_free(sb);
+        outs_free(&oc); outs_free(&os); outs_free(&os2);
+    }
     {   /* head swap: another head with another class count, then back to the model's */
         vit_head *h2 = synth_head(C + 3, F);
         int B = batches[nb - 1];
