@@ -27,7 +27,7 @@
  * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
  * our exact-erf kernel).  Attention: attention_mma.cuh's flash-style mma.sync kernel for head
- * dim 64 (2.5x the WMMA kernel on an H100 at batch 256, bench/results/gpu_20261123.md), else
+ * dim 64 (16x the WMMA kernel in the H100 lab at batch 256, bench/results/gpu_20261123.md), else
  * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
  * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
  * Input: copied outside the graphs, B images straight from the caller's memory; a bucket above
