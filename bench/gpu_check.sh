@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything the CUDA backend needs a GPU for, in one script (~20 minutes on an
+# gpu_check.sh: everything the CUDA backend needs a GPU for, in one script (~4 minutes on an
 # H100).  On the build machine first: bench/gpu_bundle.sh (build/gpu-bundle.tar.xz, used when the
-# device image lacks the -dev packages).  A device command is capped at 10 minutes, so run it in
-# two calls on a warm machine (build/ is kept between them):
+# device image lacks the -dev packages).  A device command is capped at 10 minutes; all of it
+# took about 4 minutes on an H100 on 2026-11-23 (bench/gpu_check.sh with no flags), or split it
+# (a machine stays warm only ~30 s, so each call unpacks the bundle again, in seconds):
 #   run(kind="nvidia-h100-x1", carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-torch --no-load")
 #   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests --no-load")
 #   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests --no-torch")
-# (each call ~5-8 minutes; the last one makes the ViT-B model itself if the machine went cold)
+# (the last one makes the ViT-B model itself when the machine went cold)
 # Steps, each with its own time
 # limit; a failing step is reported and the rest still run:
 #   0. GPU and toolchain info (nvidia-smi, nvcc, compute-sanitizer, wrk)

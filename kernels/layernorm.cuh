@@ -180,6 +180,26 @@ VK_INLINE void vk_ln_regs(float (*v)[8], int lane, int nch, int D, const float *
     }
 }
 
+/* this lane's chunks (lane + 32c, nch in the row) of a row, and of the branch row when there
+ * is one, into registers; every load issued before any use */
+template <int CH, typename TR>
+VK_INLINE void vk_load_row(float (*v)[8], float (*y)[8], const TR *r, const __half *br, int lane,
+                           int nch) {
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int ch = lane + 32 * c;
+        if (ch >= nch) continue;
+        vk_load8(v[c], r + ch * 8);
+        if (br) vk_load8(y[c], br + ch * 8);
+    }
+}
+template <int CH, typename TO>
+VK_INLINE void vk_store_row(TO *o, float (*v)[8], int lane, int nch) {
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+        if (lane + 32 * c < nch) vk_store8(o + (lane + 32 * c) * 8, v[c]);
+}
+
 template <int CH>
 static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, const __half *branch,
                                                       const float *w, const float *b, int N, int D,
@@ -190,13 +210,7 @@ static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, 
     __half *r = res + (long long)row * D;
     const __half *br = branch ? branch + (long long)row * D : nullptr;
     float v[CH][8], y[CH][8];
-#pragma unroll
-    for (int c = 0; c < CH; c++) {
-        const int ch = lane + 32 * c;
-        if (ch >= nch) continue;
-        vk_load8(v[c], r + ch * 8);
-        if (br) vk_load8(y[c], br + ch * 8);
-    }
+    vk_load_row<CH>(v, y, r, br, lane, nch);
     if (br) {
 #pragma unroll
         for (int c = 0; c < CH; c++) {
@@ -208,9 +222,7 @@ static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, 
         }
     }
     vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
-#pragma unroll
-    for (int c = 0; c < CH; c++)
-        if (lane + 32 * c < nch) vk_store8(out + (long long)row * D + (lane + 32 * c) * 8, v[c]);
+    vk_store_row<CH>(out + (long long)row * D, v, lane, nch);
 }
 
 template <int CH, typename TR>
@@ -224,22 +236,14 @@ static __global__ void final_layernorm_rows_kernel(float *out, const TR *res, co
     const TR *r = res + src * D;
     const __half *br = branch ? branch + src * D : nullptr;
     float v[CH][8], y[CH][8];
-#pragma unroll
-    for (int c = 0; c < CH; c++) {
-        const int ch = lane + 32 * c;
-        if (ch >= nch) continue;
-        vk_load8(v[c], r + ch * 8);
-        if (br) vk_load8(y[c], br + ch * 8);
-    }
+    vk_load_row<CH>(v, y, r, br, lane, nch);
     if (br)
 #pragma unroll
         for (int c = 0; c < CH; c++)
 #pragma unroll
             for (int k = 0; k < 8; k++) v[c][k] += y[c][k];
     if (w) vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
-#pragma unroll
-    for (int c = 0; c < CH; c++)
-        if (lane + 32 * c < nch) vk_store8(out + (long long)row * D + (lane + 32 * c) * 8, v[c]);
+    vk_store_row<CH>(out + (long long)row * D, v, lane, nch);
 }
 
 /* chunks of 8 a lane for the register-resident kernels, 0 when they do not apply (D % 8, D too
