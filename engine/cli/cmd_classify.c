@@ -1,6 +1,7 @@
 /* cmd_classify.c: `vit classify`: classify JPEG/PNG files, one JSON object per line per image.
  *   vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B] [--threads N]
- *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--max-pixels N] IMAGE...
+ *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]
+ *                [--max-pixels N] IMAGE...
  * Each line, in the order given:
  *   {"file": F, "predictions": [{"label": L, "index": i, "score": p}, ...],
  *    "attention": {"grid": [h, w], "values": [...]}}          (attention only when asked)
@@ -20,9 +21,10 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B]\n"
                "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8]\n"
-               "                    [--max-pixels N] IMAGE...\n"
+               "                    [--image-size N] [--max-pixels N] IMAGE...\n"
                "  one JSON object per image per line; --attention adds the last layer's CLS\n"
-               "  attention (head-averaged), --rollout the attention rollout instead\n");
+               "  attention (head-averaged), --rollout the attention rollout instead; --image-size\n"
+               "  runs the model at another size (position embeddings resampled, preprocessing too)\n");
 }
 
 /* a number as short JSON text (6 significant digits) */
@@ -50,24 +52,20 @@ static void print_error(const char *file, const char *msg) {
 }
 
 int cmd_classify(int argc, char **argv) {
-    const char *model = NULL;
-    int topk = 5, batch = 8, threads = 0, want_attn = 0, want_roll = 0;
+    cli_engine_opts eo = {0};
+    int topk = 5, batch = 8, want_attn = 0, want_roll = 0;
     unsigned long long max_pixels = VIT_DEFAULT_MAX_PIXELS;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_AUTO;
     const char **files = calloc((size_t)argc, sizeof *files);
     int nfiles = 0;
     if (!files) { fprintf(stderr, "vit classify: out of memory\n"); return 1; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
+        int bad = 0, eng = cli_engine_opt(a, v, &eo);
+        if (eng < 0) { free(files); return 2; }
+        if (eng > 0) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); free(files); return 0; }
-        else if (!strcmp(a, "--model") && v) { model = v; i++; }
         else if (!strcmp(a, "--top-k") && v) { bad = (topk = cli_parse_int("--top-k", v, 1, 100000)) < 0; i++; }
         else if (!strcmp(a, "--batch") && v) { bad = (batch = cli_parse_int("--batch", v, 1, 4096)) < 0; i++; }
-        else if (!strcmp(a, "--threads") && v) { bad = (threads = cli_parse_int("--threads", v, 0, 256)) < 0; i++; }
-        else if (!strcmp(a, "--device") && v) { bad = cli_parse_device(v, &device) < 0; i++; }
-        else if (!strcmp(a, "--precision") && v) { bad = cli_parse_precision(v, &precision) < 0; i++; }
         else if (!strcmp(a, "--attention")) want_attn = 1;
         else if (!strcmp(a, "--rollout")) want_roll = 1;
         else if (!strcmp(a, "--max-pixels") && v) {
@@ -81,6 +79,7 @@ int cmd_classify(int argc, char **argv) {
         else files[nfiles++] = a;
         if (bad) { free(files); return 2; }
     }
+    const char *model = eo.model;
     if (!model || nfiles == 0) {
         fprintf(stderr, "vit classify: --model and at least one IMAGE are required\n");
         usage(stderr);
@@ -95,14 +94,15 @@ int cmd_classify(int argc, char **argv) {
     int *slot = NULL, *idx = NULL, rc = 1, first_fail = 0, nfailed = 0;
     char (*msgs)[512] = NULL;
     vit_status st;
-    if ((rc = cli_load_model("classify", model, NULL, &m)) != 0) {
+    vit_load_opts lo = {.image_size = eo.image_size};
+    if ((rc = cli_load_model("classify", model, &lo, &m)) != 0) {
         free(files);
         return rc;
     }
     rc = 1;
     const vit_config *c = vit_model_config(m);
-    vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
-                           .precision = precision};
+    vit_session_opts so = {.max_batch = batch, .threads = eo.threads, .device = eo.device,
+                           .precision = eo.precision};
     if ((rc = cli_open_session("classify", m, &so, &s)) != 0) goto out;
     rc = 1;
     if (c->preprocess.out_h != c->grid_h * c->patch_size ||

@@ -131,6 +131,29 @@ EOF
 else
   bad "preprocess + run for the consistency check: $(cat "$T/err")"
 fi
+# --image-size: the model at another size (position embeddings resampled) gives what preprocess
+# + run give at that size, and a different answer than the native size
+if "$VIT" preprocess --model "$d" --image-size 48 tests/data/sneaker.png --output "$T/x48.npy" 2>"$T/err" &&
+   "$VIT" run --model "$d" --image-size 48 --input "$T/x48.npy" --output "$T/l48.npy" 2>>"$T/err" &&
+   "$VIT" classify --model "$d" --image-size 48 --top-k 3 tests/data/sneaker.png >"$T/c48.jsonl" 2>>"$T/err"; then
+  msg=$("$PY" - "$T" <<'EOF'
+import sys, json, numpy as np
+t = sys.argv[1]
+l = np.load(f"{t}/l48.npy")[0].astype(np.float64)
+p = np.exp(l - l.max()); p /= p.sum()
+o = json.loads(open(f"{t}/c48.jsonl").readline())
+n = json.loads(open(f"{t}/b3.jsonl").readline())
+bad = [f"{x['index']}: {x['score']} vs {p[x['index']]:.6g}" for x in o["predictions"] if abs(x["score"] - p[x["index"]]) > 2e-6]
+bad += ["same scores as the native size"] if [x["score"] for x in o["predictions"]] == [x["score"] for x in n["predictions"]] else []
+print("; ".join(bad) if bad else "ok")
+EOF
+)
+  [ "$msg" = ok ] && ok "classify --image-size 48 == softmax(run --image-size 48) of preprocess --image-size 48" || bad "classify --image-size: $msg"
+else
+  bad "classify/preprocess/run --image-size 48: $(cat "$T/err")"
+fi
+expect 2 "classify --image-size 50 (not a multiple of the patch)" "$VIT" classify --model "$d" --image-size 50 tests/data/bag.png
+grep -q "multiple of the patch size" "$T/err" && ok "classify --image-size 50: says why" || bad "classify --image-size 50: $(cat "$T/err")"
 expect 2 "classify without images" "$VIT" classify --model "$d"
 expect 2 "classify --top-k 0" "$VIT" classify --model "$d" --top-k 0 tests/data/bag.png
 expect 3 "classify with a missing model" "$VIT" classify --model "$T/nomodel" tests/data/bag.png
