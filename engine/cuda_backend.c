@@ -1,9 +1,9 @@
 /* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda),
- * vit_cuda_device_count() and vit_cuda_device_info(), vit_session_input_buffer() and
- * vit_input_alloc()/vit_input_free().  C glue
- * only: it reads struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
- * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) only the two
- * public functions remain, answering "none". */
+ * vit_cuda_device_count() and vit_cuda_device_info(), and the backend-neutral
+ * vit_session_input_buffer() and vit_input_alloc()/vit_input_free().  C glue only: it reads
+ * struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
+ * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) the device
+ * functions answer "none" and the input functions give plain aligned memory. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

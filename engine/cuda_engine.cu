@@ -2,7 +2,8 @@
  * math, FP32 accumulation, FP16 residual stream with FP32 adds and FP32 LayerNorm statistics, as
  * PyTorch's FP16 eager) ViT inference on cuBLASLt and the kernels in kernels/.
  *
- * Per session (one per engine worker): one stream, one cuBLASLt handle and a 32 MB workspace,
+ * Per session (one per engine worker): one stream (plus one for sub-batch input copies), one
+ * cuBLASLt handle and a 32 MB workspace,
  * every activation allocated once for max_batch, pinned host buffers for input and outputs, the
  * model's weights converted to FP16 on the device at init (LayerNorm parameters, tokens,
  * position embeddings, pre-logits and heads stay FP32).
@@ -456,8 +457,6 @@ vit_status get_head(state *s, const vcu_head_desc *hd, head_entry **out, char *e
     return VIT_OK;
 }
 
-/* the backbone for bucket bi: its graph, or an eager run (which also picks the GEMM algorithms,
- * outside any capture) followed by capturing the graph for the next call */
 /* the part layout of bucket bi: parts of *size images (the last one smaller) */
 int parts_of(const state *s, int bi, int *size) {
     const int Bk = s->buckets[bi];
