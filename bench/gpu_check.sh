@@ -20,7 +20,8 @@
 #      tests/gpu/test_train_cuda
 #   5. kernel lab: attention and LayerNorm versions, validated and timed
 #   6. bench/gpu_vs_torch.py         ViT-B/16 at batch 1, 8, 64, 256: ours vs PyTorch eager FP16
-#                                    (SDPA) vs torch.compile
+#                                    (SDPA) vs torch.compile; then bench/gpu_profile.py (ncu) at
+#                                    batch 1 and 256: time per kernel
 #   7. `vit check` (the device self-check) on ViT-B/16, then vitd end to end on the GPU under wrk
 #      (or a Python load generator when wrk is absent)
 # Results: $OUT (default bench/results/gpu_<date>) gets every log, gpu_check.md (the summary,
@@ -198,6 +199,17 @@ if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -x build/tests/gpu/bench_cuda ];
 elif [ "$TORCH" = 1 ]; then
   record "bench/gpu_vs_torch.py" SKIP "no GPU or no build/tests/gpu/bench_cuda"
 fi
+# where the time goes, per kernel (ncu), on the model step 6 made
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1 || true)
+if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -n "$NCU" ] && [ -f "$WORK/vit_b_16_random/model.safetensors" ]; then
+  for b in 1 256; do
+    [ "$QUICK" = 1 ] && [ "$b" = 256 ] && continue
+    run_step "profile B=$b" 300 "profile_b$b.md" $PY bench/gpu_profile.py --ncu "$NCU" \
+      --model "$WORK/vit_b_16_random" --batch "$b"
+    rc=$?; record "bench/gpu_profile.py B=$b" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" \
+      "$(grep -oE 'sum of kernel times per forward [0-9.]+ us' "$OUT/profile_b$b.md")"
+  done
+fi
 
 # ---- 7. vitd end to end -------------------------------------------------------------------
 MODEL=${VITD_CHECK_MODEL:-$WORK/vit_b_16_random}
@@ -297,6 +309,10 @@ fi
   printf '%s\n' "${SUMMARY[@]}"
   echo
   [ -f "$OUT/gpu_vs_torch.md" ] && cat "$OUT/gpu_vs_torch.md"
+  for f in "$OUT"/profile_b*.md; do
+    [ -f "$f" ] || continue
+    echo; echo "## $(basename "$f" .md)"; grep -E '^\||kernels profiled' "$f"
+  done
   for f in "$OUT"/lab_*.log; do
     [ -f "$f" ] || continue
     echo; echo "## $(basename "$f")"; echo '```'; grep -vE '^(PASS|FAIL) ' "$f"; echo '```'
