@@ -22,7 +22,12 @@ float *vit_input_alloc(vit_session *s, int images) {
     const size_t per = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
     if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
     size_t bytes = (size_t)images * per * sizeof(float);
-    if (s->backend->host_alloc) return s->backend->host_alloc(bytes);
+    if (s->backend->host_alloc) {
+        float *p = s->backend->host_alloc(bytes);
+        if (p) return p;
+        /* no page-locked memory to be had (ulimit -l, a small host): pageable memory still
+         * works, the driver stages the copy; the backend's host_free tells the two apart */
+    }
     bytes = (bytes + 63) / 64 * 64;
     return aligned_alloc(64, bytes);
 }

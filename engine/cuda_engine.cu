@@ -780,7 +780,14 @@ void *vcu_host_alloc(size_t bytes) {
 }
 
 void vcu_host_free(void *p) {
-    if (p) cudaFreeHost(p);
+    if (!p) return;
+    unsigned flags = 0;
+    if (cudaHostGetFlags(&flags, p) == cudaSuccess) {
+        cudaFreeHost(p);
+    } else {          /* vit_input_alloc's pageable fallback */
+        cudaGetLastError();
+        free(p);
+    }
 }
 
 void vcu_describe(void *st, char *buf, size_t len) {

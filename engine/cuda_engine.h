@@ -54,7 +54,8 @@ vit_status vcu_forward(void *state, const float *input, int B, const vcu_head_de
                        const vcu_outputs *out, char *err, size_t errlen);
 /* pinned (max_batch, C, S, S) host buffer owned by the session */
 float *vcu_input_buffer(void *state);
-/* pinned host memory (vit_input_alloc); NULL when it cannot be had */
+/* pinned host memory (vit_input_alloc); NULL when it cannot be had.  vcu_host_free also frees
+ * plain malloc'd memory (vit_input_alloc's fallback when pinning fails). */
 void *vcu_host_alloc(size_t bytes);
 void vcu_host_free(void *p);
 /* one line: GPU name, memory in use by this session, GELU mode */

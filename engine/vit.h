@@ -191,7 +191,7 @@ int vit_session_max_batch(const vit_session *s);
 float *vit_session_input_buffer(vit_session *s);
 /* A host buffer for `images` input images ((images, 3, image_size, image_size) floats) that
  * vit_forward reads fastest: pinned (page-locked) memory on CUDA, so the copy to the GPU is one
- * DMA straight from it; 64-byte aligned memory on the CPU.  For callers that fill batches while
+ * DMA straight from it (plain memory when none can be pinned); 64-byte aligned memory on the CPU.  For callers that fill batches while
  * other batches run (vitd's batcher).  NULL on bad arguments or no memory.  Free with
  * vit_input_free(s, p) before freeing s. */
 float *vit_input_alloc(vit_session *s, int images);
