@@ -128,37 +128,35 @@ static void test_layernorms(int N, int D) {
         gh_fill(res2, 2.f);
         gh_round_half(res2);
         __half *dres2 = gh_up_half(res2);
+        /* reference for `pr` of each image's first rows: res2 + br in float64, LN'd when ln */
+        auto ref_final = [&](int pr, bool ln) {
+            std::vector<double> x(D), ref((size_t)Bq * pr * D);
+            for (int r = 0; r < Bq * pr; r++) {
+                size_t src = (size_t)(r / pr) * T + r % pr;
+                for (int i = 0; i < D; i++) x[i] = (double)res2[src * D + i] + br[src * D + i];
+                if (ln) ref_ln_row(&ref[(size_t)r * D], x.data(), w.data(), b.data(), D, eps);
+                else std::copy(x.begin(), x.end(), ref.begin() + (size_t)r * D);
+            }
+            return ref;
+        };
         float *dfo = gh_dev<float>((size_t)Bq * per * D);
         final_layernorm(dfo, dres2, dbr, dw, db, Bq * per, per, T, D, eps, 0);
         GH_SYNC();
-        std::vector<double> x(D), ro((size_t)Bq * per * D);
-        for (int r = 0; r < Bq * per; r++) {
-            size_t src = (size_t)(r / per) * T + r % per;
-            for (int i = 0; i < D; i++) x[i] = (double)res2[src * D + i] + br[src * D + i];
-            ref_ln_row(&ro[(size_t)r * D], x.data(), w.data(), b.data(), D, eps);
-        }
+        std::vector<double> ro = ref_final(per, true);
         snprintf(name, sizeof name, "final_layernorm prefix rows D=%d (fp16 res)", D);
         gh_check(name, gh_down(dfo, ro.size()), ro, 1e-5, 1e-5);
         /* w == NULL: the copy */
         float *dfc = gh_dev<float>((size_t)Bq * per * D);
         final_layernorm(dfc, dres2, dbr, nullptr, nullptr, Bq * per, per, T, D, eps, 0);
         GH_SYNC();
-        std::vector<double> rc((size_t)Bq * per * D);
-        for (int r = 0; r < Bq * per; r++) {
-            size_t src = (size_t)(r / per) * T + r % per;
-            for (int i = 0; i < D; i++) rc[(size_t)r * D + i] = (double)res2[src * D + i] + br[src * D + i];
-        }
+        std::vector<double> rc = ref_final(per, false);
         snprintf(name, sizeof name, "final_layernorm w=NULL (copy) D=%d", D);
         gh_check(name, gh_down(dfc, rc.size()), rc, 1e-6, 1e-6);
         /* every row (the mean-pooling path: per = T), FP32 out */
         float *dfa = gh_dev<float>((size_t)Bq * T * D);
         final_layernorm(dfa, dres2, dbr, dw, db, Bq * T, T, T, D, eps, 0);
         GH_SYNC();
-        std::vector<double> ra((size_t)Bq * T * D);
-        for (int r = 0; r < Bq * T; r++) {
-            for (int i = 0; i < D; i++) x[i] = (double)res2[(size_t)r * D + i] + br[(size_t)r * D + i];
-            ref_ln_row(&ra[(size_t)r * D], x.data(), w.data(), b.data(), D, eps);
-        }
+        std::vector<double> ra = ref_final(T, true);
         snprintf(name, sizeof name, "final_layernorm all rows D=%d (fp16 res)", D);
         gh_check(name, gh_down(dfa, ra.size()), ra, 1e-5, 1e-5);
         /* FP32 rows in (fc_norm after mean pooling: per = T = 1), no branch */
