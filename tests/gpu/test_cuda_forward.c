@@ -108,6 +108,14 @@ static vit_session *new_session(const vit_model *m, vit_device dev, int maxB) {
     return st == VIT_OK ? s : NULL;
 }
 
+/* a CUDA session opened with one engine knob set (VIT_CUDA_*: read at session start) */
+static vit_session *new_cuda_session_env(const vit_model *m, int maxB, const char *name, const char *val) {
+    setenv(name, val, 1);
+    vit_session *s = new_session(m, VIT_DEVICE_CUDA, maxB);
+    unsetenv(name);
+    return s;
+}
+
 static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, int nb) {
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
@@ -155,9 +163,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
     {   /* sub-batches: parts of 2 images (the last bucket's last part smaller when odd), the
          * input copy of part j+1 overlapping part j; maps included */
         int B = batches[nb - 1];
-        setenv("VIT_CUDA_SUBBATCH", "2", 1);
-        vit_session *sb = new_session(m, VIT_DEVICE_CUDA, maxB);
-        unsetenv("VIT_CUDA_SUBBATCH");
+        vit_session *sb = new_cuda_session_env(m, maxB, "VIT_CUDA_SUBBATCH", "2");
         outs oc = outs_new(B, C, F, NP), os = outs_new(B, C, F, NP), os2 = outs_new(B, C, F, NP);
         char tag[160];
         snprintf(tag, sizeof tag, "%s B=%d sub-batches of 2", sp->name, B);
@@ -190,9 +196,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
     if (sp->D >= 768) {   /* exact-erf GELU mode: report how far each mode is from the CPU */
         int B = batches[nb - 1];
         outs oc = outs_new(B, C, F, NP), ot = outs_new(B, C, F, NP), oe = outs_new(B, C, F, NP);
-        setenv("VIT_CUDA_GELU", "erf", 1);
-        vit_session *ge = new_session(m, VIT_DEVICE_CUDA, maxB);
-        unsetenv("VIT_CUDA_GELU");
+        vit_session *ge = new_cuda_session_env(m, maxB, "VIT_CUDA_GELU", "erf");
         if (ge && run(cpu, x, B, NULL, &oc, 0) == VIT_OK && run(gpu, x, B, NULL, &ot, 0) == VIT_OK &&
             run(ge, x, B, NULL, &oe, 0) == VIT_OK) {
             double dt = 0, de = 0, s = maxabs(oc.logits, (size_t)B * C);
@@ -206,9 +210,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         }
         vit_session_free(ge);
         /* the WMMA attention kernel (VIT_CUDA_ATTN=wmma; dh 64 defaults to mma.sync), maps included */
-        setenv("VIT_CUDA_ATTN", "wmma", 1);
-        vit_session *am = new_session(m, VIT_DEVICE_CUDA, maxB);
-        unsetenv("VIT_CUDA_ATTN");
+        vit_session *am = new_cuda_session_env(m, maxB, "VIT_CUDA_ATTN", "wmma");
         outs oa = outs_new(B, C, F, NP), oc2 = outs_new(B, C, F, NP);
         if (am && run(cpu, x, B, NULL, &oc2, 1) == VIT_OK && run(am, x, B, NULL, &oa, 1) == VIT_OK)
             compare("attn=wmma", &oa, &oc2, B, C, F, NP, 1, 0);
