@@ -128,8 +128,12 @@ static void test_layernorms(int N, int D) {
         gh_fill(res2, 2.f);
         gh_round_half(res2);
         __half *dres2 = gh_up_half(res2);
-        /* reference for `pr` of each image's first rows: res2 + br in float64, LN'd when ln */
-        auto ref_final = [&](int pr, bool ln) {
+        /* final_layernorm on `pr` of each image's first rows (w == NULL when !ln: the copy)
+         * against res2 + br in float64, LN'd when ln */
+        auto check_final = [&](int pr, bool ln, double tol, const char *what) {
+            float *d = gh_dev<float>((size_t)Bq * pr * D);
+            final_layernorm(d, dres2, dbr, ln ? dw : nullptr, ln ? db : nullptr, Bq * pr, pr, T, D, eps, 0);
+            GH_SYNC();
             std::vector<double> x(D), ref((size_t)Bq * pr * D);
             for (int r = 0; r < Bq * pr; r++) {
                 size_t src = (size_t)(r / pr) * T + r % pr;
@@ -137,28 +141,13 @@ static void test_layernorms(int N, int D) {
                 if (ln) ref_ln_row(&ref[(size_t)r * D], x.data(), w.data(), b.data(), D, eps);
                 else std::copy(x.begin(), x.end(), ref.begin() + (size_t)r * D);
             }
-            return ref;
+            snprintf(name, sizeof name, "final_layernorm %s D=%d", what, D);
+            gh_check(name, gh_down(d, ref.size()), ref, tol, tol);
+            cudaFree(d);
         };
-        float *dfo = gh_dev<float>((size_t)Bq * per * D);
-        final_layernorm(dfo, dres2, dbr, dw, db, Bq * per, per, T, D, eps, 0);
-        GH_SYNC();
-        std::vector<double> ro = ref_final(per, true);
-        snprintf(name, sizeof name, "final_layernorm prefix rows D=%d (fp16 res)", D);
-        gh_check(name, gh_down(dfo, ro.size()), ro, 1e-5, 1e-5);
-        /* w == NULL: the copy */
-        float *dfc = gh_dev<float>((size_t)Bq * per * D);
-        final_layernorm(dfc, dres2, dbr, nullptr, nullptr, Bq * per, per, T, D, eps, 0);
-        GH_SYNC();
-        std::vector<double> rc = ref_final(per, false);
-        snprintf(name, sizeof name, "final_layernorm w=NULL (copy) D=%d", D);
-        gh_check(name, gh_down(dfc, rc.size()), rc, 1e-6, 1e-6);
-        /* every row (the mean-pooling path: per = T), FP32 out */
-        float *dfa = gh_dev<float>((size_t)Bq * T * D);
-        final_layernorm(dfa, dres2, dbr, dw, db, Bq * T, T, T, D, eps, 0);
-        GH_SYNC();
-        std::vector<double> ra = ref_final(T, true);
-        snprintf(name, sizeof name, "final_layernorm all rows D=%d (fp16 res)", D);
-        gh_check(name, gh_down(dfa, ra.size()), ra, 1e-5, 1e-5);
+        check_final(per, true, 1e-5, "prefix rows (fp16 res)");
+        check_final(per, false, 1e-6, "w=NULL (copy)");
+        check_final(T, true, 1e-5, "all rows (fp16 res)");   /* the mean-pooling path: per = T */
         /* FP32 rows in (fc_norm after mean pooling: per = T = 1), no branch */
         std::vector<float> p32((size_t)Bq * D);
         gh_fill(p32, 2.f, 0.3f);
@@ -184,7 +173,7 @@ static void test_layernorms(int N, int D) {
                 for (int i = 0; i < D; i++) rm[(size_t)bb * D + i] += rows[((size_t)bb * T + t) * D + i] / (double)(T - 1);
         snprintf(name, sizeof name, "mean_pool D=%d", D);
         gh_check(name, gh_down(dmp, rm.size()), rm, 1e-5, 1e-5);
-        cudaFree(dres2); cudaFree(dfo); cudaFree(dfc); cudaFree(dfa); cudaFree(dp32); cudaFree(dpo);
+        cudaFree(dres2); cudaFree(dp32); cudaFree(dpo);
         cudaFree(drows); cudaFree(dmp);
     }
     cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
