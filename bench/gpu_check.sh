@@ -22,6 +22,8 @@
 #   6. bench/gpu_vs_torch.py         ViT-B/16 at batch 1, 8, 64, 256: ours vs PyTorch eager FP16
 #                                    (SDPA) vs torch.compile; then bench/gpu_profile.py (ncu) at
 #                                    batch 1 and 256: time per kernel
+#      then bench/gpu_knobs.sh: images/s at batch 1 and 256 under each VIT_CUDA_* setting
+#      (VITD_KNOBS="default VIT_CUDA_RESFUSE=0 ..." replaces the list)
 #   7. `vit check` (the device self-check) on ViT-B/16, then vitd end to end on the GPU under wrk
 #      (or a Python load generator when wrk is absent)
 # Results: $OUT (default bench/results/gpu_<date>) gets every log, gpu_check.md (the summary,
@@ -38,7 +40,7 @@ QUICK=0 TORCH=1 COMPILE=1 LOAD=1 TESTS=1
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;; --no-tests) TESTS=0 ;; --no-torch) TORCH=0 ;; --no-compile) COMPILE=0 ;; --no-load) LOAD=0 ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -211,6 +213,14 @@ if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -n "$NCU" ] && [ -f "$WORK/vit_b
   done
 fi
 
+# the engine's knobs A/B'd in one run (bench/gpu_knobs.sh); VITD_KNOBS replaces the settings
+KNOBS=${VITD_KNOBS:-default VIT_CUDA_RESFUSE=0 VIT_CUDA_SUBBATCH=0 VIT_CUDA_SUBBATCH=64}
+if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ "$QUICK" = 0 ] && [ -f "$WORK/vit_b_16_random/model.safetensors" ]; then
+  # shellcheck disable=SC2086
+  run_step "knobs" 600 knobs.md bench/gpu_knobs.sh "$WORK/vit_b_16_random" "1 256" $KNOBS
+  rc=$?; record "bench/gpu_knobs.sh" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "table below, ${LAST_SECS}s"
+fi
+
 # ---- 7. vitd end to end -------------------------------------------------------------------
 MODEL=${VITD_CHECK_MODEL:-$WORK/vit_b_16_random}
 DEVICE=${VITD_CHECK_DEVICE:-cuda}
@@ -309,6 +319,7 @@ fi
   printf '%s\n' "${SUMMARY[@]}"
   echo
   [ -f "$OUT/gpu_vs_torch.md" ] && cat "$OUT/gpu_vs_torch.md"
+  [ -f "$OUT/knobs.md" ] && { echo; echo "## knobs (bench/gpu_knobs.sh)"; grep -E '^\|' "$OUT/knobs.md"; }
   for f in "$OUT"/profile_b*.md; do
     [ -f "$f" ] || continue
     echo; echo "## $(basename "$f" .md)"; grep -E '^\||kernels profiled' "$f"

@@ -12,9 +12,11 @@
  *   in (Bk,C,S,S) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP16
  *   LN1 -> h;  per layer:  qkv = h Wqkv^T + b                          (Bk*T, 3D) FP16
  *                          att = attention(qkv) [+ head-averaged maps]  (Bk*T, D)  FP16
- *                          y = att Wproj^T + b;  res += y;  h = LN2(res)
+ *                          res += att Wproj^T + b;  h = LN2(res)
  *                          m = GELU(h W1^T + b1)                         (Bk*T, M)  FP16
- *                          y = m W2^T + b2;  res += y;  h = LN1'(res)  (next layer)
+ *                          res += m W2^T + b2;  h = LN1'(res)  (next layer)
+ *   (the adds are the GEMMs' epilogue: C = D = res, beta = 1, FP32 sum rounded once; with
+ *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it, as before 2026-11-23)
  *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
  *            (the final LN's FP32 rows (Bk*T, D) then go to qkv's buffer, dead by then);
  *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
@@ -65,7 +67,7 @@ struct dlayer {
 };
 
 struct algo_entry {
-    int M, N, K, epi, f32;
+    int M, N, K, epi, flags;
     cublasLtMatmulAlgo_t algo;
 };
 
@@ -85,7 +87,7 @@ struct state {
     vcu_model_desc m;             /* layers pointer cleared after init */
     int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
     size_t smem_optin;
-    int gelu_erf, tune, attn_mma;
+    int gelu_erf, tune, attn_mma, fuse_res;
     char gpu_name[320];
     size_t dev_bytes;
 
@@ -99,6 +101,7 @@ struct state {
     float *in;                    /* (B, C, S, S) */
     __half *res;                  /* (B*T, D) the residual stream */
     __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
+    size_t y_elems;
     __half *mlp;                  /* (B*T, M); also holds the im2col patches (B*Np, C*P*P) */
     float *pooled, *pool_tmp, *feat; /* (B, npf*D or D), (B, D), (B, F) */
     float *cls_d;                 /* (B, T) CLS attention row */
@@ -214,17 +217,24 @@ vit_status up_f16(state *s, __half **dst, const float *src, size_t n, std::vecto
         }                                                                                     \
     } while (0)
 
-/* Y (M, N) = X (M, K) W^T (W is (N, K)) [+ bias (N)] [GELU]; FP16 or FP32 throughout */
+enum { G_F32 = 1, G_ACC = 2 };   /* gemm flags: FP32 operands; Y += (accumulate into Y) */
+
+/* Y (M, N) = X (M, K) W^T (W is (N, K)) [+ bias (N)] [GELU], or with G_ACC Y += that (beta = 1,
+ * C = D = Y in place: one rounding of Y + XW^T + b to Y's type); FP16, or FP32 with G_F32 */
 vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bias, int M, int N,
-                int K, cublasLtEpilogue_t epi, int f32, char *err, size_t errlen) {
+                int K, cublasLtEpilogue_t epi, int flags, char *err, size_t errlen) {
     vit_status rc = VIT_OK;
+    const int f32 = flags & G_F32, acc = flags & G_ACC;
     cudaDataType_t ty = f32 ? CUDA_R_32F : CUDA_R_16F;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
     cublasLtMatmulPreference_t pref = nullptr;
     cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
-    const float alpha = 1.f, beta = 0.f;
+    const float alpha = 1.f, beta = acc ? 1.f : 0.f;
     algo_entry *ae = nullptr;
+    /* the timed candidates write Y, which must not accumulate twice: with G_ACC they read C = Y
+     * and write s->y instead (dead whenever an accumulating GEMM runs, see enqueue_backbone) */
+    void *Dt = acc ? (void *)s->y : Y;
 
     LT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
@@ -237,7 +247,7 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
 
     for (int i = 0; i < s->nalgo; i++) {
         algo_entry *a = &s->algos[i];
-        if (a->M == M && a->N == N && a->K == K && a->epi == (int)epi && a->f32 == f32) { ae = a; break; }
+        if (a->M == M && a->N == N && a->K == K && a->epi == (int)epi && a->flags == flags) { ae = a; break; }
     }
     if (!ae) {
         cublasLtMatmulHeuristicResult_t res[4];
@@ -254,7 +264,8 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
         int best = 0;
         cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
         cudaStreamIsCapturing(s->st, &cap);
-        if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone) {
+        if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone &&
+            (!acc || (!f32 && Y != s->y && (size_t)M * N <= s->y_elems))) {
             /* time each candidate twice on the real operands (Y is rewritten by the final call) */
             cudaEvent_t e0 = nullptr, e1 = nullptr;
             float bestms = 1e30f;
@@ -267,7 +278,7 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
                     cudaEventRecord(e0, s->st);
                     cublasStatus_t c = CUBLAS_STATUS_SUCCESS;
                     for (int r = 0; r < 2 && c == CUBLAS_STATUS_SUCCESS; r++)
-                        c = cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc,
+                        c = cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Dt, lc,
                                            &res[i].algo, s->ws, kWorkspace, s->st);
                     cudaEventRecord(e1, s->st);
                     if (c == CUBLAS_STATUS_SUCCESS && cudaEventSynchronize(e1) == cudaSuccess &&
@@ -282,7 +293,7 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
             cudaGetLastError();
         }
         ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
-        ae->M = M; ae->N = N; ae->K = K; ae->epi = (int)epi; ae->f32 = f32;
+        ae->M = M; ae->N = N; ae->K = K; ae->epi = (int)epi; ae->flags = flags;
         ae->algo = res[best].algo;
     }
     LT(cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc, &ae->algo, s->ws,
@@ -349,6 +360,11 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
                            m.eps, st);
     LAUNCHED();
 
+    /* proj and fc2 add into the residual stream in their epilogue (C = res, beta = 1), so
+     * LayerNorm only reads it; VIT_CUDA_RESFUSE=0: they write y and LayerNorm adds it */
+    __half *ydst = s->fuse_res ? s->res : s->y;
+    const __half *ybr = s->fuse_res ? nullptr : s->y;
+    const int yflags = s->fuse_res ? G_ACC : 0;
     float *Rcur = s->R0, *Rnext = s->R1;
     for (int l = 0; l < m.L; l++) {
         const dlayer &w = s->layers[l];
@@ -371,22 +387,22 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
             }
             LAUNCHED();
         }
-        OK(gemm(s, s->y, s->att, w.proj_w, w.proj_b, NT, D, D, BIAS, 0, err, errlen));
-        residual_layernorm(s->h, s->res, s->y, w.ln2_w, w.ln2_b, NT, D, m.eps, st);
+        OK(gemm(s, ydst, s->att, w.proj_w, w.proj_b, NT, D, D, BIAS, yflags, err, errlen));
+        residual_layernorm(s->h, s->res, ybr, w.ln2_w, w.ln2_b, NT, D, m.eps, st);
         LAUNCHED();
         OK(gemm(s, s->mlp, s->h, w.fc1_w, w.fc1_b, NT, m.M, D,
                 s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
         if (s->gelu_erf) { gelu_erf_inplace(s->mlp, (long long)NT * m.M, st); LAUNCHED(); }
-        OK(gemm(s, s->y, s->mlp, w.fc2_w, w.fc2_b, NT, D, m.M, BIAS, 0, err, errlen));
+        OK(gemm(s, ydst, s->mlp, w.fc2_w, w.fc2_b, NT, D, m.M, BIAS, yflags, err, errlen));
         if (l + 1 < m.L) {
-            residual_layernorm(s->h, s->res, s->y, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
+            residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
                                NT, D, m.eps, st);
             LAUNCHED();
         }
     }
 
     /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
-    const __half *last = m.L > 0 ? s->y : nullptr;   /* the last fc2 output, not yet added */
+    const __half *last = m.L > 0 ? ybr : nullptr;   /* the last fc2 output when not yet added */
     float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
     if (!m.pooling_mean) {
         /* last residual add + final LN on the prefix rows only: (Bk, npf*D) */
@@ -404,7 +420,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
                         m.eps, st);
     LAUNCHED();
     if (s->pre_w) {
-        OK(gemm(s, p.feat, p.pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, 1, err, errlen));
+        OK(gemm(s, p.feat, p.pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, G_F32, err, errlen));
         tanh_inplace(p.feat, (long long)Bk * D, st);
         LAUNCHED();
     }
@@ -566,6 +582,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->attn_mma = !(am && !strcmp(am, "wmma"));
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
+    const char *fr = getenv("VIT_CUDA_RESFUSE");
+    s->fuse_res = !(fr && !strcmp(fr, "0"));
     const char *sb = getenv("VIT_CUDA_SUBBATCH");
     s->sub = sb ? atoi(sb) : kSubBatch;
 
@@ -630,6 +648,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     OK(dalloc_t(s, &s->qkv, NT * 3 * D, err, errlen));
     OK(dalloc_t(s, &s->att, NT * D, err, errlen));
     OK(dalloc_t(s, &s->y, NT * D, err, errlen));
+    s->y_elems = NT * D;
     OK(dalloc_t(s, &s->mlp, mlp_elems > patch_elems ? mlp_elems : patch_elems, err, errlen));
     OK(dalloc_t(s, &s->pooled, B * (m.npf > 1 ? m.npf : 1) * D, err, errlen));
     OK(dalloc_t(s, &s->pool_tmp, B * D, err, errlen));
@@ -715,7 +734,7 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     OK(run_backbone(s, input, B, bi, mode, err, errlen));
 
     if (out->logits) {
-        OK(gemm(s, s->logits_d, s->feat, he->w, he->b, Bk, he->C, he->dim, CUBLASLT_EPILOGUE_BIAS, 1,
+        OK(gemm(s, s->logits_d, s->feat, he->w, he->b, Bk, he->C, he->dim, CUBLASLT_EPILOGUE_BIAS, G_F32,
                 err, errlen));
         CU(cudaMemcpyAsync(s->h_logits, s->logits_d, sizeof(float) * B * he->C, cudaMemcpyDeviceToHost, s->st));
     }
@@ -793,10 +812,10 @@ void vcu_host_free(void *p) {
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d",
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s",
              s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
              s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
-             s->sub);
+             s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

@@ -178,6 +178,20 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         vit_session_free(sb);
         outs_free(&oc); outs_free(&os); outs_free(&os2);
     }
+    {   /* VIT_CUDA_RESFUSE=0: proj/fc2 write y and LayerNorm adds it (the default adds in the
+         * GEMM epilogue, covered by every other case here); maps included */
+        int B = batches[nb - 1];
+        vit_session *rf = new_cuda_session_env(m, maxB, "VIT_CUDA_RESFUSE", "0");
+        outs oc = outs_new(B, C, F, NP), orf = outs_new(B, C, F, NP);
+        char tag[160];
+        snprintf(tag, sizeof tag, "%s B=%d residual add in LayerNorm", sp->name, B);
+        if (rf && run(cpu, x, B, NULL, &oc, 1) == VIT_OK && run(rf, x, B, NULL, &orf, 1) == VIT_OK)
+            compare(tag, &orf, &oc, B, C, F, NP, 1, 0);
+        else
+            CHECK(0, "%s: %s", tag, rf ? vit_session_errmsg(rf) : "no session");
+        vit_session_free(rf);
+        outs_free(&oc); outs_free(&orf);
+    }
     {   /* head swap: another head with another class count, then back to the model's */
         vit_head *h2 = synth_head(C + 3, F);
         int B = batches[nb - 1];
