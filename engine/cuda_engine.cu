@@ -31,8 +31,9 @@
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
  * our exact-erf kernel).  Attention: attention_mma.cuh's flash-style mma.sync kernel for head
  * dim 64 (16x the WMMA kernel in the H100 lab at batch 256, bench/results/gpu_20261123.md), else
- * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 per (M, N, K, epilogue, type),
- * timed once with events (VIT_CUDA_GEMM_TUNE=0: take the heuristic's first), cached per session.
+ * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 (VIT_CUDA_GEMM_ALGOS, up to
+ * 16) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
+ * heuristic's first), cached per session.
  * Input: copied outside the graphs, B images straight from the caller's memory; a bucket above
  * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
@@ -60,6 +61,7 @@ namespace {
 const size_t kWorkspace = 32u << 20;
 const int kSubBatch = 128;   /* VIT_CUDA_SUBBATCH: images per part of a bucket (0: never split) */
 const int kMaxBuckets = 16, kModes = 4, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
+const int kCand = 4, kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS: heuristic candidates timed per shape */
 
 struct dlayer {
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -87,7 +89,7 @@ struct state {
     vcu_model_desc m;             /* layers pointer cleared after init */
     int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
     size_t smem_optin;
-    int gelu_erf, tune, attn_mma, fuse_res;
+    int gelu_erf, tune, tune_n, attn_mma, fuse_res;
     char gpu_name[320];
     size_t dev_bytes;
 
@@ -250,12 +252,12 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
         if (a->M == M && a->N == N && a->K == K && a->epi == (int)epi && a->flags == flags) { ae = a; break; }
     }
     if (!ae) {
-        cublasLtMatmulHeuristicResult_t res[4];
+        cublasLtMatmulHeuristicResult_t res[kMaxCand];
         int nret = 0;
         size_t wsz = kWorkspace;
         LT(cublasLtMatmulPreferenceCreate(&pref));
         LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
-        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 4, res, &nret));
+        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, s->tune_n, res, &nret));
         if (nret < 1) {
             rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no algorithm for M=%d N=%d K=%d %s",
                       M, N, K, f32 ? "fp32" : "fp16");
@@ -266,7 +268,8 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
         cudaStreamIsCapturing(s->st, &cap);
         if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone &&
             (!acc || (!f32 && Y != s->y && (size_t)M * N <= s->y_elems))) {
-            /* time each candidate twice on the real operands (Y is rewritten by the final call) */
+            /* time each candidate on the real operands, one untimed run then two timed (Y is
+             * rewritten by the final call) */
             cudaEvent_t e0 = nullptr, e1 = nullptr;
             float bestms = 1e30f;
             bool ev0 = cudaEventCreate(&e0) == cudaSuccess;
@@ -275,11 +278,12 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
             if (ev1) {
                 for (int i = 0; i < nret; i++) {
                     float ms = 0.f;
-                    cudaEventRecord(e0, s->st);
                     cublasStatus_t c = CUBLAS_STATUS_SUCCESS;
-                    for (int r = 0; r < 2 && c == CUBLAS_STATUS_SUCCESS; r++)
+                    for (int r = 0; r < 3 && c == CUBLAS_STATUS_SUCCESS; r++) {
+                        if (r == 1) cudaEventRecord(e0, s->st);
                         c = cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Dt, lc,
                                            &res[i].algo, s->ws, kWorkspace, s->st);
+                    }
                     cudaEventRecord(e1, s->st);
                     if (c == CUBLAS_STATUS_SUCCESS && cudaEventSynchronize(e1) == cudaSuccess &&
                         cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms < bestms) {
@@ -582,6 +586,10 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->attn_mma = !(am && !strcmp(am, "wmma"));
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
+    const char *ga = getenv("VIT_CUDA_GEMM_ALGOS");
+    s->tune_n = ga ? atoi(ga) : kCand;
+    if (s->tune_n < 1) s->tune_n = 1;
+    if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
     const char *fr = getenv("VIT_CUDA_RESFUSE");
     s->fuse_res = !(fr && !strcmp(fr, "0"));
     const char *sb = getenv("VIT_CUDA_SUBBATCH");

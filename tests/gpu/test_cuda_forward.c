@@ -192,6 +192,20 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         vit_session_free(rf);
         outs_free(&oc); outs_free(&orf);
     }
+    {   /* VIT_CUDA_GEMM_ALGOS=16: the tuner times up to 16 heuristic candidates per shape, so
+         * less common algorithms (split-K, other tiles) may win and must be right too */
+        int B = batches[nb - 1];
+        vit_session *ga = new_cuda_session_env(m, maxB, "VIT_CUDA_GEMM_ALGOS", "16");
+        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);
+        char tag[160];
+        snprintf(tag, sizeof tag, "%s B=%d 16 GEMM candidates", sp->name, B);
+        if (ga && run(cpu, x, B, NULL, &oc, 0) == VIT_OK && run(ga, x, B, NULL, &og, 0) == VIT_OK)
+            compare(tag, &og, &oc, B, C, F, NP, 0, 0);
+        else
+            CHECK(0, "%s: %s", tag, ga ? vit_session_errmsg(ga) : "no session");
+        vit_session_free(ga);
+        outs_free(&oc); outs_free(&og);
+    }
     {   /* head swap: another head with another class count, then back to the model's */
         vit_head *h2 = synth_head(C + 3, F);
         int B = batches[nb - 1];
