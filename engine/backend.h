@@ -11,6 +11,10 @@ typedef struct vit_backend {
     /* input (B,3,H,W) host FP32; outputs host; head non-NULL (resolved by vit_forward) */
     vit_status (*forward)(vit_session *s, const float *input, int B, const vit_head *head,
                           vit_outputs *out);
+    /* optional (NULL: vit_forward_f16 converts into s->f16_in and calls forward): input
+     * (B,3,H,W) host IEEE binary16 bits, read as such by the device */
+    vit_status (*forward_f16)(vit_session *s, const uint16_t *input, int B, const vit_head *head,
+                              vit_outputs *out);
     void (*free)(vit_session *s); /* release s->state */
     /* optional (NULL: none): the session's input staging buffer, see vit_session_input_buffer */
     float *(*input_buffer)(vit_session *s);
@@ -24,6 +28,9 @@ struct vit_session {
     vit_session_opts opts;        /* resolved: device is CPU or CUDA, threads >= 1 */
     const vit_backend *backend;
     void *state;                  /* backend-owned scratch */
+    float *f16_in;                /* (max_batch,3,H,W) FP32: vit_forward_f16's converted input
+                                     when the backend has no forward_f16 (allocated at creation,
+                                     untouched until used, so it costs address space only) */
     char errmsg[256];
 };
 

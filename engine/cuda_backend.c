@@ -101,8 +101,8 @@ static uint64_t head_fingerprint(const vit_head *h) {
     return x;
 }
 
-static vit_status cuda_forward(vit_session *s, const float *input, int B, const vit_head *head,
-                               vit_outputs *out) {
+static vit_status cuda_run(vit_session *s, const void *input, vit_input_type type, int B,
+                           const vit_head *head, vit_outputs *out) {
     vcu_head_desc hd = {0};
     if (head) {
         hd.key = head;
@@ -113,7 +113,19 @@ static vit_status cuda_forward(vit_session *s, const float *input, int B, const 
         hd.b = head->b;
     }
     vcu_outputs o = {out->logits, out->features, out->attn_cls, out->attn_rollout};
-    return vcu_forward(s->state, input, B, head ? &hd : NULL, &o, s->errmsg, sizeof s->errmsg);
+    return vcu_forward(s->state, input, type, B, head ? &hd : NULL, &o, s->errmsg,
+                       sizeof s->errmsg);
+}
+
+static vit_status cuda_forward(vit_session *s, const float *input, int B, const vit_head *head,
+                               vit_outputs *out) {
+    return cuda_run(s, input, VIT_INPUT_F32, B, head, out);
+}
+
+/* FP16 input goes to the GPU as is: half the bytes, and im2col reads it without rounding */
+static vit_status cuda_forward_f16(vit_session *s, const uint16_t *input, int B,
+                                   const vit_head *head, vit_outputs *out) {
+    return cuda_run(s, input, VIT_INPUT_F16, B, head, out);
 }
 
 static float *cuda_input_buffer(vit_session *s) { return vcu_input_buffer(s->state); }
@@ -127,6 +139,7 @@ const vit_backend vit_backend_cuda = {
     .name = "cuda",
     .init = cuda_init,
     .forward = cuda_forward,
+    .forward_f16 = cuda_forward_f16,
     .free = cuda_free,
     .input_buffer = cuda_input_buffer,
     .host_alloc = vcu_host_alloc,

@@ -20,7 +20,7 @@
  *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
  *            (the final LN's FP32 rows (Bk*T, D) then go to qkv's buffer, dead by then);
  *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
- * This part is a CUDA graph per (bucket, attention-output mode), captured after the first eager
+ * This part is a CUDA graph per (bucket, attention-output mode, input type), captured after the first eager
  * run of that pair (the eager run also picks and caches the GEMM algorithms, outside capture).
  * The head (logits = features Wh^T + bh, FP32 GEMM) runs outside the graph because heads are
  * swapped at run time: each head is uploaded once and cached by (address, fingerprint) in a
@@ -34,6 +34,9 @@
  * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 (VIT_CUDA_GEMM_ALGOS, up to
  * 16) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
  * heuristic's first), cached per session.
+ * Input: FP32, or FP16 from vit_forward_f16 (half the bytes to copy; im2col then only gathers,
+ * and the results are bit-identical to FP32 input of the same values, which im2col would round
+ * to nearest-even); session init warms up and captures both.
  * Input: copied outside the graphs, B images straight from the caller's memory; a bucket above
  * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
@@ -60,8 +63,11 @@ namespace {
 
 const size_t kWorkspace = 32u << 20;
 const int kSubBatch = 128;   /* VIT_CUDA_SUBBATCH: images per part of a bucket (0: never split) */
-const int kMaxBuckets = 16, kModes = 4, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
+const int kMaxBuckets = 16, kModes = 8, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
 const int kCand = 4, kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS: heuristic candidates timed per shape */
+/* mode bits (graph key, enqueue_backbone): 1 CLS attention row, 2 rollout, 4 FP16 input (the
+ * im2col kernel reads halves instead of floats) */
+const int kModeF16 = 4;
 
 struct dlayer {
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -100,7 +106,7 @@ struct state {
     float *tok, *pos, *norm_w, *norm_b, *fc_norm_w, *fc_norm_b, *pre_w, *pre_b;
 
     /* activations, (rows, cols) for max_batch */
-    float *in;                    /* (B, C, S, S) */
+    float *in;                    /* (B, C, S, S) FP32, or FP16 in its first half (kModeF16) */
     __half *res;                  /* (B*T, D) the residual stream */
     __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
     size_t y_elems;
@@ -329,15 +335,16 @@ vit_status ensure_rollout(state *s, char *err, size_t errlen) {
  * forward_impl.  Everything else is scratch that the parts of a bucket share (they run one after
  * another on s->st). */
 struct part_io {
-    const float *in;
+    const void *in;               /* float, or __half with kModeF16 */
     float *pooled, *pool_tmp, *feat, *cls_d, *roll_d;
 };
 
-part_io part_at(const state *s, int i0) {
+part_io part_at(const state *s, int i0, int mode) {
     const vcu_model_desc &m = s->m;
     const size_t i = (size_t)i0, D = (size_t)m.D;
     part_io p;
-    p.in = s->in + i * s->img;
+    if (mode & kModeF16) p.in = reinterpret_cast<const __half *>(s->in) + i * s->img;
+    else p.in = s->in + i * s->img;
     p.pooled = s->pooled + i * (size_t)(m.npf > 1 ? m.npf : 1) * D;
     p.pool_tmp = s->pool_tmp + i * D;
     p.feat = s->feat + i * (size_t)m.feature_dim;
@@ -355,7 +362,10 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
 
-    im2col_f16(s->mlp, p.in, Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+    if (mode & kModeF16)
+        im2col_f16(s->mlp, static_cast<const __half *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+    else
+        im2col_f16(s->mlp, static_cast<const float *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
     embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
@@ -497,7 +507,7 @@ vit_status run_part(state *s, int bi, int mode, int j, char *err, size_t errlen)
         CU(cudaGraphLaunch(ge, s->st));
         return VIT_OK;
     }
-    const part_io p = part_at(s, i0);
+    const part_io p = part_at(s, i0, mode);
     OK(enqueue_backbone(s, p, n, mode, err, errlen));
     if (s->graphs_off) return VIT_OK;
     CU(cudaStreamSynchronize(s->st));   /* the eager run is done (and checked) before capture */
@@ -518,14 +528,18 @@ vit_status run_part(state *s, int bi, int mode, int j, char *err, size_t errlen)
     return VIT_OK;
 }
 
-/* B images at input (host) through bucket bi: each part's images are copied on s->cs, and part j
- * starts on s->st once its copy is in, while the next part's copy runs */
-vit_status run_backbone(state *s, const float *input, int B, int bi, int mode, char *err,
+/* B images at input (host; FP32, or FP16 with kModeF16 in mode) through bucket bi: each part's
+ * images are copied on s->cs, and part j starts on s->st once its copy is in, while the next
+ * part's copy runs */
+vit_status run_backbone(state *s, const void *input, int B, int bi, int mode, char *err,
                         size_t errlen) {
     int S;
     const int np = parts_of(s, bi, &S);
+    const size_t img_bytes = (mode & kModeF16 ? sizeof(__half) : sizeof(float)) * (size_t)s->img;
+    const char *src = static_cast<const char *>(input);
+    char *dst = reinterpret_cast<char *>(s->in);
     if (np == 1) {
-        CU(cudaMemcpyAsync(s->in, input, sizeof(float) * B * s->img, cudaMemcpyHostToDevice, s->st));
+        CU(cudaMemcpyAsync(dst, src, img_bytes * B, cudaMemcpyHostToDevice, s->st));
         return run_part(s, bi, mode, 0, err, errlen);
     }
     CU(cudaEventRecord(s->ev_fork, s->st));   /* the previous forward's reads of s->in are done */
@@ -533,8 +547,8 @@ vit_status run_backbone(state *s, const float *input, int B, int bi, int mode, c
     for (int j = 0; j < np; j++) {
         const int i0 = j * S, n = B - i0 < S ? B - i0 : S;
         if (n > 0)
-            CU(cudaMemcpyAsync(s->in + (size_t)i0 * s->img, input + (size_t)i0 * s->img,
-                               sizeof(float) * n * s->img, cudaMemcpyHostToDevice, s->cs));
+            CU(cudaMemcpyAsync(dst + (size_t)i0 * img_bytes, src + (size_t)i0 * img_bytes,
+                               img_bytes * n, cudaMemcpyHostToDevice, s->cs));
         CU(cudaEventRecord(s->ev_part[j], s->cs));
     }
     for (int j = 0; j < np; j++) {
@@ -686,6 +700,17 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
             s->h_in[i] = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
         }
         for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, 0, err, errlen));
+        /* the FP16-input graphs too (vit_session_input_type says F16): the same values, as
+         * halves in the same pinned buffer */
+        CU(cudaStreamSynchronize(s->st));
+        __half *hh = reinterpret_cast<__half *>(s->h_in);
+        r = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < B * s->img; i++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            hh[i] = __float2half((float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f);
+        }
+        for (int bi = 0; bi < s->nb; bi++)
+            OK(run_backbone(s, s->h_in, s->buckets[bi], bi, kModeF16, err, errlen));
         CU(cudaStreamSynchronize(s->st));
     }
     return VIT_OK;
@@ -714,12 +739,14 @@ void free_impl(state *s) {
     delete s;
 }
 
-vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc *hd,
-                        const vcu_outputs *out, char *err, size_t errlen) {
+vit_status forward_impl(state *s, const void *input, vit_input_type type, int B,
+                        const vcu_head_desc *hd, const vcu_outputs *out, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     if (B < 1 || B > s->maxB)
         return vit_errf(VIT_E_ARG, err, errlen, "cuda: batch %d outside [1, %d]", B, s->maxB);
     if (!input) return vit_errf(VIT_E_ARG, err, errlen, "cuda: input is NULL");
+    if (type != VIT_INPUT_F32 && type != VIT_INPUT_F16)
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: unknown input type %d", (int)type);
     if (out->logits && (!hd || !hd->w || !hd->b || hd->C < 1))
         return vit_errf(VIT_E_ARG, err, errlen, "cuda: logits asked without a head");
     if (out->logits && hd->dim != m.feature_dim)
@@ -734,7 +761,7 @@ vit_status forward_impl(state *s, const float *input, int B, const vcu_head_desc
     const int want_cls = out->attn_cls && m.L > 0, want_roll = out->attn_rollout && m.L > 0;
     if (out->attn_cls && !want_cls) memset(out->attn_cls, 0, sizeof(float) * B * m.Np);
     if (out->attn_rollout && !want_roll) memset(out->attn_rollout, 0, sizeof(float) * B * m.Np);
-    const int mode = (want_cls ? 1 : 0) | (want_roll ? 2 : 0);
+    const int mode = (want_cls ? 1 : 0) | (want_roll ? 2 : 0) | (type == VIT_INPUT_F16 ? kModeF16 : 0);
     if (mode & 2) OK(ensure_rollout(s, err, errlen));
     head_entry *he = nullptr;
     if (out->logits) OK(get_head(s, hd, &he, err, errlen));
@@ -790,9 +817,9 @@ vit_status vcu_init(void **out, const vcu_model_desc *m, int max_batch, int gpu_
     return VIT_OK;
 }
 
-vit_status vcu_forward(void *st, const float *input, int B, const vcu_head_desc *head,
-                       const vcu_outputs *out, char *err, size_t errlen) {
-    return forward_impl((state *)st, input, B, head, out, err, errlen);
+vit_status vcu_forward(void *st, const void *input, vit_input_type type, int B,
+                       const vcu_head_desc *head, const vcu_outputs *out, char *err, size_t errlen) {
+    return forward_impl((state *)st, input, type, B, head, out, err, errlen);
 }
 
 float *vcu_input_buffer(void *st) { return st ? ((state *)st)->h_in : nullptr; }

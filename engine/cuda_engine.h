@@ -50,8 +50,9 @@ typedef struct vcu_outputs {                 /* any may be NULL */
 int vcu_device_count(void);
 vit_status vcu_init(void **state, const vcu_model_desc *m, int max_batch, int gpu_id, char *err,
                     size_t errlen);
-vit_status vcu_forward(void *state, const float *input, int B, const vcu_head_desc *head,
-                       const vcu_outputs *out, char *err, size_t errlen);
+/* input (B, C, S, S) on the host: FP32 (type VIT_INPUT_F32) or binary16 bits (VIT_INPUT_F16) */
+vit_status vcu_forward(void *state, const void *input, vit_input_type type, int B,
+                       const vcu_head_desc *head, const vcu_outputs *out, char *err, size_t errlen);
 /* pinned (max_batch, C, S, S) host buffer owned by the session */
 float *vcu_input_buffer(void *state);
 /* pinned host memory (vit_input_alloc); NULL when it cannot be had.  vcu_host_free also frees

@@ -43,27 +43,6 @@ const char *st_shape_str(const int64_t *shape, int ndim, char *buf, size_t n) {
     return buf;
 }
 
-float st_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else {                      /* subnormal: normalise */
-            int e = -1;
-            do { e++; man <<= 1; } while (!(man & 0x400u));
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
-        }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);   /* inf / nan */
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 float st_bf16_to_f32(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
@@ -321,7 +300,7 @@ vit_status st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *e
         vit_status st = read_exact(f, buf, k * 2, off + i * 2, t->name, err, errlen);
         if (st) return st;
         if (t->dtype == ST_F16)
-            for (uint64_t j = 0; j < k; j++) dst[i + j] = st_f16_to_f32(buf[j]);
+            vit_f16_to_f32(buf, dst + i, (size_t)k);   /* util.c: the one binary16 conversion */
         else
             for (uint64_t j = 0; j < k; j++) dst[i + j] = st_bf16_to_f32(buf[j]);
         i += k;

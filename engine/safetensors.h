@@ -56,8 +56,7 @@ const char *st_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 /* Read t converted to FP32 into dst (t->numel floats).  F32, F16, BF16 only. */
 vit_status st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *err, size_t errlen);
 
-/* exact conversions (exposed for tests) */
-float st_f16_to_f32(uint16_t h);
+/* exact conversion (exposed for tests); F16 is vit_f16_to_f32 (vit.h, util.c) */
 float st_bf16_to_f32(uint16_t h);
 
 #endif

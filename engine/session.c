@@ -101,11 +101,23 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
     s->model = m;
     s->opts = o;
     s->backend = be;
+    if (!be->forward_f16) {
+        const vit_config *c = &m->cfg;
+        const size_t img = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+        if (img == 0 || (size_t)o.max_batch > SIZE_MAX / sizeof(float) / 64 / img ||
+            !(s->f16_in = aligned_alloc(64, ((size_t)o.max_batch * img * sizeof(float) + 63) / 64 * 64))) {
+            free(s);
+            return vit_errf(VIT_E_NOMEM, err, errlen,
+                            "vit_session_new: no memory for the FP16 input buffer (%d images)",
+                            o.max_batch);
+        }
+    }
     char berr[256] = "";
     vit_status st = be->init(s, berr, sizeof berr);
     if (st != VIT_OK) {
         vit_errf(st, err, errlen, "vit_session_new (%s): %s", be->name, berr);
         be->free(s);
+        free(s->f16_in);
         free(s);
         return st;
     }
@@ -116,6 +128,7 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
 void vit_session_free(vit_session *s) {
     if (!s) return;
     if (s->backend) s->backend->free(s);
+    free(s->f16_in);
     free(s);
 }
 
@@ -146,29 +159,53 @@ int vit_precision_parse(const char *s, vit_precision *out) {
 
 int vit_session_max_batch(const vit_session *s) { return s ? s->opts.max_batch : 0; }
 
+/* the checks vit_forward and vit_forward_f16 share; resolves *head */
+static vit_status check_forward(vit_session *s, const char *fn, const void *input, int B,
+                                const vit_head **head, vit_outputs *out) {
+    if (!input || !out)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "%s: %s is NULL", fn,
+                        input ? "out" : "input");
+    if (B < 1 || B > s->opts.max_batch)
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                        "%s: batch %d not in [1, max_batch %d]", fn, B, s->opts.max_batch);
+    const vit_config *c = &s->model->cfg;
+    if (!*head) *head = s->model->head;
+    if (out->logits) {
+        if (!*head)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                            "%s: logits requested but the model has no head", fn);
+        if ((*head)->dim != c->feature_dim)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
+                            "%s: head dim %d, model features are %d", fn, (*head)->dim,
+                            c->feature_dim);
+        if ((*head)->num_classes < 1)
+            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "%s: head has no classes", fn);
+    }
+    return VIT_OK;
+}
+
 vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
                        vit_outputs *out) {
     if (!s) return VIT_E_ARG;
     s->errmsg[0] = 0;
-    if (!input || !out)
-        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "vit_forward: %s is NULL",
-                        input ? "out" : "input");
-    if (B < 1 || B > s->opts.max_batch)
-        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
-                        "vit_forward: batch %d not in [1, max_batch %d]", B, s->opts.max_batch);
-    const vit_config *c = &s->model->cfg;
-    if (!head) head = s->model->head;
-    if (out->logits) {
-        if (!head)
-            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
-                            "vit_forward: logits requested but the model has no head");
-        if (head->dim != c->feature_dim)
-            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
-                            "vit_forward: head dim %d, model features are %d", head->dim,
-                            c->feature_dim);
-        if (head->num_classes < 1)
-            return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
-                            "vit_forward: head has no classes");
-    }
+    vit_status st = check_forward(s, "vit_forward", input, B, &head, out);
+    if (st != VIT_OK) return st;
     return s->backend->forward(s, input, B, head, out);
+}
+
+vit_status vit_forward_f16(vit_session *s, const uint16_t *input, int B, const vit_head *head,
+                           vit_outputs *out) {
+    if (!s) return VIT_E_ARG;
+    s->errmsg[0] = 0;
+    vit_status st = check_forward(s, "vit_forward_f16", input, B, &head, out);
+    if (st != VIT_OK) return st;
+    if (s->backend->forward_f16) return s->backend->forward_f16(s, input, B, head, out);
+    const vit_config *c = &s->model->cfg;
+    const size_t n = (size_t)B * c->num_channels * c->image_size * c->image_size;
+    vit_f16_to_f32(input, s->f16_in, n);
+    return s->backend->forward(s, s->f16_in, B, head, out);
+}
+
+vit_input_type vit_session_input_type(const vit_session *s) {
+    return s && s->backend && s->backend->forward_f16 ? VIT_INPUT_F16 : VIT_INPUT_F32;
 }

@@ -197,3 +197,63 @@ int vit_topk(const float *x, int n, int k, int *idx) {
     }
     return k;
 }
+
+/* ---- FP32 <-> FP16 (IEEE binary16) ---- */
+/* Bit manipulation only, no FPU rounding mode involved: the same results on every host.  The one
+ * implementation in the tree (safetensors' F16 tensors, vit_forward_f16, vitd's FP16 batches). */
+
+static inline uint16_t f32_to_f16_one(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    x &= 0x7fffffffu;
+    if (x >= 0x7f800000u) {                 /* inf, NaN: keep the payload's top bits, stay NaN */
+        if (x == 0x7f800000u) return sign | 0x7c00u;
+        uint16_t m = (uint16_t)((x >> 13) & 0x3ffu);
+        return sign | 0x7c00u | (m ? m : 0x200u);
+    }
+    if (x >= 0x477ff000u) return sign | 0x7c00u;   /* >= 65520: the tie above 65504 goes to inf */
+    if (x >= 0x38800000u) {                 /* normal half: rebias the exponent, round the
+                                               13 dropped bits to nearest even (a carry into the
+                                               exponent is the right result) */
+        uint32_t r = x - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1u);
+        return sign | (uint16_t)(r >> 13);
+    }
+    if (x <= 0x33000000u) return sign;      /* <= 2^-25: to (signed) zero, the tie included */
+    /* subnormal half: value / 2^-24 = m * 2^(e - 126) with the implicit bit, sh in [14, 24] */
+    const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u, sh = 126u - e;
+    uint32_t q = m >> sh;
+    const uint32_t rem = m & ((1u << sh) - 1u), half = 1u << (sh - 1u);
+    if (rem > half || (rem == half && (q & 1u))) q++;   /* 0x3ff + 1 = the smallest normal */
+    return sign | (uint16_t)q;
+}
+
+static inline float f16_to_f32_one(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {                      /* subnormal: normalise */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);   /* inf / NaN, payload kept */
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void vit_f32_to_f16(const float *x, uint16_t *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f32_to_f16_one(x[i]);
+}
+
+void vit_f16_to_f32(const uint16_t *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = f16_to_f32_one(x[i]);
+}

@@ -193,7 +193,8 @@ float *vit_session_input_buffer(vit_session *s);
  * vit_forward reads fastest: pinned (page-locked) memory on CUDA, so the copy to the GPU is one
  * DMA straight from it (plain memory when none can be pinned); 64-byte aligned memory on the CPU.  For callers that fill batches while
  * other batches run (vitd's batcher).  NULL on bad arguments or no memory.  Free with
- * vit_input_free(s, p) before freeing s. */
+ * vit_input_free(s, p) before freeing s.  A buffer for N images also holds N images of FP16 input
+ * (half the bytes): cast it to uint16_t * for vit_forward_f16; the session's own buffer likewise. */
 float *vit_input_alloc(vit_session *s, int images);
 void vit_input_free(vit_session *s, float *p);
 /* CUDA device gpu_id's name and memory in bytes (any pointer may be NULL), for /v1/models and
@@ -213,6 +214,22 @@ typedef struct vit_outputs {
  * preprocessed.  head NULL: the model's own head. */
 vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
                        vit_outputs *out);
+
+/* Input element types.  VIT_INPUT_F16 is IEEE binary16, given as its bit patterns (uint16_t). */
+typedef enum { VIT_INPUT_F32 = 0, VIT_INPUT_F16 = 1 } vit_input_type;
+/* The input type this session reads fastest: F16 on CUDA sessions (the GPU computes in FP16 and
+ * rounds FP32 input to FP16 as its first step, so F16 input halves the host-to-device copy), F32
+ * on the CPU (F16 input is converted to FP32 there first).  Both types work on every session. */
+vit_input_type vit_session_input_type(const vit_session *s);
+/* vit_forward on FP16 input: input is (B, 3, image_size, image_size) binary16 bit patterns.
+ * CUDA: B * 3 * image_size^2 * 2 bytes go to the GPU (from pinned memory when input comes from
+ * vit_input_alloc or vit_session_input_buffer); the results are bit-identical to vit_forward on
+ * the same values as FP32, since the GPU rounds FP32 input to nearest-even on arrival, which is
+ * what vit_f32_to_f16 does.  CPU: converted to FP32 into a session buffer sized at
+ * vit_session_new (no allocation per call), then vit_forward's computation: results equal
+ * vit_forward on vit_f16_to_f32 of the input, bit for bit. */
+vit_status vit_forward_f16(vit_session *s, const uint16_t *input, int B, const vit_head *head,
+                           vit_outputs *out);
 
 /* Self-check of a device before trusting it: the same deterministic batch of 2 image-like
  * inputs through a new session with opts and through a CPU FP32 session; features, logits (when
@@ -365,6 +382,13 @@ vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, c
 /* ---- small helpers ----------------------------------------------------------------- */
 
 void vit_softmax(float *x, int n);                                 /* in place, stable */
+/* FP32 <-> IEEE binary16 (bit patterns), n values.  To FP16: round to nearest, ties to even;
+ * magnitudes >= 65520 become inf, below the smallest normal (2^-14) FP16 subnormals, below 2^-25
+ * (and 2^-25 itself) signed zero; inf stays inf, NaN stays NaN (sign and the top payload bits
+ * kept, never turned into inf).  To FP32: exact (every binary16 value is an FP32 value),
+ * subnormals included.  Any n, any alignment; x and y must not overlap. */
+void vit_f32_to_f16(const float *x, uint16_t *y, size_t n);
+void vit_f16_to_f32(const uint16_t *x, float *y, size_t n);
 /* indices of the k largest of x[0..n) into idx, descending; returns min(k, n) */
 int vit_topk(const float *x, int n, int k, int *idx);
 

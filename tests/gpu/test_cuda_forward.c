@@ -6,6 +6,8 @@
  *   swap (another head object, other class count) and back, then the exact-erf GELU mode and the
  *   WMMA attention kernel (VIT_CUDA_ATTN=wmma; the default is the mma.sync one) on the ViT-B-shaped model.
  * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy.
+ * FP16 input (vit_forward_f16): on every synthetic model, bucket and the sub-batched session, logits
+ *   and features bit-identical to FP32 input of the same values (maps within 1e-5: atomics).
  * Checks: logits max|diff| <= 1e-2 * max|logit_cpu| per image; identical top-1 (on synthetic
  * models only where the CPU's top-2 margin exceeds the tolerance); features 1e-2 relative;
  * attention maps (CLS row and rollout) within 1e-3 absolute.
@@ -38,6 +40,41 @@ static void outs_free(outs *o) { free(o->logits); free(o->feat); free(o->cls); f
 static vit_status run(vit_session *s, const float *x, int B, const vit_head *h, outs *o, int maps) {
     vit_outputs vo = {o->logits, o->feat, maps ? o->cls : NULL, maps ? o->roll : NULL};
     return vit_forward(s, x, B, h, &vo);
+}
+
+static vit_status run16(vit_session *s, const uint16_t *x, int B, const vit_head *h, outs *o, int maps) {
+    vit_outputs vo = {o->logits, o->feat, maps ? o->cls : NULL, maps ? o->roll : NULL};
+    return vit_forward_f16(s, x, B, h, &vo);
+}
+
+/* FP16 input against FP32 input of the same values (xr = xh widened) on one CUDA session: the GPU
+ * rounds FP32 input to FP16 first, so logits and features must be identical bit for bit.  The
+ * attention maps are sums over heads by atomicAdd, whose order varies from run to run, so they
+ * get a tolerance far below any real difference (1e-5; FP32 reordering of a dozen terms <= 1) */
+static void check_f16_input(const char *tag, vit_session *g, const float *xr, const uint16_t *xh,
+                            int B, int C, int F, int NP, int maps) {
+    outs a = outs_new(B, C, F, NP), b = outs_new(B, C, F, NP);
+    memset(b.logits, 0xff, sizeof(float) * B * C);
+    memset(b.feat, 0xff, sizeof(float) * B * F);
+    vit_status s1 = run(g, xr, B, NULL, &a, maps), s2 = run16(g, xh, B, NULL, &b, maps);
+    CHECK(s1 == VIT_OK && s2 == VIT_OK, "%s B=%d fp16-input forward: %s", tag, B,
+          s1 == VIT_OK && s2 == VIT_OK ? "ok" : vit_session_errmsg(g));
+    if (s1 == VIT_OK && s2 == VIT_OK) {
+        CHECK(!memcmp(a.logits, b.logits, sizeof(float) * B * C) &&
+                  !memcmp(a.feat, b.feat, sizeof(float) * B * F),
+              "%s B=%d%s: fp16 input == fp32 input, logits and features bit for bit", tag, B,
+              maps ? " +maps" : "");
+        if (maps) {
+            double dc = 0, dr = 0;
+            for (size_t i = 0; i < (size_t)B * NP; i++) {
+                dc = fabs(a.cls[i] - b.cls[i]) > dc ? fabs(a.cls[i] - b.cls[i]) : dc;
+                dr = fabs(a.roll[i] - b.roll[i]) > dr ? fabs(a.roll[i] - b.roll[i]) : dr;
+            }
+            CHECK(dc <= 1e-5 && dr <= 1e-5, "%s B=%d: fp16 input maps: attn_cls maxdiff=%.3g rollout maxdiff=%.3g tol=1e-5",
+                  tag, B, dc, dr);
+        }
+    }
+    outs_free(&a); outs_free(&b);
 }
 
 static double maxabs(const float *v, size_t n) {
@@ -123,8 +160,15 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
     size_t img = (size_t)3 * sp->S * sp->S;
     float *x = malloc(sizeof(float) * img * maxB);
     for (size_t i = 0; i < img * maxB; i++) x[i] = synth_frand();
+    /* the FP16 input: x rounded (xh), and the same values as FP32 (xr) */
+    uint16_t *xh = malloc(sizeof(uint16_t) * img * maxB);
+    float *xr = malloc(sizeof(float) * img * maxB);
+    vit_f32_to_f16(x, xh, img * maxB);
+    vit_f16_to_f32(xh, xr, img * maxB);
     vit_session *cpu = new_session(m, VIT_DEVICE_CPU, maxB), *gpu = new_session(m, VIT_DEVICE_CUDA, maxB);
     if (!cpu || !gpu) goto out;
+    CHECK(vit_session_input_type(gpu) == VIT_INPUT_F16 && vit_session_input_type(cpu) == VIT_INPUT_F32,
+          "%s: vit_session_input_type: F16 on cuda, F32 on cpu", sp->name);
     for (int k = 0; k < nb; k++) {
         int B = batches[k];
         char tag[160];
@@ -158,6 +202,17 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
             outs_free(&op); outs_free(&oo);
         }
         vit_input_free(gpu, pin);
+        /* FP16 input (every bucket this loop visits, with and without maps), pageable and from a
+         * pinned buffer */
+        check_f16_input(sp->name, gpu, xr, xh, B, C, F, NP, maps);
+        uint16_t *pin16 = (uint16_t *)vit_input_alloc(gpu, B);
+        if (pin16) {
+            memcpy(pin16, xh, sizeof(uint16_t) * img * B);
+            char t2[160];
+            snprintf(t2, sizeof t2, "%s pinned", sp->name);
+            check_f16_input(t2, gpu, xr, pin16, B, C, F, NP, !maps);
+        }
+        vit_input_free(gpu, (float *)pin16);
         outs_free(&oc); outs_free(&og); outs_free(&og2);
     }
     {   /* sub-batches: parts of 2 images (the last bucket's last part smaller when odd), the
@@ -172,6 +227,10 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
             compare(tag, &os, &oc, B, C, F, NP, 1, 0);
             CHECK(!memcmp(os.logits, os2.logits, sizeof(float) * B * C),
                   "%s: graph replay == eager run, bit for bit", tag);
+            /* FP16 input through the parts: each part's copy is B_part * img * 2 bytes */
+            check_f16_input(tag, sb, xr, xh, B, C, F, NP, 1);
+            check_f16_input(tag, sb, xr, xh, B, C, F, NP, 0);
+            if (B > 1) check_f16_input(tag, sb, xr, xh, B - 1, C, F, NP, 0);
         } else {
             CHECK(0, "%s: %s", tag, sb ? vit_session_errmsg(sb) : "no session");
         }
@@ -251,7 +310,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
 out:
     vit_session_free(cpu);
     vit_session_free(gpu);
-    free(x);
+    free(x); free(xh); free(xr);
     synth_free(m);
 }
 

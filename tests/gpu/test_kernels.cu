@@ -51,6 +51,32 @@ static void test_im2col_embed(void) {
     for (auto &r : ref) r = __half2float(__float2half((float)r));  /* exact FP16 rounding */
     gh_check("im2col_f16 (exact fp16 rounding)", gh_down_half(dp, ref.size()), ref, 0, 0);
 
+    /* FP16 input (vit_forward_f16): the host rounds (to nearest even, as __float2half), the
+     * __half kernel only gathers; its patches must be the FP32 kernel's bit for bit, here on the
+     * random values plus rounding ties, subnormals, values that overflow to inf, and -0 */
+    {
+        std::vector<float> in2 = in;
+        const float special[] = {65520.f, -65519.f, 70000.f, 1.f + 0x1p-11f, 1.f + 0x3p-11f,
+                                 0x1p-25f, 0x3p-25f, 1e-7f, -0.f, 0x1.ffep-15f, 2049.f, -2051.f};
+        for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+            in2[(i * 7919) % in2.size()] = special[i];
+        const size_t np = ref.size();
+        float *din2 = gh_up(in2);
+        __half *din2h = gh_up_half(in2);           /* the host's rounding */
+        __half *dp32 = gh_dev<__half>(np), *dp16 = gh_dev<__half>(np);
+        im2col_f16(dp32, din2, B, C, S, P, gh, gw, 0);
+        im2col_f16(dp16, din2h, B, C, S, P, gh, gw, 0);
+        GH_SYNC();
+        std::vector<__half> a(np), b(np);
+        GH_CUDA(cudaMemcpy(a.data(), dp32, np * sizeof(__half), cudaMemcpyDeviceToHost));
+        GH_CUDA(cudaMemcpy(b.data(), dp16, np * sizeof(__half), cudaMemcpyDeviceToHost));
+        size_t diff = 0;
+        for (size_t i = 0; i < np; i++) diff += memcmp(&a[i], &b[i], sizeof(__half)) != 0;
+        gh_result(diff == 0, "im2col_f16 on __half input == on float input, bit for bit (%zu of %zu differ)",
+                  diff, np);
+        cudaFree(din2); cudaFree(din2h); cudaFree(dp32); cudaFree(dp16);
+    }
+
     std::vector<float> pe((size_t)B * Np * D), tok((size_t)npf * D), pos((size_t)T * D);
     gh_fill(pe, 1.f); gh_round_half(pe); gh_fill(tok, 1.f); gh_fill(pos, 1.f);
     __half *dpe = gh_up_half(pe);
