@@ -214,7 +214,7 @@ if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -n "$NCU" ] && [ -f "$WORK/vit_b
 fi
 
 # the engine's knobs A/B'd in one run (bench/gpu_knobs.sh); VITD_KNOBS replaces the settings
-KNOBS=${VITD_KNOBS:-default VIT_CUDA_RESFUSE=0 VIT_CUDA_SUBBATCH=0 VIT_CUDA_SUBBATCH=64}
+KNOBS=${VITD_KNOBS:-default --f16 VIT_CUDA_RESFUSE=0 VIT_CUDA_SUBBATCH=0 VIT_CUDA_SUBBATCH=64}
 if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ "$QUICK" = 0 ] && [ -f "$WORK/vit_b_16_random/model.safetensors" ]; then
   # shellcheck disable=SC2086
   run_step "knobs" 600 knobs.md bench/gpu_knobs.sh "$WORK/vit_b_16_random" "1 256" $KNOBS

@@ -9,6 +9,9 @@ directory by models/convert_torchvision.py).  For each batch size (default 1, 8,
   compile   torch.compile(eager model) (default mode), input on GPU
   eager+io  eager with the same host->device input copy and logits copy back as ours
   ours-wmma ours with VIT_CUDA_ATTN=wmma (the older WMMA attention kernel instead of mma.sync)
+  ours f16-in  ours with FP16 input (bench_cuda --f16: vit_forward_f16, the same values rounded
+            to FP16 in the pinned buffer, half the bytes to copy; logits bit-identical to FP32
+            input's, checked below on the 8 correctness images)
 Timing: CUDA events (torch) or host clock around a synchronous call (ours), warm-up first,
 median of the repeats; images/s = batch / median.  Also checks that our logits match PyTorch's
 FP32 logits on 8 random images (relative max diff, top-1 agreement).
@@ -60,10 +63,10 @@ def make_model_dir(d):
     return m, out
 
 
-def run_ours(bench, model_dir, batch, iters, env_extra=None):
+def run_ours(bench, model_dir, batch, iters, env_extra=None, flags=()):
     env = dict(os.environ, **(env_extra or {}))
     r = subprocess.run([bench, "--model", model_dir, "--batch", str(batch), "--iters", str(iters),
-                        "--warmup", "5"], capture_output=True, text=True, timeout=600, env=env)
+                        "--warmup", "5", *flags], capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"bench_cuda batch {batch}: {r.stderr.strip() or r.stdout.strip()}")
     ms = float(re.search(r"median ([0-9.]+) ms", r.stdout).group(1))
@@ -125,6 +128,17 @@ def main():
     else:
         check = {"error": r.stderr.strip()}
         log(f"check: bench_cuda failed: {r.stderr.strip()}")
+    # FP16 input: the same 8 images through vit_forward_f16 give the same logits bit for bit
+    lout16 = os.path.join(work, "logits_f16.npy")
+    r16 = subprocess.run([args.bench, "--model", model_dir, "--input", xin, "--output", lout16, "--f16"],
+                         capture_output=True, text=True, timeout=600)
+    if r.returncode == 0 and r16.returncode == 0:
+        same = bool(np.array_equal(np.load(lout16).view(np.uint32), np.load(lout).view(np.uint32)))
+        check["f16_input_logits_bit_identical"] = same
+        log(f"check: FP16-input logits bit-identical to FP32-input logits: {same}")
+    elif r16.returncode != 0:
+        check["f16_input_error"] = r16.stderr.strip()
+        log(f"check: bench_cuda --f16 failed: {r16.stderr.strip()}")
 
     m16 = m32.half().cuda().eval()
     compiled = None
@@ -140,6 +154,12 @@ def main():
         except Exception as e:  # noqa: BLE001
             row["ours_error"] = str(e)
             log(f"ours B={B}: {e}")
+        try:
+            row["ours_f16in_ips"], row["ours_f16in_ms"] = run_ours(args.bench, model_dir, B, iters,
+                                                                   flags=("--f16",))
+        except Exception as e:  # noqa: BLE001
+            row["ours_f16in_error"] = str(e)
+            log(f"ours f16-in B={B}: {e}")
         try:
             row["ours_wmma_ips"], row["ours_wmma_ms"] = run_ours(args.bench, model_dir, B, iters,
                                                                  {"VIT_CUDA_ATTN": "wmma"})
@@ -164,6 +184,8 @@ def main():
                 except Exception as e:  # noqa: BLE001
                     row["compile_error"] = str(e)[:300]
                     log(f"torch.compile B={B}: {e}")
+        if row.get("ours_f16in_ips") and row.get("eager_ips"):
+            row["ours_f16in_vs_eager"] = row["ours_f16in_ips"] / row["eager_ips"]
         log(json.dumps(row))
         rows.append(row)
         with open(os.path.join(args.out, "gpu_vs_torch.partial.json"), "w") as fh:  # survives a kill
@@ -181,13 +203,14 @@ def main():
 
     lines = [f"ViT-B/16 random weights, {gpu}, torch {torch.__version__}, {res['date']}",
              f"correctness: {check}", "",
-             "| batch | ours img/s | ours ms | ours-wmma img/s | eager fp16 img/s | eager+io img/s | compile img/s | ours/eager | ours/eager+io | ours/compile |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| batch | ours img/s | ours ms | ours f16-in img/s | ours-wmma img/s | eager fp16 img/s | eager+io img/s | compile img/s | ours/eager | ours f16-in/eager | ours/eager+io | ours/compile |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         o = r.get("ours_ips")
-        ratio = lambda k: f(o / r[k], "{:.2f}x") if o and r.get(k) else "-"  # noqa: E731
-        lines.append(f"| {r['batch']} | {f(o)} | {f(r.get('ours_ms'), '{:.3f}')} | {f(r.get('ours_wmma_ips'))} | {f(r.get('eager_ips'))} | "
-                     f"{f(r.get('eager_io_ips'))} | {f(r.get('compile_ips'))} | {ratio('eager_ips')} | "
+        o16 = r.get("ours_f16in_ips")
+        ratio = lambda k, v=o: f(v / r[k], "{:.2f}x") if v and r.get(k) else "-"  # noqa: E731
+        lines.append(f"| {r['batch']} | {f(o)} | {f(r.get('ours_ms'), '{:.3f}')} | {f(o16)} | {f(r.get('ours_wmma_ips'))} | {f(r.get('eager_ips'))} | "
+                     f"{f(r.get('eager_io_ips'))} | {f(r.get('compile_ips'))} | {ratio('eager_ips')} | {ratio('eager_ips', o16)} | "
                      f"{ratio('eager_io_ips')} | {ratio('compile_ips')} |")
     md = "\n".join(lines) + "\n"
     with open(os.path.join(args.out, "gpu_vs_torch.md"), "w") as fh:

@@ -1,7 +1,10 @@
 /* batcher.c: decode pool + dynamic batcher + engine workers (see batcher.h for the flow).
  * One mutex guards the FIFO, the batch buffers and the counters; decoding and the forward pass
  * run outside it.  Batch buffers: 2 per worker, each sized once for max_batch images, from
- * vit_input_alloc (pinned on CUDA). */
+ * vit_input_alloc (pinned on CUDA).  They hold the type the sessions read fastest
+ * (vit_session_input_type): FP16 on CUDA, where each decoder preprocesses an image into its own
+ * FP32 scratch and converts it into the batch slot (half the bytes for the GPU copy, the same
+ * results), FP32 on the CPU, where the image is preprocessed straight into its slot. */
 #include "batcher.h"
 
 #include <errno.h>
@@ -18,7 +21,7 @@
 #include "util.h"
 
 typedef struct batch {
-    float *input;              /* (max_batch, 3, H, W) */
+    float *input;              /* (max_batch, 3, H, W) of in_type: float, or uint16_t (FP16) */
     srv_item **items;          /* (max_batch) */
     uint8_t *ok;               /* (max_batch) 1 when the slot decoded fine */
     int reserved, filled;      /* slots handed to decoders / slots finished decoding */
@@ -44,6 +47,8 @@ struct batcher {
     const vit_config *cfg;
     batcher_opts o;
     size_t img_elems;          /* 3 * H * W */
+    vit_input_type in_type;    /* what the batch buffers hold (the sessions' fastest input) */
+    size_t img_bytes;          /* img_elems * (4 or 2) */
     vit_preprocess pp;         /* the model's, with DCT-domain JPEG scaling when fast_decode */
     pthread_mutex_t mu;
     pthread_cond_t cv_dec, cv_work;
@@ -58,6 +63,7 @@ struct batcher {
     double ewma_batch_s;
     worker *workers;
     pthread_t *decoders;
+    struct decoder_arg *dec_args; /* (decoders) */
     int ndec_started;
     pthread_mutex_t head_mu;
     vit_head *head;
@@ -180,12 +186,31 @@ long batcher_queue_depth(batcher *b) {
 }
 
 vit_device batcher_device(const batcher *b) { return b->device; }
+vit_input_type batcher_input_type(const batcher *b) { return b->in_type; }
 vit_precision batcher_precision(const batcher *b) { return b->precision; }
 
 /* ---- decode pool ---------------------------------------------------------------------- */
 
+typedef struct decoder_arg {
+    batcher *b;
+    float *scratch;            /* (3, H, W) FP32, NULL when the batches are FP32 */
+} decoder_arg;
+
+/* the image at slot of bt: preprocessed straight into it, or (FP16 batches) into the decoder's
+ * scratch and converted */
+static vit_status decode_into(batcher *b, const srv_item *it, batch *bt, int slot, float *scratch,
+                              char *err, size_t errlen) {
+    void *dst = (char *)bt->input + (size_t)slot * b->img_bytes;
+    if (b->in_type == VIT_INPUT_F32)
+        return vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, dst, err, errlen);
+    vit_status st = vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, scratch, err, errlen);
+    if (st == VIT_OK) vit_f32_to_f16(scratch, dst, b->img_elems);
+    return st;
+}
+
 static void *decoder_main(void *arg) {
-    batcher *b = arg;
+    batcher *b = ((decoder_arg *)arg)->b;
+    float *scratch = ((decoder_arg *)arg)->scratch;
     char err[160];
     if (b->o.decoder_nice > 0) setpriority(PRIO_PROCESS, (id_t)gettid(), b->o.decoder_nice);
     pthread_mutex_lock(&b->mu);
@@ -227,8 +252,7 @@ static void *decoder_main(void *arg) {
         pthread_mutex_unlock(&b->mu);
 
         double t0 = vit_now();
-        vit_status st = vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels,
-                                       bt->input + (size_t)slot * b->img_elems, err, sizeof err);
+        vit_status st = decode_into(b, it, bt, slot, scratch, err, sizeof err);
         it->decode_s = vit_now() - t0;
         metrics_observe(MET_DECODE_SECONDS, it->decode_s);
         if (st != VIT_OK) {
@@ -300,6 +324,13 @@ static int ensure_logits(worker *w, int classes) {
     return 0;
 }
 
+/* one forward on a batch buffer of the batcher's input type */
+static vit_status forward_buf(batcher *b, vit_session *s, const float *in, int n, const vit_head *h,
+                              vit_outputs *out) {
+    if (b->in_type == VIT_INPUT_F16) return vit_forward_f16(s, (const uint16_t *)in, n, h, out);
+    return vit_forward(s, in, n, h, out);
+}
+
 static void run_batch(worker *w, batch *bt) {
     batcher *b = w->b;
     const vit_config *c = b->cfg;
@@ -314,8 +345,8 @@ static void run_batch(worker *w, batch *bt) {
             continue;
         }
         if (i != ngood) {
-            memcpy(bt->input + (size_t)ngood * b->img_elems, bt->input + (size_t)i * b->img_elems,
-                   sizeof(float) * b->img_elems);
+            memcpy((char *)bt->input + (size_t)ngood * b->img_bytes,
+                   (char *)bt->input + (size_t)i * b->img_bytes, b->img_bytes);
             bt->items[ngood] = it;
         }
         ngood++;
@@ -341,7 +372,7 @@ static void run_batch(worker *w, batch *bt) {
         if (want & SRV_WANT_FEATURES) out.features = w->features;
         if (want & SRV_WANT_ATTN_CLS) out.attn_cls = w->attn;
         else if (want & SRV_WANT_ROLLOUT) out.attn_rollout = w->attn;
-        st = vit_forward(w->sess, bt->input, ngood, head, &out);
+        st = forward_buf(b, w->sess, bt->input, ngood, head, &out);
         dt = vit_now() - t0;
         if (st == VIT_OK) {
             for (int i = 0; i < ngood; i++) {
@@ -351,7 +382,7 @@ static void run_batch(worker *w, batch *bt) {
             }
             if ((want & SRV_WANT_ATTN_CLS) && (want & SRV_WANT_ROLLOUT)) {
                 vit_outputs o2 = {.attn_rollout = w->attn};
-                st = vit_forward(w->sess, bt->input, ngood, head, &o2);
+                st = forward_buf(b, w->sess, bt->input, ngood, head, &o2);
                 dt = vit_now() - t0;
             }
         }
@@ -435,7 +466,8 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     b->bufs = calloc((size_t)b->nbufs, sizeof *b->bufs);
     b->workers = calloc((size_t)o->workers, sizeof *b->workers);
     b->decoders = calloc((size_t)o->decoders, sizeof *b->decoders);
-    if (!b->ring || !b->bufs || !b->workers || !b->decoders) { st = VIT_E_NOMEM; goto fail_nomem; }
+    b->dec_args = calloc((size_t)o->decoders, sizeof *b->dec_args);
+    if (!b->ring || !b->bufs || !b->workers || !b->decoders || !b->dec_args) { st = VIT_E_NOMEM; goto fail_nomem; }
     for (int i = 0; i < o->workers; i++) {
         worker *w = &b->workers[i];
         w->b = b; w->id = i;
@@ -449,7 +481,18 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
         if (!w->features || !w->attn || !w->good || ensure_logits(w, b->cfg->num_classes) != 0) { st = VIT_E_NOMEM; goto fail_nomem; }
     }
     /* the batch buffers decoders fill: pinned on CUDA, so a batch goes to the GPU in one DMA
-     * straight from here (any session of the model would do: all are on one device) */
+     * straight from here (any session of the model would do: all are on one device); FP16 when
+     * the sessions read that fastest (vit_input_alloc's buffer holds either) */
+    b->in_type = o->input_f16 ? VIT_INPUT_F16 : vit_session_input_type(b->workers[0].sess);
+    b->img_bytes = b->img_elems * (b->in_type == VIT_INPUT_F16 ? sizeof(uint16_t) : sizeof(float));
+    for (int i = 0; i < o->decoders; i++) {
+        b->dec_args[i].b = b;
+        if (b->in_type == VIT_INPUT_F16 &&
+            !(b->dec_args[i].scratch = aligned_alloc(64, (b->img_elems * sizeof(float) + 63) / 64 * 64))) {
+            st = VIT_E_NOMEM;
+            goto fail_nomem;
+        }
+    }
     for (int i = 0; i < b->nbufs; i++) {
         batch *bt = &b->bufs[i];
         bt->input = vit_input_alloc(b->workers[0].sess, o->max_batch);
@@ -463,10 +506,10 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
         worker *w = &b->workers[i];
         /* warm-up: one full batch of zeros through every path the server uses */
         float *x = b->bufs[0].input;
-        memset(x, 0, sizeof(float) * b->img_elems * (size_t)o->max_batch);
+        memset(x, 0, b->img_bytes * (size_t)o->max_batch);   /* zeros in either type */
         vit_outputs wo = {.logits = w->logits, .features = w->features, .attn_cls = w->attn};
         double t0 = vit_now();
-        st = vit_forward(w->sess, x, o->max_batch, b->head, &wo);
+        st = forward_buf(b, w->sess, x, o->max_batch, b->head, &wo);
         if (st != VIT_OK) {
             vit_errf(st, err, errlen, "warm-up forward failed: %s", vit_session_errmsg(w->sess));
             goto fail;
@@ -483,7 +526,7 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
         b->workers[i].started = 1;
     }
     for (int i = 0; i < o->decoders; i++) {
-        if (pthread_create(&b->decoders[i], NULL, decoder_main, b) != 0) {
+        if (pthread_create(&b->decoders[i], NULL, decoder_main, &b->dec_args[i]) != 0) {
             st = vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start decoder thread");
             goto fail;
         }
@@ -525,7 +568,9 @@ void batcher_free(batcher *b) {
             free(w->logits); free(w->features); free(w->attn); free(w->good);
         }
     }
-    free(b->bufs); free(b->workers); free(b->decoders); free(b->ring);
+    if (b->dec_args)
+        for (int i = 0; i < b->o.decoders; i++) free(b->dec_args[i].scratch);
+    free(b->bufs); free(b->workers); free(b->decoders); free(b->dec_args); free(b->ring);
     vit_head_release(b->head);
     pthread_mutex_destroy(&b->mu);
     pthread_mutex_destroy(&b->head_mu);

@@ -66,6 +66,9 @@ typedef struct batcher_opts {
     int decoder_nice;          /* > 0: decode threads run at this nice level (below the engine) */
     vit_device device;
     vit_precision precision;
+    int input_f16;             /* 1: FP16 batch buffers even where the sessions read FP32 fastest
+                                  (the CPU: converted back there; tests use it); 0: the sessions'
+                                  choice, vit_session_input_type */
 } batcher_opts;
 
 /* Create sessions (one per worker), run a warm-up batch on each, start the threads. */
@@ -83,6 +86,8 @@ int batcher_submit(batcher *b, srv_job *job, int *retry_after_s);
 long batcher_queue_depth(batcher *b);
 vit_device batcher_device(const batcher *b);
 vit_precision batcher_precision(const batcher *b);
+/* what the batch buffers hold and the forward reads: FP16 on CUDA, FP32 on the CPU */
+vit_input_type batcher_input_type(const batcher *b);
 
 /* The active head (reference counted).  set: retains h, swaps atomically for later batches,
  * releases the previous one (running batches keep theirs).  get: returns a retained reference. */

@@ -519,6 +519,7 @@ static void h_models(srv_conn *c) {
         }
     }
     cJSON_AddStringToObject(o, "precision", vit_precision_str(batcher_precision(g_srv.batcher)));
+    cJSON_AddStringToObject(o, "input", batcher_input_type(g_srv.batcher) == VIT_INPUT_F16 ? "fp16" : "fp32");
     cJSON_AddNumberToObject(o, "max_batch", g_srv.cfg.max_batch);
     cJSON_AddNumberToObject(o, "workers", g_srv.cfg.workers);
     srv_reply_json(c, 200, root);

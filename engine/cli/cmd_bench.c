@@ -1,6 +1,7 @@
 /* cmd_bench.c: `vit bench`: time the forward pass on random input.
  *   vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]
  *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--attention]
+ *             [--f16]   (FP16 input through vit_forward_f16: the same values rounded)
  * Runs W warm-up forwards (default 2), then K timed ones (default 10), and prints on stdout
  *   <images/s> images/s
  * followed by one line of detail (ms per batch and per image, device, precision, threads).
@@ -19,12 +20,13 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]\n"
                "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]\n"
-               "                 [--attention]   (also compute CLS attention and rollout)\n");
+               "                 [--attention]   (also compute CLS attention and rollout)\n"
+               "                 [--f16]         (FP16 input, vit_forward_f16: what a CUDA session reads fastest)\n");
 }
 
 int cmd_bench(int argc, char **argv) {
     cli_engine_opts eo = {0};
-    int batch = 0, iters = 10, warmup = 2, attention = 0;
+    int batch = 0, iters = 10, warmup = 2, attention = 0, f16 = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int eng = cli_engine_opt(a, v, &eo);
@@ -35,6 +37,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--iters") && v) { if ((iters = cli_parse_int("--iters", v, 1, 1000000)) < 0) return 2; i++; }
         else if (!strcmp(a, "--warmup") && v) { if ((warmup = cli_parse_int("--warmup", v, 0, 1000000)) < 0) return 2; i++; }
         else if (!strcmp(a, "--attention")) attention = 1;
+        else if (!strcmp(a, "--f16")) f16 = 1;
         else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
     }
     const char *model = eo.model;
@@ -49,6 +52,7 @@ int cmd_bench(int argc, char **argv) {
     vit_model *m = NULL;
     vit_session *s = NULL;
     float *x = NULL, *logits = NULL, *attn = NULL, *roll = NULL;
+    uint16_t *x16 = NULL;
     int rc = 1;
     vit_load_opts lo = {.image_size = image_size};
     vit_status st;
@@ -67,7 +71,8 @@ int cmd_bench(int argc, char **argv) {
         attn = malloc(sizeof(float) * (size_t)NP * batch);
         roll = malloc(sizeof(float) * (size_t)NP * batch);
     }
-    if (!x || !logits || (attention && (!attn || !roll))) {
+    if (f16) x16 = malloc(sizeof(uint16_t) * img * batch);
+    if (!x || !logits || (attention && (!attn || !roll)) || (f16 && !x16)) {
         fprintf(stderr, "vit bench: out of memory\n");
         goto out;
     }
@@ -81,12 +86,16 @@ int cmd_bench(int argc, char **argv) {
         }
         x[i] = a * 1.7320508f;
     }
+    if (f16) vit_f32_to_f16(x, x16, img * batch);
     vit_outputs o = {.logits = logits, .attn_cls = attn, .attn_rollout = roll};
+#define FORWARD() (f16 ? vit_forward_f16(s, x16, batch, NULL, &o) : vit_forward(s, x, batch, NULL, &o))
+    st = VIT_OK;
     for (int i = 0; i < warmup; i++) {
-        if ((st = vit_forward(s, x, batch, NULL, &o)) != VIT_OK) break;
+        if ((st = FORWARD()) != VIT_OK) break;
     }
     double t0 = vit_now();
-    for (int i = 0; i < iters && st == VIT_OK; i++) st = vit_forward(s, x, batch, NULL, &o);
+    for (int i = 0; i < iters && st == VIT_OK; i++) st = FORWARD();
+#undef FORWARD
     double dt = vit_now() - t0;
     if (st) {
         fprintf(stderr, "vit bench: forward: %s\n", vit_session_errmsg(s));
@@ -102,16 +111,17 @@ int cmd_bench(int argc, char **argv) {
                  vit_session_precision(s) != VIT_PREC_INT8 ? ""
                  : vit_gemm_i8_impl_best() == VIT_I8_VNNI ? ", int8 kernel avx512-vnni"
                  : vit_gemm_i8_impl_best() == VIT_I8_AVX2 ? ", int8 kernel avx2" : ", int8 kernel scalar");
-    printf("batch %d, %d iters: %.2f ms/batch, %.2f ms/image; device %s, %s, threads %s%s "
+    printf("batch %d, %d iters: %.2f ms/batch, %.2f ms/image; device %s, %s%s, threads %s%s "
            "(OpenBLAS kernels %s); model %s (%dx%d, D=%d, %d layers)\n",
            batch, iters, dt / iters * 1e3, dt / iters / batch * 1e3,
            vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
-           vit_precision_str(vit_session_precision(s)), th, gemm,
+           vit_precision_str(vit_session_precision(s)), f16 ? ", fp16 input" : "", th, gemm,
            openblas_get_corename(), c->architecture,
            c->grid_h * c->patch_size, c->grid_w * c->patch_size, c->hidden_size, c->num_layers);
     rc = 0;
 out:
     free(x);
+    free(x16);
     free(logits);
     free(attn);
     free(roll);

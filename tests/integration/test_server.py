@@ -79,7 +79,8 @@ def main():
     m = (b.get("models") or [{}])[0]
     check(st == 200 and m.get("id") == "tiny-hf" and m.get("image_size") == 32 and len(m.get("labels", [])) == 6
           and m.get("device") == "cpu" and m.get("precision") == "fp32" and m.get("max_batch") == 8
-          and "mean" in m.get("preprocessing", {}), "GET /v1/models: labels, size, preprocessing, device, env max batch", b)
+          and m.get("input") == "fp32"
+          and "mean" in m.get("preprocessing", {}), "GET /v1/models: labels, size, preprocessing, device, input type, env max batch", b)
 
     # classify: multipart JPEG, raw PNG, octet-stream
     st, _, b = d.classify([JPG])

@@ -2,7 +2,8 @@
  * fixture, without HTTP: per-image results in order with a corrupt image in the middle of a
  * batch (compaction must not change anyone's result), results equal to a direct vit_forward,
  * attention and features, admission bound (queue full), deadlines, and the head swap (later
- * batches use the new head; results keep the head they ran with). */
+ * batches use the new head; results keep the head they ran with); FP16 batch buffers (forced on
+ * the CPU: the CUDA path's decode, compaction and vit_forward_f16). */
 #include "harness.h"
 #include "../../server/batcher.c"
 #include "../../server/metrics.c"
@@ -48,6 +49,7 @@ int main(void) {
     vit_status st = batcher_new(m, &bo, &b, err, sizeof err);
     CHECK(st == VIT_OK, "batcher_new with warm-up (%s)", st ? err : "ok");
     if (st) return TEST_SUMMARY();
+    CHECK(batcher_input_type(b) == VIT_INPUT_F32, "cpu sessions: fp32 batch buffers");
 
     /* one job: png, corrupt, jpg, empty, png -> results in order, bad ones fail alone */
     static const uint8_t junk[] = {0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -127,6 +129,49 @@ int main(void) {
     free(w);
 
     batcher_free(b);
+
+    /* FP16 batch buffers (what CUDA sessions get; forced here on the CPU): each decoder
+     * preprocesses into its scratch and converts into the slot, compaction moves 2-byte pixels,
+     * the forward is vit_forward_f16.  Results: those of a direct vit_forward_f16 on the same
+     * tensors rounded to FP16 */
+    {
+        uint16_t *xh = malloc(sizeof(uint16_t) * 2 * el);
+        float ref16[2][16];
+        vit_f32_to_f16(x, xh, 2 * el);
+        vit_session_new(m, &so, &s, err, sizeof err);
+        vit_forward_f16(s, xh, 2, NULL, &o);
+        for (int k = 0; k < 2; k++) { memcpy(ref16[k], lg + k * c->num_classes, sizeof(float) * c->num_classes); vit_softmax(ref16[k], c->num_classes); }
+        vit_session_free(s);
+        batcher_opts bo16 = bo;
+        bo16.input_f16 = 1;
+        batcher *b16;
+        st = batcher_new(m, &bo16, &b16, err, sizeof err);
+        CHECK(st == VIT_OK && batcher_input_type(b16) == VIT_INPUT_F16,
+              "batcher with fp16 batch buffers (%s)", st ? err : "ok");
+        if (st == VIT_OK) {
+            srv_job *jh = srv_job_new(b16, 5, 0, 3);
+            for (int i = 0; i < 5; i++) { jh->items[i].data = d[i]; jh->items[i].len = l[i]; }
+            jh->done = on_done;
+            int before = atomic_load(&done_count);
+            CHECK(batcher_submit(b16, jh, NULL) == 0, "fp16: submit 5 images");
+            wait_done(before + 1);
+            CHECK(jh->items[0].http == 200 && jh->items[2].http == 200 && jh->items[4].http == 200 &&
+                      jh->items[1].http == 400 && jh->items[3].http == 400,
+                  "fp16: good images succeed, corrupt ones fail alone");
+            float g16[3], w16[3], g0[3], w0[3];
+            for (int k = 0; k < 3; k++) {
+                g16[k] = jh->items[2].topk_score[k];
+                w16[k] = ref16[1][jh->items[2].topk_idx[k]];
+                g0[k] = jh->items[0].topk_score[k];
+                w0[k] = ref16[0][jh->items[0].topk_idx[k]];
+            }
+            CHECK_CLOSE(g16, w16, 3, 1e-5, "fp16: jpg behind a failed slot == direct vit_forward_f16");
+            CHECK_CLOSE(g0, w0, 3, 1e-5, "fp16: png == direct vit_forward_f16");
+            srv_job_free(jh);
+            batcher_free(b16);
+        }
+        free(xh);
+    }
     vit_model_free(m);
     free(x); free(png); free(jpg);
     return TEST_SUMMARY();
