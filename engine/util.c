@@ -199,18 +199,21 @@ int vit_topk(const float *x, int n, int k, int *idx) {
 }
 
 /* ---- FP32 <-> FP16 (IEEE binary16) ---- */
-/* Bit manipulation only, no FPU rounding mode involved: the same results on every host.  The one
- * implementation in the tree (safetensors' F16 tensors, vit_forward_f16, vitd's FP16 batches). */
+/* The portable versions are bit manipulation only (no FPU rounding mode involved: the same results
+ * on every host) and are the reference; on x86-64 hosts with F16C, vit_f32_to_f16/vit_f16_to_f32
+ * run the hardware conversion (vcvtps2ph with round-to-nearest-even, vcvtph2ps), chosen once at
+ * run time, which gives the same bits for every input: NaNs are quieted both ways (IEEE 754's
+ * conversion of a signalling NaN), sign and payload kept.  The one implementation in the tree
+ * (safetensors' F16 tensors, vit_forward_f16, vitd's FP16 batches). */
 
 static inline uint16_t f32_to_f16_one(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     x &= 0x7fffffffu;
-    if (x >= 0x7f800000u) {                 /* inf, NaN: keep the payload's top bits, stay NaN */
+    if (x >= 0x7f800000u) {                 /* inf; NaN: quiet, the payload's top bits kept */
         if (x == 0x7f800000u) return sign | 0x7c00u;
-        uint16_t m = (uint16_t)((x >> 13) & 0x3ffu);
-        return sign | 0x7c00u | (m ? m : 0x200u);
+        return sign | 0x7e00u | (uint16_t)((x >> 13) & 0x3ffu);
     }
     if (x >= 0x477ff000u) return sign | 0x7c00u;   /* >= 65520: the tie above 65504 goes to inf */
     if (x >= 0x38800000u) {                 /* normal half: rebias the exponent, round the
@@ -240,8 +243,8 @@ static inline float f16_to_f32_one(uint16_t h) {
             do { e++; man <<= 1; } while (!(man & 0x400u));
             bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
         }
-    } else if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);   /* inf / NaN, payload kept */
+    } else if (exp == 0x1f) {         /* inf; NaN: quiet, payload kept */
+        bits = sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0u);
     } else {
         bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
     }
@@ -250,10 +253,59 @@ static inline float f16_to_f32_one(uint16_t h) {
     return f;
 }
 
-void vit_f32_to_f16(const float *x, uint16_t *y, size_t n) {
+void vit_f32_to_f16_portable(const float *x, uint16_t *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = f32_to_f16_one(x[i]);
 }
 
-void vit_f16_to_f32(const uint16_t *x, float *y, size_t n) {
+void vit_f16_to_f32_portable(const uint16_t *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = f16_to_f32_one(x[i]);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define VIT_HAVE_F16C_PATH 1
+
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(const float *x, uint16_t *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) y[i] = f32_to_f16_one(x[i]);
+}
+
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *x, float *y, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+    for (; i < n; i++) y[i] = f16_to_f32_one(x[i]);
+}
+#endif
+
+int vit_f16c_available(void) {
+#ifdef VIT_HAVE_F16C_PATH
+    static int cached = -1;   /* a benign race: every thread computes the same value */
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        const char *e = getenv("VIT_NO_F16C");   /* tests: force the portable path */
+        if (e && e[0] == '1') cached = 0;
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+void vit_f32_to_f16(const float *x, uint16_t *y, size_t n) {
+#ifdef VIT_HAVE_F16C_PATH
+    if (vit_f16c_available()) { f32_to_f16_f16c(x, y, n); return; }
+#endif
+    vit_f32_to_f16_portable(x, y, n);
+}
+
+void vit_f16_to_f32(const uint16_t *x, float *y, size_t n) {
+#ifdef VIT_HAVE_F16C_PATH
+    if (vit_f16c_available()) { f16_to_f32_f16c(x, y, n); return; }
+#endif
+    vit_f16_to_f32_portable(x, y, n);
 }

@@ -26,6 +26,13 @@ vit_status vit_npy_read(const char *path, float **data, int64_t *shape, int *ndi
 vit_status vit_npy_write(const char *path, const float *data, const int64_t *shape, int ndim,
                          char *err, size_t errlen);
 
+/* vit_f32_to_f16 / vit_f16_to_f32 (vit.h) without the F16C fast path: the reference the tests
+ * hold it to.  vit_f16c_available: whether the public ones use F16C (x86-64 with AVX+F16C, and
+ * VIT_NO_F16C=1 not set when first asked). */
+void vit_f32_to_f16_portable(const float *x, uint16_t *y, size_t n);
+void vit_f16_to_f32_portable(const uint16_t *x, float *y, size_t n);
+int vit_f16c_available(void);
+
 /* monotonic clock in seconds */
 double vit_now(void);
 

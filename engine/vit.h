@@ -384,9 +384,11 @@ vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, c
 void vit_softmax(float *x, int n);                                 /* in place, stable */
 /* FP32 <-> IEEE binary16 (bit patterns), n values.  To FP16: round to nearest, ties to even;
  * magnitudes >= 65520 become inf, below the smallest normal (2^-14) FP16 subnormals, below 2^-25
- * (and 2^-25 itself) signed zero; inf stays inf, NaN stays NaN (sign and the top payload bits
- * kept, never turned into inf).  To FP32: exact (every binary16 value is an FP32 value),
- * subnormals included.  Any n, any alignment; x and y must not overlap. */
+ * (and 2^-25 itself) signed zero; inf stays inf; NaN stays NaN, quieted (sign and the top payload
+ * bits kept), never turned into inf.  To FP32: exact (every binary16 value is an FP32 value),
+ * subnormals included; NaNs quieted likewise.  So every non-NaN half, and every quiet NaN,
+ * round-trips exactly.  The same bits on every host (F16C hardware where present, else portable
+ * C).  Any n, any alignment; x and y must not overlap. */
 void vit_f32_to_f16(const float *x, uint16_t *y, size_t n);
 void vit_f16_to_f32(const uint16_t *x, float *y, size_t n);
 /* indices of the k largest of x[0..n) into idx, descending; returns min(k, n) */
