@@ -8,7 +8,12 @@
  *   5  attention_mma_kernel<64> (kernels/attention_mma.cuh, the engine's for dh 64): flash-style
  *      online softmax on raw mma.sync m16n8k16, scores in registers, K/V by ldmatrix, one block
  *      per (image, head) at large batch, 60 KB smem at T = 197
- * v2 and v5 are also checked with the head-averaged maps (avg, CLS row) against the reference.
+ *      "v5 kc32" / "v5 kc64": the same kernel with 32 / 64 keys per online-softmax step (and its
+ *      FAST softmax: ex2.approx.ftz, l summed over the quad once; attention_mma.cuh,
+ *      vk_attn_chunk), as attention_mma(..., kc) launches them; "v5 kc16 fast": 16 keys with
+ *      the FAST softmax (lab only: tells the two changes apart)
+ * v2 and v5 (every kc) are also checked with the head-averaged maps (avg, CLS row) against the
+ * reference.
  * Each is checked against the float64 reference on a few images (out: 2e-3 + 5e-3|ref|), then
  * timed at the full batch; FLOPs counted as 4*B*H*T^2*dh, bytes as qkv read + out written. */
 #include "gpu_harness.h"
@@ -21,9 +26,13 @@ template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, 
     attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
         out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
 }
+/* kc: 16, 32, 64 through attention_mma; -16: <64, 16, FAST> directly */
 static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh,
-                       int target = VK_MMA_TARGET_BLOCKS) {
-    attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target);
+                       int target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT) {
+    if (kc == -16)
+        vk_attention_mma_launch<16, true>(attention_mma_plan(B, T, H, target), out, avg, cls, qkv, B, T, H, dh, 0);
+    else
+        attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target, kc);
 }
 static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(T, H, B);
@@ -41,7 +50,8 @@ int main(int argc, char **argv) {
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     GH_CUDA(cudaFuncSetAttribute(attention_wmma_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
-    GH_CUDA(cudaFuncSetAttribute(attention_mma_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
+    GH_CUDA(attention_mma_prepare(optin));
+    GH_CUDA(cudaFuncSetAttribute(attention_mma_kernel<64, 16, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)optin));
     gh_seed();
     std::vector<float> qkv((size_t)B * T * 3 * D);
     gh_fill(qkv, 1.f);
@@ -55,10 +65,12 @@ int main(int argc, char **argv) {
 
     /* v5 as the engine plans it, then the same kernel with other work splits (target blocks:
      * 1 = one block per (image, head), 2BH / 4BH = the query tiles split over 2 / 4 blocks) */
-    struct { const char *name; int warps, target; } vers[] = {
-        {"v1 naive", 0, 0}, {"v2 wmma x4", 4, 0}, {"v3 wmma x8", 8, 0}, {"v4 wmma x2", 2, 0},
-        {"v5 mma", 5, VK_MMA_TARGET_BLOCKS}, {"v5 1/head", 5, 1}, {"v5 split 2", 5, 2 * B * H},
-        {"v5 split 4", 5, 4 * B * H}};
+    struct { const char *name; int warps, target, kc; } vers[] = {
+        {"v1 naive", 0, 0, 0}, {"v2 wmma x4", 4, 0, 0}, {"v3 wmma x8", 8, 0, 0}, {"v4 wmma x2", 2, 0, 0},
+        {"v5 mma", 5, VK_MMA_TARGET_BLOCKS, 16}, {"v5 1/head", 5, 1, 16}, {"v5 split 2", 5, 2 * B * H, 16},
+        {"v5 split 4", 5, 4 * B * H, 16}, {"v5 kc16 fast", 5, VK_MMA_TARGET_BLOCKS, -16},
+        {"v5 kc32", 5, VK_MMA_TARGET_BLOCKS, 32}, {"v5 kc64", 5, VK_MMA_TARGET_BLOCKS, 64},
+        {"v5 kc32 1/hd", 5, 1, 32}, {"v5 kc64 1/hd", 5, 1, 64}};
     printf("%-12s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
     for (auto &v : vers) {
         if (v.warps == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) {
@@ -74,7 +86,7 @@ int main(int argc, char **argv) {
             case 0: launch_naive(dout, dqkv, B, T, H, dh); break;
             case 2: launch_wmma<2>(dout, dqkv, B, T, H, dh); break;
             case 4: launch_wmma<4>(dout, dqkv, B, T, H, dh); break;
-            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, v.target); break;
+            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, v.target, v.kc); break;
             default: launch_wmma<8>(dout, dqkv, B, T, H, dh); break;
             }
         };
@@ -95,20 +107,25 @@ int main(int argc, char **argv) {
     std::vector<double> rcls((size_t)Bv * T);
     for (int b = 0; b < Bv; b++)
         for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
-    for (int v = 2; v <= 5; v += 3) {
+    /* v2, then v5 with kc 16, 32, 64 and 16 FAST (-16) */
+    const int map_kcs[] = {0, 16, 32, 64, -16};
+    for (int kc : map_kcs) {
+        const int v = kc ? 5 : 2;
         if (v == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) continue;
         if (v == 2 && !attention_uses_wmma(T, dh, optin)) continue;
         GH_CUDA(cudaMemset(davg, 0, sizeof(float) * Bv * T * T));
         GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * Bv * T));
         if (v == 2) attention(dout, davg, dcls, dqkv, Bv, T, H, dh, optin, 0);
-        else launch_mma(dout, davg, dcls, dqkv, Bv, T, H, dh);
+        else launch_mma(dout, davg, dcls, dqkv, Bv, T, H, dh, VK_MMA_TARGET_BLOCKS, kc);
         GH_SYNC();
-        char name[64];
-        snprintf(name, sizeof name, "v%d head-avg probs", v);
+        char name[64], vn[24];
+        if (v == 2) snprintf(vn, sizeof vn, "v2");
+        else snprintf(vn, sizeof vn, "v5 kc%d%s", kc < 0 ? -kc : kc, kc < 0 ? " fast" : "");
+        snprintf(name, sizeof name, "%s head-avg probs", vn);
         gh_check(name, gh_down(davg, ravg.size()), ravg, 1e-6, 1e-4);
-        snprintf(name, sizeof name, "v%d cls row", v);
+        snprintf(name, sizeof name, "%s cls row", vn);
         gh_check(name, gh_down(dcls, rcls.size()), rcls, 1e-6, 1e-4);
-        snprintf(name, sizeof name, "v%d out (with maps)", v);
+        snprintf(name, sizeof name, "%s out (with maps)", vn);
         gh_check(name, gh_down_half(dout, rout.size()), rout, 2e-3, 5e-3);
     }
     return gh_summary();

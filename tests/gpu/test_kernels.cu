@@ -216,14 +216,16 @@ static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, 
 
 /* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
  * mma: the flash-style kernel (attention_mma.cuh, dh 64 only), its work split planned for
- *   mma_target blocks (1: one block per head, warps taking several query tiles in turn);
+ *   mma_target blocks (1: one block per head, warps taking several query tiles in turn), kc keys
+ *   per online-softmax step;
  * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
 static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
-                           int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS) {
-    char name[160];
+                           int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT) {
+    char name[160], mma_path[32];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
-    const char *path = mma ? "mma" : warps == 2 ? "wmma<2>" : warps == 8 ? "wmma<8>"
+    snprintf(mma_path, sizeof mma_path, "mma kc%d", kc);
+    const char *path = mma ? mma_path : warps == 2 ? "wmma<2>" : warps == 8 ? "wmma<8>"
                      : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
     if (warps && attention_wmma_smem(T, dh, warps) > g_optin) {  /* 8 warps: 224 KB, not on sm_80 */
         printf("SKIP attention[%s] T=%d dh=%d: needs %zu bytes of shared memory, the device has %zu\n", path, T, dh,
@@ -238,7 +240,7 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
     auto launch = [&](__half *o, float *a, float *c) {
         if (mma) {
-            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target)) path = "mma (did not fit: none)";
+            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target, kc)) path = "mma (did not fit: none)";
         } else if (warps == 2) {
             launch_wmma_warps<2>(o, a, c, dqkv, B, T, H, dh);
         } else if (warps == 8) {
@@ -589,13 +591,19 @@ int main(void) {
     test_attention(2, 65, 2, 80, false, 1.f);     /* ViT-H's dh 80 */
     test_attention(1, 197, 12, 64, false, 1.f, false, 8);  /* lab v3: 8 warps, 224 KB smem */
     test_attention(2, 50, 3, 32, false, 1.f, false, 2);    /* lab v4: 2 warps */
-    test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true);  /* the engine's kernel for dh 64 */
-    test_attention(GPU_EMU(24, 2), 197, GPU_EMU(12, 2), 64, false, 1.f, true, 0,
-                   GPU_EMU(VK_MMA_TARGET_BLOCKS, 1));  /* one block per head: 7 warps, 2 rounds */
-    test_attention(1, 577, 1, 64, false, 1.f, true, 0, 1);   /* one block: 8 warps, 5 rounds */
-    test_attention(3, 50, 4, 64, false, 2.f, true);
-    test_attention(1, 17, 2, 64, false, 1.f, true);
-    test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f, true);  /* 37 key chunks of online softmax */
+    /* the engine's kernel for dh 64, with 16, 32 and 64 keys per online-softmax step (T = 197:
+     * KC 32 and 64 skip the last chunk's 16-key groups past T) */
+    for (int kc : {16, 32, 64}) {
+        test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
+        test_attention(GPU_EMU(24, 2), 197, GPU_EMU(12, 2), 64, false, 1.f, true, 0,
+                       GPU_EMU(VK_MMA_TARGET_BLOCKS, 1), kc);  /* one block per head: 7 warps, 2 rounds */
+        test_attention(1, 577, 1, 64, false, 1.f, true, 0, 1, kc);   /* one block: 8 warps, 5 rounds */
+        test_attention(3, 50, 4, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
+        test_attention(1, 17, 2, 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
+        test_attention(2, 5, 3, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);  /* T < 16: one tail chunk */
+        /* 37 16-key chunks of online softmax (KC 64: 9 full chunks and a one-group tail) */
+        test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
+    }
     test_gelu();
     test_cublaslt_gelu_epilogue();
     test_rollout(2, 197, 3, 1);
