@@ -262,8 +262,20 @@ void vit_f16_to_f32_portable(const uint16_t *x, float *y, size_t n) {
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define VIT_HAVE_F16C_PATH 1
+
+/* CPUID.1:ECX has AVX (28), F16C (29) and OSXSAVE (27); XCR0 bits 1-2: the OS saves YMM state */
+static int cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!((c >> 27) & 1u) || !((c >> 28) & 1u) || !((c >> 29) & 1u)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    return (lo & 6u) == 6u;
+}
 
 __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(const float *x, uint16_t *y, size_t n) {
     size_t i = 0;
@@ -285,8 +297,7 @@ int vit_f16c_available(void) {
 #ifdef VIT_HAVE_F16C_PATH
     static int cached = -1;   /* a benign race: every thread computes the same value */
     if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+        cached = cpu_has_f16c();
         const char *e = getenv("VIT_NO_F16C");   /* tests: force the portable path */
         if (e && e[0] == '1') cached = 0;
     }
