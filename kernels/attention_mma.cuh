@@ -16,8 +16,8 @@
  * first version (one block per 64 query rows, V transposed into shared memory with scalar
  * stores) ran 0.49 ms per layer at B = 256 on an H100: K/V staging 4x over and conflicting
  * stores dominated.
- * Per warp and query tile, per chunk of KC keys (16 by default; 32 or 64: attention_mma's kc,
- * vk_attn_chunk, not timed on a GPU yet):
+ * Per warp and query tile, per chunk of KC keys (64 by default; 16 or 32: attention_mma's kc,
+ * vk_attn_chunk; H100 lab at B = 256: 0.217 ms a layer at KC 64, 0.244 at KC 16):
  *   S (16 x KC) = Q K^T as KC/8 m16n8 tiles over dh/16 k-steps (Q fragments in registers, K
  *   fragments by one ldmatrix.x4 per k-step and 16 keys: b0/b1 of both 8-key halves,
  *   vk_attn_scores)
@@ -39,7 +39,8 @@
 #define VK_MMA_PAD 8
 #define VK_MMA_MAX_WARPS 8
 #define VK_MMA_TARGET_BLOCKS 264   /* two blocks per SM on a 132-SM H100 */
-#define VK_MMA_KC_DEFAULT 16       /* keys per online-softmax step (attention_mma's kc) */
+#define VK_MMA_KC_DEFAULT 64       /* keys per online-softmax step (attention_mma's kc): fastest
+                                    * at B = 1, 64 and 256 on the H100 (gpu_20261123_s5.md) */
 
 VK_INLINE void vk_mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 #ifdef VITD_EMU /* the CPU emulator (tests/emu): the same op as a warp collective, layouts from the PTX ISA */
