@@ -32,7 +32,8 @@
 #   --no-tests: skip steps 2-5; --quick: small sanitizer/lab runs, batches 1,8,64, no compile
 # Testing the script itself without a GPU: VITD_FORCE_BUNDLE=1 (use the bundle even if a source
 # build is possible), VITD_CHECK_DEVICE=cpu VITD_CHECK_MODEL=DIR (step 7 against the CPU engine),
-# VITD_NO_WRK=1 (the Python load generator even where wrk exists).
+# VITD_NO_WRK=1 (the Python load generator even where wrk exists), VITD_CHECK_INPUT_AB=1 (step 7's
+# --input fp32 rerun on the CPU too).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -40,7 +41,7 @@ QUICK=0 TORCH=1 COMPILE=1 LOAD=1 TESTS=1
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;; --no-tests) TESTS=0 ;; --no-torch) TORCH=0 ;; --no-compile) COMPILE=0 ;; --no-load) LOAD=0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -238,17 +239,22 @@ if [ "$LOAD_OK" = 1 ] && [ -x build/vit ] && [ -f "$MODEL/model.safetensors" ]; 
     "$(grep -oE 'relative error.*' "$OUT/vit_check.log" | head -n 1)"
 fi
 if [ "$LOAD_OK" = 1 ] && [ "$LOAD" = 1 ] && [ -x build/vitd ] && [ -f "$MODEL/model.safetensors" ]; then
-  PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  build/vitd --model "$MODEL" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" \
-    --precision "$([ "$DEVICE" = cpu ] && echo fp32 || echo fp16)" --max-batch 64 \
-    --max-delay-us 2000 --max-queue 4096 --decoders "$JOBS" --http-threads 8 > "$OUT/vitd.log" 2>&1 &
-  VPID=$!
-  trap 'kill $VPID 2>/dev/null' EXIT
-  for _ in $(seq 1 120); do
-    http_get "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-    kill -0 $VPID 2>/dev/null || break
-    sleep 1
-  done
+  # start_vitd LOG [FLAGS...]: vitd on a free port (PORT, VPID), waits until ready or dead
+  start_vitd() {
+    local log=$1; shift
+    PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    build/vitd --model "$MODEL" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" \
+      --precision "$([ "$DEVICE" = cpu ] && echo fp32 || echo fp16)" --max-batch 64 \
+      --max-delay-us 2000 --max-queue 4096 --decoders "$JOBS" --http-threads 8 "$@" > "$OUT/$log" 2>&1 &
+    VPID=$!
+    trap 'kill $VPID 2>/dev/null' EXIT
+    for _ in $(seq 1 120); do
+      http_get "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+      kill -0 $VPID 2>/dev/null || break
+      sleep 1
+    done
+  }
+  start_vitd vitd.log
   IMG=tests/data/server/photo.jpg
   grep -E 'device check' "$OUT/vitd.log" | head -n 2
   if ! http_get "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
@@ -266,6 +272,17 @@ EOF
       record "vitd ($DEVICE) + wrk, $c connections" "$(grep -E 'Requests/sec' "$OUT/wrk_c$c.log" | awk '{print $2 " req/s"}')" \
         "p50 $(grep -E '^ +50%' "$OUT/wrk_c$c.log" | awk '{print $2}'), p99 $(grep -E '^ +99%' "$OUT/wrk_c$c.log" | awk '{print $2}')"
     done
+    # A/B of the batch buffers' pixel type: the run above used the default (fp16 on cuda)
+    if [ "$DEVICE" = cuda ] || [ -n "${VITD_CHECK_INPUT_AB:-}" ]; then
+      http_get "http://127.0.0.1:$PORT/v1/models" > "$OUT/v1_models.json" 2>/dev/null
+      http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt" 2>/dev/null
+      kill $VPID 2>/dev/null; wait $VPID 2>/dev/null
+      start_vitd vitd_fp32.log --input fp32
+      run_step "wrk c=128 --input fp32" 120 wrk_c128_fp32.log wrk -t8 -c128 -d20s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/classify"
+      record "vitd ($DEVICE, --input fp32) + wrk, 128 connections" "$(grep -E 'Requests/sec' "$OUT/wrk_c128_fp32.log" | awk '{print $2 " req/s"}')" \
+        "p50 $(grep -E '^ +50%' "$OUT/wrk_c128_fp32.log" | awk '{print $2}'), p99 $(grep -E '^ +99%' "$OUT/wrk_c128_fp32.log" | awk '{print $2}')"
+      http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics_fp32.txt" 2>/dev/null
+    fi
   else
     note "wrk is not installed on this machine: using a Python load generator instead (same request)"
     for c in 16 128; do
@@ -298,8 +315,8 @@ EOF
         "$(grep -oE 'errors.*' "$OUT/pyload_c$c.log") (Python client: its own CPU cost limits it)"
     done
   fi
-  http_get "http://127.0.0.1:$PORT/v1/models" > "$OUT/v1_models.json" 2>/dev/null
-  http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt" 2>/dev/null
+  [ -s "$OUT/v1_models.json" ] || http_get "http://127.0.0.1:$PORT/v1/models" > "$OUT/v1_models.json" 2>/dev/null
+  [ -s "$OUT/metrics.txt" ] || http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt" 2>/dev/null
   kill $VPID 2>/dev/null; wait $VPID 2>/dev/null
   trap - EXIT
 elif [ "$LOAD" = 1 ]; then

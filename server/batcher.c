@@ -483,7 +483,8 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     /* the batch buffers decoders fill: pinned on CUDA, so a batch goes to the GPU in one DMA
      * straight from here (any session of the model would do: all are on one device); FP16 when
      * the sessions read that fastest (vit_input_alloc's buffer holds either) */
-    b->in_type = o->input_f16 ? VIT_INPUT_F16 : vit_session_input_type(b->workers[0].sess);
+    b->in_type = o->input_f16 > 0 ? VIT_INPUT_F16 : o->input_f16 < 0 ? VIT_INPUT_F32
+                                                   : vit_session_input_type(b->workers[0].sess);
     b->img_bytes = b->img_elems * (b->in_type == VIT_INPUT_F16 ? sizeof(uint16_t) : sizeof(float));
     for (int i = 0; i < o->decoders; i++) {
         b->dec_args[i].b = b;

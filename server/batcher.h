@@ -67,8 +67,9 @@ typedef struct batcher_opts {
     vit_device device;
     vit_precision precision;
     int input_f16;             /* 1: FP16 batch buffers even where the sessions read FP32 fastest
-                                  (the CPU: converted back there; tests use it); 0: the sessions'
-                                  choice, vit_session_input_type */
+                                  (the CPU: converted back there); -1: FP32 even where they read
+                                  FP16 fastest (CUDA); 0: the sessions' choice,
+                                  vit_session_input_type (vitd --input) */
 } batcher_opts;
 
 /* Create sessions (one per worker), run a warm-up batch on each, start the threads. */

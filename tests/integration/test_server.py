@@ -308,6 +308,21 @@ def main():
     st, h, b = s.json("OPTIONS", "/classify", headers={"Origin": "https://evil.example"})
     check(st == 405 and "access-control-allow-origin" not in h, "an origin not listed: no CORS headers, OPTIONS 405", h)
     check(s.stop() == 0, "vitd serve: SIGTERM -> exit 0")
+
+    # --input fp16 on the CPU: batch buffers in FP16 (what CUDA reads by default), converted back
+    # by the engine; the pixels are rounded to FP16 once, so the scores move by ~1e-3 at most
+    r = subprocess.run([VITD, "--input", "fp8"], capture_output=True, text=True)
+    check(r.returncode == 2 and "--input" in r.stderr, "--input fp8 rejected", r.stderr)
+    h16 = Daemon("--input", "fp16")
+    if check(h16.wait_ready(), "daemon with --input fp16 becomes ready", h16.logtext()[-2000:]):
+        st, _, b = h16.json("GET", "/v1/models")
+        check(st == 200 and b["models"][0].get("input") == "fp16", "--input fp16: /v1/models says fp16", b)
+        st, _, b = h16.classify([JPG])
+        p16 = b.get("results", [{}])[0].get("predictions", []) if st == 200 else []
+        check(st == 200 and [p["index"] for p in p16] == [p["index"] for p in preds]
+              and max(abs(p["score"] - q["score"]) for p, q in zip(p16, preds)) < 1e-2,
+              "--input fp16: the same predictions as fp32, scores within 1e-2", (p16, preds))
+        check(h16.stop() == 0, "--input fp16 daemon: SIGTERM -> exit 0")
     return summary()
 
 
