@@ -17,6 +17,9 @@
  *                          res += m W2^T + b2;  h = LN1'(res)  (next layer)
  *   (the adds are the GEMMs' epilogue: C = D = res, beta = 1, FP32 sum rounded once; with
  *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it, as before 2026-11-23)
+ *   the last layer, when only the prefix tokens are pooled: past its attention, the prefix rows
+ *   alone (compacted to (Bk*npf, D); proj, LN2 and the MLP are 9 of a layer's 12 D^2 GEMM
+ *   FLOPs, so ~6% of ViT-B's; VIT_CUDA_CLS_ONLY=0 runs every row)
  *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
  *            (the final LN's FP32 rows (Bk*T, D) then go to qkv's buffer, dead by then);
  *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
@@ -95,7 +98,7 @@ struct state {
     vcu_model_desc m;             /* layers pointer cleared after init */
     int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
     size_t smem_optin;
-    int gelu_erf, tune, tune_n, attn_mma, attn_kc, fuse_res;
+    int gelu_erf, tune, tune_n, attn_mma, attn_kc, fuse_res, cls_only;
     char gpu_name[320];
     size_t dev_bytes;
 
@@ -110,6 +113,9 @@ struct state {
     __half *res;                  /* (B*T, D) the residual stream */
     __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
     size_t y_elems;
+    /* the last layer's prefix rows (CLS [+ dist]) alone, (B*npf, D) and (B*npf, M); NULL when
+     * every row goes on (mean pooling, VIT_CUDA_CLS_ONLY=0) */
+    __half *res_c, *att_c, *h_c, *y_c, *mlp_c;
     __half *mlp;                  /* (B*T, M); also holds the im2col patches (B*Np, C*P*P) */
     float *pooled, *pool_tmp, *feat; /* (B, npf*D or D), (B, D), (B, F) */
     float *cls_d;                 /* (B, T) CLS attention row */
@@ -376,9 +382,9 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
 
     /* proj and fc2 add into the residual stream in their epilogue (C = res, beta = 1), so
      * LayerNorm only reads it; VIT_CUDA_RESFUSE=0: they write y and LayerNorm adds it */
+    const int yflags = s->fuse_res ? G_ACC : 0;
     __half *ydst = s->fuse_res ? s->res : s->y;
     const __half *ybr = s->fuse_res ? nullptr : s->y;
-    const int yflags = s->fuse_res ? G_ACC : 0;
     float *Rcur = s->R0, *Rnext = s->R1;
     for (int l = 0; l < m.L; l++) {
         const dlayer &w = s->layers[l];
@@ -402,13 +408,27 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
             }
             LAUNCHED();
         }
-        OK(gemm(s, ydst, s->att, w.proj_w, w.proj_b, NT, D, D, BIAS, yflags, err, errlen));
-        residual_layernorm(s->h, s->res, ybr, w.ln2_w, w.ln2_b, NT, D, m.eps, st);
+        /* the last layer of a model that pools only its prefix tokens (CLS [+ dist]): past the
+         * attention, which every token's K and V feed, only those rows matter, so they go on
+         * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row, as before) */
+        __half *att = s->att, *res = s->res, *h = s->h, *mlp = s->mlp;
+        int rows = NT;
+        if (l == m.L - 1 && s->res_c) {
+            prefix_rows(s->att_c, s->att, Bk, T, m.npf, D, st);
+            prefix_rows(s->res_c, s->res, Bk, T, m.npf, D, st);
+            LAUNCHED();
+            att = s->att_c; res = s->res_c; h = s->h_c; mlp = s->mlp_c;
+            rows = Bk * m.npf;
+            ydst = s->fuse_res ? res : s->y_c;
+            ybr = s->fuse_res ? nullptr : s->y_c;
+        }
+        OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
+        residual_layernorm(h, res, ybr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
         LAUNCHED();
-        OK(gemm(s, s->mlp, s->h, w.fc1_w, w.fc1_b, NT, m.M, D,
+        OK(gemm(s, mlp, h, w.fc1_w, w.fc1_b, rows, m.M, D,
                 s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
-        if (s->gelu_erf) { gelu_erf_inplace(s->mlp, (long long)NT * m.M, st); LAUNCHED(); }
-        OK(gemm(s, ydst, s->mlp, w.fc2_w, w.fc2_b, NT, D, m.M, BIAS, yflags, err, errlen));
+        if (s->gelu_erf) { gelu_erf_inplace(mlp, (long long)rows * m.M, st); LAUNCHED(); }
+        OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
         if (l + 1 < m.L) {
             residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
                                NT, D, m.eps, st);
@@ -420,9 +440,11 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
     const __half *last = m.L > 0 ? ybr : nullptr;   /* the last fc2 output when not yet added */
     float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
     if (!m.pooling_mean) {
-        /* last residual add + final LN on the prefix rows only: (Bk, npf*D) */
-        final_layernorm(pool_out, s->res, last, s->norm_w, s->norm_b, Bk * m.npf, m.npf, T, D,
-                        m.eps, st);
+        /* last residual add + final LN on the prefix rows only: (Bk, npf*D), from the compacted
+         * rows when the last layer ran on them alone */
+        const bool compact = m.L > 0 && s->res_c;
+        final_layernorm(pool_out, compact ? s->res_c : s->res, last, s->norm_w, s->norm_b,
+                        Bk * m.npf, m.npf, compact ? m.npf : T, D, m.eps, st);
     } else {
         /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
          * is dead after the last attention */
@@ -607,6 +629,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->tune_n = ga ? atoi(ga) : kCand;
     if (s->tune_n < 1) s->tune_n = 1;
     if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
+    const char *co = getenv("VIT_CUDA_CLS_ONLY");
+    s->cls_only = !(co && !strcmp(co, "0"));
     const char *fr = getenv("VIT_CUDA_RESFUSE");
     s->fuse_res = !(fr && !strcmp(fr, "0"));
     const char *sb = getenv("VIT_CUDA_SUBBATCH");
@@ -675,6 +699,14 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     OK(dalloc_t(s, &s->y, NT * D, err, errlen));
     s->y_elems = NT * D;
     OK(dalloc_t(s, &s->mlp, mlp_elems > patch_elems ? mlp_elems : patch_elems, err, errlen));
+    if (s->cls_only && !m.pooling_mean && m.npf >= 1 && m.L >= 1) {
+        const size_t P = B * m.npf;
+        OK(dalloc_t(s, &s->res_c, P * D, err, errlen));
+        OK(dalloc_t(s, &s->att_c, P * D, err, errlen));
+        OK(dalloc_t(s, &s->h_c, P * D, err, errlen));
+        OK(dalloc_t(s, &s->y_c, P * D, err, errlen));
+        OK(dalloc_t(s, &s->mlp_c, P * M, err, errlen));
+    }
     OK(dalloc_t(s, &s->pooled, B * (m.npf > 1 ? m.npf : 1) * D, err, errlen));
     OK(dalloc_t(s, &s->pool_tmp, B * D, err, errlen));
     if (s->pre_w) OK(dalloc_t(s, &s->feat, B * D, err, errlen));
@@ -850,10 +882,11 @@ void vcu_host_free(void *p) {
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s",
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s, last layer %s",
              s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
              s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
-             s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm");
+             s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm",
+             s->res_c ? "on the pooled rows only" : "on every row");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

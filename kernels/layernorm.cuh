@@ -307,6 +307,27 @@ static inline void final_layernorm(float *out, const TR *res, const __half *bran
                                                                               eps);
 }
 
+/* out (B*npf, D) = the prefix rows (t < npf) of x (B*T, D): the rows the last layer still needs
+ * when only the class (and distillation) token is pooled.  One 16-byte chunk a thread when D % 8
+ * == 0 and both are 16-byte aligned, else one half. */
+static __global__ void prefix_rows_kernel(__half *out, const __half *x, int B, int T, int npf,
+                                          int D, int vec) {
+    const int per = vec ? D / 8 : D;                 /* units a row */
+    const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= (long long)B * npf * per) return;
+    const long long row = i / per, u = i % per;
+    const long long src = (row / npf) * T + row % npf;
+    if (vec) reinterpret_cast<uint4 *>(out + row * D)[u] = reinterpret_cast<const uint4 *>(x + src * D)[u];
+    else out[row * D + u] = x[src * D + u];
+}
+
+static inline void prefix_rows(__half *out, const __half *x, int B, int T, int npf, int D,
+                               cudaStream_t st) {
+    const int vec = D % 8 == 0 && ((uintptr_t)out | (uintptr_t)x) % 16 == 0;
+    const long long n = (long long)B * npf * (vec ? D / 8 : D);
+    prefix_rows_kernel<<<vk_cdiv(n, 256), 256, 0, st>>>(out, x, B, T, npf, D, vec);
+}
+
 static inline void mean_pool(float *out, const float *x, int B, int T, int npf, int D,
                              cudaStream_t st) {
     mean_pool_kernel<<<vk_cdiv((long long)B * D, 256), 256, 0, st>>>(out, x, B, T, npf, D);

@@ -251,6 +251,20 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         vit_session_free(rf);
         outs_free(&oc); outs_free(&orf);
     }
+    {   /* VIT_CUDA_CLS_ONLY=0: the last layer on every row (the default runs it on the pooled
+         * prefix rows alone where the model pools them; covered by every other case here) */
+        int B = batches[nb - 1];
+        vit_session *co = new_cuda_session_env(m, maxB, "VIT_CUDA_CLS_ONLY", "0");
+        outs oc = outs_new(B, C, F, NP), oa = outs_new(B, C, F, NP);
+        char tag[160];
+        snprintf(tag, sizeof tag, "%s B=%d last layer on every row", sp->name, B);
+        if (co && run(cpu, x, B, NULL, &oc, 1) == VIT_OK && run(co, x, B, NULL, &oa, 1) == VIT_OK)
+            compare(tag, &oa, &oc, B, C, F, NP, 1, 0);
+        else
+            CHECK(0, "%s: %s", tag, co ? vit_session_errmsg(co) : "no session");
+        vit_session_free(co);
+        outs_free(&oc); outs_free(&oa);
+    }
     {   /* VIT_CUDA_GEMM_ALGOS=16: the tuner times up to 16 heuristic candidates per shape, so
          * less common algorithms (split-K, other tiles) may win and must be right too */
         int B = batches[nb - 1];

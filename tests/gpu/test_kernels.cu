@@ -96,6 +96,25 @@ static void test_im2col_embed(void) {
     cudaFree(din); cudaFree(dp); cudaFree(dpe); cudaFree(dtok); cudaFree(dpos); cudaFree(dres);
 }
 
+/* prefix_rows: the last layer's CLS [+ dist] rows, compacted; exact copies (vector and scalar
+ * paths, and a misaligned destination that forces the scalar one) */
+static void test_prefix_rows(int B, int T, int npf, int D, int offset) {
+    std::vector<float> x((size_t)B * T * D);
+    gh_fill(x, 3.f);
+    gh_round_half(x);
+    __half *dx = gh_up_half(x), *dout = gh_dev<__half>((size_t)B * npf * D + offset);
+    prefix_rows(dout + offset, dx, B, T, npf, D, 0);
+    GH_SYNC();
+    std::vector<double> ref((size_t)B * npf * D);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < npf; t++)
+            for (int d = 0; d < D; d++) ref[((size_t)b * npf + t) * D + d] = x[((size_t)b * T + t) * D + d];
+    char name[96];
+    snprintf(name, sizeof name, "prefix_rows B=%d T=%d npf=%d D=%d%s", B, T, npf, D, offset ? " (unaligned)" : "");
+    gh_check(name, gh_down_half(dout + offset, ref.size()), ref, 0, 0);
+    cudaFree(dx); cudaFree(dout);
+}
+
 /* host copy of the kernel's add: FP32 sum of two FP16 values, rounded once to FP16 */
 static inline float fp16_add(float a, float b) { return __half2float(__float2half(a + b)); }
 
@@ -575,6 +594,10 @@ int main(void) {
 #endif
 
     test_im2col_embed();
+    test_prefix_rows(3, 197, 1, 768, 0);   /* CLS pooling, 16-byte chunks */
+    test_prefix_rows(4, 18, 2, 32, 0);     /* DeiT distilled, the fixtures' D */
+    test_prefix_rows(2, 9, 2, 20, 0);      /* D % 8 != 0: single halves */
+    test_prefix_rows(2, 9, 1, 24, 1);      /* destination not 16-byte aligned: single halves */
     test_layernorms(40, 768);   /* the register-resident kernels, 3 chunks of 8 a lane */
     test_layernorms(11, 192);   /* ... 1 chunk (ViT-Ti) */
     test_layernorms(7, 32);     /* ... 4 of the 32 lanes hold a chunk (the fixtures' D) */
