@@ -162,6 +162,8 @@ int vit_session_max_batch(const vit_session *s) { return s ? s->opts.max_batch :
 /* the checks vit_forward and vit_forward_f16 share; resolves *head */
 static vit_status check_forward(vit_session *s, const char *fn, const void *input, int B,
                                 const vit_head **head, vit_outputs *out) {
+    if (!s) return VIT_E_ARG;
+    s->errmsg[0] = 0;
     if (!input || !out)
         return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "%s: %s is NULL", fn,
                         input ? "out" : "input");
@@ -186,8 +188,6 @@ static vit_status check_forward(vit_session *s, const char *fn, const void *inpu
 
 vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head *head,
                        vit_outputs *out) {
-    if (!s) return VIT_E_ARG;
-    s->errmsg[0] = 0;
     vit_status st = check_forward(s, "vit_forward", input, B, &head, out);
     if (st != VIT_OK) return st;
     return s->backend->forward(s, input, B, head, out);
@@ -195,8 +195,6 @@ vit_status vit_forward(vit_session *s, const float *input, int B, const vit_head
 
 vit_status vit_forward_f16(vit_session *s, const uint16_t *input, int B, const vit_head *head,
                            vit_outputs *out) {
-    if (!s) return VIT_E_ARG;
-    s->errmsg[0] = 0;
     vit_status st = check_forward(s, "vit_forward_f16", input, B, &head, out);
     if (st != VIT_OK) return st;
     if (s->backend->forward_f16) return s->backend->forward_f16(s, input, B, head, out);

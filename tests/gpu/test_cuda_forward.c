@@ -153,6 +153,23 @@ static vit_session *new_cuda_session_env(const vit_model *m, int maxB, const cha
     return s;
 }
 
+/* a session with one VIT_CUDA_* knob set, against the CPU on B images (maps when asked): every
+ * path a knob selects must compute the same model */
+static void check_knob(const char *what, const vit_model *m, int maxB, vit_session *cpu,
+                       const float *x, int B, int C, int F, int NP, const char *name,
+                       const char *val, int maps) {
+    vit_session *k = new_cuda_session_env(m, maxB, name, val);
+    outs oc = outs_new(B, C, F, NP), ok = outs_new(B, C, F, NP);
+    char tag[200];
+    snprintf(tag, sizeof tag, "%s B=%d %s=%s", what, B, name, val);
+    if (k && run(cpu, x, B, NULL, &oc, maps) == VIT_OK && run(k, x, B, NULL, &ok, maps) == VIT_OK)
+        compare(tag, &ok, &oc, B, C, F, NP, maps, 0);
+    else
+        CHECK(0, "%s: %s", tag, k ? vit_session_errmsg(k) : "no session");
+    vit_session_free(k);
+    outs_free(&oc); outs_free(&ok);
+}
+
 static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, int nb) {
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
@@ -237,48 +254,13 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         vit_session_free(sb);
         outs_free(&oc); outs_free(&os); outs_free(&os2);
     }
-    {   /* VIT_CUDA_RESFUSE=0: proj/fc2 write y and LayerNorm adds it (the default adds in the
-         * GEMM epilogue, covered by every other case here); maps included */
-        int B = batches[nb - 1];
-        vit_session *rf = new_cuda_session_env(m, maxB, "VIT_CUDA_RESFUSE", "0");
-        outs oc = outs_new(B, C, F, NP), orf = outs_new(B, C, F, NP);
-        char tag[160];
-        snprintf(tag, sizeof tag, "%s B=%d residual add in LayerNorm", sp->name, B);
-        if (rf && run(cpu, x, B, NULL, &oc, 1) == VIT_OK && run(rf, x, B, NULL, &orf, 1) == VIT_OK)
-            compare(tag, &orf, &oc, B, C, F, NP, 1, 0);
-        else
-            CHECK(0, "%s: %s", tag, rf ? vit_session_errmsg(rf) : "no session");
-        vit_session_free(rf);
-        outs_free(&oc); outs_free(&orf);
-    }
-    {   /* VIT_CUDA_CLS_ONLY=0: the last layer on every row (the default runs it on the pooled
-         * prefix rows alone where the model pools them; covered by every other case here) */
-        int B = batches[nb - 1];
-        vit_session *co = new_cuda_session_env(m, maxB, "VIT_CUDA_CLS_ONLY", "0");
-        outs oc = outs_new(B, C, F, NP), oa = outs_new(B, C, F, NP);
-        char tag[160];
-        snprintf(tag, sizeof tag, "%s B=%d last layer on every row", sp->name, B);
-        if (co && run(cpu, x, B, NULL, &oc, 1) == VIT_OK && run(co, x, B, NULL, &oa, 1) == VIT_OK)
-            compare(tag, &oa, &oc, B, C, F, NP, 1, 0);
-        else
-            CHECK(0, "%s: %s", tag, co ? vit_session_errmsg(co) : "no session");
-        vit_session_free(co);
-        outs_free(&oc); outs_free(&oa);
-    }
-    {   /* VIT_CUDA_GEMM_ALGOS=16: the tuner times up to 16 heuristic candidates per shape, so
-         * less common algorithms (split-K, other tiles) may win and must be right too */
-        int B = batches[nb - 1];
-        vit_session *ga = new_cuda_session_env(m, maxB, "VIT_CUDA_GEMM_ALGOS", "16");
-        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);
-        char tag[160];
-        snprintf(tag, sizeof tag, "%s B=%d 16 GEMM candidates", sp->name, B);
-        if (ga && run(cpu, x, B, NULL, &oc, 0) == VIT_OK && run(ga, x, B, NULL, &og, 0) == VIT_OK)
-            compare(tag, &og, &oc, B, C, F, NP, 0, 0);
-        else
-            CHECK(0, "%s: %s", tag, ga ? vit_session_errmsg(ga) : "no session");
-        vit_session_free(ga);
-        outs_free(&oc); outs_free(&og);
-    }
+    /* the knobs' other paths (the defaults are what every other case here runs), maps included:
+     * the residual add in LayerNorm instead of the GEMM epilogue; the last layer on every row
+     * instead of the pooled prefix rows alone; up to 16 timed GEMM candidates a shape, so that
+     * less common algorithms (split-K, other tiles) may win and must be right too */
+    check_knob(sp->name, m, maxB, cpu, x, batches[nb - 1], C, F, NP, "VIT_CUDA_RESFUSE", "0", 1);
+    check_knob(sp->name, m, maxB, cpu, x, batches[nb - 1], C, F, NP, "VIT_CUDA_CLS_ONLY", "0", 1);
+    check_knob(sp->name, m, maxB, cpu, x, batches[nb - 1], C, F, NP, "VIT_CUDA_GEMM_ALGOS", "16", 1);
     {   /* head swap: another head with another class count, then back to the model's */
         vit_head *h2 = synth_head(C + 3, F);
         int B = batches[nb - 1];
@@ -311,14 +293,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
         }
         vit_session_free(ge);
         /* the WMMA attention kernel (VIT_CUDA_ATTN=wmma; dh 64 defaults to mma.sync), maps included */
-        vit_session *am = new_cuda_session_env(m, maxB, "VIT_CUDA_ATTN", "wmma");
-        outs oa = outs_new(B, C, F, NP), oc2 = outs_new(B, C, F, NP);
-        if (am && run(cpu, x, B, NULL, &oc2, 1) == VIT_OK && run(am, x, B, NULL, &oa, 1) == VIT_OK)
-            compare("attn=wmma", &oa, &oc2, B, C, F, NP, 1, 0);
-        else
-            CHECK(0, "attn=wmma session/forward: %s", am ? vit_session_errmsg(am) : "no session");
-        vit_session_free(am);
-        outs_free(&oa); outs_free(&oc2);
+        check_knob(sp->name, m, maxB, cpu, x, B, C, F, NP, "VIT_CUDA_ATTN", "wmma", 1);
         outs_free(&oc); outs_free(&ot); outs_free(&oe);
     }
 out:
