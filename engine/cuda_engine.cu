@@ -98,7 +98,7 @@ struct state {
     vcu_model_desc m;             /* layers pointer cleared after init */
     int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
     size_t smem_optin;
-    int gelu_erf, tune, tune_n, attn_mma, attn_kc, fuse_res, cls_only;
+    int gelu_erf, tune, tune_n, attn_mma, attn_kc, attn_qt, fuse_res, cls_only;
     char gpu_name[320];
     size_t dev_bytes;
 
@@ -395,7 +395,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
         if (!s->attn_mma ||
             !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
-                           VK_MMA_TARGET_BLOCKS, s->attn_kc))
+                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt))
             attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
         LAUNCHED();
         if (avg) {
@@ -623,6 +623,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->attn_mma = !(am && !strcmp(am, "wmma"));
     const char *ak = getenv("VIT_CUDA_ATTN_KC");   /* keys per softmax step: 16 | 32 | 64 */
     s->attn_kc = ak && attention_mma_kc_valid(atoi(ak)) ? atoi(ak) : VK_MMA_KC_DEFAULT;
+    const char *aq = getenv("VIT_CUDA_ATTN_QT");   /* query tiles per warp: 1 | 2 (any kc) */
+    s->attn_qt = aq && attention_mma_qt_valid(s->attn_kc, atoi(aq)) ? atoi(aq) : VK_MMA_QT_DEFAULT;
     const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
     s->tune = !(tu && !strcmp(tu, "0"));
     const char *ga = getenv("VIT_CUDA_GEMM_ALGOS");

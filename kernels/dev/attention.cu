@@ -12,6 +12,10 @@
  *      FAST softmax: ex2.approx.ftz, l summed over the quad once; attention_mma.cuh,
  *      vk_attn_chunk), as attention_mma(..., kc) launches them; "v5 kc16 fast": 16 keys with
  *      the FAST softmax (lab only: tells the two changes apart)
+ *      "v5 kcN qt2": two 16-row query tiles per warp (attention_mma_kernel's QT = 2, FAST, at most 4
+ *      warps a block), as attention_mma(..., kc, 2) launches them: only where B * H >= 264 (one
+ *      block per head), smaller batches get qt 1 (= "v5 kcN"); "v5 kcN qt2 sp": QT = 2 forced at
+ *      any batch, heads split over blocks of 4 warps (small batches: is QT 2 worth it there too?)
  * v2 and v5 (every kc) are also checked with the head-averaged maps (avg, CLS row) against the
  * reference.
  * Each is checked against the float64 reference on a few images (out: 2e-3 + 5e-3|ref|), then
@@ -26,13 +30,21 @@ template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, 
     attention_wmma_kernel<W><<<grid, 32 * W, attention_wmma_smem(T, dh, W)>>>(
         out, nullptr, nullptr, qkv, T, H, dh, 1.f / sqrtf((float)dh), 1.f / H);
 }
-/* kc: 16, 32, 64 through attention_mma; -16: <64, 16, FAST> directly */
+/* kc: 16, 32, 64 through attention_mma with qt 1 or 2; kc -16: <64, 16, FAST> directly; qt -2:
+ * <64, kc, FAST, 2> directly, planned for 2 tiles a warp at any batch */
 static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh,
-                       int target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT) {
+                       int target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT, int qt = VK_MMA_QT_DEFAULT) {
+    const vk_mma_plan p2 = attention_mma_plan(B, T, H, target, 2);
     if (kc == -16)
         vk_attention_mma_launch<16, true>(attention_mma_plan(B, T, H, target), out, avg, cls, qkv, B, T, H, dh, 0);
+    else if (qt == -2 && kc == 64)
+        vk_attention_mma_launch<64, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
+    else if (qt == -2 && kc == 32)
+        vk_attention_mma_launch<32, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
+    else if (qt == -2)
+        vk_attention_mma_launch<16, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
     else
-        attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target, kc);
+        attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target, kc, qt);
 }
 static void launch_naive(__half *out, const __half *qkv, int B, int T, int H, int dh) {
     dim3 grid(T, H, B);
@@ -65,20 +77,23 @@ int main(int argc, char **argv) {
 
     /* v5 as the engine plans it, then the same kernel with other work splits (target blocks:
      * 1 = one block per (image, head), 2BH / 4BH = the query tiles split over 2 / 4 blocks) */
-    struct { const char *name; int warps, target, kc; } vers[] = {
-        {"v1 naive", 0, 0, 0}, {"v2 wmma x4", 4, 0, 0}, {"v3 wmma x8", 8, 0, 0}, {"v4 wmma x2", 2, 0, 0},
-        {"v5 mma", 5, VK_MMA_TARGET_BLOCKS, 16}, {"v5 1/head", 5, 1, 16}, {"v5 split 2", 5, 2 * B * H, 16},
-        {"v5 split 4", 5, 4 * B * H, 16}, {"v5 kc16 fast", 5, VK_MMA_TARGET_BLOCKS, -16},
-        {"v5 kc32", 5, VK_MMA_TARGET_BLOCKS, 32}, {"v5 kc64", 5, VK_MMA_TARGET_BLOCKS, 64},
-        {"v5 kc32 1/hd", 5, 1, 32}, {"v5 kc64 1/hd", 5, 1, 64}};
-    printf("%-12s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
+    struct { const char *name; int warps, target, kc, qt; } vers[] = {
+        {"v1 naive", 0, 0, 0, 1}, {"v2 wmma x4", 4, 0, 0, 1}, {"v3 wmma x8", 8, 0, 0, 1}, {"v4 wmma x2", 2, 0, 0, 1},
+        {"v5 mma", 5, VK_MMA_TARGET_BLOCKS, 16, 1}, {"v5 1/head", 5, 1, 16, 1}, {"v5 split 2", 5, 2 * B * H, 16, 1},
+        {"v5 split 4", 5, 4 * B * H, 16, 1}, {"v5 kc16 fast", 5, VK_MMA_TARGET_BLOCKS, -16, 1},
+        {"v5 kc32", 5, VK_MMA_TARGET_BLOCKS, 32, 1}, {"v5 kc64", 5, VK_MMA_TARGET_BLOCKS, 64, 1},
+        {"v5 kc32 1/hd", 5, 1, 32, 1}, {"v5 kc64 1/hd", 5, 1, 64, 1},
+        {"v5 kc16 qt2", 5, VK_MMA_TARGET_BLOCKS, 16, 2}, {"v5 kc32 qt2", 5, VK_MMA_TARGET_BLOCKS, 32, 2},
+        {"v5 kc64 qt2", 5, VK_MMA_TARGET_BLOCKS, 64, 2}, {"v5 kc16 qt2 sp", 5, VK_MMA_TARGET_BLOCKS, 16, -2},
+        {"v5 kc32 qt2 sp", 5, VK_MMA_TARGET_BLOCKS, 32, -2}, {"v5 kc64 qt2 sp", 5, VK_MMA_TARGET_BLOCKS, 64, -2}};
+    printf("%-14s %10s %8s %10s %10s %s\n", "version", "ms", "TFLOP/s", "GB/s", "maxdiff", "check");
     for (auto &v : vers) {
         if (v.warps == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) {
-            printf("%-12s needs dh 64 and %zu bytes of smem\n", v.name, attention_mma_smem(T, dh));
+            printf("%-14s needs dh 64 and %zu bytes of smem\n", v.name, attention_mma_smem(T, dh));
             continue;
         }
         if (v.warps && v.warps != 5 && (dh % 16 || attention_wmma_smem(T, dh, v.warps) > optin)) {
-            printf("%-12s does not fit (smem %zu > %zu or dh %% 16)\n", v.name, attention_wmma_smem(T, dh, v.warps), optin);
+            printf("%-14s does not fit (smem %zu > %zu or dh %% 16)\n", v.name, attention_wmma_smem(T, dh, v.warps), optin);
             continue;
         }
         auto run = [&]() {
@@ -86,7 +101,7 @@ int main(int argc, char **argv) {
             case 0: launch_naive(dout, dqkv, B, T, H, dh); break;
             case 2: launch_wmma<2>(dout, dqkv, B, T, H, dh); break;
             case 4: launch_wmma<4>(dout, dqkv, B, T, H, dh); break;
-            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, v.target, v.kc); break;
+            case 5: launch_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, v.target, v.kc, v.qt); break;
             default: launch_wmma<8>(dout, dqkv, B, T, H, dh); break;
             }
         };
@@ -100,27 +115,28 @@ int main(int argc, char **argv) {
             std::vector<float> g = gh_down_half(dout, rout.size());
             for (size_t i = 0; i < g.size(); i++) diff = fmax(diff, fabs(g[i] - rout[i]));
         }
-        printf("%-12s %10.4f %8.2f %10.1f %10.3g %s\n", v.name, ms, flops / ms / 1e9, bytes / ms / 1e6, diff, ok ? "ok" : "FAIL");
+        printf("%-14s %10.4f %8.2f %10.1f %10.3g %s\n", v.name, ms, flops / ms / 1e9, bytes / ms / 1e6, diff, ok ? "ok" : "FAIL");
     }
     /* the maps: v2 (engine) and v5, on the first Bv images */
     float *davg = gh_dev<float>((size_t)Bv * T * T), *dcls = gh_dev<float>((size_t)Bv * T);
     std::vector<double> rcls((size_t)Bv * T);
     for (int b = 0; b < Bv; b++)
         for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
-    /* v2, then v5 with kc 16, 32, 64 and 16 FAST (-16) */
-    const int map_kcs[] = {0, 16, 32, 64, -16};
-    for (int kc : map_kcs) {
+    /* v2, then v5 with kc 16, 32, 64 and 16 FAST (-16), then qt 2 forced (-2) with kc 16, 32, 64 */
+    const int map_kcs[][2] = {{0, 1}, {16, 1}, {32, 1}, {64, 1}, {-16, 1}, {16, -2}, {32, -2}, {64, -2}};
+    for (auto &mk : map_kcs) {
+        const int kc = mk[0], qt = mk[1];
         const int v = kc ? 5 : 2;
         if (v == 5 && (dh != 64 || attention_mma_smem(T, dh) > optin)) continue;
         if (v == 2 && !attention_uses_wmma(T, dh, optin)) continue;
         GH_CUDA(cudaMemset(davg, 0, sizeof(float) * Bv * T * T));
         GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * Bv * T));
         if (v == 2) attention(dout, davg, dcls, dqkv, Bv, T, H, dh, optin, 0);
-        else launch_mma(dout, davg, dcls, dqkv, Bv, T, H, dh, VK_MMA_TARGET_BLOCKS, kc);
+        else launch_mma(dout, davg, dcls, dqkv, Bv, T, H, dh, VK_MMA_TARGET_BLOCKS, kc, qt);
         GH_SYNC();
-        char name[64], vn[24];
+        char name[80], vn[40];
         if (v == 2) snprintf(vn, sizeof vn, "v2");
-        else snprintf(vn, sizeof vn, "v5 kc%d%s", kc < 0 ? -kc : kc, kc < 0 ? " fast" : "");
+        else snprintf(vn, sizeof vn, "v5 kc%d%s%s", kc < 0 ? -kc : kc, kc < 0 ? " fast" : "", qt < 0 ? " qt2 sp" : "");
         snprintf(name, sizeof name, "%s head-avg probs", vn);
         gh_check(name, gh_down(davg, ravg.size()), ravg, 1e-6, 1e-4);
         snprintf(name, sizeof name, "%s cls row", vn);

@@ -236,14 +236,18 @@ static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, 
 /* force_naive: pass a shared-memory limit of 0 so attention() takes the fallback;
  * mma: the flash-style kernel (attention_mma.cuh, dh 64 only), its work split planned for
  *   mma_target blocks (1: one block per head, warps taking several query tiles in turn), kc keys
- *   per online-softmax step;
+ *   per online-softmax step, qt 16-row query tiles per warp (attention_mma's qt: 2 only where
+ *   B * H >= mma_target; -2: attention_mma_kernel<64, kc, true, 2> launched directly with
+ *   attention_mma_plan(..., 2), split heads included);
  * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
 static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
-                           int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT) {
+                           int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT,
+                           int qt = VK_MMA_QT_DEFAULT) {
     char name[160], mma_path[32];
     const int D = H * dh;
     size_t optin = force_naive ? 0 : g_optin;
-    snprintf(mma_path, sizeof mma_path, "mma kc%d", kc);
+    snprintf(mma_path, sizeof mma_path, "mma kc%d%s", kc,
+             qt == -2 ? " qt2 split" : qt == 2 && B * H >= mma_target ? " qt2" : "");
     const char *path = mma ? mma_path : warps == 2 ? "wmma<2>" : warps == 8 ? "wmma<8>"
                      : attention_uses_wmma(T, dh, optin) ? "wmma" : "naive";
     if (warps && attention_wmma_smem(T, dh, warps) > g_optin) {  /* 8 warps: 224 KB, not on sm_80 */
@@ -258,8 +262,13 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>((size_t)B * T * D);
     float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
     auto launch = [&](__half *o, float *a, float *c) {
-        if (mma) {
-            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target, kc)) path = "mma (did not fit: none)";
+        if (mma && qt == -2) {
+            const vk_mma_plan p2 = attention_mma_plan(B, T, H, mma_target, 2);
+            if (kc == 64) vk_attention_mma_launch<64, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
+            else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
+            else vk_attention_mma_launch<16, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
+        } else if (mma) {
+            if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target, kc, qt)) path = "mma (did not fit: none)";
         } else if (warps == 2) {
             launch_wmma_warps<2>(o, a, c, dqkv, B, T, H, dh);
         } else if (warps == 8) {
@@ -626,6 +635,19 @@ int main(void) {
         test_attention(2, 5, 3, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);  /* T < 16: one tail chunk */
         /* 37 16-key chunks of online softmax (KC 64: 9 full chunks and a one-group tail) */
         test_attention(1, 577, GPU_EMU(16, 1), 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
+    }
+    /* two 16-row query tiles per warp (QT 2; FAST): through attention_mma with one block per head
+     * (its only QT 2 plan), and launched directly with heads split over blocks (qt -2).  T = 197:
+     * 7 units of 2 tiles, the last one a single tile (rows 192..196); 577: 19 units, 4 warps,
+     * 5 rounds, the last a single tile; 50: 2 units, the second with 2 of its 32 rows below T;
+     * 17: one unit, its second tile 1 row; 5: one single-tile unit */
+    for (int kc : {16, 32, 64}) {
+        test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc, -2);
+        test_attention(GPU_EMU(24, 2), 197, GPU_EMU(12, 2), 64, false, 1.f, true, 0, 1, kc, 2);  /* 4 warps, 2 rounds */
+        test_attention(1, 577, 1, 64, false, 1.f, true, 0, 1, kc, 2);
+        test_attention(3, 50, 4, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc, -2);
+        test_attention(1, 17, 2, 64, false, 1.f, true, 0, 1, kc, 2);
+        test_attention(2, 5, 3, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc, -2);
     }
     test_gelu();
     test_cublaslt_gelu_epilogue();
