@@ -17,7 +17,8 @@
  *                          res += m W2^T + b2;  h = LN1'(res)  (next layer)
  *   (the adds are the GEMMs' epilogue: C = D = res, beta = 1, FP32 sum rounded once; with
  *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it, as before 2026-11-23)
- *   the last layer, when only the prefix tokens are pooled: past its attention, the prefix rows
+ *   the last layer, when only the prefix tokens are pooled: attention for the first query tile
+ *   only (all keys; every query row when the rollout is asked for), then the prefix rows
  *   alone (compacted to (Bk*npf, D); proj, LN2 and the MLP are 9 of a layer's 12 D^2 GEMM
  *   FLOPs, so ~6% of ViT-B's; VIT_CUDA_CLS_ONLY=0 runs every row)
  *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
@@ -393,9 +394,12 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
         if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
         if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
+        /* the last layer of a CLS-pooled model needs the prefix query rows alone (unless the
+         * rollout wants every row's probabilities) */
+        const int q_rows = l == m.L - 1 && s->res_c && !avg ? m.npf : 0;
         if (!s->attn_mma ||
             !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
-                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt))
+                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt, q_rows))
             attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
         LAUNCHED();
         if (avg) {

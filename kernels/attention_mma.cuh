@@ -419,14 +419,23 @@ static inline void vk_attention_mma_launch(const vk_mma_plan &p, __half *out, fl
  * batch); kc: keys per online-softmax step (the kernel's KC); qt: 16-row query tiles per warp
  * (the kernel's QT), taken only where the plan at qt has one block per head (B * H >=
  * target_blocks): split heads (small batches) are about latency and occupancy, not the
- * shared-memory traffic qt 2 saves, so they keep qt 1. */
+ * shared-memory traffic qt 2 saves, so they keep qt 1.
+ * q_rows > 0: only query rows < q_rows are needed (the engine's last layer, whose CLS rows alone
+ * go on): one block per (image, head) stages all of K and V, and only the 16-row tiles holding
+ * those rows are computed; out's other rows are left as they were.  attn_avg needs every row:
+ * the caller passes q_rows 0 with it. */
 static inline bool attention_mma(__half *out, float *attn_avg, float *attn_cls, const __half *qkv,
                                  int B, int T, int H, int dh, size_t max_smem_optin,
                                  cudaStream_t st, int target_blocks = VK_MMA_TARGET_BLOCKS,
-                                 int kc = VK_MMA_KC_DEFAULT, int qt = VK_MMA_QT_DEFAULT) {
+                                 int kc = VK_MMA_KC_DEFAULT, int qt = VK_MMA_QT_DEFAULT,
+                                 int q_rows = 0) {
     if (dh != 64 || attention_mma_smem(T, dh) > max_smem_optin || !attention_mma_qt_valid(kc, qt)) return false;
     if (B * H < target_blocks) qt = 1;
-    const vk_mma_plan p = attention_mma_plan(B, T, H, target_blocks, qt);
+    vk_mma_plan p = attention_mma_plan(B, T, H, target_blocks, qt);
+    if (q_rows > 0 && q_rows < T) {   /* the first tiles only, every warp staging K/V */
+        qt = 1;
+        p = vk_mma_plan{1, vk_cdiv(q_rows, 16), 4};
+    }
     if (qt == 2) {   /* always with the FAST softmax */
         if (kc == 64) vk_attention_mma_launch<64, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
         else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);

@@ -240,6 +240,48 @@ static void launch_wmma_warps(__half *o, float *a, float *c, const __half *qkv, 
  *   B * H >= mma_target; -2: attention_mma_kernel<64, kc, true, 2> launched directly with
  *   attention_mma_plan(..., 2), split heads included);
  * warps: the WMMA kernel launched directly with 2 or 8 warps instead of attention()'s 4 */
+/* attention_mma with q_rows (the engine's last layer of a CLS-pooled model): rows < q_rows and
+ * the CLS map as the reference; the rows of tiles past them untouched (the restriction is real) */
+static void test_attention_prefix(int B, int T, int H, int q_rows, int kc) {
+    const int dh = 64, D = H * dh;
+    std::vector<float> qkv((size_t)B * T * 3 * D);
+    gh_fill(qkv, 1.f);
+    gh_round_half(qkv);
+    __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>((size_t)B * T * D);
+    float *dcls = gh_dev<float>((size_t)B * T);
+    GH_CUDA(cudaMemset(dout, 0xFF, sizeof(__half) * B * T * D));   /* FP16 NaN everywhere */
+    GH_CUDA(cudaMemset(dcls, 0, sizeof(float) * B * T));
+    const bool ran = attention_mma(dout, nullptr, dcls, dqkv, B, T, H, dh, g_optin, 0,
+                                   VK_MMA_TARGET_BLOCKS, kc, VK_MMA_QT_DEFAULT, q_rows);
+    GH_SYNC();
+    std::vector<double> rout, ravg;
+    ref_attention(rout, ravg, qkv, B, T, H, dh);
+    std::vector<float> got = gh_down_half(dout, rout.size());
+    std::vector<float> g1;
+    std::vector<double> r1, rcls((size_t)B * T);
+    size_t touched = 0;
+    const int computed = vk_cdiv(q_rows, 16) * 16;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++) {
+                const size_t i = ((size_t)b * T + t) * D + d;
+                if (t < q_rows) { g1.push_back(got[i]); r1.push_back(rout[i]); }
+                else if (t >= computed && got[i] == got[i]) touched++;   /* not NaN: written */
+            }
+        for (int j = 0; j < T; j++) rcls[(size_t)b * T + j] = ravg[(size_t)b * T * T + j];
+    }
+    char name[160];
+    snprintf(name, sizeof name, "attention[mma kc%d q_rows %d] out rows < %d B=%d T=%d H=%d", kc, q_rows,
+             q_rows, B, T, H);
+    if (!ran) gh_result(false, "%s: not launched", name);
+    gh_check(name, g1, r1, 2e-3, 5e-3);
+    snprintf(name, sizeof name, "attention[mma kc%d q_rows %d] cls row B=%d T=%d", kc, q_rows, B, T);
+    gh_check(name, gh_down(dcls, rcls.size()), rcls, 1e-6, 1e-4);
+    gh_result(touched == 0, "attention[mma kc%d q_rows %d]: rows from %d on left untouched (%zu written)",
+              kc, q_rows, computed, touched);
+    cudaFree(dqkv); cudaFree(dout); cudaFree(dcls);
+}
+
 static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
                            int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT,
                            int qt = VK_MMA_QT_DEFAULT) {
@@ -625,6 +667,9 @@ int main(void) {
     test_attention(2, 50, 3, 32, false, 1.f, false, 2);    /* lab v4: 2 warps */
     /* the engine's kernel for dh 64, with 16, 32 and 64 keys per online-softmax step (T = 197:
      * KC 32 and 64 skip the last chunk's 16-key groups past T) */
+    test_attention_prefix(GPU_EMU(3, 2), 197, GPU_EMU(12, 3), 1, 64);   /* CLS only */
+    test_attention_prefix(2, 50, 2, 2, 16);                               /* CLS + dist */
+    test_attention_prefix(1, 197, 2, 20, 32);                             /* two tiles */
     for (int kc : {16, 32, 64}) {
         test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f, true, 0, VK_MMA_TARGET_BLOCKS, kc);
         test_attention(GPU_EMU(24, 2), 197, GPU_EMU(12, 2), 64, false, 1.f, true, 0,
