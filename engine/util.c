@@ -263,6 +263,7 @@ void vit_f16_to_f32_portable(const uint16_t *x, float *y, size_t n) {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
+#include <stdatomic.h>
 #include <immintrin.h>
 #define VIT_HAVE_F16C_PATH 1
 
@@ -295,13 +296,16 @@ __attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(const uint16_t *
 
 int vit_f16c_available(void) {
 #ifdef VIT_HAVE_F16C_PATH
-    static int cached = -1;   /* a benign race: every thread computes the same value */
-    if (cached < 0) {
-        cached = cpu_has_f16c();
+    /* every thread that finds it unset computes the same value: relaxed atomics suffice */
+    static atomic_int cached = -1;
+    int c = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (c < 0) {
+        c = cpu_has_f16c();
         const char *e = getenv("VIT_NO_F16C");   /* tests: force the portable path */
-        if (e && e[0] == '1') cached = 0;
+        if (e && e[0] == '1') c = 0;
+        atomic_store_explicit(&cached, c, memory_order_relaxed);
     }
-    return cached;
+    return c;
 #else
     return 0;
 #endif
