@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything the CUDA backend needs a GPU for, in one script (~4 minutes on an
+# gpu_check.sh: everything the CUDA backend needs a GPU for, in one script (~7 minutes on an
 # H100).  On the build machine first: bench/gpu_bundle.sh (build/gpu-bundle.tar.xz, used when the
 # device image lacks the -dev packages).  A device command is capped at 10 minutes; all of it
-# took about 4 minutes on an H100 on 2026-11-23 (bench/gpu_check.sh with no flags), or split it
+# took 7 minutes on an H100 on 2026-11-23 (bench/gpu_check.sh with no flags, 423 s), or split it
 # (a machine stays warm only ~30 s, so each call unpacks the bundle again, in seconds):
 #   run(kind="nvidia-h100-x1", carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-torch --no-load")
 #   run(carry=["build/gpu-bundle.tar.xz"], command="bench/gpu_check.sh --no-tests --no-load")
@@ -215,7 +215,7 @@ if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -n "$NCU" ] && [ -f "$WORK/vit_b
 fi
 
 # the engine's knobs A/B'd in one run (bench/gpu_knobs.sh); VITD_KNOBS replaces the settings
-KNOBS=${VITD_KNOBS:-default --f16 VIT_CUDA_RESFUSE=0 VIT_CUDA_SUBBATCH=0 VIT_CUDA_SUBBATCH=64}
+KNOBS=${VITD_KNOBS:---f16 default VIT_CUDA_CLS_ONLY=0,--f16 VIT_CUDA_RESFUSE=0,--f16 VIT_CUDA_ATTN_KC=16,--f16 VIT_CUDA_SUBBATCH=0,--f16}
 if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ "$QUICK" = 0 ] && [ -f "$WORK/vit_b_16_random/model.safetensors" ]; then
   # shellcheck disable=SC2086
   run_step "knobs" 600 knobs.md bench/gpu_knobs.sh "$WORK/vit_b_16_random" "1 256" $KNOBS
