@@ -267,20 +267,21 @@ wrk.body = f:read("*all")
 f:close()
 wrk.headers["Content-Type"] = "image/jpeg"
 EOF
-    for c in 16 128; do
-      run_step "wrk c=$c" 120 "wrk_c$c.log" wrk -t8 -c$c -d20s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/classify"
-      record "vitd ($DEVICE) + wrk, $c connections" "$(grep -E 'Requests/sec' "$OUT/wrk_c$c.log" | awk '{print $2 " req/s"}')" \
-        "p50 $(grep -E '^ +50%' "$OUT/wrk_c$c.log" | awk '{print $2}'), p99 $(grep -E '^ +99%' "$OUT/wrk_c$c.log" | awk '{print $2}')"
-    done
+    # wrk_run CONNECTIONS LOG LABEL: 20 s of wrk against the running vitd, recorded as LABEL
+    wrk_run() {
+      local c=$1 log=$2 label=$3
+      run_step "wrk c=$c" 120 "$log" wrk -t8 -c"$c" -d20s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/classify"
+      record "$label + wrk, $c connections" "$(grep -E 'Requests/sec' "$OUT/$log" | awk '{print $2 " req/s"}')" \
+        "p50 $(grep -E '^ +50%' "$OUT/$log" | awk '{print $2}'), p99 $(grep -E '^ +99%' "$OUT/$log" | awk '{print $2}')"
+    }
+    for c in 16 128; do wrk_run "$c" "wrk_c$c.log" "vitd ($DEVICE)"; done
     # A/B of the batch buffers' pixel type: the run above used the default (fp16 on cuda)
     if [ "$DEVICE" = cuda ] || [ -n "${VITD_CHECK_INPUT_AB:-}" ]; then
       http_get "http://127.0.0.1:$PORT/v1/models" > "$OUT/v1_models.json" 2>/dev/null
       http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics.txt" 2>/dev/null
       kill $VPID 2>/dev/null; wait $VPID 2>/dev/null
       start_vitd vitd_fp32.log --input fp32
-      run_step "wrk c=128 --input fp32" 120 wrk_c128_fp32.log wrk -t8 -c128 -d20s --latency -s "$WORK/post.lua" "http://127.0.0.1:$PORT/classify"
-      record "vitd ($DEVICE, --input fp32) + wrk, 128 connections" "$(grep -E 'Requests/sec' "$OUT/wrk_c128_fp32.log" | awk '{print $2 " req/s"}')" \
-        "p50 $(grep -E '^ +50%' "$OUT/wrk_c128_fp32.log" | awk '{print $2}'), p99 $(grep -E '^ +99%' "$OUT/wrk_c128_fp32.log" | awk '{print $2}')"
+      wrk_run 128 wrk_c128_fp32.log "vitd ($DEVICE, --input fp32)"
       http_get "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics_fp32.txt" 2>/dev/null
     fi
   else
