@@ -413,6 +413,25 @@ static inline void vk_attention_mma_launch(const vk_mma_plan &p, __half *out, fl
         out, attn_avg, attn_cls, qkv, T, H, p.units, 1.f / sqrtf((float)dh), 1.f / (float)H);
 }
 
+/* the kernel for a run-time (kc, qt) that attention_mma_qt_valid accepts (QT 2 always with the
+ * FAST softmax), with plan p made for that qt: attention_mma, and the tests and the lab when they
+ * force a plan */
+static inline void vk_attention_mma_dispatch(const vk_mma_plan &p, int kc, int qt, __half *out,
+                                             float *attn_avg, float *attn_cls, const __half *qkv,
+                                             int B, int T, int H, int dh, cudaStream_t st) {
+    if (qt == 2) {
+        if (kc == 64) vk_attention_mma_launch<64, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        else vk_attention_mma_launch<16, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+    } else if (kc == 64) {
+        vk_attention_mma_launch<64>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+    } else if (kc == 32) {
+        vk_attention_mma_launch<32>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+    } else {
+        vk_attention_mma_launch<16>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+    }
+}
+
 /* Launch for dh == 64 when the shared memory fits; returns false (nothing launched) otherwise,
  * or for a (kc, qt) that attention_mma_qt_valid refuses, so the caller falls back to attention().
  * target_blocks: see attention_mma_plan (the tests pass 1 to force one block per head at any
@@ -436,17 +455,7 @@ static inline bool attention_mma(__half *out, float *attn_avg, float *attn_cls, 
         qt = 1;
         p = vk_mma_plan{1, vk_cdiv(q_rows, 16), 4};
     }
-    if (qt == 2) {   /* always with the FAST softmax */
-        if (kc == 64) vk_attention_mma_launch<64, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-        else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-        else vk_attention_mma_launch<16, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-    } else if (kc == 64) {
-        vk_attention_mma_launch<64>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-    } else if (kc == 32) {
-        vk_attention_mma_launch<32>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-    } else {
-        vk_attention_mma_launch<16>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-    }
+    vk_attention_mma_dispatch(p, kc, qt, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
     return true;
 }
 

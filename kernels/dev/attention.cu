@@ -34,15 +34,10 @@ template <int W> static void launch_wmma(__half *out, const __half *qkv, int B, 
  * <64, kc, FAST, 2> directly, planned for 2 tiles a warp at any batch */
 static void launch_mma(__half *out, float *avg, float *cls, const __half *qkv, int B, int T, int H, int dh,
                        int target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT, int qt = VK_MMA_QT_DEFAULT) {
-    const vk_mma_plan p2 = attention_mma_plan(B, T, H, target, 2);
     if (kc == -16)
         vk_attention_mma_launch<16, true>(attention_mma_plan(B, T, H, target), out, avg, cls, qkv, B, T, H, dh, 0);
-    else if (qt == -2 && kc == 64)
-        vk_attention_mma_launch<64, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
-    else if (qt == -2 && kc == 32)
-        vk_attention_mma_launch<32, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
     else if (qt == -2)
-        vk_attention_mma_launch<16, true, 2>(p2, out, avg, cls, qkv, B, T, H, dh, 0);
+        vk_attention_mma_dispatch(attention_mma_plan(B, T, H, target, 2), kc, 2, out, avg, cls, qkv, B, T, H, dh, 0);
     else
         attention_mma(out, avg, cls, qkv, B, T, H, dh, (size_t)1 << 30, 0, target, kc, qt);
 }

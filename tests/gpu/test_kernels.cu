@@ -305,10 +305,8 @@ static void test_attention(int B, int T, int H, int dh, bool force_naive, float 
     float *davg = gh_dev<float>((size_t)B * T * T), *dcls = gh_dev<float>((size_t)B * T);
     auto launch = [&](__half *o, float *a, float *c) {
         if (mma && qt == -2) {
-            const vk_mma_plan p2 = attention_mma_plan(B, T, H, mma_target, 2);
-            if (kc == 64) vk_attention_mma_launch<64, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
-            else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
-            else vk_attention_mma_launch<16, true, 2>(p2, o, a, c, dqkv, B, T, H, dh, 0);
+            vk_attention_mma_dispatch(attention_mma_plan(B, T, H, mma_target, 2), kc, 2, o, a, c, dqkv,
+                                      B, T, H, dh, 0);
         } else if (mma) {
             if (!attention_mma(o, a, c, dqkv, B, T, H, dh, optin, 0, mma_target, kc, qt)) path = "mma (did not fit: none)";
         } else if (warps == 2) {
