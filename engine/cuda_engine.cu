@@ -40,8 +40,7 @@
  * heuristic's first), cached per session.
  * Input: FP32, or FP16 from vit_forward_f16 (half the bytes to copy; im2col then only gathers,
  * and the results are bit-identical to FP32 input of the same values, which im2col would round
- * to nearest-even); session init warms up and captures both.
- * Input: copied outside the graphs, B images straight from the caller's memory; a bucket above
+ * to nearest-even); session init warms up and captures both.  Copied outside the graphs, B images straight from the caller's memory; a bucket above
  * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
@@ -585,6 +584,16 @@ vit_status run_backbone(state *s, const void *input, int B, int bi, int mode, ch
     return VIT_OK;
 }
 
+/* the VIT_CUDA_* knobs, read at session start: equal to val / an integer (def when unset) */
+bool env_is(const char *name, const char *val) {
+    const char *v = getenv(name);
+    return v && !strcmp(v, val);
+}
+int env_int(const char *name, int def) {
+    const char *v = getenv(name);
+    return v ? atoi(v) : def;
+}
+
 vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
                      size_t errlen) {
     const vcu_model_desc &m = *md;
@@ -621,26 +630,19 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->dh = m.D / m.H;
     s->K_patch = m.channels * m.patch_size * m.patch_size;
     s->img = m.channels * m.image_size * m.image_size;
-    const char *g = getenv("VIT_CUDA_GELU");
-    s->gelu_erf = g && !strcmp(g, "erf");
-    const char *am = getenv("VIT_CUDA_ATTN");
-    s->attn_mma = !(am && !strcmp(am, "wmma"));
-    const char *ak = getenv("VIT_CUDA_ATTN_KC");   /* keys per softmax step: 16 | 32 | 64 */
-    s->attn_kc = ak && attention_mma_kc_valid(atoi(ak)) ? atoi(ak) : VK_MMA_KC_DEFAULT;
-    const char *aq = getenv("VIT_CUDA_ATTN_QT");   /* query tiles per warp: 1 | 2 (any kc) */
-    s->attn_qt = aq && attention_mma_qt_valid(s->attn_kc, atoi(aq)) ? atoi(aq) : VK_MMA_QT_DEFAULT;
-    const char *tu = getenv("VIT_CUDA_GEMM_TUNE");
-    s->tune = !(tu && !strcmp(tu, "0"));
-    const char *ga = getenv("VIT_CUDA_GEMM_ALGOS");
-    s->tune_n = ga ? atoi(ga) : kCand;
+    s->gelu_erf = env_is("VIT_CUDA_GELU", "erf");
+    s->attn_mma = !env_is("VIT_CUDA_ATTN", "wmma");
+    const int kc = env_int("VIT_CUDA_ATTN_KC", VK_MMA_KC_DEFAULT);   /* keys per softmax step */
+    s->attn_kc = attention_mma_kc_valid(kc) ? kc : VK_MMA_KC_DEFAULT;
+    const int qt = env_int("VIT_CUDA_ATTN_QT", VK_MMA_QT_DEFAULT);   /* query tiles per warp */
+    s->attn_qt = attention_mma_qt_valid(s->attn_kc, qt) ? qt : VK_MMA_QT_DEFAULT;
+    s->tune = !env_is("VIT_CUDA_GEMM_TUNE", "0");
+    s->tune_n = env_int("VIT_CUDA_GEMM_ALGOS", kCand);
     if (s->tune_n < 1) s->tune_n = 1;
     if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
-    const char *co = getenv("VIT_CUDA_CLS_ONLY");
-    s->cls_only = !(co && !strcmp(co, "0"));
-    const char *fr = getenv("VIT_CUDA_RESFUSE");
-    s->fuse_res = !(fr && !strcmp(fr, "0"));
-    const char *sb = getenv("VIT_CUDA_SUBBATCH");
-    s->sub = sb ? atoi(sb) : kSubBatch;
+    s->cls_only = !env_is("VIT_CUDA_CLS_ONLY", "0");
+    s->fuse_res = !env_is("VIT_CUDA_RESFUSE", "0");
+    s->sub = env_int("VIT_CUDA_SUBBATCH", kSubBatch);
 
     CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
     CU(cudaStreamCreateWithFlags(&s->cs, cudaStreamNonBlocking));
@@ -733,26 +735,21 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
 
     /* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random
      * inputs, so the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips) */
-    const char *wu = getenv("VIT_CUDA_WARMUP");
-    if (!(wu && !strcmp(wu, "0"))) {
-        uint64_t r = 0x9E3779B97F4A7C15ull;
-        for (size_t i = 0; i < B * s->img; i++) {
-            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-            s->h_in[i] = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
-        }
-        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, 0, err, errlen));
-        /* the FP16-input graphs too (vit_session_input_type says F16): the same values, as
+    if (!env_is("VIT_CUDA_WARMUP", "0")) {
+        /* FP32 input, then FP16 (what vit_session_input_type asks for): the same values, as
          * halves in the same pinned buffer */
-        CU(cudaStreamSynchronize(s->st));
         __half *hh = reinterpret_cast<__half *>(s->h_in);
-        r = 0x9E3779B97F4A7C15ull;
-        for (size_t i = 0; i < B * s->img; i++) {
-            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-            hh[i] = __float2half((float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f);
+        for (int mode : {0, kModeF16}) {
+            uint64_t r = 0x9E3779B97F4A7C15ull;
+            for (size_t i = 0; i < B * s->img; i++) {
+                r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+                const float v = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
+                if (mode) hh[i] = __float2half(v);
+                else s->h_in[i] = v;
+            }
+            for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, mode, err, errlen));
+            CU(cudaStreamSynchronize(s->st));   /* the buffer is rewritten next */
         }
-        for (int bi = 0; bi < s->nb; bi++)
-            OK(run_backbone(s, s->h_in, s->buckets[bi], bi, kModeF16, err, errlen));
-        CU(cudaStreamSynchronize(s->st));
     }
     return VIT_OK;
 }
