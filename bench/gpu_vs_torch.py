@@ -149,23 +149,13 @@ def main():
     for B in batches:
         iters = 200 if B <= 8 else (50 if B <= 64 else 20)
         row = {"batch": B}
-        try:
-            row["ours_ips"], row["ours_ms"] = run_ours(args.bench, model_dir, B, iters)
-        except Exception as e:  # noqa: BLE001
-            row["ours_error"] = str(e)
-            log(f"ours B={B}: {e}")
-        try:
-            row["ours_f16in_ips"], row["ours_f16in_ms"] = run_ours(args.bench, model_dir, B, iters,
-                                                                   flags=("--f16",))
-        except Exception as e:  # noqa: BLE001
-            row["ours_f16in_error"] = str(e)
-            log(f"ours f16-in B={B}: {e}")
-        try:
-            row["ours_wmma_ips"], row["ours_wmma_ms"] = run_ours(args.bench, model_dir, B, iters,
-                                                                 {"VIT_CUDA_ATTN": "wmma"})
-        except Exception as e:  # noqa: BLE001
-            row["ours_wmma_error"] = str(e)
-            log(f"ours-wmma B={B}: {e}")
+        for key, env, flags in (("ours", None, ()), ("ours_f16in", None, ("--f16",)),
+                                ("ours_wmma", {"VIT_CUDA_ATTN": "wmma"}, ())):
+            try:
+                row[f"{key}_ips"], row[f"{key}_ms"] = run_ours(args.bench, model_dir, B, iters, env, flags)
+            except Exception as e:  # noqa: BLE001
+                row[f"{key}_error"] = str(e)
+                log(f"{key} B={B}: {e}")
         xg = torch.randn(B, 3, 224, 224, device="cuda", dtype=torch.float16)
         xh = torch.randn(B, 3, 224, 224).pin_memory()
         with torch.inference_mode():
