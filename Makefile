@@ -1,12 +1,13 @@
 # vitd: one entry point.  make | make run | make test | make test-asan | make bench | make install | make clean
-# Sources are found by wildcard: engine/*.c -> libvit, engine/cli/*.c -> build/vit,
-# server/*.c -> build/vitd, tests/unit/test_*.c -> one binary each.  CUDA (kernels/*.cu,
-# engine/*.cu) is built only when nvcc is found; elsewhere the build is CPU-only.
+# Sources are found by wildcard: engine/*.c and engine/<room>/*.c (cpu, cuda, image, io, train)
+# -> libvit, engine/cli/*.c -> build/vit, server/*.c -> build/vitd, tests/unit/test_*.c -> one
+# binary each.  CUDA (engine/cuda/*.cu) is built only when nvcc is found; elsewhere the build is
+# CPU-only.  Header dependencies come from the compilers (-MMD -MP: build/**/*.d).
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
-CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine $(SAN)
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iengine -MMD -MP $(SAN)
 CFLAGS  += $(shell pkg-config --cflags openblas libpng libturbojpeg libcjson zlib 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjson zlib 2>/dev/null || echo -lopenblas -lpng -lturbojpeg -ljpeg -lcjson -lz)
 LDLIBS  += -lm -lpthread
@@ -15,12 +16,13 @@ MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicroh
 
 # ---- CUDA (optional) --------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc ))
-CUDA_SRC := $(wildcard kernels/*.cu engine/*.cu)
+ENGINE_ROOMS := cpu cuda image io train
+CUDA_SRC := $(wildcard kernels/*.cu $(ENGINE_ROOMS:%=engine/%/*.cu))
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CUDA_SRC)),)
 CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
-NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -Iengine -Ikernels -Xcompiler -Wall,-fPIC --expt-relaxed-constexpr
+NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -Iengine -Ikernels -Xcompiler -Wall,-fPIC --expt-relaxed-constexpr -MMD -MP
 CFLAGS     += -DVIT_HAVE_CUDA -I$(CUDA_HOME)/include
 LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.cu.o)
@@ -28,7 +30,7 @@ HAVE_CUDA  := 1
 endif
 endif
 
-ENGINE_SRC := $(wildcard engine/*.c)
+ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
@@ -53,11 +55,11 @@ deps-test:
 deps-bench:
 	@scripts/deps.sh bench
 
-$(BUILD)/%.o: %.c $(wildcard engine/*.h server/*.h engine/cli/*.h tests/unit/*.h)
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.cu.o: %.cu $(wildcard engine/*.h kernels/*.cuh)
+$(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -71,13 +73,13 @@ $(BUILD)/vit: $(CLI_OBJ) $(LIBVIT)
 $(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) $(wildcard tests/unit/*.h) $(wildcard server/*.c server/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
 # Fuzz harnesses (tests/fuzz/fuzz_*.c) with a plain main() that replays their corpora in
 # `make test` (tests/integration/test_fuzz_replay.sh); gcc, no libFuzzer needed.
-$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c tests/fuzz/fuzz_util.h $(LIBVIT) $(wildcard server/*.c server/*.h)
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIBVIT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/replay_main.c $< $(LIBVIT) $(LDLIBS)
 
@@ -90,7 +92,7 @@ fuzz:
 	@scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory NVCC= CC=clang BUILD=build-fuzz OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
 fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $(LIBVIT) $(wildcard server/*.c server/*.h)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBVIT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
@@ -125,7 +127,7 @@ EMU_GEN  := $(patsubst kernels/%.cuh,$(BUILD)/emu/gen/%.cuh,$(wildcard kernels/*
 EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp)) \
             $(BUILD)/tests/test_emu_kernels
 EMU_DEPS := $(BUILD)/emu/gen/test_kernels.cpp $(EMU_GEN) \
-            $(wildcard tests/emu/include/*.h tests/emu/*.h tests/gpu/*.h engine/*.h)
+            $(wildcard tests/emu/include/*.h tests/emu/*.h tests/gpu/*.h engine/*.h $(ENGINE_ROOMS:%=engine/%/*.h))
 EMU_CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
                 -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu \
                 -Itests/emu
@@ -207,3 +209,6 @@ install-systemd:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# header dependencies written by -MMD -MP next to each object and binary
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

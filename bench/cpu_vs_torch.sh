@@ -15,7 +15,7 @@
 #   to oneDNN, which picks AVX-512 by itself);
 # - peak: the nominal 192 GFLOP/s (2 Zen 3 cores, AVX2 FMA, 3.0 GHz) and the FMA peak
 #   measured here by bench/fma_peak.c (AVX2 and AVX-512).
-# vitd picks its own AVX-512 GEMM (engine/cpu_gemm.c) where OpenBLAS runs AVX2 kernels on an
+# vitd picks its own AVX-512 GEMM (engine/cpu/cpu_gemm.c) where OpenBLAS runs AVX2 kernels on an
 # AVX-512 CPU; the "vitd GEMM" column says which ran, "% of measured peak" is against the AVX-512
 # peak then.  The engines are timed in turns, VITD_BENCH_ROUNDS (default 4) rounds, best round
 # of each reported (the machine is shared: the best round is the least disturbed one).

@@ -6,7 +6,7 @@
 #   PyTorch: models/fashion-vit/eval_torch.py (PIL + torchvision transforms as
 #            preprocessor_config.json says + models/vit_torch.py on the same model.safetensors)
 # and the per-image agreement of the two; then ours again at `--precision int8` (W8A8 dynamic
-# quantization of the encoder Linears, engine/cpu_gemm_i8.c): its accuracy and its per-image
+# quantization of the encoder Linears, engine/cpu/cpu_gemm_i8.c): its accuracy and its per-image
 # agreement with our fp32, next to PyTorch's dynamic quantization (eval_torch.py --int8:
 # quantize_dynamic of every nn.Linear, qint8) and its agreement with PyTorch fp32.
 # Writes bench/results/fashion_accuracy.md.

@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 
 #include "model.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "util.h"
 
 #define CFG_MAX_BYTES    (64u << 20)  /* config.json, labels.txt (in21k id2label is ~1 MB) */

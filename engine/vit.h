@@ -64,7 +64,7 @@ const char *vit_status_str(vit_status s);
 typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
 /* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes FP32, or INT8 (W8A8
- * dynamic quantization of the encoder's Linear layers, the rest FP32; see engine/cpu_gemm_i8.c);
+ * dynamic quantization of the encoder's Linear layers, the rest FP32; see engine/cpu/cpu_gemm_i8.c);
  * the CUDA backend only FP16 (FP32 accumulation): asking either for another is VIT_E_ARG. */
 typedef enum { VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2, VIT_PREC_INT8 = 3 } vit_precision;
 /* "auto", "fp32", "fp16", "int8" ("?" for a value out of range) */

@@ -1,6 +1,6 @@
 /* common.cuh: small helpers shared by the kernel headers: warp reductions, ceil-div, and the
  * FP16 type.  Every kernel header is self-contained apart from this one.  Launchers never check
- * errors themselves: the caller (engine/cuda_engine.cu, tests/gpu, kernels/dev) checks
+ * errors themselves: the caller (engine/cuda/cuda_engine.cu, tests/gpu, kernels/dev) checks
  * cudaGetLastError() after them, so launches can also be captured into a CUDA graph. */
 #pragma once
 #include <cuda_runtime.h>

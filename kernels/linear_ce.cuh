@@ -1,11 +1,11 @@
-/* linear_ce.cuh: the kernels of head training on the GPU (engine/train_cuda.cu), FP32
- * throughout, each the device twin of a loop in engine/train.c (the CPU reference):
+/* linear_ce.cuh: the kernels of head training on the GPU (engine/cuda/train_cuda.cu), FP32
+ * throughout, each the device twin of a loop in engine/train/train.c (the CPU reference):
  *   gather_rows     xb (B, D), yb (B) = x[idx], y[idx]                 (train.c gather)
  *   softmax_ce      logits (B, C) + b -> per-row loss, argmax hits, and dlogits in place:
  *                   (softmax - onehot) / B                             (train.c batch_ce)
  *   loss_accumulate acc (double) += row losses, in row order           (batch_ce's loss sum)
  *   col_sums        db (C) = column sums of dlogits, in row order      (batch_ce's db)
- *   optim_update    AdamW / SGD on a parameter vector                  (train_optim_update, engine/train_cuda.h)
+ *   optim_update    AdamW / SGD on a parameter vector                  (train_optim_update, engine/cuda/train_cuda.h)
  * The GEMMs (logits = xb w^T, dw = dlogits^T xb) are cuBLAS SGEMMs in train_cuda.cu.
  * Exactness against the CPU matters more than speed here (the head is tiny): the optimizer uses
  * explicitly rounded operations (__fmul_rn, __fadd_rn, ...) so nvcc cannot fuse them into FMAs
@@ -14,7 +14,7 @@
  * common.cuh). */
 #pragma once
 #include "common.cuh"
-#include "train_cuda.h"
+#include "cuda/train_cuda.h"
 
 #define VK_CE_THREADS 256
 
@@ -123,7 +123,7 @@ __global__ void vk_col_sums(float *__restrict__ db, const float *__restrict__ dl
     db[c] = s;
 }
 
-/* p (n) updated from g (n) with state m, v (n each): train_optim_update (engine/train_cuda.h, what train.c runs), same operations in
+/* p (n) updated from g (n) with state m, v (n each): train_optim_update (engine/cuda/train_cuda.h, what train.c runs), same operations in
  * the same order, each rounded on its own */
 __global__ void vk_optim_update(float *__restrict__ p, const float *__restrict__ g,
                                 float *__restrict__ m, float *__restrict__ v, long long n,

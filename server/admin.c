@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
-#include "safetensors_write.h"
+#include "io/safetensors_write.h"
 #include "server.h"
 #include "util.h"
 

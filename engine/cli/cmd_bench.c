@@ -13,8 +13,8 @@
 #include <cblas.h>
 
 #include "cli.h"
-#include "cpu_gemm.h"
-#include "cpu_gemm_i8.h"
+#include "cpu/cpu_gemm.h"
+#include "cpu/cpu_gemm_i8.h"
 #include "util.h"
 
 static void usage(FILE *f) {

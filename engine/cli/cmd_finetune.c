@@ -1,6 +1,6 @@
 /* cmd_finetune.c: `vit finetune`: teach a model new labels offline.  Extracts the features
  * (the pooled representation feeding the head) of every image of an ImageFolder with the
- * engine, trains a new linear head on them (engine/train.c) and writes a complete model
+ * engine, trains a new linear head on them (engine/train/train.c) and writes a complete model
  * directory with that head.
  *   vit finetune --model DIR --data IMAGEFOLDER --out NEWDIR [--epochs N] [--lr F]
  *                [--batch-size N] [--optimizer adamw|sgd] [--weight-decay F] [--momentum F]

@@ -1,11 +1,11 @@
 /* fuzz_exif.c: libFuzzer harness for the EXIF orientation parser (vit_exif_orientation,
- * engine/image.c), reached from JPEG APP1 and PNG eXIf chunks: the input is the TIFF-structured
+ * engine/image/image.c), reached from JPEG APP1 and PNG eXIf chunks: the input is the TIFF-structured
  * block.  The result must be an orientation 1..8. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "image_internal.h"
+#include "image/image_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* its own allocation, so ASan sees any read past the block */

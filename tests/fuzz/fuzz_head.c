@@ -1,4 +1,4 @@
-/* fuzz_head.c: libFuzzer harness for head files (vit_head_load, engine/head_io.c): the input is
+/* fuzz_head.c: libFuzzer harness for head files (vit_head_load, engine/io/head_io.c): the input is
  * the whole file, read by path (a memfd).  On success the head must be consistent (labels
  * non-empty, finite weights) and the __metadata__ JSON text is freed with it. */
 #include <math.h>

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "image_internal.h"
+#include "image/image_internal.h"
 #include "vit.h"
 
 #define FUZZ_MAX_PIXELS (4u << 20)

@@ -1,4 +1,4 @@
-/* fuzz_safetensors.c: libFuzzer harness for the safetensors reader (engine/safetensors.c): the
+/* fuzz_safetensors.c: libFuzzer harness for the safetensors reader (engine/io/safetensors.c): the
  * input is a whole .safetensors file, opened by path (a memfd) with st_open; on success every
  * tensor is looked up by name and read (F32/F16/BF16 with at most 64k elements) with
  * st_read_f32, and the reader's promises are checked (sorted unique names, byte ranges inside
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #define READ_MAX 65536
 

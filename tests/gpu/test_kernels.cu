@@ -1,7 +1,7 @@
 /* test_kernels.cu: every kernel in kernels/ against its float64 CPU reference (cpu_ref.h), on
  * fresh random inputs each run (seed printed; VITD_SEED replays), outputs poisoned with NaN
  * first; the head-training kernels (linear_ce.cuh) against the CPU backend's arithmetic
- * (engine/train.c), bit-exact where the kernels claim it.  Also measures what cuBLASLt's
+ * (engine/train/train.c), bit-exact where the kernels claim it.  Also measures what cuBLASLt's
  * GELU_BIAS epilogue computes (erf or tanh form) and how far the tanh form is from exact GELU.
  * Tolerances: atol + rtol*|ref|, chosen from the kernels' FP16 roundings (stated per test).
  * The one source of the per-kernel checks, built twice:
@@ -491,7 +491,7 @@ static void test_softmax_topk(int B, int C, int k, bool ties = false) {
     cudaFree(dx); cudaFree(dp); cudaFree(dv); cudaFree(di);
 }
 
-/* ---- head training (linear_ce.cuh) against engine/train.c's arithmetic ----------------- */
+/* ---- head training (linear_ce.cuh) against engine/train/train.c's arithmetic ----------------- */
 
 static bool same_bits(const std::vector<float> &a, const std::vector<float> &b) {
     return a.size() == b.size() && memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;

@@ -1,5 +1,5 @@
-/* test_train_cuda.c: head training on CUDA (engine/train_cuda.cu) against the CPU reference
- * (engine/train.c) through the public API, vit_train_linear with opts.device CUDA vs CPU, on the
+/* test_train_cuda.c: head training on CUDA (engine/cuda/train_cuda.cu) against the CPU reference
+ * (engine/train/train.c) through the public API, vit_train_linear with opts.device CUDA vs CPU, on the
  * same random features (seeded from the clock unless VITD_SEED is set; printed for replay).
  * Needs a GPU; run by bench/gpu_check.sh; without one it SKIPs and exits 0.
  * Cases: AdamW and SGD (with and without momentum / weight decay), with and without a

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""gen_train_fixtures.py: PyTorch reference for head training (engine/train.c).
+"""gen_train_fixtures.py: PyTorch reference for head training (engine/train/train.c).
 
 Makes a small clustered feature set with class overlap, trains nn.Linear(D, C) from zero with
 CrossEntropyLoss (mean) and torch.optim.AdamW / torch.optim.SGD over an explicit batch order

@@ -1,13 +1,13 @@
-/* test_cpu_ops.c: every CPU operator (engine/cpu_ops.c) and the thread pool against a naive
+/* test_cpu_ops.c: every CPU operator (engine/cpu/cpu_ops.c) and the thread pool against a naive
  * double-precision reference on random inputs; prints the max difference of each. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_gemm.h"
-#include "cpu_ops.h"
-#include "cpu_pool.h"
+#include "cpu/cpu_gemm.h"
+#include "cpu/cpu_ops.h"
+#include "cpu/cpu_pool.h"
 #include "harness.h"
 
 static unsigned long long rng = 0x9E3779B97F4A7C15ull;

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 
 #include "backend.h"
-#include "cpu_gemm.h"
+#include "cpu/cpu_gemm.h"
 #include "harness.h"
 #include "model.h"
 #include "synth_model.h"

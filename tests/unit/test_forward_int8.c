@@ -1,5 +1,5 @@
 /* test_forward_int8.c: the CPU forward pass at precision int8 (W8A8 encoder Linears, see
- * engine/cpu_gemm_i8.c) against the FP32 path of the same build.
+ * engine/cpu/cpu_gemm_i8.c) against the FP32 path of the same build.
  *
  * Tolerance.  A symmetric int8 grid has 127 steps per side, so each quantized operand carries a
  * relative error of at most half a step of its row's range, 1/254, and one quantized GEMM (both
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cpu_gemm_i8.h"
+#include "cpu/cpu_gemm_i8.h"
 #include "harness.h"
 #include "synth_model.h"
 #include "util.h"

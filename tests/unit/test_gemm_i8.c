@@ -1,4 +1,4 @@
-/* test_gemm_i8.c: the INT8 GEMM (engine/cpu_gemm_i8.c) on random shapes (M = 1, K not a
+/* test_gemm_i8.c: the INT8 GEMM (engine/cpu/cpu_gemm_i8.c) on random shapes (M = 1, K not a
  * multiple of 4 or 64, N not a multiple of the panel, column sub-ranges): the scalar, AVX2 and
  * VNNI paths (those the CPU has) against an exact integer reference computed here from the
  * quantized bytes (int32 sums equal exactly, dequantized outputs equal bit for bit between the
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_gemm_i8.h"
+#include "cpu/cpu_gemm_i8.h"
 #include "harness.h"
 
 static unsigned long long rng = 88172645463325252ull;

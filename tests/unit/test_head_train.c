@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "safetensors_write.h"
+#include "io/safetensors_write.h"
 #include "util.h"
 
 static char tmpdir[] = "/tmp/vit_headtrain_XXXXXX";

@@ -17,7 +17,7 @@
 #include <zlib.h>
 
 #include "harness.h"
-#include "image_internal.h"
+#include "image/image_internal.h"
 #include "util.h"
 
 #define FIX "tests/fixtures/image"

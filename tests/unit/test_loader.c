@@ -16,7 +16,7 @@
 
 #include "harness.h"
 #include "model.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "util.h"
 
 #define FIX "tests/fixtures/models"

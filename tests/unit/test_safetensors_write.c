@@ -1,5 +1,5 @@
 /* test_safetensors_write.c: the safetensors writer and atomic file replacement
- * (engine/safetensors_write.c): byte layout (u64 header length, 8-byte aligned JSON header,
+ * (engine/io/safetensors_write.c): byte layout (u64 header length, 8-byte aligned JSON header,
  * data_offsets, metadata), argument checks, replacing an existing file, no temporary files
  * left behind, and a clean error for a missing directory. */
 #include <cJSON.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "safetensors_write.h"
+#include "io/safetensors_write.h"
 #include "util.h"
 
 static int count_entries(const char *dir) {

@@ -1,4 +1,4 @@
-/* test_train.c: head training (engine/train.c): analytic gradients against finite differences
+/* test_train.c: head training (engine/train/train.c): analytic gradients against finite differences
  * of a double-precision reference loss, loss going down, cancellation, seeded determinism and
  * the validation split, argument checks, and PyTorch parity: the same head trained by
  * torch.optim.AdamW / SGD on the same features and batch order (tests/tools/gen_train_fixtures.py,

@@ -39,7 +39,7 @@ void vit_input_free(vit_session *s, float *p) {
 }
 
 #ifdef VIT_HAVE_CUDA
-#include "cuda_engine.h"
+#include "cuda/cuda_engine.h"
 
 vit_status vit_cuda_device_info(int gpu_id, char *name, size_t namelen, size_t *mem_total,
                                 size_t *mem_free) {

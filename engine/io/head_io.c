@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "safetensors_write.h"
+#include "io/safetensors_write.h"
 #include "util.h"
 
 #define HEAD_FILE_MAX   ((size_t)1 << 30)      /* 1 GiB: 100k classes x 2560 dims */

@@ -35,7 +35,7 @@
  * Intel before Ice Lake / Cascade Lake) get a 4 x 8 AVX2 tile instead: vpmaddwd on bytes widened
  * to 16 bits, exact like the others (micro_avx2); about 1.15x OpenBLAS's AVX2 SGEMM on one core,
  * where VNNI is ~4x the AVX-512 FP32 kernel. */
-#include "cpu_gemm_i8.h"
+#include "cpu/cpu_gemm_i8.h"
 
 #include <float.h>
 #include <math.h>

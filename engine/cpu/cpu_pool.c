@@ -3,7 +3,7 @@
  * forward pass (microseconds apart) a worker spins briefly on the job counter before it sleeps
  * on the condition variable, so back-to-back jobs do not pay a futex wake-up each; an idle
  * session's threads sleep after ~50 us. */
-#include "cpu_pool.h"
+#include "cpu/cpu_pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

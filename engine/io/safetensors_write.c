@@ -2,7 +2,7 @@
  * (see safetensors_write.h).  Format: u64 little-endian header length, a JSON header
  * {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}} padded
  * with spaces to a multiple of 8 bytes, then the tensors' bytes back to back. */
-#include "safetensors_write.h"
+#include "io/safetensors_write.h"
 
 #include <cJSON.h>
 #include <errno.h>

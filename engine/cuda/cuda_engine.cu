@@ -52,7 +52,7 @@
 #include <cstring>
 #include <vector>
 
-#include "cuda_engine.h"
+#include "cuda/cuda_engine.h"
 #include "util.h"
 #include "common.cuh"
 #include "patch_embed.cuh"

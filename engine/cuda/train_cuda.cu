@@ -18,7 +18,7 @@
 #include <cstdio>
 #include <new>
 
-#include "train_cuda.h"
+#include "cuda/train_cuda.h"
 #include "util.h"
 #include "linear_ce.cuh"
 

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "image_internal.h"
+#include "image/image_internal.h"
 #include "util.h"
 
 /* ---- PIL's filters (libImaging/Resample.c semantics) ---------------------------------- */

@@ -20,7 +20,7 @@
 #include <jpeglib.h>
 #include <jerror.h>
 
-#include "image_internal.h"
+#include "image/image_internal.h"
 #include "util.h"
 
 #define JPEG_MAX_SCANS 500      /* progressive JPEGs with more scans are refused (CPU DoS) */

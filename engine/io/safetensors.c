@@ -2,7 +2,7 @@
  *   u64 little-endian N | N bytes of JSON header | data section
  * header: {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
  *          "__metadata__": {str: str}}  with offsets relative to the data section. */
-#include "safetensors.h"
+#include "io/safetensors.h"
 
 #include <cJSON.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
  * patch im2col, token assembly, pooling helpers).  Plain C; the hot loops are written over
  * 16-float GCC vector types and compiled three times (AVX-512, AVX2+FMA, baseline x86-64) with
  * target_clones, so one binary runs everywhere and uses the widest units it finds. */
-#include "cpu_ops.h"
+#include "cpu/cpu_ops.h"
 
 #include <math.h>
 #include <string.h>

@@ -14,7 +14,7 @@
  * ViT-B's N = 2304..3072 that cost 10-20% (185 -> 215 GFLOP/s on one Zen 5 core, peak ~233).
  * An earlier version packed A per call, transposed, and broadcast W: at the tiny model's K = 128
  * the transposes and the scalar transposed stores of C cost ~30% of the GEMM time. */
-#include "cpu_gemm.h"
+#include "cpu/cpu_gemm.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -39,10 +39,10 @@
 #include <string.h>
 
 #include "backend.h"
-#include "cpu_gemm.h"
-#include "cpu_gemm_i8.h"
-#include "cpu_ops.h"
-#include "cpu_pool.h"
+#include "cpu/cpu_gemm.h"
+#include "cpu/cpu_gemm_i8.h"
+#include "cpu/cpu_ops.h"
+#include "cpu/cpu_pool.h"
 #include "util.h"
 
 typedef struct cpu_state {

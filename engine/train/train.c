@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "train_cuda.h"
+#include "cuda/train_cuda.h"
 #include "util.h"
 
 void vit_train_opts_default(vit_train_opts *o) {
