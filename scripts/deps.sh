@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages vitd needs, idempotently.
 #   scripts/deps.sh build   -- compilers and -dev libraries (make, make run)
-#   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O)
+#   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O;
+#                              PostgreSQL, haproxy and kubectl for the fleet and deploy tests)
 #   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
 #   scripts/deps.sh fuzz    -- build + clang and its libFuzzer runtime (make fuzz; not needed by make test)
 # Installs only what is missing; runs apt-get update only when something is.
@@ -9,9 +10,15 @@
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-dev
-      libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev)
+      libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev libpq-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
-  pkgs+=(python3 python3-numpy curl)
+  pkgs+=(python3 python3-numpy curl postgresql haproxy)
+  # Node.js + npm (the deploy checks' validator, deploy/package-lock.json) and kubectl (renders
+  # deploy/k8s with kubectl kustomize): Debian's packages unless the commands already come from
+  # other packages (nodesource's nodejs bundles npm; both kubectl packages own /usr/bin/kubectl)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  command -v kubectl >/dev/null || pkgs+=(kubernetes-client)
 fi
 if [ "$what" = fuzz ]; then
   pkgs+=(clang libclang-rt-14-dev)
@@ -32,5 +39,5 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >&2
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2
