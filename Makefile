@@ -21,7 +21,11 @@ CUDA_SRC := $(wildcard kernels/*.cu $(ENGINE_ROOMS:%=engine/%/*.cu))
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CUDA_SRC)),)
 CUDA_HOME  ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CUDA_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+# CUDA_ARCHS: the SM versions to build SASS for (PTX for the last one too), e.g.
+# make CUDA_ARCHS="75 80 86 89 90" (deploy/Dockerfile's ARG); CUDA_ARCH overrides the whole list.
+CUDA_ARCHS ?= 80 90
+CUDA_ARCH  ?= $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+              -gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS))
 NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -Iengine -Ikernels -Xcompiler -Wall,-fPIC --expt-relaxed-constexpr -MMD -MP
 CFLAGS     += -DVIT_HAVE_CUDA -I$(CUDA_HOME)/include
 LDLIBS     += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
@@ -50,8 +54,12 @@ all: deps $(BINS) $(TEST_BINS) $(REPLAY_BINS)
 # Debian packages (idempotent; installs only what is missing).
 deps:
 	@scripts/deps.sh build
-deps-test:
+deps-test: deploy/node_modules/.package-lock.json
 	@scripts/deps.sh test
+# the deploy checks' validator (deploy/validate.js), pinned by deploy/package-lock.json
+deploy/node_modules/.package-lock.json: deploy/package-lock.json deploy/package.json
+	@scripts/deps.sh test
+	npm ci --prefix deploy --no-audit --no-fund --loglevel=error
 deps-bench:
 	@scripts/deps.sh bench
 

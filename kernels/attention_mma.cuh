@@ -49,6 +49,11 @@
 VK_INLINE void vk_mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
 #ifdef VITD_EMU /* the CPU emulator (tests/emu): the same op as a warp collective, layouts from the PTX ISA */
     emu_mma_m16n8k16_f32_f16(d, a, b0, b1);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    /* m16n8k16 FP16 mma needs sm_80; on older GPUs the engine takes the WMMA attention instead
+     * (cuda_engine.cu), so this is never reached there */
+    (void)d; (void)a; (void)b0; (void)b1;
+    __trap();
 #else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "

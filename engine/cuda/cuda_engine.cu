@@ -620,8 +620,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     cudaDeviceProp prop;
     CU(cudaGetDeviceProperties(&prop, gpu_id));
     snprintf(s->gpu_name, sizeof s->gpu_name, "%s (sm_%d%d)", prop.name, prop.major, prop.minor);
-    if (prop.major < 8)
-        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
+    if (prop.major < 7 || (prop.major == 7 && prop.minor < 5))
+        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 7.5 or newer",
                     prop.name, prop.major, prop.minor);
     s->smem_optin = prop.sharedMemPerBlockOptin;
     s->m = m;
@@ -631,7 +631,7 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->K_patch = m.channels * m.patch_size * m.patch_size;
     s->img = m.channels * m.image_size * m.image_size;
     s->gelu_erf = env_is("VIT_CUDA_GELU", "erf");
-    s->attn_mma = !env_is("VIT_CUDA_ATTN", "wmma");
+    s->attn_mma = !env_is("VIT_CUDA_ATTN", "wmma") && prop.major >= 8;   /* mma.m16n8k16: sm_80+ */
     const int kc = env_int("VIT_CUDA_ATTN_KC", VK_MMA_KC_DEFAULT);   /* keys per softmax step */
     s->attn_kc = attention_mma_kc_valid(kc) ? kc : VK_MMA_KC_DEFAULT;
     const int qt = env_int("VIT_CUDA_ATTN_QT", VK_MMA_QT_DEFAULT);   /* query tiles per warp */
