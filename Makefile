@@ -48,7 +48,7 @@ ifneq ($(strip $(SERVER_OBJ)),)
 BINS += $(BUILD)/vitd
 endif
 
-.PHONY: all deps deps-test deps-bench run test test-unit test-asan bench clean install install-systemd
+.PHONY: all deps deps-test deps-bench run test test-unit test-fleet test-asan bench clean install install-systemd
 all: deps $(BINS) $(TEST_BINS) $(REPLAY_BINS)
 
 # Debian packages (idempotent; installs only what is missing).
@@ -189,6 +189,11 @@ test: deps deps-test
 
 test-unit: all
 	@VITD_TEST_ONLY=unit tests/run.sh
+
+# The fleet test's longer form (make test runs the short one): PostgreSQL, three replicas and
+# haproxy on 127.0.0.1; more activations, kill -9 rounds and classifications.
+test-fleet: all deps-test
+	@VITD_FLEET_LONG=1 $(PYTHON3) tests/integration/test_fleet.py
 
 test-asan: deps-test
 	@$(MAKE) --no-print-directory NVCC= BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
