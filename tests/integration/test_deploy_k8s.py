@@ -194,6 +194,23 @@ def check_dockerfile(grace_uid=10001):
             f"Dockerfile: both images carry libpq5 and the user uid {grace_uid}")
 
 
+def check_env_names(objs_by_variant):
+    """every VITD_ variable the manifests and the compose file set is one of vitd's flags"""
+    vitd = os.path.join(ROOT, os.environ.get("VITD_BUILD", "build"), "vitd")
+    if not os.path.exists(vitd):
+        T.skip("VITD_ variables in deploy/ vs vitd --help", f"no {vitd}")
+        return
+    helptext = subprocess.run([vitd, "--help"], stdout=subprocess.PIPE, timeout=30).stdout.decode()
+    names = set(re.findall(r"\bVITD_[A-Z0-9_]+", open(os.path.join(DEPLOY, "compose", "compose.yaml")).read()))
+    for objs in objs_by_variant:
+        for o in objs:
+            if o["kind"] == "Deployment":
+                names |= {e["name"] for c in o["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+                          if e["name"].startswith("VITD_")}
+    unknown = sorted(n for n in names if f"env {n})" not in helptext)
+    T.check(names and not unknown, f"the {len(names)} VITD_ variables deploy/ sets are vitd flags", str(unknown))
+
+
 def main():
     if not os.path.isdir(os.path.join(DEPLOY, "node_modules", "kubernetes-models")):
         T.check(False, "deploy/node_modules", "missing: run `make deps-test` (npm ci --prefix deploy)")
@@ -201,10 +218,13 @@ def main():
     if not shutil.which("kubectl"):
         T.check(False, "kubectl", "missing: run `make deps-test`")
         return T.summary()
+    rendered = []
     for variant in ("cpu", "gpu"):
         objs = render_and_validate(variant)
         if objs:
             check_objects(variant, objs)
+            rendered.append(objs)
+    check_env_names(rendered)
     validator_fails_on_broken()
     check_compose()
     check_dockerfile()
