@@ -35,6 +35,8 @@
 
 #include "metrics.h"
 #include "safetensors_write.h"
+#include "http.h"
+#include "log.h"
 #include "server.h"
 #include "util.h"
 
@@ -101,7 +103,14 @@ static struct {
     int nheads, next_version, active;
     pthread_t trainer;
     int trainer_started, stop;
+    srv_state *st;
 } g_adm = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static int set_active(vit_head *h) {
+    if (!h || vit_head_dim(h) != g_adm.st->mc->feature_dim) return -1;
+    batcher_set_head(g_adm.st->batcher, h);
+    return 0;
+}
 
 static double unix_now(void) {
     struct timespec ts;
@@ -354,7 +363,7 @@ static void restore_state(void) {
     adm_head *h = cJSON_IsNumber(v) && v->valuedouble == (int)v->valuedouble ? find_head(v->valueint) : NULL;
     if (!h) {
         srv_log(SRV_LOG_ERROR, "admin: skipping corrupt %s (or unknown version); head 1 stays active", path);
-    } else if (server_set_active_head(h->head) != 0) {
+    } else if (set_active(h->head) != 0) {
         srv_log(SRV_LOG_ERROR, "admin: cannot activate head version %d", h->version);
     } else {
         g_adm.active = h->version;
@@ -457,7 +466,7 @@ static void examples_post(srv_conn *c) {
         return;
     }
     srv_conn_set_images(c, n);
-    srv_job *job = srv_job_new(g_srv.batcher, n, SRV_WANT_FEATURES, 1);
+    srv_job *job = srv_job_new(g_adm.st->batcher, n, SRV_WANT_FEATURES, 1);
     char *lab = strdup(label);
     if (!job || !lab) {
         srv_job_free(job);
@@ -631,7 +640,7 @@ static int job_should_stop(void *ctx) {
 /* Train j (no lock held); publish the new head version on success. */
 static void run_job(adm_job *j) {
     char err[512] = "";
-    vit_head *base = server_get_active_head(), *init = NULL, *trained = NULL;
+    vit_head *base = batcher_get_head(g_adm.st->batcher), *init = NULL, *trained = NULL;
     int32_t *map = malloc(sizeof(int32_t) * (size_t)j->nlabels);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)j->N);
     vit_train_result res;
@@ -645,7 +654,7 @@ static void run_job(adm_job *j) {
         j->opts.should_stop = job_should_stop;
         j->opts.cb_ctx = j;
         /* on the GPU when the model runs there (FP32 either way) */
-        j->opts.device = g_srv.batcher && batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA
+        j->opts.device = g_adm.st->batcher && batcher_device(g_adm.st->batcher) == VIT_DEVICE_CUDA
                              ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
         st = vit_head_train(init, j->x, y, j->N, &j->opts, &trained, &res, err, sizeof err);
         if (j->opts.device == VIT_DEVICE_CUDA && (st == VIT_E_BACKEND || st == VIT_E_DEVICE)) {
@@ -834,7 +843,7 @@ static void heads_activate(srv_conn *c, long v) {
         srv_reply_error(c, 500, "internal", "cannot persist the active head: %s", err);
         return;
     }
-    if (server_set_active_head(h->head) != 0) {
+    if (set_active(h->head) != 0) {
         int prev = g_adm.active;
         pthread_mutex_unlock(&g_adm.mu);
         save_active(prev, err, sizeof err);
@@ -891,7 +900,8 @@ static void method_not_allowed(srv_conn *c, const char *allow) {
                     srv_conn_path(c), allow);
 }
 
-static void admin_handler(srv_conn *c) {
+static void admin_handler(srv_conn *c, void *ctx) {
+    (void)ctx;
     if (!check_auth(c)) return;
     const char *m = srv_conn_method(c), *p = srv_conn_path(c) + strlen("/admin/");
     int get = !strcmp(m, "GET"), post = !strcmp(m, "POST"), del = !strcmp(m, "DELETE");
@@ -939,9 +949,10 @@ static void admin_handler(srv_conn *c) {
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
-int admin_init(char *err, size_t errlen) {
-    const char *token_file = g_srv.cfg.admin_token_file, *state_dir = g_srv.cfg.state_dir;
-    g_adm.dim = g_srv.mc->feature_dim;
+int admin_init(srv_state *st, srv_http *http, char *err, size_t errlen) {
+    g_adm.st = st;
+    const char *token_file = g_adm.st->cfg.admin_token_file, *state_dir = g_adm.st->cfg.state_dir;
+    g_adm.dim = g_adm.st->mc->feature_dim;
     g_adm.next_version = 2;
     g_adm.active = 1;
     int t = read_token(token_file, err, errlen);
@@ -954,10 +965,10 @@ int admin_init(char *err, size_t errlen) {
     {   /* its creation time: the checkpoint file's modification time */
         char mp[4096];
         struct stat sb;
-        snprintf(mp, sizeof mp, "%s/model.safetensors", g_srv.cfg.model_dir ? g_srv.cfg.model_dir : ".");
+        snprintf(mp, sizeof mp, "%s/model.safetensors", g_adm.st->cfg.model_dir ? g_adm.st->cfg.model_dir : ".");
         if (stat(mp, &sb) == 0) h0->created = (double)sb.st_mtime;
     }
-    h0->head = vit_model_head(g_srv.model);
+    h0->head = vit_model_head(g_adm.st->model);
     vit_head_retain(h0->head);
     if (state_dir && *state_dir) {
         char p[4096];
@@ -977,7 +988,7 @@ int admin_init(char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (srv_route_prefix("/admin/", admin_handler) != 0) {
+    if (srv_http_route_prefix(http, "/admin/", admin_handler, NULL) != 0) {
         snprintf(err, errlen, "cannot register the /admin/ route");
         return -1;
     }

@@ -20,14 +20,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http.h"
+#include "server.h"
 #include "vit.h"
 
-/* The hooks server.h declares (weak there, so vitd links without this module):
- * admin_init: after the model and batcher are up: read the token, restore the state
+ /* admin_init: after the model and batcher are up: read the token, restore the state
  * (activating the persisted head), register the /admin/ route, start the trainer.  Returns 0,
  * or -1 with err set (unreadable token file, token too short, state dir unusable).
  * admin_shutdown: cancel running jobs, stop the trainer, free everything. */
-int admin_init(char *err, size_t errlen);
+int admin_init(srv_state *st, srv_http *http, char *err, size_t errlen);
 void admin_shutdown(void);
 
 /* Strict parse of a POST /admin/train body (admin_parse.c): empty or a JSON object whose fields
