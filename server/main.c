@@ -20,6 +20,8 @@
 #include "routes.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "store_dir.h"
+#include "trainer.h"
 #include "util.h"
 
 /* SIGTERM/SIGINT that reach a thread started before main (OpenBLAS's pool, created by a
@@ -323,6 +325,59 @@ static int start_engine(srv_state *st, const opts *o, char *err, size_t errlen) 
     return 0;
 }
 
+/* ---- the admin API -------------------------------------------------------------------------- */
+
+/* What the admin API is made of; all NULL/zero when it is not started. */
+typedef struct admin_parts {
+    adm_store store;
+    int store_open;
+    trainer *trainer;
+    admin_http *http;
+} admin_parts;
+
+/* The store's on_active hook: the head later batches use (batches already running finish with
+ * the old one).  Refused when the head does not fit the model. */
+static int apply_head(void *ctx, int version, vit_head *h) {
+    srv_state *st = ctx;
+    (void)version;
+    if (!h || !st->batcher || vit_head_dim(h) != st->mc->feature_dim) return -1;
+    batcher_set_head(st->batcher, h);
+    return 0;
+}
+
+/* Token, store (restoring --state-dir, activating the stored head), trainer (only when the API
+ * is on), then the /admin/ route.  0, or -1 with err set. */
+static int start_admin(srv_state *st, srv_http *http, admin_parts *ad, char *err, size_t errlen) {
+    const srv_config *C = &st->cfg;
+    char token[ADMIN_MAX_TOKEN + 1];   /* read here, copied by admin_http_start */
+    int enabled = admin_token_read(C->admin_token_file, token, err, errlen);
+    if (enabled < 0) return -1;
+    store_dir_opts so = {.state_dir = C->state_dir, .dim = st->mc->feature_dim, .base_head = vit_model_head(st->model),
+                         .hooks = {.on_active = apply_head, .ctx = st}};
+    char mp[4096];   /* version 1's creation time: the checkpoint file's modification time */
+    struct stat sb;
+    snprintf(mp, sizeof mp, "%s/model.safetensors", C->model_dir ? C->model_dir : ".");
+    if (stat(mp, &sb) == 0) so.base_created = (double)sb.st_mtime;
+    if (store_dir_open(&so, &ad->store, err, errlen) != 0) return -1;
+    ad->store_open = 1;
+    if (enabled && trainer_start(&ad->store, st->batcher, &ad->trainer, err, errlen) != 0) return -1;
+    admin_http_opts ao = {.st = st, .store = &ad->store, .trainer = ad->trainer, .token = enabled ? token : NULL};
+    if (!(ad->http = admin_http_start(http, &ao, err, errlen))) return -1;
+    memset(token, 0, sizeof token);
+    int persist = C->state_dir && *C->state_dir;
+    srv_log(SRV_LOG_INFO, "admin: API %s%s%s", enabled ? "enabled" : "disabled (no token)", persist ? ", state in " : "",
+            persist ? C->state_dir : "");
+    return 0;
+}
+
+/* After the HTTP server stopped: the running job is cancelled, then everything freed. */
+static void stop_admin(admin_parts *ad) {
+    trainer_stop(ad->trainer);
+    admin_http_free(ad->http);
+    if (ad->store_open) adm_store_close(&ad->store);
+    memset(ad, 0, sizeof *ad);
+}
+
 /* ---- serving and the drain ------------------------------------------------------------------ */
 
 /* Wait for SIGTERM/SIGINT, pinging the systemd watchdog at half its interval. */
@@ -362,9 +417,9 @@ static long drain(srv_state *st, srv_http *http, uint64_t wd) {
 /* ---- main ----------------------------------------------------------------------------- */
 
 /* Free what start-up made (in reverse order); the HTTP server first, so no handler runs on. */
-static void teardown(srv_state *st, srv_http *http, int admin_up) {
+static void teardown(srv_state *st, srv_http *http, admin_parts *ad) {
     srv_http_stop(http);
-    if (admin_up) admin_shutdown();
+    stop_admin(ad);
     if (st->batcher) batcher_free(st->batcher);
     if (st->model) vit_model_free(st->model);
     st->batcher = NULL;
@@ -389,13 +444,14 @@ int main(int argc, char **argv) {
     srv_log(SRV_LOG_INFO, "listening on http://%s%s%s:%d (not ready: loading %s)", strchr(C->host, ':') ? "[" : "",
             C->host, strchr(C->host, ':') ? "]" : "", port, C->model_dir);
     double t0 = vit_now();
+    admin_parts ad = {0};
     if (load_model(&st, err, sizeof err) != 0 || start_engine(&st, &o, err, sizeof err) != 0) {
-        teardown(&st, http, 0);
+        teardown(&st, http, &ad);
         return 1;
     }
-    if (admin_init(&st, http, err, sizeof err) != 0) {
+    if (start_admin(&st, http, &ad, err, sizeof err) != 0) {
         srv_log(SRV_LOG_ERROR, "admin API: %s", err);
-        teardown(&st, http, 0);
+        teardown(&st, http, &ad);
         return 1;
     }
     atomic_store(&st.ready, 1);
@@ -414,7 +470,7 @@ int main(int argc, char **argv) {
         fflush(stderr);
         _exit(0);
     }
-    teardown(&st, http, 1);
+    teardown(&st, http, &ad);
     srv_log(SRV_LOG_INFO, "drained; bye");
     return 0;
 }
