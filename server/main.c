@@ -440,7 +440,11 @@ int main(int argc, char **argv) {
     int port = 0;
     srv_http *http = srv_http_start(&st, &port, err, sizeof err);
     if (!http) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
-    if (routes_register(http, &st) != 0) { srv_log(SRV_LOG_ERROR, "cannot register the routes"); return 1; }
+    if (routes_register(http, &st) != 0) {
+        srv_log(SRV_LOG_ERROR, "cannot register the routes");
+        srv_http_stop(http);
+        return 1;
+    }
     srv_log(SRV_LOG_INFO, "listening on http://%s%s%s:%d (not ready: loading %s)", strchr(C->host, ':') ? "[" : "",
             C->host, strchr(C->host, ':') ? "]" : "", port, C->model_dir);
     double t0 = vit_now();
