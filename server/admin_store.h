@@ -26,7 +26,9 @@
  * Threads: every function may be called from any thread at once (HTTP threads, the trainer);
  * the store locks inside.  Visitor callbacks (adm_*_visit) run with the store's lock held and
  * must not call back into the store; what they are given is borrowed for the call.  on_active
- * runs on the caller's thread, also with the lock held (activations are serialised).
+ * runs on active_set's caller's thread with the lock held (activations are serialised), at open
+ * on the opener's thread before any other call can run, and for a shared store on the thread
+ * that learns of another replica's change.
  *
  * Ownership: strings and arrays passed in are copied (features, labels, metrics text); vit_head
  * pointers passed in are retained by the store, and heads handed out are retained for the
