@@ -3,6 +3,10 @@
  * D/heads/head-NNNNNN.safetensors, the active choice in D/active.json (each written to a
  * temporary file, fsynced, renamed, the directory fsynced), restored at open.
  *
+ * The directory belongs to one process: D/vitd.lock is held with flock(2) while the store is
+ * open (a second vitd on D refuses to start, pointing at --state-url); temporary files a crash
+ * left in D or D/heads are removed at open.
+ *
  * Locking: one mutex (s->mu) guards everything.  It is not held while a head version's file is
  * written (the version is minted under it, the file written, then the version published under
  * it), but it is held across writing active.json and the on_active hook, so activations are
@@ -18,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,6 +69,7 @@ typedef struct sd_head {
 typedef struct sd_store {
     pthread_mutex_t mu;
     char *state_dir;              /* NULL: memory only */
+    int lock_fd;                  /* D/vitd.lock, flock'ed while open; -1: none */
     int dim;
     char fingerprint[320];        /* of the stored examples; "" while there are none */
     adm_store_hooks hooks;
@@ -230,8 +237,23 @@ static void restore_active(sd_store *s) {
     cJSON_Delete(a);
 }
 
+/* temporary files of D itself (active.json's) a crash left behind */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strstr(e->d_name, ".tmp.")) continue;
+        char fp[4400];
+        snprintf(fp, sizeof fp, "%s/%s", dir, e->d_name);
+        srv_log(SRV_LOG_WARN, "admin: removing stale temporary file %s", fp);
+        unlink(fp);
+    }
+    if (d) closedir(d);
+}
+
 static void restore_state(sd_store *s) {
     char path[4096];
+    remove_stale_temps(s->state_dir);
     snprintf(path, sizeof path, "%s/heads", s->state_dir);
     DIR *d = opendir(path);
     struct dirent *e;
@@ -645,6 +667,7 @@ static void store_close(void *self) {
     for (int i = 0; s->labels && i < s->nlabels; i++) free(s->labels[i].feat);
     free(s->labels);
     free(s->state_dir);
+    if (s->lock_fd >= 0) close(s->lock_fd);   /* releases the flock */
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -660,6 +683,32 @@ static int make_dirs(const char *dir, char *err, size_t errlen) {
     return 0;
 }
 
+/* D/vitd.lock, flock'ed for as long as the store is open, with our pid in it.  The fd, or -1
+ * with err set (another vitd holds it: the message names the way to share state). */
+static int lock_dir(const char *dir, char *err, size_t errlen) {
+    char p[4096], pid[32] = "";
+    snprintf(p, sizeof p, "%s/vitd.lock", dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "--state-dir %s: cannot open %s: %s", dir, p, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = read(fd, pid, sizeof pid - 1);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "--state-dir %s is in use by another vitd (pid %s): a state directory belongs to one "
+                 "process; to share heads between replicas, give each --state-url postgresql://... (the PostgreSQL "
+                 "admin store) instead", dir, pid[0] ? pid : "unknown");
+        close(fd);
+        return -1;
+    }
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        srv_log(SRV_LOG_WARN, "admin: cannot write our pid into %s", p);
+    return fd;
+}
+
 int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t errlen) {
     sd_store *s = calloc(1, sizeof *s);
     if (!s || !(s->labels = calloc(ADM_MAX_LABELS, sizeof(ex_label)))) {
@@ -668,6 +717,7 @@ int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t er
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->lock_fd = -1;
     s->dim = o->dim;
     s->hooks = o->hooks;
     s->next_version = 2;
@@ -676,7 +726,7 @@ int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t er
     *h0 = (sd_head){.version = 1, .head = o->base_head, .created = o->base_created};
     vit_head_retain(o->base_head);
     if (o->state_dir && *o->state_dir) {
-        if (make_dirs(o->state_dir, err, errlen) != 0) {
+        if (make_dirs(o->state_dir, err, errlen) != 0 || (s->lock_fd = lock_dir(o->state_dir, err, errlen)) < 0) {
             store_close(s);
             return -1;
         }
