@@ -12,7 +12,9 @@ CFLAGS  += $(shell pkg-config --cflags openblas libpng libturbojpeg libcjson zli
 LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjson zlib 2>/dev/null || echo -lopenblas -lpng -lturbojpeg -ljpeg -lcjson -lz)
 LDLIBS  += -lm -lpthread
 LDFLAGS += $(SAN)
-MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) \
+            $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+CFLAGS  += $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 
 # ---- CUDA (optional) --------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc ))

@@ -329,6 +329,7 @@ static cJSON *job_json(const adm_job_view *j) {
     cJSON_AddNumberToObject(r, "created", j->created);
     if (j->started > 0) cJSON_AddNumberToObject(r, "started", j->started);
     if (j->finished > 0) cJSON_AddNumberToObject(r, "finished", j->finished);
+    if (j->owner && *j->owner) cJSON_AddStringToObject(r, "owner", j->owner);
     return r;
 }
 
@@ -390,6 +391,7 @@ static void head_visit(void *ctx, const adm_head_view *h) {
     cJSON_AddStringToObject(r, "source", h->job ? "job" : (h->version == 1 ? "checkpoint" : "restored"));
     if (h->job) cJSON_AddNumberToObject(r, "job", h->job);
     cJSON_AddNumberToObject(r, "created", h->created);
+    if (h->trained_by && *h->trained_by) cJSON_AddStringToObject(r, "trained_by", h->trained_by);
     cJSON_AddNumberToObject(r, "num_classes", vit_head_num_classes(h->head));
     cJSON_AddItemToObject(r, "labels", labels_json(h->head));
     cJSON *m = h->metrics ? cJSON_Parse(h->metrics) : NULL;
@@ -500,10 +502,8 @@ admin_http *admin_http_start(srv_http *http, const admin_http_opts *o, char *err
         snprintf(a->token, sizeof a->token, "%s", o->token);
         a->token_len = strlen(a->token);
     }
-    /* the backbone: the model's name, architecture and feature size */
-    int fl = snprintf(a->fingerprint, sizeof a->fingerprint, "%.127s/%.127s/%d", o->st->model_name,
-                      o->st->mc->architecture, a->dim);
-    (void)fl;
+    /* the backbone: model name, architecture, feature size, checkpoint hash (main.c) */
+    snprintf(a->fingerprint, sizeof a->fingerprint, "%s", o->st->fingerprint);
     if (srv_http_route_prefix(http, "/admin/", admin_handler, a) != 0) {
         free(a);
         snprintf(err, errlen, "cannot register the /admin/ route");

@@ -81,6 +81,7 @@ typedef struct adm_job_view {
     const char *const *labels;    /* nlabels, in name order */
     vit_label_mode mode;
     double created, started, finished;   /* unix seconds; 0 = not yet */
+    const char *owner;            /* who runs or ran it (a shared store: instance#pid); NULL: this process */
 } adm_job_view;
 typedef void (*adm_job_visit)(void *ctx, const adm_job_view *j);
 
@@ -92,6 +93,7 @@ typedef struct adm_head_view {
     double created;               /* unix seconds */
     const vit_head *head;         /* borrowed */
     const char *metrics;          /* JSON object text or NULL */
+    const char *trained_by;       /* the replica that trained it (a shared store); NULL: this process */
 } adm_head_view;
 typedef void (*adm_head_visit)(void *ctx, const adm_head_view *h);
 typedef void (*adm_label_visit)(void *ctx, const char *label, int count);

@@ -65,6 +65,7 @@ struct batcher {
     int ndec_started;
     pthread_mutex_t head_mu;
     vit_head *head;
+    int head_version;             /* the admin store's number for head (1: the checkpoint's) */
     vit_device device;
     vit_precision precision;
 };
@@ -127,23 +128,34 @@ static void item_fail_status(srv_item *it, vit_status st, const char *msg) {
 
 /* ---- head ----------------------------------------------------------------------------- */
 
-void batcher_set_head(batcher *b, vit_head *h) {
+void batcher_set_head_version(batcher *b, vit_head *h, int version) {
     if (!h) return;
     vit_head_retain(h);
     pthread_mutex_lock(&b->head_mu);
     vit_head *old = b->head;
     b->head = h;
+    b->head_version = version;
     pthread_mutex_unlock(&b->head_mu);
     vit_head_release(old);
 }
 
-vit_head *batcher_get_head(batcher *b) {
+void batcher_set_head(batcher *b, vit_head *h) {
+    pthread_mutex_lock(&b->head_mu);
+    int v = b->head_version;
+    pthread_mutex_unlock(&b->head_mu);
+    batcher_set_head_version(b, h, v);
+}
+
+vit_head *batcher_get_head_version(batcher *b, int *version) {
     pthread_mutex_lock(&b->head_mu);
     vit_head *h = b->head;
     vit_head_retain(h);
+    if (version) *version = b->head_version;
     pthread_mutex_unlock(&b->head_mu);
     return h;
 }
+
+vit_head *batcher_get_head(batcher *b) { return batcher_get_head_version(b, NULL); }
 
 /* ---- admission ------------------------------------------------------------------------ */
 
@@ -379,7 +391,7 @@ static vit_status forward_batch(worker *w, batch *bt, int ngood, int want, vit_h
 }
 
 /* Image i's result from w's buffers: top-k, attention, features; the job may complete. */
-static void item_result(worker *w, srv_item *it, int i, vit_head *head, double dt, int ngood) {
+static void item_result(worker *w, srv_item *it, int i, vit_head *head, int head_version, double dt, int ngood) {
     const vit_config *c = w->b->cfg;
     int C = vit_head_num_classes(head);
     float *row = w->logits + (size_t)i * C;
@@ -393,6 +405,7 @@ static void item_result(worker *w, srv_item *it, int i, vit_head *head, double d
         memcpy(it->features, w->features + (size_t)i * c->feature_dim, sizeof(float) * (size_t)c->feature_dim);
     vit_head_retain(head);
     it->head = head;
+    it->head_version = head_version;
     it->infer_s = dt;
     it->batch_size = ngood;
     it->http = 200;
@@ -412,7 +425,8 @@ static void run_batch(worker *w, batch *bt) {
         if (it->queue_s < 0) it->queue_s = 0;
         metrics_observe(MET_QUEUE_SECONDS, it->queue_s);
     }
-    vit_head *head = batcher_get_head(b);
+    int head_version;
+    vit_head *head = batcher_get_head_version(b, &head_version);
     double dt;
     vit_status st = forward_batch(w, bt, ngood, want, head, &dt);
     char msg[200];
@@ -421,7 +435,7 @@ static void run_batch(worker *w, batch *bt) {
     metrics_observe(MET_BATCH_SIZE, ngood);
     for (int i = 0; i < ngood; i++) {
         if (st != VIT_OK) item_fail(bt->items[i], 500, "inference_failed", msg);
-        else item_result(w, bt->items[i], i, head, dt, ngood);
+        else item_result(w, bt->items[i], i, head, head_version, dt, ngood);
     }
     vit_head_release(head);
     pthread_mutex_lock(&b->mu);
@@ -545,6 +559,7 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     pthread_cond_init(&b->cv_dec, NULL);
     pthread_cond_init(&b->cv_work, NULL);
     b->head = vit_model_head(m);
+    b->head_version = 1;
     vit_head_retain(b->head);
     b->ring = calloc((size_t)o->max_queue, sizeof *b->ring);
     b->nbufs = 2 * o->workers;

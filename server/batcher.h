@@ -35,6 +35,7 @@ typedef struct srv_item {
     const char *code;          /* error code string for JSON ("invalid_image", ...) */
     char err[160];             /* error message */
     vit_head *head;            /* head that produced the result (retained; released by job_free) */
+    int head_version;          /* its version (batcher_set_head_version; 1: the checkpoint's) */
     int k;                     /* predictions written */
     int *topk_idx;             /* (top_k) */
     float *topk_score;         /* (top_k) softmax probabilities, descending */
@@ -90,9 +91,13 @@ vit_precision batcher_precision(const batcher *b);
 /* what the batch buffers hold and the forward reads: FP16 on CUDA, FP32 on the CPU */
 vit_input_type batcher_input_type(const batcher *b);
 
-/* The active head (reference counted).  set: retains h, swaps atomically for later batches,
- * releases the previous one (running batches keep theirs).  get: returns a retained reference. */
+/* The active head (reference counted) and its version number, which every result carries.
+ * set: retains h, swaps head and version together for later batches, releases the previous head
+ * (running batches keep theirs); batcher_set_head keeps the version number.  get: returns a
+ * retained reference (and the version when the pointer is not NULL). */
+void batcher_set_head_version(batcher *b, vit_head *h, int version);
 void batcher_set_head(batcher *b, vit_head *h);
+vit_head *batcher_get_head_version(batcher *b, int *version);
 vit_head *batcher_get_head(batcher *b);
 
 #endif

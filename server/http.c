@@ -226,7 +226,7 @@ static void cors_headers(srv_conn *c, struct MHD_Response *r) {
     if (!allow) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", allow);
     if (strcmp(allow, "*") != 0) MHD_add_response_header(r, "Vary", "Origin");
-    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, X-Head-Version");
 }
 
 /* Queue body (malloc'd, taken over) with status. */

@@ -21,6 +21,7 @@
 #include "sdnotify.h"
 #include "server.h"
 #include "store_dir.h"
+#include "store_pg.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -37,8 +38,9 @@ static void on_stop_signal(int sig) { g_stop_sig = sig; }
 typedef struct opts {
     srv_config cfg;
     const char *model, *host, *device, *precision, *log, *input;
-    const char *admin_token_file, *state_dir, *cors_origin;
+    const char *admin_token_file, *state_dir, *cors_origin, *state_url, *state_password_file, *instance_name;
     long max_body_mb;
+    char host_name[256];          /* the default --instance-name */
 } opts;
 
 typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT } ftype;
@@ -73,7 +75,11 @@ static const flag flags[] = {
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
-    {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions"},
+    {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions (one vitd; locked)"},
+    {"state-url", F_STR, O(state_url), 0, 0, "postgresql://user@host/db: the admin store shared by several replicas (instead of --state-dir)"},
+    {"state-password-file", F_STR, O(state_password_file), 0, 0, "file holding the --state-url password (else PGPASSWORD / PGPASSFILE)"},
+    {"instance-name", F_STR, O(instance_name), 0, 0, "this replica's name in /v1/models, /metrics and job ownership (default: the host name)"},
+    {"job-lease-s", F_INT, O(cfg.job_lease_s), 2, 86400, "with --state-url: a training job's claim lapses (another replica takes it) after this long unrenewed"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])
 
@@ -213,15 +219,25 @@ static int configure(opts *o, int argc, char **argv) {
     *o = (opts){.cfg = {.port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .device_check = 1,
                         .max_queue = 256, .workers = 1, .threads = 0, .decoders = 0, .http_threads = 2,
                         .max_pixels = VIT_DEFAULT_MAX_PIXELS, .drain_timeout_s = 30, .log_level = SRV_LOG_INFO,
-                        .max_connections = 1024, .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX},
+                        .max_connections = 1024, .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX,
+                        .job_lease_s = 30},
                 .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info",
-                .input = "auto", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20};
+                .input = "auto", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20,
+                .state_url = "", .state_password_file = "", .instance_name = ""};
     if (parse_flags(o, argc, argv) != 0) return 2;
     srv_config *C = &o->cfg;
     C->model_dir = o->model;
     C->admin_token_file = o->admin_token_file;
     C->state_dir = o->state_dir;
+    C->state_url = o->state_url;
+    C->state_password_file = o->state_password_file;
     C->cors_origin = o->cors_origin;
+    if (*C->state_dir && *C->state_url) {
+        fprintf(stderr, "vitd: --state-dir and --state-url exclude each other (one vitd: --state-dir; replicas: --state-url)\n");
+        return 2;
+    }
+    if (!*o->instance_name && gethostname(o->host_name, sizeof o->host_name - 1) == 0) o->instance_name = o->host_name;
+    C->instance_name = *o->instance_name ? o->instance_name : "vitd";
     C->host = o->host;
     C->max_body = (size_t)o->max_body_mb << 20;
     C->log_level = !strcmp(o->log, "error") ? SRV_LOG_ERROR : !strcmp(o->log, "warn") ? SRV_LOG_WARN
@@ -250,6 +266,23 @@ static void block_signals(sigset_t *sigs) {
 
 /* ---- start-up ----------------------------------------------------------------------------- */
 
+/* The backbone's fingerprint: model name, architecture, feature size and a 64-bit FNV-1a hash of
+ * model.safetensors (the weights the features come from).  Examples and heads in a shared store
+ * carry it, so replicas serving different checkpoints never mix them. */
+static void model_fingerprint(srv_state *st) {
+    uint64_t h = 1469598103934665603ULL;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/model.safetensors", st->cfg.model_dir);
+    FILE *f = fopen(path, "rb");
+    static unsigned char buf[1 << 20];   /* start-up only, one thread */
+    size_t n;
+    while (f && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 1099511628211ULL;
+    if (f) fclose(f);
+    snprintf(st->fingerprint, sizeof st->fingerprint, "%.63s/%.47s/%d/%016llx", st->model_name, st->mc->architecture,
+             st->mc->feature_dim, (unsigned long long)h);
+}
+
 /* The model and its name (the directory's last component). */
 static int load_model(srv_state *st, char *err, size_t errlen) {
     const srv_config *C = &st->cfg;
@@ -267,6 +300,7 @@ static int load_model(srv_state *st, char *err, size_t errlen) {
     size_t bl = strnlen(base, sizeof st->model_name - 1);
     memcpy(st->model_name, base, bl);
     st->model_name[bl] = '\0';
+    model_fingerprint(st);
     return 0;
 }
 
@@ -339,9 +373,32 @@ typedef struct admin_parts {
  * the old one).  Refused when the head does not fit the model. */
 static int apply_head(void *ctx, int version, vit_head *h) {
     srv_state *st = ctx;
-    (void)version;
     if (!h || !st->batcher || vit_head_dim(h) != st->mc->feature_dim) return -1;
-    batcher_set_head(st->batcher, h);
+    batcher_set_head_version(st->batcher, h, version);
+    return 0;
+}
+
+/* The store: PostgreSQL with --state-url, else the state directory (or memory). */
+static int open_store(srv_state *st, admin_parts *ad, char *err, size_t errlen) {
+    const srv_config *C = &st->cfg;
+    char mp[4096];   /* version 1's creation time: the checkpoint file's modification time */
+    struct stat sb;
+    double created = 0;
+    snprintf(mp, sizeof mp, "%s/model.safetensors", C->model_dir ? C->model_dir : ".");
+    if (stat(mp, &sb) == 0) created = (double)sb.st_mtime;
+    adm_store_hooks hooks = {.on_active = apply_head, .ctx = st};
+    if (C->state_url && *C->state_url) {
+        store_pg_opts po = {.url = C->state_url, .password_file = C->state_password_file, .instance = C->instance_name,
+                            .fingerprint = st->fingerprint, .dim = st->mc->feature_dim,
+                            .base_head = vit_model_head(st->model), .base_created = created, .recheck_s = 1,
+                            .lease_s = C->job_lease_s, .hooks = hooks};
+        if (store_pg_open(&po, &ad->store, err, errlen) != 0) return -1;
+    } else {
+        store_dir_opts so = {.state_dir = C->state_dir, .dim = st->mc->feature_dim, .base_head = vit_model_head(st->model),
+                             .base_created = created, .hooks = hooks};
+        if (store_dir_open(&so, &ad->store, err, errlen) != 0) return -1;
+    }
+    ad->store_open = 1;
     return 0;
 }
 
@@ -352,21 +409,14 @@ static int start_admin(srv_state *st, srv_http *http, admin_parts *ad, char *err
     char token[ADMIN_MAX_TOKEN + 1];   /* read here, copied by admin_http_start */
     int enabled = admin_token_read(C->admin_token_file, token, err, errlen);
     if (enabled < 0) return -1;
-    store_dir_opts so = {.state_dir = C->state_dir, .dim = st->mc->feature_dim, .base_head = vit_model_head(st->model),
-                         .hooks = {.on_active = apply_head, .ctx = st}};
-    char mp[4096];   /* version 1's creation time: the checkpoint file's modification time */
-    struct stat sb;
-    snprintf(mp, sizeof mp, "%s/model.safetensors", C->model_dir ? C->model_dir : ".");
-    if (stat(mp, &sb) == 0) so.base_created = (double)sb.st_mtime;
-    if (store_dir_open(&so, &ad->store, err, errlen) != 0) return -1;
-    ad->store_open = 1;
+    if (open_store(st, ad, err, errlen) != 0) return -1;
     if (enabled && trainer_start(&ad->store, st->batcher, &ad->trainer, err, errlen) != 0) return -1;
     admin_http_opts ao = {.st = st, .store = &ad->store, .trainer = ad->trainer, .token = enabled ? token : NULL};
     if (!(ad->http = admin_http_start(http, &ao, err, errlen))) return -1;
     memset(token, 0, sizeof token);
-    int persist = C->state_dir && *C->state_dir;
-    srv_log(SRV_LOG_INFO, "admin: API %s%s%s", enabled ? "enabled" : "disabled (no token)", persist ? ", state in " : "",
-            persist ? C->state_dir : "");
+    int pg = C->state_url && *C->state_url, persist = pg || (C->state_dir && *C->state_dir);
+    srv_log(SRV_LOG_INFO, "admin: API %s%s%s (instance %s)", enabled ? "enabled" : "disabled (no token)",
+            persist ? ", state in " : "", pg ? "PostgreSQL" : persist ? C->state_dir : "", C->instance_name);
     return 0;
 }
 
@@ -433,6 +483,7 @@ int main(int argc, char **argv) {
     const srv_config *C = &st.cfg;
     srv_log_set_level(C->log_level);
     metrics_init();
+    metrics_instance(C->instance_name);
     sigset_t sigs;
     block_signals(&sigs);
 

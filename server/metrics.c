@@ -28,6 +28,7 @@ static int nreqs;
 static uint64_t images_ok, images_failed;
 static long queue_depth;
 static char info_labels[512];
+static char instance_label[160];   /* --instance-name, escaped; "" until set */
 static struct { char name[64], help[128]; double v; } gauges[MET_MAX_GAUGES];
 static int ngauges;
 
@@ -108,6 +109,14 @@ static void label_escape(char *out, size_t n, const char *s) {
     out[k] = '\0';
 }
 
+void metrics_instance(const char *name) {
+    char n[160];
+    label_escape(n, sizeof n, name);
+    pthread_mutex_lock(&mu);
+    snprintf(instance_label, sizeof instance_label, "%s", n);
+    pthread_mutex_unlock(&mu);
+}
+
 void metrics_model_info(const char *model, const char *arch, const char *device,
                         const char *precision, int image_size, int num_classes, int max_batch) {
     char m[128], a[96], d[32], p[32];
@@ -180,6 +189,9 @@ char *metrics_render(size_t *len) {
     sb_printf(&b, "# HELP vitd_images_failed_total Images that got an error (decode, deadline, ...)\n# TYPE vitd_images_failed_total counter\nvitd_images_failed_total %llu\n",
               (unsigned long long)images_failed);
     sb_printf(&b, "# HELP vitd_model_info The served model (value is always 1)\n# TYPE vitd_model_info gauge\nvitd_model_info{%s} 1\n", info_labels);
+    if (instance_label[0])
+        sb_printf(&b, "# HELP vitd_instance_info This replica (--instance-name; value is always 1)\n# TYPE vitd_instance_info gauge\n"
+                      "vitd_instance_info{instance_name=\"%s\"} 1\n", instance_label);
     for (int i = 0; i < ngauges; i++)
         sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s gauge\nvitd_%s %.9g\n", gauges[i].name, gauges[i].help,
                   gauges[i].name, gauges[i].name, gauges[i].v);

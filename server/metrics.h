@@ -25,6 +25,8 @@ void metrics_queue_depth(long depth);
 /* Model info gauge labels (copied). */
 void metrics_model_info(const char *model, const char *architecture, const char *device,
                         const char *precision, int image_size, int num_classes, int max_batch);
+/* This replica's name: vitd_instance_info{instance_name="..."} 1 (copied). */
+void metrics_instance(const char *name);
 /* A named gauge for other modules (admin: head version...); up to 16 names, name without prefix. */
 void metrics_gauge_set(const char *name, const char *help, double v);
 /* Render everything; returns a malloc'd NUL-terminated string (caller frees) or NULL. */

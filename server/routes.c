@@ -26,7 +26,7 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
     cJSON_AddStringToObject(root, "model", st->model_name);
     cJSON *results = cJSON_AddArrayToObject(root, "results");
     double dec = 0, que = 0, inf = 0;
-    int bs = 0, nok = 0, first_err = -1;
+    int bs = 0, nok = 0, first_err = -1, head_version = 0;
     for (int i = 0; i < job->n; i++) {
         srv_item *it = &job->items[i];
         cJSON *r = cJSON_CreateObject();
@@ -35,6 +35,8 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
             if (first_err < 0) first_err = i;
         } else {
             nok++;
+            if (!head_version) head_version = it->head_version;
+            cJSON_AddNumberToObject(r, "head_version", it->head_version);
             cJSON *preds = cJSON_AddArrayToObject(r, "predictions");
             for (int k = 0; k < it->k; k++) {
                 cJSON *p = cJSON_CreateObject();
@@ -70,6 +72,11 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
         srv_item *it = &job->items[first_err];
         status = it->http;
         cJSON_AddItemToObject(root, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
+    }
+    if (head_version) {   /* the first result's head (a request split across an activation has two) */
+        char hv[16];
+        snprintf(hv, sizeof hv, "%d", head_version);
+        srv_conn_set_header(c, "X-Head-Version", hv);
     }
     srv_reply_json(c, status, root);
 }
@@ -159,7 +166,8 @@ static void h_models(srv_conn *c, void *ctx) {
     cJSON_AddItemToArray(arr, o);
     cJSON_AddStringToObject(o, "id", st->model_name);
     cJSON_AddStringToObject(o, "path", st->cfg.model_dir);
-    vit_head *h = batcher_get_head(st->batcher);
+    int head_version;
+    vit_head *h = batcher_get_head_version(st->batcher, &head_version);
     vit_status ds = vit_describe_json(o, m, h);
     vit_head_release(h);
     if (ds != VIT_OK) {
@@ -201,6 +209,8 @@ static void h_models(srv_conn *c, void *ctx) {
     cJSON_AddStringToObject(o, "input", batcher_input_type(st->batcher) == VIT_INPUT_F16 ? "fp16" : "fp32");
     cJSON_AddNumberToObject(o, "max_batch", st->cfg.max_batch);
     cJSON_AddNumberToObject(o, "workers", st->cfg.workers);
+    cJSON_AddNumberToObject(o, "head_version", head_version);
+    cJSON_AddStringToObject(o, "instance_name", st->cfg.instance_name ? st->cfg.instance_name : "");
     srv_reply_json(c, 200, root);
 }
 

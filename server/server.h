@@ -45,7 +45,11 @@ typedef struct srv_config {
     int max_images;          /* images (multipart parts) per request */
     int max_top_k;
     const char *admin_token_file;  /* admin API: token file; NULL/"" = none */
-    const char *state_dir;         /* admin API: heads + active choice persist here */
+    const char *state_dir;         /* admin API: heads + active choice persist here (one process) */
+    const char *state_url;         /* admin API: a PostgreSQL store shared by replicas (store_pg.h) */
+    const char *state_password_file;  /* its password; NULL/"": PGPASSWORD, PGPASSFILE */
+    const char *instance_name;     /* this replica's name (/v1/models, /metrics, job owner) */
+    int job_lease_s;               /* PostgreSQL store: a job claim lapses after this long unrenewed */
     const char *cors_origin;       /* "*", "https://a,https://b", or ""/NULL: no CORS */
 } srv_config;
 
@@ -54,6 +58,7 @@ typedef struct srv_state {
     vit_model *model;
     const vit_config *mc;
     char model_name[128];
+    char fingerprint[160];   /* the backbone: model name, architecture, feature size, checkpoint hash */
     batcher *batcher;
     atomic_int ready;        /* model loaded and warm-up ran */
     atomic_int draining;
