@@ -87,6 +87,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBVIT)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
+# The PostgreSQL admin store's contract test: includes server files, links libpq; run by
+# tests/integration/test_store_pg.py against a database it starts (not a plain unit test).
+all: $(BUILD)/tests/store_pg_contract
+$(BUILD)/tests/store_pg_contract: tests/unit/store_pg_contract.c $(LIBVIT)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -Iserver $(LDFLAGS) -o $@ $< $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
+
 # Fuzz harnesses (tests/fuzz/fuzz_*.c) with a plain main() that replays their corpora in
 # `make test` (tests/integration/test_fuzz_replay.sh); gcc, no libFuzzer needed.
 $(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIBVIT)

@@ -40,6 +40,7 @@
 #define PG_LOCK_MIGRATE   1
 #define PG_LOCK_EXAMPLES  2
 #define PG_LOCK_JOBS      3
+#define PG_LOCK_HEADS     4            /* activation and deletion of versions, serialised */
 #define PG_HEAD_CACHE     16           /* head versions kept loaded besides the active one */
 #define PG_MAX_CLAIMED    8
 #define PG_BACKOFF_MIN_S  0.25
@@ -1031,18 +1032,21 @@ static adm_status head_delete(void *self, int v, char *msg, size_t msglen) {
     pthread_mutex_lock(&s->mu);
     adm_status st = ADM_UNAVAILABLE;
     PGconn *c = conn_get(s, &s->main, msg, msglen);
+    if (c && begin_locked(s, c, PG_LOCK_HEADS, &st, msg, msglen)) c = NULL;
     PGresult *r = c ? run(s, c,
                           "WITH a AS (SELECT version FROM vitd_active WHERE id = 1),"
                           " d AS (DELETE FROM vitd_heads WHERE version = $1::int AND version <> (SELECT version FROM a) RETURNING 1)"
                           " SELECT (SELECT count(*) FROM d)::int, (SELECT count(*) FROM vitd_heads WHERE version = $1::int)::int",
                           1, p, NULL, NULL, 0, &st, msg, msglen)
                     : NULL;
+    if (c && !r) rollback(c);
     if (r) {
         int deleted = atoi(PQgetvalue(r, 0, 0)), exists = atoi(PQgetvalue(r, 0, 1));
         PQclear(r);
-        st = deleted ? ADM_OK
-             : exists ? fail(ADM_CONFLICT, msg, msglen, "head version %d is active", v)
-                      : fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+        if (commit(s, c, &st, msg, msglen) != 0) deleted = 0;   /* st/msg: why */
+        else st = deleted ? ADM_OK
+                  : exists ? fail(ADM_CONFLICT, msg, msglen, "head version %d is active", v)
+                           : fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
         int slot = v % PG_HEAD_CACHE;
         if (deleted && s->cache[slot].version == v) {
             vit_head_release(s->cache[slot].head);
@@ -1087,7 +1091,12 @@ static adm_status active_set_locked(pg_store *s, PGconn *c, int v, vit_head **he
     int prev = s->active;
     vit_head *prev_head = s->active_head;
     vit_head_retain(prev_head);
-    if (exec0(s, c, "BEGIN", 0, NULL, &st, msg, msglen) ||
+    /* under the heads lock the version must still be in the table: a cached head may have been
+     * deleted by another replica */
+    PGresult *r = NULL;
+    if (begin_locked(s, c, PG_LOCK_HEADS, &st, msg, msglen) ||
+        !(r = run(s, c, "SELECT count(*)::int FROM vitd_heads WHERE version = $1::int", 1, p, NULL, NULL, 0, &st, msg, msglen)) ||
+        (v != 1 && atoi(PQgetvalue(r, 0, 0)) == 0 && (st = fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v))) ||
         exec0(s, c, "UPDATE vitd_active SET version = $1::int, changed = now(), changed_by = $2 WHERE id = 1", 2, p, &st, msg,
               msglen) ||
         exec0(s, c, "SELECT pg_notify('vitd_active', $1)", 1, p, &st, msg, msglen)) {
@@ -1100,6 +1109,7 @@ static adm_status active_set_locked(pg_store *s, PGconn *c, int v, vit_head **he
     } else if (head) {
         vit_head_retain(*head = h);
     }
+    PQclear(r);
     vit_head_release(prev_head);
     vit_head_release(h);
     return st;
