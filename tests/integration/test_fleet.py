@@ -166,19 +166,32 @@ def check_activation(fl, lb, version):
           f"fails={fails[:5]} versions={versions} preds={preds}")
 
 
-def kill_job_holder(fl, lb, pg):
-    """A long job; kill -9 the replica that claimed it; another one finishes it."""
-    st, _, r = post_json(lb, "/admin/train", {"labels": "replace", "epochs": 300, "batch_size": 1, "seed": 2})
-    job = r.get("job")
-    owner, end = None, time.time() + 30
-    while time.time() < end and not owner:
+def claimed_job(lb, pg, epochs):
+    """(job id, its owner while running, last state seen)"""
+    st, _, r = post_json(lb, "/admin/train", {"labels": "replace", "epochs": epochs, "batch_size": 1, "seed": 2})
+    job, out = r.get("job"), ""
+    end = time.time() + 30
+    while time.time() < end:
         out = pg.psql(f"SELECT state || ' ' || coalesce(owner, '') FROM vitd_jobs WHERE id = {int(job or 0)}")
         if out.startswith("running "):
-            owner = out.split(" ", 1)[1]
-        elif out.startswith(("succeeded", "failed", "cancelled")):
+            return job, out.split(" ", 1)[1], out
+        if out.startswith(("succeeded", "failed", "cancelled")):
             break
-        else:
-            time.sleep(0.02)
+        time.sleep(0.02)
+    return job, None, out
+
+
+def kill_job_holder(fl, lb, pg):
+    """A long job (1000 epochs of batch 1 over 3 x 120 examples; longer again should it end
+    before it was seen running); kill -9 the replica that claimed it; another one finishes it."""
+    for label in ("footwear", "other", "tops"):
+        post_images(lb, label, images(label, 60))
+    for epochs in (1000, 1000, 1000):
+        job, owner, out = claimed_job(lb, pg, epochs)
+        if owner:
+            break
+        for label in ("footwear", "other", "tops"):
+            post_images(lb, label, images(label, 60))
     name = (owner or "").split("#")[0]
     if not check(name in fl.replicas, "the long job is running on a replica", f"job {job}: {out!r}"):
         return None
