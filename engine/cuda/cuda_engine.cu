@@ -594,9 +594,8 @@ int env_int(const char *name, int def) {
     return v ? atoi(v) : def;
 }
 
-vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
-                     size_t errlen) {
-    const vcu_model_desc &m = *md;
+/* the model's shape as the kernels need it; nothing is touched on failure */
+vit_status check_model(const vcu_model_desc &m, int max_batch, int gpu_id, char *err, size_t errlen) {
     int n = vcu_device_count();
     if (n <= 0) return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: no CUDA device (driver missing or no GPU)");
     if (gpu_id < 0 || gpu_id >= n)
@@ -614,7 +613,12 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
     if (F != m.feature_dim)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
+    return VIT_OK;
+}
 
+/* the device, its properties, the session's dimensions and the VIT_CUDA_* knobs */
+vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu_id, char *err,
+                       size_t errlen) {
     s->dev = gpu_id;
     CU(cudaSetDevice(gpu_id));
     cudaDeviceProp prop;
@@ -643,7 +647,11 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->cls_only = !env_is("VIT_CUDA_CLS_ONLY", "0");
     s->fuse_res = !env_is("VIT_CUDA_RESFUSE", "0");
     s->sub = env_int("VIT_CUDA_SUBBATCH", kSubBatch);
+    return VIT_OK;
+}
 
+/* streams, events, the cuBLASLt handle and workspace, the attention kernels' shared memory */
+vit_status init_runtime(state *s, char *err, size_t errlen) {
     CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
     CU(cudaStreamCreateWithFlags(&s->cs, cudaStreamNonBlocking));
     CU(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
@@ -653,11 +661,14 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         return vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
     }
     OK(dalloc(s, &s->ws, kWorkspace, err, errlen));
-    if (attention_uses_wmma(m.T, s->dh, s->smem_optin))
+    if (attention_uses_wmma(s->m.T, s->dh, s->smem_optin))
         CU(attention_prepare(s->smem_optin));  /* the device maximum: sessions may differ in T */
     if (s->attn_mma) CU(attention_mma_prepare(s->smem_optin));
+    return VIT_OK;
+}
 
-    /* weights */
+/* the weights: GEMM weights and biases FP16, the rest FP32 */
+vit_status upload_weights(state *s, const vcu_model_desc &m, char *err, size_t errlen) {
     std::vector<__half> tmp;
     const int D = m.D, T = m.T, M = m.M;
     OK(up_f16(s, &s->patch_w, m.patch_w, (size_t)D * s->K_patch, tmp, err, errlen));
@@ -695,9 +706,14 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
         OK(up_f16(s, &d.fc2_b, w.fc2_b, D, tmp, err, errlen));
     }
+    return VIT_OK;
+}
 
-    /* activations for max_batch */
-    const size_t B = (size_t)max_batch, NT = B * T;
+/* activations and pinned host buffers for max_batch, and the batch-size buckets */
+vit_status alloc_activations(state *s, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    const int D = m.D, T = m.T, M = m.M;
+    const size_t B = (size_t)s->maxB, NT = B * T;
     size_t mlp_elems = NT * M, patch_elems = B * m.Np * s->K_patch;
     OK(dalloc_t(s, &s->in, B * s->img, err, errlen));
     OK(dalloc_t(s, &s->res, NT * D, err, errlen));
@@ -729,29 +745,42 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     CU(cudaMallocHost((void **)&s->h_cls, sizeof(float) * B * m.Np));
 
     s->nb = 0;
-    for (int b = 1; b < max_batch && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
-    s->buckets[s->nb++] = max_batch;
-    CU(cudaDeviceSynchronize());
+    for (int b = 1; b < s->maxB && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
+    s->buckets[s->nb++] = s->maxB;
+    return VIT_OK;
+}
 
-    /* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random
-     * inputs, so the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips) */
-    if (!env_is("VIT_CUDA_WARMUP", "0")) {
-        /* FP32 input, then FP16 (what vit_session_input_type asks for): the same values, as
-         * halves in the same pinned buffer */
-        __half *hh = reinterpret_cast<__half *>(s->h_in);
-        for (int mode : {0, kModeF16}) {
-            uint64_t r = 0x9E3779B97F4A7C15ull;
-            for (size_t i = 0; i < B * s->img; i++) {
-                r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-                const float v = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
-                if (mode) hh[i] = __float2half(v);
-                else s->h_in[i] = v;
-            }
-            for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, mode, err, errlen));
-            CU(cudaStreamSynchronize(s->st));   /* the buffer is rewritten next */
+/* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random inputs, so
+ * the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips).  FP32 input, then FP16 (what
+ * vit_session_input_type asks for): the same values, as halves in the same pinned buffer. */
+vit_status warm_up(state *s, char *err, size_t errlen) {
+    if (env_is("VIT_CUDA_WARMUP", "0")) return VIT_OK;
+    const size_t n = (size_t)s->maxB * s->img;
+    __half *hh = reinterpret_cast<__half *>(s->h_in);
+    for (int mode : {0, kModeF16}) {
+        uint64_t r = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < n; i++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            const float v = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
+            if (mode) hh[i] = __float2half(v);
+            else s->h_in[i] = v;
         }
+        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, mode, err, errlen));
+        CU(cudaStreamSynchronize(s->st));   /* the buffer is rewritten next */
     }
     return VIT_OK;
+}
+
+vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
+                     size_t errlen) {
+    const vcu_model_desc &m = *md;
+    OK(check_model(m, max_batch, gpu_id, err, errlen));
+    OK(init_device(s, m, max_batch, gpu_id, err, errlen));
+    OK(init_runtime(s, err, errlen));
+    OK(upload_weights(s, m, err, errlen));
+    OK(alloc_activations(s, err, errlen));
+    CU(cudaDeviceSynchronize());
+    return warm_up(s, err, errlen);
 }
 
 void free_impl(state *s) {
