@@ -14,7 +14,7 @@
  *   counts and kernels (VNNI, AVX2 and the portable loop, VIT_GEMM_I8=avx2|scalar): bit-identical
  *   logits;
  * - int8 sessions share one packed int8 copy per model and make no FP32 packed copy;
- * - the API: int8 on cuda is VIT_E_ARG "int8 is CPU-only", device auto + int8 runs int8 on the
+ * - the API: int8/fp8 on cuda without a calibration is VIT_E_ARG naming `vit calibrate`, device auto + int8 runs int8 on the
  *   CPU, vit_precision_str / vit_precision_parse. */
 #include <dirent.h>
 #include <math.h>
@@ -223,7 +223,16 @@ static void check_api(void) {
     char err[256] = "";
     vit_session_opts so = {.max_batch = 1, .threads = 1, .device = VIT_DEVICE_CUDA, .precision = VIT_PREC_INT8};
     vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
-    CHECK(st == VIT_E_ARG && !s && strstr(err, "int8 is CPU-only"), "int8 on cuda: VIT_E_ARG (%s)", err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "vit calibrate"),
+          "int8 on cuda, model without calibration: VIT_E_ARG naming vit calibrate (%s)", err);
+    so.precision = VIT_PREC_FP8;
+    st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "vit calibrate"),
+          "fp8 on cuda, model without calibration: VIT_E_ARG naming vit calibrate (%s)", err);
+    so.device = VIT_DEVICE_CPU;
+    st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "needs the CUDA device"), "fp8 on the cpu: VIT_E_ARG (%s)", err);
+    so.precision = VIT_PREC_INT8;
     so.device = VIT_DEVICE_AUTO;
     st = vit_session_new(m, &so, &s, err, sizeof err);
     CHECK(st == VIT_OK && vit_session_device(s) == VIT_DEVICE_CPU && vit_session_precision(s) == VIT_PREC_INT8,
