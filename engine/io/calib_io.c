@@ -95,7 +95,8 @@ static vit_status parse_amax(vit_calib *c, const cJSON *root, char *err, size_t 
         int j = 0;
         for (const cJSON *v = row->child; v; v = v->next, j++) {
             double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
-            if (!(d > 0.0 && d <= 3.0e38) || !((float)d > 0.0f))
+            /* below FLT_MAX + half an ulp (what rounds to a finite float), above 0 as a float */
+            if (!(d > 0.0 && d < 3.4028235677973366e38) || !((float)d > 0.0f))
                 return vit_errf(VIT_E_CONFIG, err, errlen,
                                 "calibration: amax[%d][%d] must be a finite number > 0", l, j);
             c->amax[(size_t)l * VIT_CALIB_LINEARS + j] = (float)d;
