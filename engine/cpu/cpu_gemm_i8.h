@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus /* cuda_engine.cu quantizes the CUDA path's weights with vit_gemm_i8_pack */
+extern "C" {
+#endif
+
 /* which kernel runs: AUTO = VNNI when the CPU has AVX512-VNNI, else AVX2 (vpmaddwd on bytes
  * widened to 16 bits) when it has AVX2, else the portable scalar loop.  All give bit-identical
  * int32 sums and bit-identical dequantized outputs. */
@@ -82,4 +86,7 @@ void vit_gemm_i8_s32(int32_t *Ci, int ldc, const uint8_t *Q, int lda, const void
 int8_t vit_gemm_i8_weight(const void *Wp, int N, int K, int n, int k);
 const float *vit_gemm_i8_scales(const void *Wp);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -61,6 +61,8 @@
 #include "attention_mma.cuh"
 #include "gelu.cuh"
 #include "rollout.cuh"
+#include "quant.cuh"
+#include "cpu/cpu_gemm_i8.h"
 
 namespace {
 
@@ -75,6 +77,15 @@ const int kModeF16 = 4;
 struct dlayer {
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     __half *qkv_w, *qkv_b, *proj_w, *proj_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+};
+
+/* a layer's four Linears in INT8 / FP8 (j: 0 qkv, 1 proj, 2 fc1, 3 fc2): the weights (N, K)
+ * quantized per output channel, their scales sw (N), and the input's calibrated scale sa and its
+ * inverse (the quantizer's multiplier) */
+struct qlayer {
+    uint8_t *w[4];
+    float *sw[4];
+    float sa[4], inv[4];
 };
 
 struct algo_entry {
@@ -105,6 +116,10 @@ struct state {
     std::vector<void *> dev_allocs;
     std::vector<size_t> dev_sizes;
     std::vector<dlayer> layers;
+    int prec;                     /* VCU_FP16, VCU_INT8, VCU_FP8 (the encoder Linears) */
+    std::vector<qlayer> ql;       /* INT8 / FP8: L */
+    uint8_t *xq;                  /* (B*T, max(D, M)) a Linear's quantized input */
+    void *acc;                    /* (B*T, max(3D, M)) its raw sums: int32 (INT8) or FP32 (FP8) */
     __half *patch_w, *patch_b;
     float *tok, *pos, *norm_w, *norm_b, *fc_norm_w, *fc_norm_b, *pre_w, *pre_b;
 
@@ -323,6 +338,87 @@ done:
     return rc;
 }
 
+/* Y (M, N) = X (M, K) Wq^T, the raw sums of a quantized Linear: INT8 x INT8 -> INT32 (IMMA,
+ * compute 32I, alpha 1 beta 0 as int32) or E4M3 x E4M3 -> FP32 (scales left at 1), TN as both
+ * need on sm_80 / sm_90 (K contiguous in both operands, ORDER_COL, no COL32), K a multiple of 4
+ * (INT8) / 16 (FP8), checked at init.  The heuristic's first algorithm, cached per shape (not
+ * timed: the candidates' timing in gemm() is FP16-only). */
+vit_status gemm_q(state *s, void *Y, const uint8_t *X, const uint8_t *W, int M, int N, int K,
+                  char *err, size_t errlen) {
+    vit_status rc = VIT_OK;
+    const bool i8 = s->prec == VCU_INT8;
+    const cudaDataType_t tab = i8 ? CUDA_R_8I : CUDA_R_8F_E4M3, tcd = i8 ? CUDA_R_32I : CUDA_R_32F;
+    const int flags = 16 * s->prec;   /* apart from gemm()'s G_* flags in the algorithm cache */
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    const int32_t ia = 1, ib = 0;
+    const float fa = 1.f, fb = 0.f;
+    const void *alpha = i8 ? (const void *)&ia : (const void *)&fa;
+    const void *beta = i8 ? (const void *)&ib : (const void *)&fb;
+    algo_entry *ae = nullptr;
+
+    LT(cublasLtMatmulDescCreate(&op, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F, i8 ? CUDA_R_32I : CUDA_R_32F));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+    LT(cublasLtMatrixLayoutCreate(&la, tab, K, N, K));
+    LT(cublasLtMatrixLayoutCreate(&lb, tab, K, M, K));
+    LT(cublasLtMatrixLayoutCreate(&lc, tcd, N, M, N));
+    for (int i = 0; i < s->nalgo; i++) {
+        algo_entry *a = &s->algos[i];
+        if (a->M == M && a->N == N && a->K == K && a->epi == 0 && a->flags == flags) { ae = a; break; }
+    }
+    if (!ae) {
+        cublasLtMatmulHeuristicResult_t res;
+        int nret = 0;
+        size_t wsz = kWorkspace;
+        LT(cublasLtMatmulPreferenceCreate(&pref));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
+        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 1, &res, &nret));
+        if (nret < 1) {
+            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no %s algorithm for M=%d N=%d K=%d",
+                          i8 ? "int8 (IMMA)" : "fp8 (e4m3)", M, N, K);
+            goto done;
+        }
+        ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
+        ae->M = M; ae->N = N; ae->K = K; ae->epi = 0; ae->flags = flags;
+        ae->algo = res.algo;
+    }
+    LT(cublasLtMatmul(s->lt, op, alpha, W, la, X, lb, beta, Y, lc, Y, lc, &ae->algo, s->ws,
+                      kWorkspace, s->st));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
+/* Linear j (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l in INT8 / FP8, on `rows` rows:
+ * quantize `in` (not for fc2: fc1's epilogue left its quantized input in xq), GEMM into acc,
+ * then dequantize + bias into out (qkv), + the residual stream out (proj, fc2), or + GELU and
+ * requantize with fc2's scale into xq (fc1) */
+vit_status linear_q(state *s, int l, int j, __half *out, const __half *in, const __half *bias,
+                    int rows, int N, int K, char *err, size_t errlen) {
+    const qlayer &q = s->ql[l];
+    const int qt = s->prec == VCU_FP8 ? VK_Q_E4M3 : VK_Q_INT8;
+    if (j != 3) quantize_act(s->xq, in, (long long)rows * K, q.inv[j], qt, s->st);
+    LAUNCHED();
+    OK(gemm_q(s, s->acc, s->xq, q.w[j], rows, N, K, err, errlen));
+    const int mode = j == 0 ? VK_DQ_BIAS : j == 2 ? VK_DQ_GELU_QUANT : VK_DQ_RESIDUAL;
+    const float qinv = j == 2 ? q.inv[3] : 0.f;
+    if (s->prec == VCU_INT8)
+        dequant_epilogue(out, s->xq, static_cast<const int32_t *>(s->acc), q.sw[j], q.sa[j], bias,
+                         rows, N, mode, qinv, qt, s->st);
+    else
+        dequant_epilogue(out, s->xq, static_cast<const float *>(s->acc), q.sw[j], q.sa[j], bias,
+                         rows, N, mode, qinv, qt, s->st);
+    LAUNCHED();
+    return VIT_OK;
+}
+
 /* ---- the backbone --------------------------------------------------------------------- */
 
 vit_status ensure_rollout(state *s, char *err, size_t errlen) {
@@ -388,7 +484,8 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
     float *Rcur = s->R0, *Rnext = s->R1;
     for (int l = 0; l < m.L; l++) {
         const dlayer &w = s->layers[l];
-        OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
+        if (s->prec) OK(linear_q(s, l, 0, s->qkv, s->h, w.qkv_b, NT, 3 * D, D, err, errlen));
+        else OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
         float *avg = (mode & 2) ? s->A : nullptr;
         float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
         if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
@@ -425,13 +522,21 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
             ydst = s->fuse_res ? res : s->y_c;
             ybr = s->fuse_res ? nullptr : s->y_c;
         }
-        OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
-        residual_layernorm(h, res, ybr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
-        LAUNCHED();
-        OK(gemm(s, mlp, h, w.fc1_w, w.fc1_b, rows, m.M, D,
-                s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
-        if (s->gelu_erf) { gelu_erf_inplace(mlp, (long long)rows * m.M, st); LAUNCHED(); }
-        OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
+        if (s->prec) { /* residual adds in the epilogues (fuse_res is forced on) */
+            OK(linear_q(s, l, 1, res, att, w.proj_b, rows, D, D, err, errlen));
+            residual_layernorm(h, res, nullptr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
+            LAUNCHED();
+            OK(linear_q(s, l, 2, nullptr, h, w.fc1_b, rows, m.M, D, err, errlen));
+            OK(linear_q(s, l, 3, res, nullptr, w.fc2_b, rows, D, m.M, err, errlen));
+        } else {
+            OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
+            residual_layernorm(h, res, ybr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
+            LAUNCHED();
+            OK(gemm(s, mlp, h, w.fc1_w, w.fc1_b, rows, m.M, D,
+                    s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
+            if (s->gelu_erf) { gelu_erf_inplace(mlp, (long long)rows * m.M, st); LAUNCHED(); }
+            OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
+        }
         if (l + 1 < m.L) {
             residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
                                NT, D, m.eps, st);
@@ -613,6 +718,13 @@ vit_status check_model(const vcu_model_desc &m, int max_batch, int gpu_id, char 
     int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
     if (F != m.feature_dim)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
+    if (m.precision != VCU_FP16 && !m.act_amax && m.L > 0)
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: int8/fp8 without activation ranges (calibration)");
+    /* cuBLASLt's IMMA / FP8 kernels: K (D for qkv, proj, fc1; M for fc2) a multiple of 4 / 16 */
+    const int kal = m.precision == VCU_FP8 ? 16 : 4;
+    if (m.precision != VCU_FP16 && (m.D % kal || m.M % kal))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s needs hidden size %d and MLP size %d to be multiples of %d",
+                        m.precision == VCU_FP8 ? "fp8" : "int8", m.D, m.M, kal);
     return VIT_OK;
 }
 
@@ -627,6 +739,9 @@ vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu
     if (prop.major < 8)
         return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
                     prop.name, prop.major, prop.minor);
+    if (m.precision == VCU_FP8 && prop.major * 10 + prop.minor < 89)
+        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: fp8 (e4m3) GEMMs need sm_89 or newer (Ada, Hopper); %s is sm_%d%d",
+                        prop.name, prop.major, prop.minor);
     s->smem_optin = prop.sharedMemPerBlockOptin;
     s->m = m;
     s->m.layers = nullptr;
@@ -645,7 +760,8 @@ vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu
     if (s->tune_n < 1) s->tune_n = 1;
     if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
     s->cls_only = !env_is("VIT_CUDA_CLS_ONLY", "0");
-    s->fuse_res = !env_is("VIT_CUDA_RESFUSE", "0");
+    s->prec = m.precision;
+    s->fuse_res = s->prec != VCU_FP16 || !env_is("VIT_CUDA_RESFUSE", "0");   /* int8/fp8: always */
     s->sub = env_int("VIT_CUDA_SUBBATCH", kSubBatch);
     return VIT_OK;
 }
@@ -667,7 +783,65 @@ vit_status init_runtime(state *s, char *err, size_t errlen) {
     return VIT_OK;
 }
 
-/* the weights: GEMM weights and biases FP16, the rest FP32 */
+/* W (N, K) FP32 quantized per output channel into q (N, K) bytes and scales sw (N):
+ * INT8 exactly as the CPU reference packs it (vit_gemm_i8_pack: sw = max|W| / 127), FP8
+ * sw = max|W| / 448, q = e4m3(W / sw) */
+void quantize_weight(int prec, const float *W, int N, int K, std::vector<uint8_t> &q,
+                     std::vector<float> &sw, std::vector<unsigned char> &pack) {
+    q.resize((size_t)N * K);
+    sw.resize(N);
+    if (prec == VCU_INT8) {
+        pack.resize(vit_gemm_i8_packed_bytes(N, K) + 64);
+        void *Wp = (void *)(((uintptr_t)pack.data() + 63) & ~(uintptr_t)63);
+        vit_gemm_i8_pack(Wp, W, N, K);
+        for (int n = 0; n < N; n++) {
+            sw[n] = vit_gemm_i8_scales(Wp)[n];
+            for (int k = 0; k < K; k++) q[(size_t)n * K + k] = (uint8_t)vit_gemm_i8_weight(Wp, N, K, n, k);
+        }
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        const float *w = W + (size_t)n * K;
+        float amax = 0.f;
+        for (int k = 0; k < K; k++) amax = fabsf(w[k]) > amax ? fabsf(w[k]) : amax;
+        sw[n] = amax > 0.f ? amax / 448.f : 0.f;
+        const float inv = amax > 0.f ? 448.f / amax : 0.f;
+        for (int k = 0; k < K; k++) q[(size_t)n * K + k] = vk_e4m3(w[k] * inv);
+    }
+}
+
+/* the encoder Linears' weights quantized, and the activation scales from the calibration
+ * (INT8: amax / 127 as the CPU reference, vit_i8_static_scales; FP8: amax / 448) */
+vit_status upload_quantized(state *s, const vcu_model_desc &m, char *err, size_t errlen) {
+    std::vector<uint8_t> q;
+    std::vector<float> sw;
+    std::vector<unsigned char> pack;
+    s->ql.resize(m.L);
+    for (int l = 0; l < m.L; l++) {
+        const vcu_layer &w = m.layers[l];
+        const float *W[4] = {w.qkv_w, w.proj_w, w.fc1_w, w.fc2_w};
+        const int N[4] = {3 * m.D, m.D, m.M, m.D}, K[4] = {m.D, m.D, m.D, m.M};
+        qlayer &ql = s->ql[l];
+        for (int j = 0; j < 4; j++) {
+            if (!W[j]) return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: missing weight tensor");
+            quantize_weight(s->prec, W[j], N[j], K[j], q, sw, pack);
+            OK(dalloc_t(s, &ql.w[j], q.size(), err, errlen));
+            CU(cudaMemcpy(ql.w[j], q.data(), q.size(), cudaMemcpyHostToDevice));
+            OK(up_f32(s, &ql.sw[j], sw.data(), sw.size(), err, errlen));
+            const float amax = m.act_amax[4 * l + j];
+            if (s->prec == VCU_INT8) {
+                vit_i8_static_scales(amax, &ql.sa[j], &ql.inv[j]);
+            } else {
+                ql.sa[j] = amax / 448.f;
+                ql.inv[j] = 448.f / amax;
+            }
+        }
+    }
+    return VIT_OK;
+}
+
+/* the weights: GEMM weights and biases FP16 (INT8 / FP8: the encoder Linears' weights
+ * quantized instead), the rest FP32 */
 vit_status upload_weights(state *s, const vcu_model_desc &m, char *err, size_t errlen) {
     std::vector<__half> tmp;
     const int D = m.D, T = m.T, M = m.M;
@@ -697,15 +871,18 @@ vit_status upload_weights(state *s, const vcu_model_desc &m, char *err, size_t e
         OK(up_f32(s, &d.ln2_b, w.ln2_b, D, err, errlen));
         if (!d.ln1_w || !d.ln1_b || !d.ln2_w || !d.ln2_b)
             return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: layer %d: missing LayerNorm", l);
-        OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
+        if (s->prec == VCU_FP16) {
+            OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
+            OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
+            OK(up_f16(s, &d.fc1_w, w.fc1_w, (size_t)M * D, tmp, err, errlen));
+            OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
+        }
         OK(up_f16(s, &d.qkv_b, w.qkv_b, (size_t)3 * D, tmp, err, errlen));
-        OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
         OK(up_f16(s, &d.proj_b, w.proj_b, D, tmp, err, errlen));
-        OK(up_f16(s, &d.fc1_w, w.fc1_w, (size_t)M * D, tmp, err, errlen));
         OK(up_f16(s, &d.fc1_b, w.fc1_b, M, tmp, err, errlen));
-        OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
         OK(up_f16(s, &d.fc2_b, w.fc2_b, D, tmp, err, errlen));
     }
+    if (s->prec != VCU_FP16) OK(upload_quantized(s, m, err, errlen));
     return VIT_OK;
 }
 
@@ -723,6 +900,10 @@ vit_status alloc_activations(state *s, char *err, size_t errlen) {
     OK(dalloc_t(s, &s->y, NT * D, err, errlen));
     s->y_elems = NT * D;
     OK(dalloc_t(s, &s->mlp, mlp_elems > patch_elems ? mlp_elems : patch_elems, err, errlen));
+    if (s->prec != VCU_FP16) {
+        OK(dalloc_t(s, &s->xq, NT * (size_t)(D > M ? D : M), err, errlen));
+        OK(dalloc(s, &s->acc, NT * (size_t)(3 * D > M ? 3 * D : M) * 4, err, errlen));
+    }
     if (s->cls_only && !m.pooling_mean && m.npf >= 1 && m.L >= 1) {
         const size_t P = B * m.npf;
         OK(dalloc_t(s, &s->res_c, P * D, err, errlen));
@@ -914,8 +1095,11 @@ void vcu_host_free(void *p) {
 void vcu_describe(void *st, char *buf, size_t len) {
     state *s = (state *)st;
     if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s, last layer %s",
-             s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
+    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, %s, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s, last layer %s",
+             s->gpu_name, s->dev_bytes / 1048576.0,
+             s->prec == VCU_INT8 ? "int8 encoder Linears (IMMA, calibrated scales)"
+             : s->prec == VCU_FP8 ? "fp8 e4m3 encoder Linears (calibrated scales)" : "fp16",
+             s->prec != VCU_FP16 || s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
              s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
              s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm",
              s->res_c ? "on the pooled rows only" : "on every row");
