@@ -44,7 +44,16 @@
  * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
- * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
+ * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh).
+ * Precision INT8 / FP8 (session precision int8 / fp8, the model's calibration.json required): the
+ * encoder's four Linears only, each as quantize (calibrated per-tensor scale) -> cuBLASLt INT8
+ * (IMMA, int32 sums) or E4M3 (FP32 sums) GEMM on per-output-channel quantized weights ->
+ * kernels/quant.cuh's epilogue: dequantize + bias (qkv), + the residual stream (proj, fc2: the
+ * add is always fused here), or + exact-erf GELU and requantization into fc2's input (fc1, whose
+ * FP16 output is never materialized).  Patch embedding, LayerNorm, attention, softmax, pooling
+ * and the head stay as above.  The INT8 weights and scales are the CPU reference's
+ * (vit_gemm_i8_pack), so the CPU's calibrated int8 session computes the same arithmetic on
+ * FP32 activations. */
 #include <cublasLt.h>
 #include <cstdarg>
 #include <cstdio>
@@ -455,15 +464,13 @@ part_io part_at(const state *s, int i0, int mode) {
     return p;
 }
 
-/* everything from the device input (p.in) to the features, for Bk images; capturable.  The
- * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
- * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
-vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
+/* patch embedding: im2col (FP16) -> GEMM + bias -> tokens + position embeddings into the
+ * residual stream, and the first layer's LN1 */
+vit_status enqueue_embed(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     cudaStream_t st = s->st;
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
-
     if (mode & kModeF16)
         im2col_f16(s->mlp, static_cast<const __half *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
     else
@@ -475,6 +482,58 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D,
                            m.eps, st);
     LAUNCHED();
+    return VIT_OK;
+}
+
+/* after the last layer: final LN, pooling, fc_norm, pre_logits, the rollout's CLS row; last =
+ * the last fc2 output when not yet added to the residual stream (VIT_CUDA_RESFUSE=0) */
+vit_status enqueue_pool(state *s, const part_io &p, int Bk, int mode, const __half *last,
+                        const float *Rcur, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    cudaStream_t st = s->st;
+    const int D = m.D, T = m.T, NT = Bk * T;
+    const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
+    /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
+    float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
+    if (!m.pooling_mean) {
+        /* last residual add + final LN on the prefix rows only: (Bk, npf*D), from the compacted
+         * rows when the last layer ran on them alone */
+        const bool compact = m.L > 0 && s->res_c;
+        final_layernorm(pool_out, compact ? s->res_c : s->res, last, s->norm_w, s->norm_b,
+                        Bk * m.npf, m.npf, compact ? m.npf : T, D, m.eps, st);
+    } else {
+        /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
+         * is dead after the last attention */
+        float *rows = reinterpret_cast<float *>(s->qkv);
+        final_layernorm(rows, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
+        mean_pool(pool_out, rows, Bk, T, m.npf, D, st);
+    }
+    if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
+        final_layernorm(p.pooled, p.pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
+                        m.eps, st);
+    LAUNCHED();
+    if (s->pre_w) {
+        OK(gemm(s, p.feat, p.pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, G_F32, err, errlen));
+        tanh_inplace(p.feat, (long long)Bk * D, st);
+        LAUNCHED();
+    }
+    if (mode & 2) {
+        rollout_extract(p.roll_d, Rcur, Bk, T, m.npf, st);
+        LAUNCHED();
+    }
+    return VIT_OK;
+}
+
+/* everything from the device input (p.in) to the features, for Bk images; capturable.  The
+ * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
+ * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
+vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    cudaStream_t st = s->st;
+    const int D = m.D, T = m.T, NT = Bk * T;
+    const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
+
+    OK(enqueue_embed(s, p, Bk, mode, err, errlen));
 
     /* proj and fc2 add into the residual stream in their epilogue (C = res, beta = 1), so
      * LayerNorm only reads it; VIT_CUDA_RESFUSE=0: they write y and LayerNorm adds it */
@@ -544,36 +603,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         }
     }
 
-    /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
-    const __half *last = m.L > 0 ? ybr : nullptr;   /* the last fc2 output when not yet added */
-    float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
-    if (!m.pooling_mean) {
-        /* last residual add + final LN on the prefix rows only: (Bk, npf*D), from the compacted
-         * rows when the last layer ran on them alone */
-        const bool compact = m.L > 0 && s->res_c;
-        final_layernorm(pool_out, compact ? s->res_c : s->res, last, s->norm_w, s->norm_b,
-                        Bk * m.npf, m.npf, compact ? m.npf : T, D, m.eps, st);
-    } else {
-        /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
-         * is dead after the last attention */
-        float *rows = reinterpret_cast<float *>(s->qkv);
-        final_layernorm(rows, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
-        mean_pool(pool_out, rows, Bk, T, m.npf, D, st);
-    }
-    if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
-        final_layernorm(p.pooled, p.pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
-                        m.eps, st);
-    LAUNCHED();
-    if (s->pre_w) {
-        OK(gemm(s, p.feat, p.pooled, s->pre_w, s->pre_b, Bk, D, D, BIAS, G_F32, err, errlen));
-        tanh_inplace(p.feat, (long long)Bk * D, st);
-        LAUNCHED();
-    }
-    if (mode & 2) {
-        rollout_extract(p.roll_d, Rcur, Bk, T, m.npf, st);
-        LAUNCHED();
-    }
-    return VIT_OK;
+    return enqueue_pool(s, p, Bk, mode, m.L > 0 ? ybr : nullptr, Rcur, err, errlen);
 }
 
 /* the head's device copy, uploaded on first use (LRU of kHeads) */

@@ -385,7 +385,7 @@ static void test_quantize(int type, float amax) {
     std::vector<__half> hx(n);
     for (long long i = 0; i < n; i++) {
         const uint16_t b = (uint16_t)(i * 40503u);   /* odd multiplier: a permutation of 2^16 */
-        memcpy(&hx[i], &b, 2);
+        memcpy((void *)&hx[i], &b, 2);
     }
     __half *dx = gh_dev<__half>(n);
     GH_CUDA(cudaMemcpy(dx, hx.data(), n * sizeof(__half), cudaMemcpyHostToDevice));
