@@ -737,8 +737,11 @@ void vit_model_free(vit_model *m) {
     free(m->params);
     free(m->cpu_packed); /* NULL unless a CPU session was leaked */
     free(m->cpu_packed_i8);
+    vit_calib_free(&m->calib);
     free(m);
 }
+
+int vit_model_calibrated(const vit_model *m) { return m && m->calib.amax; }
 
 const vit_config *vit_model_config(const vit_model *m) { return m ? &m->cfg : NULL; }
 vit_head *vit_model_head(const vit_model *m) { return m ? m->head : NULL; }
@@ -894,6 +897,9 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     c->num_params = L->ckpt_params;
     c->labels = m->head->labels;
     if ((st = vit_preprocess_load(dir, c->image_size, &c->preprocess, err, errlen))) goto fail;
+    /* calibration.json (INT8 / FP8 activation ranges), optional; a broken one is an error */
+    st = vit_calib_load_dir(dir, c, &m->calib, err, errlen);
+    if (st != VIT_OK && st != VIT_E_IO) goto fail;
 
     st_close(L->st);
     cJSON_Delete(L->cfg);

@@ -8,6 +8,7 @@
 #define VIT_MODEL_H
 #include <stdatomic.h>
 #include "vit.h"
+#include "io/calib_io.h"
 
 typedef struct vit_layer_weights {
     const float *ln1_w, *ln1_b;   /* (D) */
@@ -47,6 +48,7 @@ struct vit_model {
     void *cpu_packed_i8;          /* the same for int8 sessions: the patch embedding packed FP32,
                                      the encoder Linears quantized and packed (cpu_gemm_i8.c) */
     int cpu_packed_i8_refs;       /* sessions using cpu_packed_i8 (same lock) */
+    vit_calib calib;              /* calibration.json beside the weights (amax NULL: none) */
     vit_head *head;               /* the checkpoint's head, (num_classes, feature_dim); for DeiT
                                      distilled models [W_cls/2, W_dist/2] with (b_cls+b_dist)/2 */
 };

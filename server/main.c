@@ -67,7 +67,7 @@ static const flag flags[] = {
     {"request-timeout-s", F_INT, O(cfg.request_timeout_s), 1, 86400, "idle or slow client timeout"},
     {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, O(device), 0, 0, "auto|cpu|cuda"},
-    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
+    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8|fp8 (auto: fp16 on cuda, fp32 on cpu; int8/fp8 on cuda need DIR/calibration.json)"},
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, O(cfg.device_check), 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},

@@ -7,6 +7,7 @@
 
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
 int cmd_bench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

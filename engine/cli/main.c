@@ -25,6 +25,7 @@ static int cmd_version(int argc, char **argv) {
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
     {"bench", cmd_bench, "time the forward pass on random input: images/s"},
+    {"calibrate", cmd_calibrate, "activation ranges for int8/fp8 from real images: DIR/calibration.json"},
     {"check", cmd_check, "compare a device's outputs with the CPU FP32 reference (exit 1 on a mismatch)"},
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
@@ -59,7 +60,7 @@ int cli_parse_device(const char *val, vit_device *out) {
 
 int cli_parse_precision(const char *val, vit_precision *out) {
     if (vit_precision_parse(val, out) != 0) {
-        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16 or int8, got '%s'\n",
+        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16, int8 or fp8, got '%s'\n",
                 val ? val : "");
         return -1;
     }

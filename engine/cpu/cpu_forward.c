@@ -26,6 +26,9 @@
  *   right before it (by each thread for its own rows when the GEMM is split by rows, else in a
  *   pass of its own), and everything around it is unchanged, biases, residual accumulation
  *   (beta = 1) and GELU included.  Patch embedding, attention, LayerNorms and the head stay FP32.
+ *   With a calibration (model->calib, calibration.json) the activation scales are the
+ *   calibrated per-tensor ones instead (amax / 127 for every row, vit_quantize_rows_u8_static):
+ *   the arithmetic of the CUDA INT8 path, of which this is the reference.
  *   The int8 weights are packed once per model and shared like the FP32 ones (cpu_packed_i8,
  *   which also holds the FP32-packed patch embedding); an int8 session does not make or hold
  *   the FP32 packed copy of the encoder.
@@ -73,6 +76,8 @@ typedef struct cpu_state {
     const void **pk;        /* per layer qkv, proj, fc1, fc2 (num_layers * 4): FP32 (own_gemm)
                                or, in int8 sessions, INT8 packed (cpu_gemm_i8.c) */
     int int8;           /* precision int8: the encoder Linears run vit_gemm_i8 */
+    const float *amax;  /* (L, 4) int8 with a calibration: per-tensor activation ranges, else NULL */
+    const vit_session *sess; /* its observe hook (calib.c) */
     vit_i8_impl i8impl; /* its kernel (VNNI or the portable loop) */
     int ldq;            /* row stride (bytes) of the quantized activations */
     uint8_t *aq;        /* (N, ldq) int8 sessions: a GEMM's input rows quantized, u8 = q + 128 */
@@ -180,15 +185,27 @@ typedef struct {
     int M, N, K, ldq, nchunks, beta1, split_rows;
     gemm_epilogue epi;
     vit_i8_impl impl;
+    float sq, sinv;     /* calibrated: the scale for every row and its inverse; sq 0: per row */
 } gemm_i8_job;
+
+/* rows [m0, m1) of A quantized into Q with their scales */
+static void quant_rows(const gemm_i8_job *g, int m0, int m1) {
+    uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
+    const float *A = g->A + (size_t)m0 * g->K;
+    if (g->sq > 0.f) {
+        vit_quantize_rows_u8_static(Q, g->ldq, A, g->K, m1 - m0, g->K, g->sinv);
+        for (int m = m0; m < m1; m++) g->sa[m] = g->sq;
+    } else {
+        vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, A, g->K, m1 - m0, g->K, g->impl);
+    }
+}
 
 static void quant_i8_task(void *ctx, int task, int worker) {
     (void)worker;
     const gemm_i8_job *g = ctx;
     int m0, m1;
     if (!task_span(g->M, 1, task, g->nchunks, &m0, &m1)) return;
-    vit_quantize_rows_u8(g->Q + (size_t)m0 * g->ldq, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K,
-                         g->K, m1 - m0, g->K, g->impl);
+    quant_rows(g, m0, m1);
 }
 
 static void gemm_i8_task(void *ctx, int task, int worker) {
@@ -198,8 +215,7 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
         int m0, m1;
         if (!task_span(g->M, ROW_UNIT, task, g->nchunks, &m0, &m1)) return;
         uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
-        vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K, g->K, m1 - m0, g->K,
-                             g->impl);
+        quant_rows(g, m0, m1);
         float *C = g->C + (size_t)m0 * g->N;
         vit_gemm_i8(C, g->N, Q, g->ldq, g->sa + m0, g->Wp, g->N, g->K, m1 - m0, 0, g->N, NULL,
                     g->beta1, g->impl);
@@ -216,13 +232,14 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
 
 static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, float *C,
                      const float *A, const void *Wp, int M, int N, int K, float beta,
-                     gemm_epilogue epi, const float *bias) {
+                     gemm_epilogue epi, const float *bias, float amax) {
     int nthreads = exec_threads(e);
     int split_rows = nthreads == 1 || M >= 8 * ROW_UNIT * nthreads;
     int units = split_rows ? (M + ROW_UNIT - 1) / ROW_UNIT : (N + VIT_GEMM_I8_PANEL - 1) / VIT_GEMM_I8_PANEL;
     int nchunks = nthreads < units ? nthreads : units;
     gemm_i8_job g = {C, A, bias, Q, sa, Wp, M, N, K, st->ldq, nchunks, beta != 0.0f, split_rows,
-                     epi, st->i8impl};
+                     epi, st->i8impl, 0.f, 0.f};
+    if (amax > 0.f) vit_i8_static_scales(amax, &g.sq, &g.sinv);
     if (!split_rows) {
         g.nchunks = nthreads < M ? nthreads : M;
         exec_run(e, g.nchunks, quant_i8_task, &g);
@@ -358,6 +375,8 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->ldk = (int)round16((size_t)st->T);
     st->scratch_per = round16((size_t)4 * st->ldk + (size_t)8 * st->hd);
     st->int8 = int8;
+    st->amax = int8 ? m->calib.amax : NULL;
+    st->sess = s;
     st->i8impl = vit_gemm_i8_impl_best();
     {
         int kd = vit_gemm_i8_kpad(st->D), km = vit_gemm_i8_kpad(st->M);
@@ -572,12 +591,18 @@ static void forward_blocks(cpu_state *st, const vit_model *m, const exec *e, con
     k.rb = rb;
     k.nblk = (T + rb - 1) / rb;
 
-    /* encoder Linear i (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l: FP32 or INT8 */
+    /* encoder Linear i (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l: FP32 or INT8 (calibrated
+     * per-tensor scales when st->amax, else per token); the calibrator's hook sees its input */
 #define LINEAR(l, i, C, A, W, Nout, K, beta, epi, bias)                                         \
-    (st->int8 ? pgemm_i8(st, e, v->aq, v->ascale, C, A, st->pk[4 * (l) + (i)], (int)N, Nout, K, \
-                         beta, epi, bias)                                                       \
-              : pgemm(st, e, C, A, W, st->own_gemm ? st->pk[4 * (l) + (i)] : NULL, (int)N, Nout, \
-                      K, beta, epi, bias))
+    do {                                                                                        \
+        if (st->sess->observe) st->sess->observe(st->sess->observe_ctx, l, i, A, (int)N, K);   \
+        if (st->int8)                                                                           \
+            pgemm_i8(st, e, v->aq, v->ascale, C, A, st->pk[4 * (l) + (i)], (int)N, Nout, K,     \
+                     beta, epi, bias, st->amax ? st->amax[4 * (l) + (i)] : 0.f);                \
+        else                                                                                    \
+            pgemm(st, e, C, A, W, st->own_gemm ? st->pk[4 * (l) + (i)] : NULL, (int)N, Nout, K, \
+                  beta, epi, bias);                                                             \
+    } while (0)
     const float *pending = NULL; /* bias of the last GEMM that accumulated into x */
     for (int l = 0; l < c->num_layers; l++) {
         const vit_layer_weights *L = &m->layers[l];

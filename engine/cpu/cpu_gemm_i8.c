@@ -229,6 +229,17 @@ void vit_quantize_rows_u8(uint8_t *Q, int ldq, float *scale, const float *X, int
         quantize_row_scalar(Q + (size_t)m * ldq, scale + m, X + (size_t)m * ldx, K, Kp);
 }
 
+void vit_quantize_rows_u8_static(uint8_t *Q, int ldq, const float *X, int ldx, int M, int K,
+                                 float inv) {
+    const int Kp = vit_gemm_i8_kpad(K);
+    for (int m = 0; m < M; m++) {
+        uint8_t *q = Q + (size_t)m * ldq;
+        const float *x = X + (size_t)m * ldx;
+        for (int k = 0; k < K; k++) q[k] = (uint8_t)(vit_i8_quant1(x[k], inv) + 128);
+        memset(q + K, 128, (size_t)(Kp - K));
+    }
+}
+
 /* ---- the GEMM ----------------------------------------------------------------------- */
 
 /* one output element's epilogue, the order the vector code uses */
