@@ -280,6 +280,8 @@ int main(int argc, char **argv) {
         return start_failed();
     }
     g_srv.mc = vit_model_config(g_srv.model);
+    char knobs[1024];   /* the engine's environment knobs in effect, once at start-up */
+    if (vit_knobs_summary(knobs, sizeof knobs)) srv_log(SRV_LOG_INFO, "engine knobs: %s", knobs);
     {
         char tmp[PATH_MAX];
         snprintf(tmp, sizeof tmp, "%s", C->model_dir);
