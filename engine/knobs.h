@@ -12,22 +12,22 @@
 extern "C" {
 #endif
 
-/* one per row of the table in knobs.c, in the same order */
+/* one per row of the table in knobs.c (which says what each allows: one copy only) */
 typedef enum {
-    VIT_KNOB_CPU_PARALLEL,    /* enum auto|ops|images */
-    VIT_KNOB_GEMM,            /* enum auto|openblas|avx512 */
-    VIT_KNOB_GEMM_I8,         /* enum auto|avx2|scalar */
-    VIT_KNOB_NO_F16C,         /* bool */
-    VIT_KNOB_CUDA_GELU,       /* enum epilogue|erf */
-    VIT_KNOB_CUDA_ATTN,       /* enum mma|wmma */
-    VIT_KNOB_CUDA_ATTN_KC,    /* int 16|32|64 */
-    VIT_KNOB_CUDA_ATTN_QT,    /* int 1|2 */
-    VIT_KNOB_CUDA_GEMM_TUNE,  /* bool */
-    VIT_KNOB_CUDA_GEMM_ALGOS, /* int 1..16 */
-    VIT_KNOB_CUDA_CLS_ONLY,   /* bool */
-    VIT_KNOB_CUDA_RESFUSE,    /* bool */
-    VIT_KNOB_CUDA_SUBBATCH,   /* int 0..65536 */
-    VIT_KNOB_CUDA_WARMUP,     /* bool */
+    VIT_KNOB_CPU_PARALLEL,
+    VIT_KNOB_GEMM,
+    VIT_KNOB_GEMM_I8,
+    VIT_KNOB_NO_F16C,
+    VIT_KNOB_CUDA_GELU,
+    VIT_KNOB_CUDA_ATTN,
+    VIT_KNOB_CUDA_ATTN_KC,
+    VIT_KNOB_CUDA_ATTN_QT,
+    VIT_KNOB_CUDA_GEMM_TUNE,
+    VIT_KNOB_CUDA_GEMM_ALGOS,
+    VIT_KNOB_CUDA_CLS_ONLY,
+    VIT_KNOB_CUDA_RESFUSE,
+    VIT_KNOB_CUDA_SUBBATCH,
+    VIT_KNOB_CUDA_WARMUP,
     VIT_KNOB_COUNT
 } vit_knob_id;
 
