@@ -40,6 +40,10 @@ struct vit_session {
 };
 
 extern const vit_backend vit_backend_cpu;
+/* sessions sharing m's packed weights (int8: the INT8 copy, else the FP32 one); 0 when that
+ * copy does not exist.  For the tests: the copies are made once per model and freed with the
+ * last session (engine/cpu/cpu_forward.c). */
+int vit_cpu_packed_refs(const vit_model *m, int int8);
 #ifdef VIT_HAVE_CUDA
 extern const vit_backend vit_backend_cuda;
 /* number of usable CUDA devices (0 when no driver/device); never fails */

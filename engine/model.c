@@ -25,6 +25,7 @@
 
 #include "model.h"
 #include "io/safetensors.h"
+#include "knobs.h"
 #include "util.h"
 
 #define CFG_MAX_BYTES    (64u << 20)  /* config.json, labels.txt (in21k id2label is ~1 MB) */
@@ -735,8 +736,6 @@ void vit_model_free(vit_model *m) {
     vit_head_release(m->head);
     free(m->layers);
     free(m->params);
-    free(m->cpu_packed); /* NULL unless a CPU session was leaked */
-    free(m->cpu_packed_i8);
     vit_calib_free(&m->calib);
     free(m);
 }
@@ -757,6 +756,8 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     *out = NULL;
     if (!dir || !*dir) return vit_errf(VIT_E_ARG, err, errlen, "vit_model_load: no model directory");
     if (strlen(dir) > 3000) return vit_errf(VIT_E_ARG, err, errlen, "vit_model_load: directory path too long");
+    vit_status kst = vit_knobs_load(err, errlen);   /* a bad knob fails here, before any work */
+    if (kst != VIT_OK) return kst;
     loader Ls = {.dir = dir, .err = err, .errlen = errlen}, *L = &Ls;
     vit_model *m = calloc(1, sizeof *m);
     if (!m) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");

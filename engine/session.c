@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "knobs.h"
 #include "util.h"
 
 #define VIT_MAX_BATCH_LIMIT 4096
@@ -24,6 +25,8 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
     if (!out) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: out is NULL");
     *out = NULL;
     if (!m) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: model is NULL");
+    vit_status kst = vit_knobs_load(err, errlen);   /* the backends read the knobs as they start */
+    if (kst != VIT_OK) return kst;
     vit_session_opts o = {.max_batch = 1, .threads = 0, .device = VIT_DEVICE_AUTO,
                           .precision = VIT_PREC_AUTO, .gpu_id = 0};
     if (opts) o = *opts;

@@ -408,6 +408,29 @@ vit_status vit_head_load(const char *path, vit_head **out, char **meta_json, cha
 vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, const char *out_dir,
                                     char *err, size_t errlen);
 
+/* ---- environment knobs ------------------------------------------------------------- */
+/* The engine's tuning switches are environment variables (VIT_GEMM, VIT_CPU_PARALLEL,
+ * VIT_CUDA_*, ...), all in one table (engine/knobs.c; `vit knobs` lists it).  vit_knobs_load
+ * reads and validates every one; vit_model_load and vit_session_new call it, so a bad value
+ * fails there: VIT_E_ARG, err naming the knob, its value and what it allows.  The values in
+ * effect are those of the last successful load (the defaults before any).  Thread-safe. */
+typedef struct vit_knob_info {
+    const char *name;          /* "VIT_GEMM" */
+    const char *type;          /* "bool", "int" or "enum" */
+    const char *allowed;       /* "0|1", "1..16", "16|32|64", "auto|openblas|avx512" */
+    const char *default_value; /* as the environment spells it */
+    const char *doc;           /* one line */
+    char value[24];            /* the value in effect, as the environment spells it */
+    int from_env;              /* 1: set in the environment; 0: the default */
+} vit_knob_info;
+vit_status vit_knobs_load(char *err, size_t errlen);
+int vit_knob_count(void);
+/* knob i (0 <= i < vit_knob_count()) into *out: 0, or -1 when i is out of range */
+int vit_knob_info_get(int i, vit_knob_info *out);
+/* "NAME=value NAME=value ..." (every knob, its value in effect) into buf, snprintf-style:
+ * returns the length the whole line needs, writes at most n bytes, NUL included */
+size_t vit_knobs_summary(char *buf, size_t n);
+
 /* ---- small helpers ----------------------------------------------------------------- */
 
 void vit_softmax(float *x, int n);                                 /* in place, stable */

@@ -258,6 +258,8 @@ static int load_model(srv_state *st, char *err, size_t errlen) {
         return -1;
     }
     st->mc = vit_model_config(st->model);
+    char knobs[1024];   /* the engine's environment knobs in effect, once at start-up */
+    if (vit_knobs_summary(knobs, sizeof knobs)) srv_log(SRV_LOG_INFO, "engine knobs: %s", knobs);
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", C->model_dir);
     size_t n = strlen(tmp);

@@ -1,4 +1,5 @@
 /* main.c: `vit`, the engine's command-line tool: dispatch to subcommands. */
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,8 @@ static const command commands[] = {
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"finetune", cmd_finetune, "train a new head on an ImageFolder, write a new model directory"},
-    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
+    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing, knobs)"},
+    {"knobs", cmd_knobs, "list the engine's environment knobs: allowed values, default, value in effect"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
     {"run", cmd_run, "forward preprocessed tensors (.npy): logits, attention, rollout, features"},
     {"version", cmd_version, "print the version"},
@@ -45,6 +47,18 @@ int cli_parse_int(const char *name, const char *val, int min, int max) {
         return -1;
     }
     return (int)v;
+}
+
+int cli_print_json(const char *cmd, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        fprintf(stderr, "vit: %s: out of memory\n", cmd);
+        return 1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
 }
 
 int cli_parse_device(const char *val, vit_device *out) {

@@ -29,9 +29,9 @@
  *   With a calibration (model->calib, calibration.json) the activation scales are the
  *   calibrated per-tensor ones instead (amax / 127 for every row, vit_quantize_rows_u8_static):
  *   the arithmetic of the CUDA INT8 path, of which this is the reference.
- *   The int8 weights are packed once per model and shared like the FP32 ones (cpu_packed_i8,
- *   which also holds the FP32-packed patch embedding); an int8 session does not make or hold
- *   the FP32 packed copy of the encoder.
+ *   The int8 weights are packed once per model and shared like the FP32 ones (beside the model,
+ *   see "packed weights" below; the int8 copy also holds the FP32-packed patch embedding); an
+ *   int8 session does not make or hold the FP32 packed copy of the encoder.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -46,6 +46,7 @@
 #include "cpu/cpu_gemm_i8.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_pool.h"
+#include "knobs.h"
 #include "util.h"
 
 typedef struct cpu_state {
@@ -248,9 +249,52 @@ static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, 
     exec_run(e, nchunks, gemm_i8_task, &g);
 }
 
-/* ---- packed weights, shared by every CPU session of a model -------------------------- */
+/* ---- packed weights, shared by every CPU session of a model --------------------------
+ * They live beside the model, not in it, so the model stays read-only after vit_model_load:
+ * one entry per model that has CPU sessions using packed weights, cache[0] FP32 (cpu_gemm.c
+ * layout), cache[1] INT8 (the patch embedding packed FP32, the encoder Linears quantized and
+ * packed, cpu_gemm_i8.c); each made by the first session that needs it and freed with the last.
+ * Sessions end before their model (vit.h), so an entry never outlives the model it names. */
+
+typedef struct pack_entry {
+    const vit_model *m;
+    void *cache[2];
+    int refs[2];
+    struct pack_entry *next;
+} pack_entry;
 
 static pthread_mutex_t pack_mu = PTHREAD_MUTEX_INITIALIZER;
+static pack_entry *pack_list; /* under pack_mu */
+
+/* m's entry (under pack_mu), made when create is set; NULL when absent or out of memory */
+static pack_entry *pack_find(const vit_model *m, int create) {
+    for (pack_entry *e = pack_list; e; e = e->next)
+        if (e->m == m) return e;
+    pack_entry *e = create ? calloc(1, sizeof *e) : NULL;
+    if (e) {
+        e->m = m;
+        e->next = pack_list;
+        pack_list = e;
+    }
+    return e;
+}
+
+static void pack_unlink(pack_entry *e) {
+    for (pack_entry **pp = &pack_list; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            return;
+        }
+}
+
+int vit_cpu_packed_refs(const vit_model *m, int int8) {
+    pthread_mutex_lock(&pack_mu);
+    pack_entry *e = pack_find(m, 0);
+    int r = e && e->cache[!!int8] ? e->refs[!!int8] : 0;
+    pthread_mutex_unlock(&pack_mu);
+    return r;
+}
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -271,38 +315,46 @@ static size_t packed_layout(const vit_config *c, int CPP, int int8, size_t *off)
     return total;
 }
 
-/* The model's FP32 or INT8 packed cache (made by the first session that needs it, freed with
- * the last), and this session's pointers into it. */
-static int packed_acquire(cpu_state *st, const vit_model *cm, int int8) {
-    vit_model *m = (vit_model *)cm; /* the cache is the one mutable part of a loaded model */
+/* m's weights packed at the offsets packed_layout gave: a new 64-byte aligned block, or NULL */
+static void *packed_make(const vit_model *m, int CPP, int int8, const size_t *off, size_t total) {
     const vit_config *c = &m->cfg;
-    int L = c->num_layers, D = c->hidden_size, M = c->mlp_size;
+    int D = c->hidden_size, M = c->mlp_size;
     const int NK[4][2] = {{3 * D, D}, {D, D}, {M, D}, {D, M}};
-    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
-    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, total) != 0) return NULL;
+    char *b = p;
+    vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, CPP);
+    for (int l = 0; l < c->num_layers; l++) {
+        const vit_layer_weights *w = &m->layers[l];
+        const float *W[4] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
+        for (int j = 0; j < 4; j++) {
+            char *dst = b + off[1 + 4 * l + j];
+            if (int8) vit_gemm_i8_pack(dst, W[j], NK[j][0], NK[j][1]);
+            else vit_gemm_pack((float *)dst, W[j], NK[j][0], NK[j][1]);
+        }
+    }
+    return p;
+}
+
+/* The model's FP32 or INT8 packed cache (made by the first session that needs it), and this
+ * session's pointers into it. */
+static int packed_acquire(cpu_state *st, const vit_model *m, int int8) {
+    int L = m->cfg.num_layers;
     size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
     st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
     if (!off || !st->pk) { free(off); return -1; }
-    size_t total = packed_layout(c, st->CPP, int8, off);
+    size_t total = packed_layout(&m->cfg, st->CPP, int8, off);
     pthread_mutex_lock(&pack_mu);
-    if (!*cache) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, total) != 0) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
-        char *b = p;
-        vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, st->CPP);
-        for (int l = 0; l < L; l++) {
-            const vit_layer_weights *w = &m->layers[l];
-            const float *W[4] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
-            for (int j = 0; j < 4; j++) {
-                char *dst = b + off[1 + 4 * l + j];
-                if (int8) vit_gemm_i8_pack(dst, W[j], NK[j][0], NK[j][1]);
-                else vit_gemm_pack((float *)dst, W[j], NK[j][0], NK[j][1]);
-            }
-        }
-        *cache = p;
+    pack_entry *e = pack_find(m, 1);
+    if (e && !e->cache[int8]) e->cache[int8] = packed_make(m, st->CPP, int8, off, total);
+    if (!e || !e->cache[int8]) {
+        if (e && !e->refs[0] && !e->refs[1]) pack_unlink(e);
+        pthread_mutex_unlock(&pack_mu);
+        free(off);
+        return -1;
     }
-    (*refs)++;
-    const char *b = *cache;
+    e->refs[int8]++;
+    const char *b = e->cache[int8];
     st->pk_patch = (const float *)(b + off[0]);
     for (int i = 0; i < 4 * L; i++) st->pk[i] = b + off[1 + i];
     pthread_mutex_unlock(&pack_mu);
@@ -310,14 +362,13 @@ static int packed_acquire(cpu_state *st, const vit_model *cm, int int8) {
     return 0;
 }
 
-static void packed_release(const vit_model *cm, int int8) {
-    vit_model *m = (vit_model *)cm;
-    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
-    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
+static void packed_release(const vit_model *m, int int8) {
     pthread_mutex_lock(&pack_mu);
-    if (*refs > 0 && --*refs == 0) {
-        free(*cache);
-        *cache = NULL;
+    pack_entry *e = pack_find(m, 0);
+    if (e && e->refs[int8] > 0 && --e->refs[int8] == 0) {
+        free(e->cache[int8]);
+        e->cache[int8] = NULL;
+        if (!e->refs[!int8]) pack_unlink(e);
     }
     pthread_mutex_unlock(&pack_mu);
 }
@@ -421,8 +472,9 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->hsz = hsz;
     st->aq = (uint8_t *)aq;
     /* image-parallel from 2 images per thread (VIT_CPU_PARALLEL=ops|images forces either) */
-    const char *par = getenv("VIT_CPU_PARALLEL");
-    st->split_min = par && !strcmp(par, "ops") ? INT_MAX : par && !strcmp(par, "images") ? 2 : 2 * threads;
+    st->split_min = vit_knob_is(VIT_KNOB_CPU_PARALLEL, "ops")      ? INT_MAX
+                    : vit_knob_is(VIT_KNOB_CPU_PARALLEL, "images") ? 2
+                                                                   : 2 * threads;
     st->own_gemm = vit_gemm_avx512_preferred();
     if ((int8 || st->own_gemm) && packed_acquire(st, m, int8) != 0) {
         cpu_free(s);

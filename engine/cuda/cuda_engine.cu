@@ -16,7 +16,7 @@
  *                          m = GELU(h W1^T + b1)                         (Bk*T, M)  FP16
  *                          res += m W2^T + b2;  h = LN1'(res)  (next layer)
  *   (the adds are the GEMMs' epilogue: C = D = res, beta = 1, FP32 sum rounded once; with
- *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it, as before 2026-11-23)
+ *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it)
  *   the last layer, when only the prefix tokens are pooled: attention for the first query tile
  *   only (all keys; every query row when the rollout is asked for), then the prefix rows
  *   alone (compacted to (Bk*npf, D); proj, LN2 and the MLP are 9 of a layer's 12 D^2 GEMM
@@ -34,14 +34,14 @@
  * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
  * our exact-erf kernel).  Attention: attention_mma.cuh's flash-style mma.sync kernel for head
- * dim 64 (16x the WMMA kernel in the H100 lab at batch 256, bench/results/gpu_20261123.md), else
- * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 (VIT_CUDA_GEMM_ALGOS, up to
- * 16) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
+ * dim 64 (its measured speed-up: kernels/dev/NOTES.md, bench/results/gpu_20261123.md), else
+ * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top
+ * VIT_CUDA_GEMM_ALGOS (engine/knobs.c) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
  * heuristic's first), cached per session.
  * Input: FP32, or FP16 from vit_forward_f16 (half the bytes to copy; im2col then only gathers,
  * and the results are bit-identical to FP32 input of the same values, which im2col would round
  * to nearest-even); session init warms up and captures both.  Copied outside the graphs, B images straight from the caller's memory; a bucket above
- * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
+ * VIT_CUDA_SUBBATCH images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
  * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh).
@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "cuda/cuda_engine.h"
+#include "knobs.h"
 #include "util.h"
 #include "common.cuh"
 #include "patch_embed.cuh"
@@ -76,9 +77,8 @@
 namespace {
 
 const size_t kWorkspace = 32u << 20;
-const int kSubBatch = 128;   /* VIT_CUDA_SUBBATCH: images per part of a bucket (0: never split) */
 const int kMaxBuckets = 16, kModes = 8, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
-const int kCand = 4, kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS: heuristic candidates timed per shape */
+const int kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS' upper bound (engine/knobs.c): candidates timed per shape */
 /* mode bits (graph key, enqueue_backbone): 1 CLS attention row, 2 rollout, 4 FP16 input (the
  * im2col kernel reads halves instead of floats) */
 const int kModeF16 = 4;
@@ -569,7 +569,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         }
         /* the last layer of a model that pools only its prefix tokens (CLS [+ dist]): past the
          * attention, which every token's K and V feed, only those rows matter, so they go on
-         * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row, as before) */
+         * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row) */
         __half *att = s->att, *res = s->res, *h = s->h, *mlp = s->mlp;
         int rows = NT;
         if (l == m.L - 1 && s->res_c) {
@@ -679,7 +679,7 @@ vit_status run_part(state *s, int bi, int mode, int j, char *err, size_t errlen)
         cudaError_t ec = cudaStreamEndCapture(s->st, &g);
         if (cs != VIT_OK || ec != cudaSuccess || !g || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
             ge = nullptr;
-            s->graphs_off = 1;          /* eager from now on; vcu_describe says so */
+            s->graphs_off = 1;          /* eager from now on */
         }
         if (g) cudaGraphDestroy(g);
     } else {
@@ -717,16 +717,6 @@ vit_status run_backbone(state *s, const void *input, int B, int bi, int mode, ch
         OK(run_part(s, bi, mode, j, err, errlen));
     }
     return VIT_OK;
-}
-
-/* the VIT_CUDA_* knobs, read at session start: equal to val / an integer (def when unset) */
-bool env_is(const char *name, const char *val) {
-    const char *v = getenv(name);
-    return v && !strcmp(v, val);
-}
-int env_int(const char *name, int def) {
-    const char *v = getenv(name);
-    return v ? atoi(v) : def;
 }
 
 /* the model's shape as the kernels need it; nothing is touched on failure */
@@ -779,20 +769,21 @@ vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu
     s->dh = m.D / m.H;
     s->K_patch = m.channels * m.patch_size * m.patch_size;
     s->img = m.channels * m.image_size * m.image_size;
-    s->gelu_erf = env_is("VIT_CUDA_GELU", "erf");
-    s->attn_mma = !env_is("VIT_CUDA_ATTN", "wmma");
-    const int kc = env_int("VIT_CUDA_ATTN_KC", VK_MMA_KC_DEFAULT);   /* keys per softmax step */
+    /* the VIT_CUDA_* knobs (engine/knobs.c validated them when the session started) */
+    s->gelu_erf = vit_knob_is(VIT_KNOB_CUDA_GELU, "erf");
+    s->attn_mma = !vit_knob_is(VIT_KNOB_CUDA_ATTN, "wmma");
+    const int kc = vit_knob_int(VIT_KNOB_CUDA_ATTN_KC);   /* keys per softmax step */
     s->attn_kc = attention_mma_kc_valid(kc) ? kc : VK_MMA_KC_DEFAULT;
-    const int qt = env_int("VIT_CUDA_ATTN_QT", VK_MMA_QT_DEFAULT);   /* query tiles per warp */
+    const int qt = vit_knob_int(VIT_KNOB_CUDA_ATTN_QT);   /* query tiles per warp */
     s->attn_qt = attention_mma_qt_valid(s->attn_kc, qt) ? qt : VK_MMA_QT_DEFAULT;
-    s->tune = !env_is("VIT_CUDA_GEMM_TUNE", "0");
-    s->tune_n = env_int("VIT_CUDA_GEMM_ALGOS", kCand);
+    s->tune = vit_knob_int(VIT_KNOB_CUDA_GEMM_TUNE);
+    s->tune_n = vit_knob_int(VIT_KNOB_CUDA_GEMM_ALGOS);
     if (s->tune_n < 1) s->tune_n = 1;
     if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
-    s->cls_only = !env_is("VIT_CUDA_CLS_ONLY", "0");
+    s->cls_only = vit_knob_int(VIT_KNOB_CUDA_CLS_ONLY);
     s->prec = m.precision;
-    s->fuse_res = s->prec != VCU_FP16 || !env_is("VIT_CUDA_RESFUSE", "0");   /* int8/fp8: always */
-    s->sub = env_int("VIT_CUDA_SUBBATCH", kSubBatch);
+    s->fuse_res = s->prec != VCU_FP16 || vit_knob_int(VIT_KNOB_CUDA_RESFUSE);   /* int8/fp8: always */
+    s->sub = vit_knob_int(VIT_KNOB_CUDA_SUBBATCH);
     return VIT_OK;
 }
 
@@ -965,7 +956,7 @@ vit_status alloc_activations(state *s, char *err, size_t errlen) {
  * the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips).  FP32 input, then FP16 (what
  * vit_session_input_type asks for): the same values, as halves in the same pinned buffer. */
 vit_status warm_up(state *s, char *err, size_t errlen) {
-    if (env_is("VIT_CUDA_WARMUP", "0")) return VIT_OK;
+    if (!vit_knob_int(VIT_KNOB_CUDA_WARMUP)) return VIT_OK;
     const size_t n = (size_t)s->maxB * s->img;
     __half *hh = reinterpret_cast<__half *>(s->h_in);
     for (int mode : {0, kModeF16}) {
@@ -1120,19 +1111,6 @@ void vcu_host_free(void *p) {
         cudaGetLastError();
         free(p);
     }
-}
-
-void vcu_describe(void *st, char *buf, size_t len) {
-    state *s = (state *)st;
-    if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, %s, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s, last layer %s",
-             s->gpu_name, s->dev_bytes / 1048576.0,
-             s->prec == VCU_INT8 ? "int8 encoder Linears (IMMA, calibrated scales)"
-             : s->prec == VCU_FP8 ? "fp8 e4m3 encoder Linears (calibrated scales)" : "fp16",
-             s->prec != VCU_FP16 || s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
-             s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
-             s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm",
-             s->res_c ? "on the pooled rows only" : "on every row");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

@@ -65,8 +65,6 @@ float *vcu_input_buffer(void *state);
  * plain malloc'd memory (vit_input_alloc's fallback when pinning fails). */
 void *vcu_host_alloc(size_t bytes);
 void vcu_host_free(void *p);
-/* one line: GPU name, memory in use by this session, GELU mode */
-void vcu_describe(void *state, char *buf, size_t len);
 void vcu_free(void *state);
 /* name and memory of a device; 0 on success */
 int vcu_device_info(int gpu_id, char *name, size_t namelen, size_t *total, size_t *free_b);

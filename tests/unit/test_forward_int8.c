@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "cpu/cpu_gemm_i8.h"
 #include "harness.h"
 #include "io/calib_io.h"
@@ -212,12 +213,12 @@ static void check_sharing(void) {
     vit_session_opts so = {.max_batch = 2, .threads = 1, .device = VIT_DEVICE_CPU, .precision = VIT_PREC_INT8};
     int ok = vit_session_new(m, &so, &a, err, sizeof err) == VIT_OK &&
              vit_session_new(m, &so, &b, err, sizeof err) == VIT_OK;
-    CHECK(ok && m->cpu_packed_i8 && m->cpu_packed_i8_refs == 2 && !m->cpu_packed,
-          "two int8 sessions: one shared int8 copy (refs %d), no FP32 packed copy", m->cpu_packed_i8_refs);
+    CHECK(ok && vit_cpu_packed_refs(m, 1) == 2 && vit_cpu_packed_refs(m, 0) == 0,
+          "two int8 sessions: one shared int8 copy (refs %d), no FP32 packed copy", vit_cpu_packed_refs(m, 1));
     vit_session_free(a);
-    CHECK(m->cpu_packed_i8 && m->cpu_packed_i8_refs == 1, "int8 copy kept while a session uses it");
+    CHECK(vit_cpu_packed_refs(m, 1) == 1, "int8 copy kept while a session uses it");
     vit_session_free(b);
-    CHECK(!m->cpu_packed_i8 && m->cpu_packed_i8_refs == 0, "int8 copy freed with the last session");
+    CHECK(vit_cpu_packed_refs(m, 1) == 0, "int8 copy freed with the last session");
     synth_free(m);
 }
 
