@@ -1,6 +1,6 @@
 /* http.c: the libmicrohttpd side of vitd: routing, per-connection context, bounded streaming
  * body accumulation (Content-Length checked first, then every chunk), JSON error bodies, the
- * built-in endpoints (/classify, /healthz, /readyz, /v1/models, /metrics), suspend/resume around
+ * built-in endpoints (/classify, /healthz, /readyz, /v1/models, /metrics; / is ui.c's), suspend/resume around
  * the batcher, and one access-log line per request.  See server.h for the handler API. */
 #include <ctype.h>
 #include <arpa/inet.h>
@@ -21,6 +21,7 @@
 #include "jsonbody.h"
 #include "multipart.h"
 #include "server.h"
+#include "ui.h"
 #include "util.h"
 
 #define MAX_PARTS 64
@@ -195,6 +196,20 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
+    if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
+    if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
+    MHD_queue_response(c->mhd, (unsigned)status, r);
+    MHD_destroy_response(r);
+}
+
+void srv_reply_static(srv_conn *c, int status, const void *body, size_t len, const char *ctype,
+                      const char *const *hdrs) {
+    if (c->status) return;
+    c->status = status;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r) return;
+    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    for (int i = 0; hdrs && hdrs[i] && hdrs[i + 1]; i += 2) MHD_add_response_header(r, hdrs[i], hdrs[i + 1]);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
@@ -551,6 +566,7 @@ static const route routes[] = {
     /* Amazon SageMaker's serving-container contract: GET /ping, POST /invocations on port 8080 */
     {"/ping", "GET, HEAD", h_readyz, 0},
     {"/invocations", "POST", h_classify, 1},
+    {"/", "GET, HEAD", ui_handle, 0},           /* the web page (server/ui.c; its assets: /ui/...) */
 };
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */

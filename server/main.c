@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "sdnotify.h"
 #include "server.h"
+#include "ui.h"
 #include "util.h"
 
 srv_state g_srv;
@@ -61,12 +62,12 @@ static int start_failed(void) {
 
 /* ---- flags ---------------------------------------------------------------------------- */
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT } ftype;
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_ONOFF } ftype;
 typedef struct { const char *name; ftype t; void *p; long lo, hi; const char *help; } flag;
 
 static char *opt_admin_token_file = "", *opt_state_dir = "", *opt_cors_origin = "";
 static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info";
-static char *opt_input = "auto";
+static char *opt_input = "auto", *opt_ui = "on";
 static long opt_max_body_mb = 20;
 static srv_config *C = &g_srv.cfg;
 
@@ -99,12 +100,13 @@ static flag flags[] = {
     {"cors-origin", F_STR, &opt_cors_origin, 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
+    {"ui", F_ONOFF, &opt_ui, 0, 0, "on|off: the web page at / (try images, attention maps, the model card, teach labels)"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])
 
 static void flag_default_str(const flag *f, char *buf, size_t n) {
     switch (f->t) {
-    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: snprintf(buf, n, "%s", *(char **)f->p ? *(char **)f->p : ""); break;
+    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_ONOFF: snprintf(buf, n, "%s", *(char **)f->p ? *(char **)f->p : ""); break;
     case F_INT: snprintf(buf, n, "%d", *(int *)f->p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(long *)f->p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(uint64_t *)f->p); break;
@@ -144,6 +146,9 @@ static int set_flag(const flag *f, const char *v, const char *src) {
         *(const char **)f->p = v; return 0;
     case F_INPUT:
         if (strcmp(v, "auto") && strcmp(v, "fp32") && strcmp(v, "fp16")) break;
+        *(const char **)f->p = v; return 0;
+    case F_ONOFF:
+        if (strcmp(v, "on") && strcmp(v, "off")) break;
         *(const char **)f->p = v; return 0;
     case F_LOG:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") && strcmp(v, "debug")) break;
@@ -268,6 +273,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
+    if (ui_init(!strcmp(opt_ui, "on")) != 0) { srv_log(SRV_LOG_ERROR, "cannot register the /ui/ route"); return 1; }
     int port = srv_http_start(err, sizeof err);
     if (port < 0) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
     srv_log(SRV_LOG_INFO, "listening on http://%s%s%s:%d (not ready: loading %s)", strchr(C->host, ':') ? "[" : "",

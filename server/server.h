@@ -104,6 +104,11 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
 void srv_reply_json(srv_conn *c, int status, cJSON *root);    /* takes ownership of root */
 void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A body that outlives the reply (bytes compiled in; not copied, not freed), its Content-Type
+ * (NULL: none, e.g. a 304) and extra headers as name, value pairs ending with NULL.  No CORS
+ * headers: the web page's files are for its own origin. */
+void srv_reply_static(srv_conn *c, int status, const void *body, size_t len, const char *ctype,
+                      const char *const *hdrs);
 
 /* Submit job (its items' data/len set, e.g. from srv_conn_images) through the batcher; the
  * connection is suspended; when every image is done, done(c, job, arg) runs on an HTTP thread
