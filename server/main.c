@@ -116,8 +116,9 @@ static void flag_default_str(const flag *f, char *buf, size_t n) {
 static void usage(FILE *o) {
     fprintf(o, "usage: vitd [flags]\n"
                "Serve a Vision Transformer image classifier over HTTP: POST /classify, GET /healthz,\n"
-               "/readyz, /v1/models, /metrics.  Every flag can also be set as VITD_<NAME> in the\n"
-               "environment (e.g. VITD_MAX_BATCH=16); flags win over the environment.\n\nflags:\n");
+               "/readyz, /v1/models, /metrics, and a web page at / (--ui).  Every flag can also be set\n"
+               "as VITD_<NAME> in the environment (e.g. VITD_MAX_BATCH=16); flags win over the\n"
+               "environment.\n\nflags:\n");
     for (int i = 0; i < NFLAGS; i++) {
         char def[128], env[64], arg[40];
         flag_default_str(&flags[i], def, sizeof def);

@@ -451,7 +451,7 @@ function renderHeads(h) {
       action.addEventListener('click', () => activate(v.version));
     }
     const tr = el('tr', {class: v.active ? 'active' : '', 'data-version': String(v.version)},
-      el('td', {text: String(v.version)}), el('td', {text: v.source + (v.job ? ' (job ' + v.job + ')' : '')}),
+      el('td', {text: String(v.version)}), el('td', {text: v.job ? 'job ' + v.job : v.source}),
       el('td', {class: 'labels', text: v.labels.join(', ')}), el('td', {text: acc}), el('td', {}, action));
     tb.append(tr);
   }

@@ -344,7 +344,10 @@ async function main() {
     check(widths.scroll <= widths.client && widths.body <= widths.inner, 'phone viewport 390px: no horizontal scrolling', widths);
     check(ph.state === 'done' && ph.canvas && ph.canvas.x >= 0 && ph.canvas.x + ph.canvas.w <= 390 && ph.px.w === Math.round(ph.canvas.w * 2),
       'phone: heat map inside the screen, drawn at device pixel ratio 2', {canvas: ph.canvas, px: ph.px && ph.px.w});
-    if (SHOTS) await phone.screenshot({path: path.join(ROOT, SHOTS, 'ui-phone.png'), fullPage: false});
+    if (SHOTS) {
+      await phone.evaluate(() => document.querySelector('.result').scrollIntoView());
+      await phone.screenshot({path: path.join(ROOT, SHOTS, 'ui-phone.png'), fullPage: false});
+    }
     await phone.close();
 
     // a model that center-crops: the heat map is exactly over the crop
