@@ -11,7 +11,7 @@
  * The page's HTTP headers (Content-Type, CSP, ETag/304, Cache-Control) are checked too, and no
  * console error, page error, failed request or CSP violation may happen anywhere.
  *   node tests/browser/test_ui.js            (VITD_BUILD=build by default)
- *   VITD_UI_SCREENSHOTS=docs node tests/browser/test_ui.js   also writes docs/ui-desktop.png, ui-phone.png
+ *   UI_TEST_SCREENSHOTS=docs node tests/browser/test_ui.js   also writes docs/ui-desktop.png, ui-phone.png
  * Prints PASS/FAIL lines and ends with "N passed, M failed". */
 'use strict';
 const {spawn} = require('child_process');
@@ -25,7 +25,7 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const BUILD = process.env.VITD_BUILD || 'build';
 const VITD = path.join(ROOT, BUILD, 'vitd');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SHOTS = process.env.VITD_UI_SCREENSHOTS || '';
+const SHOTS = process.env.UI_TEST_SCREENSHOTS || '';
 const TOKEN = 'ui-test-admin-token-0123456789';
 const DATA = path.join(ROOT, 'tests', 'data');
 const FM = path.join(DATA, 'fmnist', 'train');
