@@ -96,6 +96,12 @@ async function checkHeaders(base) {
     etag + ' ' + r.headers.get('cache-control'));
   const r304 = await fetch(base + '/', {headers: {'If-None-Match': etag}});
   check(r304.status === 304 && (await r304.text()) === '', 'If-None-Match with the ETag: 304, empty body', r304.status);
+  for (const inm of ['"0000000000000000", W/' + etag, '*']) {
+    const rr = await fetch(base + '/', {headers: {'If-None-Match': inm}});
+    check(rr.status === 304, 'If-None-Match: ' + inm + ' → 304', rr.status);
+  }
+  const r200 = await fetch(base + '/', {headers: {'If-None-Match': '"0000000000000000"'}});
+  check(r200.status === 200 && (await r200.text()) === html, 'If-None-Match with another tag: 200 and the page', r200.status);
   const refs = [...html.matchAll(/(?:src|href)="(\/ui\/[^"?]+)\?v=([0-9a-f]{16})"/g)];
   check(refs.length === 2, 'the page references its script and stylesheet by content hash', refs.map((m) => m[0]));
   for (const [, p, v] of refs) {
@@ -277,6 +283,139 @@ async function teach(page, base) {
 
 /* ---- main --------------------------------------------------------------------------------- */
 
+/* desktop: model card, keyboard, upload, classify vs the API, rollout, opacity, an API error,
+ * paste and drop, then the Teach flow */
+async function desktop(browser, problems, d, tmp) {
+  const page = await newPage(browser, problems, {width: 1280, height: 900, deviceScaleFactor: 1});
+  await openPage(page, d.base);
+  const card = await page.$eval('#model-card', (e) => e.textContent);
+  check(/ViT/i.test(card) && /labels \(10\)/.test(card) && /Sneaker/.test(card) && /precision/.test(card) &&
+    /resize to 224×224/.test(card) && /head version1/.test(card), 'model card: architecture, preprocessing, labels, head version', card);
+
+  // keyboard: the drop zone takes focus and Enter opens the file chooser
+  await page.bringToFront();
+  await page.focus('#drop');
+  const waiting = page.waitForFileChooser({timeout: 10000});
+  await new Promise((r) => setTimeout(r, 300));      /* the chooser interception is set up */
+  await page.keyboard.press('Enter');
+  const chooser = await waiting;
+  check(chooser && chooser.isMultiple(), 'keyboard: Enter on the drop zone opens a multi-file chooser');
+  await chooser.accept([path.join(DATA, 'sneaker.png')]);
+  await page.waitForFunction(() => document.querySelector('.result[data-state]'), {timeout: 30000});
+  await uploadAndWait(page, [path.join(DATA, 'coat.png'), path.join(DATA, 'bag.png')]);
+  for (const f of ['sneaker.png', 'coat.png', 'bag.png']) await checkClassify(page, d.base, path.join(DATA, f), 'cls');
+
+  await page.click('input[name=attn][value=rollout]');
+  await page.waitForFunction(() => [...document.querySelectorAll('canvas.heat')].length === 3 &&
+    [...document.querySelectorAll('canvas.heat')].every((c) => c.dataset.mode === 'rollout') &&
+    !document.querySelector('.result[aria-busy=true]'), {timeout: 30000});
+  await checkClassify(page, d.base, path.join(DATA, 'sneaker.png'), 'rollout');
+
+  await page.$eval('#opacity', (e) => { e.value = '25'; e.dispatchEvent(new Event('input')); });
+  const op = await page.$$eval('canvas.heat', (a) => a.map((c) => c.style.opacity));
+  check(op.length === 3 && op.every((o) => o === '0.25'), 'opacity slider sets every heat map to 0.25', op);
+  await page.$eval('#opacity', (e) => { e.value = '60'; e.dispatchEvent(new Event('input')); });
+
+  // an image the API rejects: its error as the API returns it
+  const bad = path.join(tmp, 'broken.png');
+  fs.writeFileSync(bad, fs.readFileSync(path.join(DATA, 'coat.png')).subarray(0, 60));
+  await uploadAndWait(page, [bad]);
+  const br = await readResult(page, 'broken.png');
+  const bj = await classifyJson(d.base, bad, 'cls', 5);
+  const be = bj.error || bj.results[0].error;
+  check(br.state === 'error' && br.error.includes(be.code) && br.error.includes(be.message),
+    'a truncated PNG shows the API error "' + be.code + ': ' + be.message + '"', br.error);
+
+  await page.click('input[name=attn][value=cls]');
+  await page.waitForFunction(() => [...document.querySelectorAll('canvas.heat')].every((c) => c.dataset.mode === 'cls') &&
+    !document.querySelector('.result[aria-busy=true]'), {timeout: 30000});
+  await pasteAndDrop(page, d.base);
+  await teach(page, d.base);
+  await page.close();
+}
+
+/* a pasted image (clipboard event) and a dropped one (drop event), as the browser delivers them */
+async function pasteAndDrop(page, base) {
+  const bytes = (f) => Array.from(fs.readFileSync(path.join(DATA, f)));
+  for (const [how, f] of [['paste', 'trouser.png'], ['drop', 'dress.png']]) {
+    const before = await page.$$eval('.result[data-state=done]', (a) => a.length);
+    await page.evaluate((how, name, data) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array(data)], name, {type: 'image/png'}));
+      if (how === 'paste') document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+      else document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }, how, f, bytes(f));
+    await page.waitForFunction((n) => document.querySelectorAll('.result[data-state=done]').length > n &&
+      !document.querySelector('.result[aria-busy=true]'), {timeout: 30000}, before);
+    const got = await readResult(page, f);
+    const api = await classifyJson(base, path.join(DATA, f), 'cls', 5);
+    check(got && got.preds[0].label === api.results[0].predictions[0].label && got.preds[0].score === api.results[0].predictions[0].score,
+      how + 'd image ' + f + ' classified: ' + (got && got.preds[0].label), got && got.preds);
+  }
+}
+
+/* phone-sized viewport: no horizontal scrolling, heat map inside the screen */
+async function phone(browser, problems, d) {
+  const page = await newPage(browser, problems, {width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
+  await openPage(page, d.base);
+  await uploadAndWait(page, [path.join(DATA, 'ankle_boot.png')]);
+  const ph = await readResult(page, 'ankle_boot.png');
+  const widths = await page.evaluate(() => ({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
+    body: document.body.scrollWidth, inner: window.innerWidth}));
+  check(widths.scroll <= widths.client && widths.body <= widths.inner, 'phone viewport 390px: no horizontal scrolling', widths);
+  check(ph.state === 'done' && ph.canvas && ph.canvas.x >= 0 && ph.canvas.x + ph.canvas.w <= 390 && ph.px.w === Math.round(ph.canvas.w * 2),
+    'phone: heat map inside the screen, drawn at device pixel ratio 2', {canvas: ph.canvas, px: ph.px && ph.px.w});
+  if (SHOTS) {
+    await page.evaluate(() => document.querySelector('.result').scrollIntoView());
+    await page.screenshot({path: path.join(ROOT, SHOTS, 'ui-phone.png'), fullPage: false});
+  }
+  await page.close();
+}
+
+/* a model that center-crops: the heat map is exactly over the crop */
+async function cropping(browser, problems) {
+  const t = await startVitd(path.join(ROOT, 'tests', 'fixtures', 'models', 'tiny-timm'), []);
+  const page = await newPage(browser, problems, {width: 1000, height: 800, deviceScaleFactor: 1});
+  await openPage(page, t.base);
+  const rocket = path.join(DATA, 'images', 'jpeg_rocket.jpg');
+  await uploadAndWait(page, [rocket]);
+  const rr = await readResult(page, 'jpeg_rocket.jpg');
+  const [w, h] = rr.natural, s = 36 / Math.min(w, h), k = rr.img.w / w;     // shortest edge 36, crop 32
+  const want = {x: rr.img.x + (w * s - 32) / 2 / s * k, y: rr.img.y + (h * s - 32) / 2 / s * k, w: 32 / s * k, h: 32 / s * k};
+  check(rr.state === 'done' && rr.canvas && near(rr.canvas.x, want.x, 1) && near(rr.canvas.y, want.y, 1) && near(rr.canvas.w, want.w, 1) &&
+    near(rr.canvas.h, want.h, 1), 'center-cropping model: heat map exactly over the crop of a 640x427 image', {want, got: rr.canvas});
+  check(rr.crop && near(rr.crop.x, want.x, 1) && near(rr.crop.w, want.w, 1), 'center-cropping model: the crop region is outlined', rr.crop);
+  const tj = await classifyJson(t.base, rocket, 'cls', 5);
+  const hot = cellPixel(rr.px, tj.results[0].attention.grid, argmax(tj.results[0].attention.values));
+  check(hot[0] > 150, 'center-cropping model: hottest pixel at the max-attention patch', hot);
+  await page.close();
+}
+
+/* the camera, in a browser whose camera is Chromium's fake device (a generated video) */
+async function camera(d) {
+  const browser = await puppeteer.launch({executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream']});
+  const problems = [];
+  try {
+    const page = await newPage(browser, problems, {width: 1000, height: 800, deviceScaleFactor: 1});
+    await openPage(page, d.base);
+    await page.click('#camera-open');
+    await page.waitForFunction(() => !document.getElementById('camera').hidden &&
+      document.getElementById('camera-video').videoWidth > 0, {timeout: 15000});
+    await page.click('#camera-snap');
+    await page.waitForFunction(() => document.querySelector('.result[data-state=done]'), {timeout: 30000});
+    const got = await readResult(page, 'camera.jpg');
+    check(got && got.state === 'done' && got.preds.length === 5 && got.canvas && got.canvas.w > 0,
+      'camera (fake device): a photo is taken, classified and its heat map drawn', got && got.preds);
+    await page.click('#camera-close');
+    const live = await page.evaluate(() => document.getElementById('camera').hidden);
+    check(live, 'camera closes');
+  } finally {
+    await browser.close();
+  }
+  check(problems.length === 0, 'camera: no console errors', problems);
+}
+
 async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vitd_ui_'));
   fs.writeFileSync(path.join(tmp, 'token'), TOKEN + '\n');
@@ -285,91 +424,17 @@ async function main() {
   await checkHeaders(d.base);
 
   const browser = await puppeteer.launch({executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox']});   /* root needs it; adding --disable-gpu etc. stopped Enter from opening the file chooser */
+    args: ['--no-sandbox']});   /* root needs it */
   const problems = [];
   try {
-    const page = await newPage(browser, problems, {width: 1280, height: 900, deviceScaleFactor: 1});
-    await openPage(page, d.base);
-    const card = await page.$eval('#model-card', (e) => e.textContent);
-    check(/ViT/i.test(card) && /labels \(10\)/.test(card) && /Sneaker/.test(card) && /precision/.test(card) &&
-      /resize to 224×224/.test(card) && /head version1/.test(card), 'model card: architecture, preprocessing, labels, head version', card);
-
-    // keyboard: Tab reaches the drop zone and Enter opens the file chooser
-    await page.bringToFront();
-    await page.focus('#drop');
-    const waiting = page.waitForFileChooser({timeout: 10000});
-    await new Promise((r) => setTimeout(r, 300));      /* the chooser interception is set up */
-    await page.keyboard.press('Enter');
-    const chooser = await waiting;
-    check(chooser && chooser.isMultiple(), 'keyboard: Enter on the drop zone opens a multi-file chooser');
-    await chooser.accept([path.join(DATA, 'sneaker.png')]);
-    await page.waitForFunction(() => document.querySelector('.result[data-state]'), {timeout: 30000});
-    await uploadAndWait(page, [path.join(DATA, 'coat.png'), path.join(DATA, 'bag.png')]);
-    for (const f of ['sneaker.png', 'coat.png', 'bag.png']) await checkClassify(page, d.base, path.join(DATA, f), 'cls');
-
-    await page.click('input[name=attn][value=rollout]');
-    await page.waitForFunction(() => [...document.querySelectorAll('canvas.heat')].length === 3 &&
-      [...document.querySelectorAll('canvas.heat')].every((c) => c.dataset.mode === 'rollout') &&
-      !document.querySelector('.result[aria-busy=true]'), {timeout: 30000});
-    await checkClassify(page, d.base, path.join(DATA, 'sneaker.png'), 'rollout');
-
-    await page.$eval('#opacity', (e) => { e.value = '25'; e.dispatchEvent(new Event('input')); });
-    const op = await page.$$eval('canvas.heat', (a) => a.map((c) => c.style.opacity));
-    check(op.length === 3 && op.every((o) => o === '0.25'), 'opacity slider sets every heat map to 0.25', op);
-    await page.$eval('#opacity', (e) => { e.value = '60'; e.dispatchEvent(new Event('input')); });
-
-    // an image the API rejects: its error as the API returns it
-    const bad = path.join(tmp, 'broken.png');
-    fs.writeFileSync(bad, Buffer.concat([fs.readFileSync(path.join(DATA, 'coat.png')).subarray(0, 60)]));
-    await uploadAndWait(page, [bad]);
-    const br = await readResult(page, 'broken.png');
-    const bj = await classifyJson(d.base, bad, 'cls', 5);
-    const be = bj.error || bj.results[0].error;
-    check(br.state === 'error' && br.error.includes(be.code) && br.error.includes(be.message),
-      'a truncated PNG shows the API error "' + be.code + ': ' + be.message + '"', br.error);
-
-    await page.click('input[name=attn][value=cls]');
-    await page.waitForFunction(() => [...document.querySelectorAll('canvas.heat')].every((c) => c.dataset.mode === 'cls') &&
-      !document.querySelector('.result[aria-busy=true]'), {timeout: 30000});
-    await teach(page, d.base);
-    await page.close();
-
-    // phone-sized viewport
-    const phone = await newPage(browser, problems, {width: 390, height: 844, deviceScaleFactor: 2, isMobile: true, hasTouch: true});
-    await openPage(phone, d.base);
-    await uploadAndWait(phone, [path.join(DATA, 'ankle_boot.png')]);
-    const ph = await readResult(phone, 'ankle_boot.png');
-    const widths = await phone.evaluate(() => ({scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
-      body: document.body.scrollWidth, inner: window.innerWidth}));
-    check(widths.scroll <= widths.client && widths.body <= widths.inner, 'phone viewport 390px: no horizontal scrolling', widths);
-    check(ph.state === 'done' && ph.canvas && ph.canvas.x >= 0 && ph.canvas.x + ph.canvas.w <= 390 && ph.px.w === Math.round(ph.canvas.w * 2),
-      'phone: heat map inside the screen, drawn at device pixel ratio 2', {canvas: ph.canvas, px: ph.px && ph.px.w});
-    if (SHOTS) {
-      await phone.evaluate(() => document.querySelector('.result').scrollIntoView());
-      await phone.screenshot({path: path.join(ROOT, SHOTS, 'ui-phone.png'), fullPage: false});
-    }
-    await phone.close();
-
-    // a model that center-crops: the heat map is exactly over the crop
-    const t = await startVitd(path.join(ROOT, 'tests', 'fixtures', 'models', 'tiny-timm'), []);
-    const cp = await newPage(browser, problems, {width: 1000, height: 800, deviceScaleFactor: 1});
-    await openPage(cp, t.base);
-    const rocket = path.join(DATA, 'images', 'jpeg_rocket.jpg');
-    await uploadAndWait(cp, [rocket]);
-    const rr = await readResult(cp, 'jpeg_rocket.jpg');
-    const [w, h] = rr.natural, s = 36 / Math.min(w, h), k = rr.img.w / w;     // shortest edge 36, crop 32
-    const want = {x: rr.img.x + (w * s - 32) / 2 / s * k, y: rr.img.y + (h * s - 32) / 2 / s * k, w: 32 / s * k, h: 32 / s * k};
-    check(rr.state === 'done' && rr.canvas && near(rr.canvas.x, want.x, 1) && near(rr.canvas.y, want.y, 1) && near(rr.canvas.w, want.w, 1) &&
-      near(rr.canvas.h, want.h, 1), 'center-cropping model: heat map exactly over the crop of a 640x427 image', {want, got: rr.canvas});
-    check(rr.crop && near(rr.crop.x, want.x, 1) && near(rr.crop.w, want.w, 1), 'center-cropping model: the crop region is outlined', rr.crop);
-    const tj = await classifyJson(t.base, rocket, 'cls', 5);
-    const hot = cellPixel(rr.px, tj.results[0].attention.grid, argmax(tj.results[0].attention.values));
-    check(hot[0] > 150, 'center-cropping model: hottest pixel at the max-attention patch', hot);
-    await cp.close();
+    await desktop(browser, problems, d, tmp);
+    await phone(browser, problems, d);
+    await cropping(browser, problems);
   } finally {
     await browser.close();
   }
   check(problems.length === 0, 'no console errors, page errors, failed requests or CSP violations', problems);
+  await camera(d);
 
   const off = await startVitd(path.join(ROOT, 'tests', 'fixtures', 'models', 'tiny-hf'), ['--ui', 'off']);
   const r = await fetch(off.base + '/');
