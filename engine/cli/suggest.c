@@ -40,8 +40,14 @@ const char *cli_closest(const char *given, const char *const *cands, int n) {
     size_t len = strlen(given);
     /* close enough: at most 2 edits, and fewer than a third of the word (prefixes count too) */
     if (best && bd > 0 && bd <= 2 && (size_t)bd * 3 <= len + 1) return best;
-    if (best && bd > 0 && len >= 3 && !strncmp(best, given, len)) return best;
-    return NULL;
+    /* else the only candidate that starts with what was typed (3 characters at least) */
+    const char *prefixed = NULL;
+    for (int i = 0; len >= 3 && i < n; i++)
+        if (!strncmp(cands[i], given, len) && strlen(cands[i]) > len) {
+            if (prefixed) return NULL;
+            prefixed = cands[i];
+        }
+    return prefixed;
 }
 
 void cli_suggest_option(const char *cmd, const char *given, void (*usage)(FILE *)) {
