@@ -10,7 +10,6 @@
 'use strict';
 
 const MAX_IMAGES = 16;           /* images taken from one drop / paste / choice */
-const MAX_IMAGE_BYTES = 20 << 20;
 const JOB_POLL_MS = 250;
 
 const state = {
@@ -134,11 +133,10 @@ function renderCard() {
 
 /* ---- images in --------------------------------------------------------------------------- */
 
+/* every file goes to the API as it is (the daemon bounds sizes and rejects what is not an image,
+ * and the page shows that answer); at most MAX_IMAGES from one drop, paste or choice */
 function addFiles(files) {
-  const list = Array.from(files).filter((f) => /^image\//.test(f.type) || /\.(png|jpe?g)$/i.test(f.name || ''));
-  if (!list.length) return;
-  for (const f of list.slice(0, MAX_IMAGES)) {
-    if (f.size > MAX_IMAGE_BYTES) continue;
+  for (const f of Array.from(files).slice(0, MAX_IMAGES)) {
     const item = {name: f.name || 'pasted image', blob: f, url: URL.createObjectURL(f), el: null, result: null};
     state.items.push(item);
     classify(item);

@@ -129,8 +129,9 @@ async function newPage(browser, problems, viewport) {
   const page = await browser.newPage();
   await page.setViewport(viewport);
   /* Chrome logs every 4xx fetch as "Failed to load resource"; the ones this test provokes on purpose
-   * (400 for a broken image, 401 for a wrong token) are allowed, nothing else */
-  const expected = (status, url) => (status === 400 && /\/classify\?/.test(url)) || (status === 401 && /\/admin\/heads$/.test(url));
+   * (400 for a broken image, 415 for a text file, 401 for a wrong token) are allowed, nothing else */
+  const expected = (status, url) => ((status === 400 || status === 415) && /\/classify\?/.test(url)) ||
+    (status === 401 && /\/admin\/heads$/.test(url));
   page.on('console', (m) => {
     if (m.type() !== 'error' && m.type() !== 'warn') return;
     const st = /^Failed to load resource: the server responded with a status of (\d+)/.exec(m.text());
@@ -352,6 +353,20 @@ async function pasteAndDrop(page, base) {
     check(got && got.preds[0].label === api.results[0].predictions[0].label && got.preds[0].score === api.results[0].predictions[0].score,
       how + 'd image ' + f + ' classified: ' + (got && got.preds[0].label), got && got.preds);
   }
+  // a dropped file that is no image goes to the API too, and its answer is shown
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['just some text'], 'notes.txt', {type: 'text/plain'}));
+    document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+  });
+  await page.waitForFunction(() => [...document.querySelectorAll('.result[data-state=error]')]
+    .some((c) => c.querySelector('h3').textContent === 'notes.txt'), {timeout: 30000});
+  const txt = await readResult(page, 'notes.txt');
+  const fd = new FormData();
+  fd.append('image', new Blob(['just some text']), 'notes.txt');
+  const api = await (await fetch(base + '/classify?attention=cls&top_k=5', {method: 'POST', body: fd})).json();
+  const e = api.error || api.results[0].error;
+  check(txt.error.includes(e.code) && txt.error.includes(e.message), 'a dropped text file shows the API error "' + e.code + '"', txt.error);
 }
 
 /* phone-sized viewport: no horizontal scrolling, heat map inside the screen */
