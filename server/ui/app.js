@@ -445,7 +445,8 @@ function renderHeads(h) {
     if (v.active) action = el('strong', {text: 'active'});
     else {
       action = el('button', {type: 'button', 'data-version': String(v.version),
-        text: v.version < h.active ? 'Roll back to ' + v.version : 'Activate ' + v.version});
+        text: v.version < h.active ? 'Roll back' : 'Activate', 'aria-label': (v.version < h.active ? 'Roll back to version ' :
+          'Activate version ') + v.version});
       action.addEventListener('click', () => activate(v.version));
     }
     const tr = el('tr', {class: v.active ? 'active' : '', 'data-version': String(v.version)},

@@ -262,7 +262,12 @@ async function teach(page, base) {
     prog[1] === 20, 'training job shown to the end (progress bar 20/20): ' + jobText, jobText);
 
   await page.waitForSelector('#heads button[data-version="2"]', {timeout: 10000});
-  if (SHOTS) await page.screenshot({path: path.join(ROOT, SHOTS, 'ui-desktop.png'), fullPage: true});
+  if (SHOTS) {
+    await page.setViewport({width: 1280, height: 1250, deviceScaleFactor: 1});
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({path: path.join(ROOT, SHOTS, 'ui-desktop.png')});
+    await page.setViewport({width: 1280, height: 900, deviceScaleFactor: 1});
+  }
   await page.click('#heads button[data-version="2"]');
   await page.waitForFunction(() => /labels \(3\)/.test(document.getElementById('model-card').textContent), {timeout: 20000});
   const card = await page.$eval('#model-card', (e) => e.textContent);
