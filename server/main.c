@@ -22,6 +22,7 @@
 #include "server.h"
 #include "store_dir.h"
 #include "trainer.h"
+#include "ui.h"
 #include "util.h"
 
 /* SIGTERM/SIGINT that reach a thread started before main (OpenBLAS's pool, created by a
@@ -36,12 +37,12 @@ static void on_stop_signal(int sig) { g_stop_sig = sig; }
 /* What the flags set: the configuration plus the flags parsed into it after the table. */
 typedef struct opts {
     srv_config cfg;
-    const char *model, *host, *device, *precision, *log, *input;
+    const char *model, *host, *device, *precision, *log, *input, *ui;
     const char *admin_token_file, *state_dir, *cors_origin;
     long max_body_mb;
 } opts;
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT } ftype;
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_ONOFF } ftype;
 typedef struct { const char *name; ftype t; size_t off; long lo, hi; const char *help; } flag;
 #define O(field) offsetof(opts, field)
 
@@ -74,6 +75,7 @@ static const flag flags[] = {
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions"},
+    {"ui", F_ONOFF, O(ui), 0, 0, "on|off: the web page at / (try images, attention maps, the model card, teach labels)"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])
 
@@ -88,7 +90,7 @@ static void flag_env(const flag *f, char *env, size_t n) {
 static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) {
     const void *p = (const char *)o + f->off;
     switch (f->t) {
-    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
+    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_ONOFF: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
     case F_INT: snprintf(buf, n, "%d", *(const int *)p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(const long *)p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
@@ -98,8 +100,9 @@ static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) 
 static void usage(const opts *opt, FILE *o) {
     fprintf(o, "usage: vitd [flags]\n"
                "Serve a Vision Transformer image classifier over HTTP: POST /classify, GET /healthz,\n"
-               "/readyz, /v1/models, /metrics.  Every flag can also be set as VITD_<NAME> in the\n"
-               "environment (e.g. VITD_MAX_BATCH=16); flags win over the environment.\n\nflags:\n");
+               "/readyz, /v1/models, /metrics, and a web page at / (--ui).  Every flag can also be set\n"
+               "as VITD_<NAME> in the environment (e.g. VITD_MAX_BATCH=16); flags win over the\n"
+               "environment.\n\nflags:\n");
     for (int i = 0; i < NFLAGS; i++) {
         char def[128], env[64], arg[40];
         flag_default_str(opt, &flags[i], def, sizeof def);
@@ -124,6 +127,9 @@ static int set_flag(opts *o, const flag *f, const char *v, const char *src) {
         *(const char **)p = v; return 0;
     case F_INPUT:
         if (strcmp(v, "auto") && strcmp(v, "fp32") && strcmp(v, "fp16")) break;
+        *(const char **)p = v; return 0;
+    case F_ONOFF:
+        if (strcmp(v, "on") && strcmp(v, "off")) break;
         *(const char **)p = v; return 0;
     case F_LOG:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") && strcmp(v, "debug")) break;
@@ -215,7 +221,7 @@ static int configure(opts *o, int argc, char **argv) {
                         .max_pixels = VIT_DEFAULT_MAX_PIXELS, .drain_timeout_s = 30, .log_level = SRV_LOG_INFO,
                         .max_connections = 1024, .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX},
                 .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info",
-                .input = "auto", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20};
+                .input = "auto", .ui = "on", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20};
     if (parse_flags(o, argc, argv) != 0) return 2;
     srv_config *C = &o->cfg;
     C->model_dir = o->model;
@@ -442,7 +448,7 @@ int main(int argc, char **argv) {
     int port = 0;
     srv_http *http = srv_http_start(&st, &port, err, sizeof err);
     if (!http) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
-    if (routes_register(http, &st) != 0) {
+    if (routes_register(http, &st) != 0 || ui_register(http, !strcmp(o.ui, "on")) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot register the routes");
         srv_http_stop(http);
         return 1;

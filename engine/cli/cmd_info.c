@@ -75,6 +75,7 @@ int cmd_info(int argc, char **argv) {
             json = 1;
         } else {
             fprintf(stderr, "vit: info: unknown or incomplete option '%s'\n", argv[i]);
+            cli_suggest_option("info", argv[i], usage);
             usage(stderr);
             return 2;
         }

@@ -39,7 +39,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--rollout") && v) { roll_path = v; i++; }
         else if (!strcmp(a, "--features") && v) { feat_path = v; i++; }
         else if (!strcmp(a, "--batch") && v) { if ((batch = cli_parse_int("--batch", v, 1, 4096)) < 0) return 2; i++; }
-        else { fprintf(stderr, "vit run: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+        else { fprintf(stderr, "vit run: unknown or incomplete option '%s'\n", a); cli_suggest_option("run", a, usage); usage(stderr); return 2; }
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;
