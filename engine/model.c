@@ -1,18 +1,21 @@
 /* model.c: load a model directory (config.json + model.safetensors [+ preprocessor_config.json,
- * labels.txt]) into the FP32 layout of model.h, whatever the naming scheme:
+ * labels.txt]) into the FP32 layout of model.h, whatever the naming scheme (the tensor names are
+ * io/naming.c's tables, the directory's files io/model_dir.c's):
  *   Hugging Face  vit.embeddings.*, vit.encoder.layer.{i}.*, vit.layernorm, classifier
  *                 (DeiT: deit.* with distillation_token, and cls_classifier + distillation_classifier
  *                 or a classifier on the class token only)
  *                 dims from config.json (HF keys and defaults), checked against every tensor;
  *   timm          patch_embed.proj, cls_token, pos_embed, blocks.{i}.*, norm, head
- *                 (+ fc_norm, pre_logits.fc, dist_token/head_dist);
+ *                 (+ fc_norm, pre_logits.fc, dist_token/head_dist, reg_token registers,
+ *                 blocks.{i}.ls1/ls2.gamma LayerScale, folded into attn.proj and mlp.fc2);
  *   torchvision   conv_proj, class_token, encoder.pos_embedding, encoder.layers.encoder_layer_{i}.*,
  *                 encoder.ln, heads.head (+ heads.pre_logits).
  * For timm and torchvision the dims come from the tensor shapes; the number of heads from
  * config.json (model_args.num_heads, num_heads or num_attention_heads) or the architecture name
  * (vit_base_patch16_224, deit_small_..., vit_b_16, ...).  Every tensor the model needs must be
  * present with exactly the expected shape; a tensor the model does not use is an error too (it
- * would mean an unsupported variant, e.g. layer scale), except HF's unused pooler.
+ * would mean an unsupported variant, e.g. a LayerScale written under another name), except HF's
+ * unused pooler.
  * Position embeddings are resampled bicubically to --image-size as timm does. */
 #include <cJSON.h>
 #include <ctype.h>
@@ -49,6 +52,8 @@ typedef struct loader {
     int pos_no_prefix;     /* timm no_embed_class: pos_embed covers the patches only */
     int trained_tokens;    /* rows of the checkpoint's position embeddings */
     int has_norm, has_fc_norm, has_pre, qkv_bias;
+    int num_reg;           /* timm register tokens */
+    int layer_scale;       /* timm ls1/ls2.gamma in every block */
     const char *dims_from; /* "config.json" or "tensor shapes" (for messages) */
 } loader;
 
@@ -315,17 +320,38 @@ static vit_status dims_shape(loader *L, vit_config *c) {
     return VIT_OK;
 }
 
+/* timm register tokens reg_token (1, R, D): extra learned tokens after the class token */
+static vit_status dims_registers(loader *L, vit_config *c, int cls, int dist) {
+    st_tensor *t;
+    char e1[160];
+    L->num_reg = 0;
+    if (!L->ns->reg_token || !get_shape(L, L->ns->reg_token, 0, &t)) return VIT_OK;
+    if (t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != c->hidden_size || t->shape[1] < 1 ||
+        t->shape[1] > VIT_MAX_REGISTERS)
+        return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s': expected shape [1, R, %d] with R in [1, %d], got %s",
+                        L->st_path, L->ns->reg_token, c->hidden_size, VIT_MAX_REGISTERS,
+                        st_shape_str(t->shape, t->ndim, e1, sizeof e1));
+    if (dist)
+        return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: register tokens with a distillation token are not supported",
+                        L->st_path);
+    (void)cls;
+    L->num_reg = (int)t->shape[1];
+    return VIT_OK;
+}
+
 /* timm / torchvision: prefix tokens and the trained grid from the position embeddings */
 static vit_status dims_tokens(loader *L, vit_config *c) {
     const naming_scheme *ns = L->ns;
     st_tensor *t;
     char e1[160];
     const int D = c->hidden_size;
+    vit_status st;
     int cls = has(L, ns->cls_token, 0);
     int dist = ns->dist_token && has(L, ns->dist_token, 0);
     if (dist && !cls)
         return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: 'dist_token' without 'cls_token' is not supported", L->st_path);
-    c->num_prefix_tokens = cls + dist;
+    if ((st = dims_registers(L, c, cls, dist))) return st;
+    c->num_prefix_tokens = cls + dist + L->num_reg;
     c->distilled = dist;
     const char *pos = ns->pos_embed;
     if (!get_shape(L, pos, 0, &t))
@@ -405,6 +431,7 @@ static vit_status dims_pooling(loader *L, vit_config *c) {
     L->has_norm = has(L, ns->norm_w, 0);
     L->has_fc_norm = ns->fc_norm_w && has(L, ns->fc_norm_w, 0);
     L->has_pre = has(L, ns->pre_w, 0);
+    L->layer_scale = ns->ls1 && (has(L, ns->ls1, 0) || has(L, ns->ls2, 0));
     const char *gp = cfg_str_any(L, "global_pool");
     if (gp && !strcmp(gp, "avg"))
         c->pooling = VIT_POOL_MEAN;
@@ -513,6 +540,11 @@ static vit_status build_embed(loader *L, vit_model *m, bump *b) {
         m->dist_token = p = take(b, (size_t)D);
         if ((st = LOAD3(p, ns->dist_token, 0, 1, 1, D))) return st;
     }
+    m->reg_tokens = NULL;
+    if (L->num_reg) {
+        m->reg_tokens = p = take(b, (size_t)L->num_reg * D);
+        if ((st = LOAD3(p, ns->reg_token, 0, 1, L->num_reg, D))) return st;
+    }
     return build_pos_embed(L, m, b);
 }
 
@@ -534,6 +566,21 @@ static vit_status build_qkv(loader *L, vit_layer_weights *lw, int i, int D, bump
     }
     if (qb && !L->qkv_bias) memset(qb, 0, (size_t)3 * D * sizeof *qb);
     return VIT_OK;
+}
+
+/* LayerScale x + gamma * (W h + b) folded into the Linear: W[o, :] *= gamma[o], b[o] *= gamma[o]
+ * (w, b (rows, cols), (rows); NULL in the count pass, which only checks gamma's shape) */
+static vit_status fold_layer_scale(loader *L, const char *name, int i, float *w, float *b, int rows, int cols) {
+    if (!w) return LOAD1(NULL, name, i, rows);
+    float *g = malloc((size_t)rows * sizeof *g);
+    if (!g) return vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (LayerScale)");
+    vit_status st = LOAD1(g, name, i, rows);
+    for (int o = 0; !st && o < rows; o++) {
+        for (int k = 0; k < cols; k++) w[(size_t)o * cols + k] *= g[o];
+        b[o] *= g[o];
+    }
+    free(g);
+    return st;
 }
 
 /* one transformer block */
@@ -566,6 +613,10 @@ static vit_status build_layer(loader *L, vit_layer_weights *lw, int i, int D, in
     lw->fc2_w = p;
     if ((st = LOAD1(p = take(b, D), f2b, i, D))) return st;
     lw->fc2_b = p;
+    if (L->layer_scale) {
+        if ((st = fold_layer_scale(L, ns->ls1, i, (float *)lw->proj_w, (float *)lw->proj_b, D, D))) return st;
+        if ((st = fold_layer_scale(L, ns->ls2, i, (float *)lw->fc2_w, (float *)lw->fc2_b, D, M))) return st;
+    }
     return VIT_OK;
 }
 
@@ -738,6 +789,8 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
     c->qkv_bias = L->qkv_bias;
     c->has_pre_logits = L->has_pre;
     c->feature_dim = c->distilled ? 2 * c->hidden_size : c->hidden_size;
+    c->num_register_tokens = L->num_reg;
+    c->layer_scale = L->layer_scale;
     return VIT_OK;
 }
 

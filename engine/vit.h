@@ -110,7 +110,7 @@ typedef struct vit_config {
     int mlp_size;            /* intermediate size */
     int grid_h, grid_w;      /* patches per side at image_size */
     int num_patches;         /* grid_h * grid_w */
-    int num_prefix_tokens;   /* 1 (CLS), 2 with a DeiT distillation token, 0 if none */
+    int num_prefix_tokens;   /* class token (0 or 1) + DeiT distillation token (0 or 1) + registers */
     int num_tokens;          /* num_prefix_tokens + num_patches */
     float layer_norm_eps;
     int qkv_bias;
@@ -122,7 +122,11 @@ typedef struct vit_config {
     char **labels;           /* num_classes strings */
     vit_preprocess preprocess;
     size_t num_params;
+    int num_register_tokens; /* timm reg_token: learned tokens after the class token, 0..VIT_MAX_REGISTERS */
+    int layer_scale;         /* 1: LayerScale (timm ls1/ls2.gamma), folded into proj and fc2 at load */
 } vit_config;
+
+#define VIT_MAX_REGISTERS 16
 
 /* ---- model ------------------------------------------------------------------------- */
 

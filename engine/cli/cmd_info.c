@@ -146,6 +146,9 @@ int cmd_info(int argc, char **argv) {
         printf("transformer:    hidden %d, %d layers, %d heads, MLP %d, GELU (erf), LayerNorm eps %g, qkv bias %s\n",
                c->hidden_size, c->num_layers, c->num_heads, c->mlp_size, (double)c->layer_norm_eps,
                c->qkv_bias ? "yes" : "no");
+        if (c->num_register_tokens || c->layer_scale)
+            printf("extras:         %d register token(s)%s\n", c->num_register_tokens,
+                   c->layer_scale ? ", LayerScale (folded into proj and fc2)" : "");
         printf("pooling:        %s%s\n", pooling_str(c), c->has_pre_logits ? ", then tanh representation layer" : "");
         printf("head:           %d features -> %d classes\n", c->feature_dim, c->num_classes);
         printf("labels:         ");

@@ -75,6 +75,7 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         .eps = c->layer_norm_eps,
         .patch_w = mo->patch_w, .patch_b = mo->patch_b,
         .cls_token = mo->cls_token, .dist_token = mo->dist_token, .pos_embed = mo->pos_embed,
+        .reg_tokens = mo->reg_tokens, .nreg = c->num_register_tokens,
         .norm_w = mo->norm_w, .norm_b = mo->norm_b,
         .fc_norm_w = mo->fc_norm_w, .fc_norm_b = mo->fc_norm_b,
         .pre_logits_w = c->has_pre_logits ? mo->pre_logits_w : NULL,

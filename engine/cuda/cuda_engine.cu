@@ -611,6 +611,9 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
         m.grid_w * m.patch_size > m.image_size)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
+    if (m.nreg > 0 && !m.pooling_mean)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: register tokens with class-token pooling are not supported "
+                        "(the CPU backend runs them)");
     int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
     if (F != m.feature_dim)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
@@ -666,6 +669,8 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         std::vector<float> tok((size_t)(m.npf > 0 ? m.npf : 1) * D, 0.f);
         if (m.npf >= 1 && m.cls_token) memcpy(tok.data(), m.cls_token, sizeof(float) * D);
         if (m.npf >= 2 && m.dist_token) memcpy(tok.data() + D, m.dist_token, sizeof(float) * D);
+        if (m.nreg > 0 && m.reg_tokens && m.nreg < m.npf)   /* registers: the last nreg prefix rows */
+            memcpy(tok.data() + (size_t)(m.npf - m.nreg) * D, m.reg_tokens, sizeof(float) * m.nreg * D);
         OK(up_f32(s, &s->tok, tok.data(), tok.size(), err, errlen));
     }
     OK(up_f32(s, &s->pos, m.pos_embed, (size_t)T * D, err, errlen));

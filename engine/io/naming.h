@@ -16,6 +16,7 @@ typedef struct naming_scheme {
     const char *name;                     /* "hf", "timm", "torchvision" */
     const char *patch_w, *patch_b;        /* conv (D, C, P, P), (D) */
     const char *cls_token, *dist_token;   /* (1, 1, D) */
+    const char *reg_token;                /* (1, R, D) register tokens */
     const char *pos_embed;                /* (1, T, D) */
     /* per layer */
     const char *ln1_w, *ln1_b;
@@ -25,6 +26,7 @@ typedef struct naming_scheme {
     const char *ln2_w, *ln2_b;
     const char *fc1_w, *fc1_b, *fc2_w, *fc2_b;
     const char *fc1_w_legacy, *fc1_b_legacy, *fc2_w_legacy, *fc2_b_legacy; /* older torchvision */
+    const char *ls1, *ls2;                /* LayerScale (D) on the attention and MLP branches */
     /* after the blocks */
     const char *norm_w, *norm_b;          /* final LayerNorm over all tokens */
     const char *fc_norm_w, *fc_norm_b;    /* LayerNorm after mean pooling */

@@ -72,7 +72,7 @@ def round_to(t, dtype):
 # ---- canonical random parameters (engine/model.h layout) -----------------------------------
 
 def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=False,
-                norm=True, fc_norm=False, pre_logits=False):
+                norm=True, fc_norm=False, pre_logits=False, layer_scale=False, regs=0):
     def rn(*shape, std=1.0):
         return torch.randn(*shape, generator=g, dtype=torch.float32) * std
 
@@ -83,6 +83,8 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p["cls_token"] = rn(D, std=0.5)
     if dist:
         p["dist_token"] = rn(D, std=0.5)
+    if regs:
+        p["reg_tokens"] = rn(regs, D, std=0.5)
     p["pos_embed"] = rn(T, D, std=0.3)
     for i in range(L):
         pre = "layers.%d." % i
@@ -98,6 +100,9 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p[pre + "fc1_b"] = rn(M, std=0.1)
         p[pre + "fc2_w"] = rn(D, M, std=1.0 / math.sqrt(M))
         p[pre + "fc2_b"] = rn(D, std=0.1)
+        if layer_scale:
+            p[pre + "ls1"] = 0.5 + rn(D, std=0.3)
+            p[pre + "ls2"] = 0.5 + rn(D, std=0.3)
     if norm:
         p["norm_w"] = 1.0 + rn(D, std=0.2)
         p["norm_b"] = rn(D, std=0.1)
@@ -133,11 +138,19 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
     D, P = p["patch_w"].shape[0], p["patch_w"].shape[2]
     t = F.conv2d(x, p["patch_w"], p["patch_b"], stride=P)      # (B,D,gh,gw)
     t = t.flatten(2).transpose(1, 2)                           # (B,N,D)
-    prefix = [k for k in ("cls_token", "dist_token") if k in p]
-    npre = len(prefix)
+    # timm VisionTransformer._pos_embed: prefix = [cls, (dist), registers]; with no_embed_class
+    # the position embeddings cover the patches only and are added before the prefix is joined
+    prefix = [p[k].view(1, 1, D) for k in ("cls_token", "dist_token") if k in p]
+    if "reg_tokens" in p:
+        prefix.append(p["reg_tokens"].view(1, -1, D))
+    npre = sum(x.shape[1] for x in prefix)
+    no_embed_class = p["pos_embed"].shape[0] == t.shape[1] and npre > 0
+    if no_embed_class:
+        t = t + p["pos_embed"].unsqueeze(0)
     if npre:
-        t = torch.cat([p[k].view(1, 1, D).expand(B, 1, D) for k in prefix] + [t], dim=1)
-    t = t + p["pos_embed"].unsqueeze(0)                        # (B,T,D)
+        t = torch.cat([x.expand(B, -1, D) for x in prefix] + [t], dim=1)
+    if not no_embed_class:
+        t = t + p["pos_embed"].unsqueeze(0)                    # (B,T,D)
     T = t.shape[1]
     hd = D // H
     attns = []
@@ -149,10 +162,12 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
         a = torch.softmax(qkv[0] @ qkv[1].transpose(-1, -2) / math.sqrt(hd), dim=-1)  # (B,H,T,T)
         attns.append(a.mean(1))                                # (B,T,T)
         o = (a @ qkv[2]).transpose(1, 2).reshape(B, T, D)
-        t = t + o @ q("proj_w").T + q("proj_b")
+        ls1 = p.get("layers.%d.ls1" % i, 1.0)                 # timm LayerScale gamma (D)
+        ls2 = p.get("layers.%d.ls2" % i, 1.0)
+        t = t + ls1 * (o @ q("proj_w").T + q("proj_b"))
         h = layer_norm(t, q("ln2_w"), q("ln2_b"), eps)
         h = F.gelu(h @ q("fc1_w").T + q("fc1_b"))
-        t = t + h @ q("fc2_w").T + q("fc2_b")
+        t = t + ls2 * (h @ q("fc2_w").T + q("fc2_b"))
     if "norm_w" in p:
         t = layer_norm(t, p["norm_w"], p["norm_b"], eps)
     if pooling == "mean":
@@ -200,6 +215,12 @@ def checksums(p, D):
     if "head_dist_w" in q:  # DeiT: one head on [cls; dist], halved weights, averaged bias
         q["head_w"] = torch.cat([q["head_w"], q.pop("head_dist_w")], dim=1) * 0.5
         q["head_b"] = (q["head_b"] + q.pop("head_dist_b")) * 0.5
+    for k in [k for k in q if k.endswith(".ls1") or k.endswith(".ls2")]:
+        # LayerScale is folded into attn.proj / mlp.fc2 at load: W[o, :] *= g[o], b[o] *= g[o]
+        lin = k[:-3] + ("proj" if k.endswith("ls1") else "fc2")
+        g_ = q.pop(k)
+        q[lin + "_w"] = q[lin + "_w"] * g_.view(-1, 1)
+        q[lin + "_b"] = q[lin + "_b"] * g_
     for k, v in q.items():
         a = v.detach().double().flatten().numpy()
         w = (np.arange(a.size) % 7) + 1.0
@@ -256,6 +277,8 @@ def timm_tensors(p, L, D, qkv_bias):
         t["cls_token"] = p["cls_token"].view(1, 1, D)
     if "dist_token" in p:
         t["dist_token"] = p["dist_token"].view(1, 1, D)
+    if "reg_tokens" in p:
+        t["reg_token"] = p["reg_tokens"].unsqueeze(0)
     t["pos_embed"] = p["pos_embed"].unsqueeze(0)
     t["patch_embed.proj.weight"] = p["patch_w"]
     t["patch_embed.proj.bias"] = p["patch_b"]
@@ -274,6 +297,9 @@ def timm_tensors(p, L, D, qkv_bias):
         t[s + "mlp.fc1.bias"] = q("fc1_b")
         t[s + "mlp.fc2.weight"] = q("fc2_w")
         t[s + "mlp.fc2.bias"] = q("fc2_b")
+        if "layers.%d.ls1" % i in p:
+            t[s + "ls1.gamma"] = q("ls1")
+            t[s + "ls2.gamma"] = q("ls2")
     for a, b in (("norm", "norm"), ("fc_norm", "fc_norm"), ("pre_logits.fc", "pre_logits"),
                  ("head", "head"), ("head_dist", "head_dist")):
         if b + "_w" in p:
@@ -303,19 +329,31 @@ LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead",
           "stingray", "cock"]
 
 
+def loaded_layout(p, npre, T, D):
+    """timm no_embed_class (pos_embed over the patches only): the loader stores (npre + T, D) with
+    zero rows for the prefix tokens"""
+    if p["pos_embed"].shape[0] != T or npre == 0 or "reg_tokens" not in p:
+        return p
+    q = OrderedDict(p)
+    q["pos_embed"] = torch.cat([torch.zeros(npre, D), p["pos_embed"]], dim=0)
+    return q
+
+
 def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dtype="F32",
-          qkv_bias=True, eps=None, dist=False, pool="cls", pre_logits=False, extra_size=None):
+          qkv_bias=True, eps=None, dist=False, pool="cls", pre_logits=False, extra_size=None,
+          layer_scale=False, regs=0):
     d = os.path.join(OUT, name)
     if os.path.isdir(d):
         shutil.rmtree(d)
     os.makedirs(d)
     grid = img // P
-    npre = 2 if dist else 1
-    T = npre + grid * grid
+    npre = (2 if dist else 1) + regs
+    T = grid * grid if regs else npre + grid * grid   # registers: timm no_embed_class
     if eps is None:
         eps = 1e-12 if scheme == "hf" else 1e-6
     p = make_params(g, D, L, M, C, P, T, classes, qkv_bias=qkv_bias, dist=dist,
-                    norm=(pool == "cls"), fc_norm=(pool == "mean"), pre_logits=pre_logits)
+                    norm=(pool == "cls"), fc_norm=(pool == "mean"), pre_logits=pre_logits,
+                    layer_scale=layer_scale, regs=regs)
     p = OrderedDict((k, round_to(v, dtype)) for k, v in p.items())
     labels = LABELS[:classes]
     x = torch.randn(2, C, img, img, generator=g)
@@ -324,7 +362,8 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": eps,
             "qkv_bias": qkv_bias, "pooling": pool, "distilled": dist, "pre_logits": pre_logits,
             "num_prefix_tokens": npre, "feature_dim": ref["features"].shape[1],
-            "labels": labels, "tensors": checksums(p, D)}
+            "num_register_tokens": regs, "layer_scale": layer_scale,
+            "labels": labels, "tensors": checksums(loaded_layout(p, npre, T, D), D)}
 
     if scheme == "hf":
         tensors = hf_tensors(p, L, D, qkv_bias, prefix="deit." if dist else "vit.")
@@ -353,6 +392,11 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             margs["global_pool"] = "avg"
         if pre_logits:
             margs["representation_size"] = D
+        if layer_scale:
+            margs["init_values"] = 1e-5
+        if regs:
+            margs["reg_tokens"] = regs
+            margs["no_embed_class"] = True
         write_json(os.path.join(d, "config.json"), OrderedDict([
             ("architecture", arch), ("num_classes", classes), ("num_features", D),
             ("global_pool", "avg" if pool == "mean" else "token"),
@@ -463,6 +507,9 @@ def main():
     build("tiny-hf-f16", "hf", g, classes=5, dtype="F16")
     build("tiny-timm-bf16", "timm", g, classes=5, dtype="BF16")
     build("tiny-hf-deit-distilled", "hf", g, classes=4, dist=True)
+    # issue 20: DeiT III / timm LayerScale, timm register tokens (vit_*_reg4_*: no_embed_class)
+    build("tiny-timm-layerscale", "timm", g, classes=5, layer_scale=True)
+    build("tiny-timm-reg4", "timm", g, classes=5, regs=4, layer_scale=True)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -24,6 +24,7 @@
 static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
+    "tiny-timm-layerscale", "tiny-timm-reg4",
 };
 
 static cJSON *read_json(const char *path) {
@@ -66,6 +67,7 @@ static const float *canon(const vit_model *m, const char *name, size_t *n) {
     struct { const char *n; const float *p; size_t k; } t[] = {
         {"patch_w", m->patch_w, D * 3 * P * P}, {"patch_b", m->patch_b, D},
         {"cls_token", m->cls_token, D}, {"dist_token", m->dist_token, D},
+        {"reg_tokens", m->reg_tokens, (size_t)c->num_register_tokens * D},
         {"pos_embed", m->pos_embed, (size_t)c->num_tokens * D},
         {"norm_w", m->norm_w, D}, {"norm_b", m->norm_b, D},
         {"fc_norm_w", m->fc_norm_w, D}, {"fc_norm_b", m->fc_norm_b, D},
@@ -139,6 +141,9 @@ static void test_fixture(const char *fx) {
                   c->feature_dim == jint(meta, "feature_dim") &&
                   fabs(c->layer_norm_eps - jnum(meta, "eps")) <= 1e-6 * jnum(meta, "eps") &&
                   c->num_params == (size_t)jint(meta, "num_params");
+    const cJSON *nreg = cJSON_GetObjectItem(meta, "num_register_tokens"), *ls = cJSON_GetObjectItem(meta, "layer_scale");
+    dims_ok = dims_ok && c->num_register_tokens == (nreg ? nreg->valueint : 0) &&
+              c->layer_scale == (ls ? cJSON_IsTrue(ls) : 0) && (c->num_register_tokens > 0) == (m->reg_tokens != NULL);
     CHECK(dims_ok, "%s: config (naming %s, image %d/%d, D %d, L %d, H %d, M %d, classes %d, eps %g, params %zu)", fx,
           c->naming, c->image_size, c->patch_size, c->hidden_size, c->num_layers, c->num_heads, c->mlp_size,
           c->num_classes, (double)c->layer_norm_eps, c->num_params);
@@ -396,16 +401,19 @@ static void m_duplicate(cJSON *h, void *a) {
     free(e->string);
     e->string = strdup("norm.weight");
 }
-static void m_extra(cJSON *h, void *arg) {
-    long long end = *(long long *)arg;
+static void add_extra(cJSON *h, long long end, const char *name) {
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "dtype", "F32");
     cJSON_AddItemToObject(e, "shape", cJSON_CreateArray());
     set_ints(cJSON_GetObjectItem(e, "shape"), 1, (long long[]){32});
     cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateArray());
     set_ints(cJSON_GetObjectItem(e, "data_offsets"), 2, (long long[]){end, end + 128});
-    cJSON_AddItemToObject(h, "blocks.0.ls1.gamma", e);
+    cJSON_AddItemToObject(h, name, e);
 }
+/* timm qk_norm: a variant this engine does not run */
+static void m_extra(cJSON *h, void *arg) { add_extra(h, *(long long *)arg, "blocks.0.attn.q_norm.weight"); }
+/* LayerScale on one branch of one block only */
+static void m_extra_ls(cJSON *h, void *arg) { add_extra(h, *(long long *)arg, "blocks.0.ls1.gamma"); }
 static void m_neg_offset(cJSON *h, void *a) {
     (void)a;
     set_ints(cJSON_GetObjectItem(entry(h, "head.bias"), "data_offsets"), 2, (long long[]){-20, 0});
@@ -858,7 +866,18 @@ static void test_hostile(void) {
         st_close(f);
         rewrite_header(d, m_extra, &end, 128);
     }
-    expect_fail(d, NULL, VIT_E_CHECKPOINT, "unexpected tensor 'blocks.0.ls1.gamma'", "unsupported extra tensor (layer scale)");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "unexpected tensor 'blocks.0.attn.q_norm.weight'", "unsupported extra tensor (qk norm)");
+    make_case("tiny-timm", "extra-ls", d, sizeof d);
+    {
+        long long end = 0;   /* end of the data section */
+        char path[600], err[256];
+        st_file *f = NULL;
+        snprintf(path, sizeof path, "%s/model.safetensors", d);
+        if (st_open(path, &f, err, sizeof err) == VIT_OK) end = (long long)(f->file_size - f->data_start);
+        st_close(f);
+        rewrite_header(d, m_extra_ls, &end, 128);
+    }
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "missing tensor 'blocks.0.ls2.gamma'", "LayerScale on one branch only");
     make_case("tiny-timm", "bad-json-header", d, sizeof d);
     {
         char path[600];
