@@ -17,6 +17,7 @@ vit_status vit_describe_json(cJSON *o, const vit_config *c, const vit_head *h) {
              cJSON_AddNumberToObject(o, "mlp_size", c->mlp_size) &&
              cJSON_AddNumberToObject(o, "num_params", (double)c->num_params) &&
              cJSON_AddNumberToObject(o, "feature_dim", c->feature_dim) &&
+             cJSON_AddNumberToObject(o, "num_channels", c->num_channels) &&
              cJSON_AddNumberToObject(o, "num_register_tokens", c->num_register_tokens) &&
              cJSON_AddBoolToObject(o, "layer_scale", c->layer_scale);
     int n = h ? vit_head_num_classes(h) : c->num_classes;

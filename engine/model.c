@@ -761,8 +761,9 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
     size_t errlen = L->errlen;
     vit_status st = L->nm == NAMING_HF ? dims_hf(L, c) : dims_from_tensors(L, c);
     if (st) return st;
-    if (c->num_channels != 3)
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: %d input channels: only 3 (RGB) are supported", dir, c->num_channels);
+    if (c->num_channels != 3 && c->num_channels != 1)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: %d input channels: only 1 (grayscale) and 3 (RGB) are supported", dir,
+                        c->num_channels);
     if (c->hidden_size % c->num_heads)
         return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: hidden size %d is not a multiple of the %d attention heads",
                         dir, c->hidden_size, c->num_heads);
@@ -837,6 +838,7 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     if ((st = st_open(L->st_path, &L->st, err, errlen))) goto fail;
     if ((st = detect_scheme(L, c)) || (st = resolve_dims(L, c, opts)) || (st = load_params(L, m))) goto fail;
     if ((st = md_preprocess(&L->md, c->image_size, &c->preprocess, err, errlen))) goto fail;
+    c->preprocess.channels = c->num_channels;   /* the patch filter decides, whatever the config says */
     st_close(L->st);
     md_close(&L->md);
     *out = m;

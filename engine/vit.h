@@ -95,6 +95,8 @@ typedef struct vit_preprocess {
                                 tensor equals PIL + torchvision's bit for bit; 0 (default): float */
     int crop_floor;          /* 0: torchvision's offsets round((h - ch) / 2) (timm, torchvision); 1: Hugging
                                 Face's floor((h - ch) / 2) (preprocessor_config.json naming its class) */
+    int channels;            /* planes of the tensor: 3 (RGB) or 1 (luminance as PIL's convert("L"),
+                                computed after alpha is composited); 0 means 3 */
 } vit_preprocess;
 
 typedef struct vit_config {
@@ -103,7 +105,7 @@ typedef struct vit_config {
     int image_size;          /* input size this model runs at (may differ from trained) */
     int trained_image_size;  /* size the position embeddings were trained for */
     int patch_size;
-    int num_channels;        /* 3 */
+    int num_channels;        /* 3 (RGB) or 1 (grayscale: the input is PIL's convert("L") luminance) */
     int hidden_size;         /* D */
     int num_layers;
     int num_heads;

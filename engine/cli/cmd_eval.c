@@ -236,13 +236,13 @@ int cmd_eval(int argc, char **argv) {
              vit_precision_str(vit_session_precision(s)));
 
     const vit_preprocess *pp = &cfg->preprocess;
-    const size_t per = (size_t)3 * pp->out_h * pp->out_w;
+    const size_t per = (size_t)cfg->num_channels * pp->out_h * pp->out_w;
     if (pp->out_h != cfg->image_size || pp->out_w != cfg->image_size) {
         fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %d\n", pp->out_h,
                 pp->out_w, cfg->image_size);
         goto out;
     }
-    input = malloc(per * (size_t)batch * sizeof *input);          /* (B, 3, H, W) */
+    input = malloc(per * (size_t)batch * sizeof *input);          /* (B, C, H, W) */
     logits = malloc((size_t)batch * C * sizeof *logits);          /* (B, C) */
     topi = malloc(EVAL_TOPK * sizeof *topi);
     k.confusion = calloc((size_t)C * C, sizeof *k.confusion);

@@ -250,7 +250,8 @@ int cmd_finetune(int argc, char **argv) {
     }
 
     /* features (N, D) of every readable image, FEAT_BATCH at a time */
-    x = malloc(sizeof(float) * (size_t)FEAT_BATCH * 3 * (size_t)S * (size_t)S);
+    const int CH = cfg->num_channels;
+    x = malloc(sizeof(float) * (size_t)FEAT_BATCH * CH * (size_t)S * (size_t)S);
     fb = malloc(sizeof(float) * (size_t)FEAT_BATCH * (size_t)D);
     feat = malloc(sizeof(float) * (size_t)files.n * (size_t)D);
     y = malloc(sizeof(int32_t) * (size_t)files.n);
@@ -267,7 +268,7 @@ int cmd_finetune(int argc, char **argv) {
             st = vit_read_file(files.v[i], MAX_IMAGE_BYTES, &bytes, &len, err, sizeof err);
             if (st == VIT_OK)
                 st = vit_image_load(bytes, len, &cfg->preprocess, VIT_DEFAULT_MAX_PIXELS,
-                                    x + (size_t)B * 3 * S * S, err, sizeof err);
+                                    x + (size_t)B * CH * S * S, err, sizeof err);
             if (st != VIT_OK) {
                 fprintf(stderr, "vit finetune: %s: %s (skipped)\n", files.v[i], err);
                 bad++;

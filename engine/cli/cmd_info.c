@@ -26,10 +26,13 @@ static void print_pre(const vit_preprocess *p) {
     }
     if (p->do_center_crop) printf("center crop %dx%d, ", p->crop_h, p->crop_w);
     if (p->do_rescale) printf("x %.6g, ", (double)p->rescale_factor);
-    if (p->do_normalize)
+    if (p->do_normalize && p->channels == 1)
+        printf("normalize mean [%.4g] std [%.4g], ", (double)p->mean[0], (double)p->std[0]);
+    else if (p->do_normalize)
         printf("normalize mean [%.4g, %.4g, %.4g] std [%.4g, %.4g, %.4g], ", (double)p->mean[0], (double)p->mean[1],
                (double)p->mean[2], (double)p->std[0], (double)p->std[1], (double)p->std[2]);
-    printf("-> 3x%dx%d\n", p->out_h, p->out_w);
+    printf("-> %dx%dx%d%s\n", p->channels ? p->channels : 3, p->out_h, p->out_w,
+           p->channels == 1 ? " (luminance, as PIL's convert(\"L\"))" : "");
 }
 
 static const char *pooling_str(const vit_config *c) {
@@ -58,7 +61,6 @@ static int print_json(const char *dir, const vit_config *c) {
         return 1;
     }
     cJSON_AddNumberToObject(o, "trained_image_size", c->trained_image_size);
-    cJSON_AddNumberToObject(o, "num_channels", c->num_channels);
     cJSON *g = cJSON_AddArrayToObject(o, "grid");
     cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_h));
     cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_w));

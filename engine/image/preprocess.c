@@ -1,4 +1,5 @@
-/* preprocess.c: RGB8 pixels -> the model's normalized input tensor (3, out_h, out_w).  The
+/* preprocess.c: RGB8 pixels -> the model's normalized input tensor (C, out_h, out_w), C = 3, or 1
+ * for one-channel models (PIL's convert("L") luminance, see luma_row).  The
  * settings come from the model directory (io/preprocess_config.c).
  *
  * Resampling reproduces PIL's Image.resize (what torchvision's Resize, Hugging Face's image
@@ -296,6 +297,7 @@ struct vit_pp_plan {
     float *wq;                   /* (nx / 4, kx, 16): the horizontal taps of 4 outputs side by side,
                                     each weight repeated over its pixel's 4 lanes (AVX-512 pass) */
     int negative_lobes;          /* the filter can overshoot [0, 255] (bicubic, lanczos) */
+    int nch;                     /* output planes: 3 (RGB) or 1 (PIL's convert("L") luminance) */
     float scale[3], bias[3];
     int pil_exact;               /* PIL's 8-bit fixed-point passes; then lut maps each 8-bit value */
     float lut[3][256];           /* as torchvision's ToTensor + Normalize compute it */
@@ -333,6 +335,11 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     vit_pp_plan *pl = calloc(1, sizeof *pl);
     if (!pl) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize plan)");
     pl->W = W; pl->H = H; pl->OW = OW; pl->OH = OH;
+    pl->nch = pp->channels ? pp->channels : 3;
+    if (pl->nch != 1 && pl->nch != 3) {
+        free(pl);
+        return vit_errf(VIT_E_ARG, err, errlen, "%d channels: only 1 (luminance) or 3 (RGB)", pp->channels);
+    }
     for (int c = 0; c < 3; c++) {
         float r = pp->do_rescale ? pp->rescale_factor : 1.f;
         float m = pp->do_normalize ? pp->mean[c] : 0.f;
@@ -457,6 +464,19 @@ static inline void u8_to_i32(const uint8_t *src, int32_t *dst, int n) {
     for (; i < n; i++) dst[i] = src[i];
 }
 
+/* One-channel models: each pixel's luminance as Pillow's convert("L") computes it (ITU-R 601-2,
+ * libImaging/Convert.c rgb2l: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16), repeated in the three
+ * lanes so that the RGB passes below resize it unchanged; only plane 0 is written.  Gray inputs
+ * (R = G = B) keep their values exactly.  Returns dst (3 * npix bytes). */
+static const uint8_t *luma_row(uint8_t *dst, const uint8_t *src, int npix) {
+    for (int i = 0; i < npix; i++) {
+        const uint8_t *p = src + 3 * i;
+        uint8_t l = (uint8_t)(((uint32_t)p[0] * 19595u + (uint32_t)p[1] * 38470u + (uint32_t)p[2] * 7471u + 0x8000u) >> 16);
+        dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = l;
+    }
+    return dst;
+}
+
 /* PIL's ImagingResampleHorizontal_8bpc / Vertical_8bpc: integer taps (weights * 2^22), a rounding
  * half added, the sum shifted and clipped to 8 bits after each pass, so the crop equals
  * torchvision's uint8 image bit for bit.  Same layout as the float path, in int32 lanes. */
@@ -475,14 +495,20 @@ static vit_status plan_run_pil(const vit_pp_plan *pl, const uint8_t *src, size_t
     /* rowi: one row's needed columns as int32, RGB interleaved, zero padded; tmp: (nrows, nx) */
     const size_t rowi_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
     int32_t *buf = aligned_alloc(16, sizeof(int32_t) * (rowi_n + 4 * (size_t)nrows * nx));
-    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    uint8_t *luma = pl->nch == 1 ? malloc((size_t)3 * xw) : NULL;
+    if (!buf || (pl->nch == 1 && !luma)) {
+        free(buf);
+        free(luma);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    }
     int32_t *rowi = buf;
     v4i *tmp = (v4i *)(buf + rowi_n);
     for (size_t i = (size_t)3 * xw; i < rowi_n; i++) rowi[i] = 0;
     const int *off = pl->xoff;
     const int32_t *tw = tx->iw;
     for (int y = pl->ymin; y < pl->ymax; y++) {
-        u8_to_i32(src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3, rowi, 3 * xw);
+        const uint8_t *row = src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3;
+        u8_to_i32(luma ? luma_row(luma, row, xw) : row, rowi, 3 * xw);
         v4i *t = tmp + (size_t)(y - pl->ymin) * nx;
         int x = 0;
         for (; x + 4 <= nx; x += 4) {
@@ -521,12 +547,14 @@ static vit_status plan_run_pil(const vit_pp_plan *pl, const uint8_t *src, size_t
             for (int j = 0; j < m; j++) {
                 v4i c = pil_clip8_4(a[j]);
                 out[os + x + j] = pl->lut[0][c[0]];
+                if (pl->nch == 1) continue;
                 out[plane + os + x + j] = pl->lut[1][c[1]];
                 out[2 * plane + os + x + j] = pl->lut[2][c[2]];
             }
         }
     }
     free(buf);
+    free(luma);
     return VIT_OK;
 }
 
@@ -538,7 +566,7 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
     const int OW = pl->OW, OH = pl->OH;
     const size_t plane = (size_t)OH * OW;
     if (pl->padded)  /* padding pixels are 0 before normalization */
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < pl->nch; c++)
             for (size_t i = 0; i < plane; i++) out[c * plane + i] = pl->pil_exact ? pl->lut[c][0] : pl->bias[c];
     if (pl->nx == 0 || pl->ny == 0) return VIT_OK;
     if (pl->xmin < rx0 || pl->ymin < ry0 || pl->xmax > rx0 + rw || pl->ymax > ry0 + rh)
@@ -553,7 +581,12 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
      * accumulator */
     const size_t rowf_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
     float *buf = aligned_alloc(16, sizeof(float) * (rowf_n + 4 * ((size_t)nrows + 1) * nx));
-    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    uint8_t *luma = pl->nch == 1 ? malloc((size_t)3 * xw) : NULL;
+    if (!buf || (pl->nch == 1 && !luma)) {
+        free(buf);
+        free(luma);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    }
     float *rowf = buf;
     v4f *tmp = (v4f *)(buf + rowf_n);
     for (size_t i = (size_t)3 * xw; i < rowf_n; i++) rowf[i] = 0.f;
@@ -562,6 +595,7 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
     const int nb = 3 * xw;
     for (int y = pl->ymin; y < pl->ymax; y++) {
         const uint8_t *row = src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3;
+        if (luma) row = luma_row(luma, row, xw);
         /* bytes -> floats, 16 at a time */
         u8_to_f32(row, rowf, nb);
         /* four outputs at a time, each summing its taps in a register: four independent add
@@ -615,11 +649,13 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
             memcpy(&px, acc + 4 * x, sizeof px);
             px = clamp4(px) * sc + bi;
             o0[os + x] = px[0];
+            if (pl->nch == 1) continue;
             o1[os + x] = px[1];
             o2[os + x] = px[2];
         }
     }
     free(buf);
+    free(luma);
     return VIT_OK;
 }
 

@@ -199,6 +199,25 @@ static void pp_default(const cJSON *cfg, int image_size, vit_preprocess *p) {
     p->out_h = p->out_w = s;
 }
 
+/* input channels stated by config.json: HF num_channels, timm pretrained_cfg.input_size[0] or
+ * model_args.in_chans; 3 when none.  The loader replaces it with the patch filter's. */
+static vit_status pp_channels(model_dir *md, vit_preprocess *p, char *err, size_t errlen) {
+    vit_status st = md_config(md, 0, err, errlen);
+    if (st) return st;
+    const cJSON *cfg = md->config, *pc = cJSON_GetObjectItemCaseSensitive(cfg, "pretrained_cfg");
+    const cJSON *is = cJSON_GetObjectItemCaseSensitive(pc, "input_size");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "num_channels");
+    if (!cJSON_IsNumber(v) && cJSON_IsArray(is) && cJSON_GetArraySize(is) == 3) v = cJSON_GetArrayItem(is, 0);
+    if (!cJSON_IsNumber(v)) v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "model_args"), "in_chans");
+    p->channels = 3;
+    if (!cJSON_IsNumber(v)) return VIT_OK;
+    if (v->valuedouble != 1 && v->valuedouble != 3)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: %g input channels: only 1 (grayscale) and 3 (RGB) are supported",
+                        md->dir, v->valuedouble);
+    p->channels = (int)v->valuedouble;
+    return VIT_OK;
+}
+
 vit_status md_preprocess(model_dir *md, int image_size, vit_preprocess *out, char *err, size_t errlen) {
     if (image_size < 0 || image_size > 16384)
         return vit_errf(VIT_E_ARG, err, errlen, "image size %d out of range", image_size);
@@ -215,6 +234,7 @@ vit_status md_preprocess(model_dir *md, int image_size, vit_preprocess *out, cha
         else pp_default(md->config, image_size, &p);
     }
     if (st) return st;
+    if ((st = pp_channels(md, &p, err, errlen))) return st;
     for (int c = 0; c < 3; c++)
         if (p.do_normalize && !(p.std[c] != 0.f && isfinite(p.std[c]) && isfinite(p.mean[c])))
             return vit_errf(VIT_E_CONFIG, err, errlen, "%s: std must be finite and non-zero", md->dir);

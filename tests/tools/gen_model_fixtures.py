@@ -362,7 +362,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": eps,
             "qkv_bias": qkv_bias, "pooling": pool, "distilled": dist, "pre_logits": pre_logits,
             "num_prefix_tokens": npre, "feature_dim": ref["features"].shape[1],
-            "num_register_tokens": regs, "layer_scale": layer_scale,
+            "num_register_tokens": regs, "layer_scale": layer_scale, "channels": C,
             "labels": labels, "tensors": checksums(loaded_layout(p, npre, T, D), D)}
 
     if scheme == "hf":
@@ -380,7 +380,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
         write_json(os.path.join(d, "preprocessor_config.json"), OrderedDict([
             ("do_resize", True), ("size", {"height": img, "width": img}), ("resample", 2),
             ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
-            ("image_mean", [0.5, 0.5, 0.5]), ("image_std", [0.5, 0.5, 0.5]),
+            ("image_mean", [0.5] * C), ("image_std", [0.5] * C),
             ("image_processor_type", "ViTImageProcessor")]))
     elif scheme == "timm":
         tensors = timm_tensors(p, L, D, qkv_bias)
@@ -392,6 +392,8 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             margs["global_pool"] = "avg"
         if pre_logits:
             margs["representation_size"] = D
+        if C != 3:
+            margs["in_chans"] = C
         if layer_scale:
             margs["init_values"] = 1e-5
         if regs:
@@ -400,11 +402,13 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
         write_json(os.path.join(d, "config.json"), OrderedDict([
             ("architecture", arch), ("num_classes", classes), ("num_features", D),
             ("global_pool", "avg" if pool == "mean" else "token"),
-            ("model_args", margs), ("label_names", labels),
+            ("model_args", margs), ("label_names", labels)] +
+            ([("layer_norm_eps", eps)] if eps != 1e-6 else []) + [
             ("pretrained_cfg", OrderedDict([
                 ("input_size", [C, img, img]), ("interpolation", "bicubic"), ("crop_pct", 0.875),
-                ("crop_mode", "center"), ("mean", [0.485, 0.456, 0.406]),
-                ("std", [0.229, 0.224, 0.225]), ("num_classes", classes),
+                ("crop_mode", "center"),
+                ("mean", [0.485, 0.456, 0.406] if C == 3 else [0.1307]),
+                ("std", [0.229, 0.224, 0.225] if C == 3 else [0.3081]), ("num_classes", classes),
                 ("pool_size", None), ("first_conv", "patch_embed.proj"),
                 ("classifier", ["head", "head_dist"] if dist else "head")]))]))
     else:
@@ -510,6 +514,9 @@ def main():
     # issue 20: DeiT III / timm LayerScale, timm register tokens (vit_*_reg4_*: no_embed_class)
     build("tiny-timm-layerscale", "timm", g, classes=5, layer_scale=True)
     build("tiny-timm-reg4", "timm", g, classes=5, regs=4, layer_scale=True)
+    # one input channel (an MNIST-like ViT: 28x28 gray, patch 4, LayerNorm eps 1e-5)
+    build("tiny-timm-gray", "timm", g, C=1, P=4, img=28, classes=5, eps=1e-5)
+    build("tiny-hf-gray", "hf", g, C=1, P=4, img=28, classes=4, eps=1e-5)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -24,7 +24,7 @@
 static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
-    "tiny-timm-layerscale", "tiny-timm-reg4",
+    "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray",
 };
 
 static cJSON *read_json(const char *path) {
@@ -65,7 +65,7 @@ static const float *canon(const vit_model *m, const char *name, size_t *n) {
     }
     size_t K = (size_t)c->num_classes;
     struct { const char *n; const float *p; size_t k; } t[] = {
-        {"patch_w", m->patch_w, D * 3 * P * P}, {"patch_b", m->patch_b, D},
+        {"patch_w", m->patch_w, D * (size_t)c->num_channels * P * P}, {"patch_b", m->patch_b, D},
         {"cls_token", m->cls_token, D}, {"dist_token", m->dist_token, D},
         {"reg_tokens", m->reg_tokens, (size_t)c->num_register_tokens * D},
         {"pos_embed", m->pos_embed, (size_t)c->num_tokens * D},
@@ -130,7 +130,7 @@ static void test_fixture(const char *fx) {
     const char *pool = cJSON_GetObjectItem(meta, "pooling")->valuestring;
     int img = jint(meta, "image_size"), P = jint(meta, "patch_size"), g = img / P;
     int dims_ok = !strcmp(c->naming, scheme) && c->image_size == img && c->trained_image_size == img &&
-                  c->patch_size == P && c->num_channels == 3 && c->hidden_size == jint(meta, "hidden") &&
+                  c->patch_size == P && c->hidden_size == jint(meta, "hidden") &&
                   c->num_layers == jint(meta, "layers") && c->num_heads == jint(meta, "heads") &&
                   c->mlp_size == jint(meta, "mlp") && c->num_classes == jint(meta, "classes") &&
                   c->grid_h == g && c->grid_w == g && c->num_patches == g * g &&
@@ -142,7 +142,9 @@ static void test_fixture(const char *fx) {
                   fabs(c->layer_norm_eps - jnum(meta, "eps")) <= 1e-6 * jnum(meta, "eps") &&
                   c->num_params == (size_t)jint(meta, "num_params");
     const cJSON *nreg = cJSON_GetObjectItem(meta, "num_register_tokens"), *ls = cJSON_GetObjectItem(meta, "layer_scale");
-    dims_ok = dims_ok && c->num_register_tokens == (nreg ? nreg->valueint : 0) &&
+    const cJSON *nch = cJSON_GetObjectItem(meta, "channels");
+    dims_ok = dims_ok && c->num_channels == (nch ? nch->valueint : 3) && c->preprocess.channels == c->num_channels &&
+              c->num_register_tokens == (nreg ? nreg->valueint : 0) &&
               c->layer_scale == (ls ? cJSON_IsTrue(ls) : 0) && (c->num_register_tokens > 0) == (m->reg_tokens != NULL);
     CHECK(dims_ok, "%s: config (naming %s, image %d/%d, D %d, L %d, H %d, M %d, classes %d, eps %g, params %zu)", fx,
           c->naming, c->image_size, c->patch_size, c->hidden_size, c->num_layers, c->num_heads, c->mlp_size,
@@ -381,6 +383,14 @@ static void m_wrong_shape2(cJSON *h, void *a) {
     (void)a;   /* (96, 32) -> (32, 96): same bytes, transposed */
     set_ints(cJSON_GetObjectItem(entry(h, "blocks.2.attn.qkv.weight"), "shape"), 2, (long long[]){32, 96});
 }
+static void m_twelve_channels(cJSON *h, void *a) {
+    (void)a;   /* (32, 3, 8, 8) -> (32, 12, 4, 4): same bytes, a 12-channel filter with patch 4 */
+    set_ints(cJSON_GetObjectItem(entry(h, "patch_embed.proj.weight"), "shape"), 4, (long long[]){32, 12, 4, 4});
+}
+static void m_reg_wide(cJSON *h, void *a) {
+    (void)a;   /* reg_token (1, 4, 32) -> (1, 32, 4): registers of the wrong width */
+    set_ints(cJSON_GetObjectItem(entry(h, "reg_token"), "shape"), 3, (long long[]){1, 32, 4});
+}
 static void m_missing(cJSON *h, void *a) {
     (void)a;
     cJSON_DeleteItemFromObjectCaseSensitive(h, "blocks.1.attn.proj.bias");
@@ -609,6 +619,25 @@ static void test_variants(void) {
     make_case("tiny-timm", "img-size-rect", d, sizeof d);
     edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": [32, 48]");
     expect_fail(d, NULL, VIT_E_CONFIG, "square [h, w] pair", "timm non-square img_size");
+    /* input channels: 1 and 3 only */
+    make_case("tiny-hf", "hf-2-channels", d, sizeof d);
+    edit_text(d, "config.json", "\"num_channels\": 3", "\"num_channels\": 2");
+    expect_fail(d, NULL, VIT_E_CONFIG, "2 input channels: only 1 (grayscale) and 3 (RGB)", "HF num_channels 2");
+    make_case("tiny-timm", "timm-12-channels", d, sizeof d);
+    rewrite_header(d, m_twelve_channels, NULL, 0);
+    edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": 16");
+    edit_text(d, "config.json", "\"patch_size\": 8", "\"patch_size\": 4");
+    expect_fail(d, NULL, VIT_E_CONFIG, "12 input channels: only 1 (grayscale) and 3 (RGB)", "timm 12-channel patch filter");
+    make_case("tiny-hf-gray", "hf-gray-says-3", d, sizeof d);
+    edit_text(d, "config.json", "\"num_channels\": 1", "\"num_channels\": 3");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "expected shape [32, 3, 4, 4]", "HF config 3 channels, filter has 1");
+    /* register tokens */
+    make_case("tiny-timm-reg4", "reg-wide", d, sizeof d);
+    rewrite_header(d, m_reg_wide, NULL, 0);
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "expected shape [1, R, 32]", "reg_token of the wrong width");
+    make_case("tiny-hf-gray", "gray-30-by-4", d, sizeof d);
+    edit_text(d, "config.json", "\"image_size\": 28", "\"image_size\": 30");
+    expect_fail(d, NULL, VIT_E_CONFIG, "image size 30 is not a multiple of the patch size 4", "image size 30 with patch 4");
     make_case("tiny-timm", "global-pool-map", d, sizeof d);
     edit_text(d, "config.json", "\"global_pool\": \"token\"", "\"global_pool\": \"map\"");
     expect_fail(d, NULL, VIT_E_CONFIG, "global_pool 'map' is not supported", "timm attention pooling (map)");
