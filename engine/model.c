@@ -339,6 +339,33 @@ static vit_status dims_registers(loader *L, vit_config *c, int cls, int dist) {
     return VIT_OK;
 }
 
+/* the trained grid side g from the position embeddings' rows: prefix tokens + g*g patches, or
+ * g*g patches alone (timm no_embed_class, L->pos_no_prefix).  When both fit, config.json's
+ * no_embed_class or img_size decides, else the prefix is taken to be included. */
+static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatch, int *g) {
+    int g1 = (int)lround(sqrt((double)(npatch > 0 ? npatch : 0))), g2 = (int)lround(sqrt((double)rows));
+    int with = npatch > 0 && g1 * g1 == npatch, without = c->num_prefix_tokens > 0 && g2 * g2 == rows;
+    const cJSON *nec = jget(L->cfg, "no_embed_class");
+    if (!nec) nec = jget(jget(L->cfg, "model_args"), "no_embed_class");
+    int img = 0;
+    static const char *const k_img[] = {"img_size", "image_size", NULL};
+    if (cJSON_IsBool(nec)) {
+        if (cJSON_IsTrue(nec)) with = 0;
+        else without = 0;
+    } else if (with && without && cfg_int_any(L, k_img, 1, 1 << 20, &img, NULL) > 0) {
+        if (g2 * c->patch_size == img) with = 0;
+        else if (g1 * c->patch_size == img) without = 0;
+    }
+    if (!with && !without)
+        return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen,
+                        "%s: tensor '%s' has %d rows: not %d prefix token(s) plus a square grid of patches%s", L->st_path,
+                        L->ns->pos_embed, rows, c->num_prefix_tokens,
+                        cJSON_IsTrue(nec) ? " (config.json: no_embed_class, so a square grid alone)" : "");
+    L->pos_no_prefix = !with;
+    *g = with ? g1 : g2;
+    return VIT_OK;
+}
+
 /* timm / torchvision: prefix tokens and the trained grid from the position embeddings */
 static vit_status dims_tokens(loader *L, vit_config *c) {
     const naming_scheme *ns = L->ns;
@@ -359,19 +386,8 @@ static vit_status dims_tokens(loader *L, vit_config *c) {
     if (t->ndim != 3 || t->shape[0] != 1 || t->shape[2] != D || t->shape[1] < 1 || t->shape[1] > MAX_TOKENS)
         return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s': expected shape [1, tokens, %d], got %s",
                         L->st_path, pos, D, st_shape_str(t->shape, t->ndim, e1, sizeof e1));
-    int rows = (int)t->shape[1], npatch = rows - c->num_prefix_tokens;
-    int g = (int)lround(sqrt((double)(npatch > 0 ? npatch : 0)));
-    if (npatch <= 0 || g * g != npatch) {
-        int g2 = (int)lround(sqrt((double)rows));
-        if (c->num_prefix_tokens && g2 * g2 == rows) {   /* timm no_embed_class */
-            L->pos_no_prefix = 1;
-            g = g2;
-        } else {
-            return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen,
-                            "%s: tensor '%s' has %d rows: not %d prefix token(s) plus a square grid of patches",
-                            L->st_path, pos, rows, c->num_prefix_tokens);
-        }
-    }
+    int rows = (int)t->shape[1], npatch = rows - c->num_prefix_tokens, g = 0;
+    if ((st = pos_layout(L, c, rows, npatch, &g))) return st;
     L->trained_tokens = rows;
     c->trained_image_size = c->image_size = g * c->patch_size;
     return VIT_OK;
@@ -465,6 +481,14 @@ static vit_status dims_classes(loader *L, vit_config *c) {
         return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s': expected shape [classes, %d], got %s",
                         L->st_path, hw, D, st_shape_str(t->shape, t->ndim, e1, sizeof e1));
     c->num_classes = (int)t->shape[0];
+    /* a head twice as wide on a class token: DINOv2's linear head on [cls; mean of patch tokens] */
+    if (t->shape[1] == 2 * (int64_t)D && c->pooling == VIT_POOL_CLS && !c->distilled) {
+        if (L->has_pre || !L->has_norm)
+            return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen,
+                            "%s: a [class token; mean] head (%s of width %d) needs the final norm and no representation layer",
+                            L->st_path, hw, 2 * D);
+        c->pooling = VIT_POOL_CLS_MEAN;
+    }
     if (L->has_pre) {
         get_shape(L, ns->pre_w, 0, &t);
         if (t->ndim == 2 && t->shape[0] != D && t->shape[1] == D)
@@ -682,13 +706,14 @@ static vit_status build_head(loader *L, vit_model *m) {
     const int two = L->hf_two_heads || (c->distilled && L->nm != NAMING_HF);
     vit_status st;
     const char *hw = L->hf_two_heads ? ns->head_cls_w : ns->head_w, *hb = L->hf_two_heads ? ns->head_cls_b : ns->head_b;
+    const int hin = c->pooling == VIT_POOL_CLS_MEAN ? Fd : D;   /* the checkpoint head's input width */
     /* K comes from config.json (id2label) for HF: the tensor must match before K x Fd is allocated */
-    if ((st = LOAD2(NULL, hw, 0, K, D)) || (st = LOAD1(NULL, hb, 0, K))) return st;
+    if ((st = LOAD2(NULL, hw, 0, K, hin)) || (st = LOAD1(NULL, hb, 0, K))) return st;
     float *w = malloc((size_t)K * Fd * sizeof *w), *bias = malloc((size_t)K * sizeof *bias);
     float *w2 = NULL, *b2 = NULL;
     char **labels = NULL;
     if (!w || !bias) { st = vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (head)"); goto done; }
-    if ((st = LOAD2(w, hw, 0, K, D))) goto done;
+    if ((st = LOAD2(w, hw, 0, K, hin))) goto done;
     if ((st = LOAD1(bias, hb, 0, K))) goto done;
     if (c->distilled) {
         w2 = calloc((size_t)K * D, sizeof *w2);
@@ -789,7 +814,7 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
                         MAX_TOKENS);
     c->qkv_bias = L->qkv_bias;
     c->has_pre_logits = L->has_pre;
-    c->feature_dim = c->distilled ? 2 * c->hidden_size : c->hidden_size;
+    c->feature_dim = c->distilled || c->pooling == VIT_POOL_CLS_MEAN ? 2 * c->hidden_size : c->hidden_size;
     c->num_register_tokens = L->num_reg;
     c->layer_scale = L->layer_scale;
     return VIT_OK;

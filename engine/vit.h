@@ -61,7 +61,9 @@ const char *vit_status_str(vit_status s);
 
 /* ---- configuration ----------------------------------------------------------------- */
 
-typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
+/* CLS: the class token; MEAN: the mean of the patch tokens; CLS_MEAN: [class token; mean of the
+ * patch tokens] (2D wide, DINOv2's linear classifier), both after the final LayerNorm */
+typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1, VIT_POOL_CLS_MEAN = 2 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
 /* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes FP32, or INT8 (W8A8
  * dynamic quantization of the encoder's Linear layers, the rest FP32; see engine/cpu/cpu_gemm_i8.c);

@@ -37,7 +37,9 @@ static void print_pre(const vit_preprocess *p) {
 
 static const char *pooling_str(const vit_config *c) {
     if (c->distilled) return "class + distillation tokens (DeiT; head averages both)";
-    return c->pooling == VIT_POOL_MEAN ? "mean of patch tokens" : "class token";
+    return c->pooling == VIT_POOL_MEAN       ? "mean of patch tokens"
+           : c->pooling == VIT_POOL_CLS_MEAN ? "[class token; mean of patch tokens] (DINOv2 linear head)"
+                                             : "class token";
 }
 
 /* a float as the short decimal it was written as (1e-06, not 9.99999997e-07) */
@@ -69,7 +71,9 @@ static int print_json(const char *dir, const vit_config *c) {
     cJSON_AddNumberToObject(o, "num_tokens", c->num_tokens);
     cJSON_AddNumberToObject(o, "layer_norm_eps", f2d(c->layer_norm_eps));
     cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
-    cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN ? "mean" : "cls");
+    cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN       ? "mean"
+                                          : c->pooling == VIT_POOL_CLS_MEAN ? "cls+mean"
+                                                                            : "cls");
     cJSON_AddBoolToObject(o, "pre_logits", c->has_pre_logits);
     cJSON_AddBoolToObject(o, "distilled", c->distilled);
     const vit_preprocess *p = &c->preprocess;

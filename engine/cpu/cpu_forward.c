@@ -336,7 +336,9 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     if (c->distilled && (c->num_prefix_tokens != 2 || c->pooling != VIT_POOL_CLS ||
                          c->has_pre_logits))
         return vit_errf(VIT_E_CONFIG, err, errlen, "unsupported distilled-model layout");
-    int F = c->distilled ? 2 * c->hidden_size : c->hidden_size;
+    if (c->pooling == VIT_POOL_CLS_MEAN && (c->distilled || m->fc_norm_w || c->has_pre_logits))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "unsupported [cls; mean] pooling layout");
+    int F = c->distilled || c->pooling == VIT_POOL_CLS_MEAN ? 2 * c->hidden_size : c->hidden_size;
     if (c->feature_dim != F)
         return vit_errf(VIT_E_CONFIG, err, errlen, "feature_dim %d, expected %d", c->feature_dim, F);
     if (c->has_pre_logits && (!m->pre_logits_w || !m->pre_logits_b))
@@ -703,7 +705,12 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
         } else {
             if (pending_bias) vit_bias_add(xb, pending_bias, T, D);
             if (m->norm_w) vit_layernorm(xb, xb, m->norm_w, m->norm_b, T, D, eps);
-            vit_mean_tokens(pb, xb, st->nprefix, T, D);
+            if (c->pooling == VIT_POOL_CLS_MEAN) {   /* [cls; mean of the patch tokens] */
+                memcpy(pb, xb, sizeof(float) * D);
+                vit_mean_tokens(pb + D, xb, st->nprefix, T, D);
+            } else {
+                vit_mean_tokens(pb, xb, st->nprefix, T, D);
+            }
         }
         if (m->fc_norm_w) vit_layernorm(pb, pb, m->fc_norm_w, m->fc_norm_b, 1, D, eps);
     }

@@ -66,6 +66,11 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         layers[l] = (vcu_layer){w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
                                 w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
     }
+    if (c->pooling == VIT_POOL_CLS_MEAN) {
+        free(layers);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: [class token; mean] pooling (DINOv2 head) is not supported "
+                        "by the CUDA backend yet; the CPU backend runs it");
+    }
     vcu_model_desc d = {
         .image_size = c->image_size, .patch_size = c->patch_size, .channels = c->num_channels,
         .D = c->hidden_size, .L = c->num_layers, .H = c->num_heads, .M = c->mlp_size,
@@ -105,6 +110,8 @@ static uint64_t head_fingerprint(const vit_head *h) {
 static vit_status cuda_run(vit_session *s, const void *input, vit_input_type type, int B,
                            const vit_head *head, vit_outputs *out) {
     vcu_head_desc hd = {0};
+    if ((out->attn_cls || out->attn_rollout) && !s->model->cls_token)   /* as the CPU backend */
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "attention maps need a class token; this model has none");
     if (head) {
         hd.key = head;
         hd.fingerprint = head_fingerprint(head);

@@ -72,7 +72,7 @@ def round_to(t, dtype):
 # ---- canonical random parameters (engine/model.h layout) -----------------------------------
 
 def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=False,
-                norm=True, fc_norm=False, pre_logits=False, layer_scale=False, regs=0):
+                norm=True, fc_norm=False, pre_logits=False, layer_scale=False, regs=0, head_in=None):
     def rn(*shape, std=1.0):
         return torch.randn(*shape, generator=g, dtype=torch.float32) * std
 
@@ -113,7 +113,7 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p["pre_logits_w"] = rn(D, D, std=1.0 / math.sqrt(D))
         p["pre_logits_b"] = rn(D, std=0.1)
     F_in = 2 * D if dist else D
-    p["head_w"] = rn(classes, D, std=1.0 / math.sqrt(D))
+    p["head_w"] = rn(classes, head_in or D, std=1.0 / math.sqrt(head_in or D))
     p["head_b"] = rn(classes, std=0.3)
     if dist:
         p["head_dist_w"] = rn(classes, D, std=1.0 / math.sqrt(D))
@@ -172,6 +172,10 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
         t = layer_norm(t, p["norm_w"], p["norm_b"], eps)
     if pooling == "mean":
         f = t[:, npre:].mean(1)
+    elif pooling == "cls+mean":
+        # transformers Dinov2ForImageClassification: cat([cls_token, patch_tokens.mean(dim=1)]),
+        # patch tokens after the class token and the registers
+        f = torch.cat([t[:, 0], t[:, npre:].mean(1)], dim=1)   # (B,2D)
     elif "dist_token" in p:
         f = torch.cat([t[:, 0], t[:, 1]], dim=1)               # (B,2D)
     else:
@@ -352,8 +356,8 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     if eps is None:
         eps = 1e-12 if scheme == "hf" else 1e-6
     p = make_params(g, D, L, M, C, P, T, classes, qkv_bias=qkv_bias, dist=dist,
-                    norm=(pool == "cls"), fc_norm=(pool == "mean"), pre_logits=pre_logits,
-                    layer_scale=layer_scale, regs=regs)
+                    norm=(pool != "mean"), fc_norm=(pool == "mean"), pre_logits=pre_logits,
+                    layer_scale=layer_scale, regs=regs, head_in=2 * D if pool == "cls+mean" else None)
     p = OrderedDict((k, round_to(v, dtype)) for k, v in p.items())
     labels = LABELS[:classes]
     x = torch.randn(2, C, img, img, generator=g)
@@ -517,6 +521,9 @@ def main():
     # one input channel (an MNIST-like ViT: 28x28 gray, patch 4, LayerNorm eps 1e-5)
     build("tiny-timm-gray", "timm", g, C=1, P=4, img=28, classes=5, eps=1e-5)
     build("tiny-hf-gray", "hf", g, C=1, P=4, img=28, classes=4, eps=1e-5)
+    # DINOv2-like (timm vit_*_patch14_reg4_dinov2 layout): patch 14, 4 registers, LayerScale, and the
+    # linear head on [cls; mean of patch tokens] (2D wide)
+    build("tiny-timm-dinov2", "timm", g, P=14, img=42, classes=5, regs=4, layer_scale=True, pool="cls+mean")
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

@@ -24,7 +24,7 @@
 static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
-    "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray",
+    "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
 };
 
 static cJSON *read_json(const char *path) {
@@ -136,7 +136,8 @@ static void test_fixture(const char *fx) {
                   c->grid_h == g && c->grid_w == g && c->num_patches == g * g &&
                   c->num_prefix_tokens == jint(meta, "num_prefix_tokens") &&
                   c->num_tokens == c->num_prefix_tokens + g * g && c->qkv_bias == jbool(meta, "qkv_bias") &&
-                  c->pooling == (!strcmp(pool, "mean") ? VIT_POOL_MEAN : VIT_POOL_CLS) &&
+                  c->pooling == (!strcmp(pool, "mean") ? VIT_POOL_MEAN : !strcmp(pool, "cls+mean") ? VIT_POOL_CLS_MEAN
+                                                                                               : VIT_POOL_CLS) &&
                   c->distilled == jbool(meta, "distilled") && c->has_pre_logits == jbool(meta, "pre_logits") &&
                   c->feature_dim == jint(meta, "feature_dim") &&
                   fabs(c->layer_norm_eps - jnum(meta, "eps")) <= 1e-6 * jnum(meta, "eps") &&
@@ -152,7 +153,7 @@ static void test_fixture(const char *fx) {
     /* model.h invariants */
     CHECK((c->num_prefix_tokens >= 1) == (m->cls_token != NULL) && (c->distilled == (m->dist_token != NULL)) &&
               ((m->fc_norm_w != NULL) == (c->pooling == VIT_POOL_MEAN)) &&
-              ((m->norm_w != NULL) == (c->pooling == VIT_POOL_CLS)) &&
+              ((m->norm_w != NULL) == (c->pooling != VIT_POOL_MEAN)) &&
               ((m->pre_logits_w != NULL) == c->has_pre_logits) && m->params && m->layers &&
               vit_head_dim(vit_model_head(m)) == c->feature_dim &&
               vit_head_num_classes(vit_model_head(m)) == c->num_classes,
