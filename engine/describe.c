@@ -20,6 +20,9 @@ vit_status vit_describe_json(cJSON *o, const vit_config *c, const vit_head *h) {
              cJSON_AddNumberToObject(o, "num_channels", c->num_channels) &&
              cJSON_AddNumberToObject(o, "num_register_tokens", c->num_register_tokens) &&
              cJSON_AddBoolToObject(o, "layer_scale", c->layer_scale);
+    cJSON *hw = ok ? cJSON_AddArrayToObject(o, "image_hw") : NULL;   /* (h, w): non-square models */
+    ok = hw && cJSON_AddItemToArray(hw, cJSON_CreateNumber(c->image_h)) &&
+         cJSON_AddItemToArray(hw, cJSON_CreateNumber(c->image_w));
     int n = h ? vit_head_num_classes(h) : c->num_classes;
     ok = ok && cJSON_AddNumberToObject(o, "num_classes", n);
     cJSON *labels = ok ? cJSON_AddArrayToObject(o, "labels") : NULL;

@@ -13,7 +13,8 @@
 const char *vit_resample_name(int resample);
 
 /* Adds to object o: architecture, naming, image_size, patch_size, hidden_size, num_layers,
- * num_heads, mlp_size, num_params, feature_dim, num_classes and labels.  num_classes and labels
+ * num_heads, mlp_size, num_params, feature_dim, num_channels, num_register_tokens, layer_scale,
+ * image_hw ([h, w]), num_classes and labels.  num_classes and labels
  * come from head h when it is not NULL (the server's active head), else from c (the checkpoint's).
  * Returns VIT_OK, or VIT_E_NOMEM when cJSON ran out of memory (o then holds a part). */
 vit_status vit_describe_json(cJSON *o, const vit_config *c, const vit_head *h);

@@ -51,6 +51,7 @@ typedef struct loader {
     size_t ckpt_params;    /* elements of the checkpoint tensors used */
     int pos_no_prefix;     /* timm no_embed_class: pos_embed covers the patches only */
     int trained_tokens;    /* rows of the checkpoint's position embeddings */
+    int trained_h, trained_w; /* the trained image size (h, w) */
     int has_norm, has_fc_norm, has_pre, qkv_bias;
     int num_reg;           /* timm register tokens */
     int layer_scale;       /* timm ls1/ls2.gamma in every block */
@@ -79,6 +80,39 @@ static int cfg_int(loader *L, const cJSON *o, const char *where, const char *k, 
     }
     *out = (int)v;
     return 1;
+}
+
+/* an image size: an integer or an [h, w] pair (timm img_size, HF image_size); 1 found, 0 absent,
+ * -1 bad */
+static int cfg_hw(loader *L, const cJSON *o, const char *where, const char *k, int *h, int *w) {
+    const cJSON *j = jget(o, k);
+    if (!j || cJSON_IsNull(j)) return 0;
+    const cJSON *a = cJSON_IsArray(j) && cJSON_GetArraySize(j) == 2 ? j->child : j, *b = a == j ? j : a->next;
+    double vh = cJSON_IsNumber(a) ? a->valuedouble : NAN, vw = cJSON_IsNumber(b) ? b->valuedouble : NAN;
+    if (!(vh == floor(vh) && vw == floor(vw) && vh >= 1 && vw >= 1 && vh <= MAX_IMAGE_SIZE && vw <= MAX_IMAGE_SIZE)) {
+        vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: %s%s must be an integer or an [h, w] pair in [1, %d]",
+                 L->dir, where, k, MAX_IMAGE_SIZE);
+        return -1;
+    }
+    *h = (int)vh;
+    *w = (int)vw;
+    return 1;
+}
+
+/* the first image size found among img_size / image_size, in config.json then model_args */
+static int cfg_hw_any(loader *L, int *h, int *w, const char **which) {
+    static const char *const keys[] = {"img_size", "image_size", NULL};
+    for (int pass = 0; pass < 2; pass++) {
+        const cJSON *o = pass ? jget(L->cfg, "model_args") : L->cfg;
+        for (int i = 0; keys[i]; i++) {
+            int r = cfg_hw(L, o, pass ? "model_args." : "", keys[i], h, w);
+            if (r) {
+                if (which) *which = keys[i];
+                return r;
+            }
+        }
+    }
+    return 0;
 }
 
 /* first integer found among keys in o then in model_args */
@@ -247,7 +281,8 @@ static vit_status dims_hf(loader *L, vit_config *c) {
     L->dims_from = "config.json";
     c->image_size = 224; c->patch_size = 16; c->num_channels = 3; c->hidden_size = 768;
     c->num_layers = 12; c->num_heads = 12; c->mlp_size = 3072;
-    if (cfg_int(L, L->cfg, "", "image_size", 1, MAX_IMAGE_SIZE, &c->image_size) < 0 ||
+    L->trained_h = L->trained_w = 224;
+    if (cfg_hw(L, L->cfg, "", "image_size", &L->trained_h, &L->trained_w) < 0 ||
         cfg_int(L, L->cfg, "", "patch_size", 1, 1024, &c->patch_size) < 0 ||
         cfg_int(L, L->cfg, "", "num_channels", 1, 64, &c->num_channels) < 0 ||
         cfg_int(L, L->cfg, "", "hidden_size", 1, 65536, &c->hidden_size) < 0 ||
@@ -266,7 +301,6 @@ static vit_status dims_hf(loader *L, vit_config *c) {
     if (qb && !cJSON_IsBool(qb))
         return vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: qkv_bias must be true or false", L->dir);
     L->qkv_bias = qb ? cJSON_IsTrue(qb) : 1;
-    c->trained_image_size = c->image_size;
     c->num_prefix_tokens = L->hf_deit ? 2 : 1;
     c->distilled = L->hf_deit;
     c->pooling = VIT_POOL_CLS;
@@ -345,6 +379,20 @@ static vit_status dims_registers(loader *L, vit_config *c, int cls, int dist) {
 static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatch, int *g) {
     int g1 = (int)lround(sqrt((double)(npatch > 0 ? npatch : 0))), g2 = (int)lround(sqrt((double)rows));
     int with = npatch > 0 && g1 * g1 == npatch, without = c->num_prefix_tokens > 0 && g2 * g2 == rows;
+    int ch, cw, P = c->patch_size;
+    if (cfg_hw_any(L, &ch, &cw, NULL) > 0 && ch != cw) {
+        /* a non-square img_size: the grid is (h / P) x (w / P), prefix tokens included or not */
+        int gh = ch / P, gw = cw / P;
+        if (ch % P || cw % P || (gh * gw != npatch && !(c->num_prefix_tokens && gh * gw == rows)))
+            return vit_errf(VIT_E_CONFIG, L->err, L->errlen,
+                            "%s/config.json: img_size [%d, %d] with patch %d does not match the %d rows of '%s'", L->dir, ch,
+                            cw, P, rows, L->ns->pos_embed);
+        L->pos_no_prefix = gh * gw != npatch;
+        L->trained_h = ch;
+        L->trained_w = cw;
+        *g = -1;
+        return VIT_OK;
+    }
     const cJSON *nec = jget(L->cfg, "no_embed_class");
     if (!nec) nec = jget(jget(L->cfg, "model_args"), "no_embed_class");
     int img = 0;
@@ -363,6 +411,7 @@ static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatc
                         cJSON_IsTrue(nec) ? " (config.json: no_embed_class, so a square grid alone)" : "");
     L->pos_no_prefix = !with;
     *g = with ? g1 : g2;
+    L->trained_h = L->trained_w = *g * P;
     return VIT_OK;
 }
 
@@ -389,7 +438,7 @@ static vit_status dims_tokens(loader *L, vit_config *c) {
     int rows = (int)t->shape[1], npatch = rows - c->num_prefix_tokens, g = 0;
     if ((st = pos_layout(L, c, rows, npatch, &g))) return st;
     L->trained_tokens = rows;
-    c->trained_image_size = c->image_size = g * c->patch_size;
+    (void)g;
     return VIT_OK;
 }
 
@@ -413,17 +462,24 @@ static vit_status dims_config(loader *L, vit_config *c) {
                             "add \"num_heads\" to config.json", L->dir, arch, as->dim, D);
         c->num_heads = as->heads;
     }
-    static const char *const k_patch[] = {"patch_size", NULL}, *const k_img[] = {"img_size", "image_size", NULL},
+    int ch, cw;
+    const char *which;
+    r = cfg_hw_any(L, &ch, &cw, &which);
+    if (r < 0) return VIT_E_CONFIG;
+    if (r > 0 && (ch != L->trained_h || cw != L->trained_w))
+        return vit_errf(VIT_E_CONFIG, L->err, L->errlen,
+                        "%s/config.json: %s [%d, %d] does not match the checkpoint (image size [%d, %d] from the tensor shapes)",
+                        L->dir, which, ch, cw, L->trained_h, L->trained_w);
+    static const char *const k_patch[] = {"patch_size", NULL},
                              *const k_dim[] = {"embed_dim", "hidden_size", "hidden_dim", NULL},
                              *const k_depth[] = {"depth", "num_hidden_layers", "num_layers", NULL},
                              *const k_mlp[] = {"intermediate_size", "mlp_dim", NULL};
     struct { const char *const *keys; int have; const char *what; } chk[] = {
-        {k_patch, c->patch_size, "patch size"}, {k_img, c->trained_image_size, "image size"},
+        {k_patch, c->patch_size, "patch size"},
         {k_dim, D, "hidden size"}, {k_depth, c->num_layers, "number of layers"}, {k_mlp, c->mlp_size, "MLP size"},
     };
     for (size_t i = 0; i < sizeof chk / sizeof chk[0]; i++) {
         int v;
-        const char *which;
         r = cfg_int_any(L, chk[i].keys, 1, 1 << 20, &v, &which);
         if (r < 0) return VIT_E_CONFIG;
         if (r > 0 && v != chk[i].have)
@@ -530,15 +586,15 @@ static vit_status build_pos_embed(loader *L, vit_model *m, bump *b) {
     vit_status st = LOAD3(tmp, L->ns->pos_embed, 0, 1, T0, D);
     if (!st) {
         int src_pre = L->pos_no_prefix ? 0 : npre;
-        int g0 = (int)lround(sqrt((double)(T0 - src_pre)));
+        const int g0h = L->trained_h / c->patch_size, g0w = L->trained_w / c->patch_size;
         if (L->pos_no_prefix) memset(p, 0, (size_t)npre * D * sizeof *p);
         else memcpy(p, tmp, (size_t)npre * D * sizeof *p);
         float *dst = p + (size_t)npre * D;
         const float *src = tmp + (size_t)src_pre * D;
-        if (g0 == c->grid_h && g0 == c->grid_w)
+        if (g0h == c->grid_h && g0w == c->grid_w)
             memcpy(dst, src, (size_t)c->num_patches * D * sizeof *p);
-        else
-            resample_grid(dst, src, g0, g0, c->grid_h, c->grid_w, D);
+        else   /* per axis, as timm's resample_abs_pos_embed */
+            resample_grid(dst, src, g0h, g0w, c->grid_h, c->grid_w, D);
     }
     free(tmp);
     return st;
@@ -792,21 +848,29 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
     if (c->hidden_size % c->num_heads)
         return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: hidden size %d is not a multiple of the %d attention heads",
                         dir, c->hidden_size, c->num_heads);
-    if (c->trained_image_size % c->patch_size)
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: image size %d is not a multiple of the patch size %d", dir,
-                        c->trained_image_size, c->patch_size);
-    if (L->nm == NAMING_HF) {
-        int g = c->trained_image_size / c->patch_size;
-        L->trained_tokens = c->num_prefix_tokens + g * g;
+    const int P = c->patch_size, th = L->trained_h, tw = L->trained_w;
+    if (th % P || tw % P) {
+        if (th == tw)
+            return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: image size %d is not a multiple of the patch size %d",
+                            dir, th, P);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: image size [%d, %d] is not a multiple of the patch size %d",
+                        dir, th, tw, P);
     }
-    c->image_size = c->trained_image_size;
-    if (opts && opts->image_size) {
-        if (opts->image_size < c->patch_size || opts->image_size > MAX_IMAGE_SIZE || opts->image_size % c->patch_size)
+    if (L->nm == NAMING_HF) L->trained_tokens = c->num_prefix_tokens + (th / P) * (tw / P);
+    c->trained_image_h = th;
+    c->trained_image_w = tw;
+    c->image_h = th;
+    c->image_w = tw;
+    if (opts && opts->image_size) {   /* run square at this size, position embeddings resampled per axis */
+        if (opts->image_size < P || opts->image_size > MAX_IMAGE_SIZE || opts->image_size % P)
             return vit_errf(VIT_E_ARG, err, errlen, "image size %d: must be a multiple of the patch size %d, at most %d",
-                            opts->image_size, c->patch_size, MAX_IMAGE_SIZE);
-        c->image_size = opts->image_size;
+                            opts->image_size, P, MAX_IMAGE_SIZE);
+        c->image_h = c->image_w = opts->image_size;
     }
-    c->grid_h = c->grid_w = c->image_size / c->patch_size;
+    c->trained_image_size = th;
+    c->image_size = c->image_h;
+    c->grid_h = c->image_h / P;
+    c->grid_w = c->image_w / P;
     c->num_patches = c->grid_h * c->grid_w;
     c->num_tokens = c->num_prefix_tokens + c->num_patches;
     if (c->num_tokens > MAX_TOKENS)
@@ -862,8 +926,14 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     snprintf(L->st_path, sizeof L->st_path, "%s/model.safetensors", dir);
     if ((st = st_open(L->st_path, &L->st, err, errlen))) goto fail;
     if ((st = detect_scheme(L, c)) || (st = resolve_dims(L, c, opts)) || (st = load_params(L, m))) goto fail;
-    if ((st = md_preprocess(&L->md, c->image_size, &c->preprocess, err, errlen))) goto fail;
+    /* a non-square model at its trained size takes the preprocessing config's h x w as it is */
+    if ((st = md_preprocess(&L->md, c->image_h == c->image_w ? c->image_size : 0, &c->preprocess, err, errlen))) goto fail;
     c->preprocess.channels = c->num_channels;   /* the patch filter decides, whatever the config says */
+    if (c->preprocess.out_h != c->image_h || c->preprocess.out_w != c->image_w) {
+        st = vit_errf(VIT_E_CONFIG, err, errlen, "%s: preprocessing makes %dx%d (h x w) images but the model runs at %dx%d", dir,
+                      c->preprocess.out_h, c->preprocess.out_w, c->image_h, c->image_w);
+        goto fail;
+    }
     st_close(L->st);
     md_close(&L->md);
     *out = m;

@@ -104,8 +104,9 @@ typedef struct vit_preprocess {
 typedef struct vit_config {
     char architecture[64];   /* "ViTForImageClassification", "vit_base_patch16_224", "vit_b_16", ... */
     char naming[16];         /* tensor naming scheme found: "hf", "timm" or "torchvision" */
-    int image_size;          /* input size this model runs at (may differ from trained) */
-    int trained_image_size;  /* size the position embeddings were trained for */
+    int image_size;          /* input size this model runs at (may differ from trained); the height
+                                when the input is not square (image_h x image_w, below) */
+    int trained_image_size;  /* size the position embeddings were trained for (height if not square) */
     int patch_size;
     int num_channels;        /* 3 (RGB) or 1 (grayscale: the input is PIL's convert("L") luminance) */
     int hidden_size;         /* D */
@@ -128,6 +129,8 @@ typedef struct vit_config {
     size_t num_params;
     int num_register_tokens; /* timm reg_token: learned tokens after the class token, 0..VIT_MAX_REGISTERS */
     int layer_scale;         /* 1: LayerScale (timm ls1/ls2.gamma), folded into proj and fc2 at load */
+    int image_h, image_w;    /* the input (C, image_h, image_w) this model runs at: grid_h/w * patch */
+    int trained_image_h, trained_image_w; /* what the position embeddings were trained for */
 } vit_config;
 
 #define VIT_MAX_REGISTERS 16

@@ -237,9 +237,9 @@ int cmd_eval(int argc, char **argv) {
 
     const vit_preprocess *pp = &cfg->preprocess;
     const size_t per = (size_t)cfg->num_channels * pp->out_h * pp->out_w;
-    if (pp->out_h != cfg->image_size || pp->out_w != cfg->image_size) {
-        fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %d\n", pp->out_h,
-                pp->out_w, cfg->image_size);
+    if (pp->out_h != cfg->image_h || pp->out_w != cfg->image_w) {
+        fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %dx%d\n", pp->out_h,
+                pp->out_w, cfg->image_h, cfg->image_w);
         goto out;
     }
     input = malloc(per * (size_t)batch * sizeof *input);          /* (B, C, H, W) */

@@ -203,7 +203,8 @@ int cmd_finetune(int argc, char **argv) {
     if ((rc = cli_load_model("finetune", model_dir, NULL, &m)) != 0) return rc;
     rc = 1;
     const vit_config *cfg = vit_model_config(m);
-    const int D = cfg->feature_dim, S = cfg->image_size;
+    const int D = cfg->feature_dim, S = cfg->image_h;   /* S x S2: the model's input */
+    const int S2 = cfg->image_w;
     vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = threads, .device = device };
     if ((rc = cli_open_session("finetune", m, &so, &s)) != 0) goto out;
     rc = 1;
@@ -251,7 +252,7 @@ int cmd_finetune(int argc, char **argv) {
 
     /* features (N, D) of every readable image, FEAT_BATCH at a time */
     const int CH = cfg->num_channels;
-    x = malloc(sizeof(float) * (size_t)FEAT_BATCH * CH * (size_t)S * (size_t)S);
+    x = malloc(sizeof(float) * (size_t)FEAT_BATCH * CH * (size_t)S * (size_t)S2);
     fb = malloc(sizeof(float) * (size_t)FEAT_BATCH * (size_t)D);
     feat = malloc(sizeof(float) * (size_t)files.n * (size_t)D);
     y = malloc(sizeof(int32_t) * (size_t)files.n);
@@ -268,7 +269,7 @@ int cmd_finetune(int argc, char **argv) {
             st = vit_read_file(files.v[i], MAX_IMAGE_BYTES, &bytes, &len, err, sizeof err);
             if (st == VIT_OK)
                 st = vit_image_load(bytes, len, &cfg->preprocess, VIT_DEFAULT_MAX_PIXELS,
-                                    x + (size_t)B * CH * S * S, err, sizeof err);
+                                    x + (size_t)B * CH * S * S2, err, sizeof err);
             if (st != VIT_OK) {
                 fprintf(stderr, "vit finetune: %s: %s (skipped)\n", files.v[i], err);
                 bad++;

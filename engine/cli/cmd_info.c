@@ -144,7 +144,8 @@ int cmd_info(int argc, char **argv) {
         printf("model:          %s\n", dir);
         printf("architecture:   %s (%s tensor names)\n", c->architecture,
                !strcmp(c->naming, "hf") ? "Hugging Face" : c->naming);
-        printf("image size:     %d", c->image_size);
+        if (c->image_h != c->image_w) printf("image size:     %dx%d (h x w)", c->image_h, c->image_w);
+        else printf("image size:     %d", c->image_size);
         if (c->image_size != c->trained_image_size)
             printf(" (trained at %d; position embeddings interpolated bicubically)", c->trained_image_size);
         printf(", patch %d, grid %dx%d = %d patches, %d tokens\n", c->patch_size, c->grid_h, c->grid_w,

@@ -19,7 +19,7 @@ float *vit_session_input_buffer(vit_session *s) {
 float *vit_input_alloc(vit_session *s, int images) {
     if (!s || images < 1) return NULL;
     const vit_config *c = &s->model->cfg;
-    const size_t per = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+    const size_t per = (size_t)c->num_channels * (size_t)(c->grid_h * c->patch_size) * (size_t)(c->grid_w * c->patch_size);
     if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
     size_t bytes = (size_t)images * per * sizeof(float);
     if (s->backend->host_alloc) {
@@ -66,10 +66,10 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         layers[l] = (vcu_layer){w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
                                 w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
     }
-    if (c->pooling == VIT_POOL_CLS_MEAN) {
+    if (c->pooling == VIT_POOL_CLS_MEAN || c->grid_h != c->grid_w) {
         free(layers);
-        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: [class token; mean] pooling (DINOv2 head) is not supported "
-                        "by the CUDA backend yet; the CPU backend runs it");
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s is not supported by the CUDA backend yet; the CPU backend runs it",
+                        c->grid_h != c->grid_w ? "a non-square input" : "[class token; mean] pooling (DINOv2 head)");
     }
     vcu_model_desc d = {
         .image_size = c->image_size, .patch_size = c->patch_size, .channels = c->num_channels,

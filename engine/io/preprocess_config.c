@@ -187,16 +187,25 @@ static vit_status pp_from_timm(const cJSON *cfg, int image_size, vit_preprocess 
  * mean = std = 0.5 */
 static void pp_default(const cJSON *cfg, int image_size, vit_preprocess *p) {
     double v;
-    int s = image_size;
+    int s = image_size, sw;
     if (s <= 0) s = cfg && json_has_num(cfg, "image_size", &v) && size_ok(v) ? (int)v : 224;
+    sw = s;
+    const cJSON *hw = cJSON_GetObjectItemCaseSensitive(cfg, "image_size");   /* [h, w] */
+    if (image_size <= 0 && cJSON_IsArray(hw) && cJSON_GetArraySize(hw) == 2 && cJSON_IsNumber(hw->child) &&
+        cJSON_IsNumber(hw->child->next) && size_ok(hw->child->valuedouble) && size_ok(hw->child->next->valuedouble)) {
+        s = (int)hw->child->valuedouble;
+        sw = (int)hw->child->next->valuedouble;
+    }
     p->do_resize = 1;
-    p->resize_h = p->resize_w = s;
+    p->resize_h = s;
+    p->resize_w = sw;
     p->resample = VIT_RESAMPLE_BILINEAR;
     p->do_rescale = 1;
     p->rescale_factor = 1.f / 255.f;
     p->do_normalize = 1;
     for (int c = 0; c < 3; c++) p->mean[c] = p->std[c] = 0.5f;
-    p->out_h = p->out_w = s;
+    p->out_h = s;
+    p->out_w = sw;
 }
 
 /* input channels stated by config.json: HF num_channels, timm pretrained_cfg.input_size[0] or

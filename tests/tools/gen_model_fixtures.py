@@ -350,9 +350,10 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     if os.path.isdir(d):
         shutil.rmtree(d)
     os.makedirs(d)
-    grid = img // P
+    ih, iw = (img, img) if isinstance(img, int) else img   # img: a size or (h, w)
+    gh, gw = ih // P, iw // P
     npre = (2 if dist else 1) + regs
-    T = grid * grid if regs else npre + grid * grid   # registers: timm no_embed_class
+    T = gh * gw if regs else npre + gh * gw   # registers: timm no_embed_class
     if eps is None:
         eps = 1e-12 if scheme == "hf" else 1e-6
     p = make_params(g, D, L, M, C, P, T, classes, qkv_bias=qkv_bias, dist=dist,
@@ -360,21 +361,23 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
                     layer_scale=layer_scale, regs=regs, head_in=2 * D if pool == "cls+mean" else None)
     p = OrderedDict((k, round_to(v, dtype)) for k, v in p.items())
     labels = LABELS[:classes]
-    x = torch.randn(2, C, img, img, generator=g)
+    x = torch.randn(2, C, ih, iw, generator=g)
     ref = reference_forward(p, x, L, H, eps, pooling=pool)
-    meta = {"scheme": scheme, "dtype": dtype, "image_size": img, "patch_size": P, "hidden": D,
+    meta = {"scheme": scheme, "dtype": dtype, "image_size": ih, "patch_size": P, "hidden": D,
             "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": eps,
             "qkv_bias": qkv_bias, "pooling": pool, "distilled": dist, "pre_logits": pre_logits,
             "num_prefix_tokens": npre, "feature_dim": ref["features"].shape[1],
             "num_register_tokens": regs, "layer_scale": layer_scale, "channels": C,
             "labels": labels, "tensors": checksums(loaded_layout(p, npre, T, D), D)}
-
+    if ih != iw:
+        meta["image_hw"] = [ih, iw]
+    img_json = img if isinstance(img, int) else [ih, iw]
     if scheme == "hf":
         tensors = hf_tensors(p, L, D, qkv_bias, prefix="deit." if dist else "vit.")
         write_json(os.path.join(d, "config.json"), OrderedDict([
             ("architectures", ["DeiTForImageClassificationWithTeacher" if dist else "ViTForImageClassification"]),
             ("model_type", "deit" if dist else "vit"),
-            ("image_size", img), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
+            ("image_size", img_json), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
             ("num_hidden_layers", L), ("num_attention_heads", H), ("intermediate_size", M),
             ("hidden_act", "gelu"), ("layer_norm_eps", eps), ("qkv_bias", qkv_bias),
             ("hidden_dropout_prob", 0.0), ("attention_probs_dropout_prob", 0.0),
@@ -382,14 +385,14 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             ("label2id", {l: i for i, l in enumerate(labels)}),
             ("torch_dtype", {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dtype])]))
         write_json(os.path.join(d, "preprocessor_config.json"), OrderedDict([
-            ("do_resize", True), ("size", {"height": img, "width": img}), ("resample", 2),
+            ("do_resize", True), ("size", {"height": ih, "width": iw}), ("resample", 2),
             ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
             ("image_mean", [0.5] * C), ("image_std", [0.5] * C),
             ("image_processor_type", "ViTImageProcessor")]))
     elif scheme == "timm":
         tensors = timm_tensors(p, L, D, qkv_bias)
-        arch = ("deit_test_distilled_patch%d_%d" if dist else "vit_test_patch%d_%d") % (P, img)
-        margs = OrderedDict([("img_size", img), ("patch_size", P), ("embed_dim", D),
+        arch = ("deit_test_distilled_patch%d_%d" if dist else "vit_test_patch%d_%d") % (P, ih)
+        margs = OrderedDict([("img_size", img_json), ("patch_size", P), ("embed_dim", D),
                              ("depth", L), ("num_heads", H), ("mlp_ratio", M / D),
                              ("qkv_bias", qkv_bias)])
         if pool == "mean":
@@ -409,7 +412,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             ("model_args", margs), ("label_names", labels)] +
             ([("layer_norm_eps", eps)] if eps != 1e-6 else []) + [
             ("pretrained_cfg", OrderedDict([
-                ("input_size", [C, img, img]), ("interpolation", "bicubic"), ("crop_pct", 0.875),
+                ("input_size", [C, ih, iw]), ("interpolation", "bicubic"), ("crop_pct", 0.875),
                 ("crop_mode", "center"),
                 ("mean", [0.485, 0.456, 0.406] if C == 3 else [0.1307]),
                 ("std", [0.229, 0.224, 0.225] if C == 3 else [0.3081]), ("num_classes", classes),
@@ -422,7 +425,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     write_refs(d, "ref", x, ref)
     if extra_size:
         g2 = extra_size // P
-        pos2 = resample_pos_embed(p["pos_embed"], npre, (grid, grid), (g2, g2))
+        pos2 = resample_pos_embed(p["pos_embed"], npre, (gh, gw), (g2, g2))   # per axis
         p2 = OrderedDict(p)
         p2["pos_embed"] = pos2
         x2 = torch.randn(2, C, extra_size, extra_size, generator=g)
@@ -524,6 +527,10 @@ def main():
     # DINOv2-like (timm vit_*_patch14_reg4_dinov2 layout): patch 14, 4 registers, LayerScale, and the
     # linear head on [cls; mean of patch tokens] (2D wide)
     build("tiny-timm-dinov2", "timm", g, P=14, img=42, classes=5, regs=4, layer_scale=True, pool="cls+mean")
+    # non-square inputs, 14-pixel patches: a 2x3 grid; ref_s56 runs at 56x56 (4x4), the position
+    # embeddings resampled per axis as timm's resample_abs_pos_embed
+    build("tiny-timm-rect", "timm", g, P=14, img=(28, 42), classes=5, extra_size=56)
+    build("tiny-hf-rect", "hf", g, P=14, img=(28, 42), classes=4)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

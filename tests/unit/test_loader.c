@@ -25,6 +25,7 @@ static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
     "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
+    "tiny-timm-rect", "tiny-hf-rect",
 };
 
 static cJSON *read_json(const char *path) {
@@ -129,13 +130,16 @@ static void test_fixture(const char *fx) {
     const char *scheme = cJSON_GetObjectItem(meta, "scheme")->valuestring;
     const char *pool = cJSON_GetObjectItem(meta, "pooling")->valuestring;
     int img = jint(meta, "image_size"), P = jint(meta, "patch_size"), g = img / P;
+    const cJSON *hw = cJSON_GetObjectItem(meta, "image_hw");   /* non-square: [h, w] */
+    int img_w = hw ? cJSON_GetArrayItem(hw, 1)->valueint : img, gw = img_w / P;
     int dims_ok = !strcmp(c->naming, scheme) && c->image_size == img && c->trained_image_size == img &&
                   c->patch_size == P && c->hidden_size == jint(meta, "hidden") &&
                   c->num_layers == jint(meta, "layers") && c->num_heads == jint(meta, "heads") &&
                   c->mlp_size == jint(meta, "mlp") && c->num_classes == jint(meta, "classes") &&
-                  c->grid_h == g && c->grid_w == g && c->num_patches == g * g &&
+                  c->grid_h == g && c->grid_w == gw && c->num_patches == g * gw && c->image_h == img &&
+                  c->image_w == img_w && c->trained_image_h == img && c->trained_image_w == img_w &&
                   c->num_prefix_tokens == jint(meta, "num_prefix_tokens") &&
-                  c->num_tokens == c->num_prefix_tokens + g * g && c->qkv_bias == jbool(meta, "qkv_bias") &&
+                  c->num_tokens == c->num_prefix_tokens + g * gw && c->qkv_bias == jbool(meta, "qkv_bias") &&
                   c->pooling == (!strcmp(pool, "mean") ? VIT_POOL_MEAN : !strcmp(pool, "cls+mean") ? VIT_POOL_CLS_MEAN
                                                                                                : VIT_POOL_CLS) &&
                   c->distilled == jbool(meta, "distilled") && c->has_pre_logits == jbool(meta, "pre_logits") &&
@@ -175,7 +179,7 @@ static void test_fixture(const char *fx) {
             for (int i = 0; i < 3 * c->hidden_size; i++) z = z && m->layers[l].qkv_b[i] == 0.0f;
         CHECK(z, "%s: qkv_b is zeros", fx);
     }
-    CHECK(c->preprocess.out_h == img && c->preprocess.out_w == img, "%s: preprocessing produces %dx%d", fx,
+    CHECK(c->preprocess.out_h == img && c->preprocess.out_w == img_w, "%s: preprocessing produces %dx%d", fx,
           c->preprocess.out_h, c->preprocess.out_w);
     vit_model_free(m);
     cJSON_Delete(meta);
@@ -619,7 +623,8 @@ static void test_variants(void) {
     m = NULL;
     make_case("tiny-timm", "img-size-rect", d, sizeof d);
     edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": [32, 48]");
-    expect_fail(d, NULL, VIT_E_CONFIG, "square [h, w] pair", "timm non-square img_size");
+    expect_fail(d, NULL, VIT_E_CONFIG, "img_size [32, 48] with patch 8 does not match the 17 rows of 'pos_embed'",
+                "timm non-square img_size that the position embeddings do not have");
     /* input channels: 1 and 3 only */
     make_case("tiny-hf", "hf-2-channels", d, sizeof d);
     edit_text(d, "config.json", "\"num_channels\": 3", "\"num_channels\": 2");
