@@ -43,13 +43,14 @@ typedef struct loader {
     cJSON *cfg;            /* == md.config */
     const naming_scheme *ns;
     naming_id nm;
-    char hf_prefix[8];     /* "vit.", "deit." or "" */
+    char hf_prefix[NAMING_PREFIX_MAX]; /* "vit.", "deit.", "dinov2." ... or "" */
     int hf_deit;           /* HF DeiT: distillation token; two heads or one on the class token */
     int hf_two_heads;      /* HF DeiT with teacher: cls_classifier + distillation_classifier */
     char *err;
     size_t errlen;
     size_t ckpt_params;    /* elements of the checkpoint tensors used */
-    int pos_no_prefix;     /* timm no_embed_class: pos_embed covers the patches only */
+    int pos_prefix_rows;   /* prefix rows the checkpoint's pos_embed has (the rest get zeros): all
+                              of them, 0 (no_embed_class) or 1 (HF Dinov2 registers: class only) */
     int trained_tokens;    /* rows of the checkpoint's position embeddings */
     int trained_h, trained_w; /* the trained image size (h, w) */
     int has_norm, has_fc_norm, has_pre, qkv_bias;
@@ -161,6 +162,9 @@ static const arch_size *arch_lookup(const char *arch) {
 }
 
 /* ---- tensors --------------------------------------------------------------------------- */
+
+/* Hugging Face layouts: dims from config.json */
+static int hf_family(const loader *L) { return L->nm == NAMING_HF || L->nm == NAMING_HF_DINOV2; }
 
 /* tensor name from a pattern of the scheme's table ("%d": the layer index) */
 static const char *tname(loader *L, char *buf, size_t n, const char *pat, int i) {
@@ -277,9 +281,43 @@ static vit_status cfg_eps(loader *L, float def, float *out) {
 }
 
 /* Hugging Face: dims from config.json with HF's defaults; tensors are checked against them. */
+/* transformers' Dinov2 (configuration_dinov2.py defaults: patch 14, mlp_ratio 4, eps 1e-6):
+ * MLP width hidden * mlp_ratio, LayerScale (layer_scale1/2.lambda1) in every block, registers
+ * (Dinov2WithRegisters: register_tokens after the class token, without position embeddings), and
+ * Dinov2ForImageClassification's head on [class token; mean of the patch tokens] */
+static vit_status dims_hf_dinov2(loader *L, vit_config *c) {
+    int ratio = 4;
+    if (cfg_int(L, L->cfg, "", "mlp_ratio", 1, 64, &ratio) < 0) return VIT_E_CONFIG;
+    c->mlp_size = c->hidden_size * ratio;
+    const cJSON *sw = jget(L->cfg, "use_swiglu_ffn");
+    if (cJSON_IsTrue(sw))
+        return vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: use_swiglu_ffn (DINOv2 giant's SwiGLU MLP) is not supported",
+                        L->dir);
+    L->layer_scale = 1;
+    st_tensor *t;
+    L->num_reg = 0;
+    if (get_shape(L, L->ns->reg_token, 0, &t)) {
+        if (t->ndim != 3 || t->shape[0] != 1 || t->shape[1] < 1 || t->shape[1] > VIT_MAX_REGISTERS ||
+            t->shape[2] != c->hidden_size)
+            return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen, "%s: tensor '%s%s': expected shape [1, R, %d] with R in [1, %d]",
+                            L->st_path, L->hf_prefix, L->ns->reg_token, c->hidden_size, VIT_MAX_REGISTERS);
+        L->num_reg = (int)t->shape[1];
+    }
+    int want = L->num_reg;
+    if (cfg_int(L, L->cfg, "", "num_register_tokens", 0, VIT_MAX_REGISTERS, &want) < 0) return VIT_E_CONFIG;
+    if (want != L->num_reg)
+        return vit_errf(VIT_E_CONFIG, L->err, L->errlen, "%s/config.json: num_register_tokens %d but the checkpoint has %d",
+                        L->dir, want, L->num_reg);
+    c->num_prefix_tokens = 1 + L->num_reg;
+    L->pos_prefix_rows = 1;
+    c->pooling = VIT_POOL_CLS_MEAN;
+    return VIT_OK;
+}
+
 static vit_status dims_hf(loader *L, vit_config *c) {
+    const int dino = L->nm == NAMING_HF_DINOV2;
     L->dims_from = "config.json";
-    c->image_size = 224; c->patch_size = 16; c->num_channels = 3; c->hidden_size = 768;
+    c->image_size = 224; c->patch_size = dino ? 14 : 16; c->num_channels = 3; c->hidden_size = 768;
     c->num_layers = 12; c->num_heads = 12; c->mlp_size = 3072;
     L->trained_h = L->trained_w = 224;
     if (cfg_hw(L, L->cfg, "", "image_size", &L->trained_h, &L->trained_w) < 0 ||
@@ -295,7 +333,7 @@ static vit_status dims_hf(loader *L, vit_config *c) {
         return vit_errf(VIT_E_CONFIG, L->err, L->errlen,
                         "%s/config.json: hidden_act '%.40s' is not supported: only 'gelu' (the exact erf form)",
                         L->dir, cJSON_IsString(act) ? act->valuestring : "(not a string)");
-    vit_status st = cfg_eps(L, 1e-12f, &c->layer_norm_eps);
+    vit_status st = cfg_eps(L, dino ? 1e-6f : 1e-12f, &c->layer_norm_eps);
     if (st) return st;
     const cJSON *qb = jget(L->cfg, "qkv_bias");
     if (qb && !cJSON_IsBool(qb))
@@ -304,6 +342,8 @@ static vit_status dims_hf(loader *L, vit_config *c) {
     c->num_prefix_tokens = L->hf_deit ? 2 : 1;
     c->distilled = L->hf_deit;
     c->pooling = VIT_POOL_CLS;
+    L->pos_prefix_rows = c->num_prefix_tokens;
+    if (dino && (st = dims_hf_dinov2(L, c))) return st;
     L->has_norm = 1;
     L->hf_two_heads = L->hf_deit && has(L, L->ns->head_cls_w, 0);
     const char *hw = L->hf_two_heads ? L->ns->head_cls_w : L->ns->head_w;
@@ -374,7 +414,7 @@ static vit_status dims_registers(loader *L, vit_config *c, int cls, int dist) {
 }
 
 /* the trained grid side g from the position embeddings' rows: prefix tokens + g*g patches, or
- * g*g patches alone (timm no_embed_class, L->pos_no_prefix).  When both fit, config.json's
+ * g*g patches alone (timm no_embed_class: L->pos_prefix_rows 0).  When both fit, config.json's
  * no_embed_class or img_size decides, else the prefix is taken to be included. */
 static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatch, int *g) {
     int g1 = (int)lround(sqrt((double)(npatch > 0 ? npatch : 0))), g2 = (int)lround(sqrt((double)rows));
@@ -387,7 +427,7 @@ static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatc
             return vit_errf(VIT_E_CONFIG, L->err, L->errlen,
                             "%s/config.json: img_size [%d, %d] with patch %d does not match the %d rows of '%s'", L->dir, ch,
                             cw, P, rows, L->ns->pos_embed);
-        L->pos_no_prefix = gh * gw != npatch;
+        L->pos_prefix_rows = gh * gw != npatch ? 0 : c->num_prefix_tokens;
         L->trained_h = ch;
         L->trained_w = cw;
         *g = -1;
@@ -409,7 +449,7 @@ static vit_status pos_layout(loader *L, const vit_config *c, int rows, int npatc
                         "%s: tensor '%s' has %d rows: not %d prefix token(s) plus a square grid of patches%s", L->st_path,
                         L->ns->pos_embed, rows, c->num_prefix_tokens,
                         cJSON_IsTrue(nec) ? " (config.json: no_embed_class, so a square grid alone)" : "");
-    L->pos_no_prefix = !with;
+    L->pos_prefix_rows = with ? c->num_prefix_tokens : 0;
     *g = with ? g1 : g2;
     L->trained_h = L->trained_w = *g * P;
     return VIT_OK;
@@ -585,10 +625,10 @@ static vit_status build_pos_embed(loader *L, vit_model *m, bump *b) {
     if (!tmp) return vit_errf(VIT_E_NOMEM, L->err, L->errlen, "out of memory (position embeddings)");
     vit_status st = LOAD3(tmp, L->ns->pos_embed, 0, 1, T0, D);
     if (!st) {
-        int src_pre = L->pos_no_prefix ? 0 : npre;
+        int src_pre = L->pos_prefix_rows;
         const int g0h = L->trained_h / c->patch_size, g0w = L->trained_w / c->patch_size;
-        if (L->pos_no_prefix) memset(p, 0, (size_t)npre * D * sizeof *p);
-        else memcpy(p, tmp, (size_t)npre * D * sizeof *p);
+        memcpy(p, tmp, (size_t)src_pre * D * sizeof *p);
+        memset(p + (size_t)src_pre * D, 0, (size_t)(npre - src_pre) * D * sizeof *p);
         float *dst = p + (size_t)npre * D;
         const float *src = tmp + (size_t)src_pre * D;
         if (g0h == c->grid_h && g0w == c->grid_w)
@@ -759,7 +799,7 @@ static vit_status build_head(loader *L, vit_model *m) {
     vit_config *c = &m->cfg;
     const naming_scheme *ns = L->ns;
     const int D = c->hidden_size, K = c->num_classes, Fd = c->feature_dim;
-    const int two = L->hf_two_heads || (c->distilled && L->nm != NAMING_HF);
+    const int two = L->hf_two_heads || (c->distilled && !hf_family(L));
     vit_status st;
     const char *hw = L->hf_two_heads ? ns->head_cls_w : ns->head_w, *hb = L->hf_two_heads ? ns->head_cls_b : ns->head_b;
     const int hin = c->pooling == VIT_POOL_CLS_MEAN ? Fd : D;   /* the checkpoint head's input width */
@@ -812,7 +852,7 @@ vit_head *vit_model_head(const vit_model *m) { return m ? m->head : NULL; }
 
 static int is_ignorable(const loader *L, const char *name) {
     /* HF ViTModel's pooler (unused by image classification) and masked-image-modeling token */
-    return L->nm == NAMING_HF && (strstr(name, "pooler.") || strstr(name, "mask_token"));
+    return hf_family(L) && (strstr(name, "pooler.") || strstr(name, "mask_token"));
 }
 
 /* the naming scheme from the patch embedding; the architecture name from config.json */
@@ -831,7 +871,8 @@ static vit_status detect_scheme(loader *L, vit_config *c) {
     else if (cJSON_IsArray(as) && cJSON_IsString(cJSON_GetArrayItem(as, 0))) name = cJSON_GetArrayItem(as, 0)->valuestring;
     else if (cJSON_IsString(jget(L->cfg, "model_type"))) name = jget(L->cfg, "model_type")->valuestring;
     snprintf(c->architecture, sizeof c->architecture, "%s",
-             name ? name : L->nm == NAMING_HF ? "ViTForImageClassification" : L->nm == NAMING_TV ? "vit_torchvision" : "vit");
+             name ? name : L->nm == NAMING_HF ? "ViTForImageClassification" : L->nm == NAMING_HF_DINOV2 ? "Dinov2ForImageClassification"
+                   : L->nm == NAMING_TV ? "vit_torchvision" : "vit");
     return VIT_OK;
 }
 
@@ -840,7 +881,7 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
     const char *dir = L->dir;
     char *err = L->err;
     size_t errlen = L->errlen;
-    vit_status st = L->nm == NAMING_HF ? dims_hf(L, c) : dims_from_tensors(L, c);
+    vit_status st = hf_family(L) ? dims_hf(L, c) : dims_from_tensors(L, c);
     if (st) return st;
     if (c->num_channels != 3 && c->num_channels != 1)
         return vit_errf(VIT_E_CONFIG, err, errlen, "%s: %d input channels: only 1 (grayscale) and 3 (RGB) are supported", dir,
@@ -856,11 +897,15 @@ static vit_status resolve_dims(loader *L, vit_config *c, const vit_load_opts *op
         return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: image size [%d, %d] is not a multiple of the patch size %d",
                         dir, th, tw, P);
     }
-    if (L->nm == NAMING_HF) L->trained_tokens = c->num_prefix_tokens + (th / P) * (tw / P);
+    if (hf_family(L)) L->trained_tokens = L->pos_prefix_rows + (th / P) * (tw / P);
     c->trained_image_h = th;
     c->trained_image_w = tw;
     c->image_h = th;
     c->image_w = tw;
+    if (opts && opts->image_size && L->nm == NAMING_HF_DINOV2 && (opts->image_size != th || th != tw))
+        return vit_errf(VIT_E_ARG, err, errlen, "image size %d: a Hugging Face Dinov2 model runs at its trained size %dx%d here "
+                        "(its own position-embedding interpolation, with the 0.1 offset, is not implemented)",
+                        opts->image_size, th, tw);
     if (opts && opts->image_size) {   /* run square at this size, position embeddings resampled per axis */
         if (opts->image_size < P || opts->image_size > MAX_IMAGE_SIZE || opts->image_size % P)
             return vit_errf(VIT_E_ARG, err, errlen, "image size %d: must be a multiple of the patch size %d, at most %d",
@@ -902,7 +947,7 @@ static vit_status load_params(loader *L, vit_model *m) {
         if (!t->used && !is_ignorable(L, t->name))
             return vit_errf(VIT_E_CHECKPOINT, L->err, L->errlen,
                             "%s: unexpected tensor '%s' (not part of a %s ViT this engine runs%s)", L->st_path, t->name,
-                            L->ns->name, L->nm == NAMING_HF && !L->qkv_bias && strstr(t->name, ".bias") &&
+                            L->ns->name, hf_family(L) && !L->qkv_bias && strstr(t->name, ".bias") &&
                             strstr(t->name, "attention.attention.") ? "; config.json says qkv_bias false" : "");
     }
     c->num_params = L->ckpt_params;

@@ -129,7 +129,7 @@ static vit_status add_head(const naming_scheme *s, const vit_head *head, int has
 /* src_dir/model.safetensors -> out_dir/model.safetensors with head in place of the old one */
 static vit_status write_weights(const char *src_dir, const vit_head *head, const char *out_dir, char *err,
                                 size_t errlen) {
-    char src[4096], dst[4096], prefix[8];
+    char src[4096], dst[4096], prefix[NAMING_PREFIX_MAX];
     snprintf(src, sizeof src, "%s/model.safetensors", src_dir);
     snprintf(dst, sizeof dst, "%s/model.safetensors", out_dir);
     uint8_t *buf;

@@ -43,6 +43,25 @@ static const naming_scheme schemes[NAMING_COUNT] = {
         .head_cls_w = "head.weight", .head_cls_b = "head.bias",
         .head_dist_w = "head_dist.weight", .head_dist_b = "head_dist.bias",
     },
+    [NAMING_HF_DINOV2] = {
+        .id = NAMING_HF_DINOV2, .name = "hf-dinov2",
+        .patch_w = "embeddings.patch_embeddings.projection.weight",
+        .patch_b = "embeddings.patch_embeddings.projection.bias",
+        .cls_token = "embeddings.cls_token", .reg_token = "embeddings.register_tokens",
+        .mask_token = "embeddings.mask_token", .pos_embed = "embeddings.position_embeddings",
+        .ln1_w = "encoder.layer.%d.norm1.weight", .ln1_b = "encoder.layer.%d.norm1.bias",
+        .q_k_v_w = {"encoder.layer.%d.attention.attention.query.weight", "encoder.layer.%d.attention.attention.key.weight",
+                    "encoder.layer.%d.attention.attention.value.weight"},
+        .q_k_v_b = {"encoder.layer.%d.attention.attention.query.bias", "encoder.layer.%d.attention.attention.key.bias",
+                    "encoder.layer.%d.attention.attention.value.bias"},
+        .proj_w = "encoder.layer.%d.attention.output.dense.weight", .proj_b = "encoder.layer.%d.attention.output.dense.bias",
+        .ln2_w = "encoder.layer.%d.norm2.weight", .ln2_b = "encoder.layer.%d.norm2.bias",
+        .fc1_w = "encoder.layer.%d.mlp.fc1.weight", .fc1_b = "encoder.layer.%d.mlp.fc1.bias",
+        .fc2_w = "encoder.layer.%d.mlp.fc2.weight", .fc2_b = "encoder.layer.%d.mlp.fc2.bias",
+        .ls1 = "encoder.layer.%d.layer_scale1.lambda1", .ls2 = "encoder.layer.%d.layer_scale2.lambda1",
+        .norm_w = "layernorm.weight", .norm_b = "layernorm.bias",
+        .head_w = "classifier.weight", .head_b = "classifier.bias",
+    },
     [NAMING_TV] = {
         .id = NAMING_TV, .name = "torchvision",
         .patch_w = "conv_proj.weight", .patch_b = "conv_proj.bias",
@@ -72,15 +91,17 @@ const naming_scheme *naming_get(naming_id id) {
     return (int)id >= 0 && id < NAMING_COUNT ? &schemes[id] : NULL;
 }
 
-const naming_scheme *naming_detect(const st_file *f, char prefix[8]) {
-    static const char *const hf_prefixes[] = {"vit.", "deit.", ""};
-    char nb[128];
+const naming_scheme *naming_detect(const st_file *f, char prefix[NAMING_PREFIX_MAX]) {
+    static const struct { const char *prefix; naming_id id; } hf[] = {
+        {"vit.", NAMING_HF}, {"deit.", NAMING_HF}, {"dinov2.", NAMING_HF_DINOV2},
+        {"dinov2_with_registers.", NAMING_HF_DINOV2}, {"", NAMING_HF}};
+    char nb[160];
     prefix[0] = 0;
-    for (size_t i = 0; i < sizeof hf_prefixes / sizeof hf_prefixes[0]; i++) {
-        snprintf(nb, sizeof nb, "%s%s", hf_prefixes[i], schemes[NAMING_HF].patch_w);
+    for (size_t i = 0; i < sizeof hf / sizeof hf[0]; i++) {
+        snprintf(nb, sizeof nb, "%s%s", hf[i].prefix, schemes[hf[i].id].patch_w);
         if (st_lookup(f, nb)) {
-            snprintf(prefix, 8, "%s", hf_prefixes[i]);
-            return &schemes[NAMING_HF];
+            snprintf(prefix, NAMING_PREFIX_MAX, "%s", hf[i].prefix);
+            return &schemes[hf[i].id];
         }
     }
     if (st_lookup(f, schemes[NAMING_TIMM].patch_w)) return &schemes[NAMING_TIMM];

@@ -9,7 +9,10 @@
 
 #include "io/safetensors.h"
 
-typedef enum { NAMING_HF = 0, NAMING_TIMM, NAMING_TV, NAMING_COUNT } naming_id;
+/* NAMING_HF_DINOV2: transformers' Dinov2 / Dinov2WithRegisters (dims from config.json as HF ViT) */
+typedef enum { NAMING_HF = 0, NAMING_TIMM, NAMING_TV, NAMING_HF_DINOV2, NAMING_COUNT } naming_id;
+
+#define NAMING_PREFIX_MAX 32   /* "dinov2_with_registers." */
 
 typedef struct naming_scheme {
     naming_id id;
@@ -17,6 +20,7 @@ typedef struct naming_scheme {
     const char *patch_w, *patch_b;        /* conv (D, C, P, P), (D) */
     const char *cls_token, *dist_token;   /* (1, 1, D) */
     const char *reg_token;                /* (1, R, D) register tokens */
+    const char *mask_token;               /* unused by classification (ignored when present) */
     const char *pos_embed;                /* (1, T, D) */
     /* per layer */
     const char *ln1_w, *ln1_b;
@@ -40,8 +44,9 @@ typedef struct naming_scheme {
 const naming_scheme *naming_get(naming_id id);
 
 /* The scheme of a checkpoint, from its patch embedding; prefix gets the Hugging Face model
- * prefix ("vit.", "deit." or ""; "" for the others).  NULL when none matches. */
-const naming_scheme *naming_detect(const st_file *f, char prefix[8]);
+ * prefix ("vit.", "deit." or "", "dinov2." or "dinov2_with_registers."; "" for the others).  NULL when
+ * none matches. */
+const naming_scheme *naming_detect(const st_file *f, char prefix[NAMING_PREFIX_MAX]);
 
 /* name of pattern pat with layer index i; body tensors get prefix (head tensors never do) */
 const char *naming_name(const naming_scheme *s, const char *prefix, const char *pat, int i, char *buf,

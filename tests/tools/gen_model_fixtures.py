@@ -130,7 +130,7 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
-def reference_forward(p, x, L, H, eps, pooling="cls"):
+def reference_forward(p, x, L, H, eps, pooling="cls", pos_cls_only=False):
     """x (B,C,Hi,Wi) -> dict of logits, features, attn_cls, rollout (float64)."""
     p = {k: v.double() for k, v in p.items()}
     x = x.double()
@@ -145,7 +145,13 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
         prefix.append(p["reg_tokens"].view(1, -1, D))
     npre = sum(x.shape[1] for x in prefix)
     no_embed_class = p["pos_embed"].shape[0] == t.shape[1] and npre > 0
-    if no_embed_class:
+    if pos_cls_only:
+        # transformers Dinov2WithRegistersEmbeddings: position embeddings on [cls; patches], then the
+        # register tokens inserted after the class token, without any
+        t = torch.cat([prefix[0].expand(B, -1, D), t], dim=1) + p["pos_embed"].unsqueeze(0)
+        t = torch.cat([t[:, :1], prefix[1].expand(B, -1, D), t[:, 1:]], dim=1)
+        prefix, no_embed_class = [], True
+    elif no_embed_class:
         t = t + p["pos_embed"].unsqueeze(0)
     if npre:
         t = torch.cat([x.expand(B, -1, D) for x in prefix] + [t], dim=1)
@@ -275,6 +281,41 @@ def hf_tensors(p, L, D, qkv_bias, prefix="vit."):
     return t
 
 
+def hf_dinov2_tensors(p, L, D, prefix):
+    """transformers Dinov2 / Dinov2WithRegisters ...ForImageClassification state dict names"""
+    t = OrderedDict()
+    e = prefix + "embeddings."
+    t[e + "cls_token"] = p["cls_token"].view(1, 1, D)
+    t[e + "mask_token"] = torch.zeros(1, D)                  # unused by classification
+    if "reg_tokens" in p:
+        t[e + "register_tokens"] = p["reg_tokens"].unsqueeze(0)
+    t[e + "position_embeddings"] = p["pos_embed"].unsqueeze(0)
+    t[e + "patch_embeddings.projection.weight"] = p["patch_w"]
+    t[e + "patch_embeddings.projection.bias"] = p["patch_b"]
+    for i in range(L):
+        s, q = prefix + "encoder.layer.%d." % i, lambda n: p["layers.%d.%s" % (i, n)]
+        t[s + "norm1.weight"] = q("ln1_w")
+        t[s + "norm1.bias"] = q("ln1_b")
+        for j, n in enumerate(("query", "key", "value")):
+            t[s + "attention.attention.%s.weight" % n] = q("qkv_w")[j * D:(j + 1) * D]
+            t[s + "attention.attention.%s.bias" % n] = q("qkv_b")[j * D:(j + 1) * D]
+        t[s + "attention.output.dense.weight"] = q("proj_w")
+        t[s + "attention.output.dense.bias"] = q("proj_b")
+        t[s + "layer_scale1.lambda1"] = q("ls1")
+        t[s + "norm2.weight"] = q("ln2_w")
+        t[s + "norm2.bias"] = q("ln2_b")
+        t[s + "mlp.fc1.weight"] = q("fc1_w")
+        t[s + "mlp.fc1.bias"] = q("fc1_b")
+        t[s + "mlp.fc2.weight"] = q("fc2_w")
+        t[s + "mlp.fc2.bias"] = q("fc2_b")
+        t[s + "layer_scale2.lambda1"] = q("ls2")
+    t[prefix + "layernorm.weight"] = p["norm_w"]
+    t[prefix + "layernorm.bias"] = p["norm_b"]
+    t["classifier.weight"] = p["head_w"]
+    t["classifier.bias"] = p["head_b"]
+    return t
+
+
 def timm_tensors(p, L, D, qkv_bias):
     t = OrderedDict()
     if "cls_token" in p:
@@ -333,9 +374,14 @@ LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead",
           "stingray", "cock"]
 
 
-def loaded_layout(p, npre, T, D):
-    """timm no_embed_class (pos_embed over the patches only): the loader stores (npre + T, D) with
-    zero rows for the prefix tokens"""
+def loaded_layout(p, npre, T, D, pos_rows=None):
+    """the loader stores the position embeddings as (npre + patches, D): timm no_embed_class
+    (pos_embed over the patches only) gets zero rows for the prefix tokens, HF Dinov2 with
+    registers (pos_rows 1: the class token's row only) zero rows for the registers"""
+    if pos_rows == 1 and npre > 1:
+        q = OrderedDict(p)
+        q["pos_embed"] = torch.cat([p["pos_embed"][:1], torch.zeros(npre - 1, D), p["pos_embed"][1:]], dim=0)
+        return q
     if p["pos_embed"].shape[0] != T or npre == 0 or "reg_tokens" not in p:
         return p
     q = OrderedDict(p)
@@ -354,6 +400,8 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     gh, gw = ih // P, iw // P
     npre = (2 if dist else 1) + regs
     T = gh * gw if regs else npre + gh * gw   # registers: timm no_embed_class
+    if scheme == "hf-dinov2":
+        T = 1 + gh * gw                         # transformers Dinov2: [cls; patches]
     if eps is None:
         eps = 1e-12 if scheme == "hf" else 1e-6
     p = make_params(g, D, L, M, C, P, T, classes, qkv_bias=qkv_bias, dist=dist,
@@ -362,13 +410,14 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     p = OrderedDict((k, round_to(v, dtype)) for k, v in p.items())
     labels = LABELS[:classes]
     x = torch.randn(2, C, ih, iw, generator=g)
-    ref = reference_forward(p, x, L, H, eps, pooling=pool)
+    ref = reference_forward(p, x, L, H, eps, pooling=pool, pos_cls_only=(scheme == "hf-dinov2" and regs > 0))
     meta = {"scheme": scheme, "dtype": dtype, "image_size": ih, "patch_size": P, "hidden": D,
             "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": eps,
             "qkv_bias": qkv_bias, "pooling": pool, "distilled": dist, "pre_logits": pre_logits,
             "num_prefix_tokens": npre, "feature_dim": ref["features"].shape[1],
             "num_register_tokens": regs, "layer_scale": layer_scale, "channels": C,
-            "labels": labels, "tensors": checksums(loaded_layout(p, npre, T, D), D)}
+            "labels": labels,
+            "tensors": checksums(loaded_layout(p, npre, T, D, 1 if scheme == "hf-dinov2" else None), D)}
     if ih != iw:
         meta["image_hw"] = [ih, iw]
     img_json = img if isinstance(img, int) else [ih, iw]
@@ -389,6 +438,24 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
             ("image_mean", [0.5] * C), ("image_std", [0.5] * C),
             ("image_processor_type", "ViTImageProcessor")]))
+    elif scheme == "hf-dinov2":
+        tensors = hf_dinov2_tensors(p, L, D, "dinov2_with_registers." if regs else "dinov2.")
+        write_json(os.path.join(d, "config.json"), OrderedDict([
+            ("architectures", ["Dinov2WithRegistersForImageClassification" if regs else "Dinov2ForImageClassification"]),
+            ("model_type", "dinov2_with_registers" if regs else "dinov2"),
+            ("image_size", img_json), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
+            ("num_hidden_layers", L), ("num_attention_heads", H), ("mlp_ratio", M // D),
+            ("hidden_act", "gelu"), ("layer_norm_eps", eps), ("qkv_bias", qkv_bias),
+            ("layerscale_value", 1.0), ("use_swiglu_ffn", False)] +
+            ([("num_register_tokens", regs)] if regs else []) + [
+            ("id2label", {str(i): l for i, l in enumerate(labels)}),
+            ("label2id", {l: i for i, l in enumerate(labels)})]))
+        write_json(os.path.join(d, "preprocessor_config.json"), OrderedDict([
+            ("do_resize", True), ("size", {"shortest_edge": ih + ih // 7}), ("resample", 3),
+            ("do_center_crop", True), ("crop_size", {"height": ih, "width": iw}),
+            ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
+            ("image_mean", [0.485, 0.456, 0.406]), ("image_std", [0.229, 0.224, 0.225]),
+            ("image_processor_type", "BitImageProcessor")]))
     elif scheme == "timm":
         tensors = timm_tensors(p, L, D, qkv_bias)
         arch = ("deit_test_distilled_patch%d_%d" if dist else "vit_test_patch%d_%d") % (P, ih)
@@ -421,7 +488,7 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
     else:
         raise ValueError(scheme)
     write_safetensors(os.path.join(d, "model.safetensors"), tensors, dtype)
-    meta["num_params"] = sum(v.numel() for v in tensors.values())
+    meta["num_params"] = sum(v.numel() for k, v in tensors.items() if not k.endswith("mask_token"))  # unused
     write_refs(d, "ref", x, ref)
     if extra_size:
         g2 = extra_size // P
@@ -531,6 +598,10 @@ def main():
     # embeddings resampled per axis as timm's resample_abs_pos_embed
     build("tiny-timm-rect", "timm", g, P=14, img=(28, 42), classes=5, extra_size=56)
     build("tiny-hf-rect", "hf", g, P=14, img=(28, 42), classes=4)
+    # transformers Dinov2 naming: LayerScale lambda1, registers (Dinov2WithRegisters), cls+mean head
+    build("tiny-hf-dinov2", "hf-dinov2", g, P=14, img=28, classes=4, layer_scale=True, pool="cls+mean", eps=1e-6)
+    build("tiny-hf-dinov2-reg4", "hf-dinov2", g, P=14, img=42, classes=5, regs=4, layer_scale=True,
+          pool="cls+mean", eps=1e-6)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

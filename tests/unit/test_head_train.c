@@ -258,7 +258,7 @@ int main(void) {
     const char *models[] = {"tiny-hf", "tiny-timm", "tiny-tv", "tiny-deit-distilled", "tiny-hf-f16",
                             "tiny-timm-prelogits", "tiny-hf-deit-distilled", "tiny-timm-layerscale", "tiny-timm-reg4",
                             "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
-                            "tiny-timm-rect", "tiny-hf-rect"};
+                            "tiny-timm-rect", "tiny-hf-rect", "tiny-hf-dinov2", "tiny-hf-dinov2-reg4"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) test_model_save(models[i]);
     rmdir(tmpdir);
     return TEST_SUMMARY();

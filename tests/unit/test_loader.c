@@ -25,7 +25,7 @@ static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
     "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
-    "tiny-timm-rect", "tiny-hf-rect",
+    "tiny-timm-rect", "tiny-hf-rect", "tiny-hf-dinov2", "tiny-hf-dinov2-reg4",
 };
 
 static cJSON *read_json(const char *path) {
@@ -641,6 +641,18 @@ static void test_variants(void) {
     make_case("tiny-timm-reg4", "reg-wide", d, sizeof d);
     rewrite_header(d, m_reg_wide, NULL, 0);
     expect_fail(d, NULL, VIT_E_CHECKPOINT, "expected shape [1, R, 32]", "reg_token of the wrong width");
+    make_case("tiny-timm-reg4", "reg-pos-mismatch", d, sizeof d);   /* 16 rows: not 5 prefix + a square */
+    edit_text(d, "config.json", "\"no_embed_class\": true", "\"no_embed_class\": false");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "16 rows: not 5 prefix token(s) plus a square grid",
+                "4 registers + class token that the position embeddings do not cover");
+    make_case("tiny-hf-dinov2-reg4", "dinov2-reg-count", d, sizeof d);
+    edit_text(d, "config.json", "\"num_register_tokens\": 4", "\"num_register_tokens\": 3");
+    expect_fail(d, NULL, VIT_E_CONFIG, "num_register_tokens 3 but the checkpoint has 4", "HF Dinov2 register count mismatch");
+    make_case("tiny-hf-dinov2", "dinov2-swiglu", d, sizeof d);
+    edit_text(d, "config.json", "\"use_swiglu_ffn\": false", "\"use_swiglu_ffn\": true");
+    expect_fail(d, NULL, VIT_E_CONFIG, "use_swiglu_ffn", "HF Dinov2 SwiGLU MLP refused");
+    expect_fail(FIX "/tiny-hf-dinov2", &(vit_load_opts){.image_size = 42}, VIT_E_ARG, "runs at its trained size 28x28",
+                "HF Dinov2 at another size refused");
     make_case("tiny-hf-gray", "gray-30-by-4", d, sizeof d);
     edit_text(d, "config.json", "\"image_size\": 28", "\"image_size\": 30");
     expect_fail(d, NULL, VIT_E_CONFIG, "image size 30 is not a multiple of the patch size 4", "image size 30 with patch 4");
