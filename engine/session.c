@@ -52,7 +52,8 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         if (o.precision == VIT_PREC_INT8) { /* int8 is CPU-only: AUTO means the CPU */
             be = &vit_backend_cpu;
             o.device = VIT_DEVICE_CPU;
-        } else if (cuda_available()) {
+        } else if (cuda_available() && m->cfg.pooling != VIT_POOL_CLS_MEAN &&
+                   m->cfg.grid_h == m->cfg.grid_w) {   /* what only the CPU runs: AUTO means the CPU */
 #ifdef VIT_HAVE_CUDA
             be = &vit_backend_cuda;
             o.device = VIT_DEVICE_CUDA;
@@ -109,7 +110,7 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
     s->backend = be;
     if (!be->forward_f16) {
         const vit_config *c = &m->cfg;
-        const size_t img = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+        const size_t img = (size_t)c->num_channels * (size_t)(c->grid_h * c->patch_size) * (size_t)(c->grid_w * c->patch_size);
         if (img == 0 || (size_t)o.max_batch > SIZE_MAX / sizeof(float) / 64 / img ||
             !(s->f16_in = aligned_alloc(64, ((size_t)o.max_batch * img * sizeof(float) + 63) / 64 * 64))) {
             free(s);
@@ -207,7 +208,7 @@ vit_status vit_forward_f16(vit_session *s, const uint16_t *input, int B, const v
     if (st != VIT_OK) return st;
     if (s->backend->forward_f16) return s->backend->forward_f16(s, input, B, head, out);
     const vit_config *c = &s->model->cfg;
-    const size_t n = (size_t)B * c->num_channels * c->image_size * c->image_size;
+    const size_t n = (size_t)B * c->num_channels * (size_t)(c->grid_h * c->patch_size) * (size_t)(c->grid_w * c->patch_size);
     vit_f16_to_f32(input, s->f16_in, n);
     return s->backend->forward(s, s->f16_in, B, head, out);
 }

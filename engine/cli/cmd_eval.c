@@ -201,7 +201,7 @@ typedef struct {
     cli_dataset *ds;
     const vit_config *cfg;
     int C, N, batch, topk;
-    size_t per;                 /* floats per preprocessed image: 3 * H * W */
+    size_t per;                 /* floats per preprocessed image: C * H * W */
     float *input, *logits;      /* (B, 3, H, W), (B, C) */
     int *topi, *labels, *sample_of;
     FILE *pred;
@@ -235,10 +235,10 @@ static int eval_open(const eval_args *a, eval_run *r) {
              vit_session_device(r->s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
              vit_precision_str(vit_session_precision(r->s)));
     const vit_preprocess *pp = &r->cfg->preprocess;
-    r->per = (size_t)3 * pp->out_h * pp->out_w;
-    if (pp->out_h != r->cfg->image_size || pp->out_w != r->cfg->image_size) {
-        fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %d\n", pp->out_h,
-                pp->out_w, r->cfg->image_size);
+    r->per = (size_t)r->cfg->num_channels * pp->out_h * pp->out_w;
+    if (pp->out_h != r->cfg->image_h || pp->out_w != r->cfg->image_w) {
+        fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %dx%d\n", pp->out_h,
+                pp->out_w, r->cfg->image_h, r->cfg->image_w);
         return 1;
     }
     r->input = malloc(r->per * (size_t)r->batch * sizeof *r->input);

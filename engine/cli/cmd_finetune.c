@@ -278,8 +278,8 @@ static int ft_list(const char *data, const vit_head *base, ft_data *d) {
  * 0 ok (*n_out images, *bad_out skipped), 1 failed (reported) */
 static int ft_features(vit_session *s, const vit_config *cfg, const ft_data *d, int progress, float *feat,
                        int32_t *y, int *n_out, int *bad_out) {
-    const int D = cfg->feature_dim, S = cfg->image_size;
-    float *x = malloc(sizeof(float) * (size_t)FEAT_BATCH * 3 * (size_t)S * (size_t)S);   /* (B, 3, S, S) */
+    const int D = cfg->feature_dim, S = cfg->image_h, S2 = cfg->image_w, CH = cfg->num_channels;
+    float *x = malloc(sizeof(float) * (size_t)FEAT_BATCH * CH * (size_t)S * (size_t)S2);   /* (B, CH, S, S2) */
     float *fb = malloc(sizeof(float) * (size_t)FEAT_BATCH * (size_t)D);                  /* (B, D) */
     uint8_t *bytes = NULL;
     char err[512] = "";
@@ -297,7 +297,7 @@ static int ft_features(vit_session *s, const vit_config *cfg, const ft_data *d, 
             vit_status st = vit_read_file(d->files.v[i], MAX_IMAGE_BYTES, &bytes, &len, err, sizeof err);
             if (st == VIT_OK)
                 st = vit_image_load(bytes, len, &cfg->preprocess, VIT_DEFAULT_MAX_PIXELS,
-                                    x + (size_t)B * 3 * S * S, err, sizeof err);
+                                    x + (size_t)B * CH * S * S2, err, sizeof err);
             if (st != VIT_OK) {
                 fprintf(stderr, "%svit finetune: %s: %s (skipped)\n", bar.drawn && bar.tty ? "\n" : "", d->files.v[i], err);
                 bad++;
