@@ -19,7 +19,7 @@ float *vit_session_input_buffer(vit_session *s) {
 float *vit_input_alloc(vit_session *s, int images) {
     if (!s || images < 1) return NULL;
     const vit_config *c = &s->model->cfg;
-    const size_t per = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
+    const size_t per = (size_t)c->num_channels * (size_t)(c->grid_h * c->patch_size) * (size_t)(c->grid_w * c->patch_size);
     if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
     size_t bytes = (size_t)images * per * sizeof(float);
     if (s->backend->host_alloc) {
@@ -53,9 +53,11 @@ int vit_cuda_device_count(void) { return vcu_device_count(); }
 static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
     const vit_model *mo = s->model;
     const vit_config *c = &mo->cfg;
-    /* the CUDA backend computes in FP16 (FP32 accumulation): vit_session_new resolved AUTO to
-     * it and refused FP32 */
-    s->opts.precision = VIT_PREC_FP16;
+    /* FP16 (FP32 accumulation), or INT8 / FP8 in the encoder Linears: vit_session_new resolved
+     * AUTO to FP16, refused FP32, and INT8 / FP8 without the model's calibration */
+    const int prec = s->opts.precision == VIT_PREC_INT8 ? VCU_INT8
+                     : s->opts.precision == VIT_PREC_FP8 ? VCU_FP8 : VCU_FP16;
+    if (prec == VCU_FP16) s->opts.precision = VIT_PREC_FP16;
     vcu_layer *layers = calloc(c->num_layers > 0 ? (size_t)c->num_layers : 1, sizeof *layers);
     if (!layers) {
         if (err && errlen) snprintf(err, errlen, "cuda: out of memory");
@@ -66,6 +68,11 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         layers[l] = (vcu_layer){w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
                                 w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
     }
+    if (c->pooling == VIT_POOL_CLS_MEAN || c->grid_h != c->grid_w) {
+        free(layers);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s is not supported by the CUDA backend yet; the CPU backend runs it",
+                        c->grid_h != c->grid_w ? "a non-square input" : "[class token; mean] pooling (DINOv2 head)");
+    }
     vcu_model_desc d = {
         .image_size = c->image_size, .patch_size = c->patch_size, .channels = c->num_channels,
         .D = c->hidden_size, .L = c->num_layers, .H = c->num_heads, .M = c->mlp_size,
@@ -75,11 +82,13 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         .eps = c->layer_norm_eps,
         .patch_w = mo->patch_w, .patch_b = mo->patch_b,
         .cls_token = mo->cls_token, .dist_token = mo->dist_token, .pos_embed = mo->pos_embed,
+        .reg_tokens = mo->reg_tokens, .nreg = c->num_register_tokens,
         .norm_w = mo->norm_w, .norm_b = mo->norm_b,
         .fc_norm_w = mo->fc_norm_w, .fc_norm_b = mo->fc_norm_b,
         .pre_logits_w = c->has_pre_logits ? mo->pre_logits_w : NULL,
         .pre_logits_b = c->has_pre_logits ? mo->pre_logits_b : NULL,
         .layers = layers,
+        .precision = prec, .act_amax = mo->calib.amax,
     };
     vit_status st = vcu_init(&s->state, &d, s->opts.max_batch, s->opts.gpu_id, err, errlen);
     free(layers);
@@ -104,6 +113,8 @@ static uint64_t head_fingerprint(const vit_head *h) {
 static vit_status cuda_run(vit_session *s, const void *input, vit_input_type type, int B,
                            const vit_head *head, vit_outputs *out) {
     vcu_head_desc hd = {0};
+    if ((out->attn_cls || out->attn_rollout) && !s->model->cls_token)   /* as the CPU backend */
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "attention maps need a class token; this model has none");
     if (head) {
         hd.key = head;
         hd.fingerprint = head_fingerprint(head);

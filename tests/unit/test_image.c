@@ -53,6 +53,41 @@ static void compare_ref(const float *x, const uint8_t *ref, const vit_preprocess
     *max = m;
 }
 
+/* a one-channel model's tensor (1, 224, 224) vs PIL's convert("L") + Resize(256) + CenterCrop(224)
+ * (every 2nd row and column), mean = std = 0.5: the float path within 0.01/0.05 like RGB, PIL's
+ * fixed-point path exactly (so the luminance rounding is PIL's) */
+static void check_gray(const uint8_t *data, size_t len, const char *file, const char *refname, const vit_preprocess *pp,
+                       float *x) {
+    char rpath[600], err[512] = "";
+    size_t rlen;
+    snprintf(rpath, sizeof rpath, "%s/%s", FIX, refname);
+    uint8_t *ref = slurp(rpath, &rlen);
+    if (!ref || rlen != 112 * 112) { CHECK(0, "%s: gray reference %s missing or wrong size", file, refname); free(ref); return; }
+    for (int exact = 0; exact < 2; exact++) {
+        vit_preprocess p = *pp;
+        p.pil_exact = exact;
+        for (size_t i = 0; i < 3 * 224 * 224; i++) x[i] = NAN;
+        vit_status st = vit_image_load(data, len, &p, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+        double s = 0, m = 0;
+        for (int y = 0; st == VIT_OK && y < 112; y++)
+            for (int xx = 0; xx < 112; xx++) {
+                float r = ((float)ref[y * 112 + xx] / 255.f - 0.5f) / 0.5f, o = x[(size_t)(2 * y) * 224 + 2 * xx];
+                double d = isfinite(o) ? fabs((double)o - r) : INFINITY;
+                s += d;
+                if (d > m) m = d;
+            }
+        int untouched = isnan(x[224 * 224]);   /* one plane written, nothing past it */
+        double mean = s / (112.0 * 112);
+        if (exact)
+            CHECK(st == VIT_OK && m <= 1e-6 && untouched, "%s (1 channel) pil_exact vs PIL convert(\"L\") maxdiff=%.2g tol=1e-6 %s",
+                  file, m, err);
+        else
+            CHECK(st == VIT_OK && mean <= 0.01 && m <= 0.05 && untouched,
+                  "%s (1 channel) vs PIL convert(\"L\") + torchvision mean=%.5f maxdiff=%.5f tol=0.01/0.05 %s", file, mean, m, err);
+    }
+    free(ref);
+}
+
 static void test_manifest(void) {
     char err[512];
     vit_preprocess pp;
@@ -63,7 +98,11 @@ static void test_manifest(void) {
     st = vit_preprocess_load(FIX "/model_timm", 0, &ppt, err, sizeof err);
     CHECK(st == VIT_OK && ppt.shortest_edge == 248 && ppt.out_h == 224 && ppt.resample == VIT_RESAMPLE_BICUBIC,
           "fixture timm config.json: %s", st ? err : "resize 248 bicubic, crop 224");
-    int ntimm = 0;
+    vit_preprocess ppg;  /* one channel: Resize(256) bilinear, CenterCrop(224), mean = std = 0.5 */
+    st = vit_preprocess_load(FIX "/model_gray", 0, &ppg, err, sizeof err);
+    CHECK(st == VIT_OK && ppg.channels == 1 && ppg.out_h == 224 && ppg.mean[0] == 0.5f && ppg.std[0] == 0.5f,
+          "fixture gray model: %s", st ? err : "1 channel, crop 224, mean = std = 0.5");
+    int ntimm = 0, ngray = 0;
     FILE *f = fopen(FIX "/manifest.txt", "r");
     CHECK(f != NULL, "manifest present");
     if (!f) return;
@@ -149,6 +188,9 @@ static void test_manifest(void) {
                           file, mean, max);
             }
             free(ref);
+        } else if (!strcmp(kind, "gray")) {
+            ngray++;
+            check_gray(data, len, file, arg, &ppg, x);
         } else if (strcmp(kind, "bad")) {
             CHECK(0, "manifest: unknown entry kind '%s' (%s)", kind, file);
         } else {
@@ -172,7 +214,50 @@ static void test_manifest(void) {
     }
     fclose(f);
     free(x);
-    CHECK(ngood >= 20 && nbad >= 12 && ntimm >= 4, "manifest has %d good, %d bad and %d timm entries", ngood, nbad, ntimm);
+    CHECK(ngood >= 20 && nbad >= 12 && ntimm >= 4 && ngray >= 5, "manifest has %d good, %d bad, %d timm and %d gray entries",
+          ngood, nbad, ntimm, ngray);
+}
+
+/* what a decode of damaged bytes may give: an image with pixels (the damage missed what matters),
+ * or an image error (corrupt, format, too large) with a message and no pixels left behind */
+static int flip_result_ok(vit_status st, const vit_image *img, const char *err) {
+    if (st == VIT_OK) return img->rgb && img->width > 0 && img->height > 0;
+    return (st == VIT_E_IMAGE_CORRUPT || st == VIT_E_IMAGE_FORMAT || st == VIT_E_IMAGE_TOO_LARGE) &&
+           err[0] && !img->rgb;
+}
+
+/* every prefix (in ~97 steps) of an image file: refused as corrupt or unknown format */
+static void check_prefixes(const char *what, const uint8_t *d, size_t len) {
+    vit_image img = {0};
+    char err[256];
+    int bad = 0, n = 0;
+    for (size_t cut = 0; cut < len; cut += len / 97 + 1, n++) {
+        vit_status st = vit_image_decode(d, cut, 0, &img, err, sizeof err);
+        if (st != VIT_E_IMAGE_CORRUPT && st != VIT_E_IMAGE_FORMAT) bad++;
+        vit_image_free(&img);
+    }
+    CHECK(bad == 0, "%d %s prefixes all refused as corrupt or unknown (%d not)", n, what, bad);
+}
+
+/* 60 copies of an image file with 4 random bytes (at offsets >= from) flipped: each decodes or is
+ * refused as flip_result_ok allows */
+static void check_flips(const char *what, const uint8_t *d, size_t len, size_t from) {
+    vit_image img = {0};
+    char err[256];
+    uint8_t *m = malloc(len);
+    int ok = 0, bad = 0;
+    for (int it = 0; m && it < 60; it++) {
+        memcpy(m, d, len);
+        for (int k = 0; k < 4; k++) m[from + (size_t)rand() % (len - from)] = (uint8_t)rand();
+        err[0] = 0;
+        vit_status st = vit_image_decode(m, len, 0, &img, err, sizeof err);
+        ok += st == VIT_OK;
+        bad += !flip_result_ok(st, &img, err);
+        vit_image_free(&img);
+    }
+    CHECK(m && bad == 0, "60 %s with flipped bytes: each decoded or refused with a message (%d decoded, %d not so)",
+          what, ok, bad);
+    free(m);
 }
 
 static void test_decode_details(void) {
@@ -196,48 +281,18 @@ static void test_decode_details(void) {
     CHECK(vit_image_decode(d, len, 451 * 300, &img, err, sizeof err) == VIT_OK, "pixel cap at the size accepts");
     vit_image_free(&img);
 
-    /* every prefix (in steps) of a JPEG and a PNG: an error, never a crash or a leak */
-    int bad = 0, n = 0;
-    for (size_t cut = 0; cut < len; cut += len / 97 + 1, n++) {
-        st = vit_image_decode(d, cut, 0, &img, err, sizeof err);
-        if (st != VIT_E_IMAGE_CORRUPT && st != VIT_E_IMAGE_FORMAT) bad++;
-        vit_image_free(&img);
-    }
-    CHECK(bad == 0, "%d JPEG prefixes all refused as corrupt (%d not)", n, bad);
-    /* random byte flips: any status, no crash (ASan run checks memory) */
-    uint8_t *m = malloc(len);
+    /* every prefix (in steps) of a JPEG and a PNG: an error, never a crash or a leak; random byte
+     * flips: an image or an image error with a message, never a crash (the ASan run checks memory) */
+    check_prefixes("JPEG", d, len);
     srand(1);
-    int ok = 0;
-    for (int it = 0; it < 60; it++) {
-        memcpy(m, d, len);
-        for (int k = 0; k < 4; k++) m[rand() % (int)len] = (uint8_t)rand();
-        st = vit_image_decode(m, len, 0, &img, err, sizeof err);
-        ok += st == VIT_OK;
-        vit_image_free(&img);
-    }
-    CHECK(1, "60 JPEGs with flipped bytes decoded or refused without crashing (%d decoded)", ok);
-    free(m);
+    check_flips("JPEGs", d, len, 0);
     free(d);
 
     d = slurp(IMG "/png_interlaced.png", &len);
     if (!d) { CHECK(0, "read png_interlaced.png"); return; }
     CHECK(vit_image_sniff(d, len) == VIT_FMT_PNG, "sniff PNG");
-    bad = n = 0;
-    for (size_t cut = 0; cut < len; cut += len / 97 + 1, n++) {
-        st = vit_image_decode(d, cut, 0, &img, err, sizeof err);
-        if (st != VIT_E_IMAGE_CORRUPT && st != VIT_E_IMAGE_FORMAT) bad++;
-        vit_image_free(&img);
-    }
-    CHECK(bad == 0, "%d PNG prefixes all refused (%d not)", n, bad);
-    m = malloc(len);
-    for (int it = 0; it < 60; it++) {
-        memcpy(m, d, len);
-        for (int k = 0; k < 4; k++) m[33 + rand() % (int)(len - 33)] = (uint8_t)rand();
-        st = vit_image_decode(m, len, 0, &img, err, sizeof err);
-        vit_image_free(&img);
-    }
-    CHECK(1, "60 PNGs with flipped bytes decoded or refused without crashing");
-    free(m);
+    check_prefixes("PNG", d, len);
+    check_flips("PNGs", d, len, 33);   /* past the signature and IHDR */
     free(d);
 
     /* EXIF orientation: stored 200x300 (sideways), shown 300x200 */
