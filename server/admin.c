@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "io/safetensors_write.h"
 #include "server.h"
+#include "textcheck.h"
 #include "util.h"
 
 #define ADMIN_MAX_EXAMPLES   10000   /* stored feature vectors, all labels together */
@@ -190,12 +191,10 @@ static int read_token(const char *file, char *err, size_t errlen) {
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static int label_valid(const char *l) {
-    size_t n = l ? strlen(l) : 0;
-    if (n == 0 || n > ADMIN_MAX_LABEL_LEN) return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)l[i] < 0x20 || (unsigned char)l[i] == 0x7f) return 0;
-    return 1;
+/* 1..ADMIN_MAX_LABEL_LEN bytes of UTF-8 without control characters (NUL included: n is the
+ * length as sent), so every answer that echoes labels stays valid JSON text */
+static int label_valid(const char *l, size_t n) {
+    return l && n > 0 && n <= ADMIN_MAX_LABEL_LEN && txt_utf8_clean(l, n, NULL, 0);
 }
 
 static cJSON *counts_json(void) {   /* under mu */
@@ -434,10 +433,11 @@ static void examples_done(srv_conn *c, srv_job *job, void *arg) {
 }
 
 static void examples_post(srv_conn *c) {
-    const char *label = srv_conn_query(c, "label");
-    if (!label_valid(label)) {
+    size_t label_len = 0;
+    const char *label = srv_conn_query_n(c, "label", &label_len);
+    if (!label_valid(label, label_len)) {
         srv_reply_error(c, 400, "bad_request",
-                        "?label=NAME is required: 1 to %d bytes, no control characters", ADMIN_MAX_LABEL_LEN);
+                        "?label=NAME is required: 1 to %d bytes of UTF-8, no control characters", ADMIN_MAX_LABEL_LEN);
         return;
     }
     pthread_mutex_lock(&g_adm.mu);

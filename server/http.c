@@ -13,14 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <malloc.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "connguard.h"
 #include "describe.h"
 #include "metrics.h"
 #include "jsonbody.h"
 #include "multipart.h"
 #include "server.h"
+#include "textcheck.h"
 #include "util.h"
 
 #define MAX_PARTS 64
@@ -40,6 +43,10 @@ struct srv_conn {
     srv_done_fn done;
     void *done_arg;
     int job_done;                      /* set once every image finished (then resumed) */
+    cg_conn *guard;                    /* the connection's deadlines (connguard.h) */
+    size_t reserved;                   /* bytes of the in-flight body budget held */
+    int discard;                       /* body over the limit: read and dropped, then 413 */
+    int close;                         /* reply with Connection: close */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
     char reqid[SRV_REQID_MAX + 1];     /* X-Request-Id: the client's (when well-formed) or ours */
     struct srv_conn *next;             /* free list */
@@ -138,6 +145,13 @@ const char *srv_conn_path(const srv_conn *c) { return c->url; }
 const char *srv_conn_query(srv_conn *c, const char *key) {
     return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, key);
 }
+const char *srv_conn_query_n(srv_conn *c, const char *key, size_t *len) {
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c->mhd, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES) v = NULL;
+    if (len) *len = v ? n : 0;
+    return v;
+}
 const char *srv_conn_header(srv_conn *c, const char *key) {
     return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, key);
 }
@@ -196,7 +210,7 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
-    if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
+    if (c->close || atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
 }
@@ -283,6 +297,7 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         if (n == JB_TOO_MANY) srv_reply_error(c, 400, "too_many_images", "%s", err);
         else if (n == JB_BAD_BASE64) srv_reply_error(c, 400, "invalid_image", "%s", err);
         else if (n < 0) srv_reply_error(c, 400, "bad_request", "%s", err);
+        if (n == JB_TOO_COMPLEX) metrics_rejected(MET_REJ_JSON_LIMIT, 1);
         return n < 0 ? -1 : n;
     }
     if (!ct || (tl == 10 && !strncasecmp(ct, "image/jpeg", 10)) || (tl == 9 && !strncasecmp(ct, "image/png", 9)) ||
@@ -324,6 +339,8 @@ int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg) {
     }
     job->done = job_done_cb;
     job->done_arg = c;
+    const union MHD_ConnectionInfo *fdi = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fdi) job->client_fd = fdi->connect_fd;       /* the batcher drops the work if the client leaves */
     atomic_fetch_add(&job->remaining, 1);          /* hold: completion cannot race the suspend */
     int retry = 1;
     if (batcher_submit(g_srv.batcher, job, &retry) != 0) {
@@ -458,6 +475,9 @@ static void h_readyz(srv_conn *c) {
         srv_reply_error(c, 503, "draining", "shutting down");
     } else if (!atomic_load(&g_srv.ready)) {
         srv_reply_error(c, 503, "not_ready", "model is loading");
+    } else if (batcher_saturated(g_srv.batcher)) {
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "saturated", "images are missing their deadlines while they wait: route elsewhere for now");
     } else {
         cJSON *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "status", "ready");
@@ -577,22 +597,193 @@ static void preflight(srv_conn *c, const char *methods) {
  * libmicrohttpd 0.9.75 sends a response queued mid-upload only after the whole upload, so
  * the 413 is written straight to the socket (nothing else has been written on it), the write
  * side is shut, and the connection is closed by returning MHD_NO: the body is never read. */
-static enum MHD_Result reply_413_now(srv_conn *c) {
-    char body[200], msg[512];
-    int bl = snprintf(body, sizeof body,
-                      "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"request body over the limit of %zu bytes\"}}\n",
-                      g_srv.cfg.max_body);
+static enum MHD_Result reply_now(srv_conn *c, int status, const char *reason, const char *code, const char *m) {
+    char body[200], msg[600];
+    int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, m);
     int ml = snprintf(msg, sizeof msg,
-                      "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s", bl, c->reqid, body);
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      "X-Request-Id: %s\r\n%sConnection: close\r\n\r\n%s", status, reason, bl, c->reqid,
+                      status == 503 ? "Retry-After: 1\r\n" : "", body);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && ml > 0 && ml < (int)sizeof msg) {
         ssize_t w = send(ci->connect_fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
         shutdown(ci->connect_fd, SHUT_WR);
     }
-    c->status = 413;
+    c->status = status;
     return MHD_NO;
+}
+
+static enum MHD_Result reply_413_now(srv_conn *c) {
+    char m[96];
+    snprintf(m, sizeof m, "request body over the limit of %zu bytes", g_srv.cfg.max_body);
+    metrics_rejected(MET_REJ_BODY_TOO_LARGE, 1);
+    return reply_now(c, 413, "Content Too Large", "payload_too_large", m);
+}
+
+/* ---- admission: framing, body size, the in-flight body budget ---------------------------- */
+
+#define LINGER_MAX ((size_t)64 << 20)   /* an oversized body up to this is read and dropped, then 413 */
+
+static int body_reserve(srv_conn *c, size_t n) {
+    long long cur = atomic_load(&g_srv.body_inflight);
+    do {
+        if ((unsigned long long)cur + n > g_srv.cfg.max_inflight_body) return -1;
+    } while (!atomic_compare_exchange_weak(&g_srv.body_inflight, &cur, cur + (long long)n));
+    c->reserved += n;
+    return 0;
+}
+
+static void body_release(srv_conn *c) {
+    if (c->reserved) atomic_fetch_sub(&g_srv.body_inflight, (long long)c->reserved);
+    c->reserved = 0;
+}
+
+typedef struct { int cl, te, cl_differs; char first_cl[32]; } framing;
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    framing *f = cls;
+    (void)kind;
+    if (!value) value = "";
+    if (!strcasecmp(key, "Content-Length")) {
+        if (f->cl++ == 0) snprintf(f->first_cl, sizeof f->first_cl, "%s", value);
+        else if (strcmp(f->first_cl, value) != 0) f->cl_differs = 1;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        f->te++;
+    }
+    return MHD_YES;
+}
+
+/* Checks once the header block is in: one framing (RFC 9112 6.3: Content-Length with
+ * Transfer-Encoding, or Content-Lengths that disagree, are refused as request smuggling is built
+ * on them), the declared body against --max-body-mb (an oversized body without Expect:
+ * 100-continue is read and dropped up to LINGER_MAX so the client can read its 413) and against
+ * the in-flight budget (503).  Returns 1 when it replied. */
+static int admit_body(srv_conn *c) {
+    framing f = {0};
+    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, count_framing, &f);
+    if (f.cl_differs || (f.cl && f.te) || f.te > 1) {
+        metrics_rejected(MET_REJ_FRAMING, 1);
+        c->close = 1;
+        srv_reply_error(c, 400, "bad_request", "conflicting framing: %s",
+                        f.cl_differs ? "Content-Length headers that differ" :
+                        f.te > 1 ? "more than one Transfer-Encoding" : "Content-Length with Transfer-Encoding");
+        return 1;
+    }
+    if (!f.cl) return 0;                                         /* chunked: bounded while it streams */
+    char *end;
+    unsigned long long v = strtoull(f.first_cl, &end, 10);
+    if (*end || v > g_srv.cfg.max_body) {
+        const char *ex = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Expect");
+        metrics_rejected(MET_REJ_BODY_TOO_LARGE, 1);
+        if (*end || v > LINGER_MAX || (ex && !strcasecmp(ex, "100-continue"))) {
+            c->close = 1;
+            srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
+            return 1;
+        }
+        c->discard = 1;
+        return 0;
+    }
+    if (body_reserve(c, (size_t)v) != 0) {
+        metrics_rejected(MET_REJ_BODY_BUDGET, 1);
+        c->close = 1;
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "body_budget", "too many request bodies in flight (--max-inflight-body-mb): retry shortly");
+        return 1;
+    }
+    if (v > c->cap) {                                            /* the whole body in one allocation */
+        uint8_t *nb = realloc(c->body, (size_t)v);
+        if (nb) { c->body = nb; c->cap = (size_t)v; }
+    }
+    return 0;
+}
+
+/* Find the handler for url + method; 1 when it replied instead (405, 404, a CORS preflight). */
+static int route_request(srv_conn *c, const char *url, const char *method) {
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (strcmp(url, routes[i].path) != 0) continue;
+        int ok = routes[i].post ? !strcmp(method, "POST") : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
+        if (!ok && !strcmp(method, "OPTIONS") && cors_allow(c)) {
+            preflight(c, routes[i].methods);
+            return 1;
+        }
+        if (!ok) {
+            set_header(c, "Allow", routes[i].methods);
+            srv_reply_error(c, 405, "method_not_allowed", "%s not allowed on %s (allowed: %s)", method, url, routes[i].methods);
+            return 1;
+        }
+        c->handler = routes[i].h;
+        return 0;
+    }
+    int np = atomic_load_explicit(&g_nprefix, memory_order_acquire);
+    for (int i = 0; i < np; i++)
+        if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) {
+            if (!strcmp(method, "OPTIONS") && cors_allow(c)) {
+                preflight(c, "GET, POST, PUT, DELETE");
+                return 1;
+            }
+            c->handler = g_prefix[i].h;
+            return 0;
+        }
+    srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
+    return 1;
+}
+
+static cg_conn *conn_guard(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The first call for a request: its header block is in. */
+static void begin_request(srv_conn *c, struct MHD_Connection *mc, const char *url, const char *method) {
+    c->mhd = mc;
+    snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
+    snprintf(c->method_buf, sizeof c->method_buf, "%s", method);
+    c->url = c->url_buf;
+    c->method = c->method_buf;
+    c->t_start = vit_now();
+    c->guard = conn_guard(mc);
+    cg_headers_in(g_srv.guard, c->guard);
+    request_id(c);
+    atomic_fetch_add(&g_srv.inflight, 1);
+    if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
+    if (cg_is_over(c->guard)) {                /* past --max-connections: answered at once, closed */
+        c->close = 1;
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "too_many_connections", "more than %d connections open: retry shortly",
+                        g_srv.cfg.max_connections);
+        return;
+    }
+    if (route_request(c, url, method)) return;
+    admit_body(c);
+}
+
+/* a body chunk: kept (bounded by --max-body-mb and the in-flight budget), or dropped */
+static enum MHD_Result body_chunk(srv_conn *c, const char *data, size_t n) {
+    cg_body_bytes(g_srv.guard, c->guard, n);
+    if (c->status || c->discard) return MHD_YES;                 /* answered, or over the limit */
+    if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
+    /* a client trickling its body never looks idle: bound the whole upload too */
+    if (vit_now() - c->t_start > g_srv.cfg.request_timeout_s) {
+        srv_log(SRV_LOG_DEBUG, "upload slower than --request-timeout-s: closing");
+        c->status = 408;
+        return MHD_NO;
+    }
+    if (c->len + n > c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 65536;
+        while (nc < c->len + n) nc *= 2;
+        if (nc > g_srv.cfg.max_body) nc = g_srv.cfg.max_body;
+        if (nc > c->reserved && body_reserve(c, nc - c->reserved) != 0) {
+            metrics_rejected(MET_REJ_BODY_BUDGET, 1);
+            return reply_now(c, 503, "Service Unavailable", "body_budget",
+                             "too many request bodies in flight (--max-inflight-body-mb): retry shortly");
+        }
+        uint8_t *nb = realloc(c->body, nc);
+        if (!nb) { srv_reply_error(c, 500, "internal", "out of memory"); return MHD_YES; }
+        c->body = nb; c->cap = nc;
+    }
+    memcpy(c->body + c->len, data, n);
+    c->len += n;
+    return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -603,83 +794,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (!c) {
         c = conn_get();
         if (!c) return MHD_NO;
-        c->mhd = mc;
-        snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
-        snprintf(c->method_buf, sizeof c->method_buf, "%s", method);
-        c->url = c->url_buf;
-        c->method = c->method_buf;
-        c->t_start = vit_now();
-        request_id(c);
-        atomic_fetch_add(&g_srv.inflight, 1);
         *ptr = c;
-        if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
-        for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-            if (strcmp(url, routes[i].path) != 0) continue;
-            int ok = routes[i].post ? !strcmp(method, "POST") : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
-            if (!ok && !strcmp(method, "OPTIONS") && cors_allow(c)) {
-                preflight(c, routes[i].methods);
-                return MHD_YES;
-            }
-            if (!ok) {
-                set_header(c, "Allow", routes[i].methods);
-                srv_reply_error(c, 405, "method_not_allowed", "%s not allowed on %s (allowed: %s)", method, url, routes[i].methods);
-                return MHD_YES;
-            }
-            c->handler = routes[i].h;
-            break;
-        }
-        int np = atomic_load_explicit(&g_nprefix, memory_order_acquire);
-        if (!c->handler)
-            for (int i = 0; i < np; i++)
-                if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) {
-                    if (!strcmp(method, "OPTIONS") && cors_allow(c)) {
-                        preflight(c, "GET, POST, PUT, DELETE");
-                        return MHD_YES;
-                    }
-                    c->handler = g_prefix[i].h;
-                    break;
-                }
-        if (!c->handler) {
-            srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
-            return MHD_YES;
-        }
-        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (*end || v > g_srv.cfg.max_body) {
-                srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
-                return MHD_YES;
-            }
-            if (v > c->cap) {                                    /* the whole body in one allocation */
-                uint8_t *nb = realloc(c->body, (size_t)v);
-                if (nb) { c->body = nb; c->cap = (size_t)v; }
-            }
-        }
+        begin_request(c, mc, url, method);
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (c->status) return MHD_YES;                           /* already answered: discard */
-        if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
-        /* a client trickling its body never looks idle: bound the whole upload too */
-        if (vit_now() - c->t_start > g_srv.cfg.request_timeout_s) {
-            srv_log(SRV_LOG_DEBUG, "upload slower than --request-timeout-s: closing");
-            c->status = 408;
-            return MHD_NO;
-        }
-        if (c->len + n > c->cap) {
-            size_t nc = c->cap ? c->cap * 2 : 65536;
-            while (nc < c->len + n) nc *= 2;
-            if (nc > g_srv.cfg.max_body) nc = g_srv.cfg.max_body;
-            uint8_t *nb = realloc(c->body, nc);
-            if (!nb) { srv_reply_error(c, 500, "internal", "out of memory"); return MHD_YES; }
-            c->body = nb; c->cap = nc;
-        }
-        memcpy(c->body + c->len, upload_data, n);
-        c->len += n;
-        return MHD_YES;
+        return body_chunk(c, upload_data, n);
     }
     if (c->status) return MHD_YES;
     if (c->job) {                                                /* resumed: all images done */
@@ -688,9 +810,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c->status) srv_reply_error(c, 500, "internal", "handler did not reply");
         return MHD_YES;
     }
+    cg_body_in(g_srv.guard, c->guard);                           /* the body is in: no client deadline */
+    if (c->discard) {
+        c->close = 1;
+        srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
+        return MHD_YES;
+    }
     c->handler(c);
     if (!c->status && !c->job) srv_reply_error(c, 500, "internal", "handler did not reply");
     return MHD_YES;
+}
+
+#define TRIM_AFTER ((size_t)4 << 20)   /* body buffers this big are followed by a trim */
+
+/* After a big request, give freed heap memory back (every thread's arena), at most once a
+ * second: a worst-case request does not leave the process that much larger. */
+static void trim_memory(void) {
+    static _Atomic double last;
+    double now = vit_now(), prev = atomic_load(&last);
+    if (now - prev < 1.0 || !atomic_compare_exchange_strong(&last, &prev, now)) return;
+    malloc_trim(0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum MHD_RequestTerminationCode toe) {
@@ -711,14 +850,43 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
             else if (ci->client_addr->sa_family == AF_INET6)
                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
         }
-        srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, c->method, c->url, status, c->images, ms, c->reqid,
+        char path[200], meth[40];             /* the decoded path may hold CR LF or escape sequences */
+        txt_log_escape(path, sizeof path, c->url, strlen(c->url));
+        txt_log_escape(meth, sizeof meth, c->method, strlen(c->method));
+        srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, meth, path, status, c->images, ms, c->reqid,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
                 toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
     }
     if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);
+    body_release(c);
+    cg_reply_done(g_srv.guard, conn_guard(mc));
+    size_t big = c->cap;
     conn_put(c);
     atomic_fetch_sub(&g_srv.inflight, 1);
+    if (big >= TRIM_AFTER) trim_memory();
+}
+
+
+/* A connection opened or closed: its deadlines (connguard.h).  Past --max-connections it is
+ * `over` (answered 503 at once); past half the slack above that, closed at once, so
+ * libmicrohttpd's own limit (max + slack, where it would stop accepting and leave clients in the
+ * backlog) is not reached. */
+#define CONN_SLACK(max) ((max) / 4 > 16 ? (max) / 4 : 16)
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+    (void)cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        cg_close(g_srv.guard, *socket_ctx);
+        *socket_ctx = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    int over = 0;
+    *socket_ctx = cg_open(g_srv.guard, ci->connect_fd, &over);
+    if (!*socket_ctx || (over && cg_open_count(g_srv.guard) >= g_srv.cfg.max_connections + CONN_SLACK(g_srv.cfg.max_connections) / 2))
+        shutdown(ci->connect_fd, SHUT_RDWR);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -750,14 +918,21 @@ int srv_http_start(char *err, size_t errlen) {
         a->sin_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET, cfg->host, &a->sin_addr) != 1) { snprintf(err, errlen, "bad --host %s (an IPv4 or IPv6 address)", cfg->host); return -1; }
     }
+    cg_opts go = {.max_connections = cfg->max_connections, .header_timeout_s = cfg->header_timeout_s,
+                  .over_timeout_s = 1, .body_grace_s = cfg->body_grace_s,
+                  .min_body_rate = (double)cfg->min_body_rate_kb * 1024.0};
+    g_srv.guard = cg_new(&go);
+    if (!g_srv.guard) { snprintf(err, errlen, "cannot start the connection watchdog"); return -1; }
     g_mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL,
                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + CONN_SLACK(cfg->max_connections)),
+                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
                              MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+                             MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
                              MHD_OPTION_END);
     if (!g_mhd) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
@@ -776,5 +951,7 @@ void srv_http_quiesce(void) {
 void srv_http_stop(void) {
     if (g_mhd) MHD_stop_daemon(g_mhd);
     g_mhd = NULL;
+    cg_free(g_srv.guard);
+    g_srv.guard = NULL;
     conn_pool_free();
 }

@@ -3,6 +3,7 @@
  * systemd notify, and the graceful drain on SIGTERM/SIGINT. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,7 +68,8 @@ typedef struct { const char *name; ftype t; void *p; long lo, hi; const char *he
 static char *opt_admin_token_file = "", *opt_state_dir = "", *opt_cors_origin = "";
 static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info";
 static char *opt_input = "auto";
-static long opt_max_body_mb = 20;
+static long opt_max_body_mb = 20, opt_max_inflight_body_mb = 512, opt_max_image_cost_m = 1000,
+            opt_max_request_cost_m = 4000;
 static srv_config *C = &g_srv.cfg;
 
 static flag flags[] = {
@@ -88,8 +90,17 @@ static flag flags[] = {
     {"max-pixels", F_U64, &g_srv.cfg.max_pixels, 1, 0, "largest image (width*height); beyond: 413"},
     {"max-images", F_INT, &g_srv.cfg.max_images, 1, 64, "images per request"},
     {"max-top-k", F_INT, &g_srv.cfg.max_top_k, 1, SRV_TOPK_MAX, "largest top_k a request may ask"},
-    {"max-connections", F_INT, &g_srv.cfg.max_connections, 1, 1000000, "open connections; beyond are refused"},
+    {"max-connections", F_INT, &g_srv.cfg.max_connections, 1, 1000000, "open connections; beyond: 503 at once and closed"},
+    {"max-connections-per-ip", F_INT, &g_srv.cfg.max_connections_per_ip, 0, 1000000, "open connections from one client address; beyond: closed at once (0: no cap)"},
     {"request-timeout-s", F_INT, &g_srv.cfg.request_timeout_s, 1, 86400, "idle or slow client timeout"},
+    {"header-timeout-s", F_INT, &g_srv.cfg.header_timeout_s, 0, 86400, "the whole request header block must arrive within this, from connect or the previous reply; beyond: closed (0: none)"},
+    {"body-grace-s", F_INT, &g_srv.cfg.body_grace_s, 0, 86400, "seconds before --min-body-rate-kb applies to a body"},
+    {"min-body-rate-kb", F_LONG, &g_srv.cfg.min_body_rate_kb, 0, 1048576, "slowest average upload, KiB/s since the body began (after the grace); slower: closed (0: none)"},
+    {"max-inflight-body-mb", F_LONG, &opt_max_inflight_body_mb, 1, 1048576, "MiB of request bodies held at once, all connections; beyond: 503 + Retry-After"},
+    {"max-image-cost-m", F_LONG, &opt_max_image_cost_m, 0, 1000000000, "decode cost per image, M samples (pixels x components x scans, from the headers); beyond: 413 (0: no cap)"},
+    {"max-request-cost-m", F_LONG, &opt_max_request_cost_m, 0, 1000000000, "decode cost of a request's images together, M samples; beyond: 413 for the rest (0: no cap)"},
+    {"max-scans", F_INT, &g_srv.cfg.max_scans, 1, 100000, "JPEG scans per image; beyond: 422"},
+    {"queue-timeout-ms", F_LONG, &g_srv.cfg.queue_timeout_ms, 0, 3600000, "longest an admitted image waits for a decoder and a batch; beyond: 504 (0: none)"},
     {"drain-timeout-s", F_INT, &g_srv.cfg.drain_timeout_s, 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, &opt_device, 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, &opt_precision, 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
@@ -228,6 +239,14 @@ static char *default_model(void) {
     return "models/fashion-vit";
 }
 
+/* Large blocks (request bodies, pixel buffers, decoder arrays) come from mmap and go back to the
+ * system when freed: a fixed threshold stops glibc from raising it to the largest block freed so
+ * far (after which such blocks stay in the heap); the heap's top is trimmed past 4 MiB. */
+static void memory_return_setup(void) {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+}
+
 /* ---- main ----------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
@@ -236,7 +255,9 @@ int main(int argc, char **argv) {
     *C = (srv_config){.host = "127.0.0.1", .port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .device_check = 1, .max_queue = 256,
                       .workers = 1, .threads = 0, .decoders = 0, .http_threads = 2, .max_pixels = VIT_DEFAULT_MAX_PIXELS,
                       .drain_timeout_s = 30, .log_level = SRV_LOG_INFO, .max_connections = 1024,
-                      .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX};
+                      .max_connections_per_ip = 256, .request_timeout_s = 30, .header_timeout_s = 10, .body_grace_s = 10,
+                      .min_body_rate_kb = 16, .max_scans = VIT_DEFAULT_MAX_SCANS, .queue_timeout_ms = 30000,
+                      .max_images = 64, .max_top_k = SRV_TOPK_MAX};
     opt_host = (char *)C->host;
     opt_model = default_model();
     if (parse_flags(argc, argv) != 0) return 2;
@@ -246,6 +267,10 @@ int main(int argc, char **argv) {
     C->cors_origin = opt_cors_origin;
     C->host = opt_host;
     C->max_body = (size_t)opt_max_body_mb << 20;
+    C->max_inflight_body = (size_t)opt_max_inflight_body_mb << 20;
+    C->max_image_cost = (uint64_t)opt_max_image_cost_m * 1000000u;
+    C->max_request_cost = (uint64_t)opt_max_request_cost_m * 1000000u;
+    memory_return_setup();
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;
     C->device = !strcmp(opt_device, "cpu") ? VIT_DEVICE_CPU : !strcmp(opt_device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
     /* auto: the engine picks FP16 on CUDA and FP32 on the CPU */
@@ -293,7 +318,9 @@ int main(int argc, char **argv) {
     }
     batcher_opts bo = {.max_batch = C->max_batch, .max_queue = C->max_queue, .workers = C->workers,
                        .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us, .eager_dispatch = C->eager_dispatch,
-                       .max_pixels = C->max_pixels, .decoder_nice = C->decode_nice, .fast_decode = C->fast_decode, .device = C->device, .precision = C->precision,
+                       .max_pixels = C->max_pixels, .max_image_cost = C->max_image_cost,
+                       .max_request_cost = C->max_request_cost, .max_scans = C->max_scans,
+                       .queue_timeout_s = (double)C->queue_timeout_ms * 1e-3, .decoder_nice = C->decode_nice, .fast_decode = C->fast_decode, .device = C->device, .precision = C->precision,
                        .input_f16 = !strcmp(opt_input, "fp16") ? 1 : !strcmp(opt_input, "fp32") ? -1 : 0};
     st = batcher_new(g_srv.model, &bo, &g_srv.batcher, err, sizeof err);
     if (st != VIT_OK) {

@@ -43,8 +43,17 @@ typedef struct srv_config {
     vit_device device;
     vit_precision precision;
     int device_check;        /* on CUDA: vit_device_check against the CPU before serving */
-    int max_connections;
+    int max_connections;     /* past it, a new connection is answered 503 and closed at once */
+    int max_connections_per_ip; /* open connections from one client address (0: no cap) */
     int request_timeout_s;   /* idle/slow client timeout */
+    int header_timeout_s;    /* the whole header block (0: none) */
+    int body_grace_s;        /* the minimum body rate applies after this */
+    long min_body_rate_kb;   /* KiB/s averaged over the body (0: none) */
+    size_t max_inflight_body;/* bytes of request bodies in flight, all connections together */
+    uint64_t max_image_cost; /* decode cost per image, samples (vit_decode_limits; 0: none) */
+    uint64_t max_request_cost; /* the same over a request's images (0: none) */
+    int max_scans;           /* JPEG scans per image */
+    long queue_timeout_ms;   /* longest wait of an admitted image (0: none) */
     int max_images;          /* images (multipart parts) per request */
     int max_top_k;
     const char *admin_token_file;  /* admin API (issue 7): token file; NULL/"" = none */
@@ -61,6 +70,8 @@ typedef struct srv_state {
     atomic_int ready;        /* model loaded and warm-up ran */
     atomic_int draining;
     atomic_long inflight;    /* requests begun and not yet completed */
+    struct cg *guard;        /* client deadlines and the connection cap (connguard.h) */
+    atomic_llong body_inflight; /* bytes of request bodies reserved (max_inflight_body) */
 } srv_state;
 
 extern srv_state g_srv;
@@ -86,6 +97,8 @@ void srv_http_stop(void);
 const char *srv_conn_method(const srv_conn *c);
 const char *srv_conn_path(const srv_conn *c);
 const char *srv_conn_query(srv_conn *c, const char *key);     /* NULL if absent */
+/* The same with its length as sent (a %00 in the query decodes to a NUL inside the value). */
+const char *srv_conn_query_n(srv_conn *c, const char *key, size_t *len);
 const char *srv_conn_header(srv_conn *c, const char *key);    /* NULL if absent */
 const uint8_t *srv_conn_body(const srv_conn *c, size_t *len);
 /* The request's id, sent back as X-Request-Id and logged: the client's X-Request-Id when it is

@@ -83,7 +83,7 @@ def test_framing_and_json(d):
 
 
 def test_lingering_413(d):
-    # --max-body-mb 1: a 3 MB body without Expect: http.client sends it all, then reads the 413
+    # --max-body-mb 2: a 3 MB body without Expect: http.client sends it all, then reads the 413
     body = b"\0" * (3 << 20)
     c = http.client.HTTPConnection("127.0.0.1", d.port, timeout=20)
     try:
@@ -104,14 +104,14 @@ def test_lingering_413(d):
 
 
 def test_body_budget(d):
-    # --max-inflight-body-mb 2: one upload holds 1.5 MB of budget (from its Content-Length) while
-    # it trickles; a second 1 MB upload is refused at once with 503 + Retry-After
+    # --max-inflight-body-mb 3: one upload holds 2 MB of budget (from its Content-Length) while
+    # it trickles; a second 1.5 MB upload is refused at once with 503 + Retry-After
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
     s.sendall(b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
-              % (3 << 19) + b"\0" * 1000)
+              % (2 << 20) + b"\0" * 1000)
     time.sleep(0.3)
     st, t = raw(d.port, b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n"
-                        % (1 << 20))
+                        % (3 << 19), timeout=5)
     check(st == 503 and err_code(t) == "body_budget" and "retry-after:" in t.lower(),
           "bodies in flight over --max-inflight-body-mb: 503 body_budget + Retry-After", t[:200])
     s.close()
@@ -186,7 +186,7 @@ def main():
     with open(tok, "w") as f:
         f.write(TOKEN)
     os.chmod(tok, 0o600)
-    d = Daemon("--device", "cpu", "--max-body-mb", "1", "--max-inflight-body-mb", "2", "--admin-token-file", tok,
+    d = Daemon("--device", "cpu", "--max-body-mb", "2", "--max-inflight-body-mb", "3", "--admin-token-file", tok,
                "--state-dir", os.path.join(tmp, "state"), "--max-image-cost-m", "1000")
     if not check(d.wait_ready(), "daemon ready", d.logtext()[-2000:]):
         return summary()
