@@ -93,6 +93,7 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
     j->b = b;
     j->client_fd = -1;
     atomic_init(&j->remaining, n);
+    atomic_init(&j->unfinished, n);
     atomic_init(&j->cancelled, 0);
     atomic_init(&j->cost, 0);
     char *p = (char *)j + sz;
@@ -113,13 +114,13 @@ void srv_job_free(srv_job *j) {
     free(j);
 }
 
-/* never called with b->mu held: the last image takes its job off the active list */
+/* never called with b->mu held: the last image takes its job off the active list (before the
+ * job can be freed: `remaining` may hold the caller's reference a little longer) */
 static void item_finish(srv_item *it) {
     metrics_images(1, it->http == 200);
     srv_job *j = it->job;
-    if (atomic_fetch_sub(&j->remaining, 1) != 1) return;
     batcher *b = j->b;
-    if (b) {
+    if (atomic_fetch_sub(&j->unfinished, 1) == 1 && b) {
         pthread_mutex_lock(&b->mu);
         if (j->active) {
             if (j->act_prev) j->act_prev->act_next = j->act_next; else b->act_head = j->act_next;
@@ -128,7 +129,7 @@ static void item_finish(srv_item *it) {
         }
         pthread_mutex_unlock(&b->mu);
     }
-    if (j->done) j->done(j, j->done_arg);
+    if (atomic_fetch_sub(&j->remaining, 1) == 1 && j->done) j->done(j, j->done_arg);
 }
 
 static void item_fail(srv_item *it, int http, const char *code, const char *msg) {

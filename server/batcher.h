@@ -63,7 +63,8 @@ struct srv_job {
     int client_fd;             /* the client's socket, polled for EOF while queued; -1 = none */
     atomic_int cancelled;      /* 1: drop the remaining work (client gone) */
     atomic_uint_least64_t cost;/* decode cost charged so far (samples) */
-    atomic_int remaining;
+    atomic_int remaining;      /* items not finished, plus holds taken by the caller (done at 0) */
+    atomic_int unfinished;     /* items not finished (the job leaves the active list at 0) */
     /* the batcher's own (under its mutex) */
     batcher *b;
     int next;                  /* next item to hand to a decoder */

@@ -593,11 +593,12 @@ static void preflight(srv_conn *c, const char *methods) {
     MHD_destroy_response(r);
 }
 
-/* A body without Content-Length (chunked) grew past --max-body-mb while streaming.
- * libmicrohttpd 0.9.75 sends a response queued mid-upload only after the whole upload, so
- * the 413 is written straight to the socket (nothing else has been written on it), the write
- * side is shut, and the connection is closed by returning MHD_NO: the body is never read. */
-static enum MHD_Result reply_now(srv_conn *c, int status, const char *reason, const char *code, const char *m) {
+/* A reply written straight to the socket (nothing else has been written on it), for answers that
+ * cannot wait for the body: libmicrohttpd 0.9.75 sends a response queued mid-upload only after
+ * the whole upload.  reply_now also shuts the write side and closes (MHD_NO): used when a
+ * chunked body grows past --max-body-mb or past the in-flight budget while streaming; the rest
+ * of the body is never read. */
+static void write_now(srv_conn *c, int status, const char *reason, const char *code, const char *m, int shut) {
     char body[200], msg[600];
     int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, m);
     int ml = snprintf(msg, sizeof msg,
@@ -608,9 +609,13 @@ static enum MHD_Result reply_now(srv_conn *c, int status, const char *reason, co
     if (ci && ml > 0 && ml < (int)sizeof msg) {
         ssize_t w = send(ci->connect_fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
-        shutdown(ci->connect_fd, SHUT_WR);
+        if (shut) shutdown(ci->connect_fd, SHUT_WR);
     }
     c->status = status;
+}
+
+static enum MHD_Result reply_now(srv_conn *c, int status, const char *reason, const char *code, const char *m) {
+    write_now(c, status, reason, code, m, 1);
     return MHD_NO;
 }
 
@@ -680,6 +685,12 @@ static int admit_body(srv_conn *c) {
             srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
             return 1;
         }
+        /* lingering close: the 413 goes out now (a client waiting for it before sending gets it),
+         * the body is read and dropped, then the connection closes with nothing unread, so a
+         * client that sends first and reads after (no Expect) gets the 413, not a reset */
+        char m[96];
+        snprintf(m, sizeof m, "request body over the limit of %zu bytes", g_srv.cfg.max_body);
+        write_now(c, 413, "Content Too Large", "payload_too_large", m, 0);
         c->discard = 1;
         return 0;
     }
@@ -760,7 +771,7 @@ static void begin_request(srv_conn *c, struct MHD_Connection *mc, const char *ur
 /* a body chunk: kept (bounded by --max-body-mb and the in-flight budget), or dropped */
 static enum MHD_Result body_chunk(srv_conn *c, const char *data, size_t n) {
     cg_body_bytes(g_srv.guard, c->guard, n);
-    if (c->status || c->discard) return MHD_YES;                 /* answered, or over the limit */
+    if (c->status) return MHD_YES;                               /* answered (or over the limit): dropped */
     if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
     /* a client trickling its body never looks idle: bound the whole upload too */
     if (vit_now() - c->t_start > g_srv.cfg.request_timeout_s) {
@@ -803,6 +814,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *upload_size = 0;
         return body_chunk(c, upload_data, n);
     }
+    if (c->discard) return MHD_NO;                               /* the 413 went out: close */
     if (c->status) return MHD_YES;
     if (c->job) {                                                /* resumed: all images done */
         if (!c->job_done) return MHD_YES;
@@ -811,11 +823,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return MHD_YES;
     }
     cg_body_in(g_srv.guard, c->guard);                           /* the body is in: no client deadline */
-    if (c->discard) {
-        c->close = 1;
-        srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
-        return MHD_YES;
-    }
     c->handler(c);
     if (!c->status && !c->job) srv_reply_error(c, 500, "internal", "handler did not reply");
     return MHD_YES;
