@@ -630,10 +630,15 @@ static enum MHD_Result reply_413_now(srv_conn *c) {
 
 #define LINGER_MAX ((size_t)64 << 20)   /* an oversized body up to this is read and dropped, then 413 */
 
+/* The in-flight budget has a lane for small bodies: bodies past SMALL_BODY may fill only 7/8 of
+ * it, so a flood of big uploads cannot starve ordinary requests (which still meet the whole cap). */
+#define SMALL_BODY ((size_t)1 << 20)
 static int body_reserve(srv_conn *c, size_t n) {
+    unsigned long long cap = g_srv.cfg.max_inflight_body;
+    if (c->reserved + n > SMALL_BODY) cap -= cap / 8;
     long long cur = atomic_load(&g_srv.body_inflight);
     do {
-        if ((unsigned long long)cur + n > g_srv.cfg.max_inflight_body) return -1;
+        if ((unsigned long long)cur + n > cap) return -1;
     } while (!atomic_compare_exchange_weak(&g_srv.body_inflight, &cur, cur + (long long)n));
     c->reserved += n;
     return 0;

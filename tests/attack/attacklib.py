@@ -15,7 +15,7 @@ Attacks (the issue's classes):
                 their DC scans padded to look complete, 16 per request; half the clients leave
                 without reading the answer
   body_flood    many concurrent uploads of --max-body-mb bodies (over the in-flight budget)
-  json_flood    20 MB JSON bodies of numbers
+  json_flood    16 MB JSON bodies of numbers (under --max-body-mb: the JSON limits refuse them)
 """
 import http.client
 import os
@@ -151,6 +151,7 @@ class Outcomes:
 def mount(daemon, attack, seconds, **kw):
     """run attack(port, stop_event, outcomes, **kw) in its threads while the legit client runs;
     returns the figures"""
+    before = rss_kb(daemon.proc.pid)
     rss = RssSampler(daemon.proc.pid)
     rss.start()
     legit = LegitClient(daemon.port)
@@ -164,18 +165,22 @@ def mount(daemon, attack, seconds, **kw):
         t.join(timeout=30)
     legit.stop()
     peak = rss.stop()
+    time.sleep(1.5)                       # memory given back after the attack (malloc trim, munmap)
+    after = rss_kb(daemon.proc.pid)
     ok = [lat for lat, st in zip(legit.lat, legit.status) if st == 200]
     return {"attack": attack.__name__, "seconds": round(time.time() - t0, 1), "attacker": dict(out.counts),
             "attacker_total": out.total(), "legit_requests": len(legit.status), "legit_ok": len(ok),
             "legit_statuses": sorted(set(map(str, legit.status))), "legit_p50_ms": round(pct(ok, 0.5) * 1e3, 1),
             "legit_p99_ms": round(pct(ok, 0.99) * 1e3, 1), "legit_max_ms": round(max(legit.lat, default=0) * 1e3, 1),
-            "peak_rss_mb": round(peak / 1024, 1)}
+            "peak_rss_mb": round(peak / 1024, 1), "rss_before_mb": round(before / 1024, 1),
+            "rss_after_mb": round(after / 1024, 1)}
 
 
 def fmt(r):
     return (f"{r['attack']}: {r['seconds']}s, attacker {r['attacker_total']} -> {r['attacker']}; legit "
             f"{r['legit_ok']}/{r['legit_requests']} ok {r['legit_statuses']}, p50 {r['legit_p50_ms']} ms, "
-            f"p99 {r['legit_p99_ms']} ms, max {r['legit_max_ms']} ms; peak RSS {r['peak_rss_mb']} MB")
+            f"p99 {r['legit_p99_ms']} ms, max {r['legit_max_ms']} ms; RSS before {r['rss_before_mb']} MB, peak "
+            f"{r['peak_rss_mb']} MB, 1.5 s after {r['rss_after_mb']} MB")
 
 
 # ---- the attacks ------------------------------------------------------------------------------
@@ -335,7 +340,7 @@ def body_flood(port, stop, out, clients=40, mb=16):
     return _spawn(one, clients)
 
 
-def json_flood(port, stop, out, clients=2, mb=20):
+def json_flood(port, stop, out, clients=2, mb=16):
     body = b'{"images": [' + b",".join([b"12345678"] * ((mb << 20) // 9)) + b"]}"
 
     def one(i):
