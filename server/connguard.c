@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -142,6 +143,8 @@ int cg_sweep(cg *g, double now) {
         if (c->killed) continue;
         int why = overdue(g, c, now);
         if (why < 0) continue;
+        int unread = 0;                 /* bytes the client sent that the server has not read yet: */
+        if (ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) continue;   /* we are slow, not it */
         shutdown(c->fd, SHUT_RDWR);   /* the transport sees the end and closes it */
         c->killed = 1;
         k++;

@@ -9,6 +9,8 @@
  *     resets lets a client send one header line every few seconds forever);
  *   body: after body_grace_s, the body must have arrived at min_body_rate bytes/s on average
  *     since its first byte (Apache mod_reqtimeout's MinRate): bytes >= rate x (elapsed - grace);
+ *   either deadline counts only while the client owes bytes: a connection whose socket holds data
+ *     the server has not read yet (FIONREAD) is not cut (the server was busy, not the client);
  *   count: a connection opened while max_connections are open is marked `over`: the transport
  *     answers its request 503 at once and closes, with a short header deadline (over_timeout_s).
  *

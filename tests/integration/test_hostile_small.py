@@ -7,6 +7,7 @@ Expect: 100-continue still gets its 413 (read and discarded, then closed); the g
 request bodies in flight answers 503 + Retry-After; the decode budgets answer 413/422 over HTTP;
 /readyz turns 503 while images miss their deadlines and recovers by itself; the metrics count
 rejected and cancelled work by reason."""
+# asan: yes
 import base64
 import http.client
 import json

@@ -53,8 +53,14 @@ int main(void) {
     CHECK(k == 1 && client_sees_eof(sv[0][1]), "+10.5 s: the header block not in after 10 s, shut down");
     k = cg_sweep(g, t0 + 1000);
     CHECK(k == 0 && !client_sees_eof(sv[2][1]), "a connection being served has no client deadline (+1000 s)");
+    /* data the server has not read yet: the client is not the slow one */
     cg_reply_done(g, c[2]);
     double t1 = vit_now();
+    ssize_t w = send(sv[2][1], "GET / HTTP/1.1\r\n", 16, 0);
+    CHECK(w == 16 && cg_sweep(g, t1 + 11) == 0, "past the header deadline, but bytes wait unread: not cut");
+    char sink[32];
+    ssize_t r = recv(sv[2][0], sink, sizeof sink, 0);
+    (void)r;
     CHECK(cg_sweep(g, t1 + 9) == 0 && cg_sweep(g, t1 + 11) == 1 && client_sees_eof(sv[2][1]),
           "after the reply, the next header block has its own 10 s");
     CHECK(cg_sweep(g, t1 + 2000) == 0, "a shut-down connection is counted once");
