@@ -3,7 +3,8 @@
 127.0.0.1: the access log escapes control characters of the path; labels must be UTF-8 without
 control characters (NUL included); conflicting framing headers are 400; trailing data after a
 JSON body and unknown keys in "parameters" are 400; an oversized body sent without
-Expect: 100-continue still gets its 413 (read and discarded, then closed); the global budget of
+Expect: 100-continue still gets its 413 (read and discarded, then closed); a connection past
+--max-connections is answered 503 at once; the global budget of
 request bodies in flight answers 503 + Retry-After; the decode budgets answer 413/422 over HTTP;
 /readyz turns 503 while images miss their deadlines and recovers by itself; the metrics count
 rejected and cancelled work by reason."""
@@ -181,6 +182,24 @@ def test_readyz_saturation():
     d.stop()
 
 
+def test_connection_cap():
+    d = Daemon("--device", "cpu", "--max-connections", "4", "--max-connections-per-ip", "0")
+    if not check(d.wait_ready(), "daemon ready (connection cap)", d.logtext()[-2000:]):
+        return
+    held = [socket.create_connection(("127.0.0.1", d.port), timeout=5) for _ in range(4)]
+    time.sleep(0.2)
+    t0 = time.time()
+    st, t = raw(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    check(st == 503 and err_code(t) == "too_many_connections" and "connection: close" in t.lower(),
+          f"5th connection past --max-connections 4: 503 at once ({time.time() - t0:.2f}s), then closed", t[:160])
+    for s in held:
+        s.close()
+    time.sleep(0.3)
+    st, _, b = d.json("GET", "/healthz")
+    check(st == 200, "served again once connections closed", b)
+    d.stop()
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="vitd-hostile-")
     tok = os.path.join(tmp, "token")
@@ -204,6 +223,7 @@ def main():
           "metrics: rejected work by reason", reasons)
     check(d.stop() == 0, "SIGTERM -> exit 0")
     test_readyz_saturation()
+    test_connection_cap()
     return summary()
 
 
