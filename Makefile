@@ -184,7 +184,7 @@ test-unit: all
 
 # Hostile clients (tests/attack): every attack for 20 s, then a 10-minute soak of mixed legit and
 # hostile traffic with the daemon's RSS sampled every 10 s, recorded in bench/results.
-# (`make test` runs the short form: tests/integration/test_attacks.py, 3 s per attack.)
+# (`make test` runs the short form: tests/integration/test_attacks.py, 4 s per attack.)
 ATTACK_OUT ?= bench/results/attack_soak.txt
 test-attack: all
 	tests/attack/run_attacks.py --seconds 20 --soak 600 --out $(ATTACK_OUT)

@@ -21,6 +21,7 @@ import http.client
 import os
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -100,32 +101,54 @@ class RssSampler(threading.Thread):
         return max((kb for _, kb in self.samples), default=0)
 
 
-class LegitClient(threading.Thread):
-    """one image per request, one request at a time, each with a generous timeout"""
-    def __init__(self, port, timeout=20):
-        super().__init__(daemon=True)
-        self.port, self.timeout = port, timeout
-        self.lat, self.status, self.stop_ev = [], [], threading.Event()
+def _legit_loop(port, timeout=20):
+    """the well-behaved client: one image per request, one request at a time, a fresh connection
+    each; prints "status seconds" per request until its stdin closes"""
+    import select
+    body, ct = multipart([("image", "sneaker.png", LEGIT_IMG)])
+    while True:
+        if select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.read(1):
+            return
+        t0 = time.time()
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+            c.request("POST", "/classify", body=body, headers={"Content-Type": ct})
+            r = c.getresponse()
+            r.read()
+            c.close()
+            st = r.status
+        except OSError as e:
+            st = type(e).__name__
+        print(st, time.time() - t0, flush=True)
+        time.sleep(0.02)
 
-    def run(self):
-        body, ct = multipart([("image", "sneaker.png", LEGIT_IMG)])
-        while not self.stop_ev.is_set():
-            t0 = time.time()
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                c.request("POST", "/classify", body=body, headers={"Content-Type": ct})
-                r = c.getresponse()
-                r.read()
-                c.close()
-                self.status.append(r.status)
-            except OSError as e:
-                self.status.append(type(e).__name__)
-            self.lat.append(time.time() - t0)
-            self.stop_ev.wait(0.02)
+
+class LegitClient:
+    """_legit_loop in its own process, so the attackers' threads (and Python's lock) never delay
+    it: a stall of the measuring client would look like the daemon's"""
+    def __init__(self, port):
+        self.port, self.lat, self.status = port, [], []
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "legit", str(self.port)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            st, lat = line.split()
+            self.status.append(int(st) if st.isdigit() else st)
+            self.lat.append(float(lat))
 
     def stop(self):
-        self.stop_ev.set()
-        self.join()
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join()
 
 
 def pct(xs, q):
@@ -358,3 +381,7 @@ def json_flood(port, stop, out, clients=2, mb=16):
 
 
 ATTACKS = {f.__name__: f for f in (slow_headers, slow_body, conn_flood, costly_images, body_flood, json_flood)}
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "legit":
+    _legit_loop(int(sys.argv[2]))

@@ -29,7 +29,7 @@ from vitd_testlib import Daemon, check, summary  # noqa: E402
 
 # the daemon's limits for the run (small, so each attack hits them within seconds)
 FLAGS = ["--device", "cpu", "--decoders", "2", "--http-threads", "4", "--max-connections", "128",
-         "--max-connections-per-ip", "48", "--header-timeout-s", "2", "--body-grace-s", "1",
+         "--max-connections-per-ip", "48", "--header-timeout-s", "3", "--body-grace-s", "1",
          "--min-body-rate-kb", "64", "--max-inflight-body-mb", "96", "--max-body-mb", "20",
          "--queue-timeout-ms", "10000", "--max-image-cost-m", "600", "--max-request-cost-m", "2000",
          "--request-timeout-s", "30"]
