@@ -250,12 +250,15 @@ static int configure(opts *o, int argc, char **argv) {
     return 0;
 }
 
-/* Large blocks (request bodies, pixel buffers, decoder arrays) come from mmap and go back to the
- * system when freed: a fixed threshold stops glibc from raising it to the largest block freed so
- * far (after which such blocks stay in the heap); the heap's top is trimmed past 4 MiB. */
+/* Blocks of 4 MiB and more (big request bodies, the pixels of big images) come from mmap and go
+ * back to the system when freed: a fixed threshold stops glibc from raising it to the largest
+ * block freed so far (up to 32 MiB, after which such blocks stay in the heap); the heap's top is
+ * trimmed past 8 MiB.  Smaller blocks stay in the heap: a threshold of 256 KiB put every
+ * ordinary image's pixel buffer through mmap, munmap and fresh page faults and cost a third of
+ * the throughput (bench/results/loadtest_hostile.md). */
 static void memory_return_setup(void) {
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 }
 
 /* signals: handled synchronously by the main thread; every other thread blocks them */
