@@ -77,7 +77,7 @@ static const flag flags[] = {
     {"queue-timeout-ms", F_LONG, O(cfg.queue_timeout_ms), 0, 3600000, "longest an admitted image waits for a decoder and a batch; beyond: 504 (0: none)"},
     {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, O(device), 0, 0, "auto|cpu|cuda"},
-    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
+    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8|fp8 (auto: fp16 on cuda, fp32 on cpu; int8/fp8 on cuda need DIR/calibration.json)"},
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, O(cfg.device_check), 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},
@@ -286,6 +286,8 @@ static int load_model(srv_state *st, char *err, size_t errlen) {
         return -1;
     }
     st->mc = vit_model_config(st->model);
+    char knobs[1024];   /* the engine's environment knobs in effect, once at start-up */
+    if (vit_knobs_summary(knobs, sizeof knobs)) srv_log(SRV_LOG_INFO, "engine knobs: %s", knobs);
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", C->model_dir);
     size_t n = strlen(tmp);

@@ -7,10 +7,12 @@
 
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
 int cmd_bench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_knobs(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -40,5 +42,9 @@ int cli_exit_status(vit_status st);
 int cli_load_model(const char *cmd, const char *dir, const vit_load_opts *lo, vit_model **out);
 int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts *so,
                      vit_session **out);
+/* Print o (NULL: cJSON ran out of memory while it was built) as one line on stdout and delete
+ * it: 0, or 1 after "vit CMD: out of memory" on stderr. */
+struct cJSON;
+int cli_print_json(const char *cmd, struct cJSON *o);
 
 #endif

@@ -1,6 +1,6 @@
 /* cmd_bench.c: `vit bench`: time the forward pass on random input.
  *   vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]
- *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--attention]
+ *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N] [--attention]
  *             [--f16]   (FP16 input through vit_forward_f16: the same values rounded)
  * Runs W warm-up forwards (default 2), then K timed ones (default 10), and prints on stdout
  *   <images/s> images/s
@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]\n"
-               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]\n"
+               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]\n"
                "                 [--attention]   (also compute CLS attention and rollout)\n"
                "                 [--f16]         (FP16 input, vit_forward_f16: what a CUDA session reads fastest)\n");
 }

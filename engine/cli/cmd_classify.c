@@ -1,6 +1,6 @@
 /* cmd_classify.c: `vit classify`: classify JPEG/PNG files, one JSON object per line per image.
  *   vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B] [--threads N]
- *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]
+ *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]
  *                [--max-pixels N] IMAGE...
  * Each line, in the order given:
  *   {"file": F, "predictions": [{"label": L, "index": i, "score": p}, ...],
@@ -20,7 +20,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B]\n"
-               "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8]\n"
+               "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8]\n"
                "                    [--image-size N] [--max-pixels N] IMAGE...\n"
                "  one JSON object per image per line; --attention adds the last layer's CLS\n"
                "  attention (head-averaged), --rollout the attention rollout instead; --image-size\n"

@@ -4,7 +4,7 @@
  * images/s (or one JSON object with --json); a progress bar on stderr when it is a terminal.
  *
  *   vit eval --model DIR --data PATH [--labels FILE] [--batch B] [--threads N] [--limit N]
- *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--by-order]
+ *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N] [--by-order]
  *            [--confusion] [--json] [--predictions FILE]
  */
 #include <stdint.h>
@@ -34,7 +34,7 @@ static void eval_usage(FILE *f) {
             "  --threads N          CPU threads (default 0 = all cores)\n"
             "  --limit N            evaluate N evenly spaced images only\n"
             "  --device D           auto|cpu|cuda (default auto)\n"
-            "  --precision P        auto|fp32|fp16|int8 (auto: fp32 on the CPU, fp16 on CUDA; int8: CPU)\n"
+            "  --precision P        auto|fp32|fp16|int8|fp8 (auto: fp32 on the CPU, fp16 on CUDA; int8/fp8 on CUDA need calibration.json)\n"
             "  --image-size N       run at another resolution than trained\n"
             "  --max-pixels N       refuse larger images (default %llu)\n"
             "  --by-order           sorted class folders are classes 0..C-1 (ImageNet synsets)\n"

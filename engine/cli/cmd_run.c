@@ -1,7 +1,7 @@
 /* cmd_run.c: `vit run`: the forward pass on preprocessed tensors, for scripts and tests.
  *   vit run --model DIR --input X.npy --output LOGITS.npy [--attention ATTN.npy]
  *           [--rollout R.npy] [--features F.npy] [--threads N] [--batch B]
- *           [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]
+ *           [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]
  * X is float32 (N, 3, H, W) at the size the model runs at; LOGITS (N, classes); ATTN and R
  * (N, num_patches): the last layer's head-averaged CLS attention and the attention rollout;
  * F (N, feature_dim).  Images run in batches of B (default min(N, 8)).
@@ -17,7 +17,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: vit run --model DIR --input X.npy --output LOGITS.npy [--attention ATTN.npy]\n"
             "               [--rollout R.npy] [--features F.npy] [--threads N] [--batch B]\n"
-            "               [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]\n"
+            "               [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]\n"
             "  X: float32 (N, 3, H, W), preprocessed; LOGITS (N, classes); ATTN, R (N, patches);\n"
             "  F (N, feature_dim)\n");
 }

@@ -1,4 +1,5 @@
 /* main.c: `vit`, the engine's command-line tool: dispatch to subcommands. */
+#include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,11 +26,13 @@ static int cmd_version(int argc, char **argv) {
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
     {"bench", cmd_bench, "time the forward pass on random input: images/s"},
+    {"calibrate", cmd_calibrate, "activation ranges for int8/fp8 from real images: DIR/calibration.json"},
     {"check", cmd_check, "compare a device's outputs with the CPU FP32 reference (exit 1 on a mismatch)"},
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"finetune", cmd_finetune, "train a new head on an ImageFolder, write a new model directory"},
-    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
+    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing, knobs)"},
+    {"knobs", cmd_knobs, "list the engine's environment knobs: allowed values, default, value in effect"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
     {"run", cmd_run, "forward preprocessed tensors (.npy): logits, attention, rollout, features"},
     {"version", cmd_version, "print the version"},
@@ -46,6 +49,18 @@ int cli_parse_int(const char *name, const char *val, int min, int max) {
     return (int)v;
 }
 
+int cli_print_json(const char *cmd, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        fprintf(stderr, "vit: %s: out of memory\n", cmd);
+        return 1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
+}
+
 int cli_parse_device(const char *val, vit_device *out) {
     if (val && !strcmp(val, "auto")) *out = VIT_DEVICE_AUTO;
     else if (val && !strcmp(val, "cpu")) *out = VIT_DEVICE_CPU;
@@ -59,7 +74,7 @@ int cli_parse_device(const char *val, vit_device *out) {
 
 int cli_parse_precision(const char *val, vit_precision *out) {
     if (vit_precision_parse(val, out) != 0) {
-        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16 or int8, got '%s'\n",
+        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16, int8 or fp8, got '%s'\n",
                 val ? val : "");
         return -1;
     }
