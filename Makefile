@@ -34,6 +34,12 @@ ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
+# The web page (server/ui/, issue 18) compiled into vitd: gen_assets writes its bytes as C.
+# Order matters: index.html names the others by content hash, so it comes last.
+UI_ASSETS  := /ui/app.css=server/ui/app.css /ui/app.js=server/ui/app.js /=server/ui/index.html
+ifneq ($(strip $(SERVER_OBJ)),)
+SERVER_OBJ += $(BUILD)/server/ui_assets.o
+endif
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BINS  := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
@@ -58,6 +64,17 @@ deps-bench:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tools/gen_assets: server/ui/gen_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/server/ui_assets.c: $(BUILD)/tools/gen_assets $(foreach a,$(UI_ASSETS),$(lastword $(subst =, ,$(a))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/gen_assets $@ $(UI_ASSETS)
+
+$(BUILD)/server/ui_assets.o: $(BUILD)/server/ui_assets.c server/ui.h
+	$(CC) $(CFLAGS) -Iserver -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)

@@ -24,9 +24,10 @@ static int add_pair(cJSON *o, const char *name, int a, int b) {
     return arr && cJSON_AddItemToObject(o, name, arr) ? 1 : (cJSON_Delete(arr), 0);
 }
 
-static int add_f3(cJSON *o, const char *name, const float *v) {
+/* n (1 or 3: one per input channel) floats as an array */
+static int add_fn(cJSON *o, const char *name, const float *v, int n) {
     double d[3] = {f2d(v[0]), f2d(v[1]), f2d(v[2])};
-    cJSON *arr = cJSON_CreateDoubleArray(d, 3);
+    cJSON *arr = cJSON_CreateDoubleArray(d, n);
     return arr && cJSON_AddItemToObject(o, name, arr) ? 1 : (cJSON_Delete(arr), 0);
 }
 
@@ -37,6 +38,9 @@ static int add_config(cJSON *o, const vit_config *c) {
            cJSON_AddNumberToObject(o, "trained_image_size", c->trained_image_size) &&
            cJSON_AddNumberToObject(o, "patch_size", c->patch_size) &&
            cJSON_AddNumberToObject(o, "num_channels", c->num_channels) &&
+           add_pair(o, "image_hw", c->image_h, c->image_w) &&
+           cJSON_AddNumberToObject(o, "num_register_tokens", c->num_register_tokens) &&
+           cJSON_AddBoolToObject(o, "layer_scale", c->layer_scale) &&
            add_pair(o, "attention_grid", c->grid_h, c->grid_w) &&
            cJSON_AddNumberToObject(o, "num_patches", c->num_patches) &&
            cJSON_AddNumberToObject(o, "num_prefix_tokens", c->num_prefix_tokens) &&
@@ -47,7 +51,9 @@ static int add_config(cJSON *o, const vit_config *c) {
            cJSON_AddNumberToObject(o, "mlp_size", c->mlp_size) &&
            cJSON_AddNumberToObject(o, "layer_norm_eps", f2d(c->layer_norm_eps)) &&
            cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias) &&
-           cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN ? "mean" : "cls") &&
+           cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN       ? "mean"
+                                                 : c->pooling == VIT_POOL_CLS_MEAN ? "cls+mean"
+                                                                                   : "cls") &&
            cJSON_AddBoolToObject(o, "pre_logits", c->has_pre_logits) &&
            cJSON_AddBoolToObject(o, "distilled", c->distilled) &&
            cJSON_AddNumberToObject(o, "num_params", (double)c->num_params) &&
@@ -69,6 +75,7 @@ static int add_labels(cJSON *o, const vit_config *c, const vit_head *h) {
 }
 
 static int add_preprocessing(cJSON *o, const vit_preprocess *p) {
+    const int nch = p->channels == 1 ? 1 : 3;
     cJSON *pp = cJSON_AddObjectToObject(o, "preprocessing");
     return pp && cJSON_AddBoolToObject(pp, "do_resize", p->do_resize) &&
            (p->shortest_edge > 0 ? cJSON_AddNumberToObject(pp, "shortest_edge", p->shortest_edge) != NULL
@@ -79,7 +86,7 @@ static int add_preprocessing(cJSON *o, const vit_preprocess *p) {
            cJSON_AddBoolToObject(pp, "do_rescale", p->do_rescale) &&
            cJSON_AddNumberToObject(pp, "rescale_factor", p->do_rescale ? f2d(p->rescale_factor) : 1.0) &&
            cJSON_AddBoolToObject(pp, "do_normalize", p->do_normalize) &&
-           add_f3(pp, "mean", p->mean) && add_f3(pp, "std", p->std) &&
+           add_fn(pp, "mean", p->mean, nch) && add_fn(pp, "std", p->std, nch) &&
            add_pair(pp, "output", p->out_h, p->out_w);
 }
 

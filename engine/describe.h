@@ -15,12 +15,13 @@ const char *vit_resample_name(int resample);
 
 /* Adds to object o:
  *   architecture, naming, image_size, trained_image_size, patch_size, num_channels,
+ *   image_hw [h, w], num_register_tokens, layer_scale,
  *   attention_grid [h, w], num_patches, num_prefix_tokens, num_tokens, hidden_size, num_layers,
- *   num_heads, mlp_size, layer_norm_eps, qkv_bias, pooling ("cls" | "mean"), pre_logits,
+ *   num_heads, mlp_size, layer_norm_eps, qkv_bias, pooling ("cls" | "mean" | "cls+mean"), pre_logits,
  *   distilled, num_params, feature_dim, num_classes, labels,
  *   preprocessing {do_resize, shortest_edge | resize [h, w], resample, do_center_crop, crop [h, w],
  *                  do_rescale, rescale_factor (1 when do_rescale is false), do_normalize, mean,
- *                  std, output [h, w]},
+ *                  std (one value per input channel: 1 or 3), output [h, w]},
  *   knobs {NAME: value in effect} (engine/knobs.c; numbers for int and bool knobs).
  * num_classes and labels come from head h when it is not NULL (the server's active head), else
  * from c (the checkpoint's).  Returns VIT_OK, or VIT_E_NOMEM when cJSON ran out of memory (o then

@@ -37,6 +37,7 @@ struct vit_model {
     const float *patch_b;         /* (D) */
     const float *cls_token;       /* (D) or NULL when num_prefix_tokens == 0 */
     const float *dist_token;      /* (D) DeiT distillation token, or NULL */
+    const float *reg_tokens;      /* (num_register_tokens, D) after the class token, or NULL */
     const float *pos_embed;       /* (num_tokens, D) at cfg.image_size (interpolated at load) */
     vit_layer_weights *layers;    /* num_layers */
     const float *norm_w, *norm_b; /* final LayerNorm over all tokens (D), or NULL (timm fc_norm models) */

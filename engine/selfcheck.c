@@ -41,9 +41,9 @@ vit_status vit_device_check(const vit_model *m, const vit_session_opts *opts, do
     if (!m || !opts || !(tol > 0)) return vit_errf(VIT_E_ARG, err, errlen, "vit_device_check: bad argument");
     const vit_config *c = vit_model_config(m);
     const vit_head *head = vit_model_head(m);
-    const int S = c->image_size, F = c->feature_dim, P = c->num_patches, CH = c->num_channels;
+    const int S = c->grid_h * c->patch_size, SW = c->grid_w * c->patch_size, F = c->feature_dim, P = c->num_patches, CH = c->num_channels;
     const int K = head ? vit_head_num_classes(head) : 0;
-    const size_t per = (size_t)CH * S * S;
+    const size_t per = (size_t)CH * S * SW;
     size_t nfloats = CHECK_B * (per + 2 * ((size_t)F + (size_t)K + (size_t)P));
     float *buf = malloc(nfloats * sizeof *buf);
     if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "vit_device_check: out of memory");
@@ -57,11 +57,11 @@ vit_status vit_device_check(const vit_model *m, const vit_session_opts *opts, do
     for (int b = 0; b < CHECK_B; b++)
         for (int ch = 0; ch < CH; ch++)
             for (int i = 0; i < S; i++)
-                for (int j = 0; j < S; j++) {
-                    double u = (double)i / S, v = (double)j / S;
+                for (int j = 0; j < SW; j++) {
+                    double u = (double)i / S, v = (double)j / SW;
                     double val = 1.2 * cos(6.2832 * ((1 + b + ch) * u + 0.5 * v) + ch) +
                                  0.6 * cos(6.2832 * (2 * v - (b + 1) * u)) - 0.2 * ch + 0.3 * b;
-                    x[(size_t)b * per + ((size_t)ch * S + i) * S + j] = (float)val;
+                    x[(size_t)b * per + ((size_t)ch * S + i) * SW + j] = (float)val;
                 }
 
     vit_session_opts ref_opts = {.max_batch = CHECK_B, .threads = opts->threads, .device = VIT_DEVICE_CPU,

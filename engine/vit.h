@@ -63,7 +63,9 @@ const char *vit_status_str(vit_status s);
 
 /* ---- configuration ----------------------------------------------------------------- */
 
-typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
+/* CLS: the class token; MEAN: the mean of the patch tokens; CLS_MEAN: [class token; mean of the
+ * patch tokens] (2D wide, DINOv2's linear classifier), both after the final LayerNorm */
+typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1, VIT_POOL_CLS_MEAN = 2 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
 /* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes FP32, or INT8 (W8A8
  * of the encoder's Linear layers, the rest FP32; see engine/cpu/cpu_gemm_i8.c): with dynamic
@@ -103,22 +105,25 @@ typedef struct vit_preprocess {
                                 tensor equals PIL + torchvision's bit for bit; 0 (default): float */
     int crop_floor;          /* 0: torchvision's offsets round((h - ch) / 2) (timm, torchvision); 1: Hugging
                                 Face's floor((h - ch) / 2) (preprocessor_config.json naming its class) */
+    int channels;            /* planes of the tensor: 3 (RGB) or 1 (luminance as PIL's convert("L"),
+                                computed after alpha is composited); 0 means 3 */
 } vit_preprocess;
 
 typedef struct vit_config {
     char architecture[64];   /* "ViTForImageClassification", "vit_base_patch16_224", "vit_b_16", ... */
     char naming[16];         /* tensor naming scheme found: "hf", "timm" or "torchvision" */
-    int image_size;          /* input size this model runs at (may differ from trained) */
-    int trained_image_size;  /* size the position embeddings were trained for */
+    int image_size;          /* input size this model runs at (may differ from trained); the height
+                                when the input is not square (image_h x image_w, below) */
+    int trained_image_size;  /* size the position embeddings were trained for (height if not square) */
     int patch_size;
-    int num_channels;        /* 3 */
+    int num_channels;        /* 3 (RGB) or 1 (grayscale: the input is PIL's convert("L") luminance) */
     int hidden_size;         /* D */
     int num_layers;
     int num_heads;
     int mlp_size;            /* intermediate size */
     int grid_h, grid_w;      /* patches per side at image_size */
     int num_patches;         /* grid_h * grid_w */
-    int num_prefix_tokens;   /* 1 (CLS), 2 with a DeiT distillation token, 0 if none */
+    int num_prefix_tokens;   /* class token (0 or 1) + DeiT distillation token (0 or 1) + registers */
     int num_tokens;          /* num_prefix_tokens + num_patches */
     float layer_norm_eps;
     int qkv_bias;
@@ -130,7 +135,13 @@ typedef struct vit_config {
     char **labels;           /* num_classes strings */
     vit_preprocess preprocess;
     size_t num_params;
+    int num_register_tokens; /* timm reg_token: learned tokens after the class token, 0..VIT_MAX_REGISTERS */
+    int layer_scale;         /* 1: LayerScale (timm ls1/ls2.gamma), folded into proj and fc2 at load */
+    int image_h, image_w;    /* the input (C, image_h, image_w) this model runs at: grid_h/w * patch */
+    int trained_image_h, trained_image_w; /* what the position embeddings were trained for */
 } vit_config;
+
+#define VIT_MAX_REGISTERS 16
 
 /* ---- model ------------------------------------------------------------------------- */
 

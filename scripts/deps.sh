@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh: install the Debian packages vitd needs, idempotently.
 #   scripts/deps.sh build   -- compilers and -dev libraries (make, make run)
-#   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O)
+#   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O; chromium,
+#                              node and npm for the web page's browser test, whose npm packages,
+#                              pinned in tests/browser/package-lock.json, `npm ci` installs there)
 #   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
 #   scripts/deps.sh fuzz    -- build + clang and its libFuzzer runtime (make fuzz; not needed by make test)
 # Installs only what is missing; runs apt-get update only when something is.
@@ -11,7 +13,10 @@ what=${1:-build}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-dev
       libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
-  pkgs+=(python3 python3-numpy curl)
+  pkgs+=(python3 python3-numpy curl chromium)
+  # Debian's nodejs + npm, unless a node with npm is already installed (e.g. NodeSource's nodejs,
+  # which conflicts with Debian's npm package)
+  command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 fi
 if [ "$what" = fuzz ]; then
   pkgs+=(clang libclang-rt-14-dev)
@@ -24,13 +29,23 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps.sh: installing ${missing[*]}" >&2
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null; then SUDO=sudo; else
-    echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps.sh: installing ${missing[*]}" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then SUDO=sudo; else
+      echo "deps.sh: need root to install: ${missing[*]}" >&2; exit 1; fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q >&2
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+# the browser test's npm packages, exactly as locked, into tests/browser/node_modules (never
+# global); puppeteer-core drives Debian's chromium, so no browser is downloaded
+if [ "$what" = test ] || [ "$what" = bench ]; then
+  b="$(dirname "$0")/../tests/browser"
+  if [ ! -f "$b/node_modules/.package-lock.json" ] || [ "$b/package-lock.json" -nt "$b/node_modules/.package-lock.json" ]; then
+    echo "deps.sh: npm ci in tests/browser" >&2
+    (cd "$b" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+fi

@@ -45,7 +45,7 @@ typedef struct worker {
 struct batcher {
     const vit_config *cfg;
     batcher_opts o;
-    size_t img_elems;          /* 3 * H * W */
+    size_t img_elems;          /* C * H * W (C = 3, or 1 for a grayscale model) */
     vit_input_type in_type;    /* what the batch buffers hold (the sessions' fastest input) */
     size_t img_bytes;          /* img_elems * (4 or 2) */
     vit_preprocess pp;         /* the model's, with DCT-domain JPEG scaling when fast_decode */
@@ -713,7 +713,7 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     if (!b) return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
     b->cfg = vit_model_config(m);
     b->o = *o;
-    b->img_elems = (size_t)3 * b->cfg->preprocess.out_h * b->cfg->preprocess.out_w;
+    b->img_elems = (size_t)b->cfg->num_channels * b->cfg->preprocess.out_h * b->cfg->preprocess.out_w;
     b->pp = b->cfg->preprocess;
     if (o->fast_decode) b->pp.allow_dct_scaling = 1;
     pthread_mutex_init(&b->mu, NULL);

@@ -38,7 +38,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) { if ((warmup = cli_parse_int("--warmup", v, 0, 1000000)) < 0) return 2; i++; }
         else if (!strcmp(a, "--attention")) attention = 1;
         else if (!strcmp(a, "--f16")) f16 = 1;
-        else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+        else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); cli_suggest_option("bench", a, usage); usage(stderr); return 2; }
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;

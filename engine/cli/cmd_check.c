@@ -32,7 +32,7 @@ int cmd_check(int argc, char **argv) {
             tol = strtod(v, &end);
             if (*end || !(tol > 0 && tol < 1e6)) { fprintf(stderr, "vit check: --tol: expected a positive number, got '%s'\n", v); return 2; }
             i++;
-        } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+        } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); cli_suggest_option("check", a, usage); usage(stderr); return 2; }
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;

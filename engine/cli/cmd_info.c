@@ -27,15 +27,20 @@ static void print_pre(const vit_preprocess *p) {
     }
     if (p->do_center_crop) printf("center crop %dx%d, ", p->crop_h, p->crop_w);
     if (p->do_rescale) printf("x %.6g, ", (double)p->rescale_factor);
-    if (p->do_normalize)
+    if (p->do_normalize && p->channels == 1)
+        printf("normalize mean [%.4g] std [%.4g], ", (double)p->mean[0], (double)p->std[0]);
+    else if (p->do_normalize)
         printf("normalize mean [%.4g, %.4g, %.4g] std [%.4g, %.4g, %.4g], ", (double)p->mean[0], (double)p->mean[1],
                (double)p->mean[2], (double)p->std[0], (double)p->std[1], (double)p->std[2]);
-    printf("-> 3x%dx%d\n", p->out_h, p->out_w);
+    printf("-> %dx%dx%d%s\n", p->channels ? p->channels : 3, p->out_h, p->out_w,
+           p->channels == 1 ? " (luminance, as PIL's convert(\"L\"))" : "");
 }
 
 static const char *pooling_str(const vit_config *c) {
     if (c->distilled) return "class + distillation tokens (DeiT; head averages both)";
-    return c->pooling == VIT_POOL_MEAN ? "mean of patch tokens" : "class token";
+    return c->pooling == VIT_POOL_MEAN       ? "mean of patch tokens"
+           : c->pooling == VIT_POOL_CLS_MEAN ? "[class token; mean of patch tokens] (DINOv2 linear head)"
+                                             : "class token";
 }
 
 /* the one description /v1/models also prints (engine/describe.c), plus the path given */
@@ -75,6 +80,7 @@ int cmd_info(int argc, char **argv) {
             json = 1;
         } else {
             fprintf(stderr, "vit: info: unknown or incomplete option '%s'\n", argv[i]);
+            cli_suggest_option("info", argv[i], usage);
             usage(stderr);
             return 2;
         }
@@ -100,7 +106,8 @@ int cmd_info(int argc, char **argv) {
         printf("model:          %s\n", dir);
         printf("architecture:   %s (%s tensor names)\n", c->architecture,
                !strcmp(c->naming, "hf") ? "Hugging Face" : c->naming);
-        printf("image size:     %d", c->image_size);
+        if (c->image_h != c->image_w) printf("image size:     %dx%d (h x w)", c->image_h, c->image_w);
+        else printf("image size:     %d", c->image_size);
         if (c->image_size != c->trained_image_size)
             printf(" (trained at %d; position embeddings interpolated bicubically)", c->trained_image_size);
         printf(", patch %d, grid %dx%d = %d patches, %d tokens\n", c->patch_size, c->grid_h, c->grid_w,
@@ -108,6 +115,9 @@ int cmd_info(int argc, char **argv) {
         printf("transformer:    hidden %d, %d layers, %d heads, MLP %d, GELU (erf), LayerNorm eps %g, qkv bias %s\n",
                c->hidden_size, c->num_layers, c->num_heads, c->mlp_size, (double)c->layer_norm_eps,
                c->qkv_bias ? "yes" : "no");
+        if (c->num_register_tokens || c->layer_scale)
+            printf("extras:         %d register token(s)%s\n", c->num_register_tokens,
+                   c->layer_scale ? ", LayerScale (folded into proj and fc2)" : "");
         printf("pooling:        %s%s\n", pooling_str(c), c->has_pre_logits ? ", then tanh representation layer" : "");
         printf("head:           %d features -> %d classes\n", c->feature_dim, c->num_classes);
         printf("labels:         ");

@@ -63,7 +63,7 @@ int cmd_preprocess(int argc, char **argv) {
             max_pixels = strtoull(v, &end, 10);
             if (!*v || *end || max_pixels == 0) { fprintf(stderr, "vit preprocess: --max-pixels: bad value '%s'\n", v); rc = 2; goto out; }
             i++;
-        } else if (a[0] == '-' && a[1]) { fprintf(stderr, "vit preprocess: unknown or incomplete option '%s'\n", a); rc = 2; goto out; }
+        } else if (a[0] == '-' && a[1]) { fprintf(stderr, "vit preprocess: unknown or incomplete option '%s'\n", a); cli_suggest_option("preprocess", a, usage); rc = 2; goto out; }
         else images[nimages++] = a;
     }
     if (!model || nimages == 0 || (!bench && (!output || nimages != 1))) {
@@ -77,7 +77,8 @@ int cmd_preprocess(int argc, char **argv) {
     if (st) { fprintf(stderr, "vit preprocess: %s: %s\n", vit_status_str(st), err); rc = exit_code(st); goto out; }
     pp.allow_dct_scaling = fast;
     pp.pil_exact = pil_exact;
-    x = malloc(sizeof(float) * 3 * (size_t)pp.out_h * pp.out_w);   /* (1, 3, H, W) */
+    const int ch = pp.channels ? pp.channels : 3;
+    x = malloc(sizeof(float) * ch * (size_t)pp.out_h * pp.out_w);   /* (1, C, H, W) */
     bufs = calloc((size_t)nimages, sizeof *bufs);
     lens = calloc((size_t)nimages, sizeof *lens);
     if (!x || !bufs || !lens) { fprintf(stderr, "vit preprocess: out of memory\n"); goto out; }
@@ -104,7 +105,7 @@ int cmd_preprocess(int argc, char **argv) {
     }
     st = vit_image_load(bufs[0], lens[0], &pp, max_pixels, x, err, sizeof err);
     if (st) { fprintf(stderr, "vit preprocess: %s: %s\n", images[0], err); rc = exit_code(st); goto out; }
-    int64_t shape[4] = {1, 3, pp.out_h, pp.out_w};
+    int64_t shape[4] = {1, ch, pp.out_h, pp.out_w};
     st = vit_npy_write(output, x, shape, 4, err, sizeof err);
     if (st) { fprintf(stderr, "vit preprocess: %s\n", err); rc = exit_code(st); goto out; }
     rc = 0;

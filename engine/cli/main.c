@@ -1,8 +1,11 @@
 /* main.c: `vit`, the engine's command-line tool: dispatch to subcommands. */
 #include <cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "vit.h"
@@ -121,6 +124,28 @@ int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts
     return cli_exit_status(st);
 }
 
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *cli_default_model(void) {
+    static char buf[PATH_MAX + 64];
+    static const char *const rel[] = {"/../models/fashion-vit", "/../share/vitd/models/fashion-vit"};
+    if (is_dir("models/fashion-vit")) return "models/fashion-vit";
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            snprintf(buf, sizeof buf, "%s%s", exe, rel[i]);
+            if (is_dir(buf)) return buf;
+        }
+    }
+    return "models/fashion-vit";
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vit COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -135,6 +160,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "vit: unknown command '%s'\n", argv[1]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    const char *near = cli_closest(argv[1], names, (int)(sizeof commands / sizeof commands[0]));
+    if (near) fprintf(stderr, "vit: did you mean '%s'?\n", near);
     usage(stderr);
     return 2;
 }

@@ -393,14 +393,20 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         c->num_layers < 0 || c->mlp_size < 1 || c->patch_size < 1 || c->num_channels < 1 ||
         c->num_patches != c->grid_h * c->grid_w || c->num_patches < 1 ||
         c->num_tokens != c->num_prefix_tokens + c->num_patches || c->num_prefix_tokens < 0 ||
-        c->num_prefix_tokens > 2)
+        c->num_prefix_tokens > 2 + VIT_MAX_REGISTERS || c->num_register_tokens < 0 ||
+        c->num_register_tokens > VIT_MAX_REGISTERS)
         return vit_errf(VIT_E_CONFIG, err, errlen, "inconsistent model dims");
-    if (c->pooling == VIT_POOL_CLS && c->num_prefix_tokens < 1)
+    if (c->pooling == VIT_POOL_CLS && !m->cls_token)
         return vit_errf(VIT_E_CONFIG, err, errlen, "class-token pooling without a class token");
+    if (!!m->cls_token + !!m->dist_token + c->num_register_tokens != c->num_prefix_tokens ||
+        (c->num_register_tokens && !m->reg_tokens))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "prefix tokens do not add up to %d", c->num_prefix_tokens);
     if (c->distilled && (c->num_prefix_tokens != 2 || c->pooling != VIT_POOL_CLS ||
                          c->has_pre_logits))
         return vit_errf(VIT_E_CONFIG, err, errlen, "unsupported distilled-model layout");
-    int F = c->distilled ? 2 * c->hidden_size : c->hidden_size;
+    if (c->pooling == VIT_POOL_CLS_MEAN && (c->distilled || m->fc_norm_w || c->has_pre_logits))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "unsupported [cls; mean] pooling layout");
+    int F = c->distilled || c->pooling == VIT_POOL_CLS_MEAN ? 2 * c->hidden_size : c->hidden_size;
     if (c->feature_dim != F)
         return vit_errf(VIT_E_CONFIG, err, errlen, "feature_dim %d, expected %d", c->feature_dim, F);
     if (c->has_pre_logits && (!m->pre_logits_w || !m->pre_logits_b))
@@ -553,7 +559,12 @@ static void task_embed(void *ctx, int b, int worker) {
     (void)worker;
     fwd_ctx *k = ctx;
     const vit_model *m = k->m;
-    const float *prefix[2] = {m->cls_token, m->dist_token};
+    /* prefix tokens in order: class, distillation, registers (rows of reg_tokens) */
+    const float *prefix[2 + VIT_MAX_REGISTERS];
+    int n = 0;
+    if (m->cls_token) prefix[n++] = m->cls_token;
+    if (m->dist_token) prefix[n++] = m->dist_token;
+    for (int r = 0; r < m->cfg.num_register_tokens; r++) prefix[n++] = m->reg_tokens + (size_t)r * k->st->D;
     vit_embed_tokens(k->v->x, k->v->ao, m->patch_b, prefix, k->st->nprefix, m->pos_embed, b,
                      b + 1, k->st->T, k->st->D);
 }
@@ -738,7 +749,7 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
     const vit_config *c = &m->cfg;
     int T = st->T, D = st->D, nthreads = cpu_pool_size(st->pool);
     float eps = c->layer_norm_eps;
-    if ((out->attn_rollout || out->attn_cls) && st->nprefix < 1)
+    if ((out->attn_rollout || out->attn_cls) && !m->cls_token)
         return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg,
                         "attention maps need a class token; this model has none");
     if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
@@ -771,7 +782,12 @@ static vit_status cpu_forward(vit_session *s, const float *input, int B, const v
         } else {
             if (pending_bias) vit_bias_add(xb, pending_bias, T, D);
             if (m->norm_w) vit_layernorm(xb, xb, m->norm_w, m->norm_b, T, D, eps);
-            vit_mean_tokens(pb, xb, st->nprefix, T, D);
+            if (c->pooling == VIT_POOL_CLS_MEAN) {   /* [cls; mean of the patch tokens] */
+                memcpy(pb, xb, sizeof(float) * D);
+                vit_mean_tokens(pb + D, xb, st->nprefix, T, D);
+            } else {
+                vit_mean_tokens(pb, xb, st->nprefix, T, D);
+            }
         }
         if (m->fc_norm_w) vit_layernorm(pb, pb, m->fc_norm_w, m->fc_norm_b, 1, D, eps);
     }

@@ -1,9 +1,8 @@
 /* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda),
- * vit_cuda_device_count() and vit_cuda_device_info(), and the backend-neutral
- * vit_session_input_buffer() and vit_input_alloc()/vit_input_free().  C glue only: it reads
+ * vit_cuda_device_count() and vit_cuda_device_info().  C glue only: it reads
  * struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
  * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) the device
- * functions answer "none" and the input functions give plain aligned memory. */
+ * functions answer "none". */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,32 +10,6 @@
 
 #include "backend.h"
 #include "util.h"
-
-float *vit_session_input_buffer(vit_session *s) {
-    return s && s->backend && s->backend->input_buffer ? s->backend->input_buffer(s) : NULL;
-}
-
-float *vit_input_alloc(vit_session *s, int images) {
-    if (!s || images < 1) return NULL;
-    const vit_config *c = &s->model->cfg;
-    const size_t per = (size_t)c->num_channels * (size_t)c->image_size * (size_t)c->image_size;
-    if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
-    size_t bytes = (size_t)images * per * sizeof(float);
-    if (s->backend->host_alloc) {
-        float *p = s->backend->host_alloc(bytes);
-        if (p) return p;
-        /* no page-locked memory to be had (ulimit -l, a small host): pageable memory still
-         * works, the driver stages the copy; the backend's host_free tells the two apart */
-    }
-    bytes = (bytes + 63) / 64 * 64;
-    return aligned_alloc(64, bytes);
-}
-
-void vit_input_free(vit_session *s, float *p) {
-    if (!p) return;
-    if (s && s->backend->host_alloc) s->backend->host_free(p);
-    else free(p);
-}
 
 #ifdef VIT_HAVE_CUDA
 #include "cuda/cuda_engine.h"
@@ -68,6 +41,11 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         layers[l] = (vcu_layer){w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
                                 w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
     }
+    if (c->pooling == VIT_POOL_CLS_MEAN || c->grid_h != c->grid_w) {
+        free(layers);
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s is not supported by the CUDA backend yet; the CPU backend runs it",
+                        c->grid_h != c->grid_w ? "a non-square input" : "[class token; mean] pooling (DINOv2 head)");
+    }
     vcu_model_desc d = {
         .image_size = c->image_size, .patch_size = c->patch_size, .channels = c->num_channels,
         .D = c->hidden_size, .L = c->num_layers, .H = c->num_heads, .M = c->mlp_size,
@@ -77,6 +55,7 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         .eps = c->layer_norm_eps,
         .patch_w = mo->patch_w, .patch_b = mo->patch_b,
         .cls_token = mo->cls_token, .dist_token = mo->dist_token, .pos_embed = mo->pos_embed,
+        .reg_tokens = mo->reg_tokens, .nreg = c->num_register_tokens,
         .norm_w = mo->norm_w, .norm_b = mo->norm_b,
         .fc_norm_w = mo->fc_norm_w, .fc_norm_b = mo->fc_norm_b,
         .pre_logits_w = c->has_pre_logits ? mo->pre_logits_w : NULL,
@@ -107,6 +86,8 @@ static uint64_t head_fingerprint(const vit_head *h) {
 static vit_status cuda_run(vit_session *s, const void *input, vit_input_type type, int B,
                            const vit_head *head, vit_outputs *out) {
     vcu_head_desc hd = {0};
+    if ((out->attn_cls || out->attn_rollout) && !s->model->cls_token)   /* as the CPU backend */
+        return vit_errf(VIT_E_ARG, s->errmsg, sizeof s->errmsg, "attention maps need a class token; this model has none");
     if (head) {
         hd.key = head;
         hd.fingerprint = head_fingerprint(head);

@@ -450,13 +450,17 @@ struct part_io {
     float *pooled, *pool_tmp, *feat, *cls_d, *roll_d;
 };
 
+/* feature rows per image before fc_norm / pre_logits: 1 (mean pooling), else the pooled prefix
+ * tokens, CLS [+ dist]; register tokens (the last nreg prefix rows) are never pooled */
+static int pool_rows(const vcu_model_desc &m) { return m.pooling_mean ? 1 : m.npf - m.nreg; }
+
 part_io part_at(const state *s, int i0, int mode) {
     const vcu_model_desc &m = s->m;
     const size_t i = (size_t)i0, D = (size_t)m.D;
     part_io p;
     if (mode & kModeF16) p.in = reinterpret_cast<const __half *>(s->in) + i * s->img;
     else p.in = s->in + i * s->img;
-    p.pooled = s->pooled + i * (size_t)(m.npf > 1 ? m.npf : 1) * D;
+    p.pooled = s->pooled + i * (size_t)pool_rows(m) * D;
     p.pool_tmp = s->pool_tmp + i * D;
     p.feat = s->feat + i * (size_t)m.feature_dim;
     p.cls_d = s->cls_d + i * (size_t)m.T;
@@ -496,11 +500,11 @@ vit_status enqueue_pool(state *s, const part_io &p, int Bk, int mode, const __ha
     /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
     float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
     if (!m.pooling_mean) {
-        /* last residual add + final LN on the prefix rows only: (Bk, npf*D), from the compacted
-         * rows when the last layer ran on them alone */
+        /* last residual add + final LN on the pooled prefix rows only: (Bk, pool_rows*D), from
+         * the compacted rows (stride npf) when the last layer ran on them alone */
         const bool compact = m.L > 0 && s->res_c;
         final_layernorm(pool_out, compact ? s->res_c : s->res, last, s->norm_w, s->norm_b,
-                        Bk * m.npf, m.npf, compact ? m.npf : T, D, m.eps, st);
+                        Bk * pool_rows(m), pool_rows(m), compact ? m.npf : T, D, m.eps, st);
     } else {
         /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
          * is dead after the last attention */
@@ -728,14 +732,16 @@ vit_status check_model(const vcu_model_desc &m, int max_batch, int gpu_id, char 
     if (max_batch < 1) return vit_errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
     if (m.H < 1 || m.D % m.H)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
-    if (!m.pooling_mean && m.npf < 1)
+    if (!m.pooling_mean && m.npf - m.nreg < 1)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
-    if (m.fc_norm_w && !m.pooling_mean && m.npf > 1)
+    if (m.nreg < 0 || m.nreg > m.npf)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %d register tokens among %d prefix tokens", m.nreg, m.npf);
+    if (m.fc_norm_w && !m.pooling_mean && pool_rows(m) > 1)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: fc_norm with two pooled tokens is not supported");
     if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
         m.grid_w * m.patch_size > m.image_size)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
-    int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
+    int F = m.pre_logits_w ? m.D : pool_rows(m) * m.D;
     if (F != m.feature_dim)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
     if (m.precision != VCU_FP16 && !m.act_amax && m.L > 0)
@@ -872,6 +878,8 @@ vit_status upload_weights(state *s, const vcu_model_desc &m, char *err, size_t e
         std::vector<float> tok((size_t)(m.npf > 0 ? m.npf : 1) * D, 0.f);
         if (m.npf >= 1 && m.cls_token) memcpy(tok.data(), m.cls_token, sizeof(float) * D);
         if (m.npf >= 2 && m.dist_token) memcpy(tok.data() + D, m.dist_token, sizeof(float) * D);
+        if (m.nreg > 0 && m.reg_tokens && m.nreg <= m.npf)  /* registers: the last nreg prefix rows */
+            memcpy(tok.data() + (size_t)(m.npf - m.nreg) * D, m.reg_tokens, sizeof(float) * m.nreg * D);
         OK(up_f32(s, &s->tok, tok.data(), tok.size(), err, errlen));
     }
     OK(up_f32(s, &s->pos, m.pos_embed, (size_t)T * D, err, errlen));

@@ -26,6 +26,8 @@ typedef struct vcu_model_desc {
     float eps;
     const float *patch_w, *patch_b;          /* (D, C*P*P), (D) */
     const float *cls_token, *dist_token;     /* (D) or NULL */
+    const float *reg_tokens;                 /* (nreg, D) register tokens after them, or NULL */
+    int nreg;
     const float *pos_embed;                  /* (T, D) */
     const float *norm_w, *norm_b;            /* (D) or NULL */
     const float *fc_norm_w, *fc_norm_b;      /* (D) or NULL */

@@ -1,5 +1,6 @@
-/* preprocess.c: RGB8 pixels -> the model's normalized input tensor (3, out_h, out_w), and the
- * preprocessing settings of a model directory.
+/* preprocess.c: RGB8 pixels -> the model's normalized input tensor (C, out_h, out_w), C = 3, or 1
+ * for one-channel models (PIL's convert("L") luminance, see luma_row).  The
+ * settings come from the model directory (io/preprocess_config.c).
  *
  * Resampling reproduces PIL's Image.resize (what torchvision's Resize, Hugging Face's image
  * processors and timm all call on PIL images): separable, horizontal pass first, the filter's
@@ -9,7 +10,6 @@
  * Center crop offsets are torchvision's: round((h - ch) / 2.0) with Python's half-to-even
  * rounding; a crop larger than the image pads with zeros as torchvision does.
  * Only the resized pixels that survive the crop are computed. */
-#include <cJSON.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "image/image_internal.h"
 #include "util.h"
@@ -298,6 +297,7 @@ struct vit_pp_plan {
     float *wq;                   /* (nx / 4, kx, 16): the horizontal taps of 4 outputs side by side,
                                     each weight repeated over its pixel's 4 lanes (AVX-512 pass) */
     int negative_lobes;          /* the filter can overshoot [0, 255] (bicubic, lanczos) */
+    int nch;                     /* output planes: 3 (RGB) or 1 (PIL's convert("L") luminance) */
     float scale[3], bias[3];
     int pil_exact;               /* PIL's 8-bit fixed-point passes; then lut maps each 8-bit value */
     float lut[3][256];           /* as torchvision's ToTensor + Normalize compute it */
@@ -335,6 +335,11 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     vit_pp_plan *pl = calloc(1, sizeof *pl);
     if (!pl) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize plan)");
     pl->W = W; pl->H = H; pl->OW = OW; pl->OH = OH;
+    pl->nch = pp->channels ? pp->channels : 3;
+    if (pl->nch != 1 && pl->nch != 3) {
+        free(pl);
+        return vit_errf(VIT_E_ARG, err, errlen, "%d channels: only 1 (luminance) or 3 (RGB)", pp->channels);
+    }
     for (int c = 0; c < 3; c++) {
         float r = pp->do_rescale ? pp->rescale_factor : 1.f;
         float m = pp->do_normalize ? pp->mean[c] : 0.f;
@@ -459,6 +464,19 @@ static inline void u8_to_i32(const uint8_t *src, int32_t *dst, int n) {
     for (; i < n; i++) dst[i] = src[i];
 }
 
+/* One-channel models: each pixel's luminance as Pillow's convert("L") computes it (ITU-R 601-2,
+ * libImaging/Convert.c rgb2l: (R*19595 + G*38470 + B*7471 + 0x8000) >> 16), repeated in the three
+ * lanes so that the RGB passes below resize it unchanged; only plane 0 is written.  Gray inputs
+ * (R = G = B) keep their values exactly.  Returns dst (3 * npix bytes). */
+static const uint8_t *luma_row(uint8_t *dst, const uint8_t *src, int npix) {
+    for (int i = 0; i < npix; i++) {
+        const uint8_t *p = src + 3 * i;
+        uint8_t l = (uint8_t)(((uint32_t)p[0] * 19595u + (uint32_t)p[1] * 38470u + (uint32_t)p[2] * 7471u + 0x8000u) >> 16);
+        dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = l;
+    }
+    return dst;
+}
+
 /* PIL's ImagingResampleHorizontal_8bpc / Vertical_8bpc: integer taps (weights * 2^22), a rounding
  * half added, the sum shifted and clipped to 8 bits after each pass, so the crop equals
  * torchvision's uint8 image bit for bit.  Same layout as the float path, in int32 lanes. */
@@ -477,14 +495,20 @@ static vit_status plan_run_pil(const vit_pp_plan *pl, const uint8_t *src, size_t
     /* rowi: one row's needed columns as int32, RGB interleaved, zero padded; tmp: (nrows, nx) */
     const size_t rowi_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
     int32_t *buf = aligned_alloc(16, sizeof(int32_t) * (rowi_n + 4 * (size_t)nrows * nx));
-    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    uint8_t *luma = pl->nch == 1 ? malloc((size_t)3 * xw) : NULL;
+    if (!buf || (pl->nch == 1 && !luma)) {
+        free(buf);
+        free(luma);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    }
     int32_t *rowi = buf;
     v4i *tmp = (v4i *)(buf + rowi_n);
     for (size_t i = (size_t)3 * xw; i < rowi_n; i++) rowi[i] = 0;
     const int *off = pl->xoff;
     const int32_t *tw = tx->iw;
     for (int y = pl->ymin; y < pl->ymax; y++) {
-        u8_to_i32(src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3, rowi, 3 * xw);
+        const uint8_t *row = src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3;
+        u8_to_i32(luma ? luma_row(luma, row, xw) : row, rowi, 3 * xw);
         v4i *t = tmp + (size_t)(y - pl->ymin) * nx;
         int x = 0;
         for (; x + 4 <= nx; x += 4) {
@@ -523,12 +547,14 @@ static vit_status plan_run_pil(const vit_pp_plan *pl, const uint8_t *src, size_t
             for (int j = 0; j < m; j++) {
                 v4i c = pil_clip8_4(a[j]);
                 out[os + x + j] = pl->lut[0][c[0]];
+                if (pl->nch == 1) continue;
                 out[plane + os + x + j] = pl->lut[1][c[1]];
                 out[2 * plane + os + x + j] = pl->lut[2][c[2]];
             }
         }
     }
     free(buf);
+    free(luma);
     return VIT_OK;
 }
 
@@ -540,7 +566,7 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
     const int OW = pl->OW, OH = pl->OH;
     const size_t plane = (size_t)OH * OW;
     if (pl->padded)  /* padding pixels are 0 before normalization */
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < pl->nch; c++)
             for (size_t i = 0; i < plane; i++) out[c * plane + i] = pl->pil_exact ? pl->lut[c][0] : pl->bias[c];
     if (pl->nx == 0 || pl->ny == 0) return VIT_OK;
     if (pl->xmin < rx0 || pl->ymin < ry0 || pl->xmax > rx0 + rw || pl->ymax > ry0 + rh)
@@ -555,7 +581,12 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
      * accumulator */
     const size_t rowf_n = ((size_t)3 * (xw + kx) + 16 + 3) & ~(size_t)3;
     float *buf = aligned_alloc(16, sizeof(float) * (rowf_n + 4 * ((size_t)nrows + 1) * nx));
-    if (!buf) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    uint8_t *luma = pl->nch == 1 ? malloc((size_t)3 * xw) : NULL;
+    if (!buf || (pl->nch == 1 && !luma)) {
+        free(buf);
+        free(luma);
+        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize buffer)");
+    }
     float *rowf = buf;
     v4f *tmp = (v4f *)(buf + rowf_n);
     for (size_t i = (size_t)3 * xw; i < rowf_n; i++) rowf[i] = 0.f;
@@ -564,6 +595,7 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
     const int nb = 3 * xw;
     for (int y = pl->ymin; y < pl->ymax; y++) {
         const uint8_t *row = src + (size_t)(y - ry0) * stride + (size_t)(xmin - rx0) * 3;
+        if (luma) row = luma_row(luma, row, xw);
         /* bytes -> floats, 16 at a time */
         u8_to_f32(row, rowf, nb);
         /* four outputs at a time, each summing its taps in a register: four independent add
@@ -617,11 +649,13 @@ vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t str
             memcpy(&px, acc + 4 * x, sizeof px);
             px = clamp4(px) * sc + bi;
             o0[os + x] = px[0];
+            if (pl->nch == 1) continue;
             o1[os + x] = px[1];
             o2[os + x] = px[2];
         }
     }
     free(buf);
+    free(luma);
     return VIT_OK;
 }
 
@@ -691,250 +725,4 @@ vit_status vit_image_load_limited(const void *data, size_t len, const vit_prepro
     vit_pp_plan_free(ctx.plan);
     vit_image_free(&r.img);
     return st;
-}
-
-/* ---- settings from a model directory ----------------------------------------------------- */
-
-#define PP_MAX_JSON ((size_t)64 << 20)  /* config.json may carry 21k label names */
-
-static const float IMAGENET_MEAN[3] = {0.485f, 0.456f, 0.406f};
-static const float IMAGENET_STD[3] = {0.229f, 0.224f, 0.225f};
-
-/* parse a JSON file if it exists: VIT_OK with *root set, VIT_OK with *root NULL when absent */
-static vit_status read_json(const char *dir, const char *name, cJSON **root, char *err, size_t errlen) {
-    *root = NULL;
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return vit_errf(VIT_E_ARG, err, errlen, "model path too long");
-    FILE *f = fopen(path, "rb");
-    if (!f) return VIT_OK;
-    fclose(f);
-    uint8_t *buf;
-    size_t len;
-    vit_status st = vit_read_file(path, PP_MAX_JSON, &buf, &len, err, errlen);
-    if (st) return st == VIT_E_ARG ? VIT_E_CONFIG : st;
-    *root = cJSON_ParseWithLength((const char *)buf, len);
-    free(buf);
-    if (!*root || !cJSON_IsObject(*root)) {
-        cJSON_Delete(*root);
-        *root = NULL;
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: not a valid JSON object", path);
-    }
-    return VIT_OK;
-}
-
-static int json_bool(const cJSON *o, const char *k, int def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
-    if (cJSON_IsNumber(v)) return v->valuedouble != 0;
-    return def;
-}
-static int json_has_num(const cJSON *o, const char *k, double *out) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!cJSON_IsNumber(v)) return 0;
-    *out = v->valuedouble;
-    return 1;
-}
-/* 1 or 3 numbers -> dst[3]; 0 when absent, -1 when malformed */
-static int json_vec3(const cJSON *o, const char *k, float dst[3]) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v || cJSON_IsNull(v)) return 0;
-    if (cJSON_IsNumber(v)) { dst[0] = dst[1] = dst[2] = (float)v->valuedouble; return 1; }
-    int n = cJSON_GetArraySize(v);
-    if (!cJSON_IsArray(v) || (n != 1 && n != 3)) return -1;
-    for (int i = 0; i < 3; i++) {
-        const cJSON *e = cJSON_GetArrayItem(v, n == 1 ? 0 : i);
-        if (!cJSON_IsNumber(e)) return -1;
-        dst[i] = (float)e->valuedouble;
-    }
-    return 1;
-}
-static int size_ok(double v) { return v >= 1 && v <= 16384 && v == floor(v); }
-
-static int resample_from_name(const char *s) {
-    if (!s) return VIT_RESAMPLE_BILINEAR;
-    if (!strcmp(s, "bicubic")) return VIT_RESAMPLE_BICUBIC;
-    if (!strcmp(s, "nearest")) return VIT_RESAMPLE_NEAREST;
-    if (!strcmp(s, "lanczos")) return 1;
-    if (!strcmp(s, "box")) return 4;
-    if (!strcmp(s, "hamming")) return 5;
-    return VIT_RESAMPLE_BILINEAR;  /* "bilinear", "random" */
-}
-
-/* Hugging Face preprocessor_config.json */
-static vit_status pp_from_hf(const cJSON *j, int image_size, vit_preprocess *p, const char *dir,
-                             char *err, size_t errlen) {
-    double v;
-    p->do_resize = json_bool(j, "do_resize", 1);
-    p->resample = VIT_RESAMPLE_BILINEAR;
-    if (json_has_num(j, "resample", &v)) {
-        if (v != 0 && v != 1 && v != 2 && v != 3 && v != 4 && v != 5)
-            return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: unknown resample %g", dir, v);
-        p->resample = (int)v;
-    }
-    int sh = 224, sw = 224, se = 0;
-    const cJSON *size = cJSON_GetObjectItemCaseSensitive(j, "size");
-    if (cJSON_IsNumber(size)) {
-        if (!size_ok(size->valuedouble)) goto bad_size;
-        sh = sw = (int)size->valuedouble;
-    } else if (cJSON_IsObject(size)) {
-        double h, w, s;
-        if (json_has_num(size, "shortest_edge", &s)) {
-            if (!size_ok(s)) goto bad_size;
-            se = (int)s;
-        } else if (json_has_num(size, "height", &h) && json_has_num(size, "width", &w)) {
-            if (!size_ok(h) || !size_ok(w)) goto bad_size;
-            sh = (int)h;
-            sw = (int)w;
-        } else goto bad_size;
-    } else if (size && !cJSON_IsNull(size)) goto bad_size;
-    p->do_center_crop = json_bool(j, "do_center_crop", 0);
-    /* a real Hugging Face processor config names its class: then crop offsets are HF's */
-    p->crop_floor = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "image_processor_type")) ||
-                    cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "feature_extractor_type"));
-    int ch = 0, cw = 0;
-    const cJSON *crop = cJSON_GetObjectItemCaseSensitive(j, "crop_size");
-    if (cJSON_IsNumber(crop)) {
-        if (!size_ok(crop->valuedouble)) goto bad_size;
-        ch = cw = (int)crop->valuedouble;
-    } else if (cJSON_IsObject(crop)) {
-        double h, w;
-        if (!json_has_num(crop, "height", &h) || !json_has_num(crop, "width", &w) || !size_ok(h) || !size_ok(w))
-            goto bad_size;
-        ch = (int)h;
-        cw = (int)w;
-    }
-    double crop_pct;
-    if (se > 0 && !p->do_center_crop && json_has_num(j, "crop_pct", &crop_pct) && crop_pct > 0 && crop_pct <= 1) {
-        /* ConvNeXt-style: resize shortest edge to int(s / crop_pct), crop s x s */
-        p->do_center_crop = 1;
-        ch = cw = se;
-        se = (int)(se / crop_pct);
-    }
-    if (p->do_center_crop && (ch <= 0 || cw <= 0)) { ch = cw = 224; }
-    if (se > 0 && !p->do_center_crop) {
-        /* shortest-edge resize alone gives a size that varies per image: crop it square */
-        p->do_center_crop = 1;
-        ch = cw = se;
-    }
-    p->shortest_edge = se;
-    p->resize_h = sh;
-    p->resize_w = sw;
-    p->crop_h = ch;
-    p->crop_w = cw;
-    p->do_rescale = json_bool(j, "do_rescale", 1);
-    p->rescale_factor = 1.f / 255.f;
-    if (json_has_num(j, "rescale_factor", &v)) p->rescale_factor = (float)v;
-    p->do_normalize = json_bool(j, "do_normalize", 1);
-    for (int c = 0; c < 3; c++) p->mean[c] = p->std[c] = 0.5f;
-    if (json_vec3(j, "image_mean", p->mean) < 0 || json_vec3(j, "image_std", p->std) < 0)
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: image_mean/image_std must be 1 or 3 numbers", dir);
-    if (p->do_center_crop) { p->out_h = ch; p->out_w = cw; }
-    else if (p->do_resize) { p->out_h = sh; p->out_w = sw; }
-    else { p->out_h = image_size > 0 ? image_size : 224; p->out_w = p->out_h; p->do_center_crop = 1; p->crop_h = p->crop_w = p->out_h; }
-    /* run at another size: keep the resize/crop ratio */
-    if (image_size > 0 && (p->out_h != image_size || p->out_w != image_size)) {
-        if (p->do_center_crop) {
-            if (p->shortest_edge > 0) p->shortest_edge = (int)floor((double)p->shortest_edge * image_size / p->out_h);
-            else {
-                p->resize_h = (int)floor((double)p->resize_h * image_size / p->out_h);
-                p->resize_w = (int)floor((double)p->resize_w * image_size / p->out_w);
-            }
-            p->crop_h = p->crop_w = image_size;
-        } else {
-            p->resize_h = p->resize_w = image_size;
-        }
-        p->out_h = p->out_w = image_size;
-    }
-    return VIT_OK;
-bad_size:
-    return vit_errf(VIT_E_CONFIG, err, errlen, "%s/preprocessor_config.json: bad size or crop_size", dir);
-}
-
-/* timm pretrained_cfg: Resize(floor(H / crop_pct)) + CenterCrop(H, W), as timm's eval transform */
-static vit_status pp_from_timm(const cJSON *cfg, int image_size, vit_preprocess *p, const char *dir,
-                               char *err, size_t errlen) {
-    int H = 224, W = 224;
-    const cJSON *is = cJSON_GetObjectItemCaseSensitive(cfg, "input_size");
-    if (cJSON_IsArray(is)) {
-        int n = cJSON_GetArraySize(is);
-        const cJSON *h = cJSON_GetArrayItem(is, n - 2), *w = cJSON_GetArrayItem(is, n - 1);
-        if (n < 2 || !cJSON_IsNumber(h) || !cJSON_IsNumber(w) || !size_ok(h->valuedouble) || !size_ok(w->valuedouble))
-            return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: bad pretrained_cfg.input_size", dir);
-        H = (int)h->valuedouble;
-        W = (int)w->valuedouble;
-    }
-    if (image_size > 0) H = W = image_size;
-    double crop_pct = 0.875;
-    json_has_num(cfg, "crop_pct", &crop_pct);
-    if (!(crop_pct > 0.05 && crop_pct <= 4))
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: bad pretrained_cfg.crop_pct", dir);
-    const cJSON *interp = cJSON_GetObjectItemCaseSensitive(cfg, "interpolation");
-    p->resample = resample_from_name(cJSON_IsString(interp) ? interp->valuestring : NULL);
-    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(cfg, "crop_mode");
-    int squash = cJSON_IsString(mode) && !strcmp(mode->valuestring, "squash");
-    int sh = (int)floor(H / crop_pct), sw = (int)floor(W / crop_pct);
-    p->do_resize = 1;
-    if (!squash && sh == sw) { p->shortest_edge = sh; }
-    else { p->shortest_edge = 0; p->resize_h = sh; p->resize_w = sw; }
-    p->do_center_crop = 1;
-    p->crop_h = p->out_h = H;
-    p->crop_w = p->out_w = W;
-    p->do_rescale = 1;
-    p->rescale_factor = 1.f / 255.f;
-    p->do_normalize = 1;
-    memcpy(p->mean, IMAGENET_MEAN, sizeof p->mean);
-    memcpy(p->std, IMAGENET_STD, sizeof p->std);
-    if (json_vec3(cfg, "mean", p->mean) < 0 || json_vec3(cfg, "std", p->std) < 0)
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s/config.json: pretrained_cfg mean/std must be 1 or 3 numbers", dir);
-    return VIT_OK;
-}
-
-vit_status vit_preprocess_load(const char *model_dir, int image_size, vit_preprocess *out,
-                               char *err, size_t errlen) {
-    if (!model_dir || !out) return vit_errf(VIT_E_ARG, err, errlen, "vit_preprocess_load: missing argument");
-    if (image_size < 0 || image_size > 16384)
-        return vit_errf(VIT_E_ARG, err, errlen, "image size %d out of range", image_size);
-    struct stat sb;
-    if (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return vit_errf(VIT_E_IO, err, errlen, "%s: not a model directory", model_dir);
-    vit_preprocess p;
-    memset(&p, 0, sizeof p);
-    cJSON *j = NULL;
-    vit_status st = read_json(model_dir, "preprocessor_config.json", &j, err, errlen);
-    if (st) return st;
-    if (j) {
-        st = pp_from_hf(j, image_size, &p, model_dir, err, errlen);
-        cJSON_Delete(j);
-        if (st) return st;
-    } else {
-        st = read_json(model_dir, "config.json", &j, err, errlen);
-        if (st) return st;
-        const cJSON *pc = j ? cJSON_GetObjectItemCaseSensitive(j, "pretrained_cfg") : NULL;
-        if (cJSON_IsObject(pc)) {
-            st = pp_from_timm(pc, image_size, &p, model_dir, err, errlen);
-        } else {
-            /* Hugging Face ViT default: image_size x image_size bilinear, mean = std = 0.5 */
-            double v;
-            int s = image_size;
-            if (s <= 0) s = j && json_has_num(j, "image_size", &v) && size_ok(v) ? (int)v : 224;
-            p.do_resize = 1;
-            p.resize_h = p.resize_w = s;
-            p.resample = VIT_RESAMPLE_BILINEAR;
-            p.do_rescale = 1;
-            p.rescale_factor = 1.f / 255.f;
-            p.do_normalize = 1;
-            for (int c = 0; c < 3; c++) p.mean[c] = p.std[c] = 0.5f;
-            p.out_h = p.out_w = s;
-        }
-        cJSON_Delete(j);
-        if (st) return st;
-    }
-    for (int c = 0; c < 3; c++)
-        if (p.do_normalize && !(p.std[c] != 0.f && isfinite(p.std[c]) && isfinite(p.mean[c])))
-            return vit_errf(VIT_E_CONFIG, err, errlen, "%s: std must be finite and non-zero", model_dir);
-    if (p.do_resize && p.shortest_edge <= 0 && (p.resize_h <= 0 || p.resize_w <= 0))
-        return vit_errf(VIT_E_CONFIG, err, errlen, "%s: bad resize size", model_dir);
-    *out = p;
-    return VIT_OK;
 }

@@ -53,6 +53,7 @@ float st_bf16_to_f32(uint16_t h) {
 void st_close(st_file *f) {
     if (!f) return;
     if (f->fd >= 0) close(f->fd);
+    cJSON_Delete(f->meta);
     for (int i = 0; i < f->n; i++) free(f->tensors[i].name);
     free(f->tensors);
     free(f->path);
@@ -144,128 +145,164 @@ static vit_status parse_entry(const char *path, const cJSON *e, st_tensor *t, ui
     return VIT_OK;
 }
 
-vit_status st_open(const char *path, st_file **out, char *err, size_t errlen) {
-    *out = NULL;
-    st_file *f = calloc(1, sizeof *f);
-    if (!f) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path);
-    f->fd = -1;
-    f->path = strdup(path);
-    if (!f->path) { st_close(f); return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path); }
-    vit_status st = VIT_OK;
-    char *hdr = NULL;
-    cJSON *root = NULL;
+/* read n bytes at off from the file or the buffer */
+static vit_status read_at(const st_file *f, void *dst, uint64_t n, uint64_t off, const char *name, char *err,
+                          size_t errlen);
 
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) { st = vit_errf(VIT_E_IO, err, errlen, "%s: %s", path, strerror(errno)); goto fail; }
-    struct stat sb;
-    if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st = vit_errf(VIT_E_IO, err, errlen, "%s: not a regular file", path);
-        goto fail;
-    }
-    f->file_size = (uint64_t)sb.st_size;
-    if (f->file_size < 8) {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: %s (%llu bytes, need at least the 8-byte header length)",
-                      path, f->file_size ? "truncated" : "empty file", (unsigned long long)f->file_size);
-        goto fail;
-    }
+/* header length (the first 8 bytes), checked against the size and the cap */
+static vit_status read_header_len(st_file *f, uint64_t *hlen, char *err, size_t errlen) {
+    const char *path = f->path;
+    if (f->file_size < 8)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: %s (%llu bytes, need at least the 8-byte header length)",
+                        path, f->file_size ? "truncated" : "empty file", (unsigned long long)f->file_size);
     uint8_t lb[8];
-    if (pread(f->fd, lb, 8, 0) != 8) { st = vit_errf(VIT_E_IO, err, errlen, "%s: cannot read header length", path); goto fail; }
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lb[i];
-    if (hlen > ST_MAX_HEADER) {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header length %llu exceeds the %u-byte limit (corrupt file)",
-                      path, (unsigned long long)hlen, ST_MAX_HEADER);
-        goto fail;
-    }
-    if (hlen > f->file_size - 8) {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen,
-                      "%s: header length %llu runs past the end of the %llu-byte file (truncated or corrupt)",
-                      path, (unsigned long long)hlen, (unsigned long long)f->file_size);
-        goto fail;
-    }
-    if (hlen < 2) {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header of %llu bytes is too short", path,
-                      (unsigned long long)hlen);
-        goto fail;
-    }
-    f->data_start = 8 + hlen;
-    hdr = malloc(hlen + 1);
-    if (!hdr) { st = vit_errf(VIT_E_NOMEM, err, errlen, "%s: cannot allocate header", path); goto fail; }
-    for (uint64_t got = 0; got < hlen;) {
-        ssize_t r = pread(f->fd, hdr + got, hlen - got, (off_t)(8 + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) { st = vit_errf(VIT_E_IO, err, errlen, "%s: short read of the header", path); goto fail; }
-        got += (uint64_t)r;
-    }
-    hdr[hlen] = 0;
-    if (hdr[0] != '{') {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header is not a JSON object (bad JSON)", path);
-        goto fail;
-    }
-    root = cJSON_ParseWithLength(hdr, hlen);
-    if (!root || !cJSON_IsObject(root)) {
-        const char *ep = cJSON_GetErrorPtr();
-        long at = (ep && ep >= hdr && ep <= hdr + hlen) ? (long)(ep - hdr) : -1;
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: bad JSON in header (near byte %ld)", path, at);
-        goto fail;
-    }
+    if (read_at(f, lb, 8, 0, "(header length)", err, errlen))
+        return vit_errf(VIT_E_IO, err, errlen, "%s: cannot read header length", path);
+    uint64_t h = 0;
+    for (int i = 7; i >= 0; i--) h = (h << 8) | lb[i];
+    if (h > ST_MAX_HEADER)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header length %llu exceeds the %u-byte limit (corrupt file)",
+                        path, (unsigned long long)h, ST_MAX_HEADER);
+    if (h > f->file_size - 8)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen,
+                        "%s: header length %llu runs past the end of the %llu-byte file (truncated or corrupt)",
+                        path, (unsigned long long)h, (unsigned long long)f->file_size);
+    if (h < 2)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header of %llu bytes is too short", path,
+                        (unsigned long long)h);
+    *hlen = h;
+    return VIT_OK;
+}
+
+/* every tensor entry of the header into f->tensors, sorted by name, no duplicates or overlaps */
+static vit_status parse_tensors(st_file *f, cJSON *root, char *err, size_t errlen) {
+    const char *path = f->path;
     int n = 0;
     for (cJSON *e = root->child; e; e = e->next)
         if (strcmp(e->string, "__metadata__")) n++;
-    if (n > ST_MAX_TENSORS) {
-        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: %d tensors, more than the limit of %d", path, n, ST_MAX_TENSORS);
-        goto fail;
-    }
+    if (n > ST_MAX_TENSORS)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: %d tensors, more than the limit of %d", path, n, ST_MAX_TENSORS);
     f->tensors = calloc((size_t)(n ? n : 1), sizeof *f->tensors);
-    if (!f->tensors) { st = vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path); goto fail; }
+    if (!f->tensors) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path);
     uint64_t data_size = f->file_size - f->data_start;
     for (cJSON *e = root->child; e; e = e->next) {
         if (!strcmp(e->string, "__metadata__")) continue;
         st_tensor *t = &f->tensors[f->n];
         t->name = strdup(e->string);
-        if (!t->name) { st = vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path); goto fail; }
+        if (!t->name) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path);
         f->n++;
-        st = parse_entry(path, e, t, data_size, err, errlen);
-        if (st) goto fail;
+        vit_status st = parse_entry(path, e, t, data_size, err, errlen);
+        if (st) return st;
     }
     qsort(f->tensors, (size_t)f->n, sizeof *f->tensors, cmp_name);
     for (int i = 1; i < f->n; i++)
-        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name)) {
-            st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: tensor '%s' appears twice in the header", path,
-                          f->tensors[i].name);
-            goto fail;
-        }
+        if (!strcmp(f->tensors[i - 1].name, f->tensors[i].name))
+            return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: tensor '%s' appears twice in the header", path,
+                            f->tensors[i].name);
     /* byte ranges must not overlap */
-    if (f->n > 1) {
-        st_tensor **by = malloc((size_t)f->n * sizeof *by);
-        if (!by) { st = vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path); goto fail; }
-        for (int i = 0; i < f->n; i++) by[i] = &f->tensors[i];
-        qsort(by, (size_t)f->n, sizeof *by, cmp_begin);
-        for (int i = 1; i < f->n; i++)
-            if (by[i]->begin < by[i - 1]->end) {
-                st = vit_errf(VIT_E_CHECKPOINT, err, errlen,
-                              "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", path, by[i - 1]->name,
-                              (unsigned long long)by[i - 1]->begin, (unsigned long long)by[i - 1]->end,
-                              by[i]->name, (unsigned long long)by[i]->begin, (unsigned long long)by[i]->end);
-                break;
-            }
-        free(by);
-        if (st) goto fail;
-    }
-    cJSON_Delete(root);
-    free(hdr);
-    *out = f;
-    return VIT_OK;
-fail:
-    cJSON_Delete(root);
-    free(hdr);
-    st_close(f);
+    if (f->n < 2) return VIT_OK;
+    st_tensor **by = malloc((size_t)f->n * sizeof *by);
+    if (!by) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path);
+    for (int i = 0; i < f->n; i++) by[i] = &f->tensors[i];
+    qsort(by, (size_t)f->n, sizeof *by, cmp_begin);
+    vit_status st = VIT_OK;
+    for (int i = 1; i < f->n; i++)
+        if (by[i]->begin < by[i - 1]->end) {
+            st = vit_errf(VIT_E_CHECKPOINT, err, errlen,
+                          "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", path, by[i - 1]->name,
+                          (unsigned long long)by[i - 1]->begin, (unsigned long long)by[i - 1]->end,
+                          by[i]->name, (unsigned long long)by[i]->begin, (unsigned long long)by[i]->end);
+            break;
+        }
+    free(by);
     return st;
 }
 
-static vit_status read_exact(const st_file *f, void *dst, uint64_t n, uint64_t off, const char *name,
-                             char *err, size_t errlen) {
+/* f has fd or mem and file_size set: read and check the header, the tensors, the metadata */
+static vit_status parse_file(st_file *f, char *err, size_t errlen) {
+    const char *path = f->path;
+    uint64_t hlen = 0;
+    vit_status st = read_header_len(f, &hlen, err, errlen);
+    if (st) return st;
+    f->data_start = 8 + hlen;
+    char *hdr = malloc(hlen + 1);
+    if (!hdr) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: cannot allocate header", path);
+    if (read_at(f, hdr, hlen, 8, "(header)", err, errlen)) {
+        free(hdr);
+        return vit_errf(VIT_E_IO, err, errlen, "%s: short read of the header", path);
+    }
+    hdr[hlen] = 0;
+    if (hdr[0] != '{') {
+        free(hdr);
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: header is not a JSON object (bad JSON)", path);
+    }
+    cJSON *root = cJSON_ParseWithLength(hdr, hlen);
+    if (!root || !cJSON_IsObject(root)) {
+        const char *ep = cJSON_GetErrorPtr();
+        long at = (ep && ep >= hdr && ep <= hdr + hlen) ? (long)(ep - hdr) : -1;
+        st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: bad JSON in header (near byte %ld)", path, at);
+    } else {
+        st = parse_tensors(f, root, err, errlen);
+        if (!st) f->meta = cJSON_DetachItemFromObjectCaseSensitive(root, "__metadata__");
+    }
+    cJSON_Delete(root);
+    free(hdr);
+    return st;
+}
+
+static st_file *st_new(const char *path) {
+    st_file *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->fd = -1;
+    if (!(f->path = strdup(path))) { free(f); return NULL; }
+    return f;
+}
+
+vit_status st_open(const char *path, st_file **out, char *err, size_t errlen) {
+    *out = NULL;
+    st_file *f = st_new(path);
+    if (!f) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", path);
+    vit_status st;
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (f->fd < 0) st = vit_errf(VIT_E_IO, err, errlen, "%s: %s", path, strerror(errno));
+    else if (fstat(f->fd, &sb) != 0 || !S_ISREG(sb.st_mode)) st = vit_errf(VIT_E_IO, err, errlen, "%s: not a regular file", path);
+    else {
+        f->file_size = (uint64_t)sb.st_size;
+        st = parse_file(f, err, errlen);
+    }
+    if (st) { st_close(f); return st; }
+    *out = f;
+    return VIT_OK;
+}
+
+vit_status st_open_buffer(const char *name, const uint8_t *buf, size_t len, st_file **out, char *err,
+                          size_t errlen) {
+    *out = NULL;
+    if (!name || (!buf && len)) return vit_errf(VIT_E_ARG, err, errlen, "st_open_buffer: bad arguments");
+    st_file *f = st_new(name);
+    if (!f) return vit_errf(VIT_E_NOMEM, err, errlen, "%s: out of memory", name);
+    f->mem = buf ? buf : (const uint8_t *)"";
+    f->file_size = len;
+    vit_status st = parse_file(f, err, errlen);
+    if (st) { st_close(f); return st; }
+    *out = f;
+    return VIT_OK;
+}
+
+const uint8_t *st_bytes(const st_file *f, const st_tensor *t) {
+    return f && t && f->mem ? f->mem + f->data_start + t->begin : NULL;
+}
+
+static vit_status read_at(const st_file *f, void *dst, uint64_t n, uint64_t off, const char *name, char *err,
+                          size_t errlen) {
     uint8_t *p = dst;
+    if (f->mem) {   /* the bounds were checked against file_size when the header was parsed */
+        if (off > f->file_size || n > f->file_size - off)
+            return vit_errf(VIT_E_CHECKPOINT, err, errlen, "%s: tensor '%s': past the end of the buffer", f->path, name);
+        memcpy(dst, f->mem + off, n);
+        return VIT_OK;
+    }
     while (n) {
         ssize_t r = pread(f->fd, p, n, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
@@ -283,7 +320,7 @@ static vit_status read_exact(const st_file *f, void *dst, uint64_t n, uint64_t o
 vit_status st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *err, size_t errlen) {
     uint64_t off = f->data_start + t->begin;
     if (t->dtype == ST_F32) {
-        vit_status st = read_exact(f, dst, t->numel * 4, off, t->name, err, errlen);
+        vit_status st = read_at(f, dst, t->numel * 4, off, t->name, err, errlen);
         if (st) return st;
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -297,7 +334,7 @@ vit_status st_read_f32(const st_file *f, const st_tensor *t, float *dst, char *e
     uint16_t buf[CHUNK];
     for (uint64_t i = 0; i < t->numel;) {
         uint64_t k = t->numel - i < CHUNK ? t->numel - i : CHUNK;
-        vit_status st = read_exact(f, buf, k * 2, off + i * 2, t->name, err, errlen);
+        vit_status st = read_at(f, buf, k * 2, off + i * 2, t->name, err, errlen);
         if (st) return st;
         if (t->dtype == ST_F16)
             vit_f16_to_f32(buf, dst + i, (size_t)k);   /* util.c: the one binary16 conversion */

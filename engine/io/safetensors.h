@@ -4,7 +4,9 @@
  * file size and a cap, every tensor's dtype, shape and byte range (inside the data section,
  * non-overlapping, exactly dtype size * number of elements).  Tensors are read with pread
  * into the caller's FP32 buffer, converting F16 and BF16 exactly; nothing is mmapped, so a
- * file truncated after open gives an error, never a signal.  Engine-internal. */
+ * file truncated after open gives an error, never a signal.  The same reader opens a file already
+ * in memory (st_open_buffer: head files, a model directory being rewritten), with the same checks.
+ * Engine-internal. */
 #ifndef VIT_SAFETENSORS_H
 #define VIT_SAFETENSORS_H
 #include <stddef.h>
@@ -32,9 +34,13 @@ typedef struct st_tensor {
     int used;                          /* set by st_find: lets the loader spot extra tensors */
 } st_tensor;
 
+struct cJSON;
+
 typedef struct st_file {
-    int fd;
-    char *path;
+    int fd;                            /* -1 for a buffer */
+    const uint8_t *mem;                /* st_open_buffer's bytes (borrowed), or NULL */
+    char *path;                        /* the file, or the name given for a buffer (messages) */
+    struct cJSON *meta;                /* the header's __metadata__ object, or NULL */
     uint64_t file_size;
     uint64_t data_start;               /* 8 + header length */
     int n;
@@ -44,7 +50,13 @@ typedef struct st_file {
 /* Open and validate path.  Errors: VIT_E_IO (open/read), VIT_E_CHECKPOINT (format),
  * VIT_E_NOMEM.  err names the file and the problem. */
 vit_status st_open(const char *path, st_file **out, char *err, size_t errlen);
+/* The same over len bytes at buf (borrowed: they must outlive the st_file); name is for messages. */
+vit_status st_open_buffer(const char *name, const uint8_t *buf, size_t len, st_file **out, char *err,
+                          size_t errlen);
 void st_close(st_file *f);                             /* NULL harmless */
+/* the raw little-endian bytes of t (t->end - t->begin of them) of a buffer-opened file; NULL for
+ * a file opened by path */
+const uint8_t *st_bytes(const st_file *f, const st_tensor *t);
 /* tensor by name (marks it used), or NULL */
 st_tensor *st_find(st_file *f, const char *name);
 /* tensor by name without marking it, or NULL */

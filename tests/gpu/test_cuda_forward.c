@@ -5,7 +5,8 @@
  *   batches that hit a bucket exactly and ones that don't, graph replay == eager first run, a head
  *   swap (another head object, other class count) and back, then the exact-erf GELU mode and the
  *   WMMA attention kernel (VIT_CUDA_ATTN=wmma; the default is the mma.sync one) on the ViT-B-shaped model.
- * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy.
+ * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy (one-channel, LayerScale and
+ * register-token models included; a [cls; mean]-pooled one must be refused cleanly).
  * FP16 input (vit_forward_f16): on every synthetic model, bucket and the sub-batched session, logits
  *   and features bit-identical to FP32 input of the same values (maps within 1e-5: atomics).
  * Checks: logits max|diff| <= 1e-2 * max|logit_cpu| per image; identical top-1 (on synthetic
@@ -319,6 +320,18 @@ static int test_fixture(const char *root, const char *name) {
     }
     const vit_config *c = vit_model_config(m);
     int B = (int)shape[0], C = c->num_classes, F = c->feature_dim, NP = c->num_patches;
+    if (c->pooling == VIT_POOL_CLS_MEAN) {
+        /* [cls; mean] pooling (DINOv2 head) runs on the CPU only: the CUDA session must refuse it */
+        vit_session_opts so = {.max_batch = B, .device = VIT_DEVICE_CUDA, .precision = VIT_PREC_FP16};
+        vit_session *s = NULL;
+        vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
+        CHECK(st == VIT_E_CONFIG && !s && strstr(err, "not supported by the CUDA backend"),
+              "fixture %s: cuda refuses [cls; mean] pooling cleanly: %s", name, st ? err : "opened");
+        vit_session_free(s);
+        vit_model_free(m);
+        free(x);
+        return 1;
+    }
     vit_session *cpu = new_session(m, VIT_DEVICE_CPU, B), *gpu = new_session(m, VIT_DEVICE_CUDA, B);
     if (cpu && gpu) {
         outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);

@@ -34,7 +34,9 @@ want = {"naming": meta["scheme"], "image_size": meta["image_size"], "patch_size"
         "mlp_size": meta["mlp"], "num_classes": meta["classes"], "labels": meta["labels"],
         "pooling": meta["pooling"], "distilled": meta["distilled"], "pre_logits": meta["pre_logits"],
         "qkv_bias": meta["qkv_bias"], "feature_dim": meta["feature_dim"], "num_params": meta["num_params"],
-        "layer_norm_eps": meta["eps"]}
+        "layer_norm_eps": meta["eps"], "num_prefix_tokens": meta["num_prefix_tokens"],
+        "num_register_tokens": meta.get("num_register_tokens", 0),
+        "layer_scale": meta.get("layer_scale", False)}
 bad = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
 print("ok" if not bad else "mismatch %s" % bad)
 EOF

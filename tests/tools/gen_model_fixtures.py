@@ -72,7 +72,7 @@ def round_to(t, dtype):
 # ---- canonical random parameters (engine/model.h layout) -----------------------------------
 
 def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=False,
-                norm=True, fc_norm=False, pre_logits=False):
+                norm=True, fc_norm=False, pre_logits=False, layer_scale=False, regs=0, head_in=None):
     def rn(*shape, std=1.0):
         return torch.randn(*shape, generator=g, dtype=torch.float32) * std
 
@@ -83,6 +83,8 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p["cls_token"] = rn(D, std=0.5)
     if dist:
         p["dist_token"] = rn(D, std=0.5)
+    if regs:
+        p["reg_tokens"] = rn(regs, D, std=0.5)
     p["pos_embed"] = rn(T, D, std=0.3)
     for i in range(L):
         pre = "layers.%d." % i
@@ -98,6 +100,9 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p[pre + "fc1_b"] = rn(M, std=0.1)
         p[pre + "fc2_w"] = rn(D, M, std=1.0 / math.sqrt(M))
         p[pre + "fc2_b"] = rn(D, std=0.1)
+        if layer_scale:
+            p[pre + "ls1"] = 0.5 + rn(D, std=0.3)
+            p[pre + "ls2"] = 0.5 + rn(D, std=0.3)
     if norm:
         p["norm_w"] = 1.0 + rn(D, std=0.2)
         p["norm_b"] = rn(D, std=0.1)
@@ -108,7 +113,7 @@ def make_params(g, D, L, M, C, P, T, classes, qkv_bias=True, cls=True, dist=Fals
         p["pre_logits_w"] = rn(D, D, std=1.0 / math.sqrt(D))
         p["pre_logits_b"] = rn(D, std=0.1)
     F_in = 2 * D if dist else D
-    p["head_w"] = rn(classes, D, std=1.0 / math.sqrt(D))
+    p["head_w"] = rn(classes, head_in or D, std=1.0 / math.sqrt(head_in or D))
     p["head_b"] = rn(classes, std=0.3)
     if dist:
         p["head_dist_w"] = rn(classes, D, std=1.0 / math.sqrt(D))
@@ -125,7 +130,7 @@ def layer_norm(x, w, b, eps):
     return (x - mu) / torch.sqrt(var + eps) * w + b
 
 
-def reference_forward(p, x, L, H, eps, pooling="cls"):
+def reference_forward(p, x, L, H, eps, pooling="cls", pos_cls_only=False):
     """x (B,C,Hi,Wi) -> dict of logits, features, attn_cls, rollout (float64)."""
     p = {k: v.double() for k, v in p.items()}
     x = x.double()
@@ -133,11 +138,25 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
     D, P = p["patch_w"].shape[0], p["patch_w"].shape[2]
     t = F.conv2d(x, p["patch_w"], p["patch_b"], stride=P)      # (B,D,gh,gw)
     t = t.flatten(2).transpose(1, 2)                           # (B,N,D)
-    prefix = [k for k in ("cls_token", "dist_token") if k in p]
-    npre = len(prefix)
+    # timm VisionTransformer._pos_embed: prefix = [cls, (dist), registers]; with no_embed_class
+    # the position embeddings cover the patches only and are added before the prefix is joined
+    prefix = [p[k].view(1, 1, D) for k in ("cls_token", "dist_token") if k in p]
+    if "reg_tokens" in p:
+        prefix.append(p["reg_tokens"].view(1, -1, D))
+    npre = sum(x.shape[1] for x in prefix)
+    no_embed_class = p["pos_embed"].shape[0] == t.shape[1] and npre > 0
+    if pos_cls_only:
+        # transformers Dinov2WithRegistersEmbeddings: position embeddings on [cls; patches], then the
+        # register tokens inserted after the class token, without any
+        t = torch.cat([prefix[0].expand(B, -1, D), t], dim=1) + p["pos_embed"].unsqueeze(0)
+        t = torch.cat([t[:, :1], prefix[1].expand(B, -1, D), t[:, 1:]], dim=1)
+        prefix, no_embed_class = [], True
+    elif no_embed_class:
+        t = t + p["pos_embed"].unsqueeze(0)
     if npre:
-        t = torch.cat([p[k].view(1, 1, D).expand(B, 1, D) for k in prefix] + [t], dim=1)
-    t = t + p["pos_embed"].unsqueeze(0)                        # (B,T,D)
+        t = torch.cat([x.expand(B, -1, D) for x in prefix] + [t], dim=1)
+    if not no_embed_class:
+        t = t + p["pos_embed"].unsqueeze(0)                    # (B,T,D)
     T = t.shape[1]
     hd = D // H
     attns = []
@@ -149,14 +168,20 @@ def reference_forward(p, x, L, H, eps, pooling="cls"):
         a = torch.softmax(qkv[0] @ qkv[1].transpose(-1, -2) / math.sqrt(hd), dim=-1)  # (B,H,T,T)
         attns.append(a.mean(1))                                # (B,T,T)
         o = (a @ qkv[2]).transpose(1, 2).reshape(B, T, D)
-        t = t + o @ q("proj_w").T + q("proj_b")
+        ls1 = p.get("layers.%d.ls1" % i, 1.0)                 # timm LayerScale gamma (D)
+        ls2 = p.get("layers.%d.ls2" % i, 1.0)
+        t = t + ls1 * (o @ q("proj_w").T + q("proj_b"))
         h = layer_norm(t, q("ln2_w"), q("ln2_b"), eps)
         h = F.gelu(h @ q("fc1_w").T + q("fc1_b"))
-        t = t + h @ q("fc2_w").T + q("fc2_b")
+        t = t + ls2 * (h @ q("fc2_w").T + q("fc2_b"))
     if "norm_w" in p:
         t = layer_norm(t, p["norm_w"], p["norm_b"], eps)
     if pooling == "mean":
         f = t[:, npre:].mean(1)
+    elif pooling == "cls+mean":
+        # transformers Dinov2ForImageClassification: cat([cls_token, patch_tokens.mean(dim=1)]),
+        # patch tokens after the class token and the registers
+        f = torch.cat([t[:, 0], t[:, npre:].mean(1)], dim=1)   # (B,2D)
     elif "dist_token" in p:
         f = torch.cat([t[:, 0], t[:, 1]], dim=1)               # (B,2D)
     else:
@@ -200,6 +225,12 @@ def checksums(p, D):
     if "head_dist_w" in q:  # DeiT: one head on [cls; dist], halved weights, averaged bias
         q["head_w"] = torch.cat([q["head_w"], q.pop("head_dist_w")], dim=1) * 0.5
         q["head_b"] = (q["head_b"] + q.pop("head_dist_b")) * 0.5
+    for k in [k for k in q if k.endswith(".ls1") or k.endswith(".ls2")]:
+        # LayerScale is folded into attn.proj / mlp.fc2 at load: W[o, :] *= g[o], b[o] *= g[o]
+        lin = k[:-3] + ("proj" if k.endswith("ls1") else "fc2")
+        g_ = q.pop(k)
+        q[lin + "_w"] = q[lin + "_w"] * g_.view(-1, 1)
+        q[lin + "_b"] = q[lin + "_b"] * g_
     for k, v in q.items():
         a = v.detach().double().flatten().numpy()
         w = (np.arange(a.size) % 7) + 1.0
@@ -250,12 +281,49 @@ def hf_tensors(p, L, D, qkv_bias, prefix="vit."):
     return t
 
 
+def hf_dinov2_tensors(p, L, D, prefix):
+    """transformers Dinov2 / Dinov2WithRegisters ...ForImageClassification state dict names"""
+    t = OrderedDict()
+    e = prefix + "embeddings."
+    t[e + "cls_token"] = p["cls_token"].view(1, 1, D)
+    t[e + "mask_token"] = torch.zeros(1, D)                  # unused by classification
+    if "reg_tokens" in p:
+        t[e + "register_tokens"] = p["reg_tokens"].unsqueeze(0)
+    t[e + "position_embeddings"] = p["pos_embed"].unsqueeze(0)
+    t[e + "patch_embeddings.projection.weight"] = p["patch_w"]
+    t[e + "patch_embeddings.projection.bias"] = p["patch_b"]
+    for i in range(L):
+        s, q = prefix + "encoder.layer.%d." % i, lambda n: p["layers.%d.%s" % (i, n)]
+        t[s + "norm1.weight"] = q("ln1_w")
+        t[s + "norm1.bias"] = q("ln1_b")
+        for j, n in enumerate(("query", "key", "value")):
+            t[s + "attention.attention.%s.weight" % n] = q("qkv_w")[j * D:(j + 1) * D]
+            t[s + "attention.attention.%s.bias" % n] = q("qkv_b")[j * D:(j + 1) * D]
+        t[s + "attention.output.dense.weight"] = q("proj_w")
+        t[s + "attention.output.dense.bias"] = q("proj_b")
+        t[s + "layer_scale1.lambda1"] = q("ls1")
+        t[s + "norm2.weight"] = q("ln2_w")
+        t[s + "norm2.bias"] = q("ln2_b")
+        t[s + "mlp.fc1.weight"] = q("fc1_w")
+        t[s + "mlp.fc1.bias"] = q("fc1_b")
+        t[s + "mlp.fc2.weight"] = q("fc2_w")
+        t[s + "mlp.fc2.bias"] = q("fc2_b")
+        t[s + "layer_scale2.lambda1"] = q("ls2")
+    t[prefix + "layernorm.weight"] = p["norm_w"]
+    t[prefix + "layernorm.bias"] = p["norm_b"]
+    t["classifier.weight"] = p["head_w"]
+    t["classifier.bias"] = p["head_b"]
+    return t
+
+
 def timm_tensors(p, L, D, qkv_bias):
     t = OrderedDict()
     if "cls_token" in p:
         t["cls_token"] = p["cls_token"].view(1, 1, D)
     if "dist_token" in p:
         t["dist_token"] = p["dist_token"].view(1, 1, D)
+    if "reg_tokens" in p:
+        t["reg_token"] = p["reg_tokens"].unsqueeze(0)
     t["pos_embed"] = p["pos_embed"].unsqueeze(0)
     t["patch_embed.proj.weight"] = p["patch_w"]
     t["patch_embed.proj.bias"] = p["patch_b"]
@@ -274,6 +342,9 @@ def timm_tensors(p, L, D, qkv_bias):
         t[s + "mlp.fc1.bias"] = q("fc1_b")
         t[s + "mlp.fc2.weight"] = q("fc2_w")
         t[s + "mlp.fc2.bias"] = q("fc2_b")
+        if "layers.%d.ls1" % i in p:
+            t[s + "ls1.gamma"] = q("ls1")
+            t[s + "ls2.gamma"] = q("ls2")
     for a, b in (("norm", "norm"), ("fc_norm", "fc_norm"), ("pre_logits.fc", "pre_logits"),
                  ("head", "head"), ("head_dist", "head_dist")):
         if b + "_w" in p:
@@ -303,35 +374,59 @@ LABELS = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead",
           "stingray", "cock"]
 
 
+def loaded_layout(p, npre, T, D, pos_rows=None):
+    """the loader stores the position embeddings as (npre + patches, D): timm no_embed_class
+    (pos_embed over the patches only) gets zero rows for the prefix tokens, HF Dinov2 with
+    registers (pos_rows 1: the class token's row only) zero rows for the registers"""
+    if pos_rows == 1 and npre > 1:
+        q = OrderedDict(p)
+        q["pos_embed"] = torch.cat([p["pos_embed"][:1], torch.zeros(npre - 1, D), p["pos_embed"][1:]], dim=0)
+        return q
+    if p["pos_embed"].shape[0] != T or npre == 0 or "reg_tokens" not in p:
+        return p
+    q = OrderedDict(p)
+    q["pos_embed"] = torch.cat([torch.zeros(npre, D), p["pos_embed"]], dim=0)
+    return q
+
+
 def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dtype="F32",
-          qkv_bias=True, eps=None, dist=False, pool="cls", pre_logits=False, extra_size=None):
+          qkv_bias=True, eps=None, dist=False, pool="cls", pre_logits=False, extra_size=None,
+          layer_scale=False, regs=0):
     d = os.path.join(OUT, name)
     if os.path.isdir(d):
         shutil.rmtree(d)
     os.makedirs(d)
-    grid = img // P
-    npre = 2 if dist else 1
-    T = npre + grid * grid
+    ih, iw = (img, img) if isinstance(img, int) else img   # img: a size or (h, w)
+    gh, gw = ih // P, iw // P
+    npre = (2 if dist else 1) + regs
+    T = gh * gw if regs else npre + gh * gw   # registers: timm no_embed_class
+    if scheme == "hf-dinov2":
+        T = 1 + gh * gw                         # transformers Dinov2: [cls; patches]
     if eps is None:
         eps = 1e-12 if scheme == "hf" else 1e-6
     p = make_params(g, D, L, M, C, P, T, classes, qkv_bias=qkv_bias, dist=dist,
-                    norm=(pool == "cls"), fc_norm=(pool == "mean"), pre_logits=pre_logits)
+                    norm=(pool != "mean"), fc_norm=(pool == "mean"), pre_logits=pre_logits,
+                    layer_scale=layer_scale, regs=regs, head_in=2 * D if pool == "cls+mean" else None)
     p = OrderedDict((k, round_to(v, dtype)) for k, v in p.items())
     labels = LABELS[:classes]
-    x = torch.randn(2, C, img, img, generator=g)
-    ref = reference_forward(p, x, L, H, eps, pooling=pool)
-    meta = {"scheme": scheme, "dtype": dtype, "image_size": img, "patch_size": P, "hidden": D,
+    x = torch.randn(2, C, ih, iw, generator=g)
+    ref = reference_forward(p, x, L, H, eps, pooling=pool, pos_cls_only=(scheme == "hf-dinov2" and regs > 0))
+    meta = {"scheme": scheme, "dtype": dtype, "image_size": ih, "patch_size": P, "hidden": D,
             "layers": L, "heads": H, "mlp": M, "classes": classes, "eps": eps,
             "qkv_bias": qkv_bias, "pooling": pool, "distilled": dist, "pre_logits": pre_logits,
             "num_prefix_tokens": npre, "feature_dim": ref["features"].shape[1],
-            "labels": labels, "tensors": checksums(p, D)}
-
+            "num_register_tokens": regs, "layer_scale": layer_scale, "channels": C,
+            "labels": labels,
+            "tensors": checksums(loaded_layout(p, npre, T, D, 1 if scheme == "hf-dinov2" else None), D)}
+    if ih != iw:
+        meta["image_hw"] = [ih, iw]
+    img_json = img if isinstance(img, int) else [ih, iw]
     if scheme == "hf":
         tensors = hf_tensors(p, L, D, qkv_bias, prefix="deit." if dist else "vit.")
         write_json(os.path.join(d, "config.json"), OrderedDict([
             ("architectures", ["DeiTForImageClassificationWithTeacher" if dist else "ViTForImageClassification"]),
             ("model_type", "deit" if dist else "vit"),
-            ("image_size", img), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
+            ("image_size", img_json), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
             ("num_hidden_layers", L), ("num_attention_heads", H), ("intermediate_size", M),
             ("hidden_act", "gelu"), ("layer_norm_eps", eps), ("qkv_bias", qkv_bias),
             ("hidden_dropout_prob", 0.0), ("attention_probs_dropout_prob", 0.0),
@@ -339,38 +434,65 @@ def build(name, scheme, g, D=32, L=2, H=4, M=64, C=3, P=8, img=32, classes=5, dt
             ("label2id", {l: i for i, l in enumerate(labels)}),
             ("torch_dtype", {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dtype])]))
         write_json(os.path.join(d, "preprocessor_config.json"), OrderedDict([
-            ("do_resize", True), ("size", {"height": img, "width": img}), ("resample", 2),
+            ("do_resize", True), ("size", {"height": ih, "width": iw}), ("resample", 2),
             ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
-            ("image_mean", [0.5, 0.5, 0.5]), ("image_std", [0.5, 0.5, 0.5]),
+            ("image_mean", [0.5] * C), ("image_std", [0.5] * C),
             ("image_processor_type", "ViTImageProcessor")]))
+    elif scheme == "hf-dinov2":
+        tensors = hf_dinov2_tensors(p, L, D, "dinov2_with_registers." if regs else "dinov2.")
+        write_json(os.path.join(d, "config.json"), OrderedDict([
+            ("architectures", ["Dinov2WithRegistersForImageClassification" if regs else "Dinov2ForImageClassification"]),
+            ("model_type", "dinov2_with_registers" if regs else "dinov2"),
+            ("image_size", img_json), ("patch_size", P), ("num_channels", C), ("hidden_size", D),
+            ("num_hidden_layers", L), ("num_attention_heads", H), ("mlp_ratio", M // D),
+            ("hidden_act", "gelu"), ("layer_norm_eps", eps), ("qkv_bias", qkv_bias),
+            ("layerscale_value", 1.0), ("use_swiglu_ffn", False)] +
+            ([("num_register_tokens", regs)] if regs else []) + [
+            ("id2label", {str(i): l for i, l in enumerate(labels)}),
+            ("label2id", {l: i for i, l in enumerate(labels)})]))
+        write_json(os.path.join(d, "preprocessor_config.json"), OrderedDict([
+            ("do_resize", True), ("size", {"shortest_edge": ih + ih // 7}), ("resample", 3),
+            ("do_center_crop", True), ("crop_size", {"height": ih, "width": iw}),
+            ("do_rescale", True), ("rescale_factor", 1 / 255), ("do_normalize", True),
+            ("image_mean", [0.485, 0.456, 0.406]), ("image_std", [0.229, 0.224, 0.225]),
+            ("image_processor_type", "BitImageProcessor")]))
     elif scheme == "timm":
         tensors = timm_tensors(p, L, D, qkv_bias)
-        arch = ("deit_test_distilled_patch%d_%d" if dist else "vit_test_patch%d_%d") % (P, img)
-        margs = OrderedDict([("img_size", img), ("patch_size", P), ("embed_dim", D),
+        arch = ("deit_test_distilled_patch%d_%d" if dist else "vit_test_patch%d_%d") % (P, ih)
+        margs = OrderedDict([("img_size", img_json), ("patch_size", P), ("embed_dim", D),
                              ("depth", L), ("num_heads", H), ("mlp_ratio", M / D),
                              ("qkv_bias", qkv_bias)])
         if pool == "mean":
             margs["global_pool"] = "avg"
         if pre_logits:
             margs["representation_size"] = D
+        if C != 3:
+            margs["in_chans"] = C
+        if layer_scale:
+            margs["init_values"] = 1e-5
+        if regs:
+            margs["reg_tokens"] = regs
+            margs["no_embed_class"] = True
         write_json(os.path.join(d, "config.json"), OrderedDict([
             ("architecture", arch), ("num_classes", classes), ("num_features", D),
             ("global_pool", "avg" if pool == "mean" else "token"),
-            ("model_args", margs), ("label_names", labels),
+            ("model_args", margs), ("label_names", labels)] +
+            ([("layer_norm_eps", eps)] if eps != 1e-6 else []) + [
             ("pretrained_cfg", OrderedDict([
-                ("input_size", [C, img, img]), ("interpolation", "bicubic"), ("crop_pct", 0.875),
-                ("crop_mode", "center"), ("mean", [0.485, 0.456, 0.406]),
-                ("std", [0.229, 0.224, 0.225]), ("num_classes", classes),
+                ("input_size", [C, ih, iw]), ("interpolation", "bicubic"), ("crop_pct", 0.875),
+                ("crop_mode", "center"),
+                ("mean", [0.485, 0.456, 0.406] if C == 3 else [0.1307]),
+                ("std", [0.229, 0.224, 0.225] if C == 3 else [0.3081]), ("num_classes", classes),
                 ("pool_size", None), ("first_conv", "patch_embed.proj"),
                 ("classifier", ["head", "head_dist"] if dist else "head")]))]))
     else:
         raise ValueError(scheme)
     write_safetensors(os.path.join(d, "model.safetensors"), tensors, dtype)
-    meta["num_params"] = sum(v.numel() for v in tensors.values())
+    meta["num_params"] = sum(v.numel() for k, v in tensors.items() if not k.endswith("mask_token"))  # unused
     write_refs(d, "ref", x, ref)
     if extra_size:
         g2 = extra_size // P
-        pos2 = resample_pos_embed(p["pos_embed"], npre, (grid, grid), (g2, g2))
+        pos2 = resample_pos_embed(p["pos_embed"], npre, (gh, gw), (g2, g2))   # per axis
         p2 = OrderedDict(p)
         p2["pos_embed"] = pos2
         x2 = torch.randn(2, C, extra_size, extra_size, generator=g)
@@ -463,6 +585,23 @@ def main():
     build("tiny-hf-f16", "hf", g, classes=5, dtype="F16")
     build("tiny-timm-bf16", "timm", g, classes=5, dtype="BF16")
     build("tiny-hf-deit-distilled", "hf", g, classes=4, dist=True)
+    # issue 20: DeiT III / timm LayerScale, timm register tokens (vit_*_reg4_*: no_embed_class)
+    build("tiny-timm-layerscale", "timm", g, classes=5, layer_scale=True)
+    build("tiny-timm-reg4", "timm", g, classes=5, regs=4, layer_scale=True)
+    # one input channel (an MNIST-like ViT: 28x28 gray, patch 4, LayerNorm eps 1e-5)
+    build("tiny-timm-gray", "timm", g, C=1, P=4, img=28, classes=5, eps=1e-5)
+    build("tiny-hf-gray", "hf", g, C=1, P=4, img=28, classes=4, eps=1e-5)
+    # DINOv2-like (timm vit_*_patch14_reg4_dinov2 layout): patch 14, 4 registers, LayerScale, and the
+    # linear head on [cls; mean of patch tokens] (2D wide)
+    build("tiny-timm-dinov2", "timm", g, P=14, img=42, classes=5, regs=4, layer_scale=True, pool="cls+mean")
+    # non-square inputs, 14-pixel patches: a 2x3 grid; ref_s56 runs at 56x56 (4x4), the position
+    # embeddings resampled per axis as timm's resample_abs_pos_embed
+    build("tiny-timm-rect", "timm", g, P=14, img=(28, 42), classes=5, extra_size=56)
+    build("tiny-hf-rect", "hf", g, P=14, img=(28, 42), classes=4)
+    # transformers Dinov2 naming: LayerScale lambda1, registers (Dinov2WithRegisters), cls+mean head
+    build("tiny-hf-dinov2", "hf-dinov2", g, P=14, img=28, classes=4, layer_scale=True, pool="cls+mean", eps=1e-6)
+    build("tiny-hf-dinov2-reg4", "hf-dinov2", g, P=14, img=42, classes=5, regs=4, layer_scale=True,
+          pool="cls+mean", eps=1e-6)
     total = 0
     for root, _, files in os.walk(OUT):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)

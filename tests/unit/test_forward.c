@@ -397,8 +397,13 @@ static void check_fixtures(void) {
         check_fixture(names[i], "ref", 0);
         char p[512];
         struct stat sb;
-        snprintf(p, sizeof p, FIXTURES "/%.200s/ref_s48", names[i]);
-        if (stat(p, &sb) == 0) check_fixture(names[i], "ref_s48", 48);
+        static const int other[] = {48, 56};   /* ref_sN: run at N x N, position embeddings resampled */
+        for (size_t k = 0; k < sizeof other / sizeof other[0]; k++) {
+            char sub[32];
+            snprintf(sub, sizeof sub, "ref_s%d", other[k]);
+            snprintf(p, sizeof p, FIXTURES "/%.200s/%s", names[i], sub);
+            if (stat(p, &sb) == 0) check_fixture(names[i], sub, other[k]);
+        }
     }
 }
 

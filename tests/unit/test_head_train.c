@@ -196,7 +196,7 @@ static void test_model_save(const char *name) {
     vit_status st = vit_model_load(src, NULL, &m, err, sizeof err);
     if (st != VIT_OK) { CHECK(0, "%s: load: %s", name, err); return; }
     const vit_config *c = vit_model_config(m);
-    const int D = c->feature_dim, C = 3, S = c->image_size;
+    const int D = c->feature_dim, C = 3;
     float *w = malloc(sizeof(float) * C * D), b[3] = {0.25f, -0.5f, 0.125f};
     for (int i = 0; i < C * D; i++) w[i] = sinf(0.37f * (float)i);
     const char *labels[3] = {"tops", "footwear", "other"};
@@ -214,8 +214,9 @@ static void test_model_save(const char *name) {
         vit_session_opts so = { .max_batch = 2, .threads = 1, .device = VIT_DEVICE_CPU };
         vit_session_new(m, &so, &s, err, sizeof err);
         vit_session_new(m2, &so, &s2, err, sizeof err);
-        float *x = malloc(sizeof(float) * 2 * 3 * S * S), *f = malloc(sizeof(float) * 2 * D);
-        for (int i = 0; i < 2 * 3 * S * S; i++) x[i] = cosf(0.01f * (float)i);
+        const int n_in = 2 * c->num_channels * c->image_h * c->image_w;   /* (2, C, H, W) */
+        float *x = malloc(sizeof(float) * n_in), *f = malloc(sizeof(float) * 2 * D);
+        for (int i = 0; i < n_in; i++) x[i] = cosf(0.01f * (float)i);
         float lg[6], ref[6];
         vit_outputs o1 = { .features = f }, o2 = { .logits = lg };
         vit_forward(s, x, 2, NULL, &o1);
@@ -255,7 +256,9 @@ int main(void) {
     test_init_modes();
     test_head_files();
     const char *models[] = {"tiny-hf", "tiny-timm", "tiny-tv", "tiny-deit-distilled", "tiny-hf-f16",
-                            "tiny-timm-prelogits", "tiny-hf-deit-distilled"};
+                            "tiny-timm-prelogits", "tiny-hf-deit-distilled", "tiny-timm-layerscale", "tiny-timm-reg4",
+                            "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
+                            "tiny-timm-rect", "tiny-hf-rect", "tiny-hf-dinov2", "tiny-hf-dinov2-reg4"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) test_model_save(models[i]);
     rmdir(tmpdir);
     return TEST_SUMMARY();

@@ -53,6 +53,41 @@ static void compare_ref(const float *x, const uint8_t *ref, const vit_preprocess
     *max = m;
 }
 
+/* a one-channel model's tensor (1, 224, 224) vs PIL's convert("L") + Resize(256) + CenterCrop(224)
+ * (every 2nd row and column), mean = std = 0.5: the float path within 0.01/0.05 like RGB, PIL's
+ * fixed-point path exactly (so the luminance rounding is PIL's) */
+static void check_gray(const uint8_t *data, size_t len, const char *file, const char *refname, const vit_preprocess *pp,
+                       float *x) {
+    char rpath[600], err[512] = "";
+    size_t rlen;
+    snprintf(rpath, sizeof rpath, "%s/%s", FIX, refname);
+    uint8_t *ref = slurp(rpath, &rlen);
+    if (!ref || rlen != 112 * 112) { CHECK(0, "%s: gray reference %s missing or wrong size", file, refname); free(ref); return; }
+    for (int exact = 0; exact < 2; exact++) {
+        vit_preprocess p = *pp;
+        p.pil_exact = exact;
+        for (size_t i = 0; i < 3 * 224 * 224; i++) x[i] = NAN;
+        vit_status st = vit_image_load(data, len, &p, VIT_DEFAULT_MAX_PIXELS, x, err, sizeof err);
+        double s = 0, m = 0;
+        for (int y = 0; st == VIT_OK && y < 112; y++)
+            for (int xx = 0; xx < 112; xx++) {
+                float r = ((float)ref[y * 112 + xx] / 255.f - 0.5f) / 0.5f, o = x[(size_t)(2 * y) * 224 + 2 * xx];
+                double d = isfinite(o) ? fabs((double)o - r) : INFINITY;
+                s += d;
+                if (d > m) m = d;
+            }
+        int untouched = isnan(x[224 * 224]);   /* one plane written, nothing past it */
+        double mean = s / (112.0 * 112);
+        if (exact)
+            CHECK(st == VIT_OK && m <= 1e-6 && untouched, "%s (1 channel) pil_exact vs PIL convert(\"L\") maxdiff=%.2g tol=1e-6 %s",
+                  file, m, err);
+        else
+            CHECK(st == VIT_OK && mean <= 0.01 && m <= 0.05 && untouched,
+                  "%s (1 channel) vs PIL convert(\"L\") + torchvision mean=%.5f maxdiff=%.5f tol=0.01/0.05 %s", file, mean, m, err);
+    }
+    free(ref);
+}
+
 static void test_manifest(void) {
     char err[512];
     vit_preprocess pp;
@@ -63,7 +98,11 @@ static void test_manifest(void) {
     st = vit_preprocess_load(FIX "/model_timm", 0, &ppt, err, sizeof err);
     CHECK(st == VIT_OK && ppt.shortest_edge == 248 && ppt.out_h == 224 && ppt.resample == VIT_RESAMPLE_BICUBIC,
           "fixture timm config.json: %s", st ? err : "resize 248 bicubic, crop 224");
-    int ntimm = 0;
+    vit_preprocess ppg;  /* one channel: Resize(256) bilinear, CenterCrop(224), mean = std = 0.5 */
+    st = vit_preprocess_load(FIX "/model_gray", 0, &ppg, err, sizeof err);
+    CHECK(st == VIT_OK && ppg.channels == 1 && ppg.out_h == 224 && ppg.mean[0] == 0.5f && ppg.std[0] == 0.5f,
+          "fixture gray model: %s", st ? err : "1 channel, crop 224, mean = std = 0.5");
+    int ntimm = 0, ngray = 0;
     FILE *f = fopen(FIX "/manifest.txt", "r");
     CHECK(f != NULL, "manifest present");
     if (!f) return;
@@ -149,6 +188,9 @@ static void test_manifest(void) {
                           file, mean, max);
             }
             free(ref);
+        } else if (!strcmp(kind, "gray")) {
+            ngray++;
+            check_gray(data, len, file, arg, &ppg, x);
         } else if (strcmp(kind, "bad")) {
             CHECK(0, "manifest: unknown entry kind '%s' (%s)", kind, file);
         } else {
@@ -172,7 +214,8 @@ static void test_manifest(void) {
     }
     fclose(f);
     free(x);
-    CHECK(ngood >= 20 && nbad >= 12 && ntimm >= 4, "manifest has %d good, %d bad and %d timm entries", ngood, nbad, ntimm);
+    CHECK(ngood >= 20 && nbad >= 12 && ntimm >= 4 && ngray >= 5, "manifest has %d good, %d bad, %d timm and %d gray entries",
+          ngood, nbad, ntimm, ngray);
 }
 
 /* what a decode of damaged bytes may give: an image with pixels (the damage missed what matters),

@@ -24,6 +24,8 @@
 static const char *const fixtures[] = {
     "tiny-hf", "tiny-timm", "tiny-tv", "tiny-timm-avgpool", "tiny-timm-prelogits",
     "tiny-deit-distilled", "tiny-hf-noqkvbias", "tiny-hf-f16", "tiny-timm-bf16", "tiny-hf-deit-distilled",
+    "tiny-timm-layerscale", "tiny-timm-reg4", "tiny-timm-gray", "tiny-hf-gray", "tiny-timm-dinov2",
+    "tiny-timm-rect", "tiny-hf-rect", "tiny-hf-dinov2", "tiny-hf-dinov2-reg4",
 };
 
 static cJSON *read_json(const char *path) {
@@ -64,8 +66,9 @@ static const float *canon(const vit_model *m, const char *name, size_t *n) {
     }
     size_t K = (size_t)c->num_classes;
     struct { const char *n; const float *p; size_t k; } t[] = {
-        {"patch_w", m->patch_w, D * 3 * P * P}, {"patch_b", m->patch_b, D},
+        {"patch_w", m->patch_w, D * (size_t)c->num_channels * P * P}, {"patch_b", m->patch_b, D},
         {"cls_token", m->cls_token, D}, {"dist_token", m->dist_token, D},
+        {"reg_tokens", m->reg_tokens, (size_t)c->num_register_tokens * D},
         {"pos_embed", m->pos_embed, (size_t)c->num_tokens * D},
         {"norm_w", m->norm_w, D}, {"norm_b", m->norm_b, D},
         {"fc_norm_w", m->fc_norm_w, D}, {"fc_norm_b", m->fc_norm_b, D},
@@ -127,25 +130,34 @@ static void test_fixture(const char *fx) {
     const char *scheme = cJSON_GetObjectItem(meta, "scheme")->valuestring;
     const char *pool = cJSON_GetObjectItem(meta, "pooling")->valuestring;
     int img = jint(meta, "image_size"), P = jint(meta, "patch_size"), g = img / P;
+    const cJSON *hw = cJSON_GetObjectItem(meta, "image_hw");   /* non-square: [h, w] */
+    int img_w = hw ? cJSON_GetArrayItem(hw, 1)->valueint : img, gw = img_w / P;
     int dims_ok = !strcmp(c->naming, scheme) && c->image_size == img && c->trained_image_size == img &&
-                  c->patch_size == P && c->num_channels == 3 && c->hidden_size == jint(meta, "hidden") &&
+                  c->patch_size == P && c->hidden_size == jint(meta, "hidden") &&
                   c->num_layers == jint(meta, "layers") && c->num_heads == jint(meta, "heads") &&
                   c->mlp_size == jint(meta, "mlp") && c->num_classes == jint(meta, "classes") &&
-                  c->grid_h == g && c->grid_w == g && c->num_patches == g * g &&
+                  c->grid_h == g && c->grid_w == gw && c->num_patches == g * gw && c->image_h == img &&
+                  c->image_w == img_w && c->trained_image_h == img && c->trained_image_w == img_w &&
                   c->num_prefix_tokens == jint(meta, "num_prefix_tokens") &&
-                  c->num_tokens == c->num_prefix_tokens + g * g && c->qkv_bias == jbool(meta, "qkv_bias") &&
-                  c->pooling == (!strcmp(pool, "mean") ? VIT_POOL_MEAN : VIT_POOL_CLS) &&
+                  c->num_tokens == c->num_prefix_tokens + g * gw && c->qkv_bias == jbool(meta, "qkv_bias") &&
+                  c->pooling == (!strcmp(pool, "mean") ? VIT_POOL_MEAN : !strcmp(pool, "cls+mean") ? VIT_POOL_CLS_MEAN
+                                                                                               : VIT_POOL_CLS) &&
                   c->distilled == jbool(meta, "distilled") && c->has_pre_logits == jbool(meta, "pre_logits") &&
                   c->feature_dim == jint(meta, "feature_dim") &&
                   fabs(c->layer_norm_eps - jnum(meta, "eps")) <= 1e-6 * jnum(meta, "eps") &&
                   c->num_params == (size_t)jint(meta, "num_params");
+    const cJSON *nreg = cJSON_GetObjectItem(meta, "num_register_tokens"), *ls = cJSON_GetObjectItem(meta, "layer_scale");
+    const cJSON *nch = cJSON_GetObjectItem(meta, "channels");
+    dims_ok = dims_ok && c->num_channels == (nch ? nch->valueint : 3) && c->preprocess.channels == c->num_channels &&
+              c->num_register_tokens == (nreg ? nreg->valueint : 0) &&
+              c->layer_scale == (ls ? cJSON_IsTrue(ls) : 0) && (c->num_register_tokens > 0) == (m->reg_tokens != NULL);
     CHECK(dims_ok, "%s: config (naming %s, image %d/%d, D %d, L %d, H %d, M %d, classes %d, eps %g, params %zu)", fx,
           c->naming, c->image_size, c->patch_size, c->hidden_size, c->num_layers, c->num_heads, c->mlp_size,
           c->num_classes, (double)c->layer_norm_eps, c->num_params);
     /* model.h invariants */
     CHECK((c->num_prefix_tokens >= 1) == (m->cls_token != NULL) && (c->distilled == (m->dist_token != NULL)) &&
               ((m->fc_norm_w != NULL) == (c->pooling == VIT_POOL_MEAN)) &&
-              ((m->norm_w != NULL) == (c->pooling == VIT_POOL_CLS)) &&
+              ((m->norm_w != NULL) == (c->pooling != VIT_POOL_MEAN)) &&
               ((m->pre_logits_w != NULL) == c->has_pre_logits) && m->params && m->layers &&
               vit_head_dim(vit_model_head(m)) == c->feature_dim &&
               vit_head_num_classes(vit_model_head(m)) == c->num_classes,
@@ -167,7 +179,7 @@ static void test_fixture(const char *fx) {
             for (int i = 0; i < 3 * c->hidden_size; i++) z = z && m->layers[l].qkv_b[i] == 0.0f;
         CHECK(z, "%s: qkv_b is zeros", fx);
     }
-    CHECK(c->preprocess.out_h == img && c->preprocess.out_w == img, "%s: preprocessing produces %dx%d", fx,
+    CHECK(c->preprocess.out_h == img && c->preprocess.out_w == img_w, "%s: preprocessing produces %dx%d", fx,
           c->preprocess.out_h, c->preprocess.out_w);
     vit_model_free(m);
     cJSON_Delete(meta);
@@ -376,6 +388,14 @@ static void m_wrong_shape2(cJSON *h, void *a) {
     (void)a;   /* (96, 32) -> (32, 96): same bytes, transposed */
     set_ints(cJSON_GetObjectItem(entry(h, "blocks.2.attn.qkv.weight"), "shape"), 2, (long long[]){32, 96});
 }
+static void m_twelve_channels(cJSON *h, void *a) {
+    (void)a;   /* (32, 3, 8, 8) -> (32, 12, 4, 4): same bytes, a 12-channel filter with patch 4 */
+    set_ints(cJSON_GetObjectItem(entry(h, "patch_embed.proj.weight"), "shape"), 4, (long long[]){32, 12, 4, 4});
+}
+static void m_reg_wide(cJSON *h, void *a) {
+    (void)a;   /* reg_token (1, 4, 32) -> (1, 32, 4): registers of the wrong width */
+    set_ints(cJSON_GetObjectItem(entry(h, "reg_token"), "shape"), 3, (long long[]){1, 32, 4});
+}
 static void m_missing(cJSON *h, void *a) {
     (void)a;
     cJSON_DeleteItemFromObjectCaseSensitive(h, "blocks.1.attn.proj.bias");
@@ -396,16 +416,19 @@ static void m_duplicate(cJSON *h, void *a) {
     free(e->string);
     e->string = strdup("norm.weight");
 }
-static void m_extra(cJSON *h, void *arg) {
-    long long end = *(long long *)arg;
+static void add_extra(cJSON *h, long long end, const char *name) {
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "dtype", "F32");
     cJSON_AddItemToObject(e, "shape", cJSON_CreateArray());
     set_ints(cJSON_GetObjectItem(e, "shape"), 1, (long long[]){32});
     cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateArray());
     set_ints(cJSON_GetObjectItem(e, "data_offsets"), 2, (long long[]){end, end + 128});
-    cJSON_AddItemToObject(h, "blocks.0.ls1.gamma", e);
+    cJSON_AddItemToObject(h, name, e);
 }
+/* timm qk_norm: a variant this engine does not run */
+static void m_extra(cJSON *h, void *arg) { add_extra(h, *(long long *)arg, "blocks.0.attn.q_norm.weight"); }
+/* LayerScale on one branch of one block only */
+static void m_extra_ls(cJSON *h, void *arg) { add_extra(h, *(long long *)arg, "blocks.0.ls1.gamma"); }
 static void m_neg_offset(cJSON *h, void *a) {
     (void)a;
     set_ints(cJSON_GetObjectItem(entry(h, "head.bias"), "data_offsets"), 2, (long long[]){-20, 0});
@@ -600,7 +623,39 @@ static void test_variants(void) {
     m = NULL;
     make_case("tiny-timm", "img-size-rect", d, sizeof d);
     edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": [32, 48]");
-    expect_fail(d, NULL, VIT_E_CONFIG, "square [h, w] pair", "timm non-square img_size");
+    expect_fail(d, NULL, VIT_E_CONFIG, "img_size [32, 48] with patch 8 does not match the 17 rows of 'pos_embed'",
+                "timm non-square img_size that the position embeddings do not have");
+    /* input channels: 1 and 3 only */
+    make_case("tiny-hf", "hf-2-channels", d, sizeof d);
+    edit_text(d, "config.json", "\"num_channels\": 3", "\"num_channels\": 2");
+    expect_fail(d, NULL, VIT_E_CONFIG, "2 input channels: only 1 (grayscale) and 3 (RGB)", "HF num_channels 2");
+    make_case("tiny-timm", "timm-12-channels", d, sizeof d);
+    rewrite_header(d, m_twelve_channels, NULL, 0);
+    edit_text(d, "config.json", "\"img_size\": 32", "\"img_size\": 16");
+    edit_text(d, "config.json", "\"patch_size\": 8", "\"patch_size\": 4");
+    expect_fail(d, NULL, VIT_E_CONFIG, "12 input channels: only 1 (grayscale) and 3 (RGB)", "timm 12-channel patch filter");
+    make_case("tiny-hf-gray", "hf-gray-says-3", d, sizeof d);
+    edit_text(d, "config.json", "\"num_channels\": 1", "\"num_channels\": 3");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "expected shape [32, 3, 4, 4]", "HF config 3 channels, filter has 1");
+    /* register tokens */
+    make_case("tiny-timm-reg4", "reg-wide", d, sizeof d);
+    rewrite_header(d, m_reg_wide, NULL, 0);
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "expected shape [1, R, 32]", "reg_token of the wrong width");
+    make_case("tiny-timm-reg4", "reg-pos-mismatch", d, sizeof d);   /* 16 rows: not 5 prefix + a square */
+    edit_text(d, "config.json", "\"no_embed_class\": true", "\"no_embed_class\": false");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "16 rows: not 5 prefix token(s) plus a square grid",
+                "4 registers + class token that the position embeddings do not cover");
+    make_case("tiny-hf-dinov2-reg4", "dinov2-reg-count", d, sizeof d);
+    edit_text(d, "config.json", "\"num_register_tokens\": 4", "\"num_register_tokens\": 3");
+    expect_fail(d, NULL, VIT_E_CONFIG, "num_register_tokens 3 but the checkpoint has 4", "HF Dinov2 register count mismatch");
+    make_case("tiny-hf-dinov2", "dinov2-swiglu", d, sizeof d);
+    edit_text(d, "config.json", "\"use_swiglu_ffn\": false", "\"use_swiglu_ffn\": true");
+    expect_fail(d, NULL, VIT_E_CONFIG, "use_swiglu_ffn", "HF Dinov2 SwiGLU MLP refused");
+    expect_fail(FIX "/tiny-hf-dinov2", &(vit_load_opts){.image_size = 42}, VIT_E_ARG, "runs at its trained size 28x28",
+                "HF Dinov2 at another size refused");
+    make_case("tiny-hf-gray", "gray-30-by-4", d, sizeof d);
+    edit_text(d, "config.json", "\"image_size\": 28", "\"image_size\": 30");
+    expect_fail(d, NULL, VIT_E_CONFIG, "image size 30 is not a multiple of the patch size 4", "image size 30 with patch 4");
     make_case("tiny-timm", "global-pool-map", d, sizeof d);
     edit_text(d, "config.json", "\"global_pool\": \"token\"", "\"global_pool\": \"map\"");
     expect_fail(d, NULL, VIT_E_CONFIG, "global_pool 'map' is not supported", "timm attention pooling (map)");
@@ -858,7 +913,18 @@ static void test_hostile(void) {
         st_close(f);
         rewrite_header(d, m_extra, &end, 128);
     }
-    expect_fail(d, NULL, VIT_E_CHECKPOINT, "unexpected tensor 'blocks.0.ls1.gamma'", "unsupported extra tensor (layer scale)");
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "unexpected tensor 'blocks.0.attn.q_norm.weight'", "unsupported extra tensor (qk norm)");
+    make_case("tiny-timm", "extra-ls", d, sizeof d);
+    {
+        long long end = 0;   /* end of the data section */
+        char path[600], err[256];
+        st_file *f = NULL;
+        snprintf(path, sizeof path, "%s/model.safetensors", d);
+        if (st_open(path, &f, err, sizeof err) == VIT_OK) end = (long long)(f->file_size - f->data_start);
+        st_close(f);
+        rewrite_header(d, m_extra_ls, &end, 128);
+    }
+    expect_fail(d, NULL, VIT_E_CHECKPOINT, "missing tensor 'blocks.0.ls2.gamma'", "LayerScale on one branch only");
     make_case("tiny-timm", "bad-json-header", d, sizeof d);
     {
         char path[600];
