@@ -95,11 +95,18 @@ int main(void) {
     CHECK(st == VIT_OK, "batcher_new (%s)", st ? err : "ok");
     if (st) return TEST_SUMMARY();
 
-    /* fairness: A (8 images, over its budget after 2) then B (1 image) */
-    done_rec ra = {0}, rb = {0};
+    /* fairness: A (8 images, over its budget after 2) then B (1 image), both queued while the only
+     * decoder is busy with a 49 Mpixel image (else it could take all of A before B arrives) */
+    done_rec ra = {0}, rb = {0}, rblock = {0};
+    b->o.max_request_cost = 0;
+    srv_job *jblock = job(b, 1, big, big_len, &rblock);
+    batcher_submit(b, jblock, NULL);
+    for (int i = 0; i < 5000 && !atomic_load(&jblock->cost); i++) usleep(1000);   /* charged: decoding */
+    b->o.max_request_cost = png_cost * 5 / 2;
     srv_job *ja = job(b, 8, png, png_len, &ra), *jb = job(b, 1, png, png_len, &rb);
     int r1 = batcher_submit(b, ja, NULL), r2 = batcher_submit(b, jb, NULL);
-    wait_for(&ra); wait_for(&rb);
+    wait_for(&ra); wait_for(&rb); wait_for(&rblock);
+    srv_job_free(jblock);
     CHECK(r1 == 0 && r2 == 0 && atomic_load(&rb.order) && atomic_load(&rb.order) < atomic_load(&ra.order),
           "round robin: the 1-image request answered before the 8-image one submitted first (B=%d, A=%d)",
           atomic_load(&rb.order), atomic_load(&ra.order));
