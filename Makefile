@@ -56,7 +56,7 @@ ifneq ($(strip $(SERVER_OBJ)),)
 BINS += $(BUILD)/vitd
 endif
 
-.PHONY: all deps deps-test deps-bench run test test-unit test-fleet test-asan bench clean install install-systemd
+.PHONY: all deps deps-test deps-bench run test test-unit test-fleet test-asan test-attack bench clean install install-systemd
 all: deps $(BINS) $(TEST_BINS) $(REPLAY_BINS)
 
 # Debian packages (idempotent; installs only what is missing).
@@ -220,6 +220,13 @@ test-unit: all
 # haproxy on 127.0.0.1; more activations, kill -9 rounds and classifications.
 test-fleet: all deps-test
 	@VITD_FLEET_LONG=1 $(PYTHON3) tests/integration/test_fleet.py
+
+# Hostile clients (tests/attack): every attack for 20 s, then a 10-minute soak of mixed legit and
+# hostile traffic with the daemon's RSS sampled every 10 s, recorded in bench/results.
+# (`make test` runs the short form: tests/integration/test_attacks.py, 4 s per attack.)
+ATTACK_OUT ?= bench/results/attack_soak.txt
+test-attack: all
+	tests/attack/run_attacks.py --seconds 20 --soak 600 --out $(ATTACK_OUT)
 
 test-asan: deps-test
 	@$(MAKE) --no-print-directory NVCC= BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all

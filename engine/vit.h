@@ -49,6 +49,8 @@ typedef enum vit_status {
     VIT_E_IMAGE_FORMAT,    /* unsupported image format (not JPEG or PNG)      -> HTTP 415 */
     VIT_E_IMAGE_TOO_LARGE, /* header's pixel count above the cap              -> HTTP 413 */
     VIT_E_IMAGE_CORRUPT,   /* empty, truncated or corrupt image               -> HTTP 400 */
+    VIT_E_IMAGE_COST,      /* decode cost (vit_decode_limits) over its budget  -> HTTP 413 */
+    VIT_E_IMAGE_POLICY,    /* refused by a decoding policy (JPEG scan count)  -> HTTP 422 */
     VIT_E_DEVICE,          /* requested device not available (e.g. --device cuda, no GPU) */
     VIT_E_BACKEND,         /* backend runtime failure (CUDA error) */
     VIT_E_CANCELLED,       /* operation cancelled (head training job) */
@@ -82,6 +84,7 @@ int vit_precision_parse(const char *s, vit_precision *out);
 typedef enum { VIT_RESAMPLE_NEAREST = 0, VIT_RESAMPLE_BILINEAR = 2, VIT_RESAMPLE_BICUBIC = 3 } vit_resample;
 
 #define VIT_DEFAULT_MAX_PIXELS 50000000ull
+#define VIT_DEFAULT_MAX_SCANS 100       /* JPEG scans (SOS markers) per image */
 
 /* How raw pixels become the (3, out_h, out_w) input tensor (HF / timm / torchvision semantics):
  * resize (shortest edge, or to h x w), center crop, x * rescale_factor, (x - mean) / std. */
@@ -309,6 +312,38 @@ vit_status vit_image_to_tensor(const vit_image *img, const vit_preprocess *pp, f
 /* decode + to_tensor in one call (may use DCT-domain JPEG scaling if pp->allow_dct_scaling). */
 vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp,
                           uint64_t max_pixels, float *out, char *err, size_t errlen);
+/* What decoding one untrusted image may cost, checked from its headers before any pixel work
+ * (vit_image_cost) and again while it decodes.  The cost is counted in samples touched:
+ *   JPEG: for every scan, 64 x the 8x8 blocks of the components it codes (so a progressive
+ *         file pays for each of its scans), plus width x height x 3 for the output;
+ *   PNG:  width x height x channels (x2 for 16-bit samples, x2 for Adam7 interlacing, whose
+ *         7 passes libpng combines row by row), plus width x height x 3 for the output.
+ * Data that cannot back the declared size is refused as corrupt before any pixel work: a
+ * Huffman JPEG scan that codes DC needs at least one bit per block, and deflate expands at
+ * most 1032:1, so a 5 KB file cannot hold 50 Mpixel (it would decode as zero-filled padding).
+ * Thread safety: the callbacks run on the decoding thread. */
+typedef struct vit_decode_limits {
+    uint64_t max_pixels;     /* width x height; 0: VIT_DEFAULT_MAX_PIXELS */
+    uint64_t max_cost;       /* decode cost cap for this image; 0: none -> VIT_E_IMAGE_COST */
+    int max_scans;           /* JPEG scans; 0: VIT_DEFAULT_MAX_SCANS -> VIT_E_IMAGE_POLICY */
+    /* called once with the image's cost, after the header checks and before any pixel work
+     * (a request's budget across its images); non-zero refuses it with VIT_E_IMAGE_COST */
+    int (*charge)(void *ctx, uint64_t cost);
+    /* polled while decoding (per JPEG iMCU row and scan, every 64 PNG rows) and before the
+     * resize; non-zero stops the work with VIT_E_CANCELLED (client gone, deadline passed) */
+    int (*cancelled)(void *ctx);
+    void *ctx;
+} vit_decode_limits;
+
+/* The decode cost of an image from its headers and marker/chunk structure alone (no pixel
+ * work, no allocation), checked against lim (NULL: the defaults, no cost cap).  VIT_OK with
+ * *cost set; VIT_E_IMAGE_TOO_LARGE, VIT_E_IMAGE_COST, VIT_E_IMAGE_POLICY, VIT_E_IMAGE_CORRUPT
+ * or VIT_E_IMAGE_FORMAT with a message. */
+vit_status vit_image_cost(const void *data, size_t len, const vit_decode_limits *lim, uint64_t *cost,
+                          char *err, size_t errlen);
+/* vit_image_load under lim (NULL: as vit_image_load with VIT_DEFAULT_MAX_PIXELS). */
+vit_status vit_image_load_limited(const void *data, size_t len, const vit_preprocess *pp,
+                                  const vit_decode_limits *lim, float *out, char *err, size_t errlen);
 /* Read preprocessing for a model directory: preprocessor_config.json (HF keys), else timm's
  * pretrained_cfg in config.json, else image_size bilinear with mean = std = 0.5.
  * image_size is the size the model runs at (overrides the crop size when it differs). */

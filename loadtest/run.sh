@@ -10,8 +10,9 @@
 #   loadtest/run.sh                      # vitd vitd-mb1 peer, c = 1 8 32 64, 3 x 5 s each
 #   DURATION=3s REPEAT=1 CONCS="1 32" SERVERS="vitd peer" loadtest/run.sh
 # Env: MODEL (models/fashion-vit), IMAGE, DURATION (5s), REPEAT (3), CONCS, SERVERS (vitd
-#      vitd-mb1 peer; also vitd-w2: --workers 2 --threads 1), VITD_ARGS (extra vitd flags), OUT,
-#      VITD_BUILD (build).
+#      vitd-mb1 peer; also vitd-w2: --workers 2 --threads 1, and vitd-base: the vitd of another
+#      build, BASE_BUILD, e.g. a checkout of the commit before a change, for before/after in one
+#      run), VITD_ARGS (extra vitd flags), OUT, VITD_BUILD (build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-models/fashion-vit}
@@ -21,6 +22,7 @@ CONCS=${CONCS:-"1 8 32 64"}
 SERVERS=${SERVERS:-"vitd vitd-mb1 peer"}
 BUILD=${VITD_BUILD:-build}
 OUT=${OUT:-bench/results/loadtest.md}
+BASE_BUILD=${BASE_BUILD:-}
 VITD_ARGS=${VITD_ARGS:-}
 PY=/usr/bin/python3
 if [ -z "${IMAGE:-}" ]; then
@@ -62,6 +64,8 @@ for s in $SERVERS; do
     vitd)     "$BUILD/vitd" --model "$MODEL" --port "$port" --log-level warn $VITD_ARGS 2>/tmp/loadtest-$s.log & ;;
     vitd-mb1) "$BUILD/vitd" --model "$MODEL" --port "$port" --log-level warn --max-batch 1 $VITD_ARGS 2>/tmp/loadtest-$s.log & ;;
     vitd-w2)  "$BUILD/vitd" --model "$MODEL" --port "$port" --log-level warn --workers 2 --threads 1 $VITD_ARGS 2>/tmp/loadtest-$s.log & ;;
+    vitd-base) [ -x "$BASE_BUILD/vitd" ] || { echo "run.sh: vitd-base needs BASE_BUILD with a vitd" >&2; exit 2; }
+              "$BASE_BUILD/vitd" --model "$MODEL" --port "$port" --log-level warn 2>/tmp/loadtest-$s.log & ;;
     peer)     $PY loadtest/peer/server.py --model "$MODEL" --port "$port" >/tmp/loadtest-$s.log 2>&1 & ;;
     *) echo "run.sh: unknown server $s" >&2; exit 2 ;;
   esac
@@ -127,7 +131,7 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB"
-  echo "- command: \`DURATION=$DURATION REPEAT=$REPEAT CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" loadtest/run.sh\`"
+  echo "- command: \`${BASE_BUILD:+BASE_BUILD=$BASE_BUILD }DURATION=$DURATION REPEAT=$REPEAT CONCS=\"$CONCS\" SERVERS=\"$SERVERS\" loadtest/run.sh\`"
   echo "  (wrk -t2 (-t1 at c=1) --timeout 30s, $DURATION per run, runs interleaved across servers, best of $REPEAT by images/s per row)"
   echo "- model: $MODEL; image: $IMAGE ($(stat -c %s "$IMAGE") bytes), one multipart image per request"
   echo "- vitd: defaults (--max-batch 32 --max-delay-us 2000, 1 worker on all cores) $VITD_ARGS; vitd-mb1: --max-batch 1;"

@@ -20,6 +20,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "textcheck.h"
 #include "util.h"
 
 #define ADMIN_MAX_IMAGES 64      /* per POST /admin/examples */
@@ -130,12 +131,10 @@ static void reply_store_error(srv_conn *c, adm_status st, const char *msg) {
     }
 }
 
-static int label_valid(const char *l) {
-    size_t n = l ? strlen(l) : 0;
-    if (n == 0 || n > ADM_MAX_LABEL_LEN) return 0;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)l[i] < 0x20 || (unsigned char)l[i] == 0x7f) return 0;
-    return 1;
+/* 1..ADM_MAX_LABEL_LEN bytes of UTF-8 without control characters (NUL included: n is the length
+ * as sent), so every answer that echoes labels stays valid JSON text */
+static int label_valid(const char *l, size_t n) {
+    return l && n > 0 && n <= ADM_MAX_LABEL_LEN && txt_utf8_clean(l, n, NULL, 0);
 }
 
 static void count_visit(void *ctx, const char *label, int n) { cJSON_AddNumberToObject(ctx, label, n); }
@@ -237,9 +236,10 @@ static void examples_done(srv_conn *c, srv_job *job, void *arg) {
 }
 
 static void examples_post(admin_http *a, srv_conn *c) {
-    const char *label = srv_conn_query(c, "label");
-    if (!label_valid(label)) {
-        srv_reply_error(c, 400, "bad_request", "?label=NAME is required: 1 to %d bytes, no control characters",
+    size_t label_len = 0;
+    const char *label = srv_conn_query_n(c, "label", &label_len);
+    if (!label_valid(label, label_len)) {
+        srv_reply_error(c, 400, "bad_request", "?label=NAME is required: 1 to %d bytes of UTF-8, no control characters",
                         ADM_MAX_LABEL_LEN);
         return;
     }

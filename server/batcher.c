@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,9 +50,14 @@ struct batcher {
     size_t img_bytes;          /* img_elems * (4 or 2) */
     vit_preprocess pp;         /* the model's, with DCT-domain JPEG scaling when fast_decode */
     pthread_mutex_t mu;
-    pthread_cond_t cv_dec, cv_work;
-    srv_item **ring;           /* decode FIFO (max_queue) */
-    int ring_head, ring_n;
+    pthread_cond_t cv_dec, cv_work, cv_sweep;
+    srv_job *rr_head, *rr_tail;   /* jobs with images queued for a decoder, round robin */
+    int queued;                   /* images in them not yet handed to a decoder */
+    srv_job *act_head, *act_tail; /* admitted jobs not finished, oldest first */
+    srv_item **sweep_buf;         /* (max_queue) images the sweep drops */
+    double last_expired;          /* vit_now() when an image last missed its deadline waiting */
+    pthread_t sweeper;
+    int sweeper_started;
     long pending;              /* admitted images not yet in a running batch */
     batch *bufs;
     int nbufs;
@@ -83,7 +89,12 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
     srv_job *j = calloc(1, sz + (size_t)n * per);
     if (!j) return NULL;
     j->n = n; j->want = want; j->top_k = top_k;
+    j->b = b;
+    j->client_fd = -1;
     atomic_init(&j->remaining, n);
+    atomic_init(&j->unfinished, n);
+    atomic_init(&j->cancelled, 0);
+    atomic_init(&j->cost, 0);
     char *p = (char *)j + sz;
     for (int i = 0; i < n; i++) {
         srv_item *it = &j->items[i];
@@ -102,9 +113,21 @@ void srv_job_free(srv_job *j) {
     free(j);
 }
 
+/* never called with b->mu held: the last image takes its job off the active list (before the
+ * job can be freed: `remaining` may hold the caller's reference a little longer) */
 static void item_finish(srv_item *it) {
     metrics_images(1, it->http == 200);
     srv_job *j = it->job;
+    batcher *b = j->b;
+    if (atomic_fetch_sub(&j->unfinished, 1) == 1 && b) {
+        pthread_mutex_lock(&b->mu);
+        if (j->active) {
+            if (j->act_prev) j->act_prev->act_next = j->act_next; else b->act_head = j->act_next;
+            if (j->act_next) j->act_next->act_prev = j->act_prev; else b->act_tail = j->act_prev;
+            j->active = 0;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
     if (atomic_fetch_sub(&j->remaining, 1) == 1 && j->done) j->done(j, j->done_arg);
 }
 
@@ -117,10 +140,43 @@ static void item_fail(srv_item *it, int http, const char *code, const char *msg)
     item_finish(it);
 }
 
+/* an image dropped unfinished: its client left (499) or its deadline passed (504) */
+static void item_drop(batcher *b, srv_item *it, int queued) {
+    if (atomic_load(&it->job->cancelled)) {
+        metrics_cancelled(MET_CANCEL_CLIENT_GONE, 1);
+        item_fail(it, 499, "client_closed_request", "the client closed the connection before the answer");
+        return;
+    }
+    metrics_cancelled(MET_CANCEL_DEADLINE, 1);
+    if (queued) {
+        pthread_mutex_lock(&b->mu);
+        b->last_expired = vit_now();
+        pthread_mutex_unlock(&b->mu);
+    }
+    item_fail(it, 504, "deadline_exceeded", queued ? "request deadline passed while the image waited"
+                                                   : "request deadline passed while the image decoded");
+}
+
+static int job_expired(const srv_job *j, double now) {
+    return atomic_load(&j->cancelled) || (j->deadline > 0 && now > j->deadline);
+}
+
 static void item_fail_status(srv_item *it, vit_status st, const char *msg) {
     switch (st) {
     case VIT_E_IMAGE_FORMAT: item_fail(it, 415, "unsupported_media_type", msg); break;
-    case VIT_E_IMAGE_TOO_LARGE: item_fail(it, 413, "image_too_large", msg); break;
+    case VIT_E_IMAGE_TOO_LARGE:
+        metrics_rejected(MET_REJ_IMAGE_TOO_LARGE, 1);
+        item_fail(it, 413, "image_too_large", msg);
+        break;
+    case VIT_E_IMAGE_COST:
+        metrics_rejected(MET_REJ_DECODE_COST, 1);
+        item_fail(it, 413, "decode_cost_exceeded", msg);
+        break;
+    case VIT_E_IMAGE_POLICY:
+        metrics_rejected(MET_REJ_SCAN_POLICY, 1);
+        item_fail(it, 422, "image_refused", msg);
+        break;
+    case VIT_E_CANCELLED: item_drop(it->job->b, it, 0); break;
     case VIT_E_IMAGE_CORRUPT: case VIT_E_ARG: item_fail(it, 400, "invalid_image", msg); break;
     default: item_fail(it, 500, "internal", msg); break;
     }
@@ -168,19 +224,45 @@ static int retry_after_locked(batcher *b) {
     return s;
 }
 
+static void rr_push(batcher *b, srv_job *j) {
+    j->rr_next = NULL;
+    if (b->rr_tail) b->rr_tail->rr_next = j; else b->rr_head = j;
+    b->rr_tail = j;
+}
+
+/* the next image for a decoder: one of the job at the head, which then goes to the back */
+static srv_item *pop_fair(batcher *b) {
+    srv_job *j = b->rr_head;
+    b->rr_head = j->rr_next;
+    if (!b->rr_head) b->rr_tail = NULL;
+    srv_item *it = &j->items[j->next++];
+    if (j->next < j->n) rr_push(b, j);
+    b->queued--;
+    return it;
+}
+
 int batcher_submit(batcher *b, srv_job *j, int *retry_after_s) {
     j->t_submit = vit_now();
+    if (b->o.queue_timeout_s > 0 && (j->deadline <= 0 || j->deadline > j->t_submit + b->o.queue_timeout_s))
+        j->deadline = j->t_submit + b->o.queue_timeout_s;
     pthread_mutex_lock(&b->mu);
     if (b->stop || b->pending + j->n > b->o.max_queue) {
         if (retry_after_s) *retry_after_s = retry_after_locked(b);
         pthread_mutex_unlock(&b->mu);
+        metrics_rejected(MET_REJ_QUEUE_FULL, 1);
         return 503;
     }
-    for (int i = 0; i < j->n; i++) {
-        b->ring[(b->ring_head + b->ring_n) % b->o.max_queue] = &j->items[i];
-        b->ring_n++;
-    }
+    j->b = b;
+    j->next = 0;
+    rr_push(b, j);
+    j->act_next = NULL;
+    j->act_prev = b->act_tail;
+    if (b->act_tail) b->act_tail->act_next = j; else b->act_head = j;
+    b->act_tail = j;
+    j->active = 1;
+    b->queued += j->n;
     b->pending += j->n;
+    pthread_cond_signal(&b->cv_sweep);
     long depth = b->pending;
     pthread_cond_broadcast(&b->cv_dec);
     pthread_mutex_unlock(&b->mu);
@@ -193,6 +275,22 @@ long batcher_queue_depth(batcher *b) {
     long d = b->pending;
     pthread_mutex_unlock(&b->mu);
     return d;
+}
+
+void batcher_cancel(batcher *b, srv_job *j) {
+    atomic_store(&j->cancelled, 1);
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_signal(&b->cv_sweep);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int batcher_saturated(batcher *b) {
+    double now = vit_now();
+    pthread_mutex_lock(&b->mu);
+    int sat = (b->last_expired > 0 && now - b->last_expired < 2.0) ||
+              (b->o.queue_timeout_s > 0 && b->act_head && now - b->act_head->t_submit > 0.5 * b->o.queue_timeout_s);
+    pthread_mutex_unlock(&b->mu);
+    return sat;
 }
 
 vit_device batcher_device(const batcher *b) { return b->device; }
@@ -208,12 +306,28 @@ typedef struct decoder_arg {
 
 /* the image at slot of bt: preprocessed straight into it, or (FP16 batches) into the decoder's
  * scratch and converted */
-static vit_status decode_into(batcher *b, const srv_item *it, batch *bt, int slot, float *scratch,
+/* the request budget: charge cost to the job unless that takes it past max_request_cost */
+static int job_charge(void *ctx, uint64_t cost) {
+    srv_job *j = ((srv_item *)ctx)->job;
+    uint64_t cap = j->b->o.max_request_cost;
+    uint64_t cur = atomic_load(&j->cost);
+    do {
+        if (cap && (cost > cap || cur > cap - cost)) return 1;
+    } while (!atomic_compare_exchange_weak(&j->cost, &cur, cur + cost));
+    return 0;
+}
+
+static int item_cancelled(void *ctx) { return job_expired(((srv_item *)ctx)->job, vit_now()); }
+
+static vit_status decode_into(batcher *b, srv_item *it, batch *bt, int slot, float *scratch,
                               char *err, size_t errlen) {
     void *dst = (char *)bt->input + (size_t)slot * b->img_bytes;
+    vit_decode_limits lim = {.max_pixels = b->o.max_pixels, .max_cost = b->o.max_image_cost,
+                             .max_scans = b->o.max_scans, .charge = job_charge, .cancelled = item_cancelled,
+                             .ctx = it};
     if (b->in_type == VIT_INPUT_F32)
-        return vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, dst, err, errlen);
-    vit_status st = vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, scratch, err, errlen);
+        return vit_image_load_limited(it->data, it->len, &b->pp, &lim, dst, err, errlen);
+    vit_status st = vit_image_load_limited(it->data, it->len, &b->pp, &lim, scratch, err, errlen);
     if (st == VIT_OK) vit_f32_to_f16(scratch, dst, b->img_elems);
     return st;
 }
@@ -225,17 +339,14 @@ static void *decoder_main(void *arg) {
     if (b->o.decoder_nice > 0) setpriority(PRIO_PROCESS, (id_t)gettid(), b->o.decoder_nice);
     pthread_mutex_lock(&b->mu);
     for (;;) {
-        while (b->ring_n == 0 && !b->stop) pthread_cond_wait(&b->cv_dec, &b->mu);
-        if (b->ring_n == 0 && b->stop) break;
-        srv_item *it = b->ring[b->ring_head];
-        b->ring_head = (b->ring_head + 1) % b->o.max_queue;
-        b->ring_n--;
+        while (b->queued == 0 && !b->stop) pthread_cond_wait(&b->cv_dec, &b->mu);
+        if (b->queued == 0 && b->stop) break;
+        srv_item *it = pop_fair(b);
         b->in_decode++;
-        double now = vit_now();
-        if (it->job->deadline > 0 && now > it->job->deadline) {
+        if (job_expired(it->job, vit_now())) {
             b->pending--;
             pthread_mutex_unlock(&b->mu);
-            item_fail(it, 504, "deadline_exceeded", "request deadline (X-Request-Timeout-Ms) passed while queued");
+            item_drop(b, it, 1);
             pthread_mutex_lock(&b->mu);
             b->in_decode--;
             pthread_cond_broadcast(&b->cv_work);
@@ -280,6 +391,68 @@ static void *decoder_main(void *arg) {
     return NULL;
 }
 
+/* ---- sweep: cancellation while images wait ---------------------------------------------- */
+
+#define SWEEP_INTERVAL_S 0.05  /* how often waiting jobs' clients and deadlines are checked */
+
+/* EOF (or an error) on the client's socket: it closed its end (what nginx checks with a peek) */
+static int client_gone(int fd) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* Under b->mu: mark jobs whose client left, take the queued images of cancelled or expired jobs
+ * off the round-robin list into b->sweep_buf; returns how many. */
+static int sweep_locked(batcher *b, double now) {
+    for (srv_job *j = b->act_head; j; j = j->act_next)
+        if (j->client_fd >= 0 && !atomic_load(&j->cancelled) && client_gone(j->client_fd))
+            atomic_store(&j->cancelled, 1);
+    int k = 0;
+    srv_job *keep_head = NULL, *keep_tail = NULL;
+    for (srv_job *j = b->rr_head, *next; j; j = next) {
+        next = j->rr_next;
+        j->rr_next = NULL;
+        if (job_expired(j, now)) {
+            while (j->next < j->n) b->sweep_buf[k++] = &j->items[j->next++];
+            continue;
+        }
+        if (keep_tail) keep_tail->rr_next = j; else keep_head = j;
+        keep_tail = j;
+    }
+    b->rr_head = keep_head;
+    b->rr_tail = keep_tail;
+    b->queued -= k;
+    b->pending -= k;
+    return k;
+}
+
+static void *sweeper_main(void *arg) {
+    batcher *b = arg;
+    pthread_mutex_lock(&b->mu);
+    while (!b->stop) {
+        if (!b->act_head) {
+            pthread_cond_wait(&b->cv_sweep, &b->mu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(SWEEP_INTERVAL_S * 1e9);
+            if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+            pthread_cond_timedwait(&b->cv_sweep, &b->mu, &ts);
+        }
+        int k = sweep_locked(b, vit_now());
+        if (!k) continue;
+        long depth = b->pending;
+        pthread_cond_broadcast(&b->cv_work);
+        pthread_mutex_unlock(&b->mu);
+        metrics_queue_depth(depth);
+        for (int i = 0; i < k; i++) item_drop(b, b->sweep_buf[i], 1);
+        pthread_mutex_lock(&b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
 /* ---- workers -------------------------------------------------------------------------- */
 
 /* Wait for a batch to run; NULL when stopping and nothing is left.  The filling batch is closed
@@ -296,7 +469,7 @@ static batch *take_batch(batcher *b) {
         batch *f = b->filling;
         double due = f ? f->t_first + (double)b->o.max_delay_us * 1e-6 : 0;
         int nothing_coming = b->o.eager_dispatch && f && f->filled == f->reserved &&
-                             b->ring_n == 0 && b->in_decode == 0;
+                             b->queued == 0 && b->in_decode == 0;
         if (f && f->reserved > 0 && (now >= due || b->stop || nothing_coming)) {
             b->filling = NULL;
             if (b->ready_tail) b->ready_tail->next = f; else b->ready_head = f;
@@ -310,7 +483,7 @@ static batch *take_batch(batcher *b) {
             r->next = NULL;
             return r;
         }
-        if (b->stop && !r && !f && b->ring_n == 0 && b->in_decode == 0) return NULL;
+        if (b->stop && !r && !f && b->queued == 0 && b->in_decode == 0) return NULL;
         if (f && f->reserved > 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -347,8 +520,8 @@ static int compact_batch(batcher *b, batch *bt, double t_start) {
     for (int i = 0; i < bt->reserved; i++) {
         if (!bt->ok[i]) continue;
         srv_item *it = bt->items[i];
-        if (it->job->deadline > 0 && t_start > it->job->deadline) {
-            item_fail(it, 504, "deadline_exceeded", "request deadline (X-Request-Timeout-Ms) passed while queued");
+        if (job_expired(it->job, t_start)) {
+            item_drop(b, it, 1);
             continue;
         }
         if (i != ngood) {
@@ -535,6 +708,9 @@ static vit_status start_threads(batcher *b, char *err, size_t errlen) {
             return vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start worker thread");
         b->workers[i].started = 1;
     }
+    if (pthread_create(&b->sweeper, NULL, sweeper_main, b) != 0)
+        return vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start the sweep thread");
+    b->sweeper_started = 1;
     for (int i = 0; i < b->o.decoders; i++) {
         if (pthread_create(&b->decoders[i], NULL, decoder_main, &b->dec_args[i]) != 0)
             return vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start decoder thread");
@@ -558,16 +734,17 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     pthread_mutex_init(&b->head_mu, NULL);
     pthread_cond_init(&b->cv_dec, NULL);
     pthread_cond_init(&b->cv_work, NULL);
+    pthread_cond_init(&b->cv_sweep, NULL);
     b->head = vit_model_head(m);
     b->head_version = 1;
     vit_head_retain(b->head);
-    b->ring = calloc((size_t)o->max_queue, sizeof *b->ring);
+    b->sweep_buf = calloc((size_t)o->max_queue, sizeof *b->sweep_buf);
     b->nbufs = 2 * o->workers;
     b->bufs = calloc((size_t)b->nbufs, sizeof *b->bufs);
     b->workers = calloc((size_t)o->workers, sizeof *b->workers);
     b->decoders = calloc((size_t)o->decoders, sizeof *b->decoders);
     b->dec_args = calloc((size_t)o->decoders, sizeof *b->dec_args);
-    vit_status st = !b->ring || !b->bufs || !b->workers || !b->decoders || !b->dec_args
+    vit_status st = !b->sweep_buf || !b->bufs || !b->workers || !b->decoders || !b->dec_args
                         ? vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory") : VIT_OK;
     if (st == VIT_OK) st = make_workers(b, m, err, errlen);
     if (st == VIT_OK) st = make_buffers(b, err, errlen);
@@ -591,8 +768,10 @@ void batcher_free(batcher *b) {
     b->stop = 1;
     pthread_cond_broadcast(&b->cv_dec);
     pthread_cond_broadcast(&b->cv_work);
+    pthread_cond_broadcast(&b->cv_sweep);
     pthread_mutex_unlock(&b->mu);
     for (int i = 0; i < b->ndec_started; i++) pthread_join(b->decoders[i], NULL);
+    if (b->sweeper_started) pthread_join(b->sweeper, NULL);
     pthread_mutex_lock(&b->mu);
     pthread_cond_broadcast(&b->cv_work);
     pthread_mutex_unlock(&b->mu);
@@ -614,11 +793,12 @@ void batcher_free(batcher *b) {
     }
     if (b->dec_args)
         for (int i = 0; i < b->o.decoders; i++) free(b->dec_args[i].scratch);
-    free(b->bufs); free(b->workers); free(b->decoders); free(b->dec_args); free(b->ring);
+    free(b->bufs); free(b->workers); free(b->decoders); free(b->dec_args); free(b->sweep_buf);
     vit_head_release(b->head);
     pthread_mutex_destroy(&b->mu);
     pthread_mutex_destroy(&b->head_mu);
     pthread_cond_destroy(&b->cv_dec);
     pthread_cond_destroy(&b->cv_work);
+    pthread_cond_destroy(&b->cv_sweep);
     free(b);
 }

@@ -1,6 +1,6 @@
 /* batcher.h: the request pipeline behind /classify (and the admin API's feature extraction).
  *
- *   submit(job) --bounded FIFO--> decode pool --(decode straight into a slot of the filling
+ *   submit(job) --bounded, fair queue--> decode pool --(decode straight into a slot of the filling
  *   batch buffer)--> worker (one per engine session): takes the batch when it holds max_batch
  *   images or max_delay_us passed since its first image, drops failed and expired slots, runs one
  *   vit_forward with the active head, writes each image's result, completes jobs.
@@ -9,7 +9,17 @@
  * of a job finishes, job->done(job, arg) runs on the thread that finished it (keep it short:
  * the HTTP layer only resumes the connection there).  Admission is bounded by max_queue images
  * not yet in a running batch: a full queue rejects the whole job (503 + Retry-After).
- * Nothing is allocated per image on the hot path except the job itself (one allocation). */
+ * Nothing is allocated per image on the hot path except the job itself (one allocation).
+ *
+ * Fairness: decoders take queued images round robin over the jobs that have some (one image of
+ * each job in turn), so one request with 64 costly images cannot starve the others.
+ * Budgets: each image is decoded under vit_decode_limits (max_pixels, max_image_cost,
+ * max_scans, checked from its headers before any pixel work) and charged to its job's
+ * max_request_cost.  Cancellation: a job is dropped at every stage once its deadline passed
+ * (X-Request-Timeout-Ms, and at most queue_timeout_s after admission) or its client left
+ * (batcher_cancel, or a sweep that finds EOF on client_fd): queued images are failed by a sweep
+ * thread without waiting for a decoder, a running decode stops at its next poll, and a batch
+ * drops the slot.  Failed images: 504 deadline_exceeded, 499 client_closed_request. */
 #ifndef SRV_BATCHER_H
 #define SRV_BATCHER_H
 #include <stdatomic.h>
@@ -45,17 +55,27 @@ typedef struct srv_item {
     int batch_size;            /* images in the batch this one ran in */
 } srv_item;
 
+typedef struct batcher batcher;
+
 struct srv_job {
     int n, want, top_k;
     double t_submit;           /* vit_now() at submit */
-    double deadline;           /* vit_now() based; 0 = none */
-    atomic_int remaining;
+    double deadline;           /* vit_now() based; 0 = none (submit caps it at queue_timeout_s) */
+    int client_fd;             /* the client's socket, polled for EOF while queued; -1 = none */
+    atomic_int cancelled;      /* 1: drop the remaining work (client gone) */
+    atomic_uint_least64_t cost;/* decode cost charged so far (samples) */
+    atomic_int remaining;      /* items not finished, plus holds taken by the caller (done at 0) */
+    atomic_int unfinished;     /* items not finished (the job leaves the active list at 0) */
+    /* the batcher's own (under its mutex) */
+    batcher *b;
+    int next;                  /* next item to hand to a decoder */
+    int active;                /* in the active list: admitted, not finished */
+    srv_job *rr_next;          /* round-robin list of jobs with queued images */
+    srv_job *act_prev, *act_next;
     void (*done)(srv_job *job, void *arg);
     void *done_arg;
     srv_item items[];
 };
-
-typedef struct batcher batcher;
 
 typedef struct batcher_opts {
     int max_batch, max_queue, workers, threads, decoders;
@@ -63,6 +83,10 @@ typedef struct batcher_opts {
     int eager_dispatch;        /* 1: an idle worker closes the filling batch when no more images
                                   are on their way (queued or decoding), without waiting */
     uint64_t max_pixels;
+    uint64_t max_image_cost;   /* decode cost cap per image (samples, vit_decode_limits); 0: none */
+    uint64_t max_request_cost; /* the same summed over a job's images; 0: none */
+    int max_scans;             /* JPEG scans per image; 0: VIT_DEFAULT_MAX_SCANS */
+    double queue_timeout_s;    /* a job's deadline is at most this long after submit; 0: none */
     int fast_decode;           /* 1: JPEGs >= 2x the target may be downscaled in the DCT domain */
     int decoder_nice;          /* > 0: decode threads run at this nice level (below the engine) */
     vit_device device;
@@ -86,6 +110,13 @@ void srv_job_free(srv_job *job);   /* releases the items' heads */
 int batcher_submit(batcher *b, srv_job *job, int *retry_after_s);
 
 long batcher_queue_depth(batcher *b);
+/* The client of job left: its queued images are dropped (499) and a running decode stops.
+ * Safe from any thread while the job is not yet done. */
+void batcher_cancel(batcher *b, srv_job *job);
+/* 1 while the pipeline is saturated beyond its deadlines: an image missed its deadline while
+ * waiting within the last 2 s, or the oldest unfinished job has waited more than half of
+ * queue_timeout_s.  Recovers by itself once the queue moves again (/readyz reports it). */
+int batcher_saturated(batcher *b);
 vit_device batcher_device(const batcher *b);
 vit_precision batcher_precision(const batcher *b);
 /* what the batch buffers hold and the forward reads: FP16 on CUDA, FP32 on the CPU */

@@ -15,13 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "connguard.h"
 #include "log.h"
 #include "metrics.h"
 #include "multipart.h"
+#include "textcheck.h"
 #include "util.h"
 
 #define MAX_PARTS SRV_MAX_PARTS
@@ -43,6 +46,10 @@ struct srv_conn {
     srv_done_fn done;
     void *done_arg;
     int job_done;                      /* set once every image finished (then resumed) */
+    cg_conn *guard;                    /* the connection's deadlines (connguard.h) */
+    size_t reserved;                   /* bytes of the in-flight body budget held */
+    int discard;                       /* body over the limit: the 413 went out, the body is dropped */
+    int close;                         /* reply with Connection: close */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
     char reqid[SRV_REQID_MAX + 1];     /* X-Request-Id: the client's (when well-formed) or ours */
     struct srv_conn *next;             /* free list */
@@ -71,6 +78,8 @@ struct srv_http {
     pthread_mutex_t pool_mu;
     struct srv_conn *pool;
     int pool_n;
+    cg *guard;                         /* client deadlines and the connection cap (connguard.h) */
+    atomic_llong body_inflight;        /* bytes of request bodies reserved (--max-inflight-body-mb) */
 };
 
 static struct srv_conn *conn_get(srv_http *h) {
@@ -180,6 +189,13 @@ const char *srv_conn_path(const srv_conn *c) { return c->url; }
 const char *srv_conn_query(srv_conn *c, const char *key) {
     return MHD_lookup_connection_value(c->mhd, MHD_GET_ARGUMENT_KIND, key);
 }
+const char *srv_conn_query_n(srv_conn *c, const char *key, size_t *len) {
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c->mhd, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES) v = NULL;
+    if (len) *len = v ? n : 0;
+    return v;
+}
 const char *srv_conn_header(srv_conn *c, const char *key) {
     return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, key);
 }
@@ -239,7 +255,7 @@ void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
-    if (atomic_load(&c->http->st->draining)) MHD_add_response_header(r, "Connection", "close");
+    if (c->close || atomic_load(&c->http->st->draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
 }
@@ -340,6 +356,7 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         if (n == JB_TOO_MANY) srv_reply_error(c, 400, "too_many_images", "%s", err);
         else if (n == JB_BAD_BASE64) srv_reply_error(c, 400, "invalid_image", "%s", err);
         else if (n < 0) srv_reply_error(c, 400, "bad_request", "%s", err);
+        if (n == JB_TOO_COMPLEX) metrics_rejected(MET_REJ_JSON_LIMIT, 1);
         return n < 0 ? -1 : n;
     }
     if (!ct || (tl == 10 && !strncasecmp(ct, "image/jpeg", 10)) || (tl == 9 && !strncasecmp(ct, "image/png", 9)) ||
@@ -381,6 +398,8 @@ int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg) {
     }
     job->done = job_done_cb;
     job->done_arg = c;
+    const union MHD_ConnectionInfo *fdi = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (fdi) job->client_fd = fdi->connect_fd;       /* the batcher drops the work if the client leaves */
     atomic_fetch_add(&job->remaining, 1);          /* hold: completion cannot race the suspend */
     int retry = 1;
     if (batcher_submit(c->http->st->batcher, job, &retry) != 0) {
@@ -420,26 +439,131 @@ static void preflight(srv_conn *c, const char *methods) {
     MHD_destroy_response(r);
 }
 
-/* A body without Content-Length (chunked) grew past --max-body-mb while streaming.
- * libmicrohttpd 0.9.75 sends a response queued mid-upload only after the whole upload, so
- * the 413 is written straight to the socket (nothing else has been written on it), the write
- * side is shut, and the connection is closed by returning MHD_NO: the body is never read. */
-static enum MHD_Result reply_413_now(srv_conn *c) {
-    char body[200], msg[512];
-    int bl = snprintf(body, sizeof body,
-                      "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"request body over the limit of %zu bytes\"}}\n",
-                      c->http->cfg->max_body);
+/* A reply written straight to the socket (nothing else has been written on it), for answers that
+ * cannot wait for the body: libmicrohttpd 0.9.75 sends a response queued mid-upload only after
+ * the whole upload.  reply_now also shuts the write side and closes (MHD_NO): used when a
+ * chunked body grows past --max-body-mb or past the in-flight budget while streaming; the rest
+ * of the body is never read. */
+static void write_now(srv_conn *c, int status, const char *reason, const char *code, const char *m, int shut) {
+    char body[200], msg[600];
+    int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, m);
     int ml = snprintf(msg, sizeof msg,
-                      "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s", bl, c->reqid, body);
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                      "X-Request-Id: %s\r\n%sConnection: close\r\n\r\n%s", status, reason, bl, c->reqid,
+                      status == 503 ? "Retry-After: 1\r\n" : "", body);
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci && ml > 0 && ml < (int)sizeof msg) {
         ssize_t w = send(ci->connect_fd, msg, (size_t)ml, MSG_NOSIGNAL | MSG_DONTWAIT);
         (void)w;
-        shutdown(ci->connect_fd, SHUT_WR);
+        if (shut) shutdown(ci->connect_fd, SHUT_WR);
     }
-    c->status = 413;
+    c->status = status;
+}
+
+static enum MHD_Result reply_now(srv_conn *c, int status, const char *reason, const char *code, const char *m) {
+    write_now(c, status, reason, code, m, 1);
     return MHD_NO;
+}
+
+static void too_large_msg(const srv_conn *c, char *m, size_t n) {
+    snprintf(m, n, "request body over the limit of %zu bytes", c->http->cfg->max_body);
+}
+
+static enum MHD_Result reply_413_now(srv_conn *c) {
+    char m[96];
+    too_large_msg(c, m, sizeof m);
+    metrics_rejected(MET_REJ_BODY_TOO_LARGE, 1);
+    return reply_now(c, 413, "Content Too Large", "payload_too_large", m);
+}
+
+/* ---- admission: framing, body size, the in-flight body budget ---------------------------- */
+
+#define LINGER_MAX ((size_t)64 << 20)   /* an oversized body up to this is read and dropped, then closed */
+/* The in-flight budget has a lane for small bodies: bodies past SMALL_BODY may fill only 7/8 of
+ * it, so a flood of big uploads cannot starve ordinary requests (which still meet the whole cap). */
+#define SMALL_BODY ((size_t)1 << 20)
+
+static int body_reserve(srv_conn *c, size_t n) {
+    srv_http *h = c->http;
+    unsigned long long cap = h->cfg->max_inflight_body;
+    if (c->reserved + n > SMALL_BODY) cap -= cap / 8;
+    long long cur = atomic_load(&h->body_inflight);
+    do {
+        if ((unsigned long long)cur + n > cap) return -1;
+    } while (!atomic_compare_exchange_weak(&h->body_inflight, &cur, cur + (long long)n));
+    c->reserved += n;
+    return 0;
+}
+
+static void body_release(srv_conn *c) {
+    if (c->reserved) atomic_fetch_sub(&c->http->body_inflight, (long long)c->reserved);
+    c->reserved = 0;
+}
+
+typedef struct { int cl, te, cl_differs; char first_cl[32]; } framing;
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    framing *f = cls;
+    (void)kind;
+    if (!value) value = "";
+    if (!strcasecmp(key, "Content-Length")) {
+        if (f->cl++ == 0) snprintf(f->first_cl, sizeof f->first_cl, "%s", value);
+        else if (strcmp(f->first_cl, value) != 0) f->cl_differs = 1;
+    } else if (!strcasecmp(key, "Transfer-Encoding")) {
+        f->te++;
+    }
+    return MHD_YES;
+}
+
+/* the declared body over --max-body-mb: 413 now; without Expect: 100-continue, lingering close
+ * (the 413 goes out at once, a client waiting for it before sending gets it; the body is read
+ * and dropped up to LINGER_MAX, then the connection closes with nothing unread, so a client that
+ * sends first and reads after gets the 413, not a reset) */
+static void body_too_large(srv_conn *c, int bad_number, unsigned long long v) {
+    const char *ex = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Expect");
+    char m[96];
+    too_large_msg(c, m, sizeof m);
+    metrics_rejected(MET_REJ_BODY_TOO_LARGE, 1);
+    if (bad_number || v > LINGER_MAX || (ex && !strcasecmp(ex, "100-continue"))) {
+        c->close = 1;
+        srv_reply_error(c, 413, "payload_too_large", "%s", m);
+        return;
+    }
+    write_now(c, 413, "Content Too Large", "payload_too_large", m, 0);
+    c->discard = 1;
+}
+
+/* Checks once the header block is in: one framing (RFC 9112 6.3: Content-Length with
+ * Transfer-Encoding, or Content-Lengths that disagree, are refused: request smuggling is built
+ * on them), the declared body against --max-body-mb and against the in-flight budget (503). */
+static void admit_body(srv_conn *c) {
+    framing f = {0};
+    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, count_framing, &f);
+    if (f.cl_differs || (f.cl && f.te) || f.te > 1) {
+        metrics_rejected(MET_REJ_FRAMING, 1);
+        c->close = 1;
+        srv_reply_error(c, 400, "bad_request", "conflicting framing: %s",
+                        f.cl_differs ? "Content-Length headers that differ" :
+                        f.te > 1 ? "more than one Transfer-Encoding" : "Content-Length with Transfer-Encoding");
+        return;
+    }
+    if (!f.cl) return;                                           /* chunked: bounded while it streams */
+    char *end;
+    unsigned long long v = strtoull(f.first_cl, &end, 10);
+    if (*end || v > c->http->cfg->max_body) {
+        body_too_large(c, *end != '\0', v);
+        return;
+    }
+    if (body_reserve(c, (size_t)v) != 0) {
+        metrics_rejected(MET_REJ_BODY_BUDGET, 1);
+        c->close = 1;
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "body_budget", "too many request bodies in flight (--max-inflight-body-mb): retry shortly");
+        return;
+    }
+    if (v > c->cap) {                                            /* the whole body in one allocation */
+        uint8_t *nb = realloc(c->body, (size_t)v);
+        if (nb) { c->body = nb; c->cap = (size_t)v; }
+    }
 }
 
 /* The route for url, or NULL after replying (404, 405, a CORS preflight). */
@@ -474,7 +598,13 @@ static const route *route_find(srv_conn *c, const char *url, const char *method)
     return NULL;
 }
 
-/* A new request: its context, id, route, and the Content-Length bound. */
+static cg_conn *conn_guard(struct MHD_Connection *mc) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* A new request (its header block is in): its context, id, the connection cap, route, framing
+ * and the body's bounds. */
 static enum MHD_Result request_begin(srv_http *h, struct MHD_Connection *mc, const char *url, const char *method,
                                      void **ptr) {
     srv_conn *c = conn_get(h);
@@ -486,34 +616,32 @@ static enum MHD_Result request_begin(srv_http *h, struct MHD_Connection *mc, con
     c->url = c->url_buf;
     c->method = c->method_buf;
     c->t_start = vit_now();
+    c->guard = conn_guard(mc);
+    cg_headers_in(h->guard, c->guard);
     request_id(c);
     atomic_fetch_add(&h->st->inflight, 1);
     *ptr = c;
     srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
+    if (cg_is_over(c->guard)) {                /* past --max-connections: answered at once, closed */
+        c->close = 1;
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "too_many_connections", "more than %d connections open: retry shortly",
+                        h->cfg->max_connections);
+        return MHD_YES;
+    }
     const route *r = route_find(c, url, method);
     if (!r) return MHD_YES;
     c->handler = r->fn;
     c->handler_ctx = r->ctx;
-    const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-    if (cl) {
-        char *end;
-        unsigned long long v = strtoull(cl, &end, 10);
-        if (*end || v > h->cfg->max_body) {
-            srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", h->cfg->max_body);
-            return MHD_YES;
-        }
-        if (v > c->cap) {                                    /* the whole body in one allocation */
-            uint8_t *nb = realloc(c->body, (size_t)v);
-            if (nb) { c->body = nb; c->cap = (size_t)v; }
-        }
-    }
+    admit_body(c);
     return MHD_YES;
 }
 
-/* One chunk of the body, bounded by --max-body-mb and --request-timeout-s. */
+/* One chunk of the body, bounded by --max-body-mb, the in-flight budget and --request-timeout-s. */
 static enum MHD_Result request_chunk(srv_conn *c, const char *data, size_t n) {
     const srv_config *cfg = c->http->cfg;
-    if (c->status) return MHD_YES;                           /* already answered: discard */
+    cg_body_bytes(c->http->guard, c->guard, n);
+    if (c->status) return MHD_YES;                           /* answered (or over the limit): dropped */
     if (n > cfg->max_body - c->len) return reply_413_now(c);
     /* a client trickling its body never looks idle: bound the whole upload too */
     if (vit_now() - c->t_start > cfg->request_timeout_s) {
@@ -525,6 +653,11 @@ static enum MHD_Result request_chunk(srv_conn *c, const char *data, size_t n) {
         size_t nc = c->cap ? c->cap * 2 : 65536;
         while (nc < c->len + n) nc *= 2;
         if (nc > cfg->max_body) nc = cfg->max_body;
+        if (nc > c->reserved && body_reserve(c, nc - c->reserved) != 0) {
+            metrics_rejected(MET_REJ_BODY_BUDGET, 1);
+            return reply_now(c, 503, "Service Unavailable", "body_budget",
+                             "too many request bodies in flight (--max-inflight-body-mb): retry shortly");
+        }
         uint8_t *nb = realloc(c->body, nc);
         if (!nb) { srv_reply_error(c, 500, "internal", "out of memory"); return MHD_YES; }
         c->body = nb; c->cap = nc;
@@ -545,6 +678,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         *upload_size = 0;
         return request_chunk(c, upload_data, n);
     }
+    if (c->discard) return MHD_NO;                               /* the 413 went out: close */
     if (c->status) return MHD_YES;
     if (c->job) {                                                /* resumed: all images done */
         if (!c->job_done) return MHD_YES;
@@ -552,6 +686,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c->status) srv_reply_error(c, 500, "internal", "handler did not reply");
         return MHD_YES;
     }
+    cg_body_in(c->http->guard, c->guard);                        /* the body is in: no client deadline */
     c->handler(c, c->handler_ctx);
     if (!c->status && !c->job) srv_reply_error(c, 500, "internal", "handler did not reply");
     return MHD_YES;
@@ -566,9 +701,23 @@ static void access_log(srv_conn *c, struct MHD_Connection *mc, int status, doubl
         else if (ci->client_addr->sa_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
     }
-    srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, c->method, c->url, status, c->images, ms, c->reqid,
+    char path[200], meth[40];                 /* the decoded path may hold CR LF or escape sequences */
+    txt_log_escape(path, sizeof path, c->url, strlen(c->url));
+    txt_log_escape(meth, sizeof meth, c->method, strlen(c->method));
+    srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, meth, path, status, c->images, ms, c->reqid,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
             toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
+}
+
+#define TRIM_AFTER ((size_t)4 << 20)   /* body buffers this big are followed by a trim */
+
+/* After a big request, give freed heap memory back (every thread's arena), at most once a
+ * second: a worst-case request does not leave the process that much larger. */
+static void trim_memory(void) {
+    static _Atomic double last;
+    double now = vit_now(), prev = atomic_load(&last);
+    if (now - prev < 1.0 || !atomic_compare_exchange_strong(&last, &prev, now)) return;
+    malloc_trim(0);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum MHD_RequestTerminationCode toe) {
@@ -583,8 +732,34 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
     if (srv_log_enabled(SRV_LOG_INFO)) access_log(c, mc, status, ms, toe);
     srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);
+    body_release(c);
+    cg_reply_done(h->guard, conn_guard(mc));
+    size_t big = c->cap;
     conn_put(h, c);
     atomic_fetch_sub(&h->st->inflight, 1);
+    if (big >= TRIM_AFTER) trim_memory();
+}
+
+/* A connection opened or closed: its deadlines (connguard.h).  Past --max-connections it is
+ * `over` (answered 503 at once); past half the slack above that, closed at once, so
+ * libmicrohttpd's own limit (max + slack, where it would stop accepting and leave clients in the
+ * backlog) is not reached. */
+#define CONN_SLACK(max) ((max) / 4 > 16 ? (max) / 4 : 16)
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+    srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        cg_close(h->guard, *socket_ctx);
+        *socket_ctx = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    int over = 0;
+    *socket_ctx = cg_open(h->guard, ci->connect_fd, &over);
+    int max = h->cfg->max_connections;
+    if (!*socket_ctx || (over && cg_open_count(h->guard) >= max + CONN_SLACK(max) / 2))
+        shutdown(ci->connect_fd, SHUT_RDWR);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -628,14 +803,25 @@ srv_http *srv_http_start(srv_state *st, int *port, char *err, size_t errlen) {
     h->cfg = cfg;
     pthread_mutex_init(&h->routes_mu, NULL);
     pthread_mutex_init(&h->pool_mu, NULL);
+    cg_opts go = {.max_connections = cfg->max_connections, .header_timeout_s = cfg->header_timeout_s,
+                  .over_timeout_s = 1, .body_grace_s = cfg->body_grace_s,
+                  .min_body_rate = (double)cfg->min_body_rate_kb * 1024.0};
+    h->guard = cg_new(&go);
+    if (!h->guard) {
+        snprintf(err, errlen, "cannot start the connection watchdog");
+        srv_http_stop(h);
+        return NULL;
+    }
     h->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections + CONN_SLACK(cfg->max_connections)),
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
                               MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                               MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
@@ -656,6 +842,7 @@ void srv_http_quiesce(srv_http *h) {
 void srv_http_stop(srv_http *h) {
     if (!h) return;
     if (h->mhd) MHD_stop_daemon(h->mhd);
+    cg_free(h->guard);
     conn_pool_free(h);
     pthread_mutex_destroy(&h->routes_mu);
     pthread_mutex_destroy(&h->pool_mu);

@@ -41,6 +41,8 @@ int srv_http_route_prefix(srv_http *h, const char *prefix, srv_handler fn, void 
 const char *srv_conn_method(const srv_conn *c);
 const char *srv_conn_path(const srv_conn *c);
 const char *srv_conn_query(srv_conn *c, const char *key);     /* NULL if absent */
+/* The same with its length as sent (a %00 in the query decodes to a NUL inside the value). */
+const char *srv_conn_query_n(srv_conn *c, const char *key, size_t *len);
 const char *srv_conn_header(srv_conn *c, const char *key);    /* NULL if absent */
 const uint8_t *srv_conn_body(const srv_conn *c, size_t *len);
 double srv_conn_start_time(const srv_conn *c);                /* vit_now() when the request began */

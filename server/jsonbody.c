@@ -57,6 +57,50 @@ long jb_base64_decode(const char *in, size_t n, uint8_t *out) {
     return (long)w;
 }
 
+/* ---- the pre-scan: depth, value count, trailing data ------------------------------------ */
+
+static int json_ws(unsigned char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
+/* Structure of body[0..len) without building anything: JB_TOO_COMPLEX past the limits,
+ * JB_BAD_REQUEST for data after the first complete document (or an unterminated string);
+ * 0 otherwise (what else is malformed, cJSON reports). */
+static int json_prescan(const uint8_t *b, size_t len, char *err, size_t errlen) {
+    int depth = 0, done = 0;
+    long values = 0;
+    size_t i = 0;
+    while (i < len) {
+        unsigned char ch = b[i];
+        if (json_ws(ch)) { i++; continue; }
+        if (done)
+            return fail(JB_BAD_REQUEST, err, errlen, "data after the JSON document (at byte %zu)", i);
+        if (ch == ',' || ch == ':') { i++; continue; }
+        if (ch == '}' || ch == ']') {
+            if (--depth <= 0) done = 1;
+            i++;
+            continue;
+        }
+        if (++values > JB_MAX_VALUES)
+            return fail(JB_TOO_COMPLEX, err, errlen, "more than %d JSON values", JB_MAX_VALUES);
+        if (ch == '{' || ch == '[') {
+            if (++depth > JB_MAX_DEPTH)
+                return fail(JB_TOO_COMPLEX, err, errlen, "JSON nested deeper than %d", JB_MAX_DEPTH);
+            i++;
+            continue;
+        }
+        if (ch == '"') {                               /* a string: up to the unescaped quote */
+            for (i++; i < len && b[i] != '"'; i++)
+                if (b[i] == '\\') i++;
+            if (i >= len) return fail(JB_BAD_REQUEST, err, errlen, "unterminated JSON string");
+            i++;
+        } else {                                       /* number, true, false, null (or junk) */
+            do i++;
+            while (i < len && !json_ws(b[i]) && (b[i] == 0 || !strchr(",:]}[{\"", b[i])));
+        }
+        if (depth == 0) done = 1;
+    }
+    return 0;
+}
+
 /* one image string -> decoded bytes at body + *w */
 static int decode_one(const cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
                       size_t *lens, char *err, size_t errlen) {
@@ -80,6 +124,17 @@ static int decode_one(const cJSON *s, int idx, uint8_t *body, size_t *w, const u
     return 0;
 }
 
+/* the keys "parameters" may hold */
+static int params_known(const cJSON *obj, char *err, size_t errlen) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        const char *key = it->string ? it->string : "";
+        if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0)
+            return fail(JB_BAD_REQUEST, err, errlen, "unknown key \"%.40s\" in \"parameters\" (expected top_k, attention)", key);
+    }
+    return 0;
+}
+
 static void take_params(const cJSON *obj, jb_params *p) {
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(obj, "top_k");
     if (k) {
@@ -99,6 +154,8 @@ static void take_params(const cJSON *obj, jb_params *p) {
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
+    int pre = json_prescan(body, len, err, errlen);
+    if (pre < 0) return pre;
     cJSON *root = cJSON_ParseWithLength((const char *)body, len);
     if (!root) return fail(JB_BAD_REQUEST, err, errlen, "body is not valid JSON");
     int rc = JB_BAD_REQUEST;
@@ -114,6 +171,7 @@ int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int 
             imgs = it;
         } else if (!strcmp(key, "parameters")) {
             if (!cJSON_IsObject(it)) { fail(rc, err, errlen, "\"parameters\" must be an object"); goto out; }
+            if (params_known(it, err, errlen)) goto out;
             take_params(it, p);
         } else if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0) {
             fail(rc, err, errlen, "unknown key \"%.40s\" (expected images, inputs, parameters, top_k, attention)", key);

@@ -6,8 +6,14 @@
  * Each image is standard or URL-safe base64 (padding optional, ASCII whitespace ignored, an
  * optional "data:<type>;base64," prefix).  Images are decoded in place into the body buffer
  * (decoded bytes never outnumber the encoded ones), so the spans point into the body and
- * nothing is allocated beyond cJSON's parse tree.  Unknown top-level keys are an error, so a
- * misspelt "image" or "top-k" does not pass silently. */
+ * nothing is allocated beyond cJSON's parse tree.  Unknown keys (top level and inside
+ * "parameters") are an error, so a misspelt "image" or "top-k" does not pass silently.
+ *
+ * Before cJSON builds its tree, one pass over the bytes (no allocation) bounds what the tree can
+ * cost: at most JB_MAX_DEPTH nested arrays/objects and JB_MAX_VALUES values (every scalar,
+ * string, key and container counts), and nothing but whitespace after the document (a second
+ * document or trailing garbage is refused).  So a 20 MB body of numbers costs one scan, not a
+ * tree of millions of nodes; the body's size is bounded by the HTTP layer (--max-body-mb). */
 #ifndef SRV_JSONBODY_H
 #define SRV_JSONBODY_H
 #include <stddef.h>
@@ -19,12 +25,16 @@ typedef struct jb_params {
     char attention[16];     /* "": not given */
 } jb_params;
 
-enum { JB_BAD_REQUEST = -1, JB_TOO_MANY = -2, JB_BAD_BASE64 = -3 };
+#define JB_MAX_DEPTH 8
+#define JB_MAX_VALUES 4096
+
+enum { JB_BAD_REQUEST = -1, JB_TOO_MANY = -2, JB_BAD_BASE64 = -3, JB_TOO_COMPLEX = -4 };
 
 /* Parse body (len bytes; overwritten by the decoded images) into at most max images: data[i] /
  * lens[i] point into body.  Returns the count (>= 1), or JB_BAD_REQUEST (not JSON, wrong shape,
- * no image), JB_TOO_MANY (more than max) or JB_BAD_BASE64 (an image that is not base64 or
- * decodes to nothing), with a one-line reason in err. */
+ * no image, trailing data), JB_TOO_MANY (more than max), JB_BAD_BASE64 (an image that is not
+ * base64 or decodes to nothing) or JB_TOO_COMPLEX (deeper than JB_MAX_DEPTH or more than
+ * JB_MAX_VALUES values), with a one-line reason in err. */
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen);
 

@@ -4,6 +4,7 @@
  * notify, and the graceful drain on SIGTERM/SIGINT. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ typedef struct opts {
     srv_config cfg;
     const char *model, *host, *device, *precision, *log, *input, *ui;
     const char *admin_token_file, *state_dir, *cors_origin, *state_url, *state_password_file, *instance_name;
-    long max_body_mb;
+    long max_body_mb, max_inflight_body_mb, max_image_cost_m, max_request_cost_m;
     char host_name[256];          /* the default --instance-name */
 } opts;
 
@@ -66,8 +67,17 @@ static const flag flags[] = {
     {"max-pixels", F_U64, O(cfg.max_pixels), 1, 0, "largest image (width*height); beyond: 413"},
     {"max-images", F_INT, O(cfg.max_images), 1, 64, "images per request"},
     {"max-top-k", F_INT, O(cfg.max_top_k), 1, SRV_TOPK_MAX, "largest top_k a request may ask"},
-    {"max-connections", F_INT, O(cfg.max_connections), 1, 1000000, "open connections; beyond are refused"},
+    {"max-connections", F_INT, O(cfg.max_connections), 1, 1000000, "open connections; beyond: 503 at once and closed"},
+    {"max-connections-per-ip", F_INT, O(cfg.max_connections_per_ip), 0, 1000000, "open connections from one client address; beyond: closed at once (0: no cap)"},
     {"request-timeout-s", F_INT, O(cfg.request_timeout_s), 1, 86400, "idle or slow client timeout"},
+    {"header-timeout-s", F_INT, O(cfg.header_timeout_s), 0, 86400, "the whole request header block must arrive within this, from connect or the previous reply; beyond: closed (0: none)"},
+    {"body-grace-s", F_INT, O(cfg.body_grace_s), 0, 86400, "seconds before --min-body-rate-kb applies to a body"},
+    {"min-body-rate-kb", F_LONG, O(cfg.min_body_rate_kb), 0, 1048576, "slowest average upload, KiB/s since the body began (after the grace); slower: closed (0: none)"},
+    {"max-inflight-body-mb", F_LONG, O(max_inflight_body_mb), 1, 1048576, "MiB of request bodies held at once, all connections; beyond: 503 + Retry-After"},
+    {"max-image-cost-m", F_LONG, O(max_image_cost_m), 0, 1000000000, "decode cost per image, M samples (pixels x components x scans, from the headers); beyond: 413 (0: no cap)"},
+    {"max-request-cost-m", F_LONG, O(max_request_cost_m), 0, 1000000000, "decode cost of a request's images together, M samples; beyond: 413 for the rest (0: no cap)"},
+    {"max-scans", F_INT, O(cfg.max_scans), 1, 100000, "JPEG scans per image; beyond: 422"},
+    {"queue-timeout-ms", F_LONG, O(cfg.queue_timeout_ms), 0, 3600000, "longest an admitted image waits for a decoder and a batch; beyond: 504 (0: none)"},
     {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, O(device), 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8|fp8 (auto: fp16 on cuda, fp32 on cpu; int8/fp8 on cuda need DIR/calibration.json)"},
@@ -225,10 +235,13 @@ static int configure(opts *o, int argc, char **argv) {
     *o = (opts){.cfg = {.port = 8080, .max_batch = 32, .max_delay_us = 2000, .eager_dispatch = 1, .device_check = 1,
                         .max_queue = 256, .workers = 1, .threads = 0, .decoders = 0, .http_threads = 2,
                         .max_pixels = VIT_DEFAULT_MAX_PIXELS, .drain_timeout_s = 30, .log_level = SRV_LOG_INFO,
-                        .max_connections = 1024, .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX,
-                        .job_lease_s = 30},
+                        .max_connections = 1024, .max_connections_per_ip = 256, .request_timeout_s = 30,
+                        .header_timeout_s = 10, .body_grace_s = 10, .min_body_rate_kb = 16,
+                        .max_scans = VIT_DEFAULT_MAX_SCANS, .queue_timeout_ms = 30000, .max_images = 64,
+                        .max_top_k = SRV_TOPK_MAX, .job_lease_s = 30},
                 .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info",
                 .input = "auto", .ui = "on", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20,
+                .max_inflight_body_mb = 512, .max_image_cost_m = 1000, .max_request_cost_m = 4000,
                 .state_url = "", .state_password_file = "", .instance_name = ""};
     if (parse_flags(o, argc, argv) != 0) return 2;
     srv_config *C = &o->cfg;
@@ -246,6 +259,9 @@ static int configure(opts *o, int argc, char **argv) {
     C->instance_name = *o->instance_name ? o->instance_name : "vitd";
     C->host = o->host;
     C->max_body = (size_t)o->max_body_mb << 20;
+    C->max_inflight_body = (size_t)o->max_inflight_body_mb << 20;
+    C->max_image_cost = (uint64_t)o->max_image_cost_m * 1000000u;
+    C->max_request_cost = (uint64_t)o->max_request_cost_m * 1000000u;
     C->log_level = !strcmp(o->log, "error") ? SRV_LOG_ERROR : !strcmp(o->log, "warn") ? SRV_LOG_WARN
                  : !strcmp(o->log, "debug") ? SRV_LOG_DEBUG : SRV_LOG_INFO;
     C->device = !strcmp(o->device, "cpu") ? VIT_DEVICE_CPU : !strcmp(o->device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
@@ -253,6 +269,17 @@ static int configure(opts *o, int argc, char **argv) {
     if (vit_precision_parse(o->precision, &C->precision) != 0) C->precision = VIT_PREC_AUTO;
     if (C->decoders == 0) C->decoders = (int)ncpu;
     return 0;
+}
+
+/* Blocks of 4 MiB and more (big request bodies, the pixels of big images) come from mmap and go
+ * back to the system when freed: a fixed threshold stops glibc from raising it to the largest
+ * block freed so far (up to 32 MiB, after which such blocks stay in the heap); the heap's top is
+ * trimmed past 8 MiB.  Smaller blocks stay in the heap: a threshold of 256 KiB put every
+ * ordinary image's pixel buffer through mmap, munmap and fresh page faults and cost a third of
+ * the throughput (bench/results/loadtest_hostile.md). */
+static void memory_return_setup(void) {
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 }
 
 /* signals: handled synchronously by the main thread; every other thread blocks them */
@@ -340,7 +367,10 @@ static int start_engine(srv_state *st, const opts *o, char *err, size_t errlen) 
     const srv_config *C = &st->cfg;
     batcher_opts bo = {.max_batch = C->max_batch, .max_queue = C->max_queue, .workers = C->workers,
                        .threads = C->threads, .decoders = C->decoders, .max_delay_us = C->max_delay_us,
-                       .eager_dispatch = C->eager_dispatch, .max_pixels = C->max_pixels, .decoder_nice = C->decode_nice,
+                       .eager_dispatch = C->eager_dispatch, .max_pixels = C->max_pixels,
+                       .max_image_cost = C->max_image_cost, .max_request_cost = C->max_request_cost,
+                       .max_scans = C->max_scans, .queue_timeout_s = (double)C->queue_timeout_ms * 1e-3,
+                       .decoder_nice = C->decode_nice,
                        .fast_decode = C->fast_decode, .device = C->device, .precision = C->precision,
                        .input_f16 = !strcmp(o->input, "fp16") ? 1 : !strcmp(o->input, "fp32") ? -1 : 0};
     if (batcher_new(st->model, &bo, &st->batcher, err, errlen) != VIT_OK) {
@@ -490,6 +520,7 @@ int main(int argc, char **argv) {
     srv_state st = {.cfg = o.cfg};
     const srv_config *C = &st.cfg;
     srv_log_set_level(C->log_level);
+    memory_return_setup();
     metrics_init();
     metrics_instance(C->instance_name);
     sigset_t sigs;

@@ -29,6 +29,17 @@ static uint64_t images_ok, images_failed;
 static long queue_depth;
 static char info_labels[512];
 static char instance_label[160];   /* --instance-name, escaped; "" until set */
+static uint64_t rejected[MET_REJ_COUNT], cancelled[MET_CANCEL_COUNT];
+static const char *const reject_names[MET_REJ_COUNT] = {
+    [MET_REJ_BODY_TOO_LARGE] = "body_too_large", [MET_REJ_BODY_BUDGET] = "body_budget",
+    [MET_REJ_CONN_LIMIT] = "connection_limit", [MET_REJ_HEADER_TIMEOUT] = "header_timeout",
+    [MET_REJ_BODY_TIMEOUT] = "body_timeout", [MET_REJ_JSON_LIMIT] = "json_limit", [MET_REJ_FRAMING] = "framing",
+    [MET_REJ_IMAGE_TOO_LARGE] = "image_too_large", [MET_REJ_DECODE_COST] = "decode_cost",
+    [MET_REJ_SCAN_POLICY] = "scan_policy", [MET_REJ_QUEUE_FULL] = "queue_full",
+};
+static const char *const cancel_names[MET_CANCEL_COUNT] = {
+    [MET_CANCEL_DEADLINE] = "deadline", [MET_CANCEL_CLIENT_GONE] = "client_gone",
+};
 static struct { char name[64], help[128]; double v; } gauges[MET_MAX_GAUGES];
 static int ngauges;
 
@@ -52,6 +63,8 @@ void metrics_init(void) {
     hist_setup(&hists[MET_INFER_SECONDS], "inference_duration_seconds", "Per batch: forward pass time", secs, ns);
     hist_setup(&hists[MET_BATCH_SIZE], "batch_size", "Images per executed batch", sizes, nz);
     nreqs = 0; images_ok = images_failed = 0; queue_depth = 0; ngauges = 0;
+    memset(rejected, 0, sizeof rejected);
+    memset(cancelled, 0, sizeof cancelled);
     snprintf(info_labels, sizeof info_labels, "model=\"\"");
     pthread_mutex_unlock(&mu);
 }
@@ -89,6 +102,20 @@ void metrics_observe(met_hist which, double v) {
 void metrics_images(uint64_t n, int ok) {
     pthread_mutex_lock(&mu);
     if (ok) images_ok += n; else images_failed += n;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_rejected(met_reject r, uint64_t n) {
+    if ((int)r < 0 || r >= MET_REJ_COUNT) return;
+    pthread_mutex_lock(&mu);
+    rejected[r] += n;
+    pthread_mutex_unlock(&mu);
+}
+
+void metrics_cancelled(met_cancel c, uint64_t n) {
+    if ((int)c < 0 || c >= MET_CANCEL_COUNT) return;
+    pthread_mutex_lock(&mu);
+    cancelled[c] += n;
     pthread_mutex_unlock(&mu);
 }
 
@@ -188,6 +215,14 @@ char *metrics_render(size_t *len) {
               (unsigned long long)images_ok);
     sb_printf(&b, "# HELP vitd_images_failed_total Images that got an error (decode, deadline, ...)\n# TYPE vitd_images_failed_total counter\nvitd_images_failed_total %llu\n",
               (unsigned long long)images_failed);
+    sb_printf(&b, "# HELP vitd_rejected_total Requests or images refused by a limit, by reason\n"
+                  "# TYPE vitd_rejected_total counter\n");
+    for (int i = 0; i < MET_REJ_COUNT; i++)
+        sb_printf(&b, "vitd_rejected_total{reason=\"%s\"} %llu\n", reject_names[i], (unsigned long long)rejected[i]);
+    sb_printf(&b, "# HELP vitd_cancelled_total Admitted images dropped before their result, by reason\n"
+                  "# TYPE vitd_cancelled_total counter\n");
+    for (int i = 0; i < MET_CANCEL_COUNT; i++)
+        sb_printf(&b, "vitd_cancelled_total{reason=\"%s\"} %llu\n", cancel_names[i], (unsigned long long)cancelled[i]);
     sb_printf(&b, "# HELP vitd_model_info The served model (value is always 1)\n# TYPE vitd_model_info gauge\nvitd_model_info{%s} 1\n", info_labels);
     if (instance_label[0])
         sb_printf(&b, "# HELP vitd_instance_info This replica (--instance-name; value is always 1)\n# TYPE vitd_instance_info gauge\n"

@@ -16,6 +16,27 @@ typedef enum {
     MET_HIST_COUNT
 } met_hist;
 
+/* Work refused or dropped, by reason: vitd_rejected_total{reason} (refused before or instead of
+ * the work: limits, budgets, slow clients) and vitd_cancelled_total{reason} (admitted work
+ * dropped: deadline passed, client gone). */
+typedef enum {
+    MET_REJ_BODY_TOO_LARGE = 0,  /* one body over --max-body-mb (413) */
+    MET_REJ_BODY_BUDGET,         /* bodies in flight over --max-inflight-body-mb (503) */
+    MET_REJ_CONN_LIMIT,          /* past --max-connections or --max-connections-per-ip */
+    MET_REJ_HEADER_TIMEOUT,      /* header block not in within --header-timeout-s */
+    MET_REJ_BODY_TIMEOUT,        /* body slower than --min-body-rate-kbps */
+    MET_REJ_JSON_LIMIT,          /* JSON size, depth or value count over its limit */
+    MET_REJ_FRAMING,             /* conflicting Content-Length / Transfer-Encoding */
+    MET_REJ_IMAGE_TOO_LARGE,     /* width x height over --max-pixels */
+    MET_REJ_DECODE_COST,         /* image or request decode cost over its budget */
+    MET_REJ_SCAN_POLICY,         /* JPEG scans over the limit */
+    MET_REJ_QUEUE_FULL,          /* admission: --max-queue */
+    MET_REJ_COUNT
+} met_reject;
+typedef enum { MET_CANCEL_DEADLINE = 0, MET_CANCEL_CLIENT_GONE, MET_CANCEL_COUNT } met_cancel;
+void metrics_rejected(met_reject r, uint64_t n);
+void metrics_cancelled(met_cancel c, uint64_t n);
+
 void metrics_init(void);
 /* path is reduced to a fixed set (unknown paths count as "other") */
 void metrics_request(const char *path, int status);

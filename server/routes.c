@@ -147,6 +147,9 @@ static void h_readyz(srv_conn *c, void *ctx) {
         srv_reply_error(c, 503, "draining", "shutting down");
     } else if (!atomic_load(&st->ready)) {
         srv_reply_error(c, 503, "not_ready", "model is loading");
+    } else if (batcher_saturated(st->batcher)) {
+        srv_conn_set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "saturated", "images are missing their deadlines while they wait: route elsewhere for now");
     } else {
         cJSON *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "status", "ready");

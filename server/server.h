@@ -40,8 +40,17 @@ typedef struct srv_config {
     vit_device device;
     vit_precision precision;
     int device_check;        /* on CUDA: vit_device_check against the CPU before serving */
-    int max_connections;
+    int max_connections;     /* past it, a new connection is answered 503 and closed at once */
+    int max_connections_per_ip; /* open connections from one client address (0: no cap) */
     int request_timeout_s;   /* idle/slow client timeout */
+    int header_timeout_s;    /* the whole header block (0: none) */
+    int body_grace_s;        /* the minimum body rate applies after this */
+    long min_body_rate_kb;   /* KiB/s averaged over the body (0: none) */
+    size_t max_inflight_body;/* bytes of request bodies in flight, all connections together */
+    uint64_t max_image_cost; /* decode cost per image, samples (vit_decode_limits; 0: none) */
+    uint64_t max_request_cost; /* the same over a request's images (0: none) */
+    int max_scans;           /* JPEG scans per image */
+    long queue_timeout_ms;   /* longest wait of an admitted image (0: none) */
     int max_images;          /* images (multipart parts) per request */
     int max_top_k;
     const char *admin_token_file;  /* admin API: token file; NULL/"" = none */

@@ -189,7 +189,7 @@ static int ft_option(ft_args *f, const char *a, const char *v) {
 static int ft_parse(int argc, char **argv, ft_args *f) {
     *f = (ft_args){.progress = -1, .device = VIT_DEVICE_AUTO, .mode = VIT_LABELS_REPLACE};
     vit_train_opts_default(&f->o);
-    f->o.epochs = 30;            /* the admin API's defaults (server/admin.c) */
+    f->o.epochs = 30;            /* the admin API's defaults (server/admin_parse.c) */
     f->o.lr = 3e-3f;
     f->o.weight_decay = 1e-4f;
     f->o.val_fraction = 0.1f;

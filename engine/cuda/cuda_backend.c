@@ -1,9 +1,8 @@
 /* cuda_backend.c: the CUDA backend's entry in the backend table (vit_backend_cuda),
- * vit_cuda_device_count() and vit_cuda_device_info(), and the backend-neutral
- * vit_session_input_buffer() and vit_input_alloc()/vit_input_free().  C glue only: it reads
+ * vit_cuda_device_count() and vit_cuda_device_info().  C glue only: it reads
  * struct vit_model / struct vit_head (model.h) and hands plain pointer structs to
  * cuda_engine.cu, which does the work.  Without CUDA (VIT_HAVE_CUDA undefined) the device
- * functions answer "none" and the input functions give plain aligned memory. */
+ * functions answer "none". */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,32 +10,6 @@
 
 #include "backend.h"
 #include "util.h"
-
-float *vit_session_input_buffer(vit_session *s) {
-    return s && s->backend && s->backend->input_buffer ? s->backend->input_buffer(s) : NULL;
-}
-
-float *vit_input_alloc(vit_session *s, int images) {
-    if (!s || images < 1) return NULL;
-    const vit_config *c = &s->model->cfg;
-    const size_t per = (size_t)c->num_channels * (size_t)(c->grid_h * c->patch_size) * (size_t)(c->grid_w * c->patch_size);
-    if ((size_t)images > SIZE_MAX / sizeof(float) / per) return NULL;
-    size_t bytes = (size_t)images * per * sizeof(float);
-    if (s->backend->host_alloc) {
-        float *p = s->backend->host_alloc(bytes);
-        if (p) return p;
-        /* no page-locked memory to be had (ulimit -l, a small host): pageable memory still
-         * works, the driver stages the copy; the backend's host_free tells the two apart */
-    }
-    bytes = (bytes + 63) / 64 * 64;
-    return aligned_alloc(64, bytes);
-}
-
-void vit_input_free(vit_session *s, float *p) {
-    if (!p) return;
-    if (s && s->backend->host_alloc) s->backend->host_free(p);
-    else free(p);
-}
 
 #ifdef VIT_HAVE_CUDA
 #include "cuda/cuda_engine.h"

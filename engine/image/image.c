@@ -23,7 +23,6 @@
 #include "image/image_internal.h"
 #include "util.h"
 
-#define JPEG_MAX_SCANS 500      /* progressive JPEGs with more scans are refused (CPU DoS) */
 #define JPEG_MAX_WARNINGS 1000  /* corrupt-data warnings tolerated before giving up */
 
 /* Largest single allocation this thread's decoder made since the last reset (pixel buffers and
@@ -144,8 +143,8 @@ static vit_status apply_orientation(vit_image *img, int o, char *err, size_t err
     return VIT_OK;
 }
 
-static vit_status check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, const char *what,
-                               char *err, size_t errlen) {
+vit_status vit_image_check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, const char *what, char *err,
+                                  size_t errlen) {
     if (w == 0 || h == 0) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "%s: zero size (%llux%llu)", what,
                                           (unsigned long long)w, (unsigned long long)h);
     if (max_pixels == 0) max_pixels = VIT_DEFAULT_MAX_PIXELS;
@@ -163,6 +162,9 @@ typedef struct {
     jmp_buf jb;
     int warnings;
     int truncated;
+    int max_scans;                  /* the scans vit_image_cost counted (within the limit) */
+    const vit_decode_limits *lim;   /* cancellation; may be NULL */
+    vit_status st;                  /* what a longjmp reports (VIT_E_IMAGE_CORRUPT unless set) */
     char msg[JMSG_LENGTH_MAX];
 } jpeg_err;
 
@@ -185,12 +187,20 @@ static void jpeg_on_message(j_common_ptr c, int level) {
     }
 }
 
+/* libjpeg calls this per iMCU row of every pass: the scan count may not pass what the header
+ * check counted (the cost was charged for those), and a cancelled request stops here */
 static void jpeg_on_progress(j_common_ptr c) {
     if (!c->is_decompressor) return;
     j_decompress_ptr d = (j_decompress_ptr)c;
-    if (d->input_scan_number > JPEG_MAX_SCANS) {
-        jpeg_err *e = (jpeg_err *)c->err;
-        snprintf(e->msg, sizeof e->msg, "progressive JPEG with more than %d scans", JPEG_MAX_SCANS);
+    jpeg_err *e = (jpeg_err *)c->err;
+    if (d->input_scan_number > e->max_scans) {
+        e->st = VIT_E_IMAGE_POLICY;
+        snprintf(e->msg, sizeof e->msg, "JPEG with more than %d scans (more than its structure showed)", e->max_scans);
+        longjmp(e->jb, 1);
+    }
+    if (e->lim && e->lim->cancelled && e->lim->cancelled(e->lim->ctx)) {
+        e->st = VIT_E_CANCELLED;
+        snprintf(e->msg, sizeof e->msg, "decode cancelled");
         longjmp(e->jb, 1);
     }
 }
@@ -236,20 +246,24 @@ static void orient_rect(int o, int W, int H, int to_shown, int *x0, int *y0, int
 #define JPEG_REGION_MARGIN 16  /* decoded beyond the requested region: upsampling context */
 
 /* Decode a JPEG (see vit_image_decode_region). */
-static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, const vit_decode_opts *o,
-                              vit_region_image *out, char *err, size_t errlen) {
+static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int max_scans,
+                              const vit_decode_opts *o, vit_region_image *out, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err jerr;
     struct jpeg_progress_mgr prog;
     /* volatile: modified between setjmp and a possible longjmp */
     uint8_t *volatile pix = NULL;
     memset(&jerr, 0, sizeof jerr);
+    jerr.max_scans = max_scans;
+    jerr.lim = o ? o->lim : NULL;
+    jerr.st = VIT_E_IMAGE_CORRUPT;
     cinfo.err = jpeg_std_error(&jerr.pub);
     jerr.pub.error_exit = jpeg_on_error;
     jerr.pub.emit_message = jpeg_on_message;
     if (setjmp(jerr.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(pix);
+        if (jerr.st != VIT_E_IMAGE_CORRUPT) return vit_errf(jerr.st, err, errlen, "%s", jerr.msg);
         return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "corrupt JPEG: %s", jerr.msg);
     }
     jpeg_create_decompress(&cinfo);
@@ -257,7 +271,7 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     cinfo.progress = &prog;
     jpeg_mem_src(&cinfo, (const unsigned char *)data, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
-    vit_status st = check_pixels(cinfo.image_width, cinfo.image_height, max_pixels, "JPEG", err, errlen);
+    vit_status st = vit_image_check_pixels(cinfo.image_width, cinfo.image_height, max_pixels, "JPEG", err, errlen);
     if (st) {
         jpeg_destroy_decompress(&cinfo);
         return st;
@@ -409,8 +423,22 @@ static int png_check_chunks(const uint8_t *p, size_t len, char *msg, size_t msgl
     return 0;                                          /* libpng reports the truncation */
 }
 
-static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, vit_image *out,
-                             char *err, size_t errlen) {
+/* png_read_image, row by row, polling lim's cancellation every 64 rows */
+static void png_read_polled(png_structp png, png_bytep *rows, png_uint_32 H, int passes, const vit_decode_limits *lim,
+                          png_src *src, volatile vit_status *st) {
+    for (int pass = 0; pass < passes; pass++)
+        for (png_uint_32 y = 0; y < H; y++) {
+            if ((y & 63) == 0 && lim && lim->cancelled && lim->cancelled(lim->ctx)) {
+                *st = VIT_E_CANCELLED;
+                snprintf(src->msg, sizeof src->msg, "decode cancelled");
+                longjmp(src->jb, 1);
+            }
+            png_read_row(png, rows[y], NULL);
+        }
+}
+
+static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, const vit_decode_limits *lim,
+                             vit_image *out, char *err, size_t errlen) {
     char cmsg[160];
     if (png_check_chunks(data, len, cmsg, sizeof cmsg)) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "%s", cmsg);
     png_src src = {.p = data, .len = len};
@@ -430,6 +458,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
         free(pix);
         free(rows);
         if (st == VIT_E_IMAGE_CORRUPT) vit_errf(st, err, errlen, "corrupt PNG: %s", src.msg);
+        if (st == VIT_E_CANCELLED) vit_errf(st, err, errlen, "%s", src.msg);
         return st;
     }
     png_set_read_fn(png, &src, png_read_mem);
@@ -445,7 +474,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
     png_uint_32 W, H;
     int depth, ctype, interlace;
     png_get_IHDR(png, info, &W, &H, &depth, &ctype, &interlace, NULL, NULL);
-    st = check_pixels(W, H, max_pixels, "PNG", err, errlen);
+    st = vit_image_check_pixels(W, H, max_pixels, "PNG", err, errlen);
     if (st) longjmp(src.jb, 1);
     st = VIT_E_IMAGE_CORRUPT;
     /* the header's CRCs were checked; the image data's are not (as PIL does not): zlib's
@@ -464,7 +493,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
     if (depth == 16) png_set_strip_16(png);  /* high byte, as PIL reads 16-bit color PNGs */
     if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
-    png_set_interlace_handling(png);
+    const int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
     int C = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
@@ -479,7 +508,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
         longjmp(src.jb, 1);
     }
     for (png_uint_32 y = 0; y < H; y++) rows[y] = pix + (size_t)y * rowbytes;
-    png_read_image(png, rows);
+    png_read_polled(png, rows, H, passes, lim, &src, &st);
     /* no png_read_end: what follows the image data (IEND, text) is not needed */
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
@@ -515,11 +544,24 @@ vit_status vit_image_decode_region(const void *data, size_t len, uint64_t max_pi
     memset(out, 0, sizeof *out);
     if (!data || len == 0) return vit_errf(VIT_E_IMAGE_CORRUPT, err, errlen, "empty image");
     if (max_pixels > ((uint64_t)1 << 40)) max_pixels = (uint64_t)1 << 40;
-    vit_status st;
-    switch (vit_image_sniff(data, len)) {
-    case VIT_FMT_JPEG: return decode_jpeg(data, len, max_pixels, o, out, err, errlen);
+    const vit_decode_limits *lim = o ? o->lim : NULL;
+    vit_decode_limits hl = lim ? *lim : (vit_decode_limits){0};
+    hl.max_pixels = max_pixels;
+    vit_image_format fmt = vit_image_sniff(data, len);
+    uint64_t cost = 0;
+    int scans = 0;
+    vit_status st = VIT_OK;
+    if (fmt != VIT_FMT_UNKNOWN) {   /* the header check: size, structure and cost before pixel work */
+        st = vit_image_cost_scans(data, len, &hl, &cost, &scans, err, errlen);
+        if (st) return st;
+        if (lim && lim->charge && lim->charge(lim->ctx, cost))
+            return vit_errf(VIT_E_IMAGE_COST, err, errlen, "the request's decode budget is spent: this image "
+                            "(%llu M samples) would take it over", (unsigned long long)((cost + 999999) / 1000000));
+    }
+    switch (fmt) {
+    case VIT_FMT_JPEG: return decode_jpeg(data, len, max_pixels, scans, o, out, err, errlen);
     case VIT_FMT_PNG:
-        st = decode_png(data, len, max_pixels, &out->img, err, errlen);
+        st = decode_png(data, len, max_pixels, lim, &out->img, err, errlen);
         out->full_w = out->img.width;
         out->full_h = out->img.height;
         return st;

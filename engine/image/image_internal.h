@@ -15,6 +15,7 @@ typedef struct vit_decode_opts {
      * everything.  JPEG only; the decoder may return a larger region. */
     int (*region)(void *ctx, int w, int h, int *x0, int *y0, int *x1, int *y1);
     void *ctx;
+    const vit_decode_limits *lim;  /* NULL: the defaults (max_pixels from the argument, no cost cap) */
 } vit_decode_opts;
 
 typedef struct vit_region_image {
@@ -40,6 +41,14 @@ void vit_pp_set_simd(int on);
  * bytes (it must cover the plan's region); out is (3, out_h, out_w) */
 vit_status vit_pp_plan_run(const vit_pp_plan *pl, const uint8_t *src, size_t stride, int rx0, int ry0, int rw,
                            int rh, float *out, char *err, size_t errlen);
+
+/* VIT_OK, or VIT_E_IMAGE_CORRUPT (zero size) / VIT_E_IMAGE_TOO_LARGE (w x h over max_pixels; 0:
+ * VIT_DEFAULT_MAX_PIXELS) with a message naming what ("JPEG", "PNG"). */
+vit_status vit_image_check_pixels(uint64_t w, uint64_t h, uint64_t max_pixels, const char *what, char *err,
+                                  size_t errlen);
+/* vit_image_cost, also giving the number of JPEG scans counted (0 for PNG) */
+vit_status vit_image_cost_scans(const void *data, size_t len, const vit_decode_limits *lim, uint64_t *cost,
+                                int *scans, char *err, size_t errlen);
 
 /* EXIF orientation 1..8 from a TIFF-structured block ("II*\0..." / "MM\0*..."); 1 if none. */
 int vit_exif_orientation(const uint8_t *tiff, size_t len);

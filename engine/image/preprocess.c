@@ -692,7 +692,14 @@ static int load_region(void *ctx, int w, int h, int *x0, int *y0, int *x1, int *
 
 vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp, uint64_t max_pixels,
                           float *out, char *err, size_t errlen) {
+    vit_decode_limits lim = {.max_pixels = max_pixels};
+    return vit_image_load_limited(data, len, pp, &lim, out, err, errlen);
+}
+
+vit_status vit_image_load_limited(const void *data, size_t len, const vit_preprocess *pp,
+                                  const vit_decode_limits *lim, float *out, char *err, size_t errlen) {
     if (!pp || !out) return vit_errf(VIT_E_ARG, err, errlen, "vit_image_load: missing settings or output");
+    uint64_t max_pixels = lim ? lim->max_pixels : 0;
     int min_w = 0, min_h = 0;
     if (pp->allow_dct_scaling && pp->do_resize) {
         /* the DCT-scaled image must stay at least as large as what the resize produces */
@@ -700,7 +707,7 @@ vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp
         else min_w = min_h = pp->resize_w > pp->resize_h ? pp->resize_w : pp->resize_h;
     }
     load_ctx ctx = {.pp = pp, .err = err, .errlen = errlen};
-    vit_decode_opts o = {.min_w = min_w, .min_h = min_h, .region = load_region, .ctx = &ctx};
+    vit_decode_opts o = {.min_w = min_w, .min_h = min_h, .region = load_region, .ctx = &ctx, .lim = lim};
     vit_region_image r;
     vit_status st = vit_image_decode_region(data, len, max_pixels, &o, &r, err, errlen);
     if (st == VIT_OK && ctx.st) st = ctx.st;
@@ -710,6 +717,8 @@ vit_status vit_image_load(const void *data, size_t len, const vit_preprocess *pp
         ctx.plan = NULL;
         st = vit_pp_plan_make(pp, r.full_w, r.full_h, &ctx.plan, err, errlen);
     }
+    if (st == VIT_OK && lim && lim->cancelled && lim->cancelled(lim->ctx))
+        st = vit_errf(VIT_E_CANCELLED, err, errlen, "cancelled before the resize");
     if (st == VIT_OK)
         st = vit_pp_plan_run(ctx.plan, r.img.rgb, (size_t)r.img.width * 3, r.x0, r.y0, r.img.width, r.img.height,
                              out, err, errlen);

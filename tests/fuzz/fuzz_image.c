@@ -11,7 +11,10 @@
  *        bit 4: pil_exact;  bit 5: crop_floor
  *   h[1]: resample (mod 6), bit 7: shortest-edge resize (with a crop only);  h[2]: resize size 1..128 (bit 7:
  *   no resize);  h[3]: output/crop size 1..64 (bit 7: no center crop).
- * The pixel cap is 4 Mpixel (the server's default is 50 M; the cap check itself is the same). */
+ * The pixel cap is 4 Mpixel (the server's default is 50 M; the cap check itself is the same).
+ * vit_image_load runs under a decode cost budget (vit_decode_limits: 64 M samples, 100 scans,
+ * as the server's per-image budget but smaller): the cost charged must be what vit_image_cost
+ * says, charged at most once, and a decoded image must have been charged within the cap. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,16 @@
 #include "vit.h"
 
 #define FUZZ_MAX_PIXELS (4u << 20)
+#define FUZZ_MAX_COST (64u << 20)
+
+typedef struct { uint64_t charged; int charges, polls; } fuzz_budget;
+static int fuzz_charge(void *ctx, uint64_t cost) {
+    fuzz_budget *b = ctx;
+    b->charged = cost;
+    b->charges++;
+    return 0;
+}
+static int fuzz_cancelled(void *ctx) { ((fuzz_budget *)ctx)->polls++; return 0; }
 
 static vit_preprocess presets[3];
 static float *tensor;   /* (3, 224, 224) at most */
@@ -85,7 +98,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vit_image_format fmt = vit_image_sniff(data, size);
     vit_status st;
     if (h[0] & 4) {
-        st = vit_image_load(data, size, &pp, FUZZ_MAX_PIXELS, tensor, err, sizeof err);
+        fuzz_budget fb = {0};
+        vit_decode_limits lim = {.max_pixels = FUZZ_MAX_PIXELS, .max_cost = FUZZ_MAX_COST, .max_scans = 100,
+                                 .charge = fuzz_charge, .cancelled = fuzz_cancelled, .ctx = &fb};
+        st = vit_image_load_limited(data, size, &pp, &lim, tensor, err, sizeof err);
+        uint64_t cost = 0;
+        char cerr[256];
+        vit_status cst = vit_image_cost(data, size, &lim, &cost, cerr, sizeof cerr);
+        if (fb.charges > 1) abort();                              /* charged once per image */
+        if (st == VIT_OK && (fb.charges != 1 || cst != VIT_OK || fb.charged != cost || cost > FUZZ_MAX_COST))
+            abort();                                              /* decoded: charged its cost, within the cap */
+        if (fb.charges == 1 && cst != VIT_OK) abort();            /* charged only after the header check passed */
     } else {
         vit_image img;
         st = vit_image_decode(data, size, FUZZ_MAX_PIXELS, &img, err, sizeof err);

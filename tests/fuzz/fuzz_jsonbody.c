@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256] = "";
     int n = jb_parse(body, size, img, lens, MAX_IMAGES, &p, err, sizeof err);
     if (n < 0) {
-        if ((n != JB_BAD_REQUEST && n != JB_TOO_MANY && n != JB_BAD_BASE64) || !err[0]) abort();
+        if ((n != JB_BAD_REQUEST && n != JB_TOO_MANY && n != JB_BAD_BASE64 && n != JB_TOO_COMPLEX) || !err[0]) abort();
     } else {
         if (n < 1 || n > MAX_IMAGES) abort();
         const uint8_t *end = body;

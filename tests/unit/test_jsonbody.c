@@ -123,7 +123,48 @@ int main(void) {
     strcpy(deep, "{\"images\": ");
     for (int i = 0; i < 1200; i++) strcat(deep, "[");
     n = parse(deep, data, lens, 4, &p, err, &keep);
-    CHECK(n == JB_BAD_REQUEST, "1200 nested brackets rejected");
+    CHECK(n == JB_TOO_COMPLEX && strstr(err, "deeper"), "1200 nested brackets rejected before parsing: %s", err);
     free(keep);
+
+    /* the pre-scan: trailing data, a second document, unknown parameters, value count, depth */
+    struct { const char *json; int want; const char *what; } pre[] = {
+        {"{\"images\": [\"aGVsbG8=\"]} x", JB_BAD_REQUEST, "garbage after the document"},
+        {"{\"images\": [\"aGVsbG8=\"]}{\"images\": [\"aGVsbG8=\"]}", JB_BAD_REQUEST, "a second document"},
+        {"{\"images\": [\"aGVsbG8=\"]} 5", JB_BAD_REQUEST, "a number after the document"},
+        {"{\"images\": [\"aGVsbG8=\"], \"parameters\": {\"top_k\": 2, \"topk\": 3}}", JB_BAD_REQUEST,
+         "unknown key in parameters"},
+        {"{\"images\": [\"aGVsbG8=\"], \"x\": [[[[[[[[1]]]]]]]]}", JB_TOO_COMPLEX, "depth 9"},
+        {"{\"images\": [\"aGVsbG8=\"], \"x\": [1, 2, \"\\\"]]]]]]]]]]\\\"\", 3]} ", JB_BAD_REQUEST,
+         "brackets inside a string do not count (then the unknown key)"},
+        {"{\"images\": [\"aGVs", JB_BAD_REQUEST, "unterminated string"},
+    };
+    for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++) {
+        err[0] = 0;
+        n = parse(pre[i].json, data, lens, 4, &p, err, &keep);
+        CHECK(n == pre[i].want && err[0], "pre-scan: %s (%d, %s)", pre[i].what, n, err);
+        free(keep);
+    }
+    n = parse("{\"images\": [\"aGVsbG8=\"], \"parameters\": {\"top_k\": 2, \"attention\": \"cls\"}}  \r\n", data, lens,
+              4, &p, err, &keep);
+    CHECK(n == 1 && p.top_k == 2 && !strcmp(p.attention, "cls"), "known parameters and trailing whitespace pass (%d %s)",
+          n, n < 0 ? err : "");
+    free(keep);
+    /* JB_MAX_VALUES: a list of numbers one past the limit is refused, at the limit it reaches cJSON */
+    for (int extra = 0; extra < 2; extra++) {
+        size_t cap = 32 + 2 * (size_t)JB_MAX_VALUES;
+        char *big = malloc(cap);
+        int k = 0;
+        k += sprintf(big + k, "{\"images\": [\"aGVsbG8=\"], \"x\": [");
+        int nums = JB_MAX_VALUES - 6 + extra;   /* + the object, 2 keys, 2 lists, 1 string */
+        for (int i = 0; i < nums; i++) k += sprintf(big + k, i ? ",1" : "1");
+        sprintf(big + k, "]}");
+        n = parse(big, data, lens, 4, &p, err, &keep);
+        if (extra) CHECK(n == JB_TOO_COMPLEX && strstr(err, "values"), "%d values: refused before parsing (%s)",
+                         JB_MAX_VALUES + 1, err);
+        else CHECK(n == JB_BAD_REQUEST && strstr(err, "unknown key"), "%d values: parsed (then the unknown key: %s)",
+                   JB_MAX_VALUES, err);
+        free(keep);
+        free(big);
+    }
     return TEST_SUMMARY();
 }
