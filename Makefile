@@ -13,6 +13,9 @@ LDLIBS  += $(shell pkg-config --libs openblas libpng libturbojpeg libjpeg libcjs
 LDLIBS  += -lm -lpthread
 LDFLAGS += $(SAN)
 MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+# what `vit --version`, `vitd --version`, /v1/models, GET /v2 and vitd_build_info report
+BUILD_TYPE ?= $(if $(findstring fuzzer,$(SAN)),fuzz,$(if $(findstring address,$(SAN)),asan,$(if $(filter -O0 -O1,$(OPT)),debug,release)))
+CFLAGS  += -I$(BUILD)/gen
 
 # ---- CUDA (optional) --------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc ))
@@ -54,6 +57,12 @@ deps-test:
 	@scripts/deps.sh test
 deps-bench:
 	@scripts/deps.sh bench
+
+# The version header: rewritten only when git describe / the commit / the build type change.
+.PHONY: FORCE
+$(BUILD)/gen/vit_build.h: FORCE
+	@scripts/gen_version.sh $@ $(BUILD_TYPE)
+$(BUILD)/engine/version.o: $(BUILD)/gen/vit_build.h
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
