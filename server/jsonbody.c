@@ -58,7 +58,7 @@ long jb_base64_decode(const char *in, size_t n, uint8_t *out) {
 }
 
 /* one image string -> decoded bytes at body + *w */
-static int decode_one(const cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
+int jb_decode_image(const cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
                       size_t *lens, char *err, size_t errlen) {
     if (!cJSON_IsString(s) || !s->valuestring)
         return fail(JB_BAD_REQUEST, err, errlen, "image %d: expected a base64 string", idx);
@@ -96,11 +96,17 @@ static void take_params(const cJSON *obj, jb_params *p) {
     }
 }
 
+cJSON *jb_json_parse(const uint8_t *body, size_t len, char *err, size_t errlen) {
+    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
+    if (!root) fail(JB_BAD_REQUEST, err, errlen, "body is not valid JSON");
+    return root;
+}
+
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
-    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
-    if (!root) return fail(JB_BAD_REQUEST, err, errlen, "body is not valid JSON");
+    cJSON *root = jb_json_parse(body, len, err, errlen);
+    if (!root) return JB_BAD_REQUEST;
     int rc = JB_BAD_REQUEST;
     if (!cJSON_IsObject(root)) {
         fail(rc, err, errlen, "expected a JSON object {\"images\": [\"<base64>\", ...]}");
@@ -126,12 +132,12 @@ int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int 
     int n = 0;
     if (cJSON_IsString(imgs)) {
         if (max < 1) { rc = fail(JB_TOO_MANY, err, errlen, "at most %d images per request", max); goto out; }
-        if ((rc = decode_one(imgs, 0, body, &w, data, lens, err, errlen)) < 0) goto out;
+        if ((rc = jb_decode_image(imgs, 0, body, &w, data, lens, err, errlen)) < 0) goto out;
         n = 1;
     } else if (cJSON_IsArray(imgs)) {
         cJSON_ArrayForEach(it, imgs) {
             if (n >= max) { rc = fail(JB_TOO_MANY, err, errlen, "at most %d images per request", max); goto out; }
-            if ((rc = decode_one(it, n, body, &w, data, lens, err, errlen)) < 0) goto out;
+            if ((rc = jb_decode_image(it, n, body, &w, data, lens, err, errlen)) < 0) goto out;
             n++;
         }
         if (n == 0) { rc = fail(JB_BAD_REQUEST, err, errlen, "the image list is empty"); goto out; }

@@ -28,6 +28,18 @@ enum { JB_BAD_REQUEST = -1, JB_TOO_MANY = -2, JB_BAD_BASE64 = -3 };
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen);
 
+/* The JSON parse every JSON request body goes through (jb_parse, the v2 protocol's requests):
+ * the tree of body[0..len), or NULL with a one-line reason in err.  Free with cJSON_Delete. */
+struct cJSON;
+struct cJSON *jb_json_parse(const uint8_t *body, size_t len, char *err, size_t errlen);
+
+/* One base64 image string s (as jb_parse accepts them: a data: URI prefix allowed) decoded into
+ * body + *w (the caller's write position: everything before it is taken, and the decoded bytes
+ * never outnumber the string's); sets data[idx], lens[idx] and advances *w.  Returns 0, or
+ * JB_BAD_REQUEST (not a string) or JB_BAD_BASE64 (bad or empty), with the reason in err. */
+int jb_decode_image(const struct cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
+                    size_t *lens, char *err, size_t errlen);
+
 /* Decode base64 (standard or URL-safe alphabet, '=' padding optional but only at the end,
  * ASCII whitespace skipped) from in[0..n) into out (at least n * 3 / 4 + 3 bytes; out may equal
  * in: the write position never passes the read position).  Returns the decoded length, or -1
