@@ -78,12 +78,18 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
     if (top_k > SRV_TOPK_MAX) top_k = SRV_TOPK_MAX;
     size_t np = (want & (SRV_WANT_ATTN_CLS | SRV_WANT_ROLLOUT)) ? (size_t)b->cfg->num_patches : 0;
     size_t nf = (want & SRV_WANT_FEATURES) ? (size_t)b->cfg->feature_dim : 0;
+    size_t nc = 0;
+    if (want & SRV_WANT_PROBS) {
+        vit_head *h = batcher_get_head(b);
+        nc = (size_t)vit_head_num_classes(h);
+        vit_head_release(h);
+    }
     size_t sz = sizeof(srv_job) + (size_t)n * sizeof(srv_item);
     sz = (sz + 15) & ~(size_t)15;
-    size_t per = (size_t)top_k * (sizeof(int) + sizeof(float)) + (np + nf) * sizeof(float);
+    size_t per = (size_t)top_k * (sizeof(int) + sizeof(float)) + (np + nf + nc) * sizeof(float);
     srv_job *j = calloc(1, sz + (size_t)n * per);
     if (!j) return NULL;
-    j->n = n; j->want = want; j->top_k = top_k;
+    j->n = n; j->want = want; j->top_k = top_k; j->probs_cap = (int)nc;
     atomic_init(&j->remaining, n);
     char *p = (char *)j + sz;
     for (int i = 0; i < n; i++) {
@@ -93,6 +99,7 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
         it->topk_score = (float *)p; p += (size_t)top_k * sizeof(float);
         if (np) { it->attn = (float *)p; p += np * sizeof(float); }
         if (nf) { it->features = (float *)p; p += nf * sizeof(float); }
+        if (nc) { it->probs = (float *)p; p += nc * sizeof(float); }
     }
     return j;
 }
@@ -201,6 +208,15 @@ typedef struct decoder_arg {
 static vit_status decode_into(batcher *b, const srv_item *it, batch *bt, int slot, float *scratch,
                               char *err, size_t errlen) {
     void *dst = (char *)bt->input + (size_t)slot * b->img_bytes;
+    if (it->pixels) {                                  /* already the model input */
+        if (it->len != b->img_elems * sizeof(float))
+            return vit_errf(VIT_E_ARG, err, errlen, "pixel tensor of %zu bytes, the model takes %zu", it->len,
+                            b->img_elems * sizeof(float));
+        if (b->in_type == VIT_INPUT_F32) { memcpy(dst, it->data, it->len); return VIT_OK; }
+        memcpy(scratch, it->data, it->len);
+        vit_f32_to_f16(scratch, dst, b->img_elems);
+        return VIT_OK;
+    }
     if (b->in_type == VIT_INPUT_F32)
         return vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, dst, err, errlen);
     vit_status st = vit_image_load(it->data, it->len, &b->pp, b->o.max_pixels, scratch, err, errlen);
@@ -396,6 +412,14 @@ static void run_batch(worker *w, batch *bt) {
         if (st != VIT_OK) { item_fail(it, 500, "inference_failed", msg); continue; }
         float *row = w->logits + (size_t)i * C;
         vit_softmax(row, C);
+        if (it->probs) {
+            if (C > it->job->probs_cap) {
+                item_fail(it, 503, "head_changed", "the active head changed its classes while queued: retry");
+                continue;
+            }
+            memcpy(it->probs, row, sizeof(float) * (size_t)C);
+            it->nprobs = C;
+        }
         int k = it->job->top_k < C ? it->job->top_k : C;
         it->k = vit_topk(row, C, k, it->topk_idx);
         for (int j = 0; j < it->k; j++) it->topk_score[j] = row[it->topk_idx[j]];
