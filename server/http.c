@@ -522,6 +522,12 @@ static void h_models(srv_conn *c) {
     cJSON_AddStringToObject(o, "input", batcher_input_type(g_srv.batcher) == VIT_INPUT_F16 ? "fp16" : "fp32");
     cJSON_AddNumberToObject(o, "max_batch", g_srv.cfg.max_batch);
     cJSON_AddNumberToObject(o, "workers", g_srv.cfg.workers);
+    const vit_build_info *bi = vit_build();
+    cJSON *b = cJSON_AddObjectToObject(o, "build");
+    cJSON_AddStringToObject(b, "version", bi->version);
+    cJSON_AddStringToObject(b, "commit", bi->commit);
+    cJSON_AddStringToObject(b, "build_type", bi->build_type);
+    cJSON_AddBoolToObject(b, "cuda", bi->cuda);
     srv_reply_json(c, 200, root);
 }
 
@@ -700,8 +706,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
     *ptr = NULL;
     double ms = (vit_now() - c->t_start) * 1e3;
     int status = c->status ? c->status : 499;                   /* client went away before a reply */
-    metrics_request(c->url, status);
-    metrics_observe(MET_TOTAL_SECONDS, ms * 1e-3);
+    metrics_request(c->url, status, ms * 1e-3);
     if (g_srv.cfg.log_level >= SRV_LOG_INFO) {
         char ip[INET6_ADDRSTRLEN] = "-";
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);

@@ -332,6 +332,8 @@ int main(int argc, char **argv) {
     if (C->device == VIT_DEVICE_AUTO && dev == VIT_DEVICE_CPU) srv_log(SRV_LOG_INFO, "device auto: no CUDA device, using the CPU");
     metrics_model_info(g_srv.model_name, g_srv.mc->architecture, dev_s, prec_s, g_srv.mc->image_size,
                        g_srv.mc->num_classes, C->max_batch);
+    const vit_build_info *bi = vit_build();
+    metrics_build_info(bi->version, bi->commit, bi->build_type, bi->cuda);
     if (admin_init && admin_init(err, sizeof err) != 0) {
         srv_log(SRV_LOG_ERROR, "admin API: %s", err);
         return start_failed();

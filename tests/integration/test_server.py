@@ -251,7 +251,8 @@ def main():
           and mx.get('vitd_inference_duration_seconds_bucket{le="+Inf"}', 0) > 0
           and mx.get('vitd_decode_duration_seconds_count', 0) >= 192
           and mx.get('vitd_queue_duration_seconds_count', 0) >= 192
-          and mx.get('vitd_request_duration_seconds_count', 0) >= 192
+          and mx.get('vitd_request_duration_seconds_count{path="/classify"}', 0) >= 192
+          and mx.get('vitd_request_duration_seconds_count{path="/metrics"}', 0) >= 1
           and any(k.startswith("vitd_model_info{") and 'device="cpu"' in k and 'precision="fp32"' in k for k in mx),
           "/metrics: requests by path+status, histograms, queue depth, images, model info",
           {k: v for k, v in mx.items() if "requests_total" in k})
