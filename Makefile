@@ -37,6 +37,10 @@ ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
+# server/openapi.json compiled into vitd (server/openapi_json.S: .incbin), served at /openapi.json
+ifneq ($(strip $(SERVER_OBJ)),)
+SERVER_OBJ += $(BUILD)/server/openapi_json.o
+endif
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BINS  := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
@@ -67,6 +71,10 @@ $(BUILD)/engine/version.o: $(BUILD)/gen/vit_build.h
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/server/openapi_json.o: server/openapi_json.S server/openapi.json
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)

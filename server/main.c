@@ -128,7 +128,7 @@ static void usage(FILE *o) {
         snprintf(arg, sizeof arg, "--%s", flags[i].name);
         fprintf(o, "  %-20s %s\n  %-20s (default: %s; env %s)\n", arg, flags[i].help, "", def[0] ? def : "-", env);
     }
-    fprintf(o, "  %-20s this help\n", "--help");
+    fprintf(o, "  %-20s this help; the version (commit, build type, CUDA compiled in or not)\n", "--help, --version");
 }
 
 static int set_flag(const flag *f, const char *v, const char *src) {
@@ -182,6 +182,12 @@ static int parse_flags(int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         const char *s = argv[a];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { usage(stdout); exit(0); }
+        if (!strcmp(s, "--version")) {
+            char line[256];
+            vit_build_line("vitd", line, sizeof line);
+            printf("%s\n", line);
+            exit(0);
+        }
         /* Amazon SageMaker starts a serving container as `docker run IMAGE serve` */
         if (!strcmp(s, "serve")) continue;
         if (strncmp(s, "--", 2) != 0) { fprintf(stderr, "vitd: unexpected argument '%s' (see --help)\n", s); return -1; }
