@@ -106,6 +106,7 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
 
 void srv_job_free(srv_job *j) {
     if (!j) return;
+    if (j->user_free) j->user_free(j->user);
     for (int i = 0; i < j->n; i++) vit_head_release(j->items[i].head);
     free(j);
 }

@@ -58,6 +58,8 @@ struct srv_job {
     atomic_int remaining;
     void (*done)(srv_job *job, void *arg);
     void *done_arg;
+    void *user;                /* the submitter's per-request state: user_free(user) runs in */
+    void (*user_free)(void *); /* srv_job_free, whether or not the request got its answer */
     srv_item items[];
 };
 

@@ -94,6 +94,8 @@ static void take_params(const cJSON *obj, jb_params *p) {
         else
             strcpy(p->attention, "?");                 /* the caller rejects it by name */
     }
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(obj, "normalize");
+    if (nz) p->normalize = cJSON_IsBool(nz) ? cJSON_IsTrue(nz) : 2;
 }
 
 cJSON *jb_json_parse(const uint8_t *body, size_t len, char *err, size_t errlen) {
@@ -105,6 +107,7 @@ cJSON *jb_json_parse(const uint8_t *body, size_t len, char *err, size_t errlen) 
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
+    p->normalize = -1;
     cJSON *root = jb_json_parse(body, len, err, errlen);
     if (!root) return JB_BAD_REQUEST;
     int rc = JB_BAD_REQUEST;
@@ -121,8 +124,8 @@ int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int 
         } else if (!strcmp(key, "parameters")) {
             if (!cJSON_IsObject(it)) { fail(rc, err, errlen, "\"parameters\" must be an object"); goto out; }
             take_params(it, p);
-        } else if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0) {
-            fail(rc, err, errlen, "unknown key \"%.40s\" (expected images, inputs, parameters, top_k, attention)", key);
+        } else if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0 && strcmp(key, "normalize") != 0) {
+            fail(rc, err, errlen, "unknown key \"%.40s\" (expected images, inputs, parameters, top_k, attention, normalize)", key);
             goto out;
         }
     }

@@ -1,6 +1,6 @@
 /* jsonbody.h: images sent as a JSON body (Content-Type: application/json), for clients that
  * cannot send multipart or raw bytes.  Two shapes are accepted:
- *   {"images": ["<base64>", ...], "top_k": 3, "attention": "cls"}           (ours)
+ *   {"images": ["<base64>", ...], "top_k": 3, "attention": "cls", "normalize": true} (ours)
  *   {"inputs": "<base64>" | ["<base64>", ...], "parameters": {"top_k": 3}}  (Hugging Face's
  *                                                  image-classification request)
  * Each image is standard or URL-safe base64 (padding optional, ASCII whitespace ignored, an
@@ -17,6 +17,7 @@ typedef struct jb_params {
     int top_k;              /* 0: not given; else the integer given (not range-checked here) */
     int top_k_invalid;      /* top_k present but not an integer */
     char attention[16];     /* "": not given */
+    int normalize;          /* POST /embed: -1 not given, 0/1 the boolean given, 2 not a boolean */
 } jb_params;
 
 enum { JB_BAD_REQUEST = -1, JB_TOO_MANY = -2, JB_BAD_BASE64 = -3 };

@@ -81,6 +81,7 @@ static int parse_output(const cJSON *o, const v2_model *m, int binary_default, v
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "parameters");
     if (check_params(p, out_names[w], err, errlen)) return -1;
     r->want = 1;
+    rq->order[rq->nout++] = w;
     if ((r->binary = param_bool(p, "binary_data", binary_default)) < 0)
         return v2_fail(err, errlen, "output '%s': \"binary_data\" must be a boolean", out_names[w]);
     long long k = 0;
@@ -104,7 +105,11 @@ static int parse_output(const cJSON *o, const v2_model *m, int binary_default, v
 static int parse_outputs(const cJSON *outs, const v2_model *m, int binary_default, v2_request *rq,
                          char *err, size_t errlen) {
     if (!outs) {                                    /* all of the model's outputs */
-        for (int i = 0; i < V2_NOUT; i++) { rq->out[i].want = 1; rq->out[i].binary = binary_default; }
+        for (int i = 0; i < V2_NOUT; i++) {
+            rq->out[i].want = 1;
+            rq->out[i].binary = binary_default;
+            rq->order[rq->nout++] = i;
+        }
         return 0;
     }
     if (!cJSON_IsArray(outs) || cJSON_GetArraySize(outs) == 0)
@@ -358,7 +363,7 @@ static size_t numel(const v2_tensor *t) {
 }
 
 /* the FP32 values as a JSON array text, each the shortest decimal that reads back as the float */
-static char *f32_array_text(const float *v, size_t n) {
+char *v2_f32_array_json(const float *v, size_t n) {
     char *s = malloc(n * 18 + 3);
     if (!s) return NULL;
     size_t w = 0;
@@ -400,7 +405,7 @@ static int add_output(cJSON *outs, const v2_tensor *t) {
         for (size_t i = 0; a && i < numel(t); i++) cJSON_AddItemToArray(a, cJSON_CreateString(t->strs[i]));
         return a ? 0 : -1;
     }
-    char *txt = f32_array_text(t->f32, numel(t));
+    char *txt = v2_f32_array_json(t->f32, numel(t));
     cJSON *raw = txt ? cJSON_CreateRaw(txt) : NULL;
     free(txt);
     return raw && cJSON_AddItemToObject(o, "data", raw) ? 0 : -1;

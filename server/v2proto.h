@@ -53,6 +53,8 @@ typedef struct v2_request {
     size_t *len;               /* pixels, each image's 3*H*W little-endian floats */
     float *pixel_buf;          /* malloc'd when pixel_values came as JSON numbers: free it */
     v2_output_req out[V2_NOUT];
+    int order[V2_NOUT];        /* the wanted outputs in the order the request named them */
+    int nout;
 } v2_request;
 
 /* Parse body[0..len) (changed: base64 images are decoded in place).  header_len: the value of
@@ -79,6 +81,10 @@ typedef struct v2_tensor {
  * malloc'd body, or NULL when out of memory. */
 char *v2_write_response(const char *model_name, const char *model_version, const v2_request *rq,
                         const v2_tensor *outs, int nout, size_t *len, size_t *header_len);
+
+/* n floats as a JSON array text, each the shortest decimal that reads back as the same float
+ * (malloc'd, NUL-terminated; NULL when out of memory). */
+char *v2_f32_array_json(const float *v, size_t n);
 
 /* "<score>:<index>:<label>" (":<label>" left out when label is NULL or empty) into buf. */
 void v2_class_string(char *buf, size_t n, float score, int index, const char *label);

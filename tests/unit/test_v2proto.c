@@ -188,7 +188,8 @@ static void outputs(void) {
     snprintf(j, sizeof j, "%s\"outputs\":[{\"name\":\"attention\",\"parameters\":{\"mode\":\"rollout\"}},{\"name\":\"probabilities\"}]}", in);
     int rc = parse(j, &rq);
     CHECK(rc == 0 && rq.out[V2_OUT_ATTENTION].want && rq.out[V2_OUT_ATTENTION].rollout && rq.out[V2_OUT_PROBS].want &&
-          !rq.out[V2_OUT_EMBEDDING].want, "attention rollout + probabilities (%s)", g_err);
+          !rq.out[V2_OUT_EMBEDDING].want && rq.nout == 2 && rq.order[0] == V2_OUT_ATTENTION && rq.order[1] == V2_OUT_PROBS,
+          "attention rollout + probabilities, in the request's order (%s)", g_err);
     struct { const char *outs, *want, *name; } bad[] = {
         {"[{\"name\":\"logits\"}]", "unexpected inference output 'logits'", "unknown output"},
         {"[{\"name\":\"embedding\"},{\"name\":\"embedding\"}]", "requested twice", "output twice"},
