@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "describe.h"
+#include "embed.h"
 #include "metrics.h"
 #include "jsonbody.h"
 #include "multipart.h"
@@ -201,6 +202,11 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
     MHD_destroy_response(r);
 }
 
+void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {
+    reply_raw(c, status, body, len, ctype);
+}
+double srv_conn_start_time(const srv_conn *c) { return c->t_start; }
+
 void srv_reply_json(srv_conn *c, int status, cJSON *root) {
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
@@ -217,7 +223,7 @@ void srv_reply_json(srv_conn *c, int status, cJSON *root) {
     reply_raw(c, status, s, n, "application/json");
 }
 
-static cJSON *error_obj(const char *code, const char *msg) {
+cJSON *srv_error_obj(const char *code, const char *msg) {
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", msg);
@@ -231,7 +237,7 @@ void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddItemToObject(root, "error", error_obj(code, msg));
+    cJSON_AddItemToObject(root, "error", srv_error_obj(code, msg));
     srv_reply_json(c, status, root);
 }
 
@@ -363,7 +369,7 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
         srv_item *it = &job->items[i];
         cJSON *r = cJSON_CreateObject();
         if (it->http != 200) {
-            cJSON_AddItemToObject(r, "error", error_obj(it->code ? it->code : "internal", it->err));
+            cJSON_AddItemToObject(r, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
             if (first_err < 0) first_err = i;
         } else {
             nok++;
@@ -401,7 +407,7 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
     if (nok == 0 && first_err >= 0) {
         srv_item *it = &job->items[first_err];
         status = it->http;
-        cJSON_AddItemToObject(root, "error", error_obj(it->code ? it->code : "internal", it->err));
+        cJSON_AddItemToObject(root, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
     }
     srv_reply_json(c, status, root);
 }
@@ -547,6 +553,9 @@ static void h_metrics(srv_conn *c) {
     reply_raw(c, 200, t, n, "text/plain; version=0.0.4; charset=utf-8");
 }
 
+static void h_embed(srv_conn *c) { embed_handle(c, &g_srv); }
+static void h_openapi(srv_conn *c) { openapi_handle(c, &g_srv); }
+
 typedef struct { const char *path, *methods; srv_handler h; int post; } route;
 static const route routes[] = {
     {"/classify", "POST", h_classify, 1},
@@ -557,6 +566,8 @@ static const route routes[] = {
     /* Amazon SageMaker's serving-container contract: GET /ping, POST /invocations on port 8080 */
     {"/ping", "GET, HEAD", h_readyz, 0},
     {"/invocations", "POST", h_classify, 1},
+    {"/embed", "POST", h_embed, 1},
+    {"/openapi.json", "GET, HEAD", h_openapi, 0},
 };
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */

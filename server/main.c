@@ -16,6 +16,7 @@
 #include "sdnotify.h"
 #include "server.h"
 #include "util.h"
+#include "v2_http.h"
 
 srv_state g_srv;
 
@@ -48,6 +49,8 @@ int server_set_active_head(vit_head *h) {
 }
 
 vit_head *server_get_active_head(void) { return batcher_get_head(g_srv.batcher); }
+
+static void route_v2(srv_conn *c) { v2_handle(c, &g_srv); }
 
 /* A start-up step failed (already logged): stop listening, free what was made, exit status 1. */
 static int start_failed(void) {
@@ -274,6 +277,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     char err[512];
+    if (srv_route_prefix("/v2", route_v2) != 0) { srv_log(SRV_LOG_ERROR, "cannot register the /v2 routes"); return 1; }
     int port = srv_http_start(err, sizeof err);
     if (port < 0) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
     srv_log(SRV_LOG_INFO, "listening on http://%s%s%s:%d (not ready: loading %s)", strchr(C->host, ':') ? "[" : "",

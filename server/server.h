@@ -102,6 +102,11 @@ const char *srv_conn_request_id(const srv_conn *c);
 int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_params *params);
 
 void srv_reply_json(srv_conn *c, int status, cJSON *root);    /* takes ownership of root */
+/* Any other body (malloc'd, taken over) with its Content-Type (NULL: none). */
+void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype);
+/* {"code", "message"}: the error object of a reply body or of one image's result */
+cJSON *srv_error_obj(const char *code, const char *msg);
+double srv_conn_start_time(const srv_conn *c);                /* vit_now() when the request began */
 void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
