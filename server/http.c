@@ -291,7 +291,9 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         else if (n < 0) srv_reply_error(c, 400, "bad_request", "%s", err);
         return n < 0 ? -1 : n;
     }
-    if (!ct || (tl == 10 && !strncasecmp(ct, "image/jpeg", 10)) || (tl == 9 && !strncasecmp(ct, "image/png", 9)) ||
+    /* a raw image: any image/ type (image/jpeg, image/png, image/jpg, image/any...), SageMaker's
+     * application/x-image, or octet-stream; the bytes decide the format */
+    if (!ct || (tl > 6 && !strncasecmp(ct, "image/", 6)) || (tl == 19 && !strncasecmp(ct, "application/x-image", 19)) ||
         (tl == 24 && !strncasecmp(ct, "application/octet-stream", 24))) {
         if (c->len == 0) {
             srv_reply_error(c, 400, "bad_request", "empty request body: send an image");
@@ -302,7 +304,7 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         return 1;
     }
     srv_reply_error(c, 415, "unsupported_media_type",
-                    "Content-Type %.*s not supported: use multipart/form-data, image/jpeg, image/png, application/octet-stream or application/json",
+                    "Content-Type %.*s not supported: use multipart/form-data, image/* (jpeg, png), application/x-image, application/octet-stream or application/json",
                     (int)(tl < 100 ? tl : 100), ct);
     return -1;
 }

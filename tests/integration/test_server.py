@@ -160,6 +160,13 @@ def main():
     check(st == 415 and len(r) == 2 and err_code(r[0]) == "unsupported_media_type" and err_code(r[1]) == "invalid_image"
           and err_code(b) == "unsupported_media_type", "all images bad: status of the first error, each its own", b)
 
+    # raw bodies under the types other tools send (SageMaker's examples: application/x-image):
+    # the bytes decide the format, so each answers as image/png does
+    want = d.json("POST", "/classify", PNG, {"Content-Type": "image/png"})[2].get("results")
+    for ct in ("application/x-image", "image/jpg", "image/*", "IMAGE/PNG; charset=binary"):
+        st, _, b = d.json("POST", "/classify", PNG, {"Content-Type": ct})
+        check(st == 200 and b.get("results") == want, f"Content-Type {ct}: the PNG classified as with image/png", (st, b))
+
     # error statuses
     st, _, b = d.json("POST", "/classify", GIF, {"Content-Type": "image/gif"})
     check(st == 415 and err_code(b) == "unsupported_media_type", "Content-Type image/gif -> 415", b)
