@@ -190,7 +190,11 @@ static void infer_done(srv_conn *c, srv_job *job, void *arg) {
     size_t len = 0, hl = 0;
     char *body = v2_write_response(x->st->model_name, V2_MODEL_VERSION, &x->rq, outs, x->rq.nout, &len, &hl);
     if (!body) { v2_error(c, 500, "out of memory"); return; }
-    if (hl == len) { srv_reply_raw(c, 200, body, len, "application/json"); return; }
+    if (hl == len) {                        /* JSON only: a trailing newline, as every JSON answer */
+        body[len] = '\n';
+        srv_reply_raw(c, 200, body, len + 1, "application/json");
+        return;
+    }
     char hv[32];
     snprintf(hv, sizeof hv, "%zu", hl);
     srv_conn_set_header(c, "Inference-Header-Content-Length", hv);

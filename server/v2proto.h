@@ -78,7 +78,7 @@ typedef struct v2_tensor {
 
 /* The response body: {"model_name", "model_version", "id"?, "outputs": [...]} then the binary
  * outputs in order.  *header_len: the JSON's length (== *len when nothing is binary).  Returns a
- * malloc'd body, or NULL when out of memory. */
+ * malloc'd body of *len + 1 bytes (the last a NUL), or NULL when out of memory. */
 char *v2_write_response(const char *model_name, const char *model_version, const v2_request *rq,
                         const v2_tensor *outs, int nout, size_t *len, size_t *header_len);
 
