@@ -1,3 +1,4 @@
+# asan: yes
 """test_v2.py: the Open Inference Protocol (KServe v2 REST, Triton's binary tensor data and
 classification extensions) against a real vitd on a free loopback port: every v2 endpoint,
 inference with encoded images as JSON base64 and as binary BYTES, preprocessed FP32 pixel_values
