@@ -357,6 +357,12 @@ def test_errors(d, png):
     one({"inputs": [ok_in]}, 415, "Content-Encoding gzip", "gzip body", {"Content-Encoding": "gzip"})
     one({"inputs": [image_input([png, b"\xff\xd8\xff\xe0junk"])]}, 400, "image 1:", "a corrupt second image")
     one({"inputs": [image_input([b"GIF89a" + b"\0" * 40])]}, 415, "image 0:", "a GIF")
+    # the same deadlines as /classify: with batches held 100 ms (--eager-dispatch 0), a 20 ms
+    # deadline expires in the queue -> 504 in the protocol's shape, nothing computed
+    st, _, data = post_infer(d, {"inputs": [ok_in]}, {"X-Request-Timeout-Ms": "20"})
+    check(is_v2_error(st, data, 504, "image 0: request deadline"), "X-Request-Timeout-Ms passed while queued: 504", data[:200])
+    st, _, data = post_infer(d, {"inputs": [ok_in]}, {"X-Request-Timeout-Ms": "soon"})
+    check(st == 400, "X-Request-Timeout-Ms not a number: 400", data[:200])
     many = image_input([png] * 65)
     one({"inputs": [many]}, 400, "batch size 65 outside [1, 64]", "65 images")
 
@@ -364,7 +370,7 @@ def test_errors(d, png):
 def main():
     png = read(os.path.join(DATA, "sneaker.png"))
     jpg = read(os.path.join(DATA, "server", "photo.jpg"))
-    d = Daemon("--threads", "1", "--max-batch", "4")
+    d = Daemon("--threads", "1", "--max-batch", "4", "--eager-dispatch", "0", "--max-delay-us", "100000")
     if not check(d.wait_ready(), "vitd ready", d.logtext()[-2000:]):
         return summary()
     test_health_and_metadata(d)
