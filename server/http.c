@@ -43,6 +43,9 @@ struct srv_conn {
     int job_done;                      /* set once every image finished (then resumed) */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
     char reqid[SRV_REQID_MAX + 1];     /* X-Request-Id: the client's (when well-formed) or ours */
+    logfmt_trace trace;                /* the client's W3C traceparent, when valid (has_trace) */
+    int has_trace;
+    char span[17];                     /* our span under that trace (16 hex) */
     struct srv_conn *next;             /* free list */
 };
 
@@ -130,6 +133,18 @@ static void request_id(srv_conn *c) {
     snprintf(c->reqid, sizeof c->reqid, "%08x%08x", (unsigned)g_reqid_prefix, (unsigned)(k & 0xffffffffu));
 }
 
+/* W3C trace context: a valid traceparent is kept; our span under it is this process's random
+ * prefix (scrambled, never 0) and a counter, so the response and the log name the same span */
+static void trace_context(srv_conn *c) {
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "traceparent");
+    c->has_trace = logfmt_trace_parse(h, &c->trace) == 0;
+    if (!c->has_trace) return;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reqid_seed);
+    uint64_t k = atomic_fetch_add(&g_reqid_counter, 1);
+    snprintf(c->span, sizeof c->span, "%08x%08x", (unsigned)(g_reqid_prefix * 2654435761u) | 1u, (unsigned)(k & 0xffffffffu));
+}
+
 const char *srv_conn_request_id(const srv_conn *c) { return c->reqid; }
 
 /* ---- accessors ------------------------------------------------------------------------ */
@@ -184,7 +199,7 @@ static void cors_headers(srv_conn *c, struct MHD_Response *r) {
     if (!allow) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", allow);
     if (strcmp(allow, "*") != 0) MHD_add_response_header(r, "Vary", "Origin");
-    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, traceparent, Inference-Header-Content-Length");
 }
 
 /* Queue body (malloc'd, taken over) with status. */
@@ -197,6 +212,11 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
+    if (c->has_trace) {
+        char tp[56];
+        logfmt_traceparent(tp, &c->trace, c->span);
+        MHD_add_response_header(r, "traceparent", tp);
+    }
     if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -585,7 +605,7 @@ static void preflight(srv_conn *c, const char *methods) {
     cors_headers(c, r);
     MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     MHD_add_response_header(r, "Access-Control-Allow-Headers",
-                            "Content-Type, Authorization, X-Request-Id, X-Request-Timeout-Ms");
+                            "Content-Type, Authorization, X-Request-Id, X-Request-Timeout-Ms, traceparent, Inference-Header-Content-Length");
     MHD_add_response_header(r, "Access-Control-Max-Age", "600");
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     MHD_queue_response(c->mhd, 204, r);
@@ -629,6 +649,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->method = c->method_buf;
         c->t_start = vit_now();
         request_id(c);
+        trace_context(c);
         atomic_fetch_add(&g_srv.inflight, 1);
         *ptr = c;
         if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
@@ -729,9 +750,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
             else if (ci->client_addr->sa_family == AF_INET6)
                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
         }
-        srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, c->method, c->url, status, c->images, ms, c->reqid,
-                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
-                toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
+        logfmt_access a = {.request_id = c->reqid, .method = c->method, .path = c->url, .client = ip,
+                           .trace_id = c->has_trace ? c->trace.trace_id : NULL, .span_id = c->has_trace ? c->span : NULL,
+                           .note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL :
+                                   toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "(timeout)" : "(aborted)",
+                           .status = status, .images = c->images, .duration_ms = ms, .head_version = -1};
+        srv_log_access(&a);
     }
     if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);

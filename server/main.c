@@ -20,20 +20,44 @@
 
 srv_state g_srv;
 
-void srv_log(int level, const char *fmt, ...) {
-    if (level > g_srv.cfg.log_level) return;
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
+static const char *const log_names[] = {"error", "warn", "info", "debug"};
+
+/* now as ISO 8601 UTC with milliseconds */
+static void log_time(char *buf, size_t n) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ vitd %s: %s\n", tm.tm_year + 1900, tm.tm_mon + 1,
-            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, names[level & 3], msg);
+    snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+void srv_log(int level, const char *fmt, ...) {
+    if (level > g_srv.cfg.log_level) return;
+    char msg[1024], t[96], line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_time(t, sizeof t);
+    logfmt_line(line, sizeof line, g_srv.cfg.log_format, t, log_names[level & 3], msg, NULL);
+    fprintf(stderr, "%s\n", line);
+}
+
+void srv_log_access(const logfmt_access *a) {
+    if (g_srv.cfg.log_level < SRV_LOG_INFO) return;
+    char t[96], line[2048];
+    log_time(t, sizeof t);
+    if (g_srv.cfg.log_format == LOGFMT_JSON) {
+        logfmt_line(line, sizeof line, LOGFMT_JSON, t, "info", "access", a);
+    } else {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "access %s %s %s %d images=%d %.1fms id=%s%s%s%s%s", a->client, a->method, a->path, a->status,
+                 a->images, a->duration_ms, a->request_id, a->trace_id ? " trace=" : "", a->trace_id ? a->trace_id : "",
+                 a->note ? " " : "", a->note ? a->note : "");
+        logfmt_line(line, sizeof line, LOGFMT_TEXT, t, "info", msg, NULL);
+    }
+    fprintf(stderr, "%s\n", line);
 }
 
 /* SIGTERM/SIGINT that reach a thread started before main (OpenBLAS's pool, created by a
@@ -64,11 +88,11 @@ static int start_failed(void) {
 
 /* ---- flags ---------------------------------------------------------------------------- */
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT } ftype;
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT } ftype;
 typedef struct { const char *name; ftype t; void *p; long lo, hi; const char *help; } flag;
 
 static char *opt_admin_token_file = "", *opt_state_dir = "", *opt_cors_origin = "";
-static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info";
+static char *opt_model, *opt_host, *opt_device = "auto", *opt_precision = "auto", *opt_log = "info", *opt_log_format = "text";
 static char *opt_input = "auto";
 static long opt_max_body_mb = 20;
 static srv_config *C = &g_srv.cfg;
@@ -99,6 +123,7 @@ static flag flags[] = {
     {"input", F_INPUT, &opt_input, 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, &g_srv.cfg.device_check, 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, &opt_log, 0, 0, "error|warn|info|debug (info logs every request)"},
+    {"log-format", F_LOGFMT, &opt_log_format, 0, 0, "text|json: json writes one object a line (time, level, msg; requests: request_id, method, path, status, duration_ms, images, client, trace_id)"},
     {"cors-origin", F_STR, &opt_cors_origin, 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, &opt_admin_token_file, 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, &opt_state_dir, 0, 0, "directory where the admin API keeps head versions"},
@@ -107,7 +132,7 @@ static flag flags[] = {
 
 static void flag_default_str(const flag *f, char *buf, size_t n) {
     switch (f->t) {
-    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: snprintf(buf, n, "%s", *(char **)f->p ? *(char **)f->p : ""); break;
+    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_LOGFMT: snprintf(buf, n, "%s", *(char **)f->p ? *(char **)f->p : ""); break;
     case F_INT: snprintf(buf, n, "%d", *(int *)f->p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(long *)f->p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(uint64_t *)f->p); break;
@@ -147,6 +172,9 @@ static int set_flag(const flag *f, const char *v, const char *src) {
         *(const char **)f->p = v; return 0;
     case F_INPUT:
         if (strcmp(v, "auto") && strcmp(v, "fp32") && strcmp(v, "fp16")) break;
+        *(const char **)f->p = v; return 0;
+    case F_LOGFMT:
+        if (strcmp(v, "text") && strcmp(v, "json")) break;
         *(const char **)f->p = v; return 0;
     case F_LOG:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") && strcmp(v, "debug")) break;
@@ -255,6 +283,7 @@ int main(int argc, char **argv) {
     C->cors_origin = opt_cors_origin;
     C->host = opt_host;
     C->max_body = (size_t)opt_max_body_mb << 20;
+    C->log_format = !strcmp(opt_log_format, "json") ? LOGFMT_JSON : LOGFMT_TEXT;
     C->log_level = !strcmp(opt_log, "error") ? 0 : !strcmp(opt_log, "warn") ? 1 : !strcmp(opt_log, "debug") ? 3 : 2;
     C->device = !strcmp(opt_device, "cpu") ? VIT_DEVICE_CPU : !strcmp(opt_device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
     /* auto: the engine picks FP16 on CUDA and FP32 on the CPU */

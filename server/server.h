@@ -16,6 +16,7 @@
 
 #include "batcher.h"
 #include "jsonbody.h"
+#include "logfmt.h"
 #include "vit.h"
 
 /* relative tolerance of the start-up device check: FP16 ViT-B/16 is ~1e-2 from FP32; a layout
@@ -40,6 +41,7 @@ typedef struct srv_config {
     uint64_t max_pixels;
     int drain_timeout_s;
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
+    int log_format;          /* LOGFMT_TEXT or LOGFMT_JSON (logfmt.h) */
     vit_device device;
     vit_precision precision;
     int device_check;        /* on CUDA: vit_device_check against the CPU before serving */
@@ -67,6 +69,8 @@ extern srv_state g_srv;
 
 /* ---- logging (stderr) ---------------------------------------------------------------- */
 void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One request's access line (at info), in --log-format's format. */
+void srv_log_access(const logfmt_access *a);
 enum { SRV_LOG_ERROR = 0, SRV_LOG_WARN, SRV_LOG_INFO, SRV_LOG_DEBUG };
 
 /* ---- HTTP (server/http.c) ------------------------------------------------------------ */
