@@ -184,6 +184,21 @@ int main(void) {
             CHECK_CLOSE(g16, w16, 3, 1e-5, "fp16: jpg behind a failed slot == direct vit_forward_f16");
             CHECK_CLOSE(g0, w0, 3, 1e-5, "fp16: png == direct vit_forward_f16");
             srv_job_free(jh);
+            /* preprocessed FP32 pixels into FP16 batch buffers: converted like a decoded image */
+            srv_job *jp16 = srv_job_new(b16, 2, SRV_WANT_PROBS, 1);
+            for (int i = 0; i < 2; i++) {
+                jp16->items[i].pixels = 1;
+                jp16->items[i].data = (const uint8_t *)(x + (size_t)i * el);
+                jp16->items[i].len = el * sizeof(float);
+            }
+            jp16->done = on_done;
+            before = atomic_load(&done_count);
+            batcher_submit(b16, jp16, NULL);
+            wait_done(before + 1);
+            CHECK(jp16->items[0].http == 200 && jp16->items[1].http == 200, "fp16: pixel items run");
+            CHECK_CLOSE(jp16->items[0].probs, ref16[0], (size_t)c->num_classes, 1e-5, "fp16: png pixels, every probability == direct vit_forward_f16");
+            CHECK_CLOSE(jp16->items[1].probs, ref16[1], (size_t)c->num_classes, 1e-5, "fp16: jpg pixels, every probability == direct vit_forward_f16");
+            srv_job_free(jp16);
             batcher_free(b16);
         }
         free(xh);
