@@ -383,7 +383,9 @@ def main():
     check('vitd_request_duration_seconds_count{path="/v2/models/{model}/infer"}' in text
           and 'vitd_requests_total{path="/v2/models/{model}/infer",status="400"}' in text
           and 'path="/v2/health/live"' in text, "/metrics: v2 requests under bounded path labels")
-    d.stop()
+    rc = d.stop()
+    check(rc == 0 and "ERROR: AddressSanitizer" not in d.logtext() and "runtime error" not in d.logtext(),
+          "vitd exits 0 on SIGTERM, no sanitizer report", (rc, d.logtext()[-1500:]))
     return summary()
 
 

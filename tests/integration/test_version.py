@@ -58,7 +58,9 @@ def main():
     check(st == 200 and data == doc and h.get("content-type") == "application/json",
           "GET /openapi.json: server/openapi.json byte for byte", (st, len(data), len(doc)))
     check(json.loads(data)["openapi"].startswith("3.1"), "an OpenAPI 3.1 document")
-    d.stop()
+    rc = d.stop()
+    check(rc == 0 and "ERROR: AddressSanitizer" not in d.logtext() and "runtime error" not in d.logtext(),
+          "vitd exits 0 on SIGTERM, no sanitizer report", (rc, d.logtext()[-1500:]))
     return summary()
 
 
