@@ -40,9 +40,15 @@ static double round_sig(double v) {
     return strtod(b, NULL);
 }
 
+typedef struct embed_ctx {
+    srv_state *st;
+    int normalize;
+} embed_ctx;
+
 static void embed_done(srv_conn *c, srv_job *job, void *arg) {
-    srv_state *st = *(srv_state **)job->user;
-    int normalize = arg != NULL, d = st->mc->feature_dim;
+    const embed_ctx *x = arg;
+    srv_state *st = x->st;
+    int normalize = x->normalize, d = st->mc->feature_dim;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", st->model_name);
     cJSON_AddNumberToObject(root, "dim", d);
@@ -102,13 +108,13 @@ void embed_handle(srv_conn *c, srv_state *st) {
     if (normalize < 0) { srv_reply_error(c, 400, "bad_request", "normalize must be true or false"); return; }
     srv_conn_set_images(c, n);
     srv_job *job = srv_job_new(st->batcher, n, SRV_WANT_FEATURES, 1);
-    srv_state **user = malloc(sizeof *user);
-    if (!job || !user) { srv_job_free(job); free(user); srv_reply_error(c, 500, "internal", "out of memory"); return; }
-    *user = st;
-    job->user = user;
+    embed_ctx *x = malloc(sizeof *x);
+    if (!job || !x) { srv_job_free(job); free(x); srv_reply_error(c, 500, "internal", "out of memory"); return; }
+    *x = (embed_ctx){.st = st, .normalize = normalize};
+    job->user = x;                          /* freed with the job, answered or not */
     job->user_free = free;
     for (int i = 0; i < n; i++) { job->items[i].data = data[i]; job->items[i].len = len[i]; }
-    srv_conn_submit(c, job, embed_done, normalize ? (void *)st : NULL);
+    srv_conn_submit(c, job, embed_done, x);
 }
 
 void openapi_handle(srv_conn *c, srv_state *st) {
