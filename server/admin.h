@@ -1,7 +1,8 @@
-/* admin.h: the admin API (issue 7): teach the served model new labels online by training its
- * head on stored example features, with background jobs, head versions, atomic activation,
- * rollback and persistence in a state directory.  Everything lives under /admin/ and needs
- * `Authorization: Bearer <token>`.
+/* admin.h: the admin API over HTTP (server/admin_http.c, plus admin_parse.c): teach the served
+ * model new labels online by training its head on stored example features, with background
+ * jobs, head versions, atomic activation and rollback.  Everything lives under /admin/ and needs
+ * `Authorization: Bearer <token>`.  What it keeps is in the admin store (admin_store.h; the
+ * state directory, store_dir.c); jobs run on the trainer (trainer.h).
  *
  *   token: --admin-token-file F (env VITD_ADMIN_TOKEN_FILE) (first line, surrounding whitespace trimmed), else the
  *          VITD_ADMIN_TOKEN environment variable; at least 16 bytes.  No token configured:
@@ -13,22 +14,37 @@
  *          and the directory fsynced.  Restored at start-up; a corrupt file is logged and skipped.
  *          Without --state-dir heads live in memory only.  Examples are never persisted.
  *
- * Threads: handlers run on HTTP threads and never block on training; one trainer thread (nice 10,
- * so /classify keeps priority) runs the jobs in order.  All admin state is behind one mutex. */
+ * Threads: handlers run on HTTP threads and never block on training; the store locks inside. */
 #ifndef SRV_ADMIN_H
 #define SRV_ADMIN_H
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admin_store.h"
+#include "http.h"
+#include "server.h"
+#include "trainer.h"
 #include "vit.h"
 
-/* The hooks server.h declares (weak there, so vitd links without this module):
- * admin_init: after the model and batcher are up: read the token, restore the state
- * (activating the persisted head), register the /admin/ route, start the trainer.  Returns 0,
- * or -1 with err set (unreadable token file, token too short, state dir unusable).
- * admin_shutdown: cancel running jobs, stop the trainer, free everything. */
-int admin_init(char *err, size_t errlen);
-void admin_shutdown(void);
+#define ADMIN_MAX_TOKEN 4096
+
+/* The admin token: from file when given (first line, trimmed), else $VITD_ADMIN_TOKEN, into
+ * tok.  1 read, 0 none configured (the API is off), -1 with err set (unreadable file, empty
+ * file, shorter than 16 or longer than ADMIN_MAX_TOKEN bytes, spaces or control characters). */
+int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen);
+
+typedef struct admin_http admin_http;
+typedef struct admin_http_opts {
+    srv_state *st;                /* the model's feature size, fingerprint and batcher */
+    adm_store *store;
+    trainer *trainer;             /* NULL when the API is off */
+    const char *token;            /* NULL or "": off (every /admin/ path answers 404) */
+} admin_http_opts;
+
+/* Register /admin/ on http.  Everything in o must outlive the HTTP server.  Returns the
+ * handlers' context (free it after the HTTP server stopped), or NULL with err set. */
+admin_http *admin_http_start(srv_http *http, const admin_http_opts *o, char *err, size_t errlen);
+void admin_http_free(admin_http *a);
 
 /* Strict parse of a POST /admin/train body (admin_parse.c): empty or a JSON object whose fields
  * (epochs, lr, batch_size, weight_decay, val_fraction, momentum, seed, optimizer, labels) are

@@ -31,7 +31,6 @@ typedef struct batch {
 
 typedef struct worker {
     batcher *b;
-    int id;
     vit_session *sess;
     pthread_t th;
     int started;
@@ -43,7 +42,6 @@ typedef struct worker {
 } worker;
 
 struct batcher {
-    const vit_model *model;
     const vit_config *cfg;
     batcher_opts o;
     size_t img_elems;          /* 3 * H * W */
@@ -348,11 +346,8 @@ static vit_status forward_buf(batcher *b, vit_session *s, const float *in, int n
     return vit_forward(s, in, n, h, out);
 }
 
-static void run_batch(worker *w, batch *bt) {
-    batcher *b = w->b;
-    const vit_config *c = b->cfg;
-    double t_start = vit_now();
-    /* drop failed and expired slots, compacting the tensors */
+/* Drop failed and expired slots, compacting the tensors; the count left. */
+static int compact_batch(batcher *b, batch *bt, double t_start) {
     int ngood = 0;
     for (int i = 0; i < bt->reserved; i++) {
         if (!bt->ok[i]) continue;
@@ -368,6 +363,72 @@ static void run_batch(worker *w, batch *bt) {
         }
         ngood++;
     }
+    return ngood;
+}
+
+/* The forward pass(es) over ngood images into w's buffers; *dt their time. */
+static vit_status forward_batch(worker *w, batch *bt, int ngood, int want, vit_head *head, double *dt) {
+    batcher *b = w->b;
+    const vit_config *c = b->cfg;
+    double t0 = vit_now();
+    *dt = 0;
+    if (ensure_logits(w, vit_head_num_classes(head)) != 0) return VIT_E_NOMEM;
+    /* CLS attention and rollout share one buffer; a batch wanting both is rare (two
+     * requests with different modes): run rollout's forward separately below. */
+    vit_outputs out = {.logits = w->logits};
+    if (want & SRV_WANT_FEATURES) out.features = w->features;
+    if (want & SRV_WANT_ATTN_CLS) out.attn_cls = w->attn;
+    else if (want & SRV_WANT_ROLLOUT) out.attn_rollout = w->attn;
+    vit_status st = forward_buf(b, w->sess, bt->input, ngood, head, &out);
+    *dt = vit_now() - t0;
+    if (st != VIT_OK) return st;
+    for (int i = 0; i < ngood; i++) {
+        srv_item *it = bt->items[i];
+        if ((it->job->want & SRV_WANT_ATTN_CLS) && it->attn)
+            memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
+    }
+    if ((want & SRV_WANT_ATTN_CLS) && (want & SRV_WANT_ROLLOUT)) {
+        vit_outputs o2 = {.attn_rollout = w->attn};
+        st = forward_buf(b, w->sess, bt->input, ngood, head, &o2);
+        *dt = vit_now() - t0;
+    }
+    return st;
+}
+
+/* Image i's result from w's buffers: top-k, every probability (SRV_WANT_PROBS), attention,
+ * features; the job may complete. */
+static void item_result(worker *w, srv_item *it, int i, vit_head *head, double dt, int ngood) {
+    const vit_config *c = w->b->cfg;
+    int C = vit_head_num_classes(head);
+    float *row = w->logits + (size_t)i * C;
+    vit_softmax(row, C);
+    if (it->probs) {
+        if (C > it->job->probs_cap) {
+            item_fail(it, 503, "head_changed", "the active head changed its classes while queued: retry");
+            return;
+        }
+        memcpy(it->probs, row, sizeof(float) * (size_t)C);
+        it->nprobs = C;
+    }
+    int k = it->job->top_k < C ? it->job->top_k : C;
+    it->k = vit_topk(row, C, k, it->topk_idx);
+    for (int j = 0; j < it->k; j++) it->topk_score[j] = row[it->topk_idx[j]];
+    if ((it->job->want & SRV_WANT_ROLLOUT) && it->attn)
+        memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
+    if (it->features)
+        memcpy(it->features, w->features + (size_t)i * c->feature_dim, sizeof(float) * (size_t)c->feature_dim);
+    vit_head_retain(head);
+    it->head = head;
+    it->infer_s = dt;
+    it->batch_size = ngood;
+    it->http = 200;
+    item_finish(it);
+}
+
+static void run_batch(worker *w, batch *bt) {
+    batcher *b = w->b;
+    double t_start = vit_now();
+    int ngood = compact_batch(b, bt, t_start);
     if (ngood == 0) return;
     int want = 0;
     for (int i = 0; i < ngood; i++) {
@@ -378,62 +439,15 @@ static void run_batch(worker *w, batch *bt) {
         metrics_observe(MET_QUEUE_SECONDS, it->queue_s);
     }
     vit_head *head = batcher_get_head(b);
-    int C = vit_head_num_classes(head);
+    double dt;
+    vit_status st = forward_batch(w, bt, ngood, want, head, &dt);
     char msg[200];
-    vit_status st = VIT_E_NOMEM;
-    double t0 = vit_now(), dt = 0;
-    if (ensure_logits(w, C) == 0) {
-        /* CLS attention and rollout share one buffer; a batch wanting both is rare (two
-         * requests with different modes): run rollout's forward separately below. */
-        vit_outputs out = {.logits = w->logits};
-        if (want & SRV_WANT_FEATURES) out.features = w->features;
-        if (want & SRV_WANT_ATTN_CLS) out.attn_cls = w->attn;
-        else if (want & SRV_WANT_ROLLOUT) out.attn_rollout = w->attn;
-        st = forward_buf(b, w->sess, bt->input, ngood, head, &out);
-        dt = vit_now() - t0;
-        if (st == VIT_OK) {
-            for (int i = 0; i < ngood; i++) {
-                srv_item *it = bt->items[i];
-                if ((it->job->want & SRV_WANT_ATTN_CLS) && it->attn)
-                    memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
-            }
-            if ((want & SRV_WANT_ATTN_CLS) && (want & SRV_WANT_ROLLOUT)) {
-                vit_outputs o2 = {.attn_rollout = w->attn};
-                st = forward_buf(b, w->sess, bt->input, ngood, head, &o2);
-                dt = vit_now() - t0;
-            }
-        }
-    }
-    if (st != VIT_OK)
-        snprintf(msg, sizeof msg, "inference failed: %s", vit_session_errmsg(w->sess));
+    if (st != VIT_OK) snprintf(msg, sizeof msg, "inference failed: %s", vit_session_errmsg(w->sess));
     metrics_observe(MET_INFER_SECONDS, dt);
     metrics_observe(MET_BATCH_SIZE, ngood);
     for (int i = 0; i < ngood; i++) {
-        srv_item *it = bt->items[i];
-        if (st != VIT_OK) { item_fail(it, 500, "inference_failed", msg); continue; }
-        float *row = w->logits + (size_t)i * C;
-        vit_softmax(row, C);
-        if (it->probs) {
-            if (C > it->job->probs_cap) {
-                item_fail(it, 503, "head_changed", "the active head changed its classes while queued: retry");
-                continue;
-            }
-            memcpy(it->probs, row, sizeof(float) * (size_t)C);
-            it->nprobs = C;
-        }
-        int k = it->job->top_k < C ? it->job->top_k : C;
-        it->k = vit_topk(row, C, k, it->topk_idx);
-        for (int j = 0; j < it->k; j++) it->topk_score[j] = row[it->topk_idx[j]];
-        if ((it->job->want & SRV_WANT_ROLLOUT) && it->attn)
-            memcpy(it->attn, w->attn + (size_t)i * c->num_patches, sizeof(float) * (size_t)c->num_patches);
-        if (it->features)
-            memcpy(it->features, w->features + (size_t)i * c->feature_dim, sizeof(float) * (size_t)c->feature_dim);
-        vit_head_retain(head);
-        it->head = head;
-        it->infer_s = dt;
-        it->batch_size = ngood;
-        it->http = 200;
-        item_finish(it);
+        if (st != VIT_OK) item_fail(bt->items[i], 500, "inference_failed", msg);
+        else item_result(w, bt->items[i], i, head, dt, ngood);
     }
     vit_head_release(head);
     pthread_mutex_lock(&b->mu);
@@ -467,13 +481,86 @@ static void *worker_main(void *arg) {
 
 /* ---- lifetime ------------------------------------------------------------------------- */
 
+/* One session per worker with its output buffers. */
+static vit_status make_workers(batcher *b, const vit_model *m, char *err, size_t errlen) {
+    const batcher_opts *o = &b->o;
+    for (int i = 0; i < o->workers; i++) {
+        worker *w = &b->workers[i];
+        w->b = b;
+        vit_session_opts so = {.max_batch = o->max_batch, .threads = o->threads, .device = o->device,
+                               .precision = o->precision, .gpu_id = 0};
+        vit_status st = vit_session_new(m, &so, &w->sess, err, errlen);
+        if (st != VIT_OK) return st;
+        w->features = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->feature_dim);
+        w->attn = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->num_patches);
+        w->good = malloc(sizeof(int) * (size_t)o->max_batch);
+        if (!w->features || !w->attn || !w->good || ensure_logits(w, b->cfg->num_classes) != 0)
+            return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
+    }
+    return VIT_OK;
+}
+
+/* The batch buffers decoders fill: pinned on CUDA, so a batch goes to the GPU in one DMA
+ * straight from here (any session of the model would do: all are on one device); FP16 when
+ * the sessions read that fastest (vit_input_alloc's buffer holds either). */
+static vit_status make_buffers(batcher *b, char *err, size_t errlen) {
+    const batcher_opts *o = &b->o;
+    b->in_type = o->input_f16 > 0 ? VIT_INPUT_F16 : o->input_f16 < 0 ? VIT_INPUT_F32
+                                                   : vit_session_input_type(b->workers[0].sess);
+    b->img_bytes = b->img_elems * (b->in_type == VIT_INPUT_F16 ? sizeof(uint16_t) : sizeof(float));
+    for (int i = 0; i < o->decoders; i++) {
+        b->dec_args[i].b = b;
+        if (b->in_type == VIT_INPUT_F16 &&
+            !(b->dec_args[i].scratch = aligned_alloc(64, (b->img_elems * sizeof(float) + 63) / 64 * 64)))
+            return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
+    }
+    for (int i = 0; i < b->nbufs; i++) {
+        batch *bt = &b->bufs[i];
+        bt->input = vit_input_alloc(b->workers[0].sess, o->max_batch);
+        bt->items = calloc((size_t)o->max_batch, sizeof *bt->items);
+        bt->ok = calloc((size_t)o->max_batch, 1);
+        if (!bt->input || !bt->items || !bt->ok) return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
+        bt->next = b->free_list;
+        b->free_list = bt;
+    }
+    return VIT_OK;
+}
+
+/* Warm-up: one full batch of zeros through every path the server uses, on every worker. */
+static vit_status warm_up(batcher *b, char *err, size_t errlen) {
+    for (int i = 0; i < b->o.workers; i++) {
+        worker *w = &b->workers[i];
+        float *x = b->bufs[0].input;
+        memset(x, 0, b->img_bytes * (size_t)b->o.max_batch);   /* zeros in either type */
+        vit_outputs wo = {.logits = w->logits, .features = w->features, .attn_cls = w->attn};
+        double t0 = vit_now();
+        vit_status st = forward_buf(b, w->sess, x, b->o.max_batch, b->head, &wo);
+        if (st != VIT_OK) return vit_errf(st, err, errlen, "warm-up forward failed: %s", vit_session_errmsg(w->sess));
+        b->ewma_batch_s = vit_now() - t0;
+    }
+    return VIT_OK;
+}
+
+static vit_status start_threads(batcher *b, char *err, size_t errlen) {
+    for (int i = 0; i < b->o.workers; i++) {
+        if (pthread_create(&b->workers[i].th, NULL, worker_main, &b->workers[i]) != 0)
+            return vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start worker thread");
+        b->workers[i].started = 1;
+    }
+    for (int i = 0; i < b->o.decoders; i++) {
+        if (pthread_create(&b->decoders[i], NULL, decoder_main, &b->dec_args[i]) != 0)
+            return vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start decoder thread");
+        b->ndec_started++;
+    }
+    return VIT_OK;
+}
+
 vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out, char *err, size_t errlen) {
     *out = NULL;
     if (o->max_batch < 1 || o->max_queue < 1 || o->workers < 1 || o->decoders < 1)
         return vit_errf(VIT_E_ARG, err, errlen, "batcher: max_batch, max_queue, workers, decoders must be >= 1");
     batcher *b = calloc(1, sizeof *b);
     if (!b) return vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory");
-    b->model = m;
     b->cfg = vit_model_config(m);
     b->o = *o;
     b->img_elems = (size_t)3 * b->cfg->preprocess.out_h * b->cfg->preprocess.out_w;
@@ -485,86 +572,28 @@ vit_status batcher_new(const vit_model *m, const batcher_opts *o, batcher **out,
     pthread_cond_init(&b->cv_work, NULL);
     b->head = vit_model_head(m);
     vit_head_retain(b->head);
-    vit_status st = VIT_OK;
     b->ring = calloc((size_t)o->max_queue, sizeof *b->ring);
     b->nbufs = 2 * o->workers;
     b->bufs = calloc((size_t)b->nbufs, sizeof *b->bufs);
     b->workers = calloc((size_t)o->workers, sizeof *b->workers);
     b->decoders = calloc((size_t)o->decoders, sizeof *b->decoders);
     b->dec_args = calloc((size_t)o->decoders, sizeof *b->dec_args);
-    if (!b->ring || !b->bufs || !b->workers || !b->decoders || !b->dec_args) { st = VIT_E_NOMEM; goto fail_nomem; }
-    for (int i = 0; i < o->workers; i++) {
-        worker *w = &b->workers[i];
-        w->b = b; w->id = i;
-        vit_session_opts so = {.max_batch = o->max_batch, .threads = o->threads, .device = o->device,
-                               .precision = o->precision, .gpu_id = 0};
-        st = vit_session_new(m, &so, &w->sess, err, errlen);
-        if (st != VIT_OK) goto fail;
-        w->features = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->feature_dim);
-        w->attn = malloc(sizeof(float) * (size_t)o->max_batch * (size_t)b->cfg->num_patches);
-        w->good = malloc(sizeof(int) * (size_t)o->max_batch);
-        if (!w->features || !w->attn || !w->good || ensure_logits(w, b->cfg->num_classes) != 0) { st = VIT_E_NOMEM; goto fail_nomem; }
+    vit_status st = !b->ring || !b->bufs || !b->workers || !b->decoders || !b->dec_args
+                        ? vit_errf(VIT_E_NOMEM, err, errlen, "batcher: out of memory") : VIT_OK;
+    if (st == VIT_OK) st = make_workers(b, m, err, errlen);
+    if (st == VIT_OK) st = make_buffers(b, err, errlen);
+    if (st == VIT_OK) st = warm_up(b, err, errlen);
+    if (st == VIT_OK) {
+        b->device = vit_session_device(b->workers[0].sess);
+        b->precision = vit_session_precision(b->workers[0].sess);
+        st = start_threads(b, err, errlen);
     }
-    /* the batch buffers decoders fill: pinned on CUDA, so a batch goes to the GPU in one DMA
-     * straight from here (any session of the model would do: all are on one device); FP16 when
-     * the sessions read that fastest (vit_input_alloc's buffer holds either) */
-    b->in_type = o->input_f16 > 0 ? VIT_INPUT_F16 : o->input_f16 < 0 ? VIT_INPUT_F32
-                                                   : vit_session_input_type(b->workers[0].sess);
-    b->img_bytes = b->img_elems * (b->in_type == VIT_INPUT_F16 ? sizeof(uint16_t) : sizeof(float));
-    for (int i = 0; i < o->decoders; i++) {
-        b->dec_args[i].b = b;
-        if (b->in_type == VIT_INPUT_F16 &&
-            !(b->dec_args[i].scratch = aligned_alloc(64, (b->img_elems * sizeof(float) + 63) / 64 * 64))) {
-            st = VIT_E_NOMEM;
-            goto fail_nomem;
-        }
-    }
-    for (int i = 0; i < b->nbufs; i++) {
-        batch *bt = &b->bufs[i];
-        bt->input = vit_input_alloc(b->workers[0].sess, o->max_batch);
-        bt->items = calloc((size_t)o->max_batch, sizeof *bt->items);
-        bt->ok = calloc((size_t)o->max_batch, 1);
-        if (!bt->input || !bt->items || !bt->ok) { st = VIT_E_NOMEM; goto fail_nomem; }
-        bt->next = b->free_list;
-        b->free_list = bt;
-    }
-    for (int i = 0; i < o->workers; i++) {
-        worker *w = &b->workers[i];
-        /* warm-up: one full batch of zeros through every path the server uses */
-        float *x = b->bufs[0].input;
-        memset(x, 0, b->img_bytes * (size_t)o->max_batch);   /* zeros in either type */
-        vit_outputs wo = {.logits = w->logits, .features = w->features, .attn_cls = w->attn};
-        double t0 = vit_now();
-        st = forward_buf(b, w->sess, x, o->max_batch, b->head, &wo);
-        if (st != VIT_OK) {
-            vit_errf(st, err, errlen, "warm-up forward failed: %s", vit_session_errmsg(w->sess));
-            goto fail;
-        }
-        b->ewma_batch_s = vit_now() - t0;
-    }
-    b->device = vit_session_device(b->workers[0].sess);
-    b->precision = vit_session_precision(b->workers[0].sess);
-    for (int i = 0; i < o->workers; i++) {
-        if (pthread_create(&b->workers[i].th, NULL, worker_main, &b->workers[i]) != 0) {
-            st = vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start worker thread");
-            goto fail;
-        }
-        b->workers[i].started = 1;
-    }
-    for (int i = 0; i < o->decoders; i++) {
-        if (pthread_create(&b->decoders[i], NULL, decoder_main, &b->dec_args[i]) != 0) {
-            st = vit_errf(VIT_E_INTERNAL, err, errlen, "batcher: cannot start decoder thread");
-            goto fail;
-        }
-        b->ndec_started++;
+    if (st != VIT_OK) {
+        batcher_free(b);
+        return st;
     }
     *out = b;
     return VIT_OK;
-fail_nomem:
-    vit_errf(st, err, errlen, "batcher: out of memory");
-fail:
-    batcher_free(b);
-    return st;
 }
 
 void batcher_free(batcher *b) {

@@ -13,7 +13,7 @@
 #include "util.h"
 #include "v2proto.h"
 
-#define EMBED_MAX_IMAGES 64    /* as multipart parts: images per request whatever --max-images says */
+#define EMBED_MAX_IMAGES SRV_MAX_PARTS    /* images per request, whatever --max-images says */
 
 /* the `normalize` option: the query's, else the JSON body's; -1 when malformed */
 static int normalize_option(srv_conn *c, const jb_params *jp) {
@@ -92,7 +92,8 @@ static void embed_done(srv_conn *c, srv_job *job, void *arg) {
     srv_reply_json(c, status, root);
 }
 
-void embed_handle(srv_conn *c, srv_state *st) {
+static void embed_handle(srv_conn *c, void *ctx) {
+    srv_state *st = ctx;
     if (!atomic_load(&st->ready)) {
         srv_conn_set_header(c, "Retry-After", "1");
         srv_reply_error(c, 503, "not_ready", "model is loading");
@@ -117,12 +118,17 @@ void embed_handle(srv_conn *c, srv_state *st) {
     srv_conn_submit(c, job, embed_done, x);
 }
 
-void openapi_handle(srv_conn *c, srv_state *st) {
-    (void)st;
+static void openapi_handle(srv_conn *c, void *ctx) {
+    (void)ctx;
     size_t n = 0;
     const char *doc = srv_openapi_json(&n);
     char *b = malloc(n + 1);
     if (!b) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
     memcpy(b, doc, n + 1);
     srv_reply_raw(c, 200, b, n, "application/json");
+}
+
+int embed_register(srv_http *h, srv_state *st) {
+    if (srv_http_route(h, "/embed", "POST", embed_handle, st) != 0) return -1;
+    return srv_http_route(h, "/openapi.json", "GET, HEAD", openapi_handle, st);
 }

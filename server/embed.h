@@ -4,9 +4,11 @@
  * through the same batcher, deadlines and limits. */
 #ifndef SRV_EMBED_H
 #define SRV_EMBED_H
+#include "http.h"
 #include "server.h"
 
-void embed_handle(srv_conn *c, srv_state *st);      /* POST /embed[?normalize=true] */
-void openapi_handle(srv_conn *c, srv_state *st);    /* GET /openapi.json */
+/* Register POST /embed[?normalize=true] and GET /openapi.json on h; st must outlive h.
+ * 0, or -1 when the route table is full. */
+int embed_register(srv_http *h, srv_state *st);
 
 #endif

@@ -1,7 +1,10 @@
-/* http.c: the libmicrohttpd side of vitd: routing, per-connection context, bounded streaming
- * body accumulation (Content-Length checked first, then every chunk), JSON error bodies, the
- * built-in endpoints (/classify, /healthz, /readyz, /v1/models, /metrics), suspend/resume around
- * the batcher, and one access-log line per request.  See server.h for the handler API. */
+/* http.c: the transport (see http.h): libmicrohttpd, the route table, per-connection context,
+ * bounded streaming body accumulation (Content-Length checked first, then every chunk), JSON
+ * error bodies, CORS, suspend/resume around the batcher, and one access-log line per request.
+ * The shared state arrives as libmicrohttpd's closure argument (the srv_http) and is reached
+ * from each connection; the endpoints live in routes.c and admin_http.c. */
+#include "http.h"
+
 #include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,22 +19,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "describe.h"
-#include "embed.h"
+#include "log.h"
+#include "logfmt.h"
 #include "metrics.h"
-#include "jsonbody.h"
 #include "multipart.h"
-#include "server.h"
 #include "util.h"
 
-#define MAX_PARTS 64
-#define MAX_PREFIX_ROUTES 8
+#define MAX_PARTS SRV_MAX_PARTS
+#define MAX_ROUTES 32
 
 struct srv_conn {
     struct MHD_Connection *mhd;
+    srv_http *http;                    /* the server (its state and config) */
     const char *url, *method;          /* copies below (libmicrohttpd's may not outlive the request) */
     char url_buf[256], method_buf[16];
     srv_handler handler;
+    void *handler_ctx;
     uint8_t *body;
     size_t len, cap;
     double t_start;
@@ -49,19 +52,36 @@ struct srv_conn {
     struct srv_conn *next;             /* free list */
 };
 
+typedef struct route {
+    char path[64];                     /* the exact path, or the prefix */
+    char methods[32];                  /* exact routes: "GET, HEAD", "POST" */
+    int prefix;
+    srv_handler fn;
+    void *ctx;
+} route;
+
 /* Finished request contexts are kept (with their body buffers up to CONN_KEEP_BODY) for the next
  * requests, so a steady load allocates no context and no body buffer per request. */
 #define CONN_POOL_MAX 64
 #define CONN_KEEP_BODY ((size_t)1 << 20)
-static pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct srv_conn *g_pool;
-static int g_pool_n;
 
-static struct srv_conn *conn_get(void) {
-    pthread_mutex_lock(&g_pool_mu);
-    struct srv_conn *c = g_pool;
-    if (c) { g_pool = c->next; g_pool_n--; }
-    pthread_mutex_unlock(&g_pool_mu);
+struct srv_http {
+    struct MHD_Daemon *mhd;
+    srv_state *st;
+    const srv_config *cfg;             /* &st->cfg */
+    route routes[MAX_ROUTES];
+    atomic_int nroutes;                /* entries below it are complete (release/acquire) */
+    pthread_mutex_t routes_mu;         /* serialises registrations */
+    pthread_mutex_t pool_mu;
+    struct srv_conn *pool;
+    int pool_n;
+};
+
+static struct srv_conn *conn_get(srv_http *h) {
+    pthread_mutex_lock(&h->pool_mu);
+    struct srv_conn *c = h->pool;
+    if (c) { h->pool = c->next; h->pool_n--; }
+    pthread_mutex_unlock(&h->pool_mu);
     if (!c) return calloc(1, sizeof *c);
     uint8_t *body = c->body;
     size_t cap = c->cap;
@@ -71,37 +91,59 @@ static struct srv_conn *conn_get(void) {
     return c;
 }
 
-static void conn_put(struct srv_conn *c) {
+static void conn_put(srv_http *h, struct srv_conn *c) {
     if (c->cap > CONN_KEEP_BODY) { free(c->body); c->body = NULL; c->cap = 0; }
-    pthread_mutex_lock(&g_pool_mu);
-    if (g_pool_n < CONN_POOL_MAX) { c->next = g_pool; g_pool = c; g_pool_n++; c = NULL; }
-    pthread_mutex_unlock(&g_pool_mu);
+    pthread_mutex_lock(&h->pool_mu);
+    if (h->pool_n < CONN_POOL_MAX) { c->next = h->pool; h->pool = c; h->pool_n++; c = NULL; }
+    pthread_mutex_unlock(&h->pool_mu);
     if (c) { free(c->body); free(c); }
 }
 
-static void conn_pool_free(void) {
-    pthread_mutex_lock(&g_pool_mu);
-    while (g_pool) { struct srv_conn *c = g_pool; g_pool = c->next; free(c->body); free(c); }
-    g_pool_n = 0;
-    pthread_mutex_unlock(&g_pool_mu);
+static void conn_pool_free(srv_http *h) {
+    pthread_mutex_lock(&h->pool_mu);
+    while (h->pool) { struct srv_conn *c = h->pool; h->pool = c->next; free(c->body); free(c); }
+    h->pool_n = 0;
+    pthread_mutex_unlock(&h->pool_mu);
 }
 
-static struct MHD_Daemon *g_mhd;
-static struct { char prefix[64]; srv_handler h; } g_prefix[MAX_PREFIX_ROUTES];
-static atomic_int g_nprefix;                 /* entries below it are complete (release/acquire) */
-static pthread_mutex_t g_prefix_mu = PTHREAD_MUTEX_INITIALIZER;
+/* ---- routes ----------------------------------------------------------------------------- */
 
-int srv_route_prefix(const char *prefix, srv_handler h) {
-    pthread_mutex_lock(&g_prefix_mu);
-    int n = atomic_load(&g_nprefix);
-    if (n >= MAX_PREFIX_ROUTES || strlen(prefix) >= sizeof g_prefix[0].prefix) {
-        pthread_mutex_unlock(&g_prefix_mu);
+static int route_add(srv_http *h, const char *path, const char *methods, int prefix, srv_handler fn, void *ctx) {
+    pthread_mutex_lock(&h->routes_mu);
+    int n = atomic_load(&h->nroutes);
+    if (n >= MAX_ROUTES || strlen(path) >= sizeof h->routes[0].path ||
+        strlen(methods) >= sizeof h->routes[0].methods) {
+        pthread_mutex_unlock(&h->routes_mu);
         return -1;
     }
-    snprintf(g_prefix[n].prefix, sizeof g_prefix[0].prefix, "%s", prefix);
-    g_prefix[n].h = h;
-    atomic_store_explicit(&g_nprefix, n + 1, memory_order_release);
-    pthread_mutex_unlock(&g_prefix_mu);
+    route *r = &h->routes[n];
+    snprintf(r->path, sizeof r->path, "%s", path);
+    snprintf(r->methods, sizeof r->methods, "%s", methods);
+    r->prefix = prefix;
+    r->fn = fn;
+    r->ctx = ctx;
+    atomic_store_explicit(&h->nroutes, n + 1, memory_order_release);
+    pthread_mutex_unlock(&h->routes_mu);
+    return 0;
+}
+
+int srv_http_route(srv_http *h, const char *path, const char *methods, srv_handler fn, void *ctx) {
+    return route_add(h, path, methods, 0, fn, ctx);
+}
+
+int srv_http_route_prefix(srv_http *h, const char *prefix, srv_handler fn, void *ctx) {
+    return route_add(h, prefix, "", 1, fn, ctx);
+}
+
+/* method is one of the comma-separated tokens of list */
+static int method_in(const char *method, const char *list) {
+    size_t n = strlen(method);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t l = strcspn(p, ", ");
+        if (l == n && !strncmp(p, method, n)) return 1;
+        p += l;
+    }
     return 0;
 }
 
@@ -157,6 +199,7 @@ const char *srv_conn_query(srv_conn *c, const char *key) {
 const char *srv_conn_header(srv_conn *c, const char *key) {
     return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, key);
 }
+double srv_conn_start_time(const srv_conn *c) { return c->t_start; }
 const uint8_t *srv_conn_body(const srv_conn *c, size_t *len) {
     if (len) *len = c->len;
     return c->body;
@@ -176,7 +219,7 @@ void srv_conn_set_header(srv_conn *c, const char *name, const char *val) { set_h
 /* The Access-Control-Allow-Origin value for this request's Origin: "*" when the list is "*", the
  * origin itself when the comma-separated list names it exactly, else NULL (no CORS headers). */
 static const char *cors_allow(srv_conn *c) {
-    const char *list = g_srv.cfg.cors_origin;
+    const char *list = c->http->cfg->cors_origin;
     if (!list || !*list) return NULL;
     if (!strcmp(list, "*")) return "*";
     const char *o = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "Origin");
@@ -203,7 +246,7 @@ static void cors_headers(srv_conn *c, struct MHD_Response *r) {
 }
 
 /* Queue body (malloc'd, taken over) with status. */
-static void reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {
+void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {
     if (c->status) { free(body); return; }    /* one reply per request */
     c->status = status;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
@@ -217,15 +260,10 @@ static void reply_raw(srv_conn *c, int status, char *body, size_t len, const cha
         logfmt_traceparent(tp, &c->trace, c->span);
         MHD_add_response_header(r, "traceparent", tp);
     }
-    if (atomic_load(&g_srv.draining)) MHD_add_response_header(r, "Connection", "close");
+    if (atomic_load(&c->http->st->draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
 }
-
-void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype) {
-    reply_raw(c, status, body, len, ctype);
-}
-double srv_conn_start_time(const srv_conn *c) { return c->t_start; }
 
 void srv_reply_json(srv_conn *c, int status, cJSON *root) {
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;
@@ -240,7 +278,7 @@ void srv_reply_json(srv_conn *c, int status, cJSON *root) {
     /* a trailing newline keeps curl output tidy */
     char *t = realloc(s, n + 2);
     if (t) { s = t; s[n++] = '\n'; s[n] = '\0'; }
-    reply_raw(c, status, s, n, "application/json");
+    srv_reply_raw(c, status, s, n, "application/json");
 }
 
 cJSON *srv_error_obj(const char *code, const char *msg) {
@@ -354,7 +392,7 @@ int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg) {
     job->done_arg = c;
     atomic_fetch_add(&job->remaining, 1);          /* hold: completion cannot race the suspend */
     int retry = 1;
-    if (batcher_submit(g_srv.batcher, job, &retry) != 0) {
+    if (batcher_submit(c->http->st->batcher, job, &retry) != 0) {
         srv_job_free(job);
         char ra[16];
         snprintf(ra, sizeof ra, "%d", retry);
@@ -370,227 +408,6 @@ int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg) {
     return 0;
 }
 
-/* ---- built-in endpoints --------------------------------------------------------------- */
-
-/* a float as the shortest double that prints with `digits` significant digits (short JSON) */
-static double round_sig(double v, int digits) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%.*g", digits, v);
-    return strtod(buf, NULL);
-}
-
-static void classify_done(srv_conn *c, srv_job *job, void *arg) {
-    (void)arg;
-    const vit_config *mc = g_srv.mc;
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", g_srv.model_name);
-    cJSON *results = cJSON_AddArrayToObject(root, "results");
-    double dec = 0, que = 0, inf = 0;
-    int bs = 0, nok = 0, first_err = -1;
-    for (int i = 0; i < job->n; i++) {
-        srv_item *it = &job->items[i];
-        cJSON *r = cJSON_CreateObject();
-        if (it->http != 200) {
-            cJSON_AddItemToObject(r, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
-            if (first_err < 0) first_err = i;
-        } else {
-            nok++;
-            cJSON *preds = cJSON_AddArrayToObject(r, "predictions");
-            for (int k = 0; k < it->k; k++) {
-                cJSON *p = cJSON_CreateObject();
-                const char *label = vit_head_label(it->head, it->topk_idx[k]);
-                cJSON_AddStringToObject(p, "label", label ? label : "");
-                cJSON_AddNumberToObject(p, "index", it->topk_idx[k]);
-                cJSON_AddNumberToObject(p, "score", round_sig(it->topk_score[k], 6));
-                cJSON_AddItemToArray(preds, p);
-            }
-            if (it->attn) {
-                cJSON *a = cJSON_AddObjectToObject(r, "attention");
-                int grid[2] = {mc->grid_h, mc->grid_w};
-                cJSON_AddItemToObject(a, "grid", cJSON_CreateIntArray(grid, 2));
-                cJSON *vals = cJSON_AddArrayToObject(a, "values");
-                for (int k = 0; k < mc->num_patches; k++)
-                    cJSON_AddItemToArray(vals, cJSON_CreateNumber(round_sig(it->attn[k], 5)));
-            }
-        }
-        cJSON_AddItemToArray(results, r);
-        if (it->decode_s > dec) dec = it->decode_s;
-        if (it->queue_s > que) que = it->queue_s;
-        if (it->infer_s > inf) inf = it->infer_s;
-        if (it->batch_size > bs) bs = it->batch_size;
-    }
-    cJSON *t = cJSON_AddObjectToObject(root, "timing");
-    cJSON_AddNumberToObject(t, "decode_ms", round_sig(dec * 1e3, 4));
-    cJSON_AddNumberToObject(t, "queue_ms", round_sig(que * 1e3, 4));
-    cJSON_AddNumberToObject(t, "infer_ms", round_sig(inf * 1e3, 4));
-    cJSON_AddNumberToObject(t, "total_ms", round_sig((vit_now() - c->t_start) * 1e3, 4));
-    cJSON_AddNumberToObject(root, "batch_size", bs);
-    int status = 200;
-    if (nok == 0 && first_err >= 0) {
-        srv_item *it = &job->items[first_err];
-        status = it->http;
-        cJSON_AddItemToObject(root, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
-    }
-    srv_reply_json(c, status, root);
-}
-
-static void h_classify(srv_conn *c) {
-    if (!atomic_load(&g_srv.ready)) {
-        set_header(c, "Retry-After", "1");
-        srv_reply_error(c, 503, "not_ready", "model is loading");
-        return;
-    }
-    const uint8_t *data[MAX_PARTS];
-    size_t len[MAX_PARTS];
-    int max = g_srv.cfg.max_images < MAX_PARTS ? g_srv.cfg.max_images : MAX_PARTS;
-    jb_params jp = {0};
-    int n = srv_conn_images(c, data, len, max, &jp);
-    if (n < 0) return;
-    /* options: the query string, else the JSON body's */
-    int top_k = 5, want = 0;
-    const char *q = srv_conn_query(c, "top_k");
-    if (q || jp.top_k || jp.top_k_invalid) {
-        char *end = NULL;
-        long v = q ? strtol(q, &end, 10) : jp.top_k;
-        if ((q && (!*q || *end)) || (!q && jp.top_k_invalid) || v < 1 || v > g_srv.cfg.max_top_k) {
-            srv_reply_error(c, 400, "bad_request", "top_k must be an integer in [1, %d]", g_srv.cfg.max_top_k);
-            return;
-        }
-        top_k = (int)v;
-    }
-    q = srv_conn_query(c, "attention");
-    if (!q && jp.attention[0]) q = jp.attention;
-    if (q) {
-        if (!strcmp(q, "cls")) want |= SRV_WANT_ATTN_CLS;
-        else if (!strcmp(q, "rollout")) want |= SRV_WANT_ROLLOUT;
-        else if (*q && strcmp(q, "none") != 0) {
-            srv_reply_error(c, 400, "bad_request", "attention must be cls or rollout");
-            return;
-        }
-    }
-    c->images = n;
-    srv_job *job = srv_job_new(g_srv.batcher, n, want, top_k);
-    if (!job) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
-    for (int i = 0; i < n; i++) { job->items[i].data = data[i]; job->items[i].len = len[i]; }
-    srv_conn_submit(c, job, classify_done, NULL);
-}
-
-static void h_healthz(srv_conn *c) {
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddStringToObject(r, "status", "ok");
-    srv_reply_json(c, 200, r);
-}
-
-static void h_readyz(srv_conn *c) {
-    if (atomic_load(&g_srv.draining)) {
-        srv_reply_error(c, 503, "draining", "shutting down");
-    } else if (!atomic_load(&g_srv.ready)) {
-        srv_reply_error(c, 503, "not_ready", "model is loading");
-    } else {
-        cJSON *r = cJSON_CreateObject();
-        cJSON_AddStringToObject(r, "status", "ready");
-        srv_reply_json(c, 200, r);
-    }
-}
-
-static const char *device_str(vit_device d) { return d == VIT_DEVICE_CUDA ? "cuda" : d == VIT_DEVICE_CPU ? "cpu" : "auto"; }
-
-static void h_models(srv_conn *c) {
-    if (!atomic_load(&g_srv.ready)) {
-        set_header(c, "Retry-After", "1");
-        srv_reply_error(c, 503, "not_ready", "model is loading");
-        return;
-    }
-    const vit_config *m = g_srv.mc;
-    cJSON *root = cJSON_CreateObject();
-    cJSON *arr = cJSON_AddArrayToObject(root, "models");
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToArray(arr, o);
-    cJSON_AddStringToObject(o, "id", g_srv.model_name);
-    cJSON_AddStringToObject(o, "path", g_srv.cfg.model_dir);
-    vit_head *h = server_get_active_head();
-    vit_status st = vit_describe_json(o, m, h);
-    vit_head_release(h);
-    if (st != VIT_OK) {
-        cJSON_Delete(root);
-        srv_reply_error(c, 500, "internal", "out of memory");
-        return;
-    }
-    int grid[2] = {m->grid_h, m->grid_w};
-    cJSON_AddItemToObject(o, "attention_grid", cJSON_CreateIntArray(grid, 2));
-    const vit_preprocess *p = &m->preprocess;
-    cJSON *pp = cJSON_AddObjectToObject(o, "preprocessing");
-    cJSON_AddBoolToObject(pp, "do_resize", p->do_resize);
-    if (p->shortest_edge > 0) cJSON_AddNumberToObject(pp, "shortest_edge", p->shortest_edge);
-    else {
-        int rs[2] = {p->resize_h, p->resize_w};
-        cJSON_AddItemToObject(pp, "resize", cJSON_CreateIntArray(rs, 2));
-    }
-    cJSON_AddStringToObject(pp, "resample", vit_resample_name(p->resample));
-    cJSON_AddBoolToObject(pp, "do_center_crop", p->do_center_crop);
-    int crop[2] = {p->crop_h, p->crop_w};
-    cJSON_AddItemToObject(pp, "crop", cJSON_CreateIntArray(crop, 2));
-    cJSON_AddNumberToObject(pp, "rescale_factor", p->do_rescale ? p->rescale_factor : 1.0);
-    cJSON_AddItemToObject(pp, "mean", cJSON_CreateFloatArray(p->mean, 3));
-    cJSON_AddItemToObject(pp, "std", cJSON_CreateFloatArray(p->std, 3));
-    int out[2] = {p->out_h, p->out_w};
-    cJSON_AddItemToObject(pp, "output", cJSON_CreateIntArray(out, 2));
-    cJSON_AddStringToObject(o, "device", device_str(batcher_device(g_srv.batcher)));
-    if (batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA) {
-        char gname[128] = "";
-        size_t total = 0, avail = 0;
-        if (vit_cuda_device_info(0, gname, sizeof gname, &total, &avail) == VIT_OK) {
-            cJSON *g = cJSON_AddObjectToObject(o, "gpu");
-            cJSON_AddStringToObject(g, "name", gname);
-            cJSON_AddNumberToObject(g, "memory_total_bytes", (double)total);
-            cJSON_AddNumberToObject(g, "memory_free_bytes", (double)avail);
-        }
-    }
-    cJSON_AddStringToObject(o, "precision", vit_precision_str(batcher_precision(g_srv.batcher)));
-    cJSON_AddStringToObject(o, "input", batcher_input_type(g_srv.batcher) == VIT_INPUT_F16 ? "fp16" : "fp32");
-    cJSON_AddNumberToObject(o, "max_batch", g_srv.cfg.max_batch);
-    cJSON_AddNumberToObject(o, "workers", g_srv.cfg.workers);
-    const vit_build_info *bi = vit_build();
-    cJSON *b = cJSON_AddObjectToObject(o, "build");
-    cJSON_AddStringToObject(b, "version", bi->version);
-    cJSON_AddStringToObject(b, "commit", bi->commit);
-    cJSON_AddStringToObject(b, "build_type", bi->build_type);
-    cJSON_AddBoolToObject(b, "cuda", bi->cuda);
-    srv_reply_json(c, 200, root);
-}
-
-static void h_metrics(srv_conn *c) {
-    if (g_srv.batcher) {
-        metrics_queue_depth(batcher_queue_depth(g_srv.batcher));
-        size_t total = 0, avail = 0;
-        if (batcher_device(g_srv.batcher) == VIT_DEVICE_CUDA &&
-            vit_cuda_device_info(0, NULL, 0, &total, &avail) == VIT_OK) {
-            metrics_gauge_set("gpu_memory_total_bytes", "GPU memory of the device in use", (double)total);
-            metrics_gauge_set("gpu_memory_used_bytes", "GPU memory in use (all processes)", (double)(total - avail));
-        }
-    }
-    size_t n = 0;
-    char *t = metrics_render(&n);
-    if (!t) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
-    reply_raw(c, 200, t, n, "text/plain; version=0.0.4; charset=utf-8");
-}
-
-static void h_embed(srv_conn *c) { embed_handle(c, &g_srv); }
-static void h_openapi(srv_conn *c) { openapi_handle(c, &g_srv); }
-
-typedef struct { const char *path, *methods; srv_handler h; int post; } route;
-static const route routes[] = {
-    {"/classify", "POST", h_classify, 1},
-    {"/healthz", "GET, HEAD", h_healthz, 0},
-    {"/readyz", "GET, HEAD", h_readyz, 0},
-    {"/v1/models", "GET, HEAD", h_models, 0},
-    {"/metrics", "GET, HEAD", h_metrics, 0},
-    /* Amazon SageMaker's serving-container contract: GET /ping, POST /invocations on port 8080 */
-    {"/ping", "GET, HEAD", h_readyz, 0},
-    {"/invocations", "POST", h_classify, 1},
-    {"/embed", "POST", h_embed, 1},
-    {"/openapi.json", "GET, HEAD", h_openapi, 0},
-};
 
 /* ---- libmicrohttpd callbacks ---------------------------------------------------------- */
 
@@ -620,7 +437,7 @@ static enum MHD_Result reply_413_now(srv_conn *c) {
     char body[200], msg[512];
     int bl = snprintf(body, sizeof body,
                       "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"request body over the limit of %zu bytes\"}}\n",
-                      g_srv.cfg.max_body);
+                      c->http->cfg->max_body);
     int ml = snprintf(msg, sizeof msg,
                       "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                       "X-Request-Id: %s\r\nConnection: close\r\n\r\n%s", bl, c->reqid, body);
@@ -634,92 +451,117 @@ static enum MHD_Result reply_413_now(srv_conn *c) {
     return MHD_NO;
 }
 
+/* The route for url, or NULL after replying (404, 405, a CORS preflight). */
+static const route *route_find(srv_conn *c, const char *url, const char *method) {
+    srv_http *h = c->http;
+    int n = atomic_load_explicit(&h->nroutes, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        const route *r = &h->routes[i];
+        if (r->prefix || strcmp(url, r->path) != 0) continue;
+        int ok = method_in(method, r->methods);
+        if (!ok && !strcmp(method, "OPTIONS") && cors_allow(c)) {
+            preflight(c, r->methods);
+            return NULL;
+        }
+        if (!ok) {
+            set_header(c, "Allow", r->methods);
+            srv_reply_error(c, 405, "method_not_allowed", "%s not allowed on %s (allowed: %s)", method, url, r->methods);
+            return NULL;
+        }
+        return r;
+    }
+    for (int i = 0; i < n; i++) {
+        const route *r = &h->routes[i];
+        if (!r->prefix || strncmp(url, r->path, strlen(r->path)) != 0) continue;
+        if (!strcmp(method, "OPTIONS") && cors_allow(c)) {
+            preflight(c, "GET, POST, PUT, DELETE");
+            return NULL;
+        }
+        return r;
+    }
+    /* before ready, the modules may still be registering their routes (main does it right after
+     * listening; the admin API after the model loads): not ready, rather than a 404 that a
+     * probe or a client would take as final */
+    if (!atomic_load(&h->st->ready)) {
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "not_ready", "starting: %s is not served yet", url);
+        return NULL;
+    }
+    srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
+    return NULL;
+}
+
+/* A new request: its context, id, route, and the Content-Length bound. */
+static enum MHD_Result request_begin(srv_http *h, struct MHD_Connection *mc, const char *url, const char *method,
+                                     void **ptr) {
+    srv_conn *c = conn_get(h);
+    if (!c) return MHD_NO;
+    c->mhd = mc;
+    c->http = h;
+    snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
+    snprintf(c->method_buf, sizeof c->method_buf, "%s", method);
+    c->url = c->url_buf;
+    c->method = c->method_buf;
+    c->t_start = vit_now();
+    request_id(c);
+    trace_context(c);
+    atomic_fetch_add(&h->st->inflight, 1);
+    *ptr = c;
+    srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
+    const route *r = route_find(c, url, method);
+    if (!r) return MHD_YES;
+    c->handler = r->fn;
+    c->handler_ctx = r->ctx;
+    const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long v = strtoull(cl, &end, 10);
+        if (*end || v > h->cfg->max_body) {
+            srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", h->cfg->max_body);
+            return MHD_YES;
+        }
+        if (v > c->cap) {                                    /* the whole body in one allocation */
+            uint8_t *nb = realloc(c->body, (size_t)v);
+            if (nb) { c->body = nb; c->cap = (size_t)v; }
+        }
+    }
+    return MHD_YES;
+}
+
+/* One chunk of the body, bounded by --max-body-mb and --request-timeout-s. */
+static enum MHD_Result request_chunk(srv_conn *c, const char *data, size_t n) {
+    const srv_config *cfg = c->http->cfg;
+    if (c->status) return MHD_YES;                           /* already answered: discard */
+    if (n > cfg->max_body - c->len) return reply_413_now(c);
+    /* a client trickling its body never looks idle: bound the whole upload too */
+    if (vit_now() - c->t_start > cfg->request_timeout_s) {
+        srv_log(SRV_LOG_DEBUG, "upload slower than --request-timeout-s: closing");
+        c->status = 408;
+        return MHD_NO;
+    }
+    if (c->len + n > c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 65536;
+        while (nc < c->len + n) nc *= 2;
+        if (nc > cfg->max_body) nc = cfg->max_body;
+        uint8_t *nb = realloc(c->body, nc);
+        if (!nb) { srv_reply_error(c, 500, "internal", "out of memory"); return MHD_YES; }
+        c->body = nb; c->cap = nc;
+    }
+    memcpy(c->body + c->len, data, n);
+    c->len += n;
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **ptr) {
-    (void)cls; (void)version;
+    (void)version;
     srv_conn *c = *ptr;
-    if (!c) {
-        c = conn_get();
-        if (!c) return MHD_NO;
-        c->mhd = mc;
-        snprintf(c->url_buf, sizeof c->url_buf, "%s", url);
-        snprintf(c->method_buf, sizeof c->method_buf, "%s", method);
-        c->url = c->url_buf;
-        c->method = c->method_buf;
-        c->t_start = vit_now();
-        request_id(c);
-        trace_context(c);
-        atomic_fetch_add(&g_srv.inflight, 1);
-        *ptr = c;
-        if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
-        for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-            if (strcmp(url, routes[i].path) != 0) continue;
-            int ok = routes[i].post ? !strcmp(method, "POST") : (!strcmp(method, "GET") || !strcmp(method, "HEAD"));
-            if (!ok && !strcmp(method, "OPTIONS") && cors_allow(c)) {
-                preflight(c, routes[i].methods);
-                return MHD_YES;
-            }
-            if (!ok) {
-                set_header(c, "Allow", routes[i].methods);
-                srv_reply_error(c, 405, "method_not_allowed", "%s not allowed on %s (allowed: %s)", method, url, routes[i].methods);
-                return MHD_YES;
-            }
-            c->handler = routes[i].h;
-            break;
-        }
-        int np = atomic_load_explicit(&g_nprefix, memory_order_acquire);
-        if (!c->handler)
-            for (int i = 0; i < np; i++)
-                if (!strncmp(url, g_prefix[i].prefix, strlen(g_prefix[i].prefix))) {
-                    if (!strcmp(method, "OPTIONS") && cors_allow(c)) {
-                        preflight(c, "GET, POST, PUT, DELETE");
-                        return MHD_YES;
-                    }
-                    c->handler = g_prefix[i].h;
-                    break;
-                }
-        if (!c->handler) {
-            srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
-            return MHD_YES;
-        }
-        const char *cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Content-Length");
-        if (cl) {
-            char *end;
-            unsigned long long v = strtoull(cl, &end, 10);
-            if (*end || v > g_srv.cfg.max_body) {
-                srv_reply_error(c, 413, "payload_too_large", "request body over the limit of %zu bytes", g_srv.cfg.max_body);
-                return MHD_YES;
-            }
-            if (v > c->cap) {                                    /* the whole body in one allocation */
-                uint8_t *nb = realloc(c->body, (size_t)v);
-                if (nb) { c->body = nb; c->cap = (size_t)v; }
-            }
-        }
-        return MHD_YES;
-    }
+    if (!c) return request_begin(cls, mc, url, method, ptr);
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (c->status) return MHD_YES;                           /* already answered: discard */
-        if (n > g_srv.cfg.max_body - c->len) return reply_413_now(c);
-        /* a client trickling its body never looks idle: bound the whole upload too */
-        if (vit_now() - c->t_start > g_srv.cfg.request_timeout_s) {
-            srv_log(SRV_LOG_DEBUG, "upload slower than --request-timeout-s: closing");
-            c->status = 408;
-            return MHD_NO;
-        }
-        if (c->len + n > c->cap) {
-            size_t nc = c->cap ? c->cap * 2 : 65536;
-            while (nc < c->len + n) nc *= 2;
-            if (nc > g_srv.cfg.max_body) nc = g_srv.cfg.max_body;
-            uint8_t *nb = realloc(c->body, nc);
-            if (!nb) { srv_reply_error(c, 500, "internal", "out of memory"); return MHD_YES; }
-            c->body = nb; c->cap = nc;
-        }
-        memcpy(c->body + c->len, upload_data, n);
-        c->len += n;
-        return MHD_YES;
+        return request_chunk(c, upload_data, n);
     }
     if (c->status) return MHD_YES;
     if (c->job) {                                                /* resumed: all images done */
@@ -728,44 +570,46 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         if (!c->status) srv_reply_error(c, 500, "internal", "handler did not reply");
         return MHD_YES;
     }
-    c->handler(c);
+    c->handler(c, c->handler_ctx);
     if (!c->status && !c->job) srv_reply_error(c, 500, "internal", "handler did not reply");
     return MHD_YES;
 }
 
+static void access_log(srv_conn *c, struct MHD_Connection *mc, int status, double ms, enum MHD_RequestTerminationCode toe) {
+    char ip[INET6_ADDRSTRLEN] = "-";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        if (ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)ci->client_addr)->sin_addr, ip, sizeof ip);
+        else if (ci->client_addr->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
+    }
+    logfmt_access a = {.request_id = c->reqid, .method = c->method, .path = c->url, .client = ip,
+                       .trace_id = c->has_trace ? c->trace.trace_id : NULL, .span_id = c->has_trace ? c->span : NULL,
+                       .note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL :
+                               toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "(timeout)" : "(aborted)",
+                       .status = status, .images = c->images, .duration_ms = ms, .head_version = -1};
+    srv_log_access(&a);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum MHD_RequestTerminationCode toe) {
-    (void)cls; (void)mc;
+    srv_http *h = cls;
     srv_conn *c = *ptr;
     if (!c) return;
     *ptr = NULL;
     double ms = (vit_now() - c->t_start) * 1e3;
     int status = c->status ? c->status : 499;                   /* client went away before a reply */
     metrics_request(c->url, status, ms * 1e-3);
-    if (g_srv.cfg.log_level >= SRV_LOG_INFO) {
-        char ip[INET6_ADDRSTRLEN] = "-";
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci && ci->client_addr) {
-            if (ci->client_addr->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((struct sockaddr_in *)ci->client_addr)->sin_addr, ip, sizeof ip);
-            else if (ci->client_addr->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ci->client_addr)->sin6_addr, ip, sizeof ip);
-        }
-        logfmt_access a = {.request_id = c->reqid, .method = c->method, .path = c->url, .client = ip,
-                           .trace_id = c->has_trace ? c->trace.trace_id : NULL, .span_id = c->has_trace ? c->span : NULL,
-                           .note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL :
-                                   toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "(timeout)" : "(aborted)",
-                           .status = status, .images = c->images, .duration_ms = ms, .head_version = -1};
-        srv_log_access(&a);
-    }
-    if (g_srv.cfg.log_level >= SRV_LOG_DEBUG) srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
+    if (srv_log_enabled(SRV_LOG_INFO)) access_log(c, mc, status, ms, toe);
+    srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);
-    conn_put(c);
-    atomic_fetch_sub(&g_srv.inflight, 1);
+    conn_put(h, c);
+    atomic_fetch_sub(&h->st->inflight, 1);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
-    if (g_srv.cfg.log_level < SRV_LOG_DEBUG) return;
+    if (!srv_log_enabled(SRV_LOG_DEBUG)) return;
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
     size_t n = strlen(buf);
@@ -773,50 +617,67 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     srv_log(SRV_LOG_DEBUG, "mhd: %s", buf);
 }
 
-int srv_http_start(char *err, size_t errlen) {
-    const srv_config *cfg = &g_srv.cfg;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    /* poll(), not epoll: with epoll, 0.9.75 missed some client closes mid-upload (they held
-     * their slot until the timeout) */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+/* cfg's host and port as a socket address; MHD_USE_IPv6 added to *flags for an IPv6 host */
+static int listen_addr(const srv_config *cfg, struct sockaddr_storage *ss, unsigned *flags, char *err, size_t errlen) {
+    memset(ss, 0, sizeof *ss);
     if (strchr(cfg->host, ':')) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
         a->sin6_family = AF_INET6;
         a->sin6_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET6, cfg->host, &a->sin6_addr) != 1) { snprintf(err, errlen, "bad --host %s", cfg->host); return -1; }
-        flags |= MHD_USE_IPv6;
+        *flags |= MHD_USE_IPv6;
     } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
         a->sin_port = htons((uint16_t)cfg->port);
         if (inet_pton(AF_INET, cfg->host, &a->sin_addr) != 1) { snprintf(err, errlen, "bad --host %s (an IPv4 or IPv6 address)", cfg->host); return -1; }
     }
-    g_mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL,
-                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
-                             MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                             MHD_OPTION_END);
-    if (!g_mhd) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
-        return -1;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(g_mhd, MHD_DAEMON_INFO_BIND_PORT);
-    return di ? di->port : cfg->port;
+    return 0;
 }
 
-void srv_http_quiesce(void) {
-    if (!g_mhd) return;
-    MHD_socket fd = MHD_quiesce_daemon(g_mhd);
+srv_http *srv_http_start(srv_state *st, int *port, char *err, size_t errlen) {
+    const srv_config *cfg = &st->cfg;
+    struct sockaddr_storage ss;
+    /* poll(), not epoll: with epoll, libmicrohttpd 0.9.75 missed some client closes mid-upload
+     * (they held their slot until the timeout) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (listen_addr(cfg, &ss, &flags, err, errlen) != 0) return NULL;
+    srv_http *h = calloc(1, sizeof *h);
+    if (!h) { snprintf(err, errlen, "out of memory"); return NULL; }
+    h->st = st;
+    h->cfg = cfg;
+    pthread_mutex_init(&h->routes_mu, NULL);
+    pthread_mutex_init(&h->pool_mu, NULL);
+    h->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, h,
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                              MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->request_timeout_s,
+                              MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                              MHD_OPTION_END);
+    if (!h->mhd) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+        srv_http_stop(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    *port = di ? di->port : cfg->port;
+    return h;
+}
+
+void srv_http_quiesce(srv_http *h) {
+    if (!h || !h->mhd) return;
+    MHD_socket fd = MHD_quiesce_daemon(h->mhd);
     if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
-void srv_http_stop(void) {
-    if (g_mhd) MHD_stop_daemon(g_mhd);
-    g_mhd = NULL;
-    conn_pool_free();
+void srv_http_stop(srv_http *h) {
+    if (!h) return;
+    if (h->mhd) MHD_stop_daemon(h->mhd);
+    conn_pool_free(h);
+    pthread_mutex_destroy(&h->routes_mu);
+    pthread_mutex_destroy(&h->pool_mu);
+    free(h);
 }

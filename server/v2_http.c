@@ -330,7 +330,8 @@ static void model_route(srv_conn *c, srv_state *st, const model_path *mp) {
     else model_metadata(c, st);
 }
 
-void v2_handle(srv_conn *c, srv_state *st) {
+static void v2_handle(srv_conn *c, void *ctx) {
+    srv_state *st = ctx;
     const char *p = srv_conn_path(c);
     if (!strcmp(p, "/v2") || !strcmp(p, "/v2/")) {
         if (!is_get(c)) wrong_method(c, "GET, HEAD");
@@ -349,4 +350,9 @@ void v2_handle(srv_conn *c, srv_state *st) {
         return;
     }
     v2_error(c, 404, "no such endpoint: %.200s", p);
+}
+
+int v2_http_register(srv_http *h, srv_state *st) {
+    if (srv_http_route(h, "/v2", "GET, HEAD", v2_handle, st) != 0) return -1;
+    return srv_http_route_prefix(h, "/v2/", v2_handle, st);
 }

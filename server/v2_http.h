@@ -9,10 +9,12 @@
  * job's done callback. */
 #ifndef SRV_V2_HTTP_H
 #define SRV_V2_HTTP_H
+#include "http.h"
 #include "server.h"
 
-/* "/v2" and every path under "/v2/": dispatches on the path and method itself (unknown paths
- * 404, other methods 405 with Allow). */
-void v2_handle(srv_conn *c, srv_state *st);
+/* Register "/v2" and every path under "/v2/" on h (the handler dispatches on the path and
+ * method itself: unknown paths 404, other methods 405 with Allow); st must outlive h.
+ * 0, or -1 when the route table is full. */
+int v2_http_register(srv_http *h, srv_state *st);
 
 #endif

@@ -73,10 +73,10 @@ def check_response(method, path, status, headers, body):
     m = "GET" if method == "HEAD" else method
     tmpl, op = find_operation(m, path)
     if tmpl is None:
-        # any other path: 404 (or the admin prefix's 401/405) with vitd's error body, the
-        # protocol's under /v2/
-        if status in (401, 404, 405) and method != "HEAD":
-            shape = "V2Error" if path == "/v2" or path.startswith("/v2/") else "Error"
+        # any other path: 404 (or the admin prefix's 401/405; 503 while starting) with vitd's
+        # error body, the protocol's under /v2/
+        if status in (401, 404, 405, 503) and method != "HEAD":
+            shape = "V2Error" if (path == "/v2" or path.startswith("/v2/")) and status != 503 else "Error"
             errs = list(_validator("#/components/schemas/" + shape).iter_errors(_json_or_none(body)))
             return f"{method} {path} {status}: {errs[0].message[:300]}" if errs else None
         return f"{method} {path}: path not in server/openapi.json (answered {status})"

@@ -1,0 +1,700 @@
+/* store_dir.c: the admin store in one process (see admin_store.h, store_dir.h): examples and jobs
+ * in memory; head versions in memory and, with a state directory, in
+ * D/heads/head-NNNNNN.safetensors, the active choice in D/active.json (each written to a
+ * temporary file, fsynced, renamed, the directory fsynced), restored at open.
+ *
+ * Locking: one mutex (s->mu) guards everything.  It is not held while a head version's file is
+ * written (the version is minted under it, the file written, then the version published under
+ * it), but it is held across writing active.json and the on_active hook, so activations are
+ * serialised, and across unlinking a deleted version's file.  The vitd_admin_* gauges are
+ * updated under it after every change. */
+#include "store_dir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "io/safetensors_write.h"
+#include "util.h"
+
+typedef struct ex_label {
+    char name[ADM_MAX_LABEL_LEN + 1];
+    int n, cap;
+    float *feat;                  /* (n, dim) */
+} ex_label;
+
+typedef struct sd_job {
+    int id;
+    adm_job_state state;
+    atomic_int cancel;
+    vit_train_opts opts;
+    vit_label_mode mode;
+    /* snapshot of the examples at creation; x and y move to the claim */
+    int n, nlabels;
+    float *x;                     /* (n, dim) */
+    int32_t *y;                   /* (n) index into labels */
+    char **labels;                /* nlabels */
+    int epoch, has_loss, head_version;
+    float loss, val_acc, train_acc;
+    char error[512];
+    double created, started, finished;
+} sd_job;
+
+typedef struct sd_head {
+    int version;
+    vit_head *head;               /* one reference */
+    double created;               /* unix seconds */
+    int job;                      /* 0 for the checkpoint's head and restored ones */
+    char *metrics;                /* JSON object text or NULL */
+} sd_head;
+
+typedef struct sd_store {
+    pthread_mutex_t mu;
+    char *state_dir;              /* NULL: memory only */
+    int dim;
+    char fingerprint[320];        /* of the stored examples; "" while there are none */
+    adm_store_hooks hooks;
+    ex_label *labels;             /* ADM_MAX_LABELS */
+    int nlabels, total;
+    sd_job *jobs[ADM_MAX_JOBS];
+    int njobs, next_job;
+    sd_head heads[ADM_MAX_HEADS];
+    int nheads, next_version, active;
+} sd_store;
+
+static double unix_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (msg && msglen) vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* vitd_admin_* gauges in /metrics (under mu) */
+static void update_gauges(const sd_store *s) {
+    metrics_gauge_set("admin_active_head_version", "head version serving /classify (1 = the checkpoint's)", s->active);
+    metrics_gauge_set("admin_head_versions", "head versions kept by the admin API", s->nheads);
+    metrics_gauge_set("admin_examples", "example feature vectors stored for training", s->total);
+}
+
+static sd_head *find_head(sd_store *s, int v) {  /* under mu */
+    for (int i = 0; i < s->nheads; i++)
+        if (s->heads[i].version == v) return &s->heads[i];
+    return NULL;
+}
+
+static sd_job *find_job(sd_store *s, int id) {   /* under mu */
+    for (int i = 0; i < s->njobs; i++)
+        if (s->jobs[i]->id == id) return s->jobs[i];
+    return NULL;
+}
+
+static void job_free(sd_job *j) {
+    if (!j) return;
+    free(j->x);
+    free(j->y);
+    for (int i = 0; j->labels && i < j->nlabels; i++) free(j->labels[i]);
+    free(j->labels);
+    free(j);
+}
+
+static void sort_heads(sd_store *s) {
+    for (int i = 1; i < s->nheads; i++)
+        for (int k = i; k > 0 && s->heads[k].version < s->heads[k - 1].version; k--) {
+            sd_head t = s->heads[k];
+            s->heads[k] = s->heads[k - 1];
+            s->heads[k - 1] = t;
+        }
+}
+
+/* ---- persistence ----------------------------------------------------------------------- */
+
+static vit_status save_active(const sd_store *s, int version, char *err, size_t errlen) {
+    if (!s->state_dir) return VIT_OK;
+    char path[4096], txt[64];
+    snprintf(path, sizeof path, "%s/active.json", s->state_dir);
+    int n = snprintf(txt, sizeof txt, "{\"version\": %d}\n", version);
+    stw_chunk ch = {txt, (size_t)n};
+    return vit_write_file_atomic(path, &ch, 1, 0600, err, errlen);
+}
+
+static vit_status save_head(const sd_store *s, const sd_head *h, char *err, size_t errlen) {
+    if (!s->state_dir) return VIT_OK;
+    char path[4096], ver[16], created[32], job[16];
+    snprintf(path, sizeof path, "%s/heads/head-%06d.safetensors", s->state_dir, h->version);
+    snprintf(ver, sizeof ver, "%d", h->version);
+    snprintf(created, sizeof created, "%.3f", h->created);
+    snprintf(job, sizeof job, "%d", h->job);
+    const char *kv[] = {"version", ver, "created", created, "job", job, "metrics", h->metrics ? h->metrics : "null"};
+    return vit_head_save(h->head, path, kv, 4, err, errlen);
+}
+
+/* created/job/metrics from a head file's metadata into h */
+static void head_meta(sd_head *h, const char *meta) {
+    cJSON *m = cJSON_Parse(meta);
+    const cJSON *cr = cJSON_GetObjectItemCaseSensitive(m, "created");
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(m, "job");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(m, "metrics");
+    if (cJSON_IsString(cr)) h->created = atof(cr->valuestring);
+    if (cJSON_IsString(jb)) h->job = atoi(jb->valuestring);
+    if (cJSON_IsString(mt) && strcmp(mt->valuestring, "null")) {
+        cJSON *chk = cJSON_Parse(mt->valuestring);
+        if (cJSON_IsObject(chk)) h->metrics = strdup(mt->valuestring);
+        cJSON_Delete(chk);
+    }
+    cJSON_Delete(m);
+}
+
+/* One file of D/heads: a stale temporary is removed, a head file loaded (corrupt: skipped). */
+static void restore_head(sd_store *s, const char *dir, const char *name) {
+    char fp[4400], err[512];
+    snprintf(fp, sizeof fp, "%s/%s", dir, name);
+    if (strstr(name, ".tmp.")) {       /* left by a crash mid-write */
+        srv_log(SRV_LOG_WARN, "admin: removing stale temporary file %s", fp);
+        unlink(fp);
+        return;
+    }
+    int v;
+    char tail[32];
+    if (sscanf(name, "head-%d.%31s", &v, tail) != 2 || strcmp(tail, "safetensors") || v < 2) return;
+    if (s->nheads >= ADM_MAX_HEADS) {
+        srv_log(SRV_LOG_WARN, "admin: more than %d heads in %s, ignoring %s", ADM_MAX_HEADS, dir, fp);
+        return;
+    }
+    vit_head *h = NULL;
+    char *meta = NULL;
+    if (vit_head_load(fp, &h, &meta, err, sizeof err) != VIT_OK) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping corrupt head file: %s", err);
+        return;
+    }
+    if (vit_head_dim(h) != s->dim || find_head(s, v)) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping head file %s: %s", fp,
+                find_head(s, v) ? "duplicate version" : "feature size differs from the model's");
+        vit_head_release(h);
+        free(meta);
+        return;
+    }
+    sd_head *sh = &s->heads[s->nheads++];
+    memset(sh, 0, sizeof *sh);
+    sh->version = v;
+    sh->head = h;
+    head_meta(sh, meta);
+    free(meta);
+    if (v >= s->next_version) s->next_version = v + 1;
+    srv_log(SRV_LOG_INFO, "admin: restored head version %d (%d labels)", v, vit_head_num_classes(h));
+}
+
+/* D/active.json: the stored choice, handed to hooks.on_active */
+static void restore_active(sd_store *s) {
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/active.json", s->state_dir);
+    uint8_t *buf;
+    size_t len;
+    if (access(path, F_OK) != 0) return;
+    if (vit_read_file(path, 4096, &buf, &len, err, sizeof err) != VIT_OK) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping active head choice: %s", err);
+        return;
+    }
+    cJSON *a = cJSON_ParseWithLength((const char *)buf, len);
+    free(buf);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(a, "version");
+    sd_head *h = cJSON_IsNumber(v) && v->valuedouble == (int)v->valuedouble ? find_head(s, v->valueint) : NULL;
+    if (!h) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping corrupt %s (or unknown version); head 1 stays active", path);
+    } else if (s->hooks.on_active && s->hooks.on_active(s->hooks.ctx, h->version, h->head) != 0) {
+        srv_log(SRV_LOG_ERROR, "admin: cannot activate head version %d", h->version);
+    } else {
+        s->active = h->version;
+        srv_log(SRV_LOG_INFO, "admin: head version %d is active", h->version);
+    }
+    cJSON_Delete(a);
+}
+
+static void restore_state(sd_store *s) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/heads", s->state_dir);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) restore_head(s, path, e->d_name);
+    if (d) closedir(d);
+    sort_heads(s);
+    restore_active(s);
+}
+
+/* ---- examples -------------------------------------------------------------------------- */
+
+static ex_label *find_label(sd_store *s, const char *label) {   /* under mu */
+    for (int i = 0; i < s->nlabels; i++)
+        if (!strcmp(s->labels[i].name, label)) return &s->labels[i];
+    return NULL;
+}
+
+static adm_status examples_add(void *self, const char *label, const char *fingerprint, const float *x, int n,
+                               int *added, int *full, char *msg, size_t msglen) {
+    sd_store *s = self;
+    *added = 0;
+    *full = 0;
+    if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
+    pthread_mutex_lock(&s->mu);
+    if (s->total > 0 && strcmp(s->fingerprint, fingerprint ? fingerprint : "")) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s)", s->fingerprint);
+    }
+    ex_label *L = find_label(s, label);
+    for (int i = 0; i < n; i++) {
+        if (s->total >= ADM_MAX_EXAMPLES || (!L && s->nlabels >= ADM_MAX_LABELS)) { *full = 1; break; }
+        if (!L) {
+            L = &s->labels[s->nlabels++];
+            memset(L, 0, sizeof *L);
+            snprintf(L->name, sizeof L->name, "%s", label);
+        }
+        if (L->n == L->cap) {
+            int nc = L->cap ? 2 * L->cap : 64;
+            float *nf = realloc(L->feat, sizeof(float) * (size_t)nc * (size_t)s->dim);
+            if (!nf) { *full = 1; break; }
+            L->feat = nf;
+            L->cap = nc;
+        }
+        memcpy(L->feat + (size_t)L->n * s->dim, x + (size_t)i * s->dim, sizeof(float) * (size_t)s->dim);
+        L->n++;
+        s->total++;
+        (*added)++;
+    }
+    if (s->total > 0) snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fingerprint ? fingerprint : "");
+    update_gauges(s);
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status examples_count(void *self, int *total, char *msg, size_t msglen) {
+    (void)msg; (void)msglen;
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    *total = s->total;
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status examples_list(void *self, adm_label_visit visit, void *ctx, int *total, char *msg, size_t msglen) {
+    (void)msg; (void)msglen;
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nlabels; i++) visit(ctx, s->labels[i].name, s->labels[i].n);
+    *total = s->total;
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status examples_delete(void *self, const char *label, int *deleted, char *msg, size_t msglen) {
+    sd_store *s = self;
+    int found = 0;
+    *deleted = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->nlabels; i++) {
+        ex_label *L = &s->labels[i];
+        if (label && strcmp(L->name, label)) continue;
+        found = 1;
+        *deleted += L->n;
+        s->total -= L->n;
+        free(L->feat);
+        s->labels[i] = s->labels[--s->nlabels];
+        i--;
+    }
+    if (s->total == 0) s->fingerprint[0] = '\0';
+    update_gauges(s);
+    pthread_mutex_unlock(&s->mu);
+    if (label && !found) return fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label);
+    return ADM_OK;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------ */
+
+static void job_view(const sd_job *j, adm_job_view *v) {   /* under mu */
+    *v = (adm_job_view){.id = j->id, .state = j->state, .epoch = j->epoch, .epochs = j->opts.epochs,
+                        .has_loss = j->has_loss, .loss = j->loss, .val_accuracy = j->val_acc,
+                        .train_accuracy = j->train_acc, .head_version = j->head_version, .error = j->error,
+                        .examples = j->n, .nlabels = j->nlabels, .labels = (const char *const *)j->labels,
+                        .mode = j->mode, .created = j->created, .started = j->started, .finished = j->finished};
+}
+
+/* Room for one more job: forget the oldest finished one when ADM_MAX_JOBS are kept (under mu). */
+static adm_status job_room(sd_store *s, char *msg, size_t msglen) {
+    int pending = 0;
+    for (int i = 0; i < s->njobs; i++) pending += s->jobs[i]->state <= ADM_JOB_RUNNING;
+    if (pending >= ADM_MAX_PENDING) return fail(ADM_BUSY, msg, msglen, "too many training jobs queued or running");
+    if (s->njobs < ADM_MAX_JOBS) return ADM_OK;
+    int k = 0;
+    while (k < s->njobs && s->jobs[k]->state <= ADM_JOB_RUNNING) k++;
+    if (k == s->njobs) return fail(ADM_BUSY, msg, msglen, "too many jobs");
+    job_free(s->jobs[k]);
+    memmove(&s->jobs[k], &s->jobs[k + 1], sizeof(sd_job *) * (size_t)(s->njobs - k - 1));
+    s->njobs--;
+    return ADM_OK;
+}
+
+/* The examples into j: labels in name order (as `vit finetune` orders its folders) (under mu). */
+static int job_snapshot(sd_store *s, sd_job *j) {
+    j->n = s->total;
+    j->nlabels = s->nlabels;
+    j->x = malloc(sizeof(float) * (size_t)j->n * (size_t)s->dim);
+    j->y = malloc(sizeof(int32_t) * (size_t)j->n);
+    j->labels = calloc((size_t)j->nlabels, sizeof(char *));
+    int order[ADM_MAX_LABELS];
+    for (int i = 0; i < s->nlabels; i++) {
+        int k = i;
+        for (; k > 0 && strcmp(s->labels[order[k - 1]].name, s->labels[i].name) > 0; k--) order[k] = order[k - 1];
+        order[k] = i;
+    }
+    int ok = j->x && j->y && j->labels, r = 0;
+    for (int i = 0; ok && i < s->nlabels; i++) {
+        ex_label *L = &s->labels[order[i]];
+        ok = (j->labels[i] = strdup(L->name)) != NULL;
+        if (L->n > 0) memcpy(j->x + (size_t)r * s->dim, L->feat, sizeof(float) * (size_t)L->n * s->dim);
+        for (int k = 0; k < L->n; k++) j->y[r + k] = i;
+        r += L->n;
+    }
+    return ok ? 0 : -1;
+}
+
+static adm_status job_create(void *self, const vit_train_opts *opts, vit_label_mode mode, int *id, char *msg,
+                             size_t msglen) {
+    sd_store *s = self;
+    sd_job *j = calloc(1, sizeof *j);
+    if (!j) return fail(ADM_NOMEM, msg, msglen, "out of memory");
+    j->opts = *opts;
+    j->mode = mode;
+    pthread_mutex_lock(&s->mu);
+    adm_status st = ADM_OK;
+    if (s->total == 0) st = fail(ADM_BAD_REQUEST, msg, msglen, "no examples: POST /admin/examples?label=NAME first");
+    else if (mode == VIT_LABELS_REPLACE && s->nlabels < 2)
+        st = fail(ADM_BAD_REQUEST, msg, msglen, "replace needs examples of at least 2 labels (or use \"labels\": \"extend\")");
+    if (st == ADM_OK) st = job_room(s, msg, msglen);
+    if (st == ADM_OK && job_snapshot(s, j) != 0) st = fail(ADM_NOMEM, msg, msglen, "out of memory");
+    if (st != ADM_OK) {
+        pthread_mutex_unlock(&s->mu);
+        job_free(j);
+        return st;
+    }
+    j->id = ++s->next_job;
+    j->state = ADM_JOB_QUEUED;
+    j->val_acc = -1;
+    j->created = unix_now();
+    s->jobs[s->njobs++] = j;
+    *id = j->id;
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status job_get(void *self, int id, adm_job_visit visit, void *ctx, char *msg, size_t msglen) {
+    sd_store *s = self;
+    adm_job_view v;
+    pthread_mutex_lock(&s->mu);
+    if (id > 0) {
+        sd_job *j = find_job(s, id);
+        if (!j) {
+            pthread_mutex_unlock(&s->mu);
+            return fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+        }
+        job_view(j, &v);
+        visit(ctx, &v);
+    } else {
+        for (int i = 0; i < s->njobs; i++) {
+            job_view(s->jobs[i], &v);
+            visit(ctx, &v);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status job_cancel(void *self, int id, adm_job_visit visit, void *ctx, char *msg, size_t msglen) {
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    adm_status st = ADM_OK;
+    if (!j) st = fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+    else if (j->state == ADM_JOB_QUEUED) {
+        j->state = ADM_JOB_CANCELLED;
+        j->finished = unix_now();
+    } else if (j->state == ADM_JOB_RUNNING) {
+        atomic_store(&j->cancel, 1);       /* the trainer sees it before its next batch */
+    } else {
+        st = fail(ADM_CONFLICT, msg, msglen, "job %d already finished", id);
+    }
+    if (st == ADM_OK) {
+        adm_job_view v;
+        job_view(j, &v);
+        visit(ctx, &v);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+/* In one process the claim cannot lapse: the lease is not recorded. */
+static adm_status job_claim(void *self, const char *owner, double lease_s, adm_claim *out, char *msg, size_t msglen) {
+    (void)owner; (void)lease_s;
+    sd_store *s = self;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = NULL;
+    for (int i = 0; i < s->njobs && !j; i++)
+        if (s->jobs[i]->state == ADM_JOB_QUEUED) j = s->jobs[i];
+    char **labels = j ? calloc((size_t)j->nlabels, sizeof(char *)) : NULL;
+    int ok = labels != NULL;
+    for (int i = 0; ok && i < j->nlabels; i++) ok = (labels[i] = strdup(j->labels[i])) != NULL;
+    if (!j || !ok) {
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; labels && i < j->nlabels; i++) free(labels[i]);
+        free(labels);
+        return j ? fail(ADM_NOMEM, msg, msglen, "out of memory") : fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
+    }
+    j->state = ADM_JOB_RUNNING;
+    j->started = unix_now();
+    *out = (adm_claim){.id = j->id, .opts = j->opts, .mode = j->mode, .n = j->n, .nlabels = j->nlabels,
+                       .dim = s->dim, .x = j->x, .y = j->y, .labels = labels};
+    j->x = NULL;                  /* the snapshot moves to the trainer */
+    j->y = NULL;
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status job_progress(void *self, int id, int epoch, float loss, float val_accuracy, double lease_s) {
+    (void)lease_s;
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    if (j) {
+        j->epoch = epoch;
+        j->loss = loss;
+        j->val_acc = val_accuracy;
+        j->has_loss = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return j ? ADM_OK : ADM_NOT_FOUND;
+}
+
+/* Called between training batches: a lookup under the lock, then the atomic flag. */
+static int job_cancelled(void *self, int id) {
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    pthread_mutex_unlock(&s->mu);
+    return j ? atomic_load(&j->cancel) : 1;
+}
+
+static adm_status job_finish(void *self, int id, const adm_job_result *r, char *msg, size_t msglen) {
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    if (!j) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+    }
+    j->finished = unix_now();
+    j->state = r->state;
+    if (r->state == ADM_JOB_SUCCEEDED) {
+        j->head_version = r->head_version;
+        j->train_acc = r->train_accuracy;
+        j->loss = r->loss;
+        j->val_acc = r->val_accuracy;
+        j->has_loss = 1;
+    } else if (r->state == ADM_JOB_FAILED) {
+        snprintf(j->error, sizeof j->error, "%s", r->error ? r->error : "failed");
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+/* ---- heads ----------------------------------------------------------------------------- */
+
+static adm_status head_publish(void *self, vit_head *h, int job, const char *metrics, int *version, char *msg,
+                               size_t msglen) {
+    sd_store *s = self;
+    sd_head sh = {.head = h, .created = unix_now(), .job = job, .metrics = metrics ? strdup(metrics) : NULL};
+    if (metrics && !sh.metrics) return fail(ADM_NOMEM, msg, msglen, "out of memory");
+    pthread_mutex_lock(&s->mu);
+    adm_status st = ADM_OK;
+    if (s->nheads >= ADM_MAX_HEADS)
+        st = fail(ADM_FULL, msg, msglen, "too many head versions (%d); DELETE /admin/heads/{v}", ADM_MAX_HEADS);
+    else
+        sh.version = s->next_version++;
+    pthread_mutex_unlock(&s->mu);
+    /* the file first (outside the lock), then publish the version */
+    char err[512];
+    if (st == ADM_OK && save_head(s, &sh, err, sizeof err) != VIT_OK) st = fail(ADM_IO, msg, msglen, "%s", err);
+    if (st != ADM_OK) {
+        free(sh.metrics);
+        return st;
+    }
+    vit_head_retain(h);
+    pthread_mutex_lock(&s->mu);
+    s->heads[s->nheads++] = sh;
+    sort_heads(s);
+    update_gauges(s);
+    pthread_mutex_unlock(&s->mu);
+    *version = sh.version;
+    return ADM_OK;
+}
+
+static adm_status head_list(void *self, adm_head_visit visit, void *ctx, int *active, char *msg, size_t msglen) {
+    (void)msg; (void)msglen;
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    *active = s->active;
+    for (int i = 0; i < s->nheads; i++) {
+        const sd_head *h = &s->heads[i];
+        adm_head_view v = {.version = h->version, .active = h->version == s->active, .job = h->job,
+                           .created = h->created, .head = h->head, .metrics = h->metrics};
+        visit(ctx, &v);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status head_delete(void *self, int v, char *msg, size_t msglen) {
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_head *h = find_head(s, v);
+    if (!h || v == 1 || v == s->active) {
+        pthread_mutex_unlock(&s->mu);
+        if (!h) return fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+        return fail(ADM_CONFLICT, msg, msglen, "head version %d is %s", v, v == 1 ? "the checkpoint's head" : "active");
+    }
+    sd_head gone = *h;
+    *h = s->heads[--s->nheads];
+    sort_heads(s);
+    if (s->state_dir) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/heads/head-%06d.safetensors", s->state_dir, gone.version);
+        unlink(path);
+    }
+    update_gauges(s);
+    pthread_mutex_unlock(&s->mu);
+    vit_head_release(gone.head);
+    free(gone.metrics);
+    return ADM_OK;
+}
+
+static adm_status active_get(void *self, int *version, vit_head **head, char *msg, size_t msglen) {
+    (void)msg; (void)msglen;
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_head *h = find_head(s, s->active);
+    *version = s->active;
+    if (head) {
+        *head = h ? h->head : NULL;
+        if (*head) vit_head_retain(*head);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ADM_OK;
+}
+
+static adm_status active_set(void *self, int v, vit_head **head, char *msg, size_t msglen) {
+    sd_store *s = self;
+    char err[512];
+    pthread_mutex_lock(&s->mu);   /* held across the file and the hook: activations are serialised */
+    sd_head *h = find_head(s, v);
+    adm_status st = ADM_OK;
+    if (!h) st = fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+    else if (save_active(s, h->version, err, sizeof err) != VIT_OK)
+        st = fail(ADM_IO, msg, msglen, "cannot persist the active head: %s", err);
+    else if (s->hooks.on_active && s->hooks.on_active(s->hooks.ctx, h->version, h->head) != 0) {
+        save_active(s, s->active, err, sizeof err);
+        st = fail(ADM_CONFLICT, msg, msglen, "head version %d does not fit the model", v);
+    }
+    if (st == ADM_OK) {
+        s->active = h->version;
+        update_gauges(s);
+        if (head) vit_head_retain(*head = h->head);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (st == ADM_OK) srv_log(SRV_LOG_INFO, "admin: head version %d activated", v);
+    return st;
+}
+
+/* ---- open / close ---------------------------------------------------------------------- */
+
+static void store_close(void *self) {
+    sd_store *s = self;
+    if (!s) return;
+    for (int i = 0; i < s->njobs; i++) job_free(s->jobs[i]);
+    for (int i = 0; i < s->nheads; i++) {
+        vit_head_release(s->heads[i].head);
+        free(s->heads[i].metrics);
+    }
+    for (int i = 0; s->labels && i < s->nlabels; i++) free(s->labels[i].feat);
+    free(s->labels);
+    free(s->state_dir);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* the state directory and its heads/ exist and are writable */
+static int make_dirs(const char *dir, char *err, size_t errlen) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/heads", dir);
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(p, 0700) != 0 && errno != EEXIST) || access(p, W_OK) != 0) {
+        snprintf(err, errlen, "--state-dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t errlen) {
+    sd_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->labels = calloc(ADM_MAX_LABELS, sizeof(ex_label)))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->dim = o->dim;
+    s->hooks = o->hooks;
+    s->next_version = 2;
+    s->active = 1;
+    sd_head *h0 = &s->heads[s->nheads++];   /* version 1: the checkpoint's head */
+    *h0 = (sd_head){.version = 1, .head = o->base_head, .created = o->base_created};
+    vit_head_retain(o->base_head);
+    if (o->state_dir && *o->state_dir) {
+        if (make_dirs(o->state_dir, err, errlen) != 0) {
+            store_close(s);
+            return -1;
+        }
+        if (!(s->state_dir = strdup(o->state_dir))) {
+            snprintf(err, errlen, "out of memory");
+            store_close(s);
+            return -1;
+        }
+        restore_state(s);
+    }
+    pthread_mutex_lock(&s->mu);
+    update_gauges(s);
+    pthread_mutex_unlock(&s->mu);
+    *out = (adm_store){.self = s, .examples_add = examples_add, .examples_count = examples_count,
+                       .examples_list = examples_list, .examples_delete = examples_delete, .job_create = job_create,
+                       .job_get = job_get, .job_cancel = job_cancel, .job_claim = job_claim,
+                       .job_progress = job_progress, .job_cancelled = job_cancelled, .job_finish = job_finish,
+                       .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
+                       .active_get = active_get, .active_set = active_set, .close = store_close};
+    return 0;
+}

@@ -1,0 +1,206 @@
+/* trainer.c: the training thread (see trainer.h).  It sees the admin store only through
+ * admin_store.h: job_claim hands it a job with its own copy of the examples, so it trains with
+ * no lock held; progress goes to the store once per epoch (renewing the claim's lease), the
+ * cancel flag is read between batches. */
+#include "trainer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "log.h"
+#include "util.h"
+
+#define TRAINER_LEASE_S 300.0     /* a claim lapses when not renewed for this long */
+#define TRAINER_POLL_S  1         /* a shared store's jobs are looked for this often */
+
+struct trainer {
+    adm_store *store;
+    batcher *batcher;
+    char owner[64];               /* who claims: host and pid */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop, kicked;             /* under mu */
+};
+
+typedef struct run_ctx {
+    trainer *t;
+    int id;
+} run_ctx;
+
+static void on_epoch(void *ctx, int epoch, int epochs, float loss, float val) {
+    run_ctx *r = ctx;
+    (void)epochs;
+    r->t->store->job_progress(r->t->store->self, r->id, epoch, loss, val, TRAINER_LEASE_S);
+}
+
+static int should_stop(void *ctx) {
+    run_ctx *r = ctx;
+    pthread_mutex_lock(&r->t->mu);
+    int stop = r->t->stop;
+    pthread_mutex_unlock(&r->t->mu);
+    return stop || r->t->store->job_cancelled(r->t->store->self, r->id);
+}
+
+/* Train the claimed job from the active head: *trained and *res on VIT_OK. */
+static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_result *res, char *err, size_t errlen) {
+    vit_head *base = NULL, *init = NULL;
+    int active;
+    char msg[256];
+    if (t->store->active_get(t->store->self, &active, &base, msg, sizeof msg) != ADM_OK || !base)
+        return vit_errf(VIT_E_BACKEND, err, errlen, "admin store: %s", msg);
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)j->nlabels);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)j->n);
+    run_ctx rc = {t, j->id};
+    vit_status st = !map || !y ? vit_errf(VIT_E_NOMEM, err, errlen, "out of memory")
+                               : vit_head_init_for_training(base, j->mode, (const char *const *)j->labels, j->nlabels,
+                                                            j->dim, &init, map, err, errlen);
+    if (st == VIT_OK) {
+        for (int i = 0; i < j->n; i++) y[i] = map[j->y[i]];
+        j->opts.progress = on_epoch;
+        j->opts.should_stop = should_stop;
+        j->opts.cb_ctx = &rc;
+        /* on the GPU when the model runs there (FP32 either way) */
+        j->opts.device = t->batcher && batcher_device(t->batcher) == VIT_DEVICE_CUDA ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
+        st = vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
+        if (j->opts.device == VIT_DEVICE_CUDA && (st == VIT_E_BACKEND || st == VIT_E_DEVICE)) {
+            /* a CUDA failure (e.g. out of device memory next to the sessions) is not the
+             * job's fault: train it again on the CPU */
+            srv_log(SRV_LOG_WARN, "admin: job %d: training on cuda failed (%s); retrying on the cpu", j->id, err);
+            j->opts.device = VIT_DEVICE_CPU;
+            st = vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
+        }
+    }
+    vit_head_release(base);
+    vit_head_release(init);
+    free(map);
+    free(y);
+    return st;
+}
+
+/* The metrics a head version keeps: JSON text (malloc'd) or NULL. */
+static char *head_metrics(const adm_claim *j, const vit_train_result *res) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "loss", res->loss);
+    cJSON_AddNumberToObject(m, "train_accuracy", res->train_accuracy);
+    if (res->n_val > 0) cJSON_AddNumberToObject(m, "val_accuracy", res->val_accuracy);
+    else cJSON_AddNullToObject(m, "val_accuracy");
+    cJSON_AddNumberToObject(m, "examples", j->n);
+    cJSON_AddNumberToObject(m, "train", res->n_train);
+    cJSON_AddNumberToObject(m, "val", res->n_val);
+    cJSON_AddNumberToObject(m, "epochs", res->epochs_done);
+    cJSON_AddStringToObject(m, "device", res->device == VIT_DEVICE_CUDA ? "cuda" : "cpu");
+    cJSON_AddStringToObject(m, "optimizer", j->opts.optimizer == VIT_OPT_SGD ? "sgd" : "adamw");
+    cJSON_AddNumberToObject(m, "lr", j->opts.lr);
+    cJSON_AddNumberToObject(m, "batch_size", j->opts.batch_size);
+    cJSON_AddNumberToObject(m, "weight_decay", j->opts.weight_decay);
+    cJSON_AddStringToObject(m, "labels", j->mode == VIT_LABELS_EXTEND ? "extend" : "replace");
+    char *text = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    return text;
+}
+
+/* Train, publish the head version on success, record the outcome in the store. */
+static void run_job(trainer *t, adm_claim *j) {
+    char err[512] = "";
+    vit_head *trained = NULL;
+    vit_train_result res;
+    memset(&res, 0, sizeof res);
+    vit_status st = train(t, j, &trained, &res, err, sizeof err);
+    adm_job_result r = {.state = ADM_JOB_FAILED, .error = err};
+    if (st == VIT_OK) {
+        char *metrics = head_metrics(j, &res);
+        int version = 0;
+        if (t->store->head_publish(t->store->self, trained, j->id, metrics, &version, err, sizeof err) == ADM_OK)
+            r = (adm_job_result){.state = ADM_JOB_SUCCEEDED, .head_version = version, .loss = res.loss,
+                                 .train_accuracy = res.train_accuracy, .val_accuracy = res.n_val > 0 ? res.val_accuracy : -1};
+        free(metrics);
+        vit_head_release(trained);
+    } else if (st == VIT_E_CANCELLED) {
+        r.state = ADM_JOB_CANCELLED;
+    }
+    char msg[256];
+    if (t->store->job_finish(t->store->self, j->id, &r, msg, sizeof msg) != ADM_OK)
+        srv_log(SRV_LOG_ERROR, "admin: job %d: cannot record its outcome: %s", j->id, msg);
+    srv_log(SRV_LOG_INFO, "admin: job %d %s%s%s", j->id, adm_job_state_str(r.state), r.state == ADM_JOB_FAILED ? ": " : "",
+            r.state == ADM_JOB_FAILED ? err : "");
+}
+
+static void *trainer_main(void *arg) {
+    trainer *t = arg;
+    /* training yields to /classify: nice 10 for this thread only (Linux: per-thread priority) */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+        srv_log(SRV_LOG_DEBUG, "admin: cannot lower the trainer's priority: %s", strerror(errno));
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop) {
+        t->kicked = 0;
+        pthread_mutex_unlock(&t->mu);
+        adm_claim j;
+        char msg[256];
+        adm_status st = t->store->job_claim(t->store->self, t->owner, TRAINER_LEASE_S, &j, msg, sizeof msg);
+        if (st == ADM_OK) {
+            run_job(t, &j);
+            adm_claim_free(&j);
+        } else if (st != ADM_NOT_FOUND) {
+            srv_log(SRV_LOG_WARN, "admin: cannot claim a job: %s", msg);
+        }
+        pthread_mutex_lock(&t->mu);
+        if (st == ADM_OK || t->stop || t->kicked) continue;
+        struct timespec to;
+        clock_gettime(CLOCK_REALTIME, &to);
+        to.tv_sec += TRAINER_POLL_S;
+        pthread_cond_timedwait(&t->cv, &t->mu, &to);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+int trainer_start(adm_store *store, batcher *b, trainer **out, char *err, size_t errlen) {
+    trainer *t = calloc(1, sizeof *t);
+    if (!t) { snprintf(err, errlen, "out of memory"); return -1; }
+    t->store = store;
+    t->batcher = b;
+    char host[32] = "";
+    gethostname(host, sizeof host - 1);
+    snprintf(t->owner, sizeof t->owner, "%s:%ld", host, (long)getpid());
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (pthread_create(&t->thread, NULL, trainer_main, t) != 0) {
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+        free(t);
+        snprintf(err, errlen, "cannot start the trainer thread");
+        return -1;
+    }
+    *out = t;
+    return 0;
+}
+
+void trainer_kick(trainer *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    t->kicked = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+void trainer_stop(trainer *t) {
+    if (!t) return;
+    pthread_mutex_lock(&t->mu);
+    t->stop = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t);
+}

@@ -1,0 +1,206 @@
+/* test_store_dir.c: the admin store's contract (server/admin_store.h) on its state-directory
+ * implementation (server/store_dir.c), through the function pointers only: examples (limits,
+ * per-label delete, fingerprints), jobs (snapshot at creation, oldest-first claim, progress,
+ * cancel of queued/running/finished jobs, results), head versions minted by the store, the
+ * active version with the on_active hook (a refusal leaves the stored choice), persistence
+ * across a reopen, and a corrupt state directory (skipped, never fatal). */
+#include "harness.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../server/log.c"
+#include "../../server/logfmt.c"
+#include "../../server/metrics.c"
+#include "../../server/store_dir.c"
+
+#define DIM 4
+
+typedef struct hook_log {
+    int calls, last_version, refuse;
+} hook_log;
+
+static int on_active(void *ctx, int version, vit_head *h) {
+    hook_log *l = ctx;
+    l->calls++;
+    if (l->refuse || !h) return -1;
+    l->last_version = version;
+    return 0;
+}
+
+static vit_head *make_head(int classes, float fill) {
+    float w[8 * DIM], b[8];
+    const char *labels[8] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    for (int i = 0; i < classes * DIM; i++) w[i] = fill + 0.01f * (float)i;
+    for (int i = 0; i < classes; i++) b[i] = fill;
+    vit_head *h = NULL;
+    return vit_head_new(classes, DIM, w, b, labels, &h) == VIT_OK ? h : NULL;
+}
+
+static void count_labels(void *ctx, const char *label, int n) {
+    (void)label;
+    *(int *)ctx += n;
+}
+
+static void view_state(void *ctx, const adm_job_view *j) { *(adm_job_view *)ctx = *j; }
+
+static void head_count(void *ctx, const adm_head_view *h) {
+    (void)h;
+    (*(int *)ctx)++;
+}
+
+static void test_examples(adm_store *s) {
+    char msg[256];
+    float x[3 * DIM] = {0};
+    int added = 0, full = 0, total = 0, deleted = 0, sum = 0;
+    CHECK(s->examples_add(s->self, "cat", "fp1", x, 3, &added, &full, msg, sizeof msg) == ADM_OK && added == 3 && !full,
+          "examples_add stores every vector that fits");
+    CHECK(s->examples_add(s->self, "dog", "fp1", x, 2, &added, &full, msg, sizeof msg) == ADM_OK && added == 2,
+          "a second label");
+    CHECK(s->examples_add(s->self, "dog", "other-backbone", x, 1, &added, &full, msg, sizeof msg) == ADM_CONFLICT,
+          "another backbone's features are refused (ADM_CONFLICT)");
+    CHECK(s->examples_list(s->self, count_labels, &sum, &total, msg, sizeof msg) == ADM_OK && sum == 5 && total == 5,
+          "examples_list visits every label with its count");
+    CHECK(s->examples_delete(s->self, "cow", &deleted, msg, sizeof msg) == ADM_NOT_FOUND && strstr(msg, "cow"),
+          "deleting an unknown label is ADM_NOT_FOUND with a message");
+    CHECK(s->examples_delete(s->self, "dog", &deleted, msg, sizeof msg) == ADM_OK && deleted == 2,
+          "deleting one label");
+    CHECK(s->examples_count(s->self, &total, msg, sizeof msg) == ADM_OK && total == 3, "count after the delete");
+}
+
+static void test_jobs(adm_store *s) {
+    char msg[256];
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = 3;
+    int id1 = 0, id2 = 0;
+    CHECK(s->job_create(s->self, &o, VIT_LABELS_REPLACE, &id1, msg, sizeof msg) == ADM_BAD_REQUEST,
+          "replace with one label is ADM_BAD_REQUEST");
+    float x[DIM] = {1, 2, 3, 4};
+    int added, full;
+    s->examples_add(s->self, "ant", "fp1", x, 1, &added, &full, msg, sizeof msg);
+    CHECK(s->job_create(s->self, &o, VIT_LABELS_REPLACE, &id1, msg, sizeof msg) == ADM_OK && id1 > 0, "job_create");
+    CHECK(s->job_create(s->self, &o, VIT_LABELS_EXTEND, &id2, msg, sizeof msg) == ADM_OK && id2 > id1, "ids increase");
+    int deleted;
+    s->examples_delete(s->self, NULL, &deleted, msg, sizeof msg);
+    adm_claim c;
+    CHECK(s->job_claim(s->self, "t1", 60, &c, msg, sizeof msg) == ADM_OK && c.id == id1, "the oldest queued job is claimed first");
+    CHECK(c.n == 4 && c.nlabels == 2 && c.dim == DIM && !strcmp(c.labels[0], "ant") && !strcmp(c.labels[1], "cat") &&
+              c.y[0] == 0 && c.y[3] == 1 && c.x[2] == 3.f && c.x[3 * DIM + 2] == 0.f,
+          "the claim holds the snapshot taken at creation, labels in name order");
+    adm_job_view v;
+    s->job_get(s->self, id1, view_state, &v, msg, sizeof msg);
+    CHECK(v.state == ADM_JOB_RUNNING && v.started > 0, "a claimed job is running");
+    CHECK(s->job_progress(s->self, id1, 2, 0.5f, 0.75f, 60) == ADM_OK, "job_progress");
+    s->job_get(s->self, id1, view_state, &v, msg, sizeof msg);
+    CHECK(v.epoch == 2 && v.has_loss && v.loss == 0.5f, "progress is visible");
+    CHECK(!s->job_cancelled(s->self, id1), "not cancelled yet");
+    CHECK(s->job_cancel(s->self, id1, view_state, &v, msg, sizeof msg) == ADM_OK && v.state == ADM_JOB_RUNNING &&
+              s->job_cancelled(s->self, id1),
+          "cancelling a running job asks its trainer to stop");
+    CHECK(s->job_cancel(s->self, id2, view_state, &v, msg, sizeof msg) == ADM_OK && v.state == ADM_JOB_CANCELLED,
+          "cancelling a queued job ends it now");
+    adm_claim none;
+    CHECK(s->job_claim(s->self, "t1", 60, &none, msg, sizeof msg) == ADM_NOT_FOUND, "nothing left to claim");
+    adm_job_result r = {.state = ADM_JOB_FAILED, .error = "boom"};
+    CHECK(s->job_finish(s->self, id1, &r, msg, sizeof msg) == ADM_OK, "job_finish");
+    s->job_get(s->self, id1, view_state, &v, msg, sizeof msg);
+    CHECK(v.state == ADM_JOB_FAILED && !strcmp(v.error, "boom") && v.finished > 0, "the failure is recorded");
+    CHECK(s->job_cancel(s->self, id1, view_state, &v, msg, sizeof msg) == ADM_CONFLICT, "a finished job cannot be cancelled");
+    CHECK(s->job_get(s->self, 999, view_state, &v, msg, sizeof msg) == ADM_NOT_FOUND, "unknown job");
+    adm_claim_free(&c);
+}
+
+static void test_heads(adm_store *s, hook_log *hl) {
+    char msg[256];
+    vit_head *h2 = make_head(3, 0.5f), *wrong = make_head(2, 0.f);
+    int v2 = 0, v3 = 0, active = 0, n = 0;
+    CHECK(h2 && s->head_publish(s->self, h2, 1, "{\"loss\": 1}", &v2, msg, sizeof msg) == ADM_OK && v2 == 2,
+          "head_publish mints version 2");
+    CHECK(s->head_publish(s->self, wrong, 0, NULL, &v3, msg, sizeof msg) == ADM_OK && v3 == 3, "then version 3");
+    s->head_list(s->self, head_count, &n, &active, msg, sizeof msg);
+    CHECK(n == 3 && active == 1, "three versions, 1 active");
+    vit_head *got = NULL;
+    int calls = hl->calls;
+    CHECK(s->active_set(s->self, 2, &got, msg, sizeof msg) == ADM_OK && got == h2 && hl->last_version == 2 &&
+              hl->calls == calls + 1,
+          "active_set calls on_active and returns the head");
+    vit_head_release(got);
+    hl->refuse = 1;
+    CHECK(s->active_set(s->self, 3, NULL, msg, sizeof msg) == ADM_CONFLICT, "a refused head is ADM_CONFLICT");
+    hl->refuse = 0;
+    s->active_get(s->self, &active, NULL, msg, sizeof msg);
+    CHECK(active == 2, "the refusal leaves the active version");
+    CHECK(s->head_delete(s->self, 2, msg, sizeof msg) == ADM_CONFLICT, "the active version cannot be deleted");
+    CHECK(s->head_delete(s->self, 1, msg, sizeof msg) == ADM_CONFLICT, "version 1 cannot be deleted");
+    CHECK(s->head_delete(s->self, 3, msg, sizeof msg) == ADM_OK, "another version can");
+    CHECK(s->active_set(s->self, 3, NULL, msg, sizeof msg) == ADM_NOT_FOUND, "a deleted version is gone");
+    vit_head_release(h2);
+    vit_head_release(wrong);
+}
+
+int main(void) {
+    srv_log_set_level(SRV_LOG_ERROR);
+    metrics_init();
+    char dir[] = "/tmp/vitd-test-store-XXXXXX";
+    if (!mkdtemp(dir)) { printf("FAIL mkdtemp\n"); return 1; }
+    vit_head *base = make_head(2, 0.f);
+    hook_log hl = {0};
+    store_dir_opts o = {.state_dir = dir, .dim = DIM, .base_head = base, .base_created = 1.0,
+                        .hooks = {.on_active = on_active, .ctx = &hl}};
+    adm_store s;
+    char err[512] = "";
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "open an empty state directory");
+    test_examples(&s);
+    test_jobs(&s);
+    test_heads(&s, &hl);
+    adm_store_close(&s);
+
+    /* reopen: version 2 comes back active (through on_active), numbering continues after 3 */
+    hl = (hook_log){0};
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "reopen");
+    int active = 0, n = 0, v = 0;
+    char msg[256];
+    s.head_list(s.self, head_count, &n, &active, msg, sizeof msg);
+    CHECK(active == 2 && hl.last_version == 2 && hl.calls == 1 && n == 2, "the active version is restored through on_active");
+    vit_head *h = make_head(2, 1.f);
+    CHECK(s.head_publish(s.self, h, 0, NULL, &v, msg, sizeof msg) == ADM_OK && v == 3, "numbering continues from the files");
+    vit_head_release(h);
+    adm_store_close(&s);
+
+    /* a corrupt head file and active choice are skipped, never fatal */
+    char p[512];
+    snprintf(p, sizeof p, "%s/heads/head-000009.safetensors", dir);
+    FILE *f = fopen(p, "w");
+    if (f) { fputs("not a safetensors file", f); fclose(f); }
+    snprintf(p, sizeof p, "%s/active.json", dir);
+    f = fopen(p, "w");
+    if (f) { fputs("{\"version\": 9}", f); fclose(f); }
+    hl = (hook_log){0};
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "reopen with a corrupt head and active choice");
+    s.active_get(s.self, &active, NULL, msg, sizeof msg);
+    CHECK(active == 1 && hl.calls == 0, "head 1 stays active");
+    adm_store_close(&s);
+
+    /* an unusable state directory is an error at open */
+    snprintf(p, sizeof p, "%s/file", dir);
+    f = fopen(p, "w");
+    if (f) fclose(f);
+    store_dir_opts bad = o;
+    bad.state_dir = p;
+    CHECK(store_dir_open(&bad, &s, err, sizeof err) != 0 && strstr(err, "--state-dir"), "a state dir that is a file fails");
+
+    /* memory only */
+    store_dir_opts mem = o;
+    mem.state_dir = NULL;
+    CHECK(store_dir_open(&mem, &s, err, sizeof err) == 0, "memory-only store");
+    s.active_get(s.self, &active, NULL, msg, sizeof msg);
+    CHECK(active == 1, "memory only starts at version 1");
+    adm_store_close(&s);
+
+    vit_head_release(base);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) printf("warning: could not remove %s\n", dir);
+    return TEST_SUMMARY();
+}
