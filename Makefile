@@ -37,8 +37,12 @@ ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
-# server/openapi.json compiled into vitd (server/openapi_json.S: .incbin), served at /openapi.json
+# server/openapi.json compiled into vitd (server/openapi_json.S: .incbin), served at /openapi.json.
+# The web page (server/ui/, issue 18) compiled into vitd: gen_assets writes its bytes as C.
+# Order matters: index.html names the others by content hash, so it comes last.
+UI_ASSETS  := /ui/app.css=server/ui/app.css /ui/app.js=server/ui/app.js /=server/ui/index.html
 ifneq ($(strip $(SERVER_OBJ)),)
+SERVER_OBJ += $(BUILD)/server/ui_assets.o
 SERVER_OBJ += $(BUILD)/server/openapi_json.o
 endif
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
@@ -75,6 +79,17 @@ $(BUILD)/%.o: %.c
 $(BUILD)/server/openapi_json.o: server/openapi_json.S server/openapi.json
 	@mkdir -p $(dir $@)
 	$(CC) -c $< -o $@
+
+$(BUILD)/tools/gen_assets: server/ui/gen_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/server/ui_assets.c: $(BUILD)/tools/gen_assets $(foreach a,$(UI_ASSETS),$(lastword $(subst =, ,$(a))))
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/gen_assets $@ $(UI_ASSETS)
+
+$(BUILD)/server/ui_assets.o: $(BUILD)/server/ui_assets.c server/ui.h
+	$(CC) $(CFLAGS) -Iserver -c $< -o $@
 
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)

@@ -30,6 +30,14 @@ for b in "${bins[@]}"; do ldd "$b"; done | awk '/=>/ {print $3}' | sort -u | whi
     *) cp -L "$lib" "$stage/build/bundle-libs/" ;;
   esac
 done
+# Fashion-MNIST's 10k test images as PNGs for gpu_precision.sh's accuracy rows (the device image
+# has no Debian dataset package), when this machine has dataset-fashion-mnist
+if [ -d /usr/share/datasets/fashion-mnist ]; then
+  png=$(mktemp -d)
+  /usr/bin/python3 models/fashion-vit/export_pngs.py "$png" > /dev/null
+  tar -C "$png" -cf "$stage/build/fashion-test-png.tar" .
+  rm -rf "$png"
+fi
 git rev-parse HEAD > "$stage/build/bundle-commit"
 tar -C "$stage" -cJf build/gpu-bundle.tar.xz build
 ls -la build/gpu-bundle.tar.xz

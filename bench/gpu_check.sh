@@ -15,6 +15,7 @@
 #      kernel-lab), else the prebuilt build/gpu-bundle.tar.xz made by bench/gpu_bundle.sh
 #   2. tests/gpu/test_kernels        every kernel vs float64 CPU references, fresh random inputs
 #   3. tests/gpu/test_cuda_forward   CUDA FP16 vs CPU FP32: synthetic models + fixtures
+#      tests/gpu/test_cuda_quant     CUDA INT8 / FP8 vs the CPU's calibrated INT8 and FP32
 #      tests/gpu/test_train_cuda     head training on CUDA vs the CPU trainer (AdamW, SGD, val split)
 #   4. compute-sanitizer memcheck (small batch) and racecheck (attention kernels), both on
 #      tests/gpu/test_train_cuda
@@ -24,12 +25,17 @@
 #                                    batch 1 and 256: time per kernel
 #      then bench/gpu_knobs.sh: images/s at batch 1 and 256 under each VIT_CUDA_* setting
 #      (VITD_KNOBS="default VIT_CUDA_RESFUSE=0 ..." replaces the list)
+#   6b. bench/gpu_precision.sh        INT8 / FP8 vs FP16 vs CPU: calibration, Fashion-MNIST 10k
+#                                    accuracy and agreement per precision, ViT-B/16 images/s at
+#                                    batch 1, 64, 256 per precision (PyTorch from step 6), memcheck
 #   7. `vit check` (the device self-check) on ViT-B/16, then vitd end to end on the GPU under wrk
 #      (or a Python load generator when wrk is absent)
 # Results: $OUT (default bench/results/gpu_<date>) gets every log, gpu_check.md (the summary,
 # with the GPU's name) and the JSON/markdown of step 6; the summary table is printed last.
-#   bench/gpu_check.sh [--quick] [--no-tests] [--no-torch] [--no-compile] [--no-load]
-#   --no-tests: skip steps 2-5; --quick: small sanitizer/lab runs, batches 1,8,64, no compile
+#   bench/gpu_check.sh [--quick] [--no-tests] [--no-torch] [--no-compile] [--no-load] [--precision]
+#   --no-tests: skip steps 2-5; --quick: small sanitizer/lab runs, batches 1,8,64, no compile;
+#   --precision: the low-precision checks alone (build, test_kernels, test_cuda_quant, step 6b with
+#   the ViT-B model made here, no PyTorch): ~5 minutes, for a short device session
 # Testing the script itself without a GPU: VITD_FORCE_BUNDLE=1 (use the bundle even if a source
 # build is possible), VITD_CHECK_DEVICE=cpu VITD_CHECK_MODEL=DIR (step 7 against the CPU engine),
 # VITD_NO_WRK=1 (the Python load generator even where wrk exists), VITD_CHECK_INPUT_AB=1 (step 7's
@@ -37,11 +43,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
-QUICK=0 TORCH=1 COMPILE=1 LOAD=1 TESTS=1
+QUICK=0 TORCH=1 COMPILE=1 LOAD=1 TESTS=1 PRECISION_ONLY=0
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;; --no-tests) TESTS=0 ;; --no-torch) TORCH=0 ;; --no-compile) COMPILE=0 ;; --no-load) LOAD=0 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --precision) PRECISION_ONLY=1 TORCH=0 LOAD=0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $a" >&2; exit 2 ;;
   esac
 done
@@ -111,7 +118,7 @@ for p in openblas libpng libturbojpeg libcjson libmicrohttpd; do
   pkg-config --exists "$p" 2>/dev/null || missing="$missing $p"
 done
 if [ -n "$NVCC" ] && [ -z "$missing" ] && [ -z "${VITD_FORCE_BUNDLE:-}" ]; then
-  if run_step build 900 build.log make -j"$JOBS" NVCC="$NVCC" build/vit build/vitd gpu-tests kernel-lab; then
+  if run_step build 900 build.log make -j"$JOBS" NVCC="$NVCC" build/vit build/vitd gpu-tests $([ "$PRECISION_ONLY" = 1 ] || echo kernel-lab); then
     BUILT="from source"
     record build ok "from source with $NVCC in ${LAST_SECS}s, $JOBS jobs"
   else
@@ -141,18 +148,24 @@ if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_kernels ]; then
   rc=$?; record "tests/gpu/test_kernels" "$(verdict $rc test_kernels.log)" "$(summary_line test_kernels.log) in ${LAST_SECS}s"
   grep -E '^# (device|gelu|cublasLt)' "$OUT/test_kernels.log" | sed 's/^# /    /'
 fi
-if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_cuda_forward ]; then
+if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_cuda_quant ]; then
+  run_step test_cuda_quant 600 test_cuda_quant.log build/tests/gpu/test_cuda_quant
+  rc=$?; record "tests/gpu/test_cuda_quant (int8, fp8)" "$(verdict $rc test_cuda_quant.log)" "$(summary_line test_cuda_quant.log) in ${LAST_SECS}s"
+fi
+if [ "$PRECISION_ONLY" = 1 ]; then
+  :
+elif [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_cuda_forward ]; then
   run_step test_cuda_forward 900 test_cuda_forward.log build/tests/gpu/test_cuda_forward
   rc=$?; record "tests/gpu/test_cuda_forward" "$(verdict $rc test_cuda_forward.log)" "$(summary_line test_cuda_forward.log) in ${LAST_SECS}s"
   grep -E '^# gelu modes' "$OUT/test_cuda_forward.log" | sed 's/^# /    /'
 fi
-if [ "$TESTS" = 1 ] && [ -x build/tests/gpu/test_train_cuda ]; then
+if [ "$TESTS" = 1 ] && [ "$PRECISION_ONLY" = 0 ] && [ -x build/tests/gpu/test_train_cuda ]; then
   run_step test_train_cuda 300 test_train_cuda.log build/tests/gpu/test_train_cuda
   rc=$?; record "tests/gpu/test_train_cuda" "$(verdict $rc test_train_cuda.log)" "$(summary_line test_train_cuda.log) in ${LAST_SECS}s"
 fi
 
 # ---- 4. compute-sanitizer ------------------------------------------------------------------
-if [ "$TESTS" = 0 ]; then
+if [ "$TESTS" = 0 ] || [ "$PRECISION_ONLY" = 1 ]; then
   :
 elif [ "$HAVE_GPU" = 1 ] && [ -n "$SANITIZER" ] && [ -x build/tests/gpu/test_cuda_forward ]; then
   run_step memcheck 600 memcheck.log env VITD_GPU_QUICK=1 "$SANITIZER" --tool memcheck --error-exitcode 99 \
@@ -176,7 +189,7 @@ else
 fi
 
 # ---- 5. kernel lab ------------------------------------------------------------------------
-if [ "$TESTS" = 1 ] && [ "$HAVE_GPU" = 1 ] && [ -x build/kernel-lab/attention ]; then
+if [ "$TESTS" = 1 ] && [ "$PRECISION_ONLY" = 0 ] && [ "$HAVE_GPU" = 1 ] && [ -x build/kernel-lab/attention ]; then
   for b in 1 64 256; do
     [ "$QUICK" = 1 ] && [ "$b" = 256 ] && continue
     run_step "lab attention B=$b" 300 "lab_attention_b$b.log" build/kernel-lab/attention "$b"
@@ -212,6 +225,19 @@ if [ "$HAVE_GPU" = 1 ] && [ "$TORCH" = 1 ] && [ -n "$NCU" ] && [ -f "$WORK/vit_b
     rc=$?; record "bench/gpu_profile.py B=$b" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" \
       "$(grep -oE 'sum of kernel times per forward [0-9.]+ us' "$OUT/profile_b$b.md")"
   done
+fi
+
+# ---- 6b. low precision (INT8 / FP8): bench/gpu_precision.sh ----------------------------------
+if [ "$HAVE_GPU" = 1 ] && [ -x build/vit ]; then
+  if [ ! -f "$WORK/vit_b_16_random/model.safetensors" ]; then
+    $PY -c "import sys; sys.path.insert(0, 'bench'); import gpu_vs_torch as g; g.make_model_dir('$WORK')" \
+      > "$OUT/make_model.log" 2>&1 || note "could not make the ViT-B/16 model (see make_model.log)"
+  fi
+  [ -f build/fashion-test-png.tar ] && export FASHION_PNG_TAR="$ROOT/build/fashion-test-png.tar"
+  run_step precision 900 precision.log bench/gpu_precision.sh "$OUT" "$WORK/vit_b_16_random"
+  rc=$?; record "bench/gpu_precision.sh (int8, fp8)" "$([ $rc -eq 0 ] && echo ok || echo FAIL)" "precision.md, ${LAST_SECS}s"
+else
+  record "bench/gpu_precision.sh (int8, fp8)" SKIP "no GPU or no build/vit"
 fi
 
 # the engine's knobs A/B'd in one run (bench/gpu_knobs.sh); VITD_KNOBS replaces the settings
@@ -338,6 +364,7 @@ fi
   echo
   [ -f "$OUT/gpu_vs_torch.md" ] && cat "$OUT/gpu_vs_torch.md"
   [ -f "$OUT/knobs.md" ] && { echo; echo "## knobs (bench/gpu_knobs.sh)"; grep -E '^\|' "$OUT/knobs.md"; }
+  [ -f "$OUT/precision.md" ] && { echo; sed 's/^# /## /' "$OUT/precision.md"; }
   for f in "$OUT"/profile_b*.md; do
     [ -f "$f" ] || continue
     echo; echo "## $(basename "$f" .md)"; grep -E '^\||kernels profiled' "$f"

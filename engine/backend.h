@@ -32,9 +32,18 @@ struct vit_session {
                                      when the backend has no forward_f16 (allocated at creation,
                                      untouched until used, so it costs address space only) */
     char errmsg[256];
+    /* CPU backend, FP32: called with the input X (rows, K) of Linear `linear` (0 qkv, 1 proj,
+     * 2 fc1, 3 fc2) of block `layer` before it runs, possibly from several threads at once
+     * (calib.c sets it; NULL otherwise) */
+    void (*observe)(void *ctx, int layer, int linear, const float *X, int rows, int K);
+    void *observe_ctx;
 };
 
 extern const vit_backend vit_backend_cpu;
+/* sessions sharing m's packed weights (int8: the INT8 copy, else the FP32 one); 0 when that
+ * copy does not exist.  For the tests: the copies are made once per model and freed with the
+ * last session (engine/cpu/cpu_forward.c). */
+int vit_cpu_packed_refs(const vit_model *m, int int8);
 #ifdef VIT_HAVE_CUDA
 extern const vit_backend vit_backend_cuda;
 /* number of usable CUDA devices (0 when no driver/device); never fails */

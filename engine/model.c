@@ -25,6 +25,7 @@
 
 #include "model.h"
 #include "io/safetensors.h"
+#include "knobs.h"
 #include "util.h"
 
 #define CFG_MAX_BYTES    (64u << 20)  /* config.json, labels.txt (in21k id2label is ~1 MB) */
@@ -735,10 +736,11 @@ void vit_model_free(vit_model *m) {
     vit_head_release(m->head);
     free(m->layers);
     free(m->params);
-    free(m->cpu_packed); /* NULL unless a CPU session was leaked */
-    free(m->cpu_packed_i8);
+    vit_calib_free(&m->calib);
     free(m);
 }
+
+int vit_model_calibrated(const vit_model *m) { return m && m->calib.amax; }
 
 const vit_config *vit_model_config(const vit_model *m) { return m ? &m->cfg : NULL; }
 vit_head *vit_model_head(const vit_model *m) { return m ? m->head : NULL; }
@@ -754,6 +756,8 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     *out = NULL;
     if (!dir || !*dir) return vit_errf(VIT_E_ARG, err, errlen, "vit_model_load: no model directory");
     if (strlen(dir) > 3000) return vit_errf(VIT_E_ARG, err, errlen, "vit_model_load: directory path too long");
+    vit_status kst = vit_knobs_load(err, errlen);   /* a bad knob fails here, before any work */
+    if (kst != VIT_OK) return kst;
     loader Ls = {.dir = dir, .err = err, .errlen = errlen}, *L = &Ls;
     vit_model *m = calloc(1, sizeof *m);
     if (!m) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");
@@ -894,6 +898,9 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
     c->num_params = L->ckpt_params;
     c->labels = m->head->labels;
     if ((st = vit_preprocess_load(dir, c->image_size, &c->preprocess, err, errlen))) goto fail;
+    /* calibration.json (INT8 / FP8 activation ranges), optional; a broken one is an error */
+    st = vit_calib_load_dir(dir, c, &m->calib, err, errlen);
+    if (st != VIT_OK && st != VIT_E_IO) goto fail;
 
     st_close(L->st);
     cJSON_Delete(L->cfg);

@@ -1,5 +1,6 @@
 /* model.h: internal layout of a loaded model (engine-private; the public API is vit.h).
- * Written by the loader (model.c, safetensors.c), read by every backend (cpu_*.c, cuda_*.cu).
+ * Written by the loader (model.c, io/), then read-only: every backend (cpu/, cuda/) only reads it;
+ * what a backend derives from it per process (the CPU's packed weights) lives in the backend.
  * All parameters are FP32 in one allocation (params), whatever the checkpoint's dtype; the
  * pointers below point into it.  Layouts are PyTorch's: Linear weights are (out, in), row-major.
  * The naming scheme (HF, timm, torchvision) is resolved at load time: HF's separate q/k/v are
@@ -8,6 +9,7 @@
 #define VIT_MODEL_H
 #include <stdatomic.h>
 #include "vit.h"
+#include "io/calib_io.h"
 
 typedef struct vit_layer_weights {
     const float *ln1_w, *ln1_b;   /* (D) */
@@ -40,13 +42,7 @@ struct vit_model {
     const float *norm_w, *norm_b; /* final LayerNorm over all tokens (D), or NULL (timm fc_norm models) */
     const float *fc_norm_w, *fc_norm_b;       /* LayerNorm after mean pooling (D), or NULL */
     const float *pre_logits_w, *pre_logits_b; /* (D, D) + tanh, or NULL */
-    void *cpu_packed;             /* the CPU backend's packed copy of the GEMM weights
-                                     (cpu_gemm.c layout), made by the first CPU session that
-                                     needs it and shared by all; cpu_forward.c owns it */
-    int cpu_packed_refs;          /* sessions using cpu_packed (under cpu_forward.c's lock) */
-    void *cpu_packed_i8;          /* the same for int8 sessions: the patch embedding packed FP32,
-                                     the encoder Linears quantized and packed (cpu_gemm_i8.c) */
-    int cpu_packed_i8_refs;       /* sessions using cpu_packed_i8 (same lock) */
+    vit_calib calib;              /* calibration.json beside the weights (amax NULL: none) */
     vit_head *head;               /* the checkpoint's head, (num_classes, feature_dim); for DeiT
                                      distilled models [W_cls/2, W_dist/2] with (b_cls+b_dist)/2 */
 };

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "knobs.h"
 #include "util.h"
 
 #define VIT_MAX_BATCH_LIMIT 4096
@@ -24,6 +25,8 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
     if (!out) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: out is NULL");
     *out = NULL;
     if (!m) return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: model is NULL");
+    vit_status kst = vit_knobs_load(err, errlen);   /* the backends read the knobs as they start */
+    if (kst != VIT_OK) return kst;
     vit_session_opts o = {.max_batch = 1, .threads = 0, .device = VIT_DEVICE_AUTO,
                           .precision = VIT_PREC_AUTO, .gpu_id = 0};
     if (opts) o = *opts;
@@ -38,7 +41,8 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         o.threads = n < 1 ? 1 : n > VIT_MAX_THREADS ? VIT_MAX_THREADS : (int)n;
     }
     if (o.precision != VIT_PREC_AUTO && o.precision != VIT_PREC_FP32 &&
-        o.precision != VIT_PREC_FP16 && o.precision != VIT_PREC_INT8)
+        o.precision != VIT_PREC_FP16 && o.precision != VIT_PREC_INT8 &&
+        o.precision != VIT_PREC_FP8)
         return vit_errf(VIT_E_ARG, err, errlen, "vit_session_new: unknown precision %d",
                         (int)o.precision);
 
@@ -61,18 +65,20 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         }
         break;
     case VIT_DEVICE_CPU:
-        if (o.precision == VIT_PREC_FP16)
+        if (o.precision == VIT_PREC_FP16 || o.precision == VIT_PREC_FP8)
             return vit_errf(VIT_E_ARG, err, errlen,
-                            "vit_session_new: precision fp16 needs the CUDA device; the CPU "
-                            "backend computes in fp32 or int8");
+                            "vit_session_new: precision %s needs the CUDA device; the CPU "
+                            "backend computes in fp32 or int8", vit_precision_str(o.precision));
         be = &vit_backend_cpu;
         if (o.precision != VIT_PREC_INT8) o.precision = VIT_PREC_FP32;
         break;
     case VIT_DEVICE_CUDA:
-        if (o.precision == VIT_PREC_INT8)
+        if ((o.precision == VIT_PREC_INT8 || o.precision == VIT_PREC_FP8) && !m->calib.amax)
             return vit_errf(VIT_E_ARG, err, errlen,
-                            "vit_session_new: int8 is CPU-only (the CUDA backend computes in "
-                            "fp16): use device cpu, or precision auto|fp16 on cuda");
+                            "vit_session_new: precision %s on cuda needs the model's activation "
+                            "ranges, which it has not: run `vit calibrate --model DIR --data "
+                            "IMAGES` (writes DIR/calibration.json), or use precision fp16",
+                            vit_precision_str(o.precision));
 #ifdef VIT_HAVE_CUDA
         if (!cuda_available())
             return vit_errf(VIT_E_DEVICE, err, errlen,
@@ -92,8 +98,8 @@ vit_status vit_session_new(const vit_model *m, const vit_session_opts *opts, vit
         if (o.precision == VIT_PREC_FP32)
             return vit_errf(VIT_E_ARG, err, errlen,
                             "vit_session_new: the CUDA backend computes in fp16 (fp32 accumulation); "
-                            "fp32 runs on the CPU: use precision auto|fp16, or device cpu");
-        o.precision = VIT_PREC_FP16;
+                            "fp32 runs on the CPU: use precision auto|fp16|int8|fp8, or device cpu");
+        if (o.precision != VIT_PREC_INT8 && o.precision != VIT_PREC_FP8) o.precision = VIT_PREC_FP16;
     }
 
     vit_session *s = calloc(1, sizeof *s);
@@ -143,12 +149,14 @@ const char *vit_precision_str(vit_precision p) {
     case VIT_PREC_FP32: return "fp32";
     case VIT_PREC_FP16: return "fp16";
     case VIT_PREC_INT8: return "int8";
+    case VIT_PREC_FP8: return "fp8";
     }
     return "?";
 }
 
 int vit_precision_parse(const char *s, vit_precision *out) {
-    static const vit_precision all[] = {VIT_PREC_AUTO, VIT_PREC_FP32, VIT_PREC_FP16, VIT_PREC_INT8};
+    static const vit_precision all[] = {VIT_PREC_AUTO, VIT_PREC_FP32, VIT_PREC_FP16, VIT_PREC_INT8,
+                                        VIT_PREC_FP8};
     for (size_t i = 0; s && i < sizeof all / sizeof all[0]; i++)
         if (!strcmp(s, vit_precision_str(all[i]))) {
             *out = all[i];

@@ -1,5 +1,6 @@
 /* util.c: status strings, error formatting, bounded file reads, .npy I/O, softmax/top-k. */
 #include "util.h"
+#include "knobs.h"
 
 #include <errno.h>
 #include <math.h>
@@ -301,8 +302,7 @@ int vit_f16c_available(void) {
     int c = atomic_load_explicit(&cached, memory_order_relaxed);
     if (c < 0) {
         c = cpu_has_f16c();
-        const char *e = getenv("VIT_NO_F16C");   /* tests: force the portable path */
-        if (e && e[0] == '1') c = 0;
+        if (vit_knob_int(VIT_KNOB_NO_F16C)) c = 0;   /* tests: force the portable path */
         atomic_store_explicit(&cached, c, memory_order_relaxed);
     }
     return c;

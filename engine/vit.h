@@ -64,12 +64,17 @@ const char *vit_status_str(vit_status s);
 typedef enum { VIT_POOL_CLS = 0, VIT_POOL_MEAN = 1 } vit_pooling;
 typedef enum { VIT_DEVICE_AUTO = 0, VIT_DEVICE_CPU = 1, VIT_DEVICE_CUDA = 2 } vit_device;
 /* AUTO (the zero value): FP32 on the CPU, FP16 on CUDA.  The CPU computes FP32, or INT8 (W8A8
- * dynamic quantization of the encoder's Linear layers, the rest FP32; see engine/cpu/cpu_gemm_i8.c);
- * the CUDA backend only FP16 (FP32 accumulation): asking either for another is VIT_E_ARG. */
-typedef enum { VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2, VIT_PREC_INT8 = 3 } vit_precision;
-/* "auto", "fp32", "fp16", "int8" ("?" for a value out of range) */
+ * of the encoder's Linear layers, the rest FP32; see engine/cpu/cpu_gemm_i8.c): with dynamic
+ * per-token activation scales, or, when the model directory holds a calibration
+ * (calibration.json, `vit calibrate`), the calibrated per-tensor scales, the same arithmetic as
+ * the CUDA INT8 path.  CUDA computes FP16 (FP32 accumulation), or INT8 / FP8 (E4M3, sm_89+) in
+ * the encoder's Linear layers, which need the calibration.  Any other pairing is VIT_E_ARG. */
+typedef enum {
+    VIT_PREC_AUTO = 0, VIT_PREC_FP32 = 1, VIT_PREC_FP16 = 2, VIT_PREC_INT8 = 3, VIT_PREC_FP8 = 4
+} vit_precision;
+/* "auto", "fp32", "fp16", "int8", "fp8" ("?" for a value out of range) */
 const char *vit_precision_str(vit_precision p);
-/* the inverse of vit_precision_str for the four names; 0, or -1 for anything else */
+/* the inverse of vit_precision_str for the five names; 0, or -1 for anything else */
 int vit_precision_parse(const char *s, vit_precision *out);
 /* PIL resampling codes, as Hugging Face's preprocessor_config.json stores them */
 typedef enum { VIT_RESAMPLE_NEAREST = 0, VIT_RESAMPLE_BILINEAR = 2, VIT_RESAMPLE_BICUBIC = 3 } vit_resample;
@@ -140,6 +145,30 @@ vit_status vit_model_load(const char *dir, const vit_load_opts *opts, vit_model 
                           char *err, size_t errlen);
 void vit_model_free(vit_model *m);
 const vit_config *vit_model_config(const vit_model *m);
+/* 1 when the model directory held a calibration (calibration.json) and it was loaded */
+int vit_model_calibrated(const vit_model *m);
+
+/* ---- calibration (INT8 / FP8 activation ranges) ------------------------------------ */
+
+/* how a tensor's clipping range is chosen from the |x| seen on the calibration images:
+ * MINMAX the largest, PERCENTILE the 99.99th percentile, MSE the range that minimizes the INT8
+ * quantization error of the observed distribution */
+typedef enum { VIT_CALIB_MINMAX = 0, VIT_CALIB_PERCENTILE = 1, VIT_CALIB_MSE = 2 } vit_calib_method;
+const char *vit_calib_method_str(vit_calib_method m);   /* "minmax", "percentile", "mse" */
+int vit_calib_method_parse(const char *s, vit_calib_method *out);   /* 0, or -1 */
+
+/* A calibrator runs images through the CPU FP32 forward and records the inputs of every block's
+ * qkv, proj, fc1 and fc2 (histograms of |x|, so the result does not depend on batch split or
+ * thread count).  One thread at a time per calibrator. */
+typedef struct vit_calibrator vit_calibrator;
+vit_status vit_calibrator_new(const vit_model *m, vit_calib_method method, int max_batch,
+                              int threads, vit_calibrator **out, char *err, size_t errlen);
+/* B <= max_batch preprocessed images (B, 3, image_size, image_size) FP32 */
+vit_status vit_calibrator_add(vit_calibrator *c, const float *images, int B, char *err,
+                              size_t errlen);
+/* write the calibration file (calibration.json format) to path; at least one image added */
+vit_status vit_calibrator_write(vit_calibrator *c, const char *path, char *err, size_t errlen);
+void vit_calibrator_free(vit_calibrator *c);
 
 /* ---- heads ------------------------------------------------------------------------- */
 
@@ -172,8 +201,8 @@ typedef struct vit_session_opts {
 } vit_session_opts;
 
 /* opts NULL: max_batch 1, all cores, device and precision AUTO.  Device CUDA when not built in
- * or no GPU is present -> VIT_E_DEVICE.  Precision FP16 on the CPU, or FP32 or INT8 on CUDA ->
- * VIT_E_ARG ("int8 is CPU-only"); except that device AUTO landing on the CPU (no GPU) computes in
+ * or no GPU is present -> VIT_E_DEVICE.  Precision FP16 or FP8 on the CPU, FP32 on CUDA, or
+ * INT8 / FP8 on CUDA for a model without calibration -> VIT_E_ARG; except that device AUTO landing on the CPU (no GPU) computes in
  * FP32 whatever was asked (INT8 excepted), so one configuration runs everywhere
  * (vit_session_precision says what runs).  Precision INT8 with device AUTO runs on the CPU
  * even when a GPU is present. */
@@ -395,6 +424,29 @@ const vit_build_info *vit_build(void);
 /* "vit 0.1.0-dev+g50900ab (commit 50900ab..., release build, CUDA compiled in)" for `--version`:
  * prog, then vit_build()'s fields, into buf (always NUL-terminated). */
 void vit_build_line(const char *prog, char *buf, size_t len);
+
+/* ---- environment knobs ------------------------------------------------------------- */
+/* The engine's tuning switches are environment variables (VIT_GEMM, VIT_CPU_PARALLEL,
+ * VIT_CUDA_*, ...), all in one table (engine/knobs.c; `vit knobs` lists it).  vit_knobs_load
+ * reads and validates every one; vit_model_load and vit_session_new call it, so a bad value
+ * fails there: VIT_E_ARG, err naming the knob, its value and what it allows.  The values in
+ * effect are those of the last successful load (the defaults before any).  Thread-safe. */
+typedef struct vit_knob_info {
+    const char *name;          /* "VIT_GEMM" */
+    const char *type;          /* "bool", "int" or "enum" */
+    const char *allowed;       /* "0|1", "1..16", "16|32|64", "auto|openblas|avx512" */
+    const char *default_value; /* as the environment spells it */
+    const char *doc;           /* one line */
+    char value[24];            /* the value in effect, as the environment spells it */
+    int from_env;              /* 1: set in the environment; 0: the default */
+} vit_knob_info;
+vit_status vit_knobs_load(char *err, size_t errlen);
+int vit_knob_count(void);
+/* knob i (0 <= i < vit_knob_count()) into *out: 0, or -1 when i is out of range */
+int vit_knob_info_get(int i, vit_knob_info *out);
+/* "NAME=value NAME=value ..." (every knob, its value in effect) into buf, snprintf-style:
+ * returns the length the whole line needs, writes at most n bytes, NUL included */
+size_t vit_knobs_summary(char *buf, size_t n);
 
 /* ---- small helpers ----------------------------------------------------------------- */
 

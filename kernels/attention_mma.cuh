@@ -1,7 +1,7 @@
 /* attention_mma.cuh: the engine's attention for head dim 64 (lab version v5; VIT_CUDA_ATTN=wmma
- * falls back to attention.cuh's WMMA kernel).  On an H100 at B = 256 it is 4.7x the WMMA kernel in
- * the lab (bench/results/gpu_20261123.md); kernels/dev/attention.cu validates and times it
- * against v1-v4, tests/gpu and the CPU emulator check it.
+ * falls back to attention.cuh's WMMA kernel).  kernels/dev/attention.cu validates and times it
+ * against v1-v4 (measured: kernels/dev/NOTES.md, bench/results/gpu_20261123*.md); tests/gpu and
+ * the CPU emulator check it.
  *
  * Flash-attention style (online softmax, Dao 2023) with raw mma.sync.m16n8k16 (FP16 in, FP32
  * accumulate), same interface and layouts as attention_wmma_kernel:
@@ -12,12 +12,11 @@
  * Work split: one block per (image, head) stages K and V once and its warps take the 16-row
  * query tiles in turn (warp w: tiles w, w + W, ...).  Small batches would leave SMs idle, so
  * when B * H is under VK_MMA_TARGET_BLOCKS the tiles are split over several blocks per head
- * (each stages K/V again).  attention_mma_plan() picks the split and the warps (4..8).  The
- * first version (one block per 64 query rows, V transposed into shared memory with scalar
- * stores) ran 0.49 ms per layer at B = 256 on an H100: K/V staging 4x over and conflicting
- * stores dominated.
+ * (each stages K/V again).  attention_mma_plan() picks the split and the warps (4..8).  Staging
+ * K/V once per (image, head) and storing V row-major (ldmatrix.trans) is what the lab found to
+ * matter most (kernels/dev/NOTES.md).
  * Per warp and query tile, per chunk of KC keys (64 by default; 16 or 32: attention_mma's kc,
- * vk_attn_chunk; H100 lab at B = 256: 0.217 ms a layer at KC 64, 0.244 at KC 16):
+ * vk_attn_chunk; the lab's timings per KC are in kernels/dev/NOTES.md):
  *   S (16 x KC) = Q K^T as KC/8 m16n8 tiles over dh/16 k-steps (Q fragments in registers, K
  *   fragments by one ldmatrix.x4 per k-step and 16 keys: b0/b1 of both 8-key halves,
  *   vk_attn_scores)
@@ -31,7 +30,8 @@
  *   C (16x8):      c0,c1 (g, 2t..2t+1), c2,c3 (g+8, 2t..2t+1)
  * ldmatrix.x4: lanes 8i..8i+7 address the 8 rows of matrix i; lane l gets matrix i's (row l/4,
  * cols 2(l%4), +1) in register i, or with .trans its (rows 2(l%4), +1; col l/4).
- * QT = 2 (attention_mma's qt, not timed on a GPU yet): each warp takes two query tiles at once, so
+ * QT = 2 (attention_mma's qt; VIT_CUDA_ATTN_QT=2, measured in kernels/dev/NOTES.md and not the
+ * default): each warp takes two query tiles at once, so
  * every K and V fragment loaded by ldmatrix feeds two mma (vk_attn_rows<.., 2>).
  * Attention maps need the final m and l of each row, so they take a second pass over the keys
  * (recomputing S) only when asked. */
@@ -42,8 +42,9 @@
 #define VK_MMA_MAX_WARPS 8
 #define VK_MMA_QT2_WARPS 4         /* at most 4 warps of 32 query rows (QT = 2): 2-3 blocks per SM */
 #define VK_MMA_TARGET_BLOCKS 264   /* two blocks per SM on a 132-SM H100 */
-#define VK_MMA_KC_DEFAULT 64       /* keys per online-softmax step (attention_mma's kc): fastest
-                                    * at B = 1, 64 and 256 on the H100 (gpu_20261123_s5.md) */
+#define VK_MMA_KC_DEFAULT 64       /* keys per online-softmax step (attention_mma's kc; the
+                                    * engine's default is VIT_CUDA_ATTN_KC's in engine/knobs.c;
+                                    * why 64: kernels/dev/NOTES.md) */
 #define VK_MMA_QT_DEFAULT 1        /* 16-row query tiles per warp (attention_mma's qt) */
 
 VK_INLINE void vk_mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {

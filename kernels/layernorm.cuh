@@ -16,8 +16,8 @@
  * round trip per row); otherwise three passes over the row (sum, centred sum of squares,
  * normalize; the second and third hit L1/L2), V = 2 moving __half2 pairs (D even), V = 1 single
  * halves (odd D).  Both use the two-pass variance of the CPU reference; kernels/dev/layernorm.cu
- * times alternatives.  On an H100 at batch 1 (197 rows), the three-pass kernel took 15 us a
- * call waiting on memory (bench/results/gpu_20261123.md).
+ * times alternatives (the three-pass kernel waits on memory once per element a lane: its
+ * measured cost is in kernels/dev/NOTES.md).
  *
  * final_layernorm: the last residual add and the final LayerNorm on the rows that are pooled
  * only (the CLS token, or CLS + distillation token), FP32 out (features are FP32):
@@ -119,8 +119,8 @@ static __global__ void final_layernorm_kernel(float *out, const TR *res, const _
 /* ---- register-resident rows (D % 8 == 0, D <= 32 * 8 * VK_LN_MAX_CH) ------------------------
  * One warp per row, the row in registers: lane l holds the 8-element chunks l, l + 32, ... (CH
  * of them), loaded with 16-byte loads that are all issued before any arithmetic, so a row costs
- * one memory round trip (the generic kernels above wait on memory once per element a lane, and
- * a batch-1 forward spends 15 us per LayerNorm there).  Same numerics as the generic kernels. */
+ * one memory round trip (the generic kernels above wait on memory once per element a lane;
+ * kernels/dev/NOTES.md has what that costs).  Same numerics as the generic kernels. */
 #define VK_LN_MAX_CH 8
 
 VK_INLINE void vk_load8(float *f, const __half *p) {

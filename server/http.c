@@ -265,6 +265,20 @@ void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *
     MHD_destroy_response(r);
 }
 
+void srv_reply_static(srv_conn *c, int status, const void *body, size_t len, const char *ctype,
+                      const char *const *hdrs) {
+    if (c->status) return;
+    c->status = status;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r) return;
+    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    for (int i = 0; hdrs && hdrs[i] && hdrs[i + 1]; i += 2) MHD_add_response_header(r, hdrs[i], hdrs[i + 1]);
+    if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
+    if (atomic_load(&c->http->st->draining)) MHD_add_response_header(r, "Connection", "close");
+    MHD_queue_response(c->mhd, (unsigned)status, r);
+    MHD_destroy_response(r);
+}
+
 void srv_reply_json(srv_conn *c, int status, cJSON *root) {
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);

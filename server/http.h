@@ -63,6 +63,11 @@ void srv_reply_error(srv_conn *c, int status, const char *code, const char *fmt,
     __attribute__((format(printf, 4, 5)));
 /* Any other body (malloc'd, taken over) with its Content-Type. */
 void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *ctype);
+/* A body that outlives the reply (bytes compiled in; not copied, not freed), its Content-Type
+ * (NULL: none, e.g. a 304) and extra headers as name, value pairs ending with NULL.  No CORS
+ * headers: the web page's files are for its own origin. */
+void srv_reply_static(srv_conn *c, int status, const void *body, size_t len, const char *ctype,
+                      const char *const *hdrs);
 /* {"code", "message"}: the error object of a reply body or of one image's result */
 cJSON *srv_error_obj(const char *code, const char *msg);
 

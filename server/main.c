@@ -23,6 +23,7 @@
 #include "server.h"
 #include "store_dir.h"
 #include "trainer.h"
+#include "ui.h"
 #include "util.h"
 #include "v2_http.h"
 
@@ -38,12 +39,12 @@ static void on_stop_signal(int sig) { g_stop_sig = sig; }
 /* What the flags set: the configuration plus the flags parsed into it after the table. */
 typedef struct opts {
     srv_config cfg;
-    const char *model, *host, *device, *precision, *log, *log_format, *input;
+    const char *model, *host, *device, *precision, *log, *log_format, *input, *ui;
     const char *admin_token_file, *state_dir, *cors_origin;
     long max_body_mb;
 } opts;
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT } ftype;
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT, F_ONOFF } ftype;
 typedef struct { const char *name; ftype t; size_t off; long lo, hi; const char *help; } flag;
 #define O(field) offsetof(opts, field)
 
@@ -69,7 +70,7 @@ static const flag flags[] = {
     {"request-timeout-s", F_INT, O(cfg.request_timeout_s), 1, 86400, "idle or slow client timeout"},
     {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests"},
     {"device", F_DEVICE, O(device), 0, 0, "auto|cpu|cuda"},
-    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8 (auto: fp16 on cuda, fp32 on cpu; int8: cpu only)"},
+    {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8|fp8 (auto: fp16 on cuda, fp32 on cpu; int8/fp8 on cuda need DIR/calibration.json)"},
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, O(cfg.device_check), 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},
@@ -77,6 +78,7 @@ static const flag flags[] = {
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions"},
+    {"ui", F_ONOFF, O(ui), 0, 0, "on|off: the web page at / (try images, attention maps, the model card, teach labels)"},
 };
 #define NFLAGS (int)(sizeof flags / sizeof flags[0])
 
@@ -91,7 +93,7 @@ static void flag_env(const flag *f, char *env, size_t n) {
 static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) {
     const void *p = (const char *)o + f->off;
     switch (f->t) {
-    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_LOGFMT: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
+    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_LOGFMT: case F_ONOFF: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
     case F_INT: snprintf(buf, n, "%d", *(const int *)p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(const long *)p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
@@ -101,8 +103,9 @@ static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) 
 static void usage(const opts *opt, FILE *o) {
     fprintf(o, "usage: vitd [flags]\n"
                "Serve a Vision Transformer image classifier over HTTP: POST /classify, GET /healthz,\n"
-               "/readyz, /v1/models, /metrics.  Every flag can also be set as VITD_<NAME> in the\n"
-               "environment (e.g. VITD_MAX_BATCH=16); flags win over the environment.\n\nflags:\n");
+               "/readyz, /v1/models, /metrics, and a web page at / (--ui).  Every flag can also be set\n"
+               "as VITD_<NAME> in the environment (e.g. VITD_MAX_BATCH=16); flags win over the\n"
+               "environment.\n\nflags:\n");
     for (int i = 0; i < NFLAGS; i++) {
         char def[128], env[64], arg[40];
         flag_default_str(opt, &flags[i], def, sizeof def);
@@ -130,6 +133,9 @@ static int set_flag(opts *o, const flag *f, const char *v, const char *src) {
         *(const char **)p = v; return 0;
     case F_LOGFMT:
         if (strcmp(v, "text") && strcmp(v, "json")) break;
+        *(const char **)p = v; return 0;
+    case F_ONOFF:
+        if (strcmp(v, "on") && strcmp(v, "off")) break;
         *(const char **)p = v; return 0;
     case F_LOG:
         if (strcmp(v, "error") && strcmp(v, "warn") && strcmp(v, "info") && strcmp(v, "debug")) break;
@@ -227,7 +233,7 @@ static int configure(opts *o, int argc, char **argv) {
                         .max_pixels = VIT_DEFAULT_MAX_PIXELS, .drain_timeout_s = 30, .log_level = SRV_LOG_INFO,
                         .max_connections = 1024, .request_timeout_s = 30, .max_images = 64, .max_top_k = SRV_TOPK_MAX},
                 .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info", .log_format = "text",
-                .input = "auto", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20};
+                .input = "auto", .ui = "on", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20};
     if (parse_flags(o, argc, argv) != 0) return 2;
     srv_config *C = &o->cfg;
     C->model_dir = o->model;
@@ -271,6 +277,8 @@ static int load_model(srv_state *st, char *err, size_t errlen) {
         return -1;
     }
     st->mc = vit_model_config(st->model);
+    char knobs[1024];   /* the engine's environment knobs in effect, once at start-up */
+    if (vit_knobs_summary(knobs, sizeof knobs)) srv_log(SRV_LOG_INFO, "engine knobs: %s", knobs);
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", C->model_dir);
     size_t n = strlen(tmp);
@@ -456,7 +464,8 @@ int main(int argc, char **argv) {
     int port = 0;
     srv_http *http = srv_http_start(&st, &port, err, sizeof err);
     if (!http) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
-    if (routes_register(http, &st) != 0 || v2_http_register(http, &st) != 0 || embed_register(http, &st) != 0) {
+    if (routes_register(http, &st) != 0 || v2_http_register(http, &st) != 0 || embed_register(http, &st) != 0 ||
+        ui_register(http, !strcmp(o.ui, "on")) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot register the routes");
         srv_http_stop(http);
         return 1;

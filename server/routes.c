@@ -167,25 +167,6 @@ static void h_models(srv_conn *c, void *ctx) {
         srv_reply_error(c, 500, "internal", "out of memory");
         return;
     }
-    int grid[2] = {m->grid_h, m->grid_w};
-    cJSON_AddItemToObject(o, "attention_grid", cJSON_CreateIntArray(grid, 2));
-    const vit_preprocess *p = &m->preprocess;
-    cJSON *pp = cJSON_AddObjectToObject(o, "preprocessing");
-    cJSON_AddBoolToObject(pp, "do_resize", p->do_resize);
-    if (p->shortest_edge > 0) cJSON_AddNumberToObject(pp, "shortest_edge", p->shortest_edge);
-    else {
-        int rs[2] = {p->resize_h, p->resize_w};
-        cJSON_AddItemToObject(pp, "resize", cJSON_CreateIntArray(rs, 2));
-    }
-    cJSON_AddStringToObject(pp, "resample", vit_resample_name(p->resample));
-    cJSON_AddBoolToObject(pp, "do_center_crop", p->do_center_crop);
-    int crop[2] = {p->crop_h, p->crop_w};
-    cJSON_AddItemToObject(pp, "crop", cJSON_CreateIntArray(crop, 2));
-    cJSON_AddNumberToObject(pp, "rescale_factor", p->do_rescale ? p->rescale_factor : 1.0);
-    cJSON_AddItemToObject(pp, "mean", cJSON_CreateFloatArray(p->mean, 3));
-    cJSON_AddItemToObject(pp, "std", cJSON_CreateFloatArray(p->std, 3));
-    int out[2] = {p->out_h, p->out_w};
-    cJSON_AddItemToObject(pp, "output", cJSON_CreateIntArray(out, 2));
     cJSON_AddStringToObject(o, "device", device_str(batcher_device(st->batcher)));
     if (batcher_device(st->batcher) == VIT_DEVICE_CUDA) {
         char gname[128] = "";

@@ -3,14 +3,18 @@
 #ifndef VIT_CLI_H
 #define VIT_CLI_H
 
+#include <stdio.h>
+
 #include "vit.h"
 
 /* subcommands: int cmd_NAME(int argc, char **argv); argv[0] is the subcommand name */
 int cmd_bench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_knobs(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_preprocess(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -40,5 +44,31 @@ int cli_exit_status(vit_status st);
 int cli_load_model(const char *cmd, const char *dir, const vit_load_opts *lo, vit_model **out);
 int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts *so,
                      vit_session **out);
+/* Print o (NULL: cJSON ran out of memory while it was built) as one line on stdout and delete
+ * it: 0, or 1 after "vit CMD: out of memory" on stderr. */
+struct cJSON;
+int cli_print_json(const char *cmd, struct cJSON *o);
+
+/* The shipped model's directory, as vitd finds it: models/fashion-vit under the working
+ * directory, else beside the executable (../models/fashion-vit, ../share/vitd/models/...). */
+const char *cli_default_model(void);
+
+/* "did you mean": the candidate closest to given, or NULL when none is close (suggest.c).
+ * cli_suggest_option prints "vit CMD: did you mean '--x'?" on stderr when one of the options
+ * named in usage's text is close to the unknown option given. */
+const char *cli_closest(const char *given, const char *const *cands, int n);
+void cli_suggest_option(const char *cmd, const char *given, void (*usage)(FILE *));
+
+/* A progress line on stderr (progress.c): bar, done/total, optional extra text, rate in unit/s,
+ * ETA.  mode: -1 only on a terminal, 0 never, 1 always (not a terminal: plain lines, at most
+ * one a second).  update is cheap to call often; end finishes the terminal's line. */
+typedef struct cli_progress {
+    int on, tty, drawn;
+    const char *unit;
+    double t0, last;
+} cli_progress;
+void cli_progress_start(cli_progress *p, int mode, const char *unit);
+void cli_progress_update(cli_progress *p, int done, int total, const char *extra);
+void cli_progress_end(cli_progress *p);
 
 #endif

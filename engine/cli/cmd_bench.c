@@ -1,6 +1,6 @@
 /* cmd_bench.c: `vit bench`: time the forward pass on random input.
  *   vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]
- *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--attention]
+ *             [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N] [--attention]
  *             [--f16]   (FP16 input through vit_forward_f16: the same values rounded)
  * Runs W warm-up forwards (default 2), then K timed ones (default 10), and prints on stdout
  *   <images/s> images/s
@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vit bench --model DIR --batch B [--iters K] [--warmup W] [--threads N]\n"
-               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]\n"
+               "                 [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]\n"
                "                 [--attention]   (also compute CLS attention and rollout)\n"
                "                 [--f16]         (FP16 input, vit_forward_f16: what a CUDA session reads fastest)\n");
 }
@@ -38,7 +38,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) { if ((warmup = cli_parse_int("--warmup", v, 0, 1000000)) < 0) return 2; i++; }
         else if (!strcmp(a, "--attention")) attention = 1;
         else if (!strcmp(a, "--f16")) f16 = 1;
-        else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+        else { fprintf(stderr, "vit bench: unknown or incomplete option '%s'\n", a); cli_suggest_option("bench", a, usage); usage(stderr); return 2; }
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;

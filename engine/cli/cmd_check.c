@@ -1,7 +1,7 @@
 /* cmd_check.c: `vit check`: is a device computing this model right?  Runs vit_device_check: the
  * same 2 image-like inputs through the chosen device/precision and through the CPU in FP32,
  * and prints the relative errors of features, logits and CLS attention.
- *   vit check --model DIR [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8]
+ *   vit check --model DIR [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8]
  *             [--tol T] [--threads N] [--image-size N]
  * Exit status: 0 agrees within --tol (default 0.05), 1 differs, 2 usage, 7 bad model,
  * 8 device unavailable.  vitd runs the same check before serving on CUDA (--device-check). */
@@ -12,7 +12,7 @@
 #include "cli.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vit check --model DIR [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8]\n"
+    fprintf(f, "usage: vit check --model DIR [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8]\n"
                "                 [--tol T] [--threads N] [--image-size N]\n"
                "  compare the device's features, logits and CLS attention with the CPU FP32 reference\n"
                "  on 2 synthetic images; exit 0 when every relative error is <= T (default 0.05)\n");
@@ -32,7 +32,7 @@ int cmd_check(int argc, char **argv) {
             tol = strtod(v, &end);
             if (*end || !(tol > 0 && tol < 1e6)) { fprintf(stderr, "vit check: --tol: expected a positive number, got '%s'\n", v); return 2; }
             i++;
-        } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); usage(stderr); return 2; }
+        } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); cli_suggest_option("check", a, usage); usage(stderr); return 2; }
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;

@@ -1,7 +1,8 @@
 /* cmd_classify.c: `vit classify`: classify JPEG/PNG files, one JSON object per line per image.
- *   vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B] [--threads N]
- *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N]
+ *   vit classify [--model DIR] [--top-k K] [--attention] [--rollout] [--batch B] [--threads N]
+ *                [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N]
  *                [--max-pixels N] IMAGE...
+ * Without --model: the shipped model (models/fashion-vit), found as vitd finds it.
  * Each line, in the order given:
  *   {"file": F, "predictions": [{"label": L, "index": i, "score": p}, ...],
  *    "attention": {"grid": [h, w], "values": [...]}}          (attention only when asked)
@@ -19,10 +20,11 @@
 #define MAX_FILE_BYTES ((size_t)256 << 20)
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vit classify --model DIR [--top-k K] [--attention] [--rollout] [--batch B]\n"
-               "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8]\n"
+    fprintf(f, "usage: vit classify [--model DIR] [--top-k K] [--attention] [--rollout] [--batch B]\n"
+               "                    [--threads N] [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8]\n"
                "                    [--image-size N] [--max-pixels N] IMAGE...\n"
-               "  one JSON object per image per line; --attention adds the last layer's CLS\n"
+               "  one JSON object per image per line; --model defaults to the shipped model\n"
+               "  (models/fashion-vit, as vitd); --attention adds the last layer's CLS\n"
                "  attention (head-averaged), --rollout the attention rollout instead; --image-size\n"
                "  runs the model at another size (position embeddings resampled, preprocessing too)\n");
 }
@@ -75,13 +77,17 @@ int cmd_classify(int argc, char **argv) {
             if (bad) fprintf(stderr, "vit classify: --max-pixels: bad value '%s'\n", v);
             i++;
         } else if (!strcmp(a, "--")) { while (++i < argc) files[nfiles++] = argv[i]; }
-        else if (a[0] == '-' && a[1]) { fprintf(stderr, "vit classify: unknown or incomplete option '%s'\n", a); bad = 1; }
+        else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "vit classify: unknown or incomplete option '%s'\n", a);
+            cli_suggest_option("classify", a, usage);
+            bad = 1;
+        }
         else files[nfiles++] = a;
         if (bad) { free(files); return 2; }
     }
-    const char *model = eo.model;
-    if (!model || nfiles == 0) {
-        fprintf(stderr, "vit classify: --model and at least one IMAGE are required\n");
+    const char *model = eo.model ? eo.model : cli_default_model();
+    if (nfiles == 0) {
+        fprintf(stderr, "vit classify: at least one IMAGE is required\n");
         usage(stderr);
         free(files);
         return 2;

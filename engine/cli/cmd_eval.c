@@ -4,14 +4,13 @@
  * images/s (or one JSON object with --json); a progress bar on stderr when it is a terminal.
  *
  *   vit eval --model DIR --data PATH [--labels FILE] [--batch B] [--threads N] [--limit N]
- *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8] [--image-size N] [--by-order]
+ *            [--device auto|cpu|cuda] [--precision auto|fp32|fp16|int8|fp8] [--image-size N] [--by-order]
  *            [--confusion] [--json] [--predictions FILE]
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -34,7 +33,7 @@ static void eval_usage(FILE *f) {
             "  --threads N          CPU threads (default 0 = all cores)\n"
             "  --limit N            evaluate N evenly spaced images only\n"
             "  --device D           auto|cpu|cuda (default auto)\n"
-            "  --precision P        auto|fp32|fp16|int8 (auto: fp32 on the CPU, fp16 on CUDA; int8: CPU)\n"
+            "  --precision P        auto|fp32|fp16|int8|fp8 (auto: fp32 on the CPU, fp16 on CUDA; int8/fp8 on CUDA need calibration.json)\n"
             "  --image-size N       run at another resolution than trained\n"
             "  --max-pixels N       refuse larger images (default %llu)\n"
             "  --by-order           sorted class folders are classes 0..C-1 (ImageNet synsets)\n"
@@ -42,19 +41,6 @@ static void eval_usage(FILE *f) {
             "  --json               one JSON object on stdout instead of the text report\n"
             "  --predictions FILE   write one line per image: name<TAB>true<TAB>predicted index\n",
             (unsigned long long)VIT_DEFAULT_MAX_PIXELS);
-}
-
-static void progress(int done, int total, double elapsed) {
-    const int width = 30;
-    int fill = total ? (int)((int64_t)done * width / total) : width;
-    double rate = elapsed > 0 ? done / elapsed : 0;
-    double eta = rate > 0 ? (total - done) / rate : 0;
-    char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
-    bar[width] = 0;
-    fprintf(stderr, "\r[%s] %d/%d  %.1f images/s  ETA %dm%02ds ", bar, done, total, rate,
-            (int)eta / 60, (int)eta % 60);
-    fflush(stderr);
 }
 
 typedef struct {
@@ -147,205 +133,252 @@ static int print_json(const char *model_dir, const char *data, const cli_dataset
     return 0;
 }
 
-int cmd_eval(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *labels_path = NULL, *pred_path = NULL;
-    int batch = 16, threads = 0, limit = 0, image_size = 0, by_order = 0, json = 0;
-    int force_confusion = 0;
-    long long max_pixels = (long long)VIT_DEFAULT_MAX_PIXELS;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_precision precision = VIT_PREC_AUTO;
+typedef struct {
+    const char *model_dir, *data, *labels_path, *pred_path;
+    int batch, threads, limit, image_size, by_order, json, force_confusion;
+    long long max_pixels;
+    vit_device device;
+    vit_precision precision;
+} eval_args;
+
+/* 0 parsed, else the exit status to return now (0 after --help) */
+static int eval_parse(int argc, char **argv, eval_args *a) {
+    *a = (eval_args){.batch = 16, .max_pixels = (long long)VIT_DEFAULT_MAX_PIXELS,
+                     .device = VIT_DEVICE_AUTO, .precision = VIT_PREC_AUTO};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
-        else if (!strcmp(a, "--by-order")) { by_order = 1; continue; }
-        else if (!strcmp(a, "--json")) { json = 1; continue; }
-        else if (!strcmp(a, "--confusion")) { force_confusion = 1; continue; }
-        if (!v || strncmp(a, "--", 2)) {
-            fprintf(stderr, "vit eval: %s '%s'\n", strncmp(a, "--", 2) ? "unexpected argument"
-                                                                       : "missing value for", a);
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) { eval_usage(stdout); return -1; }
+        else if (!strcmp(o, "--by-order")) { a->by_order = 1; continue; }
+        else if (!strcmp(o, "--json")) { a->json = 1; continue; }
+        else if (!strcmp(o, "--confusion")) { a->force_confusion = 1; continue; }
+        if (!v || strncmp(o, "--", 2)) {
+            fprintf(stderr, "vit eval: %s '%s'\n", strncmp(o, "--", 2) ? "unexpected argument"
+                                                                       : "missing value for", o);
+            cli_suggest_option("eval", o, eval_usage);
             eval_usage(stderr);
             return 2;
         }
         i++;
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--labels")) labels_path = v;
-        else if (!strcmp(a, "--predictions")) pred_path = v;
-        else if (!strcmp(a, "--batch")) { if ((batch = cli_parse_int(a, v, 1, 4096)) < 0) return 2; }
-        else if (!strcmp(a, "--threads")) { if ((threads = cli_parse_int(a, v, 0, 1024)) < 0) return 2; }
-        else if (!strcmp(a, "--limit")) { if ((limit = cli_parse_int(a, v, 0, 1 << 30)) < 0) return 2; }
-        else if (!strcmp(a, "--image-size")) { if ((image_size = cli_parse_int(a, v, 0, 8192)) < 0) return 2; }
-        else if (!strcmp(a, "--max-pixels")) {
+        if (!strcmp(o, "--model")) a->model_dir = v;
+        else if (!strcmp(o, "--data")) a->data = v;
+        else if (!strcmp(o, "--labels")) a->labels_path = v;
+        else if (!strcmp(o, "--predictions")) a->pred_path = v;
+        else if (!strcmp(o, "--batch")) { if ((a->batch = cli_parse_int(o, v, 1, 4096)) < 0) return 2; }
+        else if (!strcmp(o, "--threads")) { if ((a->threads = cli_parse_int(o, v, 0, 1024)) < 0) return 2; }
+        else if (!strcmp(o, "--limit")) { if ((a->limit = cli_parse_int(o, v, 0, 1 << 30)) < 0) return 2; }
+        else if (!strcmp(o, "--image-size")) { if ((a->image_size = cli_parse_int(o, v, 0, 8192)) < 0) return 2; }
+        else if (!strcmp(o, "--max-pixels")) {
             char *end;
-            max_pixels = strtoll(v, &end, 10);
-            if (*end || max_pixels <= 0) {
+            a->max_pixels = strtoll(v, &end, 10);
+            if (*end || a->max_pixels <= 0) {
                 fprintf(stderr, "vit eval: --max-pixels: expected a positive integer, got '%s'\n", v);
                 return 2;
             }
-        } else if (!strcmp(a, "--device")) {
-            if (cli_parse_device(v, &device) < 0) return 2;
-        } else if (!strcmp(a, "--precision")) {
-            if (cli_parse_precision(v, &precision) < 0) return 2;
+        } else if (!strcmp(o, "--device")) {
+            if (cli_parse_device(v, &a->device) < 0) return 2;
+        } else if (!strcmp(o, "--precision")) {
+            if (cli_parse_precision(v, &a->precision) < 0) return 2;
         } else {
-            fprintf(stderr, "vit eval: unknown option '%s'\n", a);
+            fprintf(stderr, "vit eval: unknown option '%s'\n", o);
+            cli_suggest_option("eval", o, eval_usage);
             eval_usage(stderr);
             return 2;
         }
     }
-    if (!model_dir || !data) {
+    if (!a->model_dir || !a->data) {
         fprintf(stderr, "vit eval: --model and --data are required\n");
         eval_usage(stderr);
         return 2;
     }
+    return 0;
+}
 
-    char err[512] = "";
-    int rc = 1;
-    vit_model *m = NULL;
-    vit_session *s = NULL;
-    cli_dataset *ds = NULL;
-    float *input = NULL, *logits = NULL;
-    int *topi = NULL, *sample_of = NULL;
-    FILE *pred = NULL;
-    eval_counts k = {0};
-
-    vit_load_opts lo = {.image_size = image_size};
-    vit_status st;
-    if (cli_load_model("eval", model_dir, &lo, &m) != 0) goto out;
-    const vit_config *cfg = vit_model_config(m);
-    const int C = cfg->num_classes;
-    st = cli_dataset_open(data, labels_path, cfg->labels, C, by_order, &ds, err, sizeof err);
-    if (st) {
-        fprintf(stderr, "vit eval: %s\n", err);
-        goto out;
-    }
-    cli_dataset_limit(ds, limit);
-    const int N = cli_dataset_count(ds);
-    if (cli_dataset_num_classes(ds) != C) {
-        fprintf(stderr, "vit eval: internal: %d classes in the data, %d in the model\n",
-                cli_dataset_num_classes(ds), C);
-        goto out;
-    }
-    if (batch > N) batch = N;
-    vit_session_opts so = {.max_batch = batch, .threads = threads, .device = device,
-                           .precision = precision};
-    if (cli_open_session("eval", m, &so, &s) != 0) goto out;
+/* everything one evaluation holds; eval_close frees it */
+typedef struct {
+    vit_model *m;
+    vit_session *s;
+    cli_dataset *ds;
+    const vit_config *cfg;
+    int C, N, batch, topk;
+    size_t per;                 /* floats per preprocessed image: 3 * H * W */
+    float *input, *logits;      /* (B, 3, H, W), (B, C) */
+    int *topi, *labels, *sample_of;
+    FILE *pred;
     char devname[32];
-    snprintf(devname, sizeof devname, "%s %s",
-             vit_session_device(s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
-             vit_precision_str(vit_session_precision(s)));
+    eval_counts k;
+} eval_run;
 
-    const vit_preprocess *pp = &cfg->preprocess;
-    const size_t per = (size_t)3 * pp->out_h * pp->out_w;
-    if (pp->out_h != cfg->image_size || pp->out_w != cfg->image_size) {
+/* model, data set, session and buffers; 0 ok, else 1 (reported) */
+static int eval_open(const eval_args *a, eval_run *r) {
+    char err[512] = "";
+    vit_load_opts lo = {.image_size = a->image_size};
+    if (cli_load_model("eval", a->model_dir, &lo, &r->m) != 0) return 1;
+    r->cfg = vit_model_config(r->m);
+    const int C = r->C = r->cfg->num_classes;
+    if (cli_dataset_open(a->data, a->labels_path, r->cfg->labels, C, a->by_order, &r->ds, err, sizeof err)) {
+        fprintf(stderr, "vit eval: %s\n", err);
+        return 1;
+    }
+    cli_dataset_limit(r->ds, a->limit);
+    r->N = cli_dataset_count(r->ds);
+    if (cli_dataset_num_classes(r->ds) != C) {
+        fprintf(stderr, "vit eval: internal: %d classes in the data, %d in the model\n",
+                cli_dataset_num_classes(r->ds), C);
+        return 1;
+    }
+    r->batch = a->batch > r->N ? r->N : a->batch;
+    vit_session_opts so = {.max_batch = r->batch, .threads = a->threads, .device = a->device,
+                           .precision = a->precision};
+    if (cli_open_session("eval", r->m, &so, &r->s) != 0) return 1;
+    snprintf(r->devname, sizeof r->devname, "%s %s",
+             vit_session_device(r->s) == VIT_DEVICE_CUDA ? "cuda" : "cpu",
+             vit_precision_str(vit_session_precision(r->s)));
+    const vit_preprocess *pp = &r->cfg->preprocess;
+    r->per = (size_t)3 * pp->out_h * pp->out_w;
+    if (pp->out_h != r->cfg->image_size || pp->out_w != r->cfg->image_size) {
         fprintf(stderr, "vit eval: preprocessing makes %dx%d, the model runs at %d\n", pp->out_h,
-                pp->out_w, cfg->image_size);
-        goto out;
+                pp->out_w, r->cfg->image_size);
+        return 1;
     }
-    input = malloc(per * (size_t)batch * sizeof *input);          /* (B, 3, H, W) */
-    logits = malloc((size_t)batch * C * sizeof *logits);          /* (B, C) */
-    topi = malloc(EVAL_TOPK * sizeof *topi);
-    k.confusion = calloc((size_t)C * C, sizeof *k.confusion);
-    k.class_n = calloc((size_t)C, sizeof *k.class_n);
-    k.class_top1 = calloc((size_t)C, sizeof *k.class_top1);
-    int *labels = malloc((size_t)batch * sizeof *labels);
-    sample_of = malloc((size_t)batch * sizeof *sample_of);
-    if (!input || !logits || !topi || !k.confusion || !k.class_n || !k.class_top1 || !labels ||
-        !sample_of) {
-        fprintf(stderr, "vit eval: out of memory (batch %d, %d classes)\n", batch, C);
-        free(labels);
-        goto out;
+    r->input = malloc(r->per * (size_t)r->batch * sizeof *r->input);
+    r->logits = malloc((size_t)r->batch * C * sizeof *r->logits);
+    r->topi = malloc(EVAL_TOPK * sizeof *r->topi);
+    r->k.confusion = calloc((size_t)C * C, sizeof *r->k.confusion);
+    r->k.class_n = calloc((size_t)C, sizeof *r->k.class_n);
+    r->k.class_top1 = calloc((size_t)C, sizeof *r->k.class_top1);
+    r->labels = malloc((size_t)r->batch * sizeof *r->labels);
+    r->sample_of = malloc((size_t)r->batch * sizeof *r->sample_of);
+    if (!r->input || !r->logits || !r->topi || !r->k.confusion || !r->k.class_n || !r->k.class_top1 ||
+        !r->labels || !r->sample_of) {
+        fprintf(stderr, "vit eval: out of memory (batch %d, %d classes)\n", r->batch, C);
+        return 1;
     }
-    if (pred_path && !(pred = fopen(pred_path, "w"))) {
-        fprintf(stderr, "vit eval: %s: cannot open for writing\n", pred_path);
-        free(labels);
-        goto out;
+    if (a->pred_path && !(r->pred = fopen(a->pred_path, "w"))) {
+        fprintf(stderr, "vit eval: %s: cannot open for writing\n", a->pred_path);
+        return 1;
     }
-    const int topk = C < EVAL_TOPK ? C : EVAL_TOPK;
-    const int tty = isatty(2);
-    double t0 = vit_now(), fwd = 0;
+    r->topk = C < EVAL_TOPK ? C : EVAL_TOPK;
+    return 0;
+}
+
+/* fill one batch from the data set starting at *next (failed images are reported and counted);
+ * returns the number of images in it */
+static int eval_fill(eval_run *r, const eval_args *a, int *next, int *failed_shown, int tty) {
+    int b = 0;
+    while (b < r->batch && *next < r->N) {
+        int i = (*next)++;
+        char ierr[256] = "";
+        vit_status ist = cli_dataset_tensor(r->ds, i, &r->cfg->preprocess, (uint64_t)a->max_pixels,
+                                            r->input + (size_t)b * r->per, ierr, sizeof ierr);
+        if (ist) {
+            char nb[600];
+            if ((*failed_shown)++ < EVAL_MAX_FAIL_SHOWN)
+                fprintf(stderr, "%svit eval: %s: %s: %s\n", tty ? "\r" : "",
+                        cli_dataset_sample_name(r->ds, i, nb, sizeof nb), vit_status_str(ist), ierr);
+            r->k.failed++;
+            continue;
+        }
+        r->sample_of[b] = i;
+        r->labels[b++] = cli_dataset_label(r->ds, i);
+    }
+    return b;
+}
+
+/* count one forward's b results (and write their prediction lines) */
+static void eval_score(eval_run *r, int b) {
+    const int C = r->C;
+    eval_counts *k = &r->k;
+    for (int j = 0; j < b; j++) {
+        int n = vit_topk(r->logits + (size_t)j * C, C, r->topk, r->topi);
+        int y = r->labels[j];
+        k->n++;
+        k->class_n[y]++;
+        k->confusion[(size_t)y * C + r->topi[0]]++;
+        if (r->topi[0] == y) { k->top1++; k->class_top1[y]++; }
+        for (int t = 0; t < n; t++)
+            if (r->topi[t] == y) { k->top5++; break; }
+        if (r->pred) {
+            char nb[600];
+            fprintf(r->pred, "%s\t%d\t%d\n", cli_dataset_sample_name(r->ds, r->sample_of[j], nb, sizeof nb),
+                    y, r->topi[0]);
+        }
+    }
+}
+
+/* every image through the engine; 0 ok, 1 a forward failed (reported) */
+static int eval_loop(eval_run *r, const eval_args *a, double *secs, double *fwd) {
+    cli_progress bar;
+    cli_progress_start(&bar, -1, "images");
+    double t0 = vit_now();
     int next = 0, failed_shown = 0;
-    while (next < N) {
-        int b = 0;
-        while (b < batch && next < N) {
-            int i = next++;
-            char ierr[256] = "";
-            vit_status ist = cli_dataset_tensor(ds, i, pp, (uint64_t)max_pixels,
-                                                input + (size_t)b * per, ierr, sizeof ierr);
-            if (ist) {
-                char nb[600];
-                if (failed_shown++ < EVAL_MAX_FAIL_SHOWN)
-                    fprintf(stderr, "%svit eval: %s: %s: %s\n", tty ? "\r" : "",
-                            cli_dataset_sample_name(ds, i, nb, sizeof nb), vit_status_str(ist), ierr);
-                k.failed++;
-                continue;
-            }
-            sample_of[b] = i;
-            labels[b++] = cli_dataset_label(ds, i);
-        }
+    *fwd = 0;
+    while (next < r->N) {
+        int b = eval_fill(r, a, &next, &failed_shown, bar.tty);
         if (b == 0) continue;
-        vit_outputs o = {.logits = logits};
+        vit_outputs o = {.logits = r->logits};
         double tf = vit_now();
-        st = vit_forward(s, input, b, NULL, &o);
-        fwd += vit_now() - tf;
+        vit_status st = vit_forward(r->s, r->input, b, NULL, &o);
+        *fwd += vit_now() - tf;
         if (st) {
-            fprintf(stderr, "%svit eval: forward: %s: %s\n", tty ? "\n" : "", vit_status_str(st),
-                    vit_session_errmsg(s));
-            free(labels);
-            goto out;
+            fprintf(stderr, "%svit eval: forward: %s: %s\n", bar.tty ? "\n" : "", vit_status_str(st),
+                    vit_session_errmsg(r->s));
+            return 1;
         }
-        for (int j = 0; j < b; j++) {
-            int n = vit_topk(logits + (size_t)j * C, C, topk, topi);
-            int y = labels[j];
-            k.n++;
-            k.class_n[y]++;
-            k.confusion[(size_t)y * C + topi[0]]++;
-            if (topi[0] == y) { k.top1++; k.class_top1[y]++; }
-            for (int t = 0; t < n; t++)
-                if (topi[t] == y) { k.top5++; break; }
-            if (pred) {
-                char nb[600];
-                fprintf(pred, "%s\t%d\t%d\n", cli_dataset_sample_name(ds, sample_of[j], nb, sizeof nb),
-                        y, topi[0]);
-            }
-        }
-        if (tty) progress(k.n + k.failed, N, vit_now() - t0);
+        eval_score(r, b);
+        cli_progress_update(&bar, r->k.n + r->k.failed, r->N, NULL);
     }
-    double secs = vit_now() - t0;
-    if (tty) fprintf(stderr, "\n");
-    free(labels);
-    if (k.failed > EVAL_MAX_FAIL_SHOWN)
-        fprintf(stderr, "vit eval: %d images failed in all (first %d shown)\n", k.failed,
+    *secs = vit_now() - t0;
+    cli_progress_end(&bar);
+    return 0;
+}
+
+static void eval_close(eval_run *r) {
+    free(r->sample_of);
+    free(r->labels);
+    free(r->input);
+    free(r->logits);
+    free(r->topi);
+    free(r->k.confusion);
+    free(r->k.class_n);
+    free(r->k.class_top1);
+    cli_dataset_free(r->ds);
+    vit_session_free(r->s);
+    vit_model_free(r->m);
+}
+
+int cmd_eval(int argc, char **argv) {
+    eval_args a;
+    int rc = eval_parse(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    eval_run r = {0};
+    double secs = 0, fwd = 0;
+    rc = 1;
+    if (eval_open(&a, &r) != 0 || eval_loop(&r, &a, &secs, &fwd) != 0) goto out;
+    const eval_counts *k = &r.k;
+    if (k->failed > EVAL_MAX_FAIL_SHOWN)
+        fprintf(stderr, "vit eval: %d images failed in all (first %d shown)\n", k->failed,
                 EVAL_MAX_FAIL_SHOWN);
-    if (k.n == 0) {
+    if (k->n == 0) {
         fprintf(stderr, "vit eval: no image could be evaluated\n");
         goto out;
     }
-    if (json) {
-        if (print_json(model_dir, data, ds, cfg, &k, C, topk, force_confusion || C <= 100, secs,
-                       fwd, batch, devname)) {
+    if (a.json) {
+        if (print_json(a.model_dir, a.data, r.ds, r.cfg, k, r.C, r.topk, a.force_confusion || r.C <= 100,
+                       secs, fwd, r.batch, r.devname)) {
             fprintf(stderr, "vit eval: out of memory writing JSON\n");
             goto out;
         }
     } else {
-        print_text(model_dir, data, ds, cfg, &k, C, topk, force_confusion || C <= 20, secs, fwd,
-                   batch, devname);
+        print_text(a.model_dir, a.data, r.ds, r.cfg, k, r.C, r.topk, a.force_confusion || r.C <= 20, secs,
+                   fwd, r.batch, r.devname);
     }
-    rc = k.failed ? 1 : 0;
+    rc = k->failed ? 1 : 0;
 out:
-    if (pred && fclose(pred) != 0) {
-        fprintf(stderr, "vit eval: %s: write failed\n", pred_path);
+    if (r.pred && fclose(r.pred) != 0) {
+        fprintf(stderr, "vit eval: %s: write failed\n", a.pred_path);
         rc = 1;
     }
-    free(sample_of);
-    free(input);
-    free(logits);
-    free(topi);
-    free(k.confusion);
-    free(k.class_n);
-    free(k.class_top1);
-    cli_dataset_free(ds);
-    vit_session_free(s);
-    vit_model_free(m);
+    eval_close(&r);
     return rc;
 }

@@ -5,12 +5,14 @@
  *   vit finetune --model DIR --data IMAGEFOLDER --out NEWDIR [--epochs N] [--lr F]
  *                [--batch-size N] [--optimizer adamw|sgd] [--weight-decay F] [--momentum F]
  *                [--labels replace|extend] [--val-fraction F] [--seed N] [--threads N]
- *                [--device auto|cpu|cuda]
+ *                [--device auto|cpu|cuda] [--progress | --no-progress]
  * --device picks where the features are extracted and the head is trained (auto: CUDA when built
  * in and a GPU is present, else the CPU; training follows the session's device).
  * IMAGEFOLDER has one subfolder per label (its name is the label; with --labels extend a folder
  * named like an existing label, or like it with '/' and ' ' written '_', trains that row).
- * Unreadable images are reported on stderr and skipped.
+ * Unreadable images are reported on stderr and skipped.  On a terminal a progress line (rate,
+ * ETA) follows the feature pass and the training; in a pipe only the per-epoch lines are printed
+ * unless --progress asks for the progress lines (--no-progress: never).
  * Exit status: 0 ok, 2 usage, 3 i/o, 8 device not available, 1 other. */
 #include <cJSON.h>
 #include <ctype.h>
@@ -94,6 +96,7 @@ static void usage(FILE *f) {
             "  --labels replace|extend (replace)  --val-fraction F   (0.1)\n"
             "  --seed N            (0)            --threads N        (all cores)\n"
             "  --device auto|cpu|cuda (auto: the GPU when there is one; features and training)\n"
+            "  --progress | --no-progress  progress lines with rate and ETA (default: on a terminal)\n"
             "  replace: the new head has exactly the folder labels, zero-initialised;\n"
             "  extend: the model's labels keep their rows, new folder labels get zero rows.\n");
 }
@@ -110,8 +113,16 @@ static int parse_float(const char *name, const char *v, float lo, float hi, floa
     return 0;
 }
 
+/* per-epoch progress: the progress line when it is on, else one plain line per epoch */
 static void on_epoch(void *ctx, int epoch, int epochs, float loss, float val) {
-    (void)ctx;
+    cli_progress *bar = ctx;
+    if (bar->on) {
+        char extra[96];
+        if (val >= 0) snprintf(extra, sizeof extra, "loss %.4f  val_accuracy %.2f%%", loss, 100.0 * val);
+        else snprintf(extra, sizeof extra, "loss %.4f", loss);
+        cli_progress_update(bar, epoch, epochs, extra);
+        return;
+    }
     if (val >= 0)
         fprintf(stderr, "epoch %d/%d  loss %.4f  val_accuracy %.2f%%\n", epoch, epochs, loss, 100.0 * val);
     else
@@ -135,211 +146,283 @@ static const char *folder_label(const vit_head *base, const char *folder) {
     return folder;
 }
 
-int cmd_finetune(int argc, char **argv) {
-    const char *model_dir = NULL, *data = NULL, *out_dir = NULL;
-    int threads = 0, rc = 1;
-    vit_device device = VIT_DEVICE_AUTO;
-    vit_label_mode mode = VIT_LABELS_REPLACE;
+typedef struct {
+    const char *model_dir, *data, *out_dir;
+    int threads, progress;       /* progress: -1 on a terminal, 0 never, 1 always */
+    vit_device device;
+    vit_label_mode mode;
     vit_train_opts o;
-    vit_train_opts_default(&o);
-    o.epochs = 30;               /* the admin API's defaults (server/admin.c) */
-    o.lr = 3e-3f;
-    o.weight_decay = 1e-4f;
-    o.val_fraction = 0.1f;
+} ft_args;
+
+/* one option with its value v; 0 ok, 2 bad (reported) */
+static int ft_option(ft_args *f, const char *a, const char *v) {
+    vit_train_opts *o = &f->o;
+    if (!strcmp(a, "--model")) f->model_dir = v;
+    else if (!strcmp(a, "--data")) f->data = v;
+    else if (!strcmp(a, "--out")) f->out_dir = v;
+    else if (!strcmp(a, "--epochs")) { if ((o->epochs = cli_parse_int(a, v, 1, 100000)) < 0) return 2; }
+    else if (!strcmp(a, "--batch-size")) { if ((o->batch_size = cli_parse_int(a, v, 1, 65536)) < 0) return 2; }
+    else if (!strcmp(a, "--threads")) { if ((f->threads = cli_parse_int(a, v, 0, 1024)) < 0) return 2; }
+    else if (!strcmp(a, "--seed")) { int s = cli_parse_int(a, v, 0, 2147483647); if (s < 0) return 2; o->seed = (uint64_t)s; }
+    else if (!strcmp(a, "--device")) { if (cli_parse_device(v, &f->device)) return 2; }
+    else if (!strcmp(a, "--lr")) { if (parse_float(a, v, 1e-12f, 100.f, &o->lr)) return 2; }
+    else if (!strcmp(a, "--weight-decay")) { if (parse_float(a, v, 0.f, 100.f, &o->weight_decay)) return 2; }
+    else if (!strcmp(a, "--momentum")) { if (parse_float(a, v, 0.f, 0.999f, &o->momentum)) return 2; }
+    else if (!strcmp(a, "--val-fraction")) { if (parse_float(a, v, 0.f, 0.9f, &o->val_fraction)) return 2; }
+    else if (!strcmp(a, "--optimizer")) {
+        if (!strcmp(v, "adamw")) o->optimizer = VIT_OPT_ADAMW;
+        else if (!strcmp(v, "sgd")) o->optimizer = VIT_OPT_SGD;
+        else { fprintf(stderr, "vit finetune: --optimizer: adamw or sgd, got '%s'\n", v); return 2; }
+    } else if (!strcmp(a, "--labels")) {
+        if (!strcmp(v, "replace")) f->mode = VIT_LABELS_REPLACE;
+        else if (!strcmp(v, "extend")) f->mode = VIT_LABELS_EXTEND;
+        else { fprintf(stderr, "vit finetune: --labels: replace or extend, got '%s'\n", v); return 2; }
+    } else {
+        fprintf(stderr, "vit finetune: unknown option '%s'\n", a);
+        cli_suggest_option("finetune", a, usage);
+        return 2;
+    }
+    return 0;
+}
+
+/* 0 parsed, -1 --help (printed), else the exit status */
+static int ft_parse(int argc, char **argv, ft_args *f) {
+    *f = (ft_args){.progress = -1, .device = VIT_DEVICE_AUTO, .mode = VIT_LABELS_REPLACE};
+    vit_train_opts_default(&f->o);
+    f->o.epochs = 30;            /* the admin API's defaults (server/admin.c) */
+    f->o.lr = 3e-3f;
+    f->o.weight_decay = 1e-4f;
+    f->o.val_fraction = 0.1f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
+        if (!strcmp(a, "--progress") || !strcmp(a, "--no-progress")) { f->progress = a[2] == 'p'; continue; }
         if (!v || a[0] != '-') {
             fprintf(stderr, "vit finetune: unknown or incomplete option '%s'\n", a);
+            cli_suggest_option("finetune", a, usage);
             return 2;
         }
         i++;
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--out")) out_dir = v;
-        else if (!strcmp(a, "--epochs")) { if ((o.epochs = cli_parse_int(a, v, 1, 100000)) < 0) return 2; }
-        else if (!strcmp(a, "--batch-size")) { if ((o.batch_size = cli_parse_int(a, v, 1, 65536)) < 0) return 2; }
-        else if (!strcmp(a, "--threads")) { if ((threads = cli_parse_int(a, v, 0, 1024)) < 0) return 2; }
-        else if (!strcmp(a, "--seed")) { int s = cli_parse_int(a, v, 0, 2147483647); if (s < 0) return 2; o.seed = (uint64_t)s; }
-        else if (!strcmp(a, "--device")) { if (cli_parse_device(v, &device)) return 2; }
-        else if (!strcmp(a, "--lr")) { if (parse_float(a, v, 1e-12f, 100.f, &o.lr)) return 2; }
-        else if (!strcmp(a, "--weight-decay")) { if (parse_float(a, v, 0.f, 100.f, &o.weight_decay)) return 2; }
-        else if (!strcmp(a, "--momentum")) { if (parse_float(a, v, 0.f, 0.999f, &o.momentum)) return 2; }
-        else if (!strcmp(a, "--val-fraction")) { if (parse_float(a, v, 0.f, 0.9f, &o.val_fraction)) return 2; }
-        else if (!strcmp(a, "--optimizer")) {
-            if (!strcmp(v, "adamw")) o.optimizer = VIT_OPT_ADAMW;
-            else if (!strcmp(v, "sgd")) o.optimizer = VIT_OPT_SGD;
-            else { fprintf(stderr, "vit finetune: --optimizer: adamw or sgd, got '%s'\n", v); return 2; }
-        } else if (!strcmp(a, "--labels")) {
-            if (!strcmp(v, "replace")) mode = VIT_LABELS_REPLACE;
-            else if (!strcmp(v, "extend")) mode = VIT_LABELS_EXTEND;
-            else { fprintf(stderr, "vit finetune: --labels: replace or extend, got '%s'\n", v); return 2; }
-        } else {
-            fprintf(stderr, "vit finetune: unknown option '%s'\n", a);
-            return 2;
-        }
+        int rc = ft_option(f, a, v);
+        if (rc) return rc;
     }
-    if (!model_dir || !data || !out_dir) {
+    if (!f->model_dir || !f->data || !f->out_dir) {
         usage(stderr);
         return 2;
     }
-
     struct stat s_src, s_out;
-    if (stat(model_dir, &s_src) == 0 && stat(out_dir, &s_out) == 0 && s_src.st_dev == s_out.st_dev &&
+    if (stat(f->model_dir, &s_src) == 0 && stat(f->out_dir, &s_out) == 0 && s_src.st_dev == s_out.st_dev &&
         s_src.st_ino == s_out.st_ino) {
-        fprintf(stderr, "vit finetune: --out %s is the source model directory\n", out_dir);
+        fprintf(stderr, "vit finetune: --out %s is the source model directory\n", f->out_dir);
         return 2;
     }
-    char err[512] = "";
-    vit_model *m = NULL;
-    vit_session *s = NULL;
-    vit_head *init = NULL, *trained = NULL;
-    strvec classes = {0}, files = {0};
-    float *x = NULL, *feat = NULL, *fb = NULL;
-    int32_t *y = NULL, *map = NULL, *file_class = NULL;
-    const char **names = NULL;
-    uint8_t *bytes = NULL;
-    vit_status st;
-    if ((rc = cli_load_model("finetune", model_dir, NULL, &m)) != 0) return rc;
-    rc = 1;
-    const vit_config *cfg = vit_model_config(m);
-    const int D = cfg->feature_dim, S = cfg->image_size;
-    vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = threads, .device = device };
-    if ((rc = cli_open_session("finetune", m, &so, &s)) != 0) goto out;
-    rc = 1;
-    o.device = vit_session_device(s);   /* the head trains where the model runs */
+    return 0;
+}
 
-    /* the ImageFolder: classes = sorted subfolders with at least one image */
-    if (list_dir(data, 1, &classes) != 0 || classes.n == 0 || classes.n > MAX_CLASSES) {
+/* the ImageFolder's images and their labels */
+typedef struct {
+    strvec classes, files;
+    int32_t *file_class;         /* (files.n) index into names */
+    const char **names;          /* (ncls) the label each class folder trains */
+    int ncls;
+} ft_data;
+
+static void ft_data_free(ft_data *d) {
+    sv_free(&d->classes);
+    sv_free(&d->files);
+    free(d->names);
+    free(d->file_class);
+}
+
+/* classes = sorted subfolders with at least one image; 0 ok, else the exit status (reported) */
+static int ft_list(const char *data, const vit_head *base, ft_data *d) {
+    if (list_dir(data, 1, &d->classes) != 0 || d->classes.n == 0 || d->classes.n > MAX_CLASSES) {
         fprintf(stderr, "vit finetune: %s: no class subfolders (or cannot read it)\n", data);
-        rc = 3;
-        goto out;
+        return 3;
     }
-    names = calloc((size_t)classes.n, sizeof *names);
-    file_class = NULL;
-    int ncls = 0, cap_files = 0;
-    for (int c = 0; c < classes.n; c++) {
+    d->names = calloc((size_t)d->classes.n, sizeof *d->names);
+    int cap_files = 0;
+    for (int c = 0; c < d->classes.n; c++) {
         char p[4096];
-        snprintf(p, sizeof p, "%s/%s", data, classes.v[c]);
-        int before = files.n;
+        snprintf(p, sizeof p, "%s/%s", data, d->classes.v[c]);
+        int before = d->files.n;
         strvec one = {0};
         if (list_dir(p, 0, &one) != 0) { sv_free(&one); continue; }
         for (int k = 0; k < one.n; k++) {
             char fp[8192];
             snprintf(fp, sizeof fp, "%s/%s", p, one.v[k]);
-            if (files.n >= MAX_IMAGES || sv_push(&files, fp) != 0) break;
-            if (files.n > cap_files) {
-                cap_files = files.cap;
-                int32_t *nc = realloc(file_class, sizeof(int32_t) * (size_t)cap_files);
-                if (!nc) { sv_free(&one); fprintf(stderr, "vit finetune: out of memory\n"); goto out; }
-                file_class = nc;
+            if (d->files.n >= MAX_IMAGES || sv_push(&d->files, fp) != 0) break;
+            if (d->files.n > cap_files) {
+                cap_files = d->files.cap;
+                int32_t *nc = realloc(d->file_class, sizeof(int32_t) * (size_t)cap_files);
+                if (!nc) { sv_free(&one); fprintf(stderr, "vit finetune: out of memory\n"); return 1; }
+                d->file_class = nc;
             }
-            file_class[files.n - 1] = ncls;
+            d->file_class[d->files.n - 1] = d->ncls;
         }
         sv_free(&one);
-        if (files.n == before) {
+        if (d->files.n == before) {
             fprintf(stderr, "vit finetune: %s: no images, skipped\n", p);
             continue;
         }
-        names[ncls++] = folder_label(mode == VIT_LABELS_EXTEND ? vit_model_head(m) : NULL, classes.v[c]);
+        d->names[d->ncls++] = folder_label(base, d->classes.v[c]);
     }
-    if (files.n == 0 || !names) {
+    if (d->files.n == 0 || !d->names) {
         fprintf(stderr, "vit finetune: %s: no images (.png, .jpg, .jpeg) in its class folders\n", data);
-        rc = 3;
-        goto out;
+        return 3;
     }
+    return 0;
+}
 
-    /* features (N, D) of every readable image, FEAT_BATCH at a time */
-    x = malloc(sizeof(float) * (size_t)FEAT_BATCH * 3 * (size_t)S * (size_t)S);
-    fb = malloc(sizeof(float) * (size_t)FEAT_BATCH * (size_t)D);
-    feat = malloc(sizeof(float) * (size_t)files.n * (size_t)D);
-    y = malloc(sizeof(int32_t) * (size_t)files.n);
-    map = malloc(sizeof(int32_t) * (size_t)ncls);
-    if (!x || !fb || !feat || !y || !map) { fprintf(stderr, "vit finetune: out of memory\n"); goto out; }
-    int N = 0, bad = 0, slot_cls[FEAT_BATCH];
+/* features (N, D) and class indices (N) of every readable image, FEAT_BATCH at a time;
+ * 0 ok (*n_out images, *bad_out skipped), 1 failed (reported) */
+static int ft_features(vit_session *s, const vit_config *cfg, const ft_data *d, int progress, float *feat,
+                       int32_t *y, int *n_out, int *bad_out) {
+    const int D = cfg->feature_dim, S = cfg->image_size;
+    float *x = malloc(sizeof(float) * (size_t)FEAT_BATCH * 3 * (size_t)S * (size_t)S);   /* (B, 3, S, S) */
+    float *fb = malloc(sizeof(float) * (size_t)FEAT_BATCH * (size_t)D);                  /* (B, D) */
+    uint8_t *bytes = NULL;
+    char err[512] = "";
+    int N = 0, bad = 0, slot_cls[FEAT_BATCH], rc = 1;
+    if (!x || !fb) { fprintf(stderr, "vit finetune: out of memory\n"); goto out; }
+    cli_progress bar;
+    cli_progress_start(&bar, progress, "images");
     double t0 = vit_now();
-    for (int i = 0; i < files.n;) {
+    for (int i = 0; i < d->files.n;) {
         int B = 0;
-        for (; i < files.n && B < FEAT_BATCH; i++) {
+        for (; i < d->files.n && B < FEAT_BATCH; i++) {
             size_t len;
             free(bytes);
             bytes = NULL;
-            st = vit_read_file(files.v[i], MAX_IMAGE_BYTES, &bytes, &len, err, sizeof err);
+            vit_status st = vit_read_file(d->files.v[i], MAX_IMAGE_BYTES, &bytes, &len, err, sizeof err);
             if (st == VIT_OK)
                 st = vit_image_load(bytes, len, &cfg->preprocess, VIT_DEFAULT_MAX_PIXELS,
                                     x + (size_t)B * 3 * S * S, err, sizeof err);
             if (st != VIT_OK) {
-                fprintf(stderr, "vit finetune: %s: %s (skipped)\n", files.v[i], err);
+                fprintf(stderr, "%svit finetune: %s: %s (skipped)\n", bar.drawn && bar.tty ? "\n" : "", d->files.v[i], err);
                 bad++;
                 continue;
             }
-            slot_cls[B++] = file_class[i];
+            slot_cls[B++] = d->file_class[i];
         }
-        if (B == 0) continue;
-        vit_outputs outs = { .features = fb };
-        if ((st = vit_forward(s, x, B, NULL, &outs)) != VIT_OK) {
-            fprintf(stderr, "vit finetune: forward: %s\n", vit_session_errmsg(s));
-            goto out;
+        if (B > 0) {
+            vit_outputs outs = { .features = fb };
+            if (vit_forward(s, x, B, NULL, &outs) != VIT_OK) {
+                cli_progress_end(&bar);
+                fprintf(stderr, "vit finetune: forward: %s\n", vit_session_errmsg(s));
+                goto out;
+            }
+            memcpy(feat + (size_t)N * D, fb, sizeof(float) * (size_t)B * D);
+            for (int b = 0; b < B; b++) y[N + b] = slot_cls[b];
+            N += B;
         }
-        memcpy(feat + (size_t)N * D, fb, sizeof(float) * (size_t)B * D);
-        for (int b = 0; b < B; b++) y[N + b] = slot_cls[b];
-        N += B;
+        cli_progress_update(&bar, i, d->files.n, NULL);
     }
+    cli_progress_end(&bar);
     if (N == 0) {
         fprintf(stderr, "vit finetune: no image could be read\n");
         goto out;
     }
     fprintf(stderr, "features: %d images (%d skipped), %d labels, dim %d, %.1f images/s\n", N, bad,
-            ncls, D, N / (vit_now() - t0 + 1e-9));
+            d->ncls, D, N / (vit_now() - t0 + 1e-9));
+    *n_out = N;
+    *bad_out = bad;
+    rc = 0;
+out:
+    free(x);
+    free(fb);
+    free(bytes);
+    return rc;
+}
 
-    if ((st = vit_head_init_for_training(vit_model_head(m), mode, names, ncls, D, &init, map, err,
-                                         sizeof err)) != VIT_OK) {
-        fprintf(stderr, "vit finetune: %s\n", err);
-        goto out;
-    }
-    for (int i = 0; i < N; i++) y[i] = map[y[i]];
-    o.progress = on_epoch;
-    vit_train_result res;
-    if ((st = vit_head_train(init, feat, y, N, &o, &trained, &res, err, sizeof err)) != VIT_OK) {
-        fprintf(stderr, "vit finetune: %s\n", err);
-        rc = cli_exit_status(st);
-        goto out;
-    }
-    if ((st = vit_model_save_with_head(model_dir, trained, out_dir, err, sizeof err)) != VIT_OK) {
-        fprintf(stderr, "vit finetune: %s\n", err);
-        rc = st == VIT_E_IO ? 3 : 1;
-        goto out;
-    }
+static void ft_print_summary(const char *out_dir, int N, int bad, const vit_head *trained,
+                             const vit_train_result *res) {
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddStringToObject(sum, "out", out_dir);
     cJSON_AddNumberToObject(sum, "examples", N);
     cJSON_AddNumberToObject(sum, "skipped", bad);
     cJSON_AddNumberToObject(sum, "labels", vit_head_num_classes(trained));
-    cJSON_AddNumberToObject(sum, "train", res.n_train);
-    cJSON_AddNumberToObject(sum, "val", res.n_val);
-    cJSON_AddNumberToObject(sum, "loss", res.loss);
-    cJSON_AddNumberToObject(sum, "train_accuracy", res.train_accuracy);
-    cJSON_AddNumberToObject(sum, "val_accuracy", res.val_accuracy);
-    cJSON_AddStringToObject(sum, "device", res.device == VIT_DEVICE_CUDA ? "cuda" : "cpu");
+    cJSON_AddNumberToObject(sum, "train", res->n_train);
+    cJSON_AddNumberToObject(sum, "val", res->n_val);
+    cJSON_AddNumberToObject(sum, "loss", res->loss);
+    cJSON_AddNumberToObject(sum, "train_accuracy", res->train_accuracy);
+    cJSON_AddNumberToObject(sum, "val_accuracy", res->val_accuracy);
+    cJSON_AddStringToObject(sum, "device", res->device == VIT_DEVICE_CUDA ? "cuda" : "cpu");
     char *txt = cJSON_PrintUnformatted(sum);
     if (txt) printf("%s\n", txt);
     free(txt);
     cJSON_Delete(sum);
+}
+
+/* train a head on the features and write the new model directory; 0 ok, else the exit status */
+static int ft_train_save(const ft_args *f, const vit_model *m, const ft_data *d, const float *feat,
+                         int32_t *y, int N, int bad) {
+    char err[512] = "";
+    vit_head *init = NULL, *trained = NULL;
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)d->ncls);
+    int rc = 1;
+    vit_status st;
+    if (!map) { fprintf(stderr, "vit finetune: out of memory\n"); return 1; }
+    if ((st = vit_head_init_for_training(vit_model_head(m), f->mode, d->names, d->ncls,
+                                         vit_model_config(m)->feature_dim, &init, map, err, sizeof err)) != VIT_OK) {
+        fprintf(stderr, "vit finetune: %s\n", err);
+        goto out;
+    }
+    for (int i = 0; i < N; i++) y[i] = map[y[i]];
+    vit_train_opts o = f->o;
+    cli_progress bar;
+    cli_progress_start(&bar, f->progress, "epochs");
+    o.progress = on_epoch;
+    o.cb_ctx = &bar;
+    vit_train_result res;
+    st = vit_head_train(init, feat, y, N, &o, &trained, &res, err, sizeof err);
+    cli_progress_end(&bar);
+    if (st != VIT_OK) {
+        fprintf(stderr, "vit finetune: %s\n", err);
+        rc = cli_exit_status(st);
+        goto out;
+    }
+    if ((st = vit_model_save_with_head(f->model_dir, trained, f->out_dir, err, sizeof err)) != VIT_OK) {
+        fprintf(stderr, "vit finetune: %s\n", err);
+        rc = st == VIT_E_IO ? 3 : 1;
+        goto out;
+    }
+    ft_print_summary(f->out_dir, N, bad, trained, &res);
     rc = 0;
 out:
     vit_head_release(trained);
     vit_head_release(init);
+    free(map);
+    return rc;
+}
+
+int cmd_finetune(int argc, char **argv) {
+    ft_args f;
+    int rc = ft_parse(argc, argv, &f);
+    if (rc) return rc < 0 ? 0 : rc;
+    vit_model *m = NULL;
+    vit_session *s = NULL;
+    ft_data d = {0};
+    float *feat = NULL;
+    int32_t *y = NULL;
+    if ((rc = cli_load_model("finetune", f.model_dir, NULL, &m)) != 0) return rc;
+    const vit_config *cfg = vit_model_config(m);
+    vit_session_opts so = { .max_batch = FEAT_BATCH, .threads = f.threads, .device = f.device };
+    if ((rc = cli_open_session("finetune", m, &so, &s)) != 0) goto out;
+    f.o.device = vit_session_device(s);   /* the head trains where the model runs */
+    if ((rc = ft_list(f.data, f.mode == VIT_LABELS_EXTEND ? vit_model_head(m) : NULL, &d)) != 0) goto out;
+    rc = 1;
+    feat = malloc(sizeof(float) * (size_t)d.files.n * (size_t)cfg->feature_dim);   /* (N, D) */
+    y = malloc(sizeof(int32_t) * (size_t)d.files.n);                               /* (N) */
+    if (!feat || !y) { fprintf(stderr, "vit finetune: out of memory\n"); goto out; }
+    int N = 0, bad = 0;
+    if (ft_features(s, cfg, &d, f.progress, feat, y, &N, &bad) != 0) goto out;
+    rc = ft_train_save(&f, m, &d, feat, y, N, bad);
+out:
     vit_session_free(s);
     vit_model_free(m);
-    sv_free(&classes);
-    sv_free(&files);
-    free(names);
-    free(file_class);
-    free(x);
-    free(fb);
+    ft_data_free(&d);
     free(feat);
     free(y);
-    free(map);
-    free(bytes);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* cmd_info.c: `vit info --model DIR [--image-size N] [--json]`: what a model directory holds
- * (architecture, naming scheme, dims, pooling, labels, preprocessing, parameter count), as
- * text or as one JSON object.  Loading validates the whole checkpoint, so this is also the
+ * (architecture, naming scheme, dims, pooling, labels, preprocessing, parameter count, the
+ * environment knobs in effect), as text or as one JSON object (the same one GET /v1/models
+ * gives, engine/describe.c).  Loading validates the whole checkpoint, so this is also the
  * quick way to check a directory before serving it. */
 #include <cJSON.h>
 #include <stdio.h>
@@ -37,65 +38,26 @@ static const char *pooling_str(const vit_config *c) {
     return c->pooling == VIT_POOL_MEAN ? "mean of patch tokens" : "class token";
 }
 
-/* a float as the short decimal it was written as (1e-06, not 9.99999997e-07) */
-static double f2d(float f) {
-    char b[32];
-    snprintf(b, sizeof b, "%.7g", (double)f);
-    return strtod(b, NULL);
-}
-
-static cJSON *f3(const float *v) {
-    double d[3] = {f2d(v[0]), f2d(v[1]), f2d(v[2])};
-    return cJSON_CreateDoubleArray(d, 3);
-}
-
+/* the one description /v1/models also prints (engine/describe.c), plus the path given */
 static int print_json(const char *dir, const vit_config *c) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", dir);
-    if (vit_describe_json(o, c, NULL) != VIT_OK) {
+    if (o && !(cJSON_AddStringToObject(o, "path", dir) && vit_describe_json(o, c, NULL) == VIT_OK)) {
         cJSON_Delete(o);
-        fprintf(stderr, "vit: info: out of memory\n");
-        return 1;
+        o = NULL;
     }
-    cJSON_AddNumberToObject(o, "trained_image_size", c->trained_image_size);
-    cJSON_AddNumberToObject(o, "num_channels", c->num_channels);
-    cJSON *g = cJSON_AddArrayToObject(o, "grid");
-    cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_h));
-    cJSON_AddItemToArray(g, cJSON_CreateNumber(c->grid_w));
-    cJSON_AddNumberToObject(o, "num_patches", c->num_patches);
-    cJSON_AddNumberToObject(o, "num_prefix_tokens", c->num_prefix_tokens);
-    cJSON_AddNumberToObject(o, "num_tokens", c->num_tokens);
-    cJSON_AddNumberToObject(o, "layer_norm_eps", f2d(c->layer_norm_eps));
-    cJSON_AddBoolToObject(o, "qkv_bias", c->qkv_bias);
-    cJSON_AddStringToObject(o, "pooling", c->pooling == VIT_POOL_MEAN ? "mean" : "cls");
-    cJSON_AddBoolToObject(o, "pre_logits", c->has_pre_logits);
-    cJSON_AddBoolToObject(o, "distilled", c->distilled);
-    const vit_preprocess *p = &c->preprocess;
-    cJSON *pp = cJSON_AddObjectToObject(o, "preprocess");
-    cJSON_AddBoolToObject(pp, "do_resize", p->do_resize);
-    cJSON_AddNumberToObject(pp, "shortest_edge", p->shortest_edge);
-    cJSON_AddNumberToObject(pp, "resize_h", p->resize_h);
-    cJSON_AddNumberToObject(pp, "resize_w", p->resize_w);
-    cJSON_AddStringToObject(pp, "resample", vit_resample_name(p->resample));
-    cJSON_AddBoolToObject(pp, "do_center_crop", p->do_center_crop);
-    cJSON_AddNumberToObject(pp, "crop_h", p->crop_h);
-    cJSON_AddNumberToObject(pp, "crop_w", p->crop_w);
-    cJSON_AddBoolToObject(pp, "do_rescale", p->do_rescale);
-    cJSON_AddNumberToObject(pp, "rescale_factor", f2d(p->rescale_factor));
-    cJSON_AddBoolToObject(pp, "do_normalize", p->do_normalize);
-    cJSON_AddItemToObject(pp, "mean", f3(p->mean));
-    cJSON_AddItemToObject(pp, "std", f3(p->std));
-    cJSON_AddNumberToObject(pp, "out_h", p->out_h);
-    cJSON_AddNumberToObject(pp, "out_w", p->out_w);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    if (!s) {
-        fprintf(stderr, "vit: info: out of memory\n");
-        return 1;
+    return cli_print_json("info", o);
+}
+
+/* "knobs:" and every knob's value in effect, wrapped after ~100 columns */
+static void print_knobs(void) {
+    int col = printf("knobs:          ");
+    for (int i = 0; i < vit_knob_count(); i++) {
+        vit_knob_info ki;
+        if (vit_knob_info_get(i, &ki) != 0) continue;
+        if (col > 100) col = printf("\n                ");
+        col += printf("%s=%s%s ", ki.name, ki.value, ki.from_env ? " (env)" : "");
     }
-    puts(s);
-    cJSON_free(s);
-    return 0;
+    printf("\n");
 }
 
 int cmd_info(int argc, char **argv) {
@@ -113,6 +75,7 @@ int cmd_info(int argc, char **argv) {
             json = 1;
         } else {
             fprintf(stderr, "vit: info: unknown or incomplete option '%s'\n", argv[i]);
+            cli_suggest_option("info", argv[i], usage);
             usage(stderr);
             return 2;
         }
@@ -156,6 +119,7 @@ int cmd_info(int argc, char **argv) {
         printf("preprocessing:  ");
         print_pre(&c->preprocess);
         printf("parameters:     %zu (%.2f M)\n", c->num_params, (double)c->num_params / 1e6);
+        print_knobs();
     }
     vit_model_free(m);
     return rc;

@@ -1,7 +1,11 @@
 /* main.c: `vit`, the engine's command-line tool: dispatch to subcommands. */
+#include <cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "vit.h"
@@ -23,11 +27,13 @@ static int cmd_version(int argc, char **argv) {
 /* one line per subcommand; keep alphabetical */
 static const command commands[] = {
     {"bench", cmd_bench, "time the forward pass on random input: images/s"},
+    {"calibrate", cmd_calibrate, "activation ranges for int8/fp8 from real images: DIR/calibration.json"},
     {"check", cmd_check, "compare a device's outputs with the CPU FP32 reference (exit 1 on a mismatch)"},
     {"classify", cmd_classify, "classify JPEG/PNG images: one JSON line per image"},
     {"eval", cmd_eval, "accuracy on an ImageFolder or IDX data set"},
     {"finetune", cmd_finetune, "train a new head on an ImageFolder, write a new model directory"},
-    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing)"},
+    {"info", cmd_info, "describe a model directory (architecture, dims, labels, preprocessing, knobs)"},
+    {"knobs", cmd_knobs, "list the engine's environment knobs: allowed values, default, value in effect"},
     {"preprocess", cmd_preprocess, "decode an image and write the model input tensor (.npy)"},
     {"run", cmd_run, "forward preprocessed tensors (.npy): logits, attention, rollout, features"},
     {"version", cmd_version, "print the version"},
@@ -44,6 +50,18 @@ int cli_parse_int(const char *name, const char *val, int min, int max) {
     return (int)v;
 }
 
+int cli_print_json(const char *cmd, cJSON *o) {
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) {
+        fprintf(stderr, "vit: %s: out of memory\n", cmd);
+        return 1;
+    }
+    puts(s);
+    cJSON_free(s);
+    return 0;
+}
+
 int cli_parse_device(const char *val, vit_device *out) {
     if (val && !strcmp(val, "auto")) *out = VIT_DEVICE_AUTO;
     else if (val && !strcmp(val, "cpu")) *out = VIT_DEVICE_CPU;
@@ -57,7 +75,7 @@ int cli_parse_device(const char *val, vit_device *out) {
 
 int cli_parse_precision(const char *val, vit_precision *out) {
     if (vit_precision_parse(val, out) != 0) {
-        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16 or int8, got '%s'\n",
+        fprintf(stderr, "vit: --precision: expected auto, fp32, fp16, int8 or fp8, got '%s'\n",
                 val ? val : "");
         return -1;
     }
@@ -104,6 +122,28 @@ int cli_open_session(const char *cmd, const vit_model *m, const vit_session_opts
     return cli_exit_status(st);
 }
 
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+const char *cli_default_model(void) {
+    static char buf[PATH_MAX + 64];
+    static const char *const rel[] = {"/../models/fashion-vit", "/../share/vitd/models/fashion-vit"};
+    if (is_dir("models/fashion-vit")) return "models/fashion-vit";
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            snprintf(buf, sizeof buf, "%s%s", exe, rel[i]);
+            if (is_dir(buf)) return buf;
+        }
+    }
+    return "models/fashion-vit";
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: vit COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -119,6 +159,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "vit: unknown command '%s'\n", argv[1]);
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+    const char *near = cli_closest(argv[1], names, (int)(sizeof commands / sizeof commands[0]));
+    if (near) fprintf(stderr, "vit: did you mean '%s'?\n", near);
     usage(stderr);
     return 2;
 }

@@ -26,9 +26,12 @@
  *   right before it (by each thread for its own rows when the GEMM is split by rows, else in a
  *   pass of its own), and everything around it is unchanged, biases, residual accumulation
  *   (beta = 1) and GELU included.  Patch embedding, attention, LayerNorms and the head stay FP32.
- *   The int8 weights are packed once per model and shared like the FP32 ones (cpu_packed_i8,
- *   which also holds the FP32-packed patch embedding); an int8 session does not make or hold
- *   the FP32 packed copy of the encoder.
+ *   With a calibration (model->calib, calibration.json) the activation scales are the
+ *   calibrated per-tensor ones instead (amax / 127 for every row, vit_quantize_rows_u8_static):
+ *   the arithmetic of the CUDA INT8 path, of which this is the reference.
+ *   The int8 weights are packed once per model and shared like the FP32 ones (beside the model,
+ *   see "packed weights" below; the int8 copy also holds the FP32-packed patch embedding); an
+ *   int8 session does not make or hold the FP32 packed copy of the encoder.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -43,6 +46,7 @@
 #include "cpu/cpu_gemm_i8.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/cpu_pool.h"
+#include "knobs.h"
 #include "util.h"
 
 typedef struct cpu_state {
@@ -73,6 +77,8 @@ typedef struct cpu_state {
     const void **pk;        /* per layer qkv, proj, fc1, fc2 (num_layers * 4): FP32 (own_gemm)
                                or, in int8 sessions, INT8 packed (cpu_gemm_i8.c) */
     int int8;           /* precision int8: the encoder Linears run vit_gemm_i8 */
+    const float *amax;  /* (L, 4) int8 with a calibration: per-tensor activation ranges, else NULL */
+    const vit_session *sess; /* its observe hook (calib.c) */
     vit_i8_impl i8impl; /* its kernel (VNNI or the portable loop) */
     int ldq;            /* row stride (bytes) of the quantized activations */
     uint8_t *aq;        /* (N, ldq) int8 sessions: a GEMM's input rows quantized, u8 = q + 128 */
@@ -180,15 +186,27 @@ typedef struct {
     int M, N, K, ldq, nchunks, beta1, split_rows;
     gemm_epilogue epi;
     vit_i8_impl impl;
+    float sq, sinv;     /* calibrated: the scale for every row and its inverse; sq 0: per row */
 } gemm_i8_job;
+
+/* rows [m0, m1) of A quantized into Q with their scales */
+static void quant_rows(const gemm_i8_job *g, int m0, int m1) {
+    uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
+    const float *A = g->A + (size_t)m0 * g->K;
+    if (g->sq > 0.f) {
+        vit_quantize_rows_u8_static(Q, g->ldq, A, g->K, m1 - m0, g->K, g->sinv);
+        for (int m = m0; m < m1; m++) g->sa[m] = g->sq;
+    } else {
+        vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, A, g->K, m1 - m0, g->K, g->impl);
+    }
+}
 
 static void quant_i8_task(void *ctx, int task, int worker) {
     (void)worker;
     const gemm_i8_job *g = ctx;
     int m0, m1;
     if (!task_span(g->M, 1, task, g->nchunks, &m0, &m1)) return;
-    vit_quantize_rows_u8(g->Q + (size_t)m0 * g->ldq, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K,
-                         g->K, m1 - m0, g->K, g->impl);
+    quant_rows(g, m0, m1);
 }
 
 static void gemm_i8_task(void *ctx, int task, int worker) {
@@ -198,8 +216,7 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
         int m0, m1;
         if (!task_span(g->M, ROW_UNIT, task, g->nchunks, &m0, &m1)) return;
         uint8_t *Q = g->Q + (size_t)m0 * g->ldq;
-        vit_quantize_rows_u8(Q, g->ldq, g->sa + m0, g->A + (size_t)m0 * g->K, g->K, m1 - m0, g->K,
-                             g->impl);
+        quant_rows(g, m0, m1);
         float *C = g->C + (size_t)m0 * g->N;
         vit_gemm_i8(C, g->N, Q, g->ldq, g->sa + m0, g->Wp, g->N, g->K, m1 - m0, 0, g->N, NULL,
                     g->beta1, g->impl);
@@ -216,13 +233,14 @@ static void gemm_i8_task(void *ctx, int task, int worker) {
 
 static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, float *C,
                      const float *A, const void *Wp, int M, int N, int K, float beta,
-                     gemm_epilogue epi, const float *bias) {
+                     gemm_epilogue epi, const float *bias, float amax) {
     int nthreads = exec_threads(e);
     int split_rows = nthreads == 1 || M >= 8 * ROW_UNIT * nthreads;
     int units = split_rows ? (M + ROW_UNIT - 1) / ROW_UNIT : (N + VIT_GEMM_I8_PANEL - 1) / VIT_GEMM_I8_PANEL;
     int nchunks = nthreads < units ? nthreads : units;
     gemm_i8_job g = {C, A, bias, Q, sa, Wp, M, N, K, st->ldq, nchunks, beta != 0.0f, split_rows,
-                     epi, st->i8impl};
+                     epi, st->i8impl, 0.f, 0.f};
+    if (amax > 0.f) vit_i8_static_scales(amax, &g.sq, &g.sinv);
     if (!split_rows) {
         g.nchunks = nthreads < M ? nthreads : M;
         exec_run(e, g.nchunks, quant_i8_task, &g);
@@ -231,9 +249,52 @@ static void pgemm_i8(const cpu_state *st, const exec *e, uint8_t *Q, float *sa, 
     exec_run(e, nchunks, gemm_i8_task, &g);
 }
 
-/* ---- packed weights, shared by every CPU session of a model -------------------------- */
+/* ---- packed weights, shared by every CPU session of a model --------------------------
+ * They live beside the model, not in it, so the model stays read-only after vit_model_load:
+ * one entry per model that has CPU sessions using packed weights, cache[0] FP32 (cpu_gemm.c
+ * layout), cache[1] INT8 (the patch embedding packed FP32, the encoder Linears quantized and
+ * packed, cpu_gemm_i8.c); each made by the first session that needs it and freed with the last.
+ * Sessions end before their model (vit.h), so an entry never outlives the model it names. */
+
+typedef struct pack_entry {
+    const vit_model *m;
+    void *cache[2];
+    int refs[2];
+    struct pack_entry *next;
+} pack_entry;
 
 static pthread_mutex_t pack_mu = PTHREAD_MUTEX_INITIALIZER;
+static pack_entry *pack_list; /* under pack_mu */
+
+/* m's entry (under pack_mu), made when create is set; NULL when absent or out of memory */
+static pack_entry *pack_find(const vit_model *m, int create) {
+    for (pack_entry *e = pack_list; e; e = e->next)
+        if (e->m == m) return e;
+    pack_entry *e = create ? calloc(1, sizeof *e) : NULL;
+    if (e) {
+        e->m = m;
+        e->next = pack_list;
+        pack_list = e;
+    }
+    return e;
+}
+
+static void pack_unlink(pack_entry *e) {
+    for (pack_entry **pp = &pack_list; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            free(e);
+            return;
+        }
+}
+
+int vit_cpu_packed_refs(const vit_model *m, int int8) {
+    pthread_mutex_lock(&pack_mu);
+    pack_entry *e = pack_find(m, 0);
+    int r = e && e->cache[!!int8] ? e->refs[!!int8] : 0;
+    pthread_mutex_unlock(&pack_mu);
+    return r;
+}
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
@@ -254,38 +315,46 @@ static size_t packed_layout(const vit_config *c, int CPP, int int8, size_t *off)
     return total;
 }
 
-/* The model's FP32 or INT8 packed cache (made by the first session that needs it, freed with
- * the last), and this session's pointers into it. */
-static int packed_acquire(cpu_state *st, const vit_model *cm, int int8) {
-    vit_model *m = (vit_model *)cm; /* the cache is the one mutable part of a loaded model */
+/* m's weights packed at the offsets packed_layout gave: a new 64-byte aligned block, or NULL */
+static void *packed_make(const vit_model *m, int CPP, int int8, const size_t *off, size_t total) {
     const vit_config *c = &m->cfg;
-    int L = c->num_layers, D = c->hidden_size, M = c->mlp_size;
+    int D = c->hidden_size, M = c->mlp_size;
     const int NK[4][2] = {{3 * D, D}, {D, D}, {M, D}, {D, M}};
-    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
-    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, total) != 0) return NULL;
+    char *b = p;
+    vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, CPP);
+    for (int l = 0; l < c->num_layers; l++) {
+        const vit_layer_weights *w = &m->layers[l];
+        const float *W[4] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
+        for (int j = 0; j < 4; j++) {
+            char *dst = b + off[1 + 4 * l + j];
+            if (int8) vit_gemm_i8_pack(dst, W[j], NK[j][0], NK[j][1]);
+            else vit_gemm_pack((float *)dst, W[j], NK[j][0], NK[j][1]);
+        }
+    }
+    return p;
+}
+
+/* The model's FP32 or INT8 packed cache (made by the first session that needs it), and this
+ * session's pointers into it. */
+static int packed_acquire(cpu_state *st, const vit_model *m, int int8) {
+    int L = m->cfg.num_layers;
     size_t *off = malloc(sizeof(size_t) * (1 + 4 * (size_t)L));
     st->pk = malloc(sizeof(*st->pk) * (4 * (size_t)L + 1));
     if (!off || !st->pk) { free(off); return -1; }
-    size_t total = packed_layout(c, st->CPP, int8, off);
+    size_t total = packed_layout(&m->cfg, st->CPP, int8, off);
     pthread_mutex_lock(&pack_mu);
-    if (!*cache) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, total) != 0) { pthread_mutex_unlock(&pack_mu); free(off); return -1; }
-        char *b = p;
-        vit_gemm_pack((float *)(b + off[0]), m->patch_w, D, st->CPP);
-        for (int l = 0; l < L; l++) {
-            const vit_layer_weights *w = &m->layers[l];
-            const float *W[4] = {w->qkv_w, w->proj_w, w->fc1_w, w->fc2_w};
-            for (int j = 0; j < 4; j++) {
-                char *dst = b + off[1 + 4 * l + j];
-                if (int8) vit_gemm_i8_pack(dst, W[j], NK[j][0], NK[j][1]);
-                else vit_gemm_pack((float *)dst, W[j], NK[j][0], NK[j][1]);
-            }
-        }
-        *cache = p;
+    pack_entry *e = pack_find(m, 1);
+    if (e && !e->cache[int8]) e->cache[int8] = packed_make(m, st->CPP, int8, off, total);
+    if (!e || !e->cache[int8]) {
+        if (e && !e->refs[0] && !e->refs[1]) pack_unlink(e);
+        pthread_mutex_unlock(&pack_mu);
+        free(off);
+        return -1;
     }
-    (*refs)++;
-    const char *b = *cache;
+    e->refs[int8]++;
+    const char *b = e->cache[int8];
     st->pk_patch = (const float *)(b + off[0]);
     for (int i = 0; i < 4 * L; i++) st->pk[i] = b + off[1 + i];
     pthread_mutex_unlock(&pack_mu);
@@ -293,14 +362,13 @@ static int packed_acquire(cpu_state *st, const vit_model *cm, int int8) {
     return 0;
 }
 
-static void packed_release(const vit_model *cm, int int8) {
-    vit_model *m = (vit_model *)cm;
-    void **cache = int8 ? &m->cpu_packed_i8 : &m->cpu_packed;
-    int *refs = int8 ? &m->cpu_packed_i8_refs : &m->cpu_packed_refs;
+static void packed_release(const vit_model *m, int int8) {
     pthread_mutex_lock(&pack_mu);
-    if (*refs > 0 && --*refs == 0) {
-        free(*cache);
-        *cache = NULL;
+    pack_entry *e = pack_find(m, 0);
+    if (e && e->refs[int8] > 0 && --e->refs[int8] == 0) {
+        free(e->cache[int8]);
+        e->cache[int8] = NULL;
+        if (!e->refs[!int8]) pack_unlink(e);
     }
     pthread_mutex_unlock(&pack_mu);
 }
@@ -358,6 +426,8 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->ldk = (int)round16((size_t)st->T);
     st->scratch_per = round16((size_t)4 * st->ldk + (size_t)8 * st->hd);
     st->int8 = int8;
+    st->amax = int8 ? m->calib.amax : NULL;
+    st->sess = s;
     st->i8impl = vit_gemm_i8_impl_best();
     {
         int kd = vit_gemm_i8_kpad(st->D), km = vit_gemm_i8_kpad(st->M);
@@ -402,8 +472,9 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->hsz = hsz;
     st->aq = (uint8_t *)aq;
     /* image-parallel from 2 images per thread (VIT_CPU_PARALLEL=ops|images forces either) */
-    const char *par = getenv("VIT_CPU_PARALLEL");
-    st->split_min = par && !strcmp(par, "ops") ? INT_MAX : par && !strcmp(par, "images") ? 2 : 2 * threads;
+    st->split_min = vit_knob_is(VIT_KNOB_CPU_PARALLEL, "ops")      ? INT_MAX
+                    : vit_knob_is(VIT_KNOB_CPU_PARALLEL, "images") ? 2
+                                                                   : 2 * threads;
     st->own_gemm = vit_gemm_avx512_preferred();
     if ((int8 || st->own_gemm) && packed_acquire(st, m, int8) != 0) {
         cpu_free(s);
@@ -572,12 +643,18 @@ static void forward_blocks(cpu_state *st, const vit_model *m, const exec *e, con
     k.rb = rb;
     k.nblk = (T + rb - 1) / rb;
 
-    /* encoder Linear i (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l: FP32 or INT8 */
+    /* encoder Linear i (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l: FP32 or INT8 (calibrated
+     * per-tensor scales when st->amax, else per token); the calibrator's hook sees its input */
 #define LINEAR(l, i, C, A, W, Nout, K, beta, epi, bias)                                         \
-    (st->int8 ? pgemm_i8(st, e, v->aq, v->ascale, C, A, st->pk[4 * (l) + (i)], (int)N, Nout, K, \
-                         beta, epi, bias)                                                       \
-              : pgemm(st, e, C, A, W, st->own_gemm ? st->pk[4 * (l) + (i)] : NULL, (int)N, Nout, \
-                      K, beta, epi, bias))
+    do {                                                                                        \
+        if (st->sess->observe) st->sess->observe(st->sess->observe_ctx, l, i, A, (int)N, K);   \
+        if (st->int8)                                                                           \
+            pgemm_i8(st, e, v->aq, v->ascale, C, A, st->pk[4 * (l) + (i)], (int)N, Nout, K,     \
+                     beta, epi, bias, st->amax ? st->amax[4 * (l) + (i)] : 0.f);                \
+        else                                                                                    \
+            pgemm(st, e, C, A, W, st->own_gemm ? st->pk[4 * (l) + (i)] : NULL, (int)N, Nout, K, \
+                  beta, epi, bias);                                                             \
+    } while (0)
     const float *pending = NULL; /* bias of the last GEMM that accumulated into x */
     for (int l = 0; l < c->num_layers; l++) {
         const vit_layer_weights *L = &m->layers[l];

@@ -10,11 +10,11 @@
  * straight from the activations (12 sequential streams), 24 FMAs into 24 zmm accumulators, and
  * the tile is stored as 24 row vectors (masked at the right edge).  Blocks: all of K at once (up
  * to 4096), as many rows of A as fit in ~512 KB of L2 (at most 192), against one K x 32 W panel.
- * Blocking K (256) instead made every C tile be re-read and re-accumulated K/256 times; at
- * ViT-B's N = 2304..3072 that cost 10-20% (185 -> 215 GFLOP/s on one Zen 5 core, peak ~233).
- * An earlier version packed A per call, transposed, and broadcast W: at the tiny model's K = 128
- * the transposes and the scalar transposed stores of C cost ~30% of the GEMM time. */
+ * K is not blocked: that would make every C tile be re-read and re-accumulated K/256 times.  A is
+ * never packed or transposed: W is broadcast from its panel, A's rows are read in place.  What
+ * each choice measured: bench/results/cpu_gemm_notes.md. */
 #include "cpu/cpu_gemm.h"
+#include "knobs.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,10 +43,9 @@ int vit_gemm_avx512_available(void) {
 }
 
 int vit_gemm_avx512_preferred(void) {
-    const char *force = getenv("VIT_GEMM");
-    if (force && !strcmp(force, "openblas")) return 0;
+    if (vit_knob_is(VIT_KNOB_GEMM, "openblas")) return 0;
     if (!vit_gemm_avx512_available()) return 0;
-    if (force && !strcmp(force, "avx512")) return 1;
+    if (vit_knob_is(VIT_KNOB_GEMM, "avx512")) return 1;
     const char *core = openblas_get_corename();
     static const char *const avx512_cores[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
     for (size_t i = 0; core && i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)

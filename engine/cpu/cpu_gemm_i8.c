@@ -25,17 +25,17 @@
  * Kernels: the VNNI micro-tile is 12 rows x 32 columns in 24 zmm int32 accumulators; per 4 k it
  * broadcasts 4 activation bytes of each row and issues 2 vpdpbusd per row (64 MACs each).  Its
  * epilogue loops are unrolled to the full 12 rows with an early break: with a plain `i < mr`
- * loop GCC 12 kept the accumulators in memory too and the kernel ran at ~300 instead of ~790
- * GOP/s (one Zen 5 core, 1576 x 2304 x 768, vs ~195 GFLOP/s for cpu_gemm.c's FP32).  The
+ * loop GCC 12 keeps the accumulators in memory (bench/results/cpu_gemm_notes.md).  The
  * blocking is cpu_gemm.c's without K blocks (K is at most 65536 here, one int32 pass): as many
  * rows of A as fit ~512 KB, against one Kp x 32 panel.  The scalar loop computes the same int32
  * sums (exact) and the same epilogue in the same order (no FMA contraction: -std=c11 sets
  * -ffp-contract=off), so the paths agree bit for bit; it runs on CPUs without AVX2 and is the
  * unit test's second implementation.  CPUs with AVX2 but without AVX512-VNNI (AMD Zen 1-3,
  * Intel before Ice Lake / Cascade Lake) get a 4 x 8 AVX2 tile instead: vpmaddwd on bytes widened
- * to 16 bits, exact like the others (micro_avx2); about 1.15x OpenBLAS's AVX2 SGEMM on one core,
- * where VNNI is ~4x the AVX-512 FP32 kernel. */
+ * to 16 bits, exact like the others (micro_avx2).  Measured speeds of each kernel:
+ * bench/results/cpu_gemm_notes.md. */
 #include "cpu/cpu_gemm_i8.h"
+#include "knobs.h"
 
 #include <float.h>
 #include <math.h>
@@ -73,9 +73,8 @@ int vit_gemm_i8_avx2_available(void) {
 }
 
 vit_i8_impl vit_gemm_i8_impl_best(void) {
-    const char *force = getenv("VIT_GEMM_I8");
-    if (force && !strcmp(force, "scalar")) return VIT_I8_SCALAR;
-    if (vit_gemm_i8_vnni_available() && !(force && !strcmp(force, "avx2"))) return VIT_I8_VNNI;
+    if (vit_knob_is(VIT_KNOB_GEMM_I8, "scalar")) return VIT_I8_SCALAR;
+    if (vit_gemm_i8_vnni_available() && !vit_knob_is(VIT_KNOB_GEMM_I8, "avx2")) return VIT_I8_VNNI;
     return vit_gemm_i8_avx2_available() ? VIT_I8_AVX2 : VIT_I8_SCALAR;
 }
 
@@ -227,6 +226,17 @@ void vit_quantize_rows_u8(uint8_t *Q, int ldq, float *scale, const float *X, int
     (void)r;
     for (int m = 0; m < M; m++)
         quantize_row_scalar(Q + (size_t)m * ldq, scale + m, X + (size_t)m * ldx, K, Kp);
+}
+
+void vit_quantize_rows_u8_static(uint8_t *Q, int ldq, const float *X, int ldx, int M, int K,
+                                 float inv) {
+    const int Kp = vit_gemm_i8_kpad(K);
+    for (int m = 0; m < M; m++) {
+        uint8_t *q = Q + (size_t)m * ldq;
+        const float *x = X + (size_t)m * ldx;
+        for (int k = 0; k < K; k++) q[k] = (uint8_t)(vit_i8_quant1(x[k], inv) + 128);
+        memset(q + K, 128, (size_t)(Kp - K));
+    }
 }
 
 /* ---- the GEMM ----------------------------------------------------------------------- */

@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus /* cuda_engine.cu quantizes the CUDA path's weights with vit_gemm_i8_pack */
+extern "C" {
+#endif
+
 /* which kernel runs: AUTO = VNNI when the CPU has AVX512-VNNI, else AVX2 (vpmaddwd on bytes
  * widened to 16 bits) when it has AVX2, else the portable scalar loop.  All give bit-identical
  * int32 sums and bit-identical dequantized outputs. */
@@ -44,6 +48,27 @@ void vit_gemm_i8_pack(void *Wp, const float *W, int N, int K);
 void vit_quantize_rows_u8(uint8_t *Q, int ldq, float *scale, const float *X, int ldx, int M,
                           int K, vit_i8_impl impl);
 
+/* The calibrated (static) scheme: one activation scale per tensor from its clipping range amax
+ * (calibration.json).  The exact arithmetic, shared by this CPU reference and the CUDA INT8 path
+ * (kernels/quant.cuh, tests/gpu/cpu_ref.h): scale = amax / 127 and inv = 127 / amax in float;
+ * q = round_half_even(min(max(x * inv, -127), 127)) (fmaxf: NaN gives -127; no other value
+ * leaves [-127, 127], so no float -> int conversion is out of range); the GEMM's int32 sum is
+ * dequantized as (float)acc * (scale * s_w[n]), the weight scale per output channel. */
+static inline void vit_i8_static_scales(float amax, float *scale, float *inv) {
+    *scale = amax / 127.f;
+    *inv = 127.f / amax;
+}
+static inline int vit_i8_quant1(float x, float inv) {
+    float v = x * inv;
+    v = v > -127.f ? v : -127.f;   /* NaN compares false: -127, as fmaxf */
+    v = v < 127.f ? v : 127.f;
+    return (int)((v + 12582912.f) - 12582912.f);   /* round half to even (|v| < 2^22) */
+}
+/* rows [0, M) of X quantized with one inverse scale: Q[m][k] = vit_i8_quant1(X[m][k], inv) + 128,
+ * padding bytes [K, kpad(K)) 128 */
+void vit_quantize_rows_u8_static(uint8_t *Q, int ldq, const float *X, int ldx, int M, int K,
+                                 float inv);
+
 /* C[m][n] = ascale[m] * wscale[n] * sum_k (Q[m][k] - 128) Wq[n][k]  (+ bias[n] when bias)
  *           (+ C[m][n] when beta1)
  * for m < M, n0 <= n < n1; Wp = vit_gemm_i8_pack(W, N, K), n0 a multiple of
@@ -61,4 +86,7 @@ void vit_gemm_i8_s32(int32_t *Ci, int ldc, const uint8_t *Q, int lda, const void
 int8_t vit_gemm_i8_weight(const void *Wp, int N, int K, int n, int k);
 const float *vit_gemm_i8_scales(const void *Wp);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -53,9 +53,11 @@ int vit_cuda_device_count(void) { return vcu_device_count(); }
 static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
     const vit_model *mo = s->model;
     const vit_config *c = &mo->cfg;
-    /* the CUDA backend computes in FP16 (FP32 accumulation): vit_session_new resolved AUTO to
-     * it and refused FP32 */
-    s->opts.precision = VIT_PREC_FP16;
+    /* FP16 (FP32 accumulation), or INT8 / FP8 in the encoder Linears: vit_session_new resolved
+     * AUTO to FP16, refused FP32, and INT8 / FP8 without the model's calibration */
+    const int prec = s->opts.precision == VIT_PREC_INT8 ? VCU_INT8
+                     : s->opts.precision == VIT_PREC_FP8 ? VCU_FP8 : VCU_FP16;
+    if (prec == VCU_FP16) s->opts.precision = VIT_PREC_FP16;
     vcu_layer *layers = calloc(c->num_layers > 0 ? (size_t)c->num_layers : 1, sizeof *layers);
     if (!layers) {
         if (err && errlen) snprintf(err, errlen, "cuda: out of memory");
@@ -80,6 +82,7 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         .pre_logits_w = c->has_pre_logits ? mo->pre_logits_w : NULL,
         .pre_logits_b = c->has_pre_logits ? mo->pre_logits_b : NULL,
         .layers = layers,
+        .precision = prec, .act_amax = mo->calib.amax,
     };
     vit_status st = vcu_init(&s->state, &d, s->opts.max_batch, s->opts.gpu_id, err, errlen);
     free(layers);

@@ -16,7 +16,7 @@
  *                          m = GELU(h W1^T + b1)                         (Bk*T, M)  FP16
  *                          res += m W2^T + b2;  h = LN1'(res)  (next layer)
  *   (the adds are the GEMMs' epilogue: C = D = res, beta = 1, FP32 sum rounded once; with
- *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it, as before 2026-11-23)
+ *   VIT_CUDA_RESFUSE=0 the GEMMs write y and residual_layernorm adds it)
  *   the last layer, when only the prefix tokens are pooled: attention for the first query tile
  *   only (all keys; every query row when the rollout is asked for), then the prefix rows
  *   alone (compacted to (Bk*npf, D); proj, LN2 and the MLP are 9 of a layer's 12 D^2 GEMM
@@ -34,17 +34,26 @@
  * cuBLASLt, D (N x M) = op_T(W as K x N) * X (K x M); bias has N entries.  Epilogues: BIAS, and
  * GELU_BIAS for fc1 (see kernels/gelu.cuh on its GELU; VIT_CUDA_GELU=erf switches to BIAS plus
  * our exact-erf kernel).  Attention: attention_mma.cuh's flash-style mma.sync kernel for head
- * dim 64 (16x the WMMA kernel in the H100 lab at batch 256, bench/results/gpu_20261123.md), else
- * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top 4 (VIT_CUDA_GEMM_ALGOS, up to
- * 16) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
+ * dim 64 (its measured speed-up: kernels/dev/NOTES.md, bench/results/gpu_20261123.md), else
+ * attention.cuh's WMMA kernel (VIT_CUDA_ATTN=wmma forces it).  Algorithms: cuBLASLt's heuristic top
+ * VIT_CUDA_GEMM_ALGOS (engine/knobs.c) per (M, N, K, epilogue, flags), timed once with events (VIT_CUDA_GEMM_TUNE=0: take the
  * heuristic's first), cached per session.
  * Input: FP32, or FP16 from vit_forward_f16 (half the bytes to copy; im2col then only gathers,
  * and the results are bit-identical to FP32 input of the same values, which im2col would round
  * to nearest-even); session init warms up and captures both.  Copied outside the graphs, B images straight from the caller's memory; a bucket above
- * VIT_CUDA_SUBBATCH (default 128) images runs as parts of that many, one graph each, the copy
+ * VIT_CUDA_SUBBATCH images runs as parts of that many, one graph each, the copy
  * of part j+1 (stream cs) overlapping part j's compute (the parts share the scratch buffers).
  * Attention maps: attn_cls = last layer's CLS row, head-averaged; attn_rollout = every layer's
- * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh). */
+ * head-averaged (T, T) matrix folded into a running product (kernels/rollout.cuh).
+ * Precision INT8 / FP8 (session precision int8 / fp8, the model's calibration.json required): the
+ * encoder's four Linears only, each as quantize (calibrated per-tensor scale) -> cuBLASLt INT8
+ * (IMMA, int32 sums) or E4M3 (FP32 sums) GEMM on per-output-channel quantized weights ->
+ * kernels/quant.cuh's epilogue: dequantize + bias (qkv), + the residual stream (proj, fc2: the
+ * add is always fused here), or + exact-erf GELU and requantization into fc2's input (fc1, whose
+ * FP16 output is never materialized).  Patch embedding, LayerNorm, attention, softmax, pooling
+ * and the head stay as above.  The INT8 weights and scales are the CPU reference's
+ * (vit_gemm_i8_pack), so the CPU's calibrated int8 session computes the same arithmetic on
+ * FP32 activations. */
 #include <cublasLt.h>
 #include <cstdarg>
 #include <cstdio>
@@ -53,6 +62,7 @@
 #include <vector>
 
 #include "cuda/cuda_engine.h"
+#include "knobs.h"
 #include "util.h"
 #include "common.cuh"
 #include "patch_embed.cuh"
@@ -61,13 +71,14 @@
 #include "attention_mma.cuh"
 #include "gelu.cuh"
 #include "rollout.cuh"
+#include "quant.cuh"
+#include "cpu/cpu_gemm_i8.h"
 
 namespace {
 
 const size_t kWorkspace = 32u << 20;
-const int kSubBatch = 128;   /* VIT_CUDA_SUBBATCH: images per part of a bucket (0: never split) */
 const int kMaxBuckets = 16, kModes = 8, kMaxAlgos = 96, kHeads = 4, kMaxParts = 16;
-const int kCand = 4, kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS: heuristic candidates timed per shape */
+const int kMaxCand = 16;   /* VIT_CUDA_GEMM_ALGOS' upper bound (engine/knobs.c): candidates timed per shape */
 /* mode bits (graph key, enqueue_backbone): 1 CLS attention row, 2 rollout, 4 FP16 input (the
  * im2col kernel reads halves instead of floats) */
 const int kModeF16 = 4;
@@ -75,6 +86,15 @@ const int kModeF16 = 4;
 struct dlayer {
     float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     __half *qkv_w, *qkv_b, *proj_w, *proj_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+};
+
+/* a layer's four Linears in INT8 / FP8 (j: 0 qkv, 1 proj, 2 fc1, 3 fc2): the weights (N, K)
+ * quantized per output channel, their scales sw (N), and the input's calibrated scale sa and its
+ * inverse (the quantizer's multiplier) */
+struct qlayer {
+    uint8_t *w[4];
+    float *sw[4];
+    float sa[4], inv[4];
 };
 
 struct algo_entry {
@@ -105,6 +125,10 @@ struct state {
     std::vector<void *> dev_allocs;
     std::vector<size_t> dev_sizes;
     std::vector<dlayer> layers;
+    int prec;                     /* VCU_FP16, VCU_INT8, VCU_FP8 (the encoder Linears) */
+    std::vector<qlayer> ql;       /* INT8 / FP8: L */
+    uint8_t *xq;                  /* (B*T, max(D, M)) a Linear's quantized input */
+    void *acc;                    /* (B*T, max(3D, M)) its raw sums: int32 (INT8) or FP32 (FP8) */
     __half *patch_w, *patch_b;
     float *tok, *pos, *norm_w, *norm_b, *fc_norm_w, *fc_norm_b, *pre_w, *pre_b;
 
@@ -323,6 +347,87 @@ done:
     return rc;
 }
 
+/* Y (M, N) = X (M, K) Wq^T, the raw sums of a quantized Linear: INT8 x INT8 -> INT32 (IMMA,
+ * compute 32I, alpha 1 beta 0 as int32) or E4M3 x E4M3 -> FP32 (scales left at 1), TN as both
+ * need on sm_80 / sm_90 (K contiguous in both operands, ORDER_COL, no COL32), K a multiple of 4
+ * (INT8) / 16 (FP8), checked at init.  The heuristic's first algorithm, cached per shape (not
+ * timed: the candidates' timing in gemm() is FP16-only). */
+vit_status gemm_q(state *s, void *Y, const uint8_t *X, const uint8_t *W, int M, int N, int K,
+                  char *err, size_t errlen) {
+    vit_status rc = VIT_OK;
+    const bool i8 = s->prec == VCU_INT8;
+    const cudaDataType_t tab = i8 ? CUDA_R_8I : CUDA_R_8F_E4M3, tcd = i8 ? CUDA_R_32I : CUDA_R_32F;
+    const int flags = 16 * s->prec;   /* apart from gemm()'s G_* flags in the algorithm cache */
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+    const int32_t ia = 1, ib = 0;
+    const float fa = 1.f, fb = 0.f;
+    const void *alpha = i8 ? (const void *)&ia : (const void *)&fa;
+    const void *beta = i8 ? (const void *)&ib : (const void *)&fb;
+    algo_entry *ae = nullptr;
+
+    LT(cublasLtMatmulDescCreate(&op, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F, i8 ? CUDA_R_32I : CUDA_R_32F));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+    LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+    LT(cublasLtMatrixLayoutCreate(&la, tab, K, N, K));
+    LT(cublasLtMatrixLayoutCreate(&lb, tab, K, M, K));
+    LT(cublasLtMatrixLayoutCreate(&lc, tcd, N, M, N));
+    for (int i = 0; i < s->nalgo; i++) {
+        algo_entry *a = &s->algos[i];
+        if (a->M == M && a->N == N && a->K == K && a->epi == 0 && a->flags == flags) { ae = a; break; }
+    }
+    if (!ae) {
+        cublasLtMatmulHeuristicResult_t res;
+        int nret = 0;
+        size_t wsz = kWorkspace;
+        LT(cublasLtMatmulPreferenceCreate(&pref));
+        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
+        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 1, &res, &nret));
+        if (nret < 1) {
+            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no %s algorithm for M=%d N=%d K=%d",
+                          i8 ? "int8 (IMMA)" : "fp8 (e4m3)", M, N, K);
+            goto done;
+        }
+        ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
+        ae->M = M; ae->N = N; ae->K = K; ae->epi = 0; ae->flags = flags;
+        ae->algo = res.algo;
+    }
+    LT(cublasLtMatmul(s->lt, op, alpha, W, la, X, lb, beta, Y, lc, Y, lc, &ae->algo, s->ws,
+                      kWorkspace, s->st));
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (op) cublasLtMatmulDescDestroy(op);
+    return rc;
+}
+
+/* Linear j (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l in INT8 / FP8, on `rows` rows:
+ * quantize `in` (not for fc2: fc1's epilogue left its quantized input in xq), GEMM into acc,
+ * then dequantize + bias into out (qkv), + the residual stream out (proj, fc2), or + GELU and
+ * requantize with fc2's scale into xq (fc1) */
+vit_status linear_q(state *s, int l, int j, __half *out, const __half *in, const __half *bias,
+                    int rows, int N, int K, char *err, size_t errlen) {
+    const qlayer &q = s->ql[l];
+    const int qt = s->prec == VCU_FP8 ? VK_Q_E4M3 : VK_Q_INT8;
+    if (j != 3) quantize_act(s->xq, in, (long long)rows * K, q.inv[j], qt, s->st);
+    LAUNCHED();
+    OK(gemm_q(s, s->acc, s->xq, q.w[j], rows, N, K, err, errlen));
+    const int mode = j == 0 ? VK_DQ_BIAS : j == 2 ? VK_DQ_GELU_QUANT : VK_DQ_RESIDUAL;
+    const float qinv = j == 2 ? q.inv[3] : 0.f;
+    if (s->prec == VCU_INT8)
+        dequant_epilogue(out, s->xq, static_cast<const int32_t *>(s->acc), q.sw[j], q.sa[j], bias,
+                         rows, N, mode, qinv, qt, s->st);
+    else
+        dequant_epilogue(out, s->xq, static_cast<const float *>(s->acc), q.sw[j], q.sa[j], bias,
+                         rows, N, mode, qinv, qt, s->st);
+    LAUNCHED();
+    return VIT_OK;
+}
+
 /* ---- the backbone --------------------------------------------------------------------- */
 
 vit_status ensure_rollout(state *s, char *err, size_t errlen) {
@@ -359,15 +464,13 @@ part_io part_at(const state *s, int i0, int mode) {
     return p;
 }
 
-/* everything from the device input (p.in) to the features, for Bk images; capturable.  The
- * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
- * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
-vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
+/* patch embedding: im2col (FP16) -> GEMM + bias -> tokens + position embeddings into the
+ * residual stream, and the first layer's LN1 */
+vit_status enqueue_embed(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
     const vcu_model_desc &m = s->m;
     cudaStream_t st = s->st;
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
-
     if (mode & kModeF16)
         im2col_f16(s->mlp, static_cast<const __half *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
     else
@@ -379,68 +482,18 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D,
                            m.eps, st);
     LAUNCHED();
+    return VIT_OK;
+}
 
-    /* proj and fc2 add into the residual stream in their epilogue (C = res, beta = 1), so
-     * LayerNorm only reads it; VIT_CUDA_RESFUSE=0: they write y and LayerNorm adds it */
-    const int yflags = s->fuse_res ? G_ACC : 0;
-    __half *ydst = s->fuse_res ? s->res : s->y;
-    const __half *ybr = s->fuse_res ? nullptr : s->y;
-    float *Rcur = s->R0, *Rnext = s->R1;
-    for (int l = 0; l < m.L; l++) {
-        const dlayer &w = s->layers[l];
-        OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
-        float *avg = (mode & 2) ? s->A : nullptr;
-        float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
-        if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
-        if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
-        /* the last layer of a CLS-pooled model needs the prefix query rows alone (unless the
-         * rollout wants every row's probabilities) */
-        const int q_rows = l == m.L - 1 && s->res_c && !avg ? m.npf : 0;
-        if (!s->attn_mma ||
-            !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
-                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt, q_rows))
-            attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
-        LAUNCHED();
-        if (avg) {
-            rollout_prep(s->A, Bk, T, st);
-            if (l == 0) {
-                CU(cudaMemcpyAsync(Rcur, s->A, sizeof(float) * Bk * T * T, cudaMemcpyDeviceToDevice, st));
-            } else {
-                rollout_matmul(Rnext, s->A, Rcur, Bk, T, st);
-                float *t = Rcur; Rcur = Rnext; Rnext = t;
-            }
-            LAUNCHED();
-        }
-        /* the last layer of a model that pools only its prefix tokens (CLS [+ dist]): past the
-         * attention, which every token's K and V feed, only those rows matter, so they go on
-         * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row, as before) */
-        __half *att = s->att, *res = s->res, *h = s->h, *mlp = s->mlp;
-        int rows = NT;
-        if (l == m.L - 1 && s->res_c) {
-            prefix_rows(s->att_c, s->att, Bk, T, m.npf, D, st);
-            prefix_rows(s->res_c, s->res, Bk, T, m.npf, D, st);
-            LAUNCHED();
-            att = s->att_c; res = s->res_c; h = s->h_c; mlp = s->mlp_c;
-            rows = Bk * m.npf;
-            ydst = s->fuse_res ? res : s->y_c;
-            ybr = s->fuse_res ? nullptr : s->y_c;
-        }
-        OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
-        residual_layernorm(h, res, ybr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
-        LAUNCHED();
-        OK(gemm(s, mlp, h, w.fc1_w, w.fc1_b, rows, m.M, D,
-                s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
-        if (s->gelu_erf) { gelu_erf_inplace(mlp, (long long)rows * m.M, st); LAUNCHED(); }
-        OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
-        if (l + 1 < m.L) {
-            residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
-                               NT, D, m.eps, st);
-            LAUNCHED();
-        }
-    }
-
+/* after the last layer: final LN, pooling, fc_norm, pre_logits, the rollout's CLS row; last =
+ * the last fc2 output when not yet added to the residual stream (VIT_CUDA_RESFUSE=0) */
+vit_status enqueue_pool(state *s, const part_io &p, int Bk, int mode, const __half *last,
+                        const float *Rcur, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    cudaStream_t st = s->st;
+    const int D = m.D, T = m.T, NT = Bk * T;
+    const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
     /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
-    const __half *last = m.L > 0 ? ybr : nullptr;   /* the last fc2 output when not yet added */
     float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
     if (!m.pooling_mean) {
         /* last residual add + final LN on the prefix rows only: (Bk, npf*D), from the compacted
@@ -469,6 +522,88 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         LAUNCHED();
     }
     return VIT_OK;
+}
+
+/* everything from the device input (p.in) to the features, for Bk images; capturable.  The
+ * host-to-device copy is not in it: forward_impl copies the caller's B images straight from
+ * wherever they are (a pinned buffer from vit_input_alloc or the session's: one DMA). */
+vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    cudaStream_t st = s->st;
+    const int D = m.D, T = m.T, NT = Bk * T;
+    const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
+
+    OK(enqueue_embed(s, p, Bk, mode, err, errlen));
+
+    /* proj and fc2 add into the residual stream in their epilogue (C = res, beta = 1), so
+     * LayerNorm only reads it; VIT_CUDA_RESFUSE=0: they write y and LayerNorm adds it */
+    const int yflags = s->fuse_res ? G_ACC : 0;
+    __half *ydst = s->fuse_res ? s->res : s->y;
+    const __half *ybr = s->fuse_res ? nullptr : s->y;
+    float *Rcur = s->R0, *Rnext = s->R1;
+    for (int l = 0; l < m.L; l++) {
+        const dlayer &w = s->layers[l];
+        if (s->prec) OK(linear_q(s, l, 0, s->qkv, s->h, w.qkv_b, NT, 3 * D, D, err, errlen));
+        else OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
+        float *avg = (mode & 2) ? s->A : nullptr;
+        float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
+        if (avg) CU(cudaMemsetAsync(avg, 0, sizeof(float) * Bk * T * T, st));
+        if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
+        /* the last layer of a CLS-pooled model needs the prefix query rows alone (unless the
+         * rollout wants every row's probabilities) */
+        const int q_rows = l == m.L - 1 && s->res_c && !avg ? m.npf : 0;
+        if (!s->attn_mma ||
+            !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
+                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt, q_rows))
+            attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
+        LAUNCHED();
+        if (avg) {
+            rollout_prep(s->A, Bk, T, st);
+            if (l == 0) {
+                CU(cudaMemcpyAsync(Rcur, s->A, sizeof(float) * Bk * T * T, cudaMemcpyDeviceToDevice, st));
+            } else {
+                rollout_matmul(Rnext, s->A, Rcur, Bk, T, st);
+                float *t = Rcur; Rcur = Rnext; Rnext = t;
+            }
+            LAUNCHED();
+        }
+        /* the last layer of a model that pools only its prefix tokens (CLS [+ dist]): past the
+         * attention, which every token's K and V feed, only those rows matter, so they go on
+         * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row) */
+        __half *att = s->att, *res = s->res, *h = s->h, *mlp = s->mlp;
+        int rows = NT;
+        if (l == m.L - 1 && s->res_c) {
+            prefix_rows(s->att_c, s->att, Bk, T, m.npf, D, st);
+            prefix_rows(s->res_c, s->res, Bk, T, m.npf, D, st);
+            LAUNCHED();
+            att = s->att_c; res = s->res_c; h = s->h_c; mlp = s->mlp_c;
+            rows = Bk * m.npf;
+            ydst = s->fuse_res ? res : s->y_c;
+            ybr = s->fuse_res ? nullptr : s->y_c;
+        }
+        if (s->prec) { /* residual adds in the epilogues (fuse_res is forced on) */
+            OK(linear_q(s, l, 1, res, att, w.proj_b, rows, D, D, err, errlen));
+            residual_layernorm(h, res, nullptr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
+            LAUNCHED();
+            OK(linear_q(s, l, 2, nullptr, h, w.fc1_b, rows, m.M, D, err, errlen));
+            OK(linear_q(s, l, 3, res, nullptr, w.fc2_b, rows, D, m.M, err, errlen));
+        } else {
+            OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
+            residual_layernorm(h, res, ybr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
+            LAUNCHED();
+            OK(gemm(s, mlp, h, w.fc1_w, w.fc1_b, rows, m.M, D,
+                    s->gelu_erf ? BIAS : CUBLASLT_EPILOGUE_GELU_BIAS, 0, err, errlen));
+            if (s->gelu_erf) { gelu_erf_inplace(mlp, (long long)rows * m.M, st); LAUNCHED(); }
+            OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
+        }
+        if (l + 1 < m.L) {
+            residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
+                               NT, D, m.eps, st);
+            LAUNCHED();
+        }
+    }
+
+    return enqueue_pool(s, p, Bk, mode, m.L > 0 ? ybr : nullptr, Rcur, err, errlen);
 }
 
 /* the head's device copy, uploaded on first use (LRU of kHeads) */
@@ -544,7 +679,7 @@ vit_status run_part(state *s, int bi, int mode, int j, char *err, size_t errlen)
         cudaError_t ec = cudaStreamEndCapture(s->st, &g);
         if (cs != VIT_OK || ec != cudaSuccess || !g || cudaGraphInstantiate(&ge, g, 0) != cudaSuccess) {
             ge = nullptr;
-            s->graphs_off = 1;          /* eager from now on; vcu_describe says so */
+            s->graphs_off = 1;          /* eager from now on */
         }
         if (g) cudaGraphDestroy(g);
     } else {
@@ -584,19 +719,8 @@ vit_status run_backbone(state *s, const void *input, int B, int bi, int mode, ch
     return VIT_OK;
 }
 
-/* the VIT_CUDA_* knobs, read at session start: equal to val / an integer (def when unset) */
-bool env_is(const char *name, const char *val) {
-    const char *v = getenv(name);
-    return v && !strcmp(v, val);
-}
-int env_int(const char *name, int def) {
-    const char *v = getenv(name);
-    return v ? atoi(v) : def;
-}
-
-vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
-                     size_t errlen) {
-    const vcu_model_desc &m = *md;
+/* the model's shape as the kernels need it; nothing is touched on failure */
+vit_status check_model(const vcu_model_desc &m, int max_batch, int gpu_id, char *err, size_t errlen) {
     int n = vcu_device_count();
     if (n <= 0) return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: no CUDA device (driver missing or no GPU)");
     if (gpu_id < 0 || gpu_id >= n)
@@ -614,7 +738,19 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     int F = m.pre_logits_w ? m.D : (m.pooling_mean ? m.D : m.npf * m.D);
     if (F != m.feature_dim)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: feature_dim %d, expected %d", m.feature_dim, F);
+    if (m.precision != VCU_FP16 && !m.act_amax && m.L > 0)
+        return vit_errf(VIT_E_ARG, err, errlen, "cuda: int8/fp8 without activation ranges (calibration)");
+    /* cuBLASLt's IMMA / FP8 kernels: K (D for qkv, proj, fc1; M for fc2) a multiple of 4 / 16 */
+    const int kal = m.precision == VCU_FP8 ? 16 : 4;
+    if (m.precision != VCU_FP16 && (m.D % kal || m.M % kal))
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s needs hidden size %d and MLP size %d to be multiples of %d",
+                        m.precision == VCU_FP8 ? "fp8" : "int8", m.D, m.M, kal);
+    return VIT_OK;
+}
 
+/* the device, its properties, the session's dimensions and the VIT_CUDA_* knobs */
+vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu_id, char *err,
+                       size_t errlen) {
     s->dev = gpu_id;
     CU(cudaSetDevice(gpu_id));
     cudaDeviceProp prop;
@@ -623,6 +759,9 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     if (prop.major < 8)
         return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: %s has compute capability %d.%d; this build needs 8.0 or newer",
                     prop.name, prop.major, prop.minor);
+    if (m.precision == VCU_FP8 && prop.major * 10 + prop.minor < 89)
+        return vit_errf(VIT_E_DEVICE, err, errlen, "cuda: fp8 (e4m3) GEMMs need sm_89 or newer (Ada, Hopper); %s is sm_%d%d",
+                        prop.name, prop.major, prop.minor);
     s->smem_optin = prop.sharedMemPerBlockOptin;
     s->m = m;
     s->m.layers = nullptr;
@@ -630,20 +769,26 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     s->dh = m.D / m.H;
     s->K_patch = m.channels * m.patch_size * m.patch_size;
     s->img = m.channels * m.image_size * m.image_size;
-    s->gelu_erf = env_is("VIT_CUDA_GELU", "erf");
-    s->attn_mma = !env_is("VIT_CUDA_ATTN", "wmma");
-    const int kc = env_int("VIT_CUDA_ATTN_KC", VK_MMA_KC_DEFAULT);   /* keys per softmax step */
+    /* the VIT_CUDA_* knobs (engine/knobs.c validated them when the session started) */
+    s->gelu_erf = vit_knob_is(VIT_KNOB_CUDA_GELU, "erf");
+    s->attn_mma = !vit_knob_is(VIT_KNOB_CUDA_ATTN, "wmma");
+    const int kc = vit_knob_int(VIT_KNOB_CUDA_ATTN_KC);   /* keys per softmax step */
     s->attn_kc = attention_mma_kc_valid(kc) ? kc : VK_MMA_KC_DEFAULT;
-    const int qt = env_int("VIT_CUDA_ATTN_QT", VK_MMA_QT_DEFAULT);   /* query tiles per warp */
+    const int qt = vit_knob_int(VIT_KNOB_CUDA_ATTN_QT);   /* query tiles per warp */
     s->attn_qt = attention_mma_qt_valid(s->attn_kc, qt) ? qt : VK_MMA_QT_DEFAULT;
-    s->tune = !env_is("VIT_CUDA_GEMM_TUNE", "0");
-    s->tune_n = env_int("VIT_CUDA_GEMM_ALGOS", kCand);
+    s->tune = vit_knob_int(VIT_KNOB_CUDA_GEMM_TUNE);
+    s->tune_n = vit_knob_int(VIT_KNOB_CUDA_GEMM_ALGOS);
     if (s->tune_n < 1) s->tune_n = 1;
     if (s->tune_n > kMaxCand) s->tune_n = kMaxCand;
-    s->cls_only = !env_is("VIT_CUDA_CLS_ONLY", "0");
-    s->fuse_res = !env_is("VIT_CUDA_RESFUSE", "0");
-    s->sub = env_int("VIT_CUDA_SUBBATCH", kSubBatch);
+    s->cls_only = vit_knob_int(VIT_KNOB_CUDA_CLS_ONLY);
+    s->prec = m.precision;
+    s->fuse_res = s->prec != VCU_FP16 || vit_knob_int(VIT_KNOB_CUDA_RESFUSE);   /* int8/fp8: always */
+    s->sub = vit_knob_int(VIT_KNOB_CUDA_SUBBATCH);
+    return VIT_OK;
+}
 
+/* streams, events, the cuBLASLt handle and workspace, the attention kernels' shared memory */
+vit_status init_runtime(state *s, char *err, size_t errlen) {
     CU(cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking));
     CU(cudaStreamCreateWithFlags(&s->cs, cudaStreamNonBlocking));
     CU(cudaEventCreateWithFlags(&s->ev_fork, cudaEventDisableTiming));
@@ -653,11 +798,72 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         return vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: cublasLtCreate failed");
     }
     OK(dalloc(s, &s->ws, kWorkspace, err, errlen));
-    if (attention_uses_wmma(m.T, s->dh, s->smem_optin))
+    if (attention_uses_wmma(s->m.T, s->dh, s->smem_optin))
         CU(attention_prepare(s->smem_optin));  /* the device maximum: sessions may differ in T */
     if (s->attn_mma) CU(attention_mma_prepare(s->smem_optin));
+    return VIT_OK;
+}
 
-    /* weights */
+/* W (N, K) FP32 quantized per output channel into q (N, K) bytes and scales sw (N):
+ * INT8 exactly as the CPU reference packs it (vit_gemm_i8_pack: sw = max|W| / 127), FP8
+ * sw = max|W| / 448, q = e4m3(W / sw) */
+void quantize_weight(int prec, const float *W, int N, int K, std::vector<uint8_t> &q,
+                     std::vector<float> &sw, std::vector<unsigned char> &pack) {
+    q.resize((size_t)N * K);
+    sw.resize(N);
+    if (prec == VCU_INT8) {
+        pack.resize(vit_gemm_i8_packed_bytes(N, K) + 64);
+        void *Wp = (void *)(((uintptr_t)pack.data() + 63) & ~(uintptr_t)63);
+        vit_gemm_i8_pack(Wp, W, N, K);
+        for (int n = 0; n < N; n++) {
+            sw[n] = vit_gemm_i8_scales(Wp)[n];
+            for (int k = 0; k < K; k++) q[(size_t)n * K + k] = (uint8_t)vit_gemm_i8_weight(Wp, N, K, n, k);
+        }
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        const float *w = W + (size_t)n * K;
+        float amax = 0.f;
+        for (int k = 0; k < K; k++) amax = fabsf(w[k]) > amax ? fabsf(w[k]) : amax;
+        sw[n] = amax > 0.f ? amax / 448.f : 0.f;
+        const float inv = amax > 0.f ? 448.f / amax : 0.f;
+        for (int k = 0; k < K; k++) q[(size_t)n * K + k] = vk_e4m3(w[k] * inv);
+    }
+}
+
+/* the encoder Linears' weights quantized, and the activation scales from the calibration
+ * (INT8: amax / 127 as the CPU reference, vit_i8_static_scales; FP8: amax / 448) */
+vit_status upload_quantized(state *s, const vcu_model_desc &m, char *err, size_t errlen) {
+    std::vector<uint8_t> q;
+    std::vector<float> sw;
+    std::vector<unsigned char> pack;
+    s->ql.resize(m.L);
+    for (int l = 0; l < m.L; l++) {
+        const vcu_layer &w = m.layers[l];
+        const float *W[4] = {w.qkv_w, w.proj_w, w.fc1_w, w.fc2_w};
+        const int N[4] = {3 * m.D, m.D, m.M, m.D}, K[4] = {m.D, m.D, m.D, m.M};
+        qlayer &ql = s->ql[l];
+        for (int j = 0; j < 4; j++) {
+            if (!W[j]) return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: missing weight tensor");
+            quantize_weight(s->prec, W[j], N[j], K[j], q, sw, pack);
+            OK(dalloc_t(s, &ql.w[j], q.size(), err, errlen));
+            CU(cudaMemcpy(ql.w[j], q.data(), q.size(), cudaMemcpyHostToDevice));
+            OK(up_f32(s, &ql.sw[j], sw.data(), sw.size(), err, errlen));
+            const float amax = m.act_amax[4 * l + j];
+            if (s->prec == VCU_INT8) {
+                vit_i8_static_scales(amax, &ql.sa[j], &ql.inv[j]);
+            } else {
+                ql.sa[j] = amax / 448.f;
+                ql.inv[j] = 448.f / amax;
+            }
+        }
+    }
+    return VIT_OK;
+}
+
+/* the weights: GEMM weights and biases FP16 (INT8 / FP8: the encoder Linears' weights
+ * quantized instead), the rest FP32 */
+vit_status upload_weights(state *s, const vcu_model_desc &m, char *err, size_t errlen) {
     std::vector<__half> tmp;
     const int D = m.D, T = m.T, M = m.M;
     OK(up_f16(s, &s->patch_w, m.patch_w, (size_t)D * s->K_patch, tmp, err, errlen));
@@ -686,18 +892,26 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
         OK(up_f32(s, &d.ln2_b, w.ln2_b, D, err, errlen));
         if (!d.ln1_w || !d.ln1_b || !d.ln2_w || !d.ln2_b)
             return vit_errf(VIT_E_INTERNAL, err, errlen, "cuda: layer %d: missing LayerNorm", l);
-        OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
+        if (s->prec == VCU_FP16) {
+            OK(up_f16(s, &d.qkv_w, w.qkv_w, (size_t)3 * D * D, tmp, err, errlen));
+            OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
+            OK(up_f16(s, &d.fc1_w, w.fc1_w, (size_t)M * D, tmp, err, errlen));
+            OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
+        }
         OK(up_f16(s, &d.qkv_b, w.qkv_b, (size_t)3 * D, tmp, err, errlen));
-        OK(up_f16(s, &d.proj_w, w.proj_w, (size_t)D * D, tmp, err, errlen));
         OK(up_f16(s, &d.proj_b, w.proj_b, D, tmp, err, errlen));
-        OK(up_f16(s, &d.fc1_w, w.fc1_w, (size_t)M * D, tmp, err, errlen));
         OK(up_f16(s, &d.fc1_b, w.fc1_b, M, tmp, err, errlen));
-        OK(up_f16(s, &d.fc2_w, w.fc2_w, (size_t)D * M, tmp, err, errlen));
         OK(up_f16(s, &d.fc2_b, w.fc2_b, D, tmp, err, errlen));
     }
+    if (s->prec != VCU_FP16) OK(upload_quantized(s, m, err, errlen));
+    return VIT_OK;
+}
 
-    /* activations for max_batch */
-    const size_t B = (size_t)max_batch, NT = B * T;
+/* activations and pinned host buffers for max_batch, and the batch-size buckets */
+vit_status alloc_activations(state *s, char *err, size_t errlen) {
+    const vcu_model_desc &m = s->m;
+    const int D = m.D, T = m.T, M = m.M;
+    const size_t B = (size_t)s->maxB, NT = B * T;
     size_t mlp_elems = NT * M, patch_elems = B * m.Np * s->K_patch;
     OK(dalloc_t(s, &s->in, B * s->img, err, errlen));
     OK(dalloc_t(s, &s->res, NT * D, err, errlen));
@@ -707,6 +921,10 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     OK(dalloc_t(s, &s->y, NT * D, err, errlen));
     s->y_elems = NT * D;
     OK(dalloc_t(s, &s->mlp, mlp_elems > patch_elems ? mlp_elems : patch_elems, err, errlen));
+    if (s->prec != VCU_FP16) {
+        OK(dalloc_t(s, &s->xq, NT * (size_t)(D > M ? D : M), err, errlen));
+        OK(dalloc(s, &s->acc, NT * (size_t)(3 * D > M ? 3 * D : M) * 4, err, errlen));
+    }
     if (s->cls_only && !m.pooling_mean && m.npf >= 1 && m.L >= 1) {
         const size_t P = B * m.npf;
         OK(dalloc_t(s, &s->res_c, P * D, err, errlen));
@@ -729,29 +947,42 @@ vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_
     CU(cudaMallocHost((void **)&s->h_cls, sizeof(float) * B * m.Np));
 
     s->nb = 0;
-    for (int b = 1; b < max_batch && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
-    s->buckets[s->nb++] = max_batch;
-    CU(cudaDeviceSynchronize());
+    for (int b = 1; b < s->maxB && s->nb < kMaxBuckets - 1; b *= 2) s->buckets[s->nb++] = b;
+    s->buckets[s->nb++] = s->maxB;
+    return VIT_OK;
+}
 
-    /* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random
-     * inputs, so the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips) */
-    if (!env_is("VIT_CUDA_WARMUP", "0")) {
-        /* FP32 input, then FP16 (what vit_session_input_type asks for): the same values, as
-         * halves in the same pinned buffer */
-        __half *hh = reinterpret_cast<__half *>(s->h_in);
-        for (int mode : {0, kModeF16}) {
-            uint64_t r = 0x9E3779B97F4A7C15ull;
-            for (size_t i = 0; i < B * s->img; i++) {
-                r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-                const float v = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
-                if (mode) hh[i] = __float2half(v);
-                else s->h_in[i] = v;
-            }
-            for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, mode, err, errlen));
-            CU(cudaStreamSynchronize(s->st));   /* the buffer is rewritten next */
+/* warm-up: pick the GEMM algorithms and capture every bucket's graph now, on random inputs, so
+ * the first requests do not pay for it (VIT_CUDA_WARMUP=0 skips).  FP32 input, then FP16 (what
+ * vit_session_input_type asks for): the same values, as halves in the same pinned buffer. */
+vit_status warm_up(state *s, char *err, size_t errlen) {
+    if (!vit_knob_int(VIT_KNOB_CUDA_WARMUP)) return VIT_OK;
+    const size_t n = (size_t)s->maxB * s->img;
+    __half *hh = reinterpret_cast<__half *>(s->h_in);
+    for (int mode : {0, kModeF16}) {
+        uint64_t r = 0x9E3779B97F4A7C15ull;
+        for (size_t i = 0; i < n; i++) {
+            r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+            const float v = (float)((r >> 40) * (1.0 / 16777216.0)) * 4.f - 2.f;
+            if (mode) hh[i] = __float2half(v);
+            else s->h_in[i] = v;
         }
+        for (int bi = 0; bi < s->nb; bi++) OK(run_backbone(s, s->h_in, s->buckets[bi], bi, mode, err, errlen));
+        CU(cudaStreamSynchronize(s->st));   /* the buffer is rewritten next */
     }
     return VIT_OK;
+}
+
+vit_status init_impl(state *s, const vcu_model_desc *md, int max_batch, int gpu_id, char *err,
+                     size_t errlen) {
+    const vcu_model_desc &m = *md;
+    OK(check_model(m, max_batch, gpu_id, err, errlen));
+    OK(init_device(s, m, max_batch, gpu_id, err, errlen));
+    OK(init_runtime(s, err, errlen));
+    OK(upload_weights(s, m, err, errlen));
+    OK(alloc_activations(s, err, errlen));
+    CU(cudaDeviceSynchronize());
+    return warm_up(s, err, errlen);
 }
 
 void free_impl(state *s) {
@@ -880,16 +1111,6 @@ void vcu_host_free(void *p) {
         cudaGetLastError();
         free(p);
     }
-}
-
-void vcu_describe(void *st, char *buf, size_t len) {
-    state *s = (state *)st;
-    if (!s) { snprintf(buf, len, "cuda: no session"); return; }
-    snprintf(buf, len, "%s, %.1f MiB device memory held by this session, fp16, gelu %s, attention %s, graphs %s, sub-batches %d, residual add %s, last layer %s",
-             s->gpu_name, s->dev_bytes / 1048576.0, s->gelu_erf ? "erf (own kernel)" : "cublasLt epilogue",
-             s->attn_mma && s->dh == 64 ? "mma.sync flash" : "wmma", s->graphs_off ? "off (capture failed)" : "on",
-             s->sub, s->fuse_res ? "in the GEMM epilogue" : "in LayerNorm",
-             s->res_c ? "on the pooled rows only" : "on every row");
 }
 
 void vcu_free(void *st) { free_impl((state *)st); }

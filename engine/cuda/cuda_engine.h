@@ -31,7 +31,13 @@ typedef struct vcu_model_desc {
     const float *fc_norm_w, *fc_norm_b;      /* (D) or NULL */
     const float *pre_logits_w, *pre_logits_b;/* (D, D), (D) or NULL */
     const vcu_layer *layers;                 /* L, read during init only */
+    int precision;                           /* VCU_FP16, VCU_INT8 or VCU_FP8 */
+    const float *act_amax;                   /* (L, 4) activation ranges of the inputs of qkv,
+                                                proj, fc1, fc2 (calibration); INT8/FP8 only */
 } vcu_model_desc;
+
+/* what the encoder's four Linears compute in (everything else is FP16/FP32 in every mode) */
+enum { VCU_FP16 = 0, VCU_INT8 = 1, VCU_FP8 = 2 };
 
 typedef struct vcu_head_desc {
     const void *key;                         /* identity of the head object */
@@ -59,8 +65,6 @@ float *vcu_input_buffer(void *state);
  * plain malloc'd memory (vit_input_alloc's fallback when pinning fails). */
 void *vcu_host_alloc(size_t bytes);
 void vcu_host_free(void *p);
-/* one line: GPU name, memory in use by this session, GELU mode */
-void vcu_describe(void *state, char *buf, size_t len);
 void vcu_free(void *state);
 /* name and memory of a device; 0 on success */
 int vcu_device_info(int gpu_id, char *name, size_t namelen, size_t *total, size_t *free_b);

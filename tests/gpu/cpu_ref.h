@@ -71,6 +71,24 @@ static inline double ref_gelu_tanh(double x) {
     return 0.5 * x * (1 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
+/* E4M3 by brute force: the nearest of the 253 finite codes' values (ties: the even code, whose
+ * last mantissa bit is 0), |x| past 448 saturating to +-448, NaN -> 0x7f; independent of
+ * kernels/quant.cuh's bit manipulation */
+static inline uint8_t ref_e4m3(float x) {
+    if (x != x) return 0x7f;
+    const double a = fabs((double)x);
+    int best = 0;
+    double bd = INFINITY;
+    for (int c = 0; c < 0x7f; c++) {   /* 0x00 .. 0x7e: +0 .. 448 */
+        const int E = c >> 3, m = c & 7;
+        const double v = E ? ldexp(1.0 + m / 8.0, E - 7) : ldexp((double)m, -9);
+        const double d = fabs(a - v);
+        if (d < bd || (d == bd && !(c & 1))) { bd = d; best = c; }
+    }
+    if (a >= 448.0) best = 0x7e;
+    return (uint8_t)(best | (signbit(x) ? 0x80 : 0));
+}
+
 /* rollout over L layers of head-averaged attention A_l (B,T,T): CLS row over patches (B, T-npf) */
 static inline std::vector<double> ref_rollout(const std::vector<std::vector<double>> &A, int B, int T,
                                        int npf) {

@@ -28,6 +28,8 @@
 #include "rollout.cuh"
 #include "softmax_topk.cuh"
 #include "linear_ce.cuh"
+#include "quant.cuh"
+#include "cpu/cpu_gemm_i8.h"   /* vit_i8_quant1: the CPU engine's INT8 rounding, the reference */
 
 /* a shape the GPU runs in full and the emulator smaller */
 #ifdef VITD_EMU
@@ -375,6 +377,92 @@ static void test_gelu(void) {
     cudaFree(dy);
 }
 
+/* quantize_act on every FP16 value (all 65536 bit patterns: zeros, subnormals, infinities,
+ * NaNs), bit-exact against the CPU engine's INT8 rounding (vit_i8_quant1) and the brute-force
+ * E4M3 table (ref_e4m3); n = 65536 + 3 so the scalar tail runs too */
+static void test_quantize(int type, float amax) {
+    const long long n = 65536 + 3;
+    std::vector<__half> hx(n);
+    for (long long i = 0; i < n; i++) {
+        const uint16_t b = (uint16_t)(i * 40503u);   /* odd multiplier: a permutation of 2^16 */
+        memcpy((void *)&hx[i], &b, 2);
+    }
+    __half *dx = gh_dev<__half>(n);
+    GH_CUDA(cudaMemcpy(dx, hx.data(), n * sizeof(__half), cudaMemcpyHostToDevice));
+    uint8_t *dq = gh_dev<uint8_t>(n);
+    const float inv = (type == VK_Q_E4M3 ? 448.f : 127.f) / amax;
+    quantize_act(dq, dx, n, inv, type, 0);
+    GH_SYNC();
+    std::vector<uint8_t> q(n);
+    GH_CUDA(cudaMemcpy(q.data(), dq, n, cudaMemcpyDeviceToHost));
+    long long bad = 0, at = -1;
+    for (long long i = 0; i < n; i++) {
+        const float x = __half2float(hx[i]), v = x * inv;
+        const uint8_t r = type == VK_Q_E4M3 ? ref_e4m3(v) : (uint8_t)(int8_t)vit_i8_quant1(x, inv);
+        if (q[i] != r) { if (at < 0) at = i; bad++; }
+    }
+    gh_result(bad == 0, "quantize_act %s amax=%g: all %lld fp16 values bit-exact vs the CPU reference "
+              "(%lld differ, first at %lld)", type == VK_Q_E4M3 ? "e4m3" : "int8", amax, n, bad, at);
+    /* the host build of vk_e4m3 and its inverse: every code round-trips */
+    int rt = 0;
+    for (int c = 0; c < 256; c++)
+        if ((c & 0x7f) != 0x7f) rt += vk_e4m3(vk_e4m3_to_f32((uint8_t)c)) == c;
+    if (type == VK_Q_E4M3) gh_result(rt == 254, "vk_e4m3(vk_e4m3_to_f32(c)) == c for the 254 non-NaN codes (%d)", rt);
+    cudaFree(dx); cudaFree(dq);
+}
+
+/* dequant_epilogue, each mode, against the same float operations on the host (volatile: no
+ * contraction), bit-exact except GELU's erff (host libm vs device): there the requantized
+ * values may differ by one step, on a few elements */
+template <typename TA>
+static void test_dequant(int rows, int N, int mode, int qtype) {
+    const size_t n = (size_t)rows * N;
+    std::vector<TA> acc(n);
+    for (auto &a : acc) a = (TA)(gh_frand() * (sizeof(TA) == 4 && (TA)0.5 == 0 ? 1048576.f : 3000.f));
+    std::vector<float> sw(N), bias(N), res(n);
+    for (auto &w : sw) w = 1e-3f * (1.5f + gh_frand());
+    gh_fill(bias, 0.5f); gh_round_half(bias);
+    gh_fill(res, 4.f); gh_round_half(res);
+    const float sa = 0.0213f, qinv = (qtype == VK_Q_E4M3 ? 448.f : 127.f) / 6.f;
+    TA *dacc = gh_dev<TA>(n);
+    GH_CUDA(cudaMemcpy(dacc, acc.data(), n * sizeof(TA), cudaMemcpyHostToDevice));
+    float *dsw = gh_up(sw);
+    __half *db = gh_up_half(bias), *dout = mode == VK_DQ_RESIDUAL ? gh_up_half(res) : gh_dev<__half>(n);
+    uint8_t *dq = gh_dev<uint8_t>(n);
+    dequant_epilogue<TA>(dout, dq, dacc, dsw, sa, db, rows, N, mode, qinv, qtype, 0);
+    GH_SYNC();
+    std::vector<float> out = gh_down_half(dout, n);
+    std::vector<uint8_t> q(n);
+    GH_CUDA(cudaMemcpy(q.data(), dq, n, cudaMemcpyDeviceToHost));
+    size_t bad = 0, off1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int c = (int)(i % N);
+        volatile float s = sa * sw[c];
+        volatile float p = (float)acc[i] * s;
+        volatile float v = p + bias[c];
+        if (mode == VK_DQ_GELU_QUANT) {
+            const float g = 0.5f * v * (1.f + erff(v * 0.70710678118654752f));
+            const float gv = g * qinv;
+            const int r = qtype == VK_Q_E4M3 ? ref_e4m3(gv) : (uint8_t)(int8_t)vit_i8_quant1(g, qinv);
+            if (q[i] != r) {
+                const bool step = qtype == VK_Q_E4M3 ? abs((int)q[i] - r) == 1 && (q[i] & 0x80) == (r & 0x80)
+                                                     : abs((int)(int8_t)q[i] - (int)(int8_t)r) == 1;
+                if (step) off1++; else bad++;
+            }
+        } else {
+            volatile float y = mode == VK_DQ_RESIDUAL ? res[i] + v : (float)v;
+            if (__half2float(__float2half(y)) != out[i] && !(out[i] != out[i] && y != y)) bad++;
+        }
+    }
+    char name[128];
+    snprintf(name, sizeof name, "dequant_epilogue<%s> %s %dx%d", sizeof(TA) == 4 && (TA)0.5 == 0 ? "int32" : "float",
+             mode == VK_DQ_BIAS ? "bias" : mode == VK_DQ_RESIDUAL ? "bias+residual"
+             : qtype == VK_Q_E4M3 ? "bias+gelu->e4m3" : "bias+gelu->int8", rows, N);
+    gh_result(bad == 0 && off1 * 100 <= n, "%s: bit-exact vs the host's float ops (%zu differ; %zu one step "
+              "apart after erff, at most 1%% allowed)", name, bad, off1);
+    cudaFree(dacc); cudaFree(dsw); cudaFree(db); cudaFree(dout); cudaFree(dq);
+}
+
 #ifndef VITD_EMU
 /* cuBLASLt GELU_BIAS epilogue vs the erf and tanh forms: which does it compute? */
 static void test_cublaslt_gelu_epilogue(void) {
@@ -694,6 +782,15 @@ int main(void) {
     }
     test_gelu();
     test_cublaslt_gelu_epilogue();
+    test_quantize(VK_Q_INT8, 3.f);
+    test_quantize(VK_Q_INT8, 0.01f);       /* most values saturate */
+    test_quantize(VK_Q_E4M3, 3.f);
+    test_quantize(VK_Q_E4M3, 448.f);       /* unit scale: every E4M3 value is hit */
+    for (int mode : {VK_DQ_BIAS, VK_DQ_RESIDUAL, VK_DQ_GELU_QUANT}) {
+        test_dequant<int32_t>(GPU_EMU(197, 37), 768, mode, VK_Q_INT8);
+        test_dequant<float>(GPU_EMU(197, 37), 768, mode, VK_Q_E4M3);
+    }
+    test_dequant<int32_t>(5, 13, VK_DQ_GELU_QUANT, VK_Q_INT8);   /* N odd, fewer than a block */
     test_rollout(2, 197, 3, 1);
     test_rollout(3, 18, 4, 2);
     test_softmax_topk(4, 1000, 5);

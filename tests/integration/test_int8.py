@@ -4,8 +4,8 @@
 (models/fashion-vit) and the ten labelled images of tests/data.
 CLI: `vit classify --precision int8` gives the right top-1 label wherever fp32 does (9 of 10: both
 take the shirt for a T-shirt), the same top-1 as fp32 but not the same scores; `vit bench` and
-`vit eval` report int8; `--precision int8 --device cuda` fails with exit 2 and "int8 is
-CPU-only"; a bad --precision lists int8.  Daemon: `vitd --precision int8` answers /classify with
+`vit eval` report int8; `--precision int8 --device cuda` fails with exit 2 and a line naming
+`vit calibrate` (the shipped model has no calibration); a bad --precision lists int8.  Daemon: `vitd --precision int8` answers /classify with
 the right labels, /v1/models and the vitd_model_info metric say int8; `--precision int8
 --device cuda` exits 1 with a clear message."""
 import json
@@ -54,8 +54,9 @@ def main():
           f"{list(zip(s8, s32))}")
 
     r = vit("classify", "--model", MODEL, "--precision", "int8", "--device", "cuda", FILES[0])
-    check(r.returncode == 2 and "int8 is CPU-only" in r.stderr and r.stderr.count("\n") == 1,
-          "vit classify --precision int8 --device cuda: exit 2, one line 'int8 is CPU-only'", r.stderr)
+    check(r.returncode == 2 and "vit calibrate" in r.stderr and r.stderr.count("\n") == 1,
+          "vit classify --precision int8 --device cuda (no calibration): exit 2, one line naming vit calibrate",
+          r.stderr)
     r = vit("classify", "--model", MODEL, "--precision", "int4", FILES[0])
     check(r.returncode == 2 and "int8" in r.stderr, "--precision int4 rejected, the message lists int8", r.stderr)
     r = vit("bench", "--model", MODEL, "--precision", "int8", "--batch", "2", "--iters", "2", "--warmup", "1",
@@ -74,7 +75,8 @@ def main():
     check("fp16|int8" in h.stdout, "vitd --help lists --precision int8")
     r = subprocess.run([VITD, "--model", MODEL, "--port", "0", "--precision", "int8", "--device", "cuda"],
                        capture_output=True, text=True, timeout=60)
-    check(r.returncode == 1 and "int8 is CPU-only" in r.stderr, "vitd --precision int8 --device cuda: exit 1, clear error",
+    check(r.returncode == 1 and "vit calibrate" in r.stderr,
+          "vitd --precision int8 --device cuda (no calibration): exit 1, clear error naming vit calibrate",
           r.stderr[-300:])
     r = subprocess.run([VITD, "--precision", "int4"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 2 and "--precision" in r.stderr, "vitd --precision int4 rejected", r.stderr[-300:])

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_readme.sh: README.md stays true to the code: every flag `vitd --help` lists (and only
 # those) is in the README's flag table with its default, every `vit` subcommand is documented,
-# every VITD_ variable the README or the env example names exists, and every metric the daemon
-# exports is in the metrics table.
+# every VITD_ variable the README or the env example names exists, the environment-knob table is
+# the one engine/knobs.c's table generates and names no other VIT_ variable, and every metric the
+# daemon exports is in the metrics table.
 set -u
 cd "$(dirname "$0")/../.."
 B=${VITD_BUILD:-build}
@@ -59,6 +60,17 @@ if [ -x "$B/vit" ]; then
     grep -qE "^vit $c( |\$)" $R || miss="$miss $c"
   done
   [ -z "$miss" ] && ok "every vit subcommand is documented in the README" || bad "README lacks vit subcommands:$miss"
+  # the knob table is generated from engine/knobs.c's table (`vit knobs --json`): stale -> fail
+  if out=$(/usr/bin/python3 scripts/readme_knobs.py --check "$B/vit" $R 2>&1); then ok "$out"
+  else bad "$out"; fi
+  # and every VIT_ variable the README names is a knob the engine reads
+  knobs=" $("$B/vit" knobs --json | grep -oE '"name":"VIT_[A-Z0-9_]+"' | cut -d'"' -f4 | tr '\n' ' ') "
+  unk=""
+  for v in $(grep -ohE '\bVIT_[A-Z0-9_]+' $R | grep -v '_$' | sort -u); do   # VIT_CUDA_*: a family
+    case "$v" in VIT_MAX_*|VIT_DEFAULT_*|VIT_E_*|VIT_DEVICE_*|VIT_PREC_*|VIT_HAVE_*) continue ;; esac
+    [[ "$knobs" == *" $v "* ]] || unk="$unk $v"
+  done
+  [ -z "$unk" ] && ok "every VIT_ variable in the README is a knob \`vit knobs\` lists" || bad "README names VIT_ variables the engine lacks:$unk"
 else
   skp "vit subcommands: no $B/vit"
 fi

@@ -14,17 +14,23 @@
  *   counts and kernels (VNNI, AVX2 and the portable loop, VIT_GEMM_I8=avx2|scalar): bit-identical
  *   logits;
  * - int8 sessions share one packed int8 copy per model and make no FP32 packed copy;
- * - the API: int8 on cuda is VIT_E_ARG "int8 is CPU-only", device auto + int8 runs int8 on the
- *   CPU, vit_precision_str / vit_precision_parse. */
+ * - the API: int8/fp8 on cuda without a calibration is VIT_E_ARG naming `vit calibrate`, device auto + int8 runs int8 on the
+ *   CPU, vit_precision_str / vit_precision_parse;
+ * - with a calibration (model->calib, from vit_calibrator on the same inputs): the static
+ *   per-tensor scheme that the CUDA INT8 path computes, against FP32 with the same bound and
+ *   top-1, not identical to the dynamic scheme, deterministic like it. */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "backend.h"
 #include "cpu/cpu_gemm_i8.h"
 #include "harness.h"
+#include "io/calib_io.h"
 #include "synth_model.h"
 #include "util.h"
 #include "vit.h"
@@ -207,12 +213,12 @@ static void check_sharing(void) {
     vit_session_opts so = {.max_batch = 2, .threads = 1, .device = VIT_DEVICE_CPU, .precision = VIT_PREC_INT8};
     int ok = vit_session_new(m, &so, &a, err, sizeof err) == VIT_OK &&
              vit_session_new(m, &so, &b, err, sizeof err) == VIT_OK;
-    CHECK(ok && m->cpu_packed_i8 && m->cpu_packed_i8_refs == 2 && !m->cpu_packed,
-          "two int8 sessions: one shared int8 copy (refs %d), no FP32 packed copy", m->cpu_packed_i8_refs);
+    CHECK(ok && vit_cpu_packed_refs(m, 1) == 2 && vit_cpu_packed_refs(m, 0) == 0,
+          "two int8 sessions: one shared int8 copy (refs %d), no FP32 packed copy", vit_cpu_packed_refs(m, 1));
     vit_session_free(a);
-    CHECK(m->cpu_packed_i8 && m->cpu_packed_i8_refs == 1, "int8 copy kept while a session uses it");
+    CHECK(vit_cpu_packed_refs(m, 1) == 1, "int8 copy kept while a session uses it");
     vit_session_free(b);
-    CHECK(!m->cpu_packed_i8 && m->cpu_packed_i8_refs == 0, "int8 copy freed with the last session");
+    CHECK(vit_cpu_packed_refs(m, 1) == 0, "int8 copy freed with the last session");
     synth_free(m);
 }
 
@@ -223,7 +229,16 @@ static void check_api(void) {
     char err[256] = "";
     vit_session_opts so = {.max_batch = 1, .threads = 1, .device = VIT_DEVICE_CUDA, .precision = VIT_PREC_INT8};
     vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
-    CHECK(st == VIT_E_ARG && !s && strstr(err, "int8 is CPU-only"), "int8 on cuda: VIT_E_ARG (%s)", err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "vit calibrate"),
+          "int8 on cuda, model without calibration: VIT_E_ARG naming vit calibrate (%s)", err);
+    so.precision = VIT_PREC_FP8;
+    st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "vit calibrate"),
+          "fp8 on cuda, model without calibration: VIT_E_ARG naming vit calibrate (%s)", err);
+    so.device = VIT_DEVICE_CPU;
+    st = vit_session_new(m, &so, &s, err, sizeof err);
+    CHECK(st == VIT_E_ARG && !s && strstr(err, "needs the CUDA device"), "fp8 on the cpu: VIT_E_ARG (%s)", err);
+    so.precision = VIT_PREC_INT8;
     so.device = VIT_DEVICE_AUTO;
     st = vit_session_new(m, &so, &s, err, sizeof err);
     CHECK(st == VIT_OK && vit_session_device(s) == VIT_DEVICE_CPU && vit_session_precision(s) == VIT_PREC_INT8,
@@ -233,7 +248,7 @@ static void check_api(void) {
     s = NULL;
     CHECK(vit_session_new(m, &so, &s, err, sizeof err) == VIT_E_ARG && !s, "unknown precision 7 rejected");
     int rt = 1;
-    for (int p = VIT_PREC_AUTO; p <= VIT_PREC_INT8; p++) {
+    for (int p = VIT_PREC_AUTO; p <= VIT_PREC_FP8; p++) {
         vit_precision q;
         rt &= vit_precision_parse(vit_precision_str((vit_precision)p), &q) == 0 && (int)q == p;
     }
@@ -244,6 +259,85 @@ static void check_api(void) {
     synth_free(m);
 }
 
+/* m->calib from a calibration (method mse) on the B images x, through the calibrator's file */
+static int calibrate_into(vit_model *m, const float *x, int B) {
+    char path[64], err[256] = "";
+    snprintf(path, sizeof path, "/tmp/vitd_test_fwd_int8_%d.json", (int)getpid());
+    vit_calibrator *cal = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int ok = vit_calibrator_new(m, VIT_CALIB_MSE, B, 2, &cal, err, sizeof err) == VIT_OK &&
+             vit_calibrator_add(cal, x, B, err, sizeof err) == VIT_OK &&
+             vit_calibrator_write(cal, path, err, sizeof err) == VIT_OK &&
+             vit_read_file(path, 1 << 20, &buf, &len, err, sizeof err) == VIT_OK &&
+             vit_calib_parse(&m->calib, (const char *)buf, len, err, sizeof err) == VIT_OK;
+    vit_calibrator_free(cal);
+    free(buf);
+    remove(path);
+    if (!ok) CHECK(0, "calibrate: %s", err);
+    return ok ? 0 : -1;
+}
+
+/* The calibrated static scheme (per-tensor activation scales, the CUDA INT8 path's arithmetic)
+ * against FP32 with the same bound as the dynamic scheme, not identical to the dynamic int8
+ * logits (the static path really ran), deterministic across threads, modes and kernels */
+static void check_calibrated_one(const char *name, vit_model *m, const float *x, int B, int need_top1) {
+    const int K = vit_model_config(m)->num_classes;
+    float *dyn = calloc((size_t)B * K, 4), *sta = calloc((size_t)B * K, 4);
+    int ok = run(m, VIT_PREC_INT8, 2, NULL, NULL, x, B, dyn) == 0;
+    if (ok && calibrate_into(m, x, B) == 0) {
+        char n[160];
+        snprintf(n, sizeof n, "%s calibrated (static scales)", name);
+        compare(n, m, x, B, 2, need_top1);
+        ok = run(m, VIT_PREC_INT8, 2, NULL, NULL, x, B, sta) == 0;
+        CHECK(ok && memcmp(dyn, sta, sizeof(float) * (size_t)B * K),
+              "%s: calibrated int8 logits differ from the dynamic ones (maxdiff %.3g)", name,
+              (double)th_maxdiff(dyn, sta, (size_t)B * K));
+        check_determinism(n, m, x, B);
+        vit_calib_free(&m->calib);
+    }
+    free(dyn);
+    free(sta);
+}
+
+static void check_calibrated(void) {
+    synth_spec sp = {.name = "synth", .D = 64, .L = 2, .H = 4, .M = 128, .P = 4, .S = 16, .C = 3, .classes = 7};
+    synth_rng = 0x9E3779B97F4A7C15ull;
+    vit_model *m = synth_model(&sp);
+    enum { B = 6 };
+    size_t img = (size_t)3 * 16 * 16;
+    float *x = malloc(sizeof(float) * B * img);
+    for (size_t k = 0; k < B * img; k++) x[k] = synth_frand();
+    check_calibrated_one("synth B=6", m, x, B, 1);
+    free(x);
+    synth_free(m);
+
+    static const char *imgs[] = {"ankle_boot", "bag", "coat", "dress", "pullover",
+                                 "sandal", "shirt", "sneaker", "trouser", "tshirt"};
+    char err[256];
+    if (vit_model_load("models/fashion-vit", NULL, &m, err, sizeof err) != VIT_OK) {
+        CHECK(0, "models/fashion-vit: %s", err);
+        return;
+    }
+    const vit_config *c = vit_model_config(m);
+    size_t per = (size_t)3 * c->preprocess.out_h * c->preprocess.out_w;
+    x = malloc(sizeof(float) * per * 10);
+    int ok = 1;
+    for (int i = 0; i < 10 && ok; i++) {
+        char p[256];
+        snprintf(p, sizeof p, "tests/data/%s.png", imgs[i]);
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        ok = vit_read_file(p, 1 << 24, &buf, &len, err, sizeof err) == VIT_OK &&
+             vit_image_load(buf, len, &c->preprocess, VIT_DEFAULT_MAX_PIXELS, x + per * i, err, sizeof err) == VIT_OK;
+        free(buf);
+    }
+    if (ok) check_calibrated_one("fashion-vit on tests/data/*.png", m, x, 10, 1);
+    else CHECK(0, "tests/data images: %s", err);
+    free(x);
+    vit_model_free(m);
+}
+
 int main(void) {
     printf("int8 kernel: %s\n", vit_gemm_i8_impl_best() == VIT_I8_VNNI ? "avx512-vnni" : "portable scalar");
     check_api();
@@ -251,5 +345,6 @@ int main(void) {
     check_synth();
     check_fixtures();
     check_shipped();
+    check_calibrated();
     return TEST_SUMMARY();
 }

@@ -215,6 +215,9 @@ static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 static inline float __frcp_rn(float a) { return 1.f / a; }
 static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+/* the device's round-to-nearest-even conversion (callers keep x in int range; NaN gives 0 as
+ * on the device) */
+static inline int __float2int_rn(float x) { return x == x ? (int)nearbyintf(x) : 0; }
 static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
 static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }

@@ -1,0 +1,36 @@
+/* ui.h: the web page vitd serves at GET / (issue 18): try images against /classify, see the
+ * attention map over them, read the model card, teach labels through the admin API.  Its files
+ * (server/ui/index.html, app.css, app.js) are compiled into the binary at build time by
+ * server/ui/gen_assets.c; nothing is read from disk or fetched at run time.
+ *
+ * Threads: ui_handle runs on libmicrohttpd threads and only reads the fixed asset table;
+ * ui_register runs once from main (the composition root) before serving. */
+#ifndef SRV_UI_H
+#define SRV_UI_H
+#include <stddef.h>
+
+typedef struct ui_asset {
+    const char *path;            /* URL path: "/" or "/ui/<name>" */
+    const char *ctype;           /* Content-Type */
+    const char *etag;            /* "\"<16 hex>\"" (FNV-1a 64 of the bytes) */
+    const char *hash;            /* the same 16 hex digits, the ?v= of a versioned URL */
+    const unsigned char *data;
+    size_t len;
+} ui_asset;
+
+/* The compiled-in assets (the generated build/server/ui_assets.c). */
+const ui_asset *ui_assets_table(int *n);
+
+typedef struct srv_conn srv_conn;
+typedef struct srv_http srv_http;
+
+/* on = 0: the page is off (--ui off): nothing is registered, so / and /ui/... answer 404 like
+ * any unknown path.  on = 1: registers GET/HEAD / and the /ui/ prefix (the page's scripts and
+ * styles) on h.  0 or -1. */
+int ui_register(srv_http *h, int on);
+
+/* The handler for GET/HEAD / and /ui/...: the asset with Content-Type, Content-Security-Policy,
+ * ETag and Cache-Control (304 on a matching If-None-Match); 404 unknown, 405 other methods. */
+void ui_handle(srv_conn *c, void *ctx);
+
+#endif
