@@ -15,6 +15,9 @@ LDFLAGS += $(SAN)
 MHD_LIBS := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd) \
             $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
 CFLAGS  += $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+# what `vit --version`, `vitd --version`, /v1/models, GET /v2 and vitd_build_info report
+BUILD_TYPE ?= $(if $(findstring fuzzer,$(SAN)),fuzz,$(if $(findstring address,$(SAN)),asan,$(if $(filter -O0 -O1,$(OPT)),debug,release)))
+CFLAGS  += -I$(BUILD)/gen
 
 # ---- CUDA (optional) --------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ( [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc ))
@@ -40,11 +43,13 @@ ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
+# server/openapi.json compiled into vitd (server/openapi_json.S: .incbin), served at /openapi.json.
 # The web page (server/ui/, issue 18) compiled into vitd: gen_assets writes its bytes as C.
 # Order matters: index.html names the others by content hash, so it comes last.
 UI_ASSETS  := /ui/app.css=server/ui/app.css /ui/app.js=server/ui/app.js /=server/ui/index.html
 ifneq ($(strip $(SERVER_OBJ)),)
 SERVER_OBJ += $(BUILD)/server/ui_assets.o
+SERVER_OBJ += $(BUILD)/server/openapi_json.o
 endif
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -71,9 +76,19 @@ deploy/node_modules/.package-lock.json: deploy/package-lock.json deploy/package.
 deps-bench:
 	@scripts/deps.sh bench
 
+# The version header: rewritten only when git describe / the commit / the build type change.
+.PHONY: FORCE
+$(BUILD)/gen/vit_build.h: FORCE
+	@scripts/gen_version.sh $@ $(BUILD_TYPE)
+$(BUILD)/engine/version.o: $(BUILD)/gen/vit_build.h
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/server/openapi_json.o: server/openapi_json.S server/openapi.json
+	@mkdir -p $(dir $@)
+	$(CC) -c $< -o $@
 
 $(BUILD)/tools/gen_assets: server/ui/gen_assets.c
 	@mkdir -p $(dir $@)

@@ -454,6 +454,23 @@ vit_status vit_head_load(const char *path, vit_head **out, char **meta_json, cha
 vit_status vit_model_save_with_head(const char *src_dir, const vit_head *head, const char *out_dir,
                                     char *err, size_t errlen);
 
+/* ---- build ------------------------------------------------------------------------- */
+
+/* What this binary is, fixed at build time (scripts/gen_version.sh writes the header): version
+ * from `git describe` (base version + commit where the tree has no tags, "-dirty" when it had
+ * uncommitted changes), the full commit, the build type (release, debug, asan, fuzz) and whether
+ * the CUDA backend is compiled in.  Static storage; valid for the life of the process. */
+typedef struct vit_build_info {
+    const char *version;
+    const char *commit;
+    const char *build_type;
+    int cuda;
+} vit_build_info;
+const vit_build_info *vit_build(void);
+/* "vit 0.1.0-dev+g50900ab (commit 50900ab..., release build, CUDA compiled in)" for `--version`:
+ * prog, then vit_build()'s fields, into buf (always NUL-terminated). */
+void vit_build_line(const char *prog, char *buf, size_t len);
+
 /* ---- environment knobs ------------------------------------------------------------- */
 /* The engine's tuning switches are environment variables (VIT_GEMM, VIT_CPU_PARALLEL,
  * VIT_CUDA_*, ...), all in one table (engine/knobs.c; `vit knobs` lists it).  vit_knobs_load

@@ -4,7 +4,9 @@
 #   scripts/deps.sh test    -- build + what the test suite uses (python3-numpy for fixtures I/O; chromium,
 #                              node and npm for the web page's browser test, whose npm packages,
 #                              pinned in tests/browser/package-lock.json, `npm ci` installs there;
-#                              PostgreSQL, haproxy and kubectl for the fleet and deploy tests)
+#                              PostgreSQL, haproxy and kubectl for the fleet and deploy tests;
+#                              python3-jsonschema to check every integration test response against
+#                              server/openapi.json, and its linter, pinned in tests/openapi)
 #   scripts/deps.sh bench   -- test + PyTorch, wrk and the FastAPI peer (benchmarks, fixture generators)
 #   scripts/deps.sh fuzz    -- build + clang and its libFuzzer runtime (make fuzz; not needed by make test)
 # Installs only what is missing; runs apt-get update only when something is.
@@ -14,7 +16,7 @@ what=${1:-build}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libcjson-dev libturbojpeg0-dev
       libjpeg-dev libpng-dev libopenblas-dev zlib1g-dev libpq-dev)
 if [ "$what" = test ] || [ "$what" = bench ]; then
-  pkgs+=(python3 python3-numpy curl chromium postgresql haproxy)
+  pkgs+=(python3 python3-numpy python3-jsonschema curl chromium postgresql haproxy)
   # Debian's nodejs + npm, unless a node with npm is already installed (e.g. NodeSource's nodejs,
   # which conflicts with Debian's npm package)
   command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
@@ -51,5 +53,13 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
   if [ ! -f "$b/node_modules/.package-lock.json" ] || [ "$b/package-lock.json" -nt "$b/node_modules/.package-lock.json" ]; then
     echo "deps.sh: npm ci in tests/browser" >&2
     (cd "$b" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+fi
+# the OpenAPI linter (Redocly CLI), exactly as locked, into tests/openapi/node_modules
+if [ "$what" = test ] || [ "$what" = bench ]; then
+  o="$(dirname "$0")/../tests/openapi"
+  if [ ! -f "$o/node_modules/.package-lock.json" ] || [ "$o/package-lock.json" -nt "$o/node_modules/.package-lock.json" ]; then
+    echo "deps.sh: npm ci in tests/openapi" >&2
+    (cd "$o" && npm ci --no-audit --no-fund --loglevel=error >&2)
   fi
 fi

@@ -83,12 +83,18 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
     if (top_k > SRV_TOPK_MAX) top_k = SRV_TOPK_MAX;
     size_t np = (want & (SRV_WANT_ATTN_CLS | SRV_WANT_ROLLOUT)) ? (size_t)b->cfg->num_patches : 0;
     size_t nf = (want & SRV_WANT_FEATURES) ? (size_t)b->cfg->feature_dim : 0;
+    size_t nc = 0;
+    if (want & SRV_WANT_PROBS) {
+        vit_head *h = batcher_get_head(b);
+        nc = (size_t)vit_head_num_classes(h);
+        vit_head_release(h);
+    }
     size_t sz = sizeof(srv_job) + (size_t)n * sizeof(srv_item);
     sz = (sz + 15) & ~(size_t)15;
-    size_t per = (size_t)top_k * (sizeof(int) + sizeof(float)) + (np + nf) * sizeof(float);
+    size_t per = (size_t)top_k * (sizeof(int) + sizeof(float)) + (np + nf + nc) * sizeof(float);
     srv_job *j = calloc(1, sz + (size_t)n * per);
     if (!j) return NULL;
-    j->n = n; j->want = want; j->top_k = top_k;
+    j->n = n; j->want = want; j->top_k = top_k; j->probs_cap = (int)nc;
     j->b = b;
     j->client_fd = -1;
     atomic_init(&j->remaining, n);
@@ -103,12 +109,14 @@ srv_job *srv_job_new(batcher *b, int n, int want, int top_k) {
         it->topk_score = (float *)p; p += (size_t)top_k * sizeof(float);
         if (np) { it->attn = (float *)p; p += np * sizeof(float); }
         if (nf) { it->features = (float *)p; p += nf * sizeof(float); }
+        if (nc) { it->probs = (float *)p; p += nc * sizeof(float); }
     }
     return j;
 }
 
 void srv_job_free(srv_job *j) {
     if (!j) return;
+    if (j->user_free) j->user_free(j->user);
     for (int i = 0; i < j->n; i++) vit_head_release(j->items[i].head);
     free(j);
 }
@@ -322,6 +330,15 @@ static int item_cancelled(void *ctx) { return job_expired(((srv_item *)ctx)->job
 static vit_status decode_into(batcher *b, srv_item *it, batch *bt, int slot, float *scratch,
                               char *err, size_t errlen) {
     void *dst = (char *)bt->input + (size_t)slot * b->img_bytes;
+    if (it->pixels) {                                  /* already the model input */
+        if (it->len != b->img_elems * sizeof(float))
+            return vit_errf(VIT_E_ARG, err, errlen, "pixel tensor of %zu bytes, the model takes %zu", it->len,
+                            b->img_elems * sizeof(float));
+        if (b->in_type == VIT_INPUT_F32) { memcpy(dst, it->data, it->len); return VIT_OK; }
+        memcpy(scratch, it->data, it->len);
+        vit_f32_to_f16(scratch, dst, b->img_elems);
+        return VIT_OK;
+    }
     vit_decode_limits lim = {.max_pixels = b->o.max_pixels, .max_cost = b->o.max_image_cost,
                              .max_scans = b->o.max_scans, .charge = job_charge, .cancelled = item_cancelled,
                              .ctx = it};
@@ -563,12 +580,21 @@ static vit_status forward_batch(worker *w, batch *bt, int ngood, int want, vit_h
     return st;
 }
 
-/* Image i's result from w's buffers: top-k, attention, features; the job may complete. */
+/* Image i's result from w's buffers: top-k, every probability (SRV_WANT_PROBS), attention,
+ * features; the job may complete. */
 static void item_result(worker *w, srv_item *it, int i, vit_head *head, int head_version, double dt, int ngood) {
     const vit_config *c = w->b->cfg;
     int C = vit_head_num_classes(head);
     float *row = w->logits + (size_t)i * C;
     vit_softmax(row, C);
+    if (it->probs) {
+        if (C > it->job->probs_cap) {
+            item_fail(it, 503, "head_changed", "the active head changed its classes while queued: retry");
+            return;
+        }
+        memcpy(it->probs, row, sizeof(float) * (size_t)C);
+        it->nprobs = C;
+    }
     int k = it->job->top_k < C ? it->job->top_k : C;
     it->k = vit_topk(row, C, k, it->topk_idx);
     for (int j = 0; j < it->k; j++) it->topk_score[j] = row[it->topk_idx[j]];

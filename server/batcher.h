@@ -31,6 +31,7 @@ enum {
     SRV_WANT_ATTN_CLS = 1,     /* last-layer CLS attention per image */
     SRV_WANT_ROLLOUT = 2,      /* attention rollout per image */
     SRV_WANT_FEATURES = 4,     /* pooled features (vit_outputs.features) per image */
+    SRV_WANT_PROBS = 8,        /* every class's probability per image (the v2 protocol) */
 };
 
 #define SRV_TOPK_MAX 100
@@ -40,6 +41,8 @@ typedef struct srv_job srv_job;
 typedef struct srv_item {
     const uint8_t *data;       /* encoded image (owned by the caller until the job is done) */
     size_t len;
+    int pixels;                /* 1: data is the model input itself, 3*H*W little-endian FP32
+                                  (already preprocessed), copied into the batch as it is */
     srv_job *job;
     int http;                  /* 0 while pending; 200 on success; the error's HTTP status */
     const char *code;          /* error code string for JSON ("invalid_image", ...) */
@@ -51,6 +54,8 @@ typedef struct srv_item {
     float *topk_score;         /* (top_k) softmax probabilities, descending */
     float *attn;               /* (num_patches) when SRV_WANT_ATTN_CLS or _ROLLOUT */
     float *features;           /* (feature_dim) when SRV_WANT_FEATURES */
+    float *probs;              /* (nprobs) softmax over every class when SRV_WANT_PROBS */
+    int nprobs;                /* the head's class count (<= probs_cap of the job) */
     double decode_s, queue_s, infer_s;
     int batch_size;            /* images in the batch this one ran in */
 } srv_item;
@@ -59,6 +64,8 @@ typedef struct batcher batcher;
 
 struct srv_job {
     int n, want, top_k;
+    int probs_cap;             /* SRV_WANT_PROBS: room per item (the active head's classes at
+                                  srv_job_new; a batch with a larger head fails the item 503) */
     double t_submit;           /* vit_now() at submit */
     double deadline;           /* vit_now() based; 0 = none (submit caps it at queue_timeout_s) */
     int client_fd;             /* the client's socket, polled for EOF while queued; -1 = none */
@@ -74,6 +81,8 @@ struct srv_job {
     srv_job *act_prev, *act_next;
     void (*done)(srv_job *job, void *arg);
     void *done_arg;
+    void *user;                /* the submitter's per-request state: user_free(user) runs in */
+    void (*user_free)(void *); /* srv_job_free, whether or not the request got its answer */
     srv_item items[];
 };
 

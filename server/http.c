@@ -22,6 +22,7 @@
 
 #include "connguard.h"
 #include "log.h"
+#include "logfmt.h"
 #include "metrics.h"
 #include "multipart.h"
 #include "textcheck.h"
@@ -52,6 +53,9 @@ struct srv_conn {
     int close;                         /* reply with Connection: close */
     char xhdr_name[32], xhdr_val[64];  /* one extra response header (Retry-After, Allow, WWW-Authenticate) */
     char reqid[SRV_REQID_MAX + 1];     /* X-Request-Id: the client's (when well-formed) or ours */
+    logfmt_trace trace;                /* the client's W3C traceparent, when valid (has_trace) */
+    int has_trace;
+    char span[17];                     /* our span under that trace (16 hex) */
     struct srv_conn *next;             /* free list */
 };
 
@@ -180,6 +184,18 @@ static void request_id(srv_conn *c) {
     snprintf(c->reqid, sizeof c->reqid, "%08x%08x", (unsigned)g_reqid_prefix, (unsigned)(k & 0xffffffffu));
 }
 
+/* W3C trace context: a valid traceparent is kept; our span under it is this process's random
+ * prefix (scrambled, never 0) and a counter, so the response and the log name the same span */
+static void trace_context(srv_conn *c) {
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "traceparent");
+    c->has_trace = logfmt_trace_parse(h, &c->trace) == 0;
+    if (!c->has_trace) return;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, reqid_seed);
+    uint64_t k = atomic_fetch_add(&g_reqid_counter, 1);
+    snprintf(c->span, sizeof c->span, "%08x%08x", (unsigned)(g_reqid_prefix * 2654435761u) | 1u, (unsigned)(k & 0xffffffffu));
+}
+
 const char *srv_conn_request_id(const srv_conn *c) { return c->reqid; }
 
 /* ---- accessors ------------------------------------------------------------------------ */
@@ -242,7 +258,7 @@ static void cors_headers(srv_conn *c, struct MHD_Response *r) {
     if (!allow) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", allow);
     if (strcmp(allow, "*") != 0) MHD_add_response_header(r, "Vary", "Origin");
-    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, X-Head-Version");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After, X-Head-Version, traceparent, Inference-Header-Content-Length");
 }
 
 /* Queue body (malloc'd, taken over) with status. */
@@ -255,6 +271,11 @@ void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
+    if (c->has_trace) {
+        char tp[56];
+        logfmt_traceparent(tp, &c->trace, c->span);
+        MHD_add_response_header(r, "traceparent", tp);
+    }
     if (c->close || atomic_load(&c->http->st->draining)) MHD_add_response_header(r, "Connection", "close");
     MHD_queue_response(c->mhd, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -359,7 +380,9 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         if (n == JB_TOO_COMPLEX) metrics_rejected(MET_REJ_JSON_LIMIT, 1);
         return n < 0 ? -1 : n;
     }
-    if (!ct || (tl == 10 && !strncasecmp(ct, "image/jpeg", 10)) || (tl == 9 && !strncasecmp(ct, "image/png", 9)) ||
+    /* a raw image: any image/ type (image/jpeg, image/png, image/jpg, image/any...), SageMaker's
+     * application/x-image, or octet-stream; the bytes decide the format */
+    if (!ct || (tl > 6 && !strncasecmp(ct, "image/", 6)) || (tl == 19 && !strncasecmp(ct, "application/x-image", 19)) ||
         (tl == 24 && !strncasecmp(ct, "application/octet-stream", 24))) {
         if (c->len == 0) {
             srv_reply_error(c, 400, "bad_request", "empty request body: send an image");
@@ -370,7 +393,7 @@ int srv_conn_images(srv_conn *c, const uint8_t **data, size_t *len, int max, jb_
         return 1;
     }
     srv_reply_error(c, 415, "unsupported_media_type",
-                    "Content-Type %.*s not supported: use multipart/form-data, image/jpeg, image/png, application/octet-stream or application/json",
+                    "Content-Type %.*s not supported: use multipart/form-data, image/* (jpeg, png), application/x-image, application/octet-stream or application/json",
                     (int)(tl < 100 ? tl : 100), ct);
     return -1;
 }
@@ -432,7 +455,7 @@ static void preflight(srv_conn *c, const char *methods) {
     cors_headers(c, r);
     MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
     MHD_add_response_header(r, "Access-Control-Allow-Headers",
-                            "Content-Type, Authorization, X-Request-Id, X-Request-Timeout-Ms");
+                            "Content-Type, Authorization, X-Request-Id, X-Request-Timeout-Ms, traceparent, Inference-Header-Content-Length");
     MHD_add_response_header(r, "Access-Control-Max-Age", "600");
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     MHD_queue_response(c->mhd, 204, r);
@@ -594,6 +617,14 @@ static const route *route_find(srv_conn *c, const char *url, const char *method)
         }
         return r;
     }
+    /* before ready, the modules may still be registering their routes (main does it right after
+     * listening; the admin API after the model loads): not ready, rather than a 404 that a
+     * probe or a client would take as final */
+    if (!atomic_load(&h->st->ready)) {
+        set_header(c, "Retry-After", "1");
+        srv_reply_error(c, 503, "not_ready", "starting: %s is not served yet", url);
+        return NULL;
+    }
     srv_reply_error(c, 404, "not_found", "no such endpoint: %s", url);
     return NULL;
 }
@@ -619,6 +650,7 @@ static enum MHD_Result request_begin(srv_http *h, struct MHD_Connection *mc, con
     c->guard = conn_guard(mc);
     cg_headers_in(h->guard, c->guard);
     request_id(c);
+    trace_context(c);
     atomic_fetch_add(&h->st->inflight, 1);
     *ptr = c;
     srv_log(SRV_LOG_DEBUG, "begin %p %s %s", (void *)c, method, url);
@@ -704,9 +736,12 @@ static void access_log(srv_conn *c, struct MHD_Connection *mc, int status, doubl
     char path[200], meth[40];                 /* the decoded path may hold CR LF or escape sequences */
     txt_log_escape(path, sizeof path, c->url, strlen(c->url));
     txt_log_escape(meth, sizeof meth, c->method, strlen(c->method));
-    srv_log(SRV_LOG_INFO, "access %s %s %s %d images=%d %.1fms id=%s%s", ip, meth, path, status, c->images, ms, c->reqid,
-            toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" :
-            toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (timeout)" : " (aborted)");
+    logfmt_access a = {.request_id = c->reqid, .method = meth, .path = path, .client = ip,
+                       .trace_id = c->has_trace ? c->trace.trace_id : NULL, .span_id = c->has_trace ? c->span : NULL,
+                       .note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL :
+                               toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "(timeout)" : "(aborted)",
+                       .status = status, .images = c->images, .duration_ms = ms, .head_version = -1};
+    srv_log_access(&a);
 }
 
 #define TRIM_AFTER ((size_t)4 << 20)   /* body buffers this big are followed by a trim */
@@ -727,8 +762,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **ptr, enum 
     *ptr = NULL;
     double ms = (vit_now() - c->t_start) * 1e3;
     int status = c->status ? c->status : 499;                   /* client went away before a reply */
-    metrics_request(c->url, status);
-    metrics_observe(MET_TOTAL_SECONDS, ms * 1e-3);
+    metrics_request(c->url, status, ms * 1e-3);
     if (srv_log_enabled(SRV_LOG_INFO)) access_log(c, mc, status, ms, toe);
     srv_log(SRV_LOG_DEBUG, "end %p", (void *)c);
     srv_job_free(c->job);

@@ -64,7 +64,7 @@ static int json_ws(unsigned char ch) { return ch == ' ' || ch == '\t' || ch == '
 /* Structure of body[0..len) without building anything: JB_TOO_COMPLEX past the limits,
  * JB_BAD_REQUEST for data after the first complete document (or an unterminated string);
  * 0 otherwise (what else is malformed, cJSON reports). */
-static int json_prescan(const uint8_t *b, size_t len, char *err, size_t errlen) {
+static int json_prescan(const uint8_t *b, size_t len, long max_values, char *err, size_t errlen) {
     int depth = 0, done = 0;
     long values = 0;
     size_t i = 0;
@@ -79,8 +79,8 @@ static int json_prescan(const uint8_t *b, size_t len, char *err, size_t errlen) 
             i++;
             continue;
         }
-        if (++values > JB_MAX_VALUES)
-            return fail(JB_TOO_COMPLEX, err, errlen, "more than %d JSON values", JB_MAX_VALUES);
+        if (++values > max_values)
+            return fail(JB_TOO_COMPLEX, err, errlen, "more than %ld JSON values", max_values);
         if (ch == '{' || ch == '[') {
             if (++depth > JB_MAX_DEPTH)
                 return fail(JB_TOO_COMPLEX, err, errlen, "JSON nested deeper than %d", JB_MAX_DEPTH);
@@ -102,7 +102,7 @@ static int json_prescan(const uint8_t *b, size_t len, char *err, size_t errlen) 
 }
 
 /* one image string -> decoded bytes at body + *w */
-static int decode_one(const cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
+int jb_decode_image(const cJSON *s, int idx, uint8_t *body, size_t *w, const uint8_t **data,
                       size_t *lens, char *err, size_t errlen) {
     if (!cJSON_IsString(s) || !s->valuestring)
         return fail(JB_BAD_REQUEST, err, errlen, "image %d: expected a base64 string", idx);
@@ -149,15 +149,31 @@ static void take_params(const cJSON *obj, jb_params *p) {
         else
             strcpy(p->attention, "?");                 /* the caller rejects it by name */
     }
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(obj, "normalize");
+    if (nz) p->normalize = cJSON_IsBool(nz) ? cJSON_IsTrue(nz) : 2;
+}
+
+cJSON *jb_json_parse(const uint8_t *body, size_t len, long max_values, int *status, char *err, size_t errlen) {
+    int pre = json_prescan(body, len, max_values, err, errlen);
+    if (pre < 0) {
+        if (status) *status = pre;
+        return NULL;
+    }
+    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
+    if (!root) {
+        if (status) *status = JB_BAD_REQUEST;
+        fail(JB_BAD_REQUEST, err, errlen, "body is not valid JSON");
+    }
+    return root;
 }
 
 int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int max,
              jb_params *p, char *err, size_t errlen) {
     memset(p, 0, sizeof *p);
-    int pre = json_prescan(body, len, err, errlen);
-    if (pre < 0) return pre;
-    cJSON *root = cJSON_ParseWithLength((const char *)body, len);
-    if (!root) return fail(JB_BAD_REQUEST, err, errlen, "body is not valid JSON");
+    p->normalize = -1;
+    int pst = JB_BAD_REQUEST;
+    cJSON *root = jb_json_parse(body, len, JB_MAX_VALUES, &pst, err, errlen);
+    if (!root) return pst;
     int rc = JB_BAD_REQUEST;
     if (!cJSON_IsObject(root)) {
         fail(rc, err, errlen, "expected a JSON object {\"images\": [\"<base64>\", ...]}");
@@ -173,8 +189,8 @@ int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int 
             if (!cJSON_IsObject(it)) { fail(rc, err, errlen, "\"parameters\" must be an object"); goto out; }
             if (params_known(it, err, errlen)) goto out;
             take_params(it, p);
-        } else if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0) {
-            fail(rc, err, errlen, "unknown key \"%.40s\" (expected images, inputs, parameters, top_k, attention)", key);
+        } else if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0 && strcmp(key, "normalize") != 0) {
+            fail(rc, err, errlen, "unknown key \"%.40s\" (expected images, inputs, parameters, top_k, attention, normalize)", key);
             goto out;
         }
     }
@@ -184,12 +200,12 @@ int jb_parse(uint8_t *body, size_t len, const uint8_t **data, size_t *lens, int 
     int n = 0;
     if (cJSON_IsString(imgs)) {
         if (max < 1) { rc = fail(JB_TOO_MANY, err, errlen, "at most %d images per request", max); goto out; }
-        if ((rc = decode_one(imgs, 0, body, &w, data, lens, err, errlen)) < 0) goto out;
+        if ((rc = jb_decode_image(imgs, 0, body, &w, data, lens, err, errlen)) < 0) goto out;
         n = 1;
     } else if (cJSON_IsArray(imgs)) {
         cJSON_ArrayForEach(it, imgs) {
             if (n >= max) { rc = fail(JB_TOO_MANY, err, errlen, "at most %d images per request", max); goto out; }
-            if ((rc = decode_one(it, n, body, &w, data, lens, err, errlen)) < 0) goto out;
+            if ((rc = jb_decode_image(it, n, body, &w, data, lens, err, errlen)) < 0) goto out;
             n++;
         }
         if (n == 0) { rc = fail(JB_BAD_REQUEST, err, errlen, "the image list is empty"); goto out; }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "embed.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -26,6 +27,7 @@
 #include "trainer.h"
 #include "ui.h"
 #include "util.h"
+#include "v2_http.h"
 
 /* SIGTERM/SIGINT that reach a thread started before main (OpenBLAS's pool, created by a
  * library constructor, does not block them) run this instead of the default action (death);
@@ -39,13 +41,13 @@ static void on_stop_signal(int sig) { g_stop_sig = sig; }
 /* What the flags set: the configuration plus the flags parsed into it after the table. */
 typedef struct opts {
     srv_config cfg;
-    const char *model, *host, *device, *precision, *log, *input, *ui;
+    const char *model, *host, *device, *precision, *log, *log_format, *input, *ui;
     const char *admin_token_file, *state_dir, *cors_origin, *state_url, *state_password_file, *instance_name;
     long max_body_mb, max_inflight_body_mb, max_image_cost_m, max_request_cost_m;
     char host_name[256];          /* the default --instance-name */
 } opts;
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_ONOFF } ftype;
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT, F_ONOFF } ftype;
 typedef struct { const char *name; ftype t; size_t off; long lo, hi; const char *help; } flag;
 #define O(field) offsetof(opts, field)
 
@@ -84,6 +86,7 @@ static const flag flags[] = {
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, O(cfg.device_check), 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},
+    {"log-format", F_LOGFMT, O(log_format), 0, 0, "text|json: json writes one object a line (time, level, msg; requests: request_id, method, path, status, duration_ms, images, client, trace_id)"},
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions (one vitd; locked)"},
@@ -106,7 +109,7 @@ static void flag_env(const flag *f, char *env, size_t n) {
 static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) {
     const void *p = (const char *)o + f->off;
     switch (f->t) {
-    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_ONOFF: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
+    case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_LOGFMT: case F_ONOFF: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
     case F_INT: snprintf(buf, n, "%d", *(const int *)p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(const long *)p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
@@ -126,7 +129,7 @@ static void usage(const opts *opt, FILE *o) {
         snprintf(arg, sizeof arg, "--%s", flags[i].name);
         fprintf(o, "  %-20s %s\n  %-20s (default: %s; env %s)\n", arg, flags[i].help, "", def[0] ? def : "-", env);
     }
-    fprintf(o, "  %-20s this help\n", "--help");
+    fprintf(o, "  %-20s this help; the version (commit, build type, CUDA compiled in or not)\n", "--help, --version");
 }
 
 static int set_flag(opts *o, const flag *f, const char *v, const char *src) {
@@ -143,6 +146,9 @@ static int set_flag(opts *o, const flag *f, const char *v, const char *src) {
         *(const char **)p = v; return 0;
     case F_INPUT:
         if (strcmp(v, "auto") && strcmp(v, "fp32") && strcmp(v, "fp16")) break;
+        *(const char **)p = v; return 0;
+    case F_LOGFMT:
+        if (strcmp(v, "text") && strcmp(v, "json")) break;
         *(const char **)p = v; return 0;
     case F_ONOFF:
         if (strcmp(v, "on") && strcmp(v, "off")) break;
@@ -180,6 +186,12 @@ static int parse_flags(opts *o, int argc, char **argv) {
     for (int a = 1; a < argc; a++) {
         const char *s = argv[a];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { usage(o, stdout); exit(0); }
+        if (!strcmp(s, "--version")) {
+            char line[256];
+            vit_build_line("vitd", line, sizeof line);
+            printf("%s\n", line);
+            exit(0);
+        }
         /* Amazon SageMaker starts a serving container as `docker run IMAGE serve` */
         if (!strcmp(s, "serve")) continue;
         if (strncmp(s, "--", 2) != 0) { fprintf(stderr, "vitd: unexpected argument '%s' (see --help)\n", s); return -1; }
@@ -239,7 +251,7 @@ static int configure(opts *o, int argc, char **argv) {
                         .header_timeout_s = 10, .body_grace_s = 10, .min_body_rate_kb = 16,
                         .max_scans = VIT_DEFAULT_MAX_SCANS, .queue_timeout_ms = 30000, .max_images = 64,
                         .max_top_k = SRV_TOPK_MAX, .job_lease_s = 30},
-                .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info",
+                .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info", .log_format = "text",
                 .input = "auto", .ui = "on", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20,
                 .max_inflight_body_mb = 512, .max_image_cost_m = 1000, .max_request_cost_m = 4000,
                 .state_url = "", .state_password_file = "", .instance_name = ""};
@@ -262,6 +274,7 @@ static int configure(opts *o, int argc, char **argv) {
     C->max_inflight_body = (size_t)o->max_inflight_body_mb << 20;
     C->max_image_cost = (uint64_t)o->max_image_cost_m * 1000000u;
     C->max_request_cost = (uint64_t)o->max_request_cost_m * 1000000u;
+    C->log_format = !strcmp(o->log_format, "json") ? LOGFMT_JSON : LOGFMT_TEXT;
     C->log_level = !strcmp(o->log, "error") ? SRV_LOG_ERROR : !strcmp(o->log, "warn") ? SRV_LOG_WARN
                  : !strcmp(o->log, "debug") ? SRV_LOG_DEBUG : SRV_LOG_INFO;
     C->device = !strcmp(o->device, "cpu") ? VIT_DEVICE_CPU : !strcmp(o->device, "cuda") ? VIT_DEVICE_CUDA : VIT_DEVICE_AUTO;
@@ -521,8 +534,11 @@ int main(int argc, char **argv) {
     const srv_config *C = &st.cfg;
     srv_log_set_level(C->log_level);
     memory_return_setup();
+    srv_log_set_format(C->log_format);
     metrics_init();
     metrics_instance(C->instance_name);
+    const vit_build_info *bi = vit_build();
+    metrics_build_info(bi->version, bi->commit, bi->build_type, bi->cuda);
     sigset_t sigs;
     block_signals(&sigs);
 
@@ -530,7 +546,8 @@ int main(int argc, char **argv) {
     int port = 0;
     srv_http *http = srv_http_start(&st, &port, err, sizeof err);
     if (!http) { srv_log(SRV_LOG_ERROR, "%s", err); return 1; }
-    if (routes_register(http, &st) != 0 || ui_register(http, !strcmp(o.ui, "on")) != 0) {
+    if (routes_register(http, &st) != 0 || v2_http_register(http, &st) != 0 || embed_register(http, &st) != 0 ||
+        ui_register(http, !strcmp(o.ui, "on")) != 0) {
         srv_log(SRV_LOG_ERROR, "cannot register the routes");
         srv_http_stop(http);
         return 1;

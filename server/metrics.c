@@ -21,8 +21,18 @@ typedef struct {
     uint64_t count;
 } hist;
 
+/* the path labels: vitd's routes, the v2 protocol's routes with the model name left out, the
+ * admin API's collections; anything else is "other" (the last) */
+static const char *const known_paths[] = {
+    "/classify", "/invocations", "/embed", "/healthz", "/readyz", "/ping", "/v1/models", "/metrics",
+    "/openapi.json", "/v2", "/v2/health/live", "/v2/health/ready", "/v2/models/{model}",
+    "/v2/models/{model}/ready", "/v2/models/{model}/infer", "/admin/examples", "/admin/train",
+    "/admin/jobs", "/admin/heads", "other"};
+#define NPATHS (int)(sizeof known_paths / sizeof known_paths[0])
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static hist hists[MET_HIST_COUNT];
+static hist req_hists[NPATHS];                 /* request_duration_seconds by path label */
 static struct { const char *path; int status; uint64_t n; } reqs[MET_MAX_REQ];
 static int nreqs;
 static uint64_t images_ok, images_failed;
@@ -40,11 +50,9 @@ static const char *const reject_names[MET_REJ_COUNT] = {
 static const char *const cancel_names[MET_CANCEL_COUNT] = {
     [MET_CANCEL_DEADLINE] = "deadline", [MET_CANCEL_CLIENT_GONE] = "client_gone",
 };
+static char build_labels[512];
 static struct { char name[64], help[128]; double v; } gauges[MET_MAX_GAUGES];
 static int ngauges;
-
-static const char *known_paths[] = {"/classify", "/healthz", "/readyz", "/v1/models", "/metrics",
-                                    "/ping", "/invocations", "/admin/examples", "/admin/train", "/admin/jobs", "/admin/heads"};
 
 static void hist_setup(hist *h, const char *name, const char *help, const double *b, int nb) {
     memset(h, 0, sizeof *h);
@@ -57,7 +65,8 @@ void metrics_init(void) {
     static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
     int ns = (int)(sizeof secs / sizeof secs[0]), nz = (int)(sizeof sizes / sizeof sizes[0]);
     pthread_mutex_lock(&mu);
-    hist_setup(&hists[MET_TOTAL_SECONDS], "request_duration_seconds", "Request time from arrival to response", secs, ns);
+    for (int i = 0; i < NPATHS; i++)
+        hist_setup(&req_hists[i], "request_duration_seconds", "Request time from arrival to response, by path", secs, ns);
     hist_setup(&hists[MET_QUEUE_SECONDS], "queue_duration_seconds", "Per image: time waiting for a batch (excludes decode)", secs, ns);
     hist_setup(&hists[MET_DECODE_SECONDS], "decode_duration_seconds", "Per image: decode and preprocess time", secs, ns);
     hist_setup(&hists[MET_INFER_SECONDS], "inference_duration_seconds", "Per batch: forward pass time", secs, ns);
@@ -66,19 +75,51 @@ void metrics_init(void) {
     memset(rejected, 0, sizeof rejected);
     memset(cancelled, 0, sizeof cancelled);
     snprintf(info_labels, sizeof info_labels, "model=\"\"");
+    build_labels[0] = '\0';
     pthread_mutex_unlock(&mu);
 }
 
-void metrics_request(const char *path, int status) {
-    const char *p = "other";
-    for (size_t i = 0; i < sizeof known_paths / sizeof known_paths[0]; i++) {
-        size_t n = strlen(known_paths[i]);
-        if (strncmp(path, known_paths[i], n) == 0 && (path[n] == '\0' || path[n] == '/' || path[n] == '?')) {
-            p = known_paths[i];
-            break;
-        }
+static int label_index(const char *label) {
+    for (int i = 0; i < NPATHS - 1; i++)
+        if (!strcmp(known_paths[i], label)) return i;
+    return NPATHS - 1;
+}
+
+/* index into known_paths */
+static int path_index(const char *path) {
+    if (!strncmp(path, "/v2/models/", 11) && path[11] && path[11] != '/') {
+        const char *end = path + strcspn(path, "?");
+        size_t n = (size_t)(end - path);
+        if (n > 6 && !memcmp(end - 6, "/infer", 6)) return label_index("/v2/models/{model}/infer");
+        if (n > 6 && !memcmp(end - 6, "/ready", 6)) return label_index("/v2/models/{model}/ready");
+        return label_index("/v2/models/{model}");
     }
+    for (int i = 0; i < NPATHS - 1; i++) {
+        if (strchr(known_paths[i], '{')) continue;
+        size_t n = strlen(known_paths[i]);
+        int v2root = !strcmp(known_paths[i], "/v2");  /* only /v2 itself: /v2/x is not a route */
+        if (strncmp(path, known_paths[i], n) == 0 &&
+            (path[n] == '\0' || path[n] == '?' || (path[n] == '/' && !v2root)))
+            return i;
+    }
+    return NPATHS - 1;
+}
+
+const char *metrics_path_label(const char *path) { return known_paths[path_index(path ? path : "")]; }
+
+static void hist_add(hist *h, double v) {
+    int b = 0;
+    while (b < h->nb && v > h->bounds[b]) b++;
+    h->counts[b]++;
+    h->sum += v;
+    h->count++;
+}
+
+void metrics_request(const char *path, int status, double seconds) {
+    int pi = path_index(path ? path : "");
+    const char *p = known_paths[pi];
     pthread_mutex_lock(&mu);
+    hist_add(&req_hists[pi], seconds);
     int i;
     for (i = 0; i < nreqs; i++)
         if (reqs[i].status == status && reqs[i].path == p) break;
@@ -89,13 +130,8 @@ void metrics_request(const char *path, int status) {
 
 void metrics_observe(met_hist which, double v) {
     if ((int)which < 0 || which >= MET_HIST_COUNT) return;
-    hist *h = &hists[which];
     pthread_mutex_lock(&mu);
-    int b = 0;
-    while (b < h->nb && v > h->bounds[b]) b++;
-    h->counts[b]++;
-    h->sum += v;
-    h->count++;
+    hist_add(&hists[which], v);
     pthread_mutex_unlock(&mu);
 }
 
@@ -156,6 +192,15 @@ void metrics_model_info(const char *model, const char *arch, const char *device,
     pthread_mutex_unlock(&mu);
 }
 
+void metrics_build_info(const char *version, const char *commit, const char *build_type, int cuda) {
+    char v[128], c[96], t[32];
+    label_escape(v, sizeof v, version); label_escape(c, sizeof c, commit); label_escape(t, sizeof t, build_type);
+    pthread_mutex_lock(&mu);
+    snprintf(build_labels, sizeof build_labels, "version=\"%s\",commit=\"%s\",build_type=\"%s\",cuda=\"%s\"", v, c, t,
+             cuda ? "true" : "false");
+    pthread_mutex_unlock(&mu);
+}
+
 void metrics_gauge_set(const char *name, const char *help, double v) {
     pthread_mutex_lock(&mu);
     int i;
@@ -189,6 +234,23 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     }
 }
 
+/* the bucket, sum and count lines of h, with path="..." first among the labels when given */
+static void render_hist(sbuf *b, const hist *h, const char *path) {
+    char pl[96] = "", pb[96] = "";
+    if (path) {
+        snprintf(pl, sizeof pl, "{path=\"%s\"}", path);
+        snprintf(pb, sizeof pb, "path=\"%s\",", path);
+    }
+    uint64_t cum = 0;
+    for (int i = 0; i < h->nb; i++) {
+        cum += h->counts[i];
+        sb_printf(b, "vitd_%s_bucket{%sle=\"%g\"} %llu\n", h->name, pb, h->bounds[i], (unsigned long long)cum);
+    }
+    cum += h->counts[h->nb];
+    sb_printf(b, "vitd_%s_bucket{%sle=\"+Inf\"} %llu\n", h->name, pb, (unsigned long long)cum);
+    sb_printf(b, "vitd_%s_sum%s %.9g\nvitd_%s_count%s %llu\n", h->name, pl, h->sum, h->name, pl, (unsigned long long)h->count);
+}
+
 char *metrics_render(size_t *len) {
     sbuf b = {malloc(8192), 0, 8192, 0};
     if (!b.buf) return NULL;
@@ -198,17 +260,13 @@ char *metrics_render(size_t *len) {
     for (int i = 0; i < nreqs; i++)
         sb_printf(&b, "vitd_requests_total{path=\"%s\",status=\"%d\"} %llu\n", reqs[i].path, reqs[i].status,
                   (unsigned long long)reqs[i].n);
+    sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s histogram\n", req_hists[0].name, req_hists[0].help, req_hists[0].name);
+    for (int k = 0; k < NPATHS; k++)
+        if (req_hists[k].count) render_hist(&b, &req_hists[k], known_paths[k]);
     for (int k = 0; k < MET_HIST_COUNT; k++) {
         hist *h = &hists[k];
         sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s histogram\n", h->name, h->help, h->name);
-        uint64_t cum = 0;
-        for (int i = 0; i < h->nb; i++) {
-            cum += h->counts[i];
-            sb_printf(&b, "vitd_%s_bucket{le=\"%g\"} %llu\n", h->name, h->bounds[i], (unsigned long long)cum);
-        }
-        cum += h->counts[h->nb];
-        sb_printf(&b, "vitd_%s_bucket{le=\"+Inf\"} %llu\n", h->name, (unsigned long long)cum);
-        sb_printf(&b, "vitd_%s_sum %.9g\nvitd_%s_count %llu\n", h->name, h->sum, h->name, (unsigned long long)h->count);
+        render_hist(&b, h, NULL);
     }
     sb_printf(&b, "# HELP vitd_queue_depth Images admitted and not yet in a running batch\n# TYPE vitd_queue_depth gauge\nvitd_queue_depth %ld\n", queue_depth);
     sb_printf(&b, "# HELP vitd_images_classified_total Images that got a result\n# TYPE vitd_images_classified_total counter\nvitd_images_classified_total %llu\n",
@@ -227,6 +285,9 @@ char *metrics_render(size_t *len) {
     if (instance_label[0])
         sb_printf(&b, "# HELP vitd_instance_info This replica (--instance-name; value is always 1)\n# TYPE vitd_instance_info gauge\n"
                       "vitd_instance_info{instance_name=\"%s\"} 1\n", instance_label);
+    if (build_labels[0])
+        sb_printf(&b, "# HELP vitd_build_info The running binary (value is always 1)\n# TYPE vitd_build_info gauge\nvitd_build_info{%s} 1\n",
+                  build_labels);
     for (int i = 0; i < ngauges; i++)
         sb_printf(&b, "# HELP vitd_%s %s\n# TYPE vitd_%s gauge\nvitd_%s %.9g\n", gauges[i].name, gauges[i].help,
                   gauges[i].name, gauges[i].name, gauges[i].v);

@@ -195,6 +195,12 @@ static void h_models(srv_conn *c, void *ctx) {
     cJSON_AddNumberToObject(o, "workers", st->cfg.workers);
     cJSON_AddNumberToObject(o, "head_version", head_version);
     cJSON_AddStringToObject(o, "instance_name", st->cfg.instance_name ? st->cfg.instance_name : "");
+    const vit_build_info *bi = vit_build();
+    cJSON *b = cJSON_AddObjectToObject(o, "build");
+    cJSON_AddStringToObject(b, "version", bi->version);
+    cJSON_AddStringToObject(b, "commit", bi->commit);
+    cJSON_AddStringToObject(b, "build_type", bi->build_type);
+    cJSON_AddBoolToObject(b, "cuda", bi->cuda);
     srv_reply_json(c, 200, root);
 }
 

@@ -37,6 +37,7 @@ typedef struct srv_config {
     uint64_t max_pixels;
     int drain_timeout_s;
     int log_level;           /* SRV_LOG_ERROR..SRV_LOG_DEBUG (log.h) */
+    int log_format;          /* LOGFMT_TEXT or LOGFMT_JSON (logfmt.h, --log-format) */
     vit_device device;
     vit_precision precision;
     int device_check;        /* on CUDA: vit_device_check against the CPU before serving */

@@ -10,10 +10,6 @@
 #include "cli.h"
 #include "vit.h"
 
-#ifndef VIT_VERSION
-#define VIT_VERSION "0.1.0"
-#endif
-
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -22,7 +18,9 @@ typedef struct {
 
 static int cmd_version(int argc, char **argv) {
     (void)argc; (void)argv;
-    printf("vit %s\n", VIT_VERSION);
+    char line[256];
+    vit_build_line("vit", line, sizeof line);
+    printf("%s\n", line);
     return 0;
 }
 
@@ -157,6 +155,7 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "vit: unknown command '%s'\n", argv[1]);

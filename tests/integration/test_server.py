@@ -160,6 +160,13 @@ def main():
     check(st == 415 and len(r) == 2 and err_code(r[0]) == "unsupported_media_type" and err_code(r[1]) == "invalid_image"
           and err_code(b) == "unsupported_media_type", "all images bad: status of the first error, each its own", b)
 
+    # raw bodies under the types other tools send (SageMaker's examples: application/x-image):
+    # the bytes decide the format, so each answers as image/png does
+    want = d.json("POST", "/classify", PNG, {"Content-Type": "image/png"})[2].get("results")
+    for ct in ("application/x-image", "image/jpg", "image/*", "IMAGE/PNG; charset=binary"):
+        st, _, b = d.json("POST", "/classify", PNG, {"Content-Type": ct})
+        check(st == 200 and b.get("results") == want, f"Content-Type {ct}: the PNG classified as with image/png", (st, b))
+
     # error statuses
     st, _, b = d.json("POST", "/classify", GIF, {"Content-Type": "image/gif"})
     check(st == 415 and err_code(b) == "unsupported_media_type", "Content-Type image/gif -> 415", b)
@@ -251,7 +258,8 @@ def main():
           and mx.get('vitd_inference_duration_seconds_bucket{le="+Inf"}', 0) > 0
           and mx.get('vitd_decode_duration_seconds_count', 0) >= 192
           and mx.get('vitd_queue_duration_seconds_count', 0) >= 192
-          and mx.get('vitd_request_duration_seconds_count', 0) >= 192
+          and mx.get('vitd_request_duration_seconds_count{path="/classify"}', 0) >= 192
+          and mx.get('vitd_request_duration_seconds_count{path="/metrics"}', 0) >= 1
           and any(k.startswith("vitd_model_info{") and 'device="cpu"' in k and 'precision="fp32"' in k for k in mx),
           "/metrics: requests by path+status, histograms, queue depth, images, model info",
           {k: v for k, v in mx.items() if "requests_total" in k})

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../../server/log.c"
+#include "../../server/logfmt.c"
 #include "../../server/metrics.c"
 #include "../../server/store_pg.c"
 

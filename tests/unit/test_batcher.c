@@ -102,6 +102,22 @@ int main(void) {
     CHECK(late->items[0].http == 504 && !strcmp(late->items[0].code, "deadline_exceeded"), "expired deadline -> 504");
     srv_job_free(late);
 
+    /* preprocessed pixels (the v2 protocol's pixel_values) + every probability: the same
+     * probabilities as the direct forward of those pixels; a wrong-sized tensor fails alone */
+    srv_job *jp = srv_job_new(b, 3, SRV_WANT_PROBS, 1);
+    CHECK(jp && jp->probs_cap == c->num_classes && jp->items[0].probs, "SRV_WANT_PROBS: room for the head's classes");
+    for (int i = 0; i < 3; i++) { jp->items[i].pixels = 1; jp->items[i].data = (const uint8_t *)(x + (size_t)(i & 1) * el); jp->items[i].len = el * sizeof(float); }
+    jp->items[2].len -= 4;
+    jp->done = on_done;
+    batcher_submit(b, jp, NULL);
+    wait_done(3);
+    CHECK(jp->items[0].http == 200 && jp->items[1].http == 200 && jp->items[0].nprobs == c->num_classes,
+          "pixel items run (%d %d)", jp->items[0].http, jp->items[1].http);
+    CHECK_CLOSE(jp->items[0].probs, ref[0], (size_t)c->num_classes, 1e-5, "pixels of the png: every probability == direct forward");
+    CHECK_CLOSE(jp->items[1].probs, ref[1], (size_t)c->num_classes, 1e-5, "pixels of the jpg: every probability == direct forward");
+    CHECK(jp->items[2].http == 400 && !strcmp(jp->items[2].code, "invalid_image"), "pixel tensor of the wrong size: 400 alone");
+    srv_job_free(jp);
+
     /* head swap: a head with 2 classes that always prefers class 1 */
     int D = c->feature_dim;
     float *w = calloc((size_t)2 * D, sizeof(float)), hb[2] = {0.f, 5.f};
@@ -115,7 +131,7 @@ int main(void) {
     j2->items[0].data = png; j2->items[0].len = png_len;
     j2->done = on_done;
     batcher_submit(b, j2, NULL);
-    wait_done(3);
+    wait_done(4);
     CHECK(j2->items[0].http == 200 && j2->items[0].k == 2 && j2->items[0].topk_idx[0] == 1 &&
           !strcmp(vit_head_label(j2->items[0].head, 0), "zero") && !strcmp(vit_head_label(j2->items[0].head, 1), "one"),
           "after the swap: 2 classes, label 'one' first (k=%d)", j2->items[0].k);
@@ -168,6 +184,21 @@ int main(void) {
             CHECK_CLOSE(g16, w16, 3, 1e-5, "fp16: jpg behind a failed slot == direct vit_forward_f16");
             CHECK_CLOSE(g0, w0, 3, 1e-5, "fp16: png == direct vit_forward_f16");
             srv_job_free(jh);
+            /* preprocessed FP32 pixels into FP16 batch buffers: converted like a decoded image */
+            srv_job *jp16 = srv_job_new(b16, 2, SRV_WANT_PROBS, 1);
+            for (int i = 0; i < 2; i++) {
+                jp16->items[i].pixels = 1;
+                jp16->items[i].data = (const uint8_t *)(x + (size_t)i * el);
+                jp16->items[i].len = el * sizeof(float);
+            }
+            jp16->done = on_done;
+            before = atomic_load(&done_count);
+            batcher_submit(b16, jp16, NULL);
+            wait_done(before + 1);
+            CHECK(jp16->items[0].http == 200 && jp16->items[1].http == 200, "fp16: pixel items run");
+            CHECK_CLOSE(jp16->items[0].probs, ref16[0], (size_t)c->num_classes, 1e-5, "fp16: png pixels, every probability == direct vit_forward_f16");
+            CHECK_CLOSE(jp16->items[1].probs, ref16[1], (size_t)c->num_classes, 1e-5, "fp16: jpg pixels, every probability == direct vit_forward_f16");
+            srv_job_free(jp16);
             batcher_free(b16);
         }
         free(xh);

@@ -93,6 +93,18 @@ int main(void) {
     n = parse("{\"images\": [\"aGVsbG8=\"], \"attention\": 5}", data, lens, 4, &p, err, &keep);
     CHECK(n == 1 && !strcmp(p.attention, "?"), "non-string attention marked for rejection");
     free(keep);
+    n = parse("{\"images\": [\"aGVsbG8=\"], \"normalize\": true}", data, lens, 4, &p, err, &keep);
+    CHECK(n == 1 && p.normalize == 1, "normalize true (POST /embed)");
+    free(keep);
+    n = parse("{\"inputs\": \"aGVsbG8=\", \"parameters\": {\"normalize\": false}}", data, lens, 4, &p, err, &keep);
+    CHECK(n == 1 && p.normalize == 0, "normalize false in parameters");
+    free(keep);
+    n = parse("{\"images\": [\"aGVsbG8=\"], \"normalize\": \"yes\"}", data, lens, 4, &p, err, &keep);
+    CHECK(n == 1 && p.normalize == 2, "non-boolean normalize marked for rejection");
+    free(keep);
+    n = parse("{\"images\": [\"aGVsbG8=\"]}", data, lens, 4, &p, err, &keep);
+    CHECK(n == 1 && p.normalize == -1, "normalize not given: -1");
+    free(keep);
 
     struct { const char *json; int want; const char *what; } bad[] = {
         {"", JB_BAD_REQUEST, "empty body"},

@@ -15,6 +15,8 @@ import time
 import uuid
 import zlib
 
+import openapi_check
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 BUILD = os.environ.get("VITD_BUILD", "build")
 VITD = os.path.join(ROOT, BUILD, "vitd")
@@ -24,6 +26,7 @@ DATA = os.path.join(ROOT, "tests", "data")
 _passed = 0
 _failed = 0
 _skipped = 0
+_checked = 0          # responses checked against server/openapi.json
 _procs = []
 _logs = []
 
@@ -45,7 +48,18 @@ def skip(name, why):
     print(f"SKIP {name}: {why}", flush=True)
 
 
+def check_openapi(method, path, status, headers, body):
+    """a response that does not match server/openapi.json fails the test (openapi_check.py)"""
+    global _checked
+    _checked += 1
+    why = openapi_check.check_response(method, path, status, headers, body)
+    if why:
+        check(False, f"response matches server/openapi.json ({method} {path.split('?')[0]})", why)
+
+
 def summary():
+    if _checked:
+        print(f"{_checked} responses checked against server/openapi.json", flush=True)
     s = f"{_passed} passed, {_failed} failed"
     if _skipped:
         s += f", {_skipped} skipped"
@@ -103,7 +117,9 @@ class Daemon:
             c.request(method, path, body=body, headers=headers or {})
             r = c.getresponse()
             data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+            hdrs = {k.lower(): v for k, v in r.getheaders()}
+            check_openapi(method, path, r.status, hdrs, data)
+            return r.status, hdrs, data
         finally:
             c.close()
 
