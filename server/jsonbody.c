@@ -129,8 +129,9 @@ static int params_known(const cJSON *obj, char *err, size_t errlen) {
     const cJSON *it;
     cJSON_ArrayForEach(it, obj) {
         const char *key = it->string ? it->string : "";
-        if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0)
-            return fail(JB_BAD_REQUEST, err, errlen, "unknown key \"%.40s\" in \"parameters\" (expected top_k, attention)", key);
+        if (strcmp(key, "top_k") != 0 && strcmp(key, "attention") != 0 && strcmp(key, "normalize") != 0)
+            return fail(JB_BAD_REQUEST, err, errlen,
+                        "unknown key \"%.40s\" in \"parameters\" (expected top_k, attention, normalize)", key);
     }
     return 0;
 }

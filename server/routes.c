@@ -122,9 +122,13 @@ static void h_classify(srv_conn *c, void *ctx) {
     const uint8_t *data[SRV_MAX_PARTS];
     size_t len[SRV_MAX_PARTS];
     int max = st->cfg.max_images < SRV_MAX_PARTS ? st->cfg.max_images : SRV_MAX_PARTS;
-    jb_params jp = {0};
+    jb_params jp = {.normalize = -1};
     int n = srv_conn_images(c, data, len, max, &jp);
     if (n < 0) return;
+    if (jp.normalize != -1) {   /* an option of /embed's, not of /classify's */
+        srv_reply_error(c, 400, "bad_request", "\"normalize\" is an option of /embed; /classify takes top_k and attention");
+        return;
+    }
     int top_k, want;
     if (classify_options(c, st, &jp, &top_k, &want) != 0) return;
     srv_conn_set_images(c, n);
