@@ -78,7 +78,7 @@ static void image_inputs(void) {
     expect_error("{\"inputs\":[{\"name\":\"image\",\"shape\":[1.5],\"datatype\":\"BYTES\",\"data\":[\"AA\"]}]}",
                  "non-negative integers", "fractional dimension");
     expect_error("{\"inputs\":[{\"name\":\"image\",\"shape\":[1],\"datatype\":\"BYTES\",\"data\":[[[[[[[\"AA\"]]]]]]]}]}",
-                 "exactly 1", "nesting past the limit");
+                 "nested deeper than", "nesting past the limit (the JSON pre-scan)");
     expect_error("{\"inputs\":[{\"name\":\"image\",\"datatype\":\"BYTES\",\"data\":[\"AA\"]}]}", "\"shape\" must be", "no shape");
     expect_error("{\"inputs\":[{\"name\":\"image\",\"shape\":[1],\"datatype\":\"BYTES\"}]}",
                  "either \"data\" or", "neither data nor binary_data_size");
