@@ -36,8 +36,10 @@
  * holds (NULL-safe through adm_store_close). */
 #ifndef SRV_ADMIN_STORE_H
 #define SRV_ADMIN_STORE_H
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "vit.h"
@@ -60,6 +62,18 @@ typedef enum {
     ADM_IO,               /* persisting failed; nothing changed */
     ADM_UNAVAILABLE,      /* the store cannot be reached */
 } adm_status;
+
+/* A store's failure: msg (when given) formatted, st returned; every implementation reports its
+ * errors through it. */
+static inline adm_status adm_fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline adm_status adm_fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (msg && msglen) vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return st;
+}
 
 typedef enum { ADM_JOB_QUEUED, ADM_JOB_RUNNING, ADM_JOB_SUCCEEDED, ADM_JOB_FAILED, ADM_JOB_CANCELLED } adm_job_state;
 static inline const char *adm_job_state_str(adm_job_state s) {

@@ -87,16 +87,6 @@ static double unix_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (msg && msglen) vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
 /* vitd_admin_* gauges in /metrics (under mu) */
 static void update_gauges(const sd_store *s) {
     metrics_gauge_set("admin_active_head_version", "head version serving /classify (1 = the checkpoint's)", s->active);
@@ -276,11 +266,11 @@ static adm_status examples_add(void *self, const char *label, const char *finger
     sd_store *s = self;
     *added = 0;
     *full = 0;
-    if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
+    if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return adm_fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
     pthread_mutex_lock(&s->mu);
     if (s->total > 0 && strcmp(s->fingerprint, fingerprint ? fingerprint : "")) {
         pthread_mutex_unlock(&s->mu);
-        return fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s)", s->fingerprint);
+        return adm_fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s)", s->fingerprint);
     }
     ex_label *L = find_label(s, label);
     for (int i = 0; i < n; i++) {
@@ -345,7 +335,7 @@ static adm_status examples_delete(void *self, const char *label, int *deleted, c
     if (s->total == 0) s->fingerprint[0] = '\0';
     update_gauges(s);
     pthread_mutex_unlock(&s->mu);
-    if (label && !found) return fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label);
+    if (label && !found) return adm_fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label);
     return ADM_OK;
 }
 
@@ -363,11 +353,11 @@ static void job_view(const sd_job *j, adm_job_view *v) {   /* under mu */
 static adm_status job_room(sd_store *s, char *msg, size_t msglen) {
     int pending = 0;
     for (int i = 0; i < s->njobs; i++) pending += s->jobs[i]->state <= ADM_JOB_RUNNING;
-    if (pending >= ADM_MAX_PENDING) return fail(ADM_BUSY, msg, msglen, "too many training jobs queued or running");
+    if (pending >= ADM_MAX_PENDING) return adm_fail(ADM_BUSY, msg, msglen, "too many training jobs queued or running");
     if (s->njobs < ADM_MAX_JOBS) return ADM_OK;
     int k = 0;
     while (k < s->njobs && s->jobs[k]->state <= ADM_JOB_RUNNING) k++;
-    if (k == s->njobs) return fail(ADM_BUSY, msg, msglen, "too many jobs");
+    if (k == s->njobs) return adm_fail(ADM_BUSY, msg, msglen, "too many jobs");
     job_free(s->jobs[k]);
     memmove(&s->jobs[k], &s->jobs[k + 1], sizeof(sd_job *) * (size_t)(s->njobs - k - 1));
     s->njobs--;
@@ -402,16 +392,16 @@ static adm_status job_create(void *self, const vit_train_opts *opts, vit_label_m
                              size_t msglen) {
     sd_store *s = self;
     sd_job *j = calloc(1, sizeof *j);
-    if (!j) return fail(ADM_NOMEM, msg, msglen, "out of memory");
+    if (!j) return adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
     j->opts = *opts;
     j->mode = mode;
     pthread_mutex_lock(&s->mu);
     adm_status st = ADM_OK;
-    if (s->total == 0) st = fail(ADM_BAD_REQUEST, msg, msglen, "no examples: POST /admin/examples?label=NAME first");
+    if (s->total == 0) st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "no examples: POST /admin/examples?label=NAME first");
     else if (mode == VIT_LABELS_REPLACE && s->nlabels < 2)
-        st = fail(ADM_BAD_REQUEST, msg, msglen, "replace needs examples of at least 2 labels (or use \"labels\": \"extend\")");
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "replace needs examples of at least 2 labels (or use \"labels\": \"extend\")");
     if (st == ADM_OK) st = job_room(s, msg, msglen);
-    if (st == ADM_OK && job_snapshot(s, j) != 0) st = fail(ADM_NOMEM, msg, msglen, "out of memory");
+    if (st == ADM_OK && job_snapshot(s, j) != 0) st = adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
     if (st != ADM_OK) {
         pthread_mutex_unlock(&s->mu);
         job_free(j);
@@ -435,7 +425,7 @@ static adm_status job_get(void *self, int id, adm_job_visit visit, void *ctx, ch
         sd_job *j = find_job(s, id);
         if (!j) {
             pthread_mutex_unlock(&s->mu);
-            return fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+            return adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
         }
         job_view(j, &v);
         visit(ctx, &v);
@@ -454,14 +444,14 @@ static adm_status job_cancel(void *self, int id, adm_job_visit visit, void *ctx,
     pthread_mutex_lock(&s->mu);
     sd_job *j = find_job(s, id);
     adm_status st = ADM_OK;
-    if (!j) st = fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+    if (!j) st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
     else if (j->state == ADM_JOB_QUEUED) {
         j->state = ADM_JOB_CANCELLED;
         j->finished = unix_now();
     } else if (j->state == ADM_JOB_RUNNING) {
         atomic_store(&j->cancel, 1);       /* the trainer sees it before its next batch */
     } else {
-        st = fail(ADM_CONFLICT, msg, msglen, "job %d already finished", id);
+        st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d already finished", id);
     }
     if (st == ADM_OK) {
         adm_job_view v;
@@ -488,7 +478,7 @@ static adm_status job_claim(void *self, const char *owner, double lease_s, adm_c
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; labels && i < j->nlabels; i++) free(labels[i]);
         free(labels);
-        return j ? fail(ADM_NOMEM, msg, msglen, "out of memory") : fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
+        return j ? adm_fail(ADM_NOMEM, msg, msglen, "out of memory") : adm_fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
     }
     j->state = ADM_JOB_RUNNING;
     j->started = unix_now();
@@ -530,7 +520,7 @@ static adm_status job_finish(void *self, int id, const adm_job_result *r, char *
     sd_job *j = find_job(s, id);
     if (!j) {
         pthread_mutex_unlock(&s->mu);
-        return fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+        return adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
     }
     j->finished = unix_now();
     j->state = r->state;
@@ -553,17 +543,17 @@ static adm_status head_publish(void *self, vit_head *h, int job, const char *met
                                size_t msglen) {
     sd_store *s = self;
     sd_head sh = {.head = h, .created = unix_now(), .job = job, .metrics = metrics ? strdup(metrics) : NULL};
-    if (metrics && !sh.metrics) return fail(ADM_NOMEM, msg, msglen, "out of memory");
+    if (metrics && !sh.metrics) return adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
     pthread_mutex_lock(&s->mu);
     adm_status st = ADM_OK;
     if (s->nheads >= ADM_MAX_HEADS)
-        st = fail(ADM_FULL, msg, msglen, "too many head versions (%d); DELETE /admin/heads/{v}", ADM_MAX_HEADS);
+        st = adm_fail(ADM_FULL, msg, msglen, "too many head versions (%d); DELETE /admin/heads/{v}", ADM_MAX_HEADS);
     else
         sh.version = s->next_version++;
     pthread_mutex_unlock(&s->mu);
     /* the file first (outside the lock), then publish the version */
     char err[512];
-    if (st == ADM_OK && save_head(s, &sh, err, sizeof err) != VIT_OK) st = fail(ADM_IO, msg, msglen, "%s", err);
+    if (st == ADM_OK && save_head(s, &sh, err, sizeof err) != VIT_OK) st = adm_fail(ADM_IO, msg, msglen, "%s", err);
     if (st != ADM_OK) {
         free(sh.metrics);
         return st;
@@ -599,8 +589,8 @@ static adm_status head_delete(void *self, int v, char *msg, size_t msglen) {
     sd_head *h = find_head(s, v);
     if (!h || v == 1 || v == s->active) {
         pthread_mutex_unlock(&s->mu);
-        if (!h) return fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
-        return fail(ADM_CONFLICT, msg, msglen, "head version %d is %s", v, v == 1 ? "the checkpoint's head" : "active");
+        if (!h) return adm_fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+        return adm_fail(ADM_CONFLICT, msg, msglen, "head version %d is %s", v, v == 1 ? "the checkpoint's head" : "active");
     }
     sd_head gone = *h;
     *h = s->heads[--s->nheads];
@@ -637,12 +627,12 @@ static adm_status active_set(void *self, int v, vit_head **head, char *msg, size
     pthread_mutex_lock(&s->mu);   /* held across the file and the hook: activations are serialised */
     sd_head *h = find_head(s, v);
     adm_status st = ADM_OK;
-    if (!h) st = fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+    if (!h) st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
     else if (save_active(s, h->version, err, sizeof err) != VIT_OK)
-        st = fail(ADM_IO, msg, msglen, "cannot persist the active head: %s", err);
+        st = adm_fail(ADM_IO, msg, msglen, "cannot persist the active head: %s", err);
     else if (s->hooks.on_active && s->hooks.on_active(s->hooks.ctx, h->version, h->head) != 0) {
         save_active(s, s->active, err, sizeof err);
-        st = fail(ADM_CONFLICT, msg, msglen, "head version %d does not fit the model", v);
+        st = adm_fail(ADM_CONFLICT, msg, msglen, "head version %d does not fit the model", v);
     }
     if (st == ADM_OK) {
         s->active = h->version;

@@ -35,6 +35,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "util.h"
 
 #define PG_LOCK_CLASS     1986622564   /* 'vitd': advisory lock class */
 #define PG_LOCK_MIGRATE   1
@@ -109,22 +110,6 @@ static const char *const g_migrations[] = {
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static adm_status fail(adm_status st, char *msg, size_t msglen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    if (msg && msglen) vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
 /* libpq's message without its trailing newline */
 static const char *pg_err(PGconn *c, char *buf, size_t len) {
     snprintf(buf, len, "%s", c ? PQerrorMessage(c) : "not connected");
@@ -196,17 +181,17 @@ static void set_up(pg_store *s, int up) {
 static PGconn *conn_get(pg_store *s, pg_conn *pc, char *msg, size_t msglen) {
     if (pc->c && PQstatus(pc->c) == CONNECTION_OK) return pc->c;
     if (pc->c) { PQfinish(pc->c); pc->c = NULL; }
-    double now = mono_now();
+    double now = vit_now();
     if (now < pc->next_try) {
-        fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable; retrying");
+        adm_fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable; retrying");
         return NULL;
     }
     char err[256];
     pc->c = pg_connect(s, err, sizeof err);
     if (!pc->c) {
         pc->backoff = pc->backoff <= 0 ? PG_BACKOFF_MIN_S : fmin(pc->backoff * 2, pc->max_backoff);
-        pc->next_try = mono_now() + pc->backoff;
-        fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", err);
+        pc->next_try = vit_now() + pc->backoff;
+        adm_fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", err);
         set_up(s, 0);
         return NULL;
     }
@@ -227,10 +212,10 @@ static PGresult *run(pg_store *s, PGconn *c, const char *sql, int n, const char 
     pg_err(c, e, sizeof e);
     PQclear(r);
     if (PQstatus(c) != CONNECTION_OK) {
-        *st = fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", e);
+        *st = adm_fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", e);
         set_up(s, 0);
     } else {
-        *st = fail(ADM_IO, msg, msglen, "admin store: %s", e);
+        *st = adm_fail(ADM_IO, msg, msglen, "admin store: %s", e);
     }
     return NULL;
 }
@@ -256,8 +241,8 @@ static int begin_locked(pg_store *s, PGconn *c, int lock, adm_status *st, char *
     char e[256];
     pg_err(c, e, sizeof e);
     rollback(c);
-    *st = PQstatus(c) == CONNECTION_OK ? fail(ADM_IO, msg, msglen, "admin store: %s", e)
-                                       : fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", e);
+    *st = PQstatus(c) == CONNECTION_OK ? adm_fail(ADM_IO, msg, msglen, "admin store: %s", e)
+                                       : adm_fail(ADM_UNAVAILABLE, msg, msglen, "the admin store (PostgreSQL) is unreachable: %s", e);
     if (*st == ADM_UNAVAILABLE) set_up(s, 0);
     return -1;
 }
@@ -359,7 +344,7 @@ static vit_head *head_from_row(const pg_store *s, PGresult *r, int row, int vers
     int dim = atoi(PQgetvalue(r, row, 0)), C = atoi(PQgetvalue(r, row, 1)), nl = 0;
     const char *fp = PQgetvalue(r, row, 5);
     if (strcmp(fp, s->fingerprint)) {
-        fail(ADM_CONFLICT, msg, msglen, "head version %d was trained on another backbone (%s; this replica serves %s)",
+        adm_fail(ADM_CONFLICT, msg, msglen, "head version %d was trained on another backbone (%s; this replica serves %s)",
              version, fp, s->fingerprint);
         return NULL;
     }
@@ -377,7 +362,7 @@ static vit_head *head_from_row(const pg_store *s, PGresult *r, int row, int vers
         free(b);
     }
     labels_free(labels, nl);
-    if (!h) fail(ADM_IO, msg, msglen, "head version %d in the database is malformed or does not fit the model", version);
+    if (!h) adm_fail(ADM_IO, msg, msglen, "head version %d in the database is malformed or does not fit the model", version);
     return h;
 }
 
@@ -397,7 +382,7 @@ static vit_head *head_get(pg_store *s, PGconn *c, int version, adm_status *st, c
     PGresult *r = run(s, c, "SELECT " HEAD_COLS " FROM vitd_heads WHERE version = $1", 1, p, NULL, NULL, 1, st, msg, msglen);
     if (!r) return NULL;
     vit_head *h = NULL;
-    if (PQntuples(r) == 0) *st = fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", version);
+    if (PQntuples(r) == 0) *st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", version);
     else if (!(h = head_from_row(s, r, 0, version, msg, msglen))) *st = strstr(msg, "backbone") ? ADM_CONFLICT : ADM_IO;
     PQclear(r);
     if (!h) return NULL;
@@ -440,7 +425,7 @@ static adm_status examples_add_locked(pg_store *s, PGconn *c, const char *label,
     }
     if (total > 0 && strcmp(fp, fingerprint)) {
         rollback(c);
-        return fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s; this replica serves %s)",
+        return adm_fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s; this replica serves %s)",
                     fp, fingerprint);
     }
     int room = ADM_MAX_EXAMPLES - total;
@@ -466,7 +451,7 @@ static adm_status examples_add(void *self, const char *label, const char *finger
     pg_store *s = self;
     *added = 0;
     *full = 0;
-    if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
+    if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return adm_fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
     pthread_mutex_lock(&s->mu);
     adm_status st = ADM_UNAVAILABLE;
     PGconn *c = conn_get(s, &s->main, msg, msglen);
@@ -525,7 +510,7 @@ static adm_status examples_delete(void *self, const char *label, int *deleted, c
     if (r) {
         *deleted = atoi(PQcmdTuples(r));
         PQclear(r);
-        st = label && *deleted == 0 ? fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label) : ADM_OK;
+        st = label && *deleted == 0 ? adm_fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label) : ADM_OK;
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -623,11 +608,11 @@ static adm_status job_insert(pg_store *s, PGconn *c, const vit_train_opts *opts,
     int total = atoi(PQgetvalue(r, 0, 0)), nlabels = atoi(PQgetvalue(r, 0, 1)), pending = atoi(PQgetvalue(r, 0, 2));
     int other = total > 0 && strcmp(PQgetvalue(r, 0, 3), s->fingerprint);
     PQclear(r);
-    if (total == 0) return fail(ADM_BAD_REQUEST, msg, msglen, "no examples: POST /admin/examples?label=NAME first");
-    if (other) return fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone than this replica's");
+    if (total == 0) return adm_fail(ADM_BAD_REQUEST, msg, msglen, "no examples: POST /admin/examples?label=NAME first");
+    if (other) return adm_fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone than this replica's");
     if (mode == VIT_LABELS_REPLACE && nlabels < 2)
-        return fail(ADM_BAD_REQUEST, msg, msglen, "replace needs examples of at least 2 labels (or use \"labels\": \"extend\")");
-    if (pending >= ADM_MAX_PENDING) return fail(ADM_BUSY, msg, msglen, "too many training jobs queued or running");
+        return adm_fail(ADM_BAD_REQUEST, msg, msglen, "replace needs examples of at least 2 labels (or use \"labels\": \"extend\")");
+    if (pending >= ADM_MAX_PENDING) return adm_fail(ADM_BUSY, msg, msglen, "too many training jobs queued or running");
     char keep[16], epochs[16];
     snprintf(keep, sizeof keep, "%d", ADM_MAX_JOBS - 1);
     const char *pk[1] = {keep};
@@ -681,7 +666,7 @@ static adm_status job_get(void *self, int id, adm_job_visit visit, void *ctx, ch
                   : id > 0 ? run(s, c, "SELECT " JOB_COLS " FROM vitd_jobs WHERE id = $1::int", 1, p, NULL, NULL, 0, &st, msg, msglen)
                            : run(s, c, "SELECT " JOB_COLS " FROM vitd_jobs ORDER BY id", 0, NULL, NULL, NULL, 0, &st, msg, msglen);
     if (r) {
-        st = id > 0 && PQntuples(r) == 0 ? fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id) : ADM_OK;
+        st = id > 0 && PQntuples(r) == 0 ? adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id) : ADM_OK;
         visit_jobs(r, visit, ctx);
         PQclear(r);
     }
@@ -703,7 +688,7 @@ static adm_status job_cancel_locked(pg_store *s, PGconn *c, int id, adm_job_visi
     PQclear(r);
     if (!found || js > ADM_JOB_RUNNING) {
         rollback(c);
-        return found ? fail(ADM_CONFLICT, msg, msglen, "job %d already finished", id) : fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+        return found ? adm_fail(ADM_CONFLICT, msg, msglen, "job %d already finished", id) : adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
     }
     const char *sql = js == ADM_JOB_QUEUED
                           ? "UPDATE vitd_jobs SET state = 'cancelled', finished = now() WHERE id = $1::int"
@@ -751,7 +736,7 @@ static adm_status claim_load(pg_store *s, PGconn *c, adm_claim *out, char *msg, 
     int n = PQntuples(r);
     out->x = malloc(sizeof(float) * (size_t)(n ? n : 1) * (size_t)s->dim);
     out->y = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    if (!out->x || !out->y) st = fail(ADM_NOMEM, msg, msglen, "out of memory");
+    if (!out->x || !out->y) st = adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
     int k = 0;
     for (int i = 0; st == ADM_OK && i < n; i++) {
         if (PQgetlength(r, i, 1) != (int)(sizeof(float) * (size_t)s->dim)) continue;   /* another dim: skipped */
@@ -764,7 +749,7 @@ static adm_status claim_load(pg_store *s, PGconn *c, adm_claim *out, char *msg, 
     }
     out->n = k;
     PQclear(r);
-    if (st == ADM_OK && k == 0) st = fail(ADM_IO, msg, msglen, "job %d has no usable examples", out->id);
+    if (st == ADM_OK && k == 0) st = adm_fail(ADM_IO, msg, msglen, "job %d has no usable examples", out->id);
     return st;
 }
 
@@ -797,7 +782,7 @@ static adm_status claim_row(pg_store *s, PGconn *c, const char *owner, double le
     }
     if (PQntuples(r) == 0) {
         PQclear(r);
-        return fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
+        return adm_fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
     }
     out->id = atoi(PQgetvalue(r, 0, 0));
     out->mode = strcmp(PQgetvalue(r, 0, 1), "extend") ? VIT_LABELS_REPLACE : VIT_LABELS_EXTEND;
@@ -807,7 +792,7 @@ static adm_status claim_row(pg_store *s, PGconn *c, const char *owner, double le
         srv_log(SRV_LOG_WARN, "admin store: job %d claimed again (attempt %s): its previous claim's lease lapsed", out->id,
                 PQgetvalue(r, 0, 4));
     PQclear(r);
-    return bad ? fail(ADM_IO, msg, msglen, "job %d is malformed in the database", out->id) : ADM_OK;
+    return bad ? adm_fail(ADM_IO, msg, msglen, "job %d is malformed in the database", out->id) : ADM_OK;
 }
 
 static adm_status finish_row(pg_store *s, PGconn *c, int id, const adm_job_result *res, char *msg, size_t msglen);
@@ -821,7 +806,7 @@ static adm_status job_claim(void *self, const char *owner, double lease_s, adm_c
     int slot = -1;
     for (int i = 0; i < PG_MAX_CLAIMED && slot < 0; i++)
         if (s->claimed[i] == 0) slot = i;
-    if (c && slot < 0) st = fail(ADM_BUSY, msg, msglen, "this replica runs %d jobs already", PG_MAX_CLAIMED);
+    if (c && slot < 0) st = adm_fail(ADM_BUSY, msg, msglen, "this replica runs %d jobs already", PG_MAX_CLAIMED);
     else if (c) st = claim_row(s, c, s->owner, s->lease_s, out, msg, msglen);
     /* the claim belongs to this process (instance name and pid: a restarted replica is another
      * owner), with the lease the store was opened with, renewed by the listener's heartbeat
@@ -902,7 +887,7 @@ static adm_status finish_row(pg_store *s, PGconn *c, int id, const adm_job_resul
     if (!r) return st;
     int n = atoi(PQcmdTuples(r));
     PQclear(r);
-    if (n == 0) return fail(ADM_CONFLICT, msg, msglen, "job %d is no longer this replica's (its lease lapsed)", id);
+    if (n == 0) return adm_fail(ADM_CONFLICT, msg, msglen, "job %d is no longer this replica's (its lease lapsed)", id);
     const char *pj[1] = {ids};
     exec0(s, c, "DELETE FROM vitd_job_examples WHERE job = $1::int", 1, pj, &st, msg, msglen);
     return ADM_OK;
@@ -930,7 +915,7 @@ static adm_status head_insert(pg_store *s, PGconn *c, vit_head *h, int job, cons
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     if (n + 1 >= ADM_MAX_HEADS)
-        return fail(ADM_FULL, msg, msglen, "too many head versions (%d); DELETE /admin/heads/{v}", ADM_MAX_HEADS);
+        return adm_fail(ADM_FULL, msg, msglen, "too many head versions (%d); DELETE /admin/heads/{v}", ADM_MAX_HEADS);
     int C = vit_head_num_classes(h), D = vit_head_dim(h);
     char dim[16], nc[16], jb[16];
     snprintf(dim, sizeof dim, "%d", D);
@@ -1028,7 +1013,7 @@ static adm_status head_delete(void *self, int v, char *msg, size_t msglen) {
     char vs[16];
     snprintf(vs, sizeof vs, "%d", v);
     const char *p[1] = {vs};
-    if (v == 1) return fail(ADM_CONFLICT, msg, msglen, "head version 1 is the checkpoint's head");
+    if (v == 1) return adm_fail(ADM_CONFLICT, msg, msglen, "head version 1 is the checkpoint's head");
     pthread_mutex_lock(&s->mu);
     adm_status st = ADM_UNAVAILABLE;
     PGconn *c = conn_get(s, &s->main, msg, msglen);
@@ -1045,8 +1030,8 @@ static adm_status head_delete(void *self, int v, char *msg, size_t msglen) {
         PQclear(r);
         if (commit(s, c, &st, msg, msglen) != 0) deleted = 0;   /* st/msg: why */
         else st = deleted ? ADM_OK
-                  : exists ? fail(ADM_CONFLICT, msg, msglen, "head version %d is active", v)
-                           : fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
+                  : exists ? adm_fail(ADM_CONFLICT, msg, msglen, "head version %d is active", v)
+                           : adm_fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v);
         int slot = v % PG_HEAD_CACHE;
         if (deleted && s->cache[slot].version == v) {
             vit_head_release(s->cache[slot].head);
@@ -1096,14 +1081,14 @@ static adm_status active_set_locked(pg_store *s, PGconn *c, int v, vit_head **he
     PGresult *r = NULL;
     if (begin_locked(s, c, PG_LOCK_HEADS, &st, msg, msglen) ||
         !(r = run(s, c, "SELECT count(*)::int FROM vitd_heads WHERE version = $1::int", 1, p, NULL, NULL, 0, &st, msg, msglen)) ||
-        (v != 1 && atoi(PQgetvalue(r, 0, 0)) == 0 && (st = fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v))) ||
+        (v != 1 && atoi(PQgetvalue(r, 0, 0)) == 0 && (st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no head version %d", v))) ||
         exec0(s, c, "UPDATE vitd_active SET version = $1::int, changed = now(), changed_by = $2 WHERE id = 1", 2, p, &st, msg,
               msglen) ||
         exec0(s, c, "SELECT pg_notify('vitd_active', $1)", 1, p, &st, msg, msglen)) {
         rollback(c);
     } else if (apply_active(s, v, h) != 0) {
         rollback(c);
-        st = fail(ADM_CONFLICT, msg, msglen, "head version %d does not fit the model", v);
+        st = adm_fail(ADM_CONFLICT, msg, msglen, "head version %d does not fit the model", v);
     } else if (commit(s, c, &st, msg, msglen) != 0) {
         apply_active(s, prev, prev_head);   /* the database kept the old choice: so do we */
     } else if (head) {
@@ -1216,7 +1201,7 @@ static void *listener_main(void *arg) {
             s->main.next_try = 0;
             pthread_mutex_unlock(&s->mu);
         }
-        double now = mono_now();
+        double now = vit_now();
         if (now >= next_check) { recheck(s, c); next_check = now + s->recheck_s; }
         if (now >= next_beat) { heartbeat(s, c); next_beat = now + s->lease_s / 3; }
         struct pollfd pf = {.fd = PQsocket(c), .events = POLLIN};
