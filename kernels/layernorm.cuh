@@ -19,6 +19,11 @@
  * times alternatives (the three-pass kernel waits on memory once per element a lane: its
  * measured cost is in kernels/dev/NOTES.md).
  *
+ * residual_layernorm_quant: the same, with the LayerNorm output quantized for an INT8 / FP8 GEMM
+ * instead of stored as FP16 (kernels/quant.cuh's vk_quant1 on the FP32 value, the rounding the
+ * CPU reference applies to its FP32 LayerNorm output): qout (N, D) bytes, 1 per element instead
+ * of the FP16 out's 2, and no separate quantize pass re-reading it.
+ *
  * final_layernorm: the last residual add and the final LayerNorm on the rows that are pooled
  * only (the CLS token, or CLS + distillation token), FP32 out (features are FP32):
  *   row r of out (rows = B*per) comes from residual row (r / per) * T + (r % per).
@@ -29,6 +34,7 @@
  * mean_pool: out[b] = mean over t in [npf, T) of x[b, t]; x (B, T, D) FP32, out (B, D) FP32. */
 #pragma once
 #include "common.cuh"
+#include "quant.cuh"
 
 VK_INLINE float vk_to_float(float x) { return x; }
 VK_INLINE float vk_to_float(__half x) { return __half2float(x); }
@@ -51,7 +57,7 @@ template <int V> VK_INLINE void vk_store_half(__half *p, const float *f) {
 template <int V>
 static __global__ void residual_layernorm_kernel(__half *out, __half *res, const __half *branch,
                                                  const float *w, const float *b, int N, int D,
-                                                 float eps) {
+                                                 float eps, uint8_t *qout, float qinv, int qtype) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -80,13 +86,17 @@ static __global__ void residual_layernorm_kernel(__half *out, __half *res, const
         for (int k = 0; k < V; k++) { float d = v[k] - mean; sq += d * d; }
     }
     float rstd = rsqrtf(vk_warp_sum(sq) / D + eps);
-    __half *o = out + (long long)row * D;
+    const long long o = (long long)row * D;
     for (int i = lane * V; i < D; i += 32 * V) {
         float v[V];
         vk_load_half<V>(v, r + i);
 #pragma unroll
         for (int k = 0; k < V; k++) v[k] = (v[k] - mean) * rstd * w[i + k] + b[i + k];
-        vk_store_half<V>(o + i, v);
+        if (qout)
+#pragma unroll
+            for (int k = 0; k < V; k++) qout[o + i + k] = vk_quant1(v[k], qinv, qtype);
+        else
+            vk_store_half<V>(out + o + i, v);
     }
 }
 
@@ -200,10 +210,27 @@ VK_INLINE void vk_store_row(TO *o, float (*v)[8], int lane, int nch) {
         if (lane + 32 * c < nch) vk_store8(o + (lane + 32 * c) * 8, v[c]);
 }
 
+/* this lane's chunks of a row quantized (vk_quant1) into q: 8 bytes a chunk, one 8-byte store */
+template <int CH>
+VK_INLINE void vk_store_row_quant(uint8_t *q, float (*v)[8], int lane, int nch, float inv, int type) {
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const int ch = lane + 32 * c;
+        if (ch >= nch) continue;
+        uint32_t lo = 0, hi = 0;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            lo |= (uint32_t)vk_quant1(v[c][k], inv, type) << (8 * k);
+            hi |= (uint32_t)vk_quant1(v[c][k + 4], inv, type) << (8 * k);
+        }
+        *reinterpret_cast<uint2 *>(q + ch * 8) = make_uint2(lo, hi);
+    }
+}
+
 template <int CH>
 static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, const __half *branch,
                                                       const float *w, const float *b, int N, int D,
-                                                      float eps) {
+                                                      float eps, uint8_t *qout, float qinv, int qtype) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const int nch = D / 8;
@@ -222,7 +249,8 @@ static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, 
         }
     }
     vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
-    vk_store_row<CH>(out + (long long)row * D, v, lane, nch);
+    if (qout) vk_store_row_quant<CH>(qout + (long long)row * D, v, lane, nch, qinv, qtype);
+    else vk_store_row<CH>(out + (long long)row * D, v, lane, nch);
 }
 
 template <int CH, typename TR>
@@ -267,25 +295,42 @@ static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T
     out[i] = s / (float)(T - npf);
 }
 
-static inline void residual_layernorm(__half *out, __half *res, const __half *branch,
-                                      const float *w, const float *b, int N, int D, float eps,
-                                      cudaStream_t st) {
+/* out = LN(res [+= branch]) as FP16, or (qout != NULL) quantized with qinv / qtype instead */
+static inline void residual_layernorm_any(__half *out, __half *res, const __half *branch,
+                                          const float *w, const float *b, int N, int D, float eps,
+                                          uint8_t *qout, float qinv, int qtype, cudaStream_t st) {
     const int rw = VK_LN_ROWS_WARPS, rg = vk_cdiv(N, rw);
-    switch (vk_ln_rows_chunks(D, out, res, branch, w, b)) {
-    case 1: residual_layernorm_rows_kernel<1><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
-    case 2: residual_layernorm_rows_kernel<2><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
-    case 3: residual_layernorm_rows_kernel<3><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
-    case 4: residual_layernorm_rows_kernel<4><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
-    case 6: residual_layernorm_rows_kernel<6><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
-    case 8: residual_layernorm_rows_kernel<8><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps); return;
+    const void *dst = qout ? (const void *)qout : (const void *)out;
+    switch (vk_ln_rows_chunks(D, dst, res, branch, w, b)) {
+    case 1: residual_layernorm_rows_kernel<1><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 2: residual_layernorm_rows_kernel<2><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 3: residual_layernorm_rows_kernel<3><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 4: residual_layernorm_rows_kernel<4><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 6: residual_layernorm_rows_kernel<6><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 8: residual_layernorm_rows_kernel<8><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
     }
     const int warps = 8;
     if (D % 2 == 0)
         residual_layernorm_kernel<2><<<vk_cdiv(N, warps), warps * 32, 0, st>>>(out, res, branch, w,
-                                                                                b, N, D, eps);
+                                                                                b, N, D, eps, qout,
+                                                                                qinv, qtype);
     else
         residual_layernorm_kernel<1><<<vk_cdiv(N, warps), warps * 32, 0, st>>>(out, res, branch, w,
-                                                                                b, N, D, eps);
+                                                                                b, N, D, eps, qout,
+                                                                                qinv, qtype);
+}
+
+static inline void residual_layernorm(__half *out, __half *res, const __half *branch,
+                                      const float *w, const float *b, int N, int D, float eps,
+                                      cudaStream_t st) {
+    residual_layernorm_any(out, res, branch, w, b, N, D, eps, nullptr, 0.f, 0, st);
+}
+
+/* qout (N, D) = the INT8 / FP8 (qtype) quantization, multiplier qinv, of LN(res [+= branch]) */
+static inline void residual_layernorm_quant(uint8_t *qout, __half *res, const __half *branch,
+                                            const float *w, const float *b, int N, int D,
+                                            float eps, float qinv, int qtype, cudaStream_t st) {
+    residual_layernorm_any(nullptr, res, branch, w, b, N, D, eps, qout, qinv, qtype, st);
 }
 
 template <typename TR>

@@ -50,8 +50,10 @@
  * (IMMA, int32 sums) or E4M3 (FP32 sums) GEMM on per-output-channel quantized weights ->
  * kernels/quant.cuh's epilogue: dequantize + bias (qkv), + the residual stream (proj, fc2: the
  * add is always fused here), or + exact-erf GELU and requantization into fc2's input (fc1, whose
- * FP16 output is never materialized).  Patch embedding, LayerNorm, attention, softmax, pooling
- * and the head stay as above.  The INT8 weights and scales are the CPU reference's
+ * FP16 output is never materialized).  The quantization of qkv's and fc1's inputs is fused into
+ * the LayerNorms that produce them (residual_layernorm_quant: FP32 statistics, the FP32 LN value
+ * quantized, no FP16 copy); proj's input, the attention output, gets a quantize pass.  Patch
+ * embedding, LayerNorm, attention, softmax, pooling and the head stay as above.  The INT8 weights and scales are the CPU reference's
  * (vit_gemm_i8_pack), so the CPU's calibrated int8 session computes the same arithmetic on
  * FP32 activations. */
 #include <cublasLt.h>
@@ -405,15 +407,30 @@ done:
     return rc;
 }
 
-/* Linear j (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l in INT8 / FP8, on `rows` rows:
- * quantize `in` (not for fc2: fc1's epilogue left its quantized input in xq), GEMM into acc,
- * then dequantize + bias into out (qkv), + the residual stream out (proj, fc2), or + GELU and
- * requantize with fc2's scale into xq (fc1) */
+static int qtype(const state *s) { return s->prec == VCU_FP8 ? VK_Q_E4M3 : VK_Q_INT8; }
+
+/* the LayerNorm in front of Linear j (0 qkv: LN1, 2 fc1: LN2) of layer l: FP16 into h, or in
+ * INT8 / FP8 straight into the Linear's quantized input xq with its calibrated scale (the
+ * quantization fused into the LayerNorm: h is never written) */
+void ln_into_linear(state *s, int l, int j, __half *h, __half *res, const __half *branch,
+                    const float *w, const float *b, int rows) {
+    if (s->prec)
+        residual_layernorm_quant(s->xq, res, branch, w, b, rows, s->m.D, s->m.eps, s->ql[l].inv[j],
+                                 qtype(s), s->st);
+    else
+        residual_layernorm(h, res, branch, w, b, rows, s->m.D, s->m.eps, s->st);
+}
+
+/* Linear j (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l in INT8 / FP8, on `rows` rows: quantize
+ * `in` when given (proj: the attention output; qkv and fc1 find their input already in xq,
+ * quantized by the LayerNorm, fc2 by fc1's epilogue), GEMM into acc, then dequantize + bias
+ * into out (qkv), + the residual stream out (proj, fc2), or + GELU and requantize with fc2's
+ * scale into xq (fc1) */
 vit_status linear_q(state *s, int l, int j, __half *out, const __half *in, const __half *bias,
                     int rows, int N, int K, char *err, size_t errlen) {
     const qlayer &q = s->ql[l];
-    const int qt = s->prec == VCU_FP8 ? VK_Q_E4M3 : VK_Q_INT8;
-    if (j != 3) quantize_act(s->xq, in, (long long)rows * K, q.inv[j], qt, s->st);
+    const int qt = qtype(s);
+    if (in) quantize_act(s->xq, in, (long long)rows * K, q.inv[j], qt, s->st);
     LAUNCHED();
     OK(gemm_q(s, s->acc, s->xq, q.w[j], rows, N, K, err, errlen));
     const int mode = j == 0 ? VK_DQ_BIAS : j == 2 ? VK_DQ_GELU_QUANT : VK_DQ_RESIDUAL;
@@ -482,9 +499,7 @@ vit_status enqueue_embed(state *s, const part_io &p, int Bk, int mode, char *err
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
     embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
-    if (m.L > 0)
-        residual_layernorm(s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT, D,
-                           m.eps, st);
+    if (m.L > 0) ln_into_linear(s, 0, 0, s->h, s->res, nullptr, s->layers[0].ln1_w, s->layers[0].ln1_b, NT);
     LAUNCHED();
     return VIT_OK;
 }
@@ -547,7 +562,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
     float *Rcur = s->R0, *Rnext = s->R1;
     for (int l = 0; l < m.L; l++) {
         const dlayer &w = s->layers[l];
-        if (s->prec) OK(linear_q(s, l, 0, s->qkv, s->h, w.qkv_b, NT, 3 * D, D, err, errlen));
+        if (s->prec) OK(linear_q(s, l, 0, s->qkv, nullptr, w.qkv_b, NT, 3 * D, D, err, errlen));
         else OK(gemm(s, s->qkv, s->h, w.qkv_w, w.qkv_b, NT, 3 * D, D, BIAS, 0, err, errlen));
         float *avg = (mode & 2) ? s->A : nullptr;
         float *cls = ((mode & 1) && l == m.L - 1) ? p.cls_d : nullptr;
@@ -587,9 +602,9 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         }
         if (s->prec) { /* residual adds in the epilogues (fuse_res is forced on) */
             OK(linear_q(s, l, 1, res, att, w.proj_b, rows, D, D, err, errlen));
-            residual_layernorm(h, res, nullptr, w.ln2_w, w.ln2_b, rows, D, m.eps, st);
+            ln_into_linear(s, l, 2, h, res, nullptr, w.ln2_w, w.ln2_b, rows);
             LAUNCHED();
-            OK(linear_q(s, l, 2, nullptr, h, w.fc1_b, rows, m.M, D, err, errlen));
+            OK(linear_q(s, l, 2, nullptr, nullptr, w.fc1_b, rows, m.M, D, err, errlen));
             OK(linear_q(s, l, 3, res, nullptr, w.fc2_b, rows, D, m.M, err, errlen));
         } else {
             OK(gemm(s, ydst, att, w.proj_w, w.proj_b, rows, D, D, BIAS, yflags, err, errlen));
@@ -601,8 +616,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
             OK(gemm(s, ydst, mlp, w.fc2_w, w.fc2_b, rows, D, m.M, BIAS, yflags, err, errlen));
         }
         if (l + 1 < m.L) {
-            residual_layernorm(s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b,
-                               NT, D, m.eps, st);
+            ln_into_linear(s, l + 1, 0, s->h, s->res, ybr, s->layers[l + 1].ln1_w, s->layers[l + 1].ln1_b, NT);
             LAUNCHED();
         }
     }

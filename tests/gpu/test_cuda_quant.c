@@ -4,8 +4,8 @@
  * Each synthetic model is calibrated first (vit_calibrator, method mse, on the test's own
  * inputs), then:
  * - cuda int8 vs the CPU's calibrated int8 (the same scales, weights and rounding; the GPU's
- *   activations between the GEMMs are FP16, the CPU's FP32, so a quantized value may land one
- *   step apart): logits within 2e-2 of the largest logit, top-1 identical where the CPU's
+ *   residual stream and attention output are FP16, the CPU's FP32 (the LayerNorm outputs are
+ *   quantized from FP32 on both), so a quantized value may land one step apart): logits within 2e-2 of the largest logit, top-1 identical where the CPU's
  *   top-2 margin is above that;
  * - cuda int8 and fp8 vs CPU fp32: logits within 4 L steps of the type's grid (1/127 INT8,
  *   1/16 E4M3) of the largest logit, as the CPU int8 tests bound it;

@@ -411,6 +411,49 @@ static void test_quantize(int type, float amax) {
     cudaFree(dx); cudaFree(dq);
 }
 
+/* residual_layernorm_quant: the LayerNorm with its output quantized for the next INT8 / FP8 GEMM.
+ * Reference: the float64 LayerNorm of the same FP16 stream, quantized by the CPU engine's INT8
+ * rounding (vit_i8_quant1) or ref_e4m3.  The kernel quantizes its FP32 LN value, which differs
+ * from the float64 one by a few ulp: a value that close to a rounding boundary may land one
+ * step away (allowed on at most 1% of the elements), never more.  The stream res (and its
+ * FP16 sum with the branch) must come out exactly as residual_layernorm's. */
+static void test_layernorm_quant(int N, int D, int qtype, bool branch, float amax) {
+    const float eps = 1e-6f, inv = (qtype == VK_Q_E4M3 ? 448.f : 127.f) / amax;
+    std::vector<float> res((size_t)N * D), br((size_t)N * D), w(D), b(D);
+    gh_fill(res, 3.f, 0.5f); gh_round_half(res); gh_fill(br, 1.f); gh_round_half(br);
+    gh_fill(w, 0.5f, 1.f); gh_fill(b, 0.2f);
+    float *dw = gh_up(w), *db = gh_up(b);
+    __half *dres = gh_up_half(res), *dbr = branch ? gh_up_half(br) : nullptr;
+    uint8_t *dq = gh_dev<uint8_t>((size_t)N * D);
+    residual_layernorm_quant(dq, dres, dbr, dw, db, N, D, eps, inv, qtype, 0);
+    GH_SYNC();
+    std::vector<double> x((size_t)N * D), ln((size_t)N * D);
+    for (size_t i = 0; i < x.size(); i++) x[i] = branch ? fp16_add(res[i], br[i]) : res[i];
+    for (int r = 0; r < N; r++) ref_ln_row(&ln[(size_t)r * D], &x[(size_t)r * D], w.data(), b.data(), D, eps);
+    std::vector<uint8_t> q((size_t)N * D);
+    GH_CUDA(cudaMemcpy(q.data(), dq, q.size(), cudaMemcpyDeviceToHost));
+    size_t bad = 0, off1 = 0, sat = 0;
+    for (size_t i = 0; i < q.size(); i++) {
+        const float v = (float)ln[i];
+        const int r = qtype == VK_Q_E4M3 ? ref_e4m3(v * inv) : (uint8_t)(int8_t)vit_i8_quant1(v, inv);
+        sat += qtype == VK_Q_E4M3 ? (r & 0x7f) == 0x7e : abs((int)(int8_t)r) == 127;
+        if (q[i] == r) continue;
+        const bool step = qtype == VK_Q_E4M3 ? abs((int)q[i] - r) == 1 && (q[i] & 0x80) == (r & 0x80)
+                                             : abs((int)(int8_t)q[i] - (int)(int8_t)r) == 1;
+        if (step) off1++; else bad++;
+    }
+    char name[128];
+    snprintf(name, sizeof name, "residual_layernorm_quant %s N=%d D=%d%s amax=%g", qtype == VK_Q_E4M3 ? "e4m3" : "int8",
+             N, D, branch ? " +branch" : "", amax);
+    gh_result(bad == 0 && off1 * 100 <= q.size(), "%s: vs float64 LN quantized by the CPU rounding (%zu differ, "
+              "%zu one step apart, %zu saturated)", name, bad, off1, sat);
+    snprintf(name, sizeof name, "residual_layernorm_quant N=%d D=%d%s: the stream as residual_layernorm's", N, D,
+             branch ? " +branch" : "");
+    gh_check(name, gh_down_half(dres, x.size()), x, 0, 0);
+    cudaFree(dw); cudaFree(db); cudaFree(dres); cudaFree(dq);
+    if (dbr) cudaFree(dbr);
+}
+
 /* dequant_epilogue, each mode, against the same float operations on the host (volatile: no
  * contraction), bit-exact except GELU's erff (host libm vs device): there the requantized
  * values may differ by one step, on a few elements */
@@ -791,6 +834,14 @@ int main(void) {
         test_dequant<float>(GPU_EMU(197, 37), 768, mode, VK_Q_E4M3);
     }
     test_dequant<int32_t>(5, 13, VK_DQ_GELU_QUANT, VK_Q_INT8);   /* N odd, fewer than a block */
+    /* the LayerNorms in front of qkv and fc1, quantized (rows kernel: D 768, 32; three-pass:
+     * D 100 pairs, 75 single; amax 2: a few saturate) */
+    for (int qt : {VK_Q_INT8, VK_Q_E4M3}) {
+        test_layernorm_quant(GPU_EMU(197, 23), 768, qt, false, 6.f);
+        test_layernorm_quant(7, 32, qt, true, 2.f);
+        test_layernorm_quant(13, 100, qt, true, 6.f);
+        test_layernorm_quant(5, 75, qt, false, 6.f);
+    }
     test_rollout(2, 197, 3, 1);
     test_rollout(3, 18, 4, 2);
     test_softmax_topk(4, 1000, 5);
