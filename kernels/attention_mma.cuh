@@ -37,6 +37,7 @@
  * (recomputing S) only when asked. */
 #pragma once
 #include "common.cuh"
+#include "quant.cuh"
 
 #define VK_MMA_PAD 8
 #define VK_MMA_MAX_WARPS 8
@@ -247,7 +248,7 @@ VK_INLINE void vk_attn_chunk(float (&o)[NQ][DH / 8][4], float (&m)[NQ][2], float
 template <int DH, int KC, bool FAST, int NQ>
 VK_INLINE void vk_attn_rows(__half *out, float *attn_avg, float *attn_cls, const __half *base, const __half *Ks,
                             const __half *vrow, int KS, int r0, int T, int ld, int D, int b, int h, float sl2,
-                            float inv_heads, int lane) {
+                            float inv_heads, int lane, const vk_qout &qo) {
     const int g = lane / 4, t = lane % 4;
     /* Q fragments for all DH/16 k-steps, from global (rows past T are zero) */
     uint32_t qf[NQ][DH / 16][4];
@@ -293,12 +294,18 @@ VK_INLINE void vk_attn_rows(__half *out, float *attn_avg, float *attn_cls, const
 #pragma unroll
         for (int n = 0; n < DH / 8; n++) {
             const int c = n * 8 + 2 * t;
-            if (rowA < T)
-                *(__half2 *)(out + ((size_t)b * T + rowA) * D + (size_t)h * DH + c) =
-                    __floats2half2_rn(o[q][n][0] * il[q][0], o[q][n][1] * il[q][0]);
-            if (rowB < T)
-                *(__half2 *)(out + ((size_t)b * T + rowB) * D + (size_t)h * DH + c) =
-                    __floats2half2_rn(o[q][n][2] * il[q][1], o[q][n][3] * il[q][1]);
+            const size_t iA = ((size_t)b * T + rowA) * D + (size_t)h * DH + c, iB = iA + (size_t)8 * D;
+            if (qo.q) {   /* the FP32 values quantized for proj's GEMM (warp-uniform) */
+                if (rowA < T)
+                    *(uint16_t *)(qo.q + iA) = (uint16_t)(vk_quant1(o[q][n][0] * il[q][0], qo.inv, qo.type) |
+                                                          vk_quant1(o[q][n][1] * il[q][0], qo.inv, qo.type) << 8);
+                if (rowB < T)
+                    *(uint16_t *)(qo.q + iB) = (uint16_t)(vk_quant1(o[q][n][2] * il[q][1], qo.inv, qo.type) |
+                                                          vk_quant1(o[q][n][3] * il[q][1], qo.inv, qo.type) << 8);
+                continue;
+            }
+            if (rowA < T) *(__half2 *)(out + iA) = __floats2half2_rn(o[q][n][0] * il[q][0], o[q][n][1] * il[q][0]);
+            if (rowB < T) *(__half2 *)(out + iB) = __floats2half2_rn(o[q][n][2] * il[q][1], o[q][n][3] * il[q][1]);
         }
     }
 
@@ -338,7 +345,7 @@ template <int DH, int KC, bool FAST = (KC > 16), int QT = 1>
 static __global__ void __launch_bounds__(QT == 1 ? VK_MMA_MAX_WARPS * 32 : VK_MMA_QT2_WARPS * 32,
                                          QT == 1 ? 0 : KC == 16 ? 3 : 2)
 attention_mma_kernel(__half *out, float *attn_avg, float *attn_cls, const __half *qkv, int T, int H,
-                     int units_per_block, float scale, float inv_heads) {
+                     int units_per_block, float scale, float inv_heads, vk_qout qo) {
     static_assert(DH % 16 == 0, "head dim must be a multiple of 16");
     static_assert(KC == 16 || KC == 32 || KC == 64, "KC: 16, 32 or 64 keys per softmax step");
     static_assert(QT == 1 || QT == 2, "QT: 1 or 2 query tiles per warp");
@@ -378,10 +385,10 @@ attention_mma_kernel(__half *out, float *attn_avg, float *attn_cls, const __half
         const int r0 = u * 16 * QT;
         if (QT == 1 || r0 + 16 >= T)   /* warp-uniform: the unit's last tile(s) past T skipped */
             vk_attn_rows<DH, KC, FAST, 1>(out, attn_avg, attn_cls, base, Ks, vrow, KS, r0, T, ld, D, b, h,
-                                          sl2, inv_heads, lane);
+                                          sl2, inv_heads, lane, qo);
         else
             vk_attn_rows<DH, KC, FAST, QT>(out, attn_avg, attn_cls, base, Ks, vrow, KS, r0, T, ld, D, b, h,
-                                           sl2, inv_heads, lane);
+                                           sl2, inv_heads, lane, qo);
     }
 }
 
@@ -413,10 +420,11 @@ static inline bool attention_mma_qt_valid(int kc, int qt) { return attention_mma
  * the lab also launches <64, 16, true>, whose dynamic shared-memory limit it raises itself) */
 template <int KC, bool FAST = (KC > 16), int QT = 1>
 static inline void vk_attention_mma_launch(const vk_mma_plan &p, __half *out, float *attn_avg, float *attn_cls,
-                                           const __half *qkv, int B, int T, int H, int dh, cudaStream_t st) {
+                                           const __half *qkv, int B, int T, int H, int dh, cudaStream_t st,
+                                           vk_qout qo = vk_qout{}) {
     dim3 grid(p.split, H, B);
     attention_mma_kernel<64, KC, FAST, QT><<<grid, 32 * p.warps, attention_mma_smem(T, dh), st>>>(
-        out, attn_avg, attn_cls, qkv, T, H, p.units, 1.f / sqrtf((float)dh), 1.f / (float)H);
+        out, attn_avg, attn_cls, qkv, T, H, p.units, 1.f / sqrtf((float)dh), 1.f / (float)H, qo);
 }
 
 /* the kernel for a run-time (kc, qt) that attention_mma_qt_valid accepts (QT 2 always with the
@@ -424,17 +432,18 @@ static inline void vk_attention_mma_launch(const vk_mma_plan &p, __half *out, fl
  * force a plan */
 static inline void vk_attention_mma_dispatch(const vk_mma_plan &p, int kc, int qt, __half *out,
                                              float *attn_avg, float *attn_cls, const __half *qkv,
-                                             int B, int T, int H, int dh, cudaStream_t st) {
+                                             int B, int T, int H, int dh, cudaStream_t st,
+                                             vk_qout qo = vk_qout{}) {
     if (qt == 2) {
-        if (kc == 64) vk_attention_mma_launch<64, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-        else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
-        else vk_attention_mma_launch<16, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        if (kc == 64) vk_attention_mma_launch<64, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
+        else if (kc == 32) vk_attention_mma_launch<32, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
+        else vk_attention_mma_launch<16, true, 2>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
     } else if (kc == 64) {
-        vk_attention_mma_launch<64>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        vk_attention_mma_launch<64>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
     } else if (kc == 32) {
-        vk_attention_mma_launch<32>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        vk_attention_mma_launch<32>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
     } else {
-        vk_attention_mma_launch<16>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+        vk_attention_mma_launch<16>(p, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
     }
 }
 
@@ -448,12 +457,14 @@ static inline void vk_attention_mma_dispatch(const vk_mma_plan &p, int kc, int q
  * q_rows > 0: only query rows < q_rows are needed (the engine's last layer, whose CLS rows alone
  * go on): one block per (image, head) stages all of K and V, and only the 16-row tiles holding
  * those rows are computed; out's other rows are left as they were.  attn_avg needs every row:
- * the caller passes q_rows 0 with it. */
+ * the caller passes q_rows 0 with it.
+ * qo.q != nullptr: the output goes to qo.q (B*T, D) quantized (kernels/quant.cuh's vk_quant1 of
+ * the FP32 value, multiplier qo.inv, type qo.type: proj's INT8 / FP8 input) instead of to out. */
 static inline bool attention_mma(__half *out, float *attn_avg, float *attn_cls, const __half *qkv,
                                  int B, int T, int H, int dh, size_t max_smem_optin,
                                  cudaStream_t st, int target_blocks = VK_MMA_TARGET_BLOCKS,
                                  int kc = VK_MMA_KC_DEFAULT, int qt = VK_MMA_QT_DEFAULT,
-                                 int q_rows = 0) {
+                                 int q_rows = 0, vk_qout qo = vk_qout{}) {
     if (dh != 64 || attention_mma_smem(T, dh) > max_smem_optin || !attention_mma_qt_valid(kc, qt)) return false;
     if (B * H < target_blocks) qt = 1;
     vk_mma_plan p = attention_mma_plan(B, T, H, target_blocks, qt);
@@ -461,7 +472,7 @@ static inline bool attention_mma(__half *out, float *attn_avg, float *attn_cls, 
         qt = 1;
         p = vk_mma_plan{1, vk_cdiv(q_rows, 16), 4};
     }
-    vk_attention_mma_dispatch(p, kc, qt, out, attn_avg, attn_cls, qkv, B, T, H, dh, st);
+    vk_attention_mma_dispatch(p, kc, qt, out, attn_avg, attn_cls, qkv, B, T, H, dh, st, qo);
     return true;
 }
 

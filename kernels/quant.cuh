@@ -1,5 +1,7 @@
 /* quant.cuh: the narrow-type halves of the INT8 / FP8 encoder Linears: activations quantized
- * before the GEMM, and the GEMM's raw sums dequantized with bias (+ GELU, + residual add, or +
+ * before the GEMM (by the kernel that produces them where it can: layernorm.cuh's
+ * residual_layernorm_quant for qkv and fc1, attention_mma's qo for proj, fc1's epilogue below for
+ * fc2; quantize_act otherwise), and the GEMM's raw sums dequantized with bias (+ GELU, + residual add, or +
  * requantization for the next GEMM) in one pass after it.  cuBLASLt computes the products:
  * INT8 x INT8 -> INT32 (IMMA), or E4M3 x E4M3 -> FP32 with unit scales; the per-output-channel
  * weight scales are applied here, because cuBLASLt's INT8 GEMM has no bias/GELU epilogue and its
@@ -55,6 +57,14 @@ VK_INLINE uint8_t vk_quant1(float x, float inv, int type) {
     v = v < 127.f ? v : 127.f;
     return (uint8_t)(int8_t)__float2int_rn(v);
 }
+
+/* a kernel's output quantized for the next INT8 / FP8 GEMM instead of stored as FP16 (the
+ * attention: attention_mma's qo); q == nullptr: FP16 as usual */
+struct vk_qout {
+    uint8_t *q;
+    float inv;
+    int type;
+};
 
 /* q (n) = quantized x (n); four elements a thread (n any; x and q 4-byte aligned) */
 static __global__ void quantize_kernel(uint8_t *q, const __half *x, long long n, float inv, int type) {

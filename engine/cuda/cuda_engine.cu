@@ -52,7 +52,8 @@
  * add is always fused here), or + exact-erf GELU and requantization into fc2's input (fc1, whose
  * FP16 output is never materialized).  The quantization of qkv's and fc1's inputs is fused into
  * the LayerNorms that produce them (residual_layernorm_quant: FP32 statistics, the FP32 LN value
- * quantized, no FP16 copy); proj's input, the attention output, gets a quantize pass.  Patch
+ * quantized, no FP16 copy), and proj's into the attention (attention_mma's qo; a quantize pass
+ * after the fallback attention kernels and in the compacted last layer).  Patch
  * embedding, LayerNorm, attention, softmax, pooling and the head stay as above.  The INT8 weights and scales are the CPU reference's
  * (vit_gemm_i8_pack), so the CPU's calibrated int8 session computes the same arithmetic on
  * FP32 activations. */
@@ -422,8 +423,8 @@ void ln_into_linear(state *s, int l, int j, __half *h, __half *res, const __half
 }
 
 /* Linear j (0 qkv, 1 proj, 2 fc1, 3 fc2) of layer l in INT8 / FP8, on `rows` rows: quantize
- * `in` when given (proj: the attention output; qkv and fc1 find their input already in xq,
- * quantized by the LayerNorm, fc2 by fc1's epilogue), GEMM into acc, then dequantize + bias
+ * `in` when given (proj after the fallback attention; otherwise the producer left the input
+ * quantized in xq: the LayerNorm for qkv and fc1, attention_mma for proj, fc1's epilogue for fc2), GEMM into acc, then dequantize + bias
  * into out (qkv), + the residual stream out (proj, fc2), or + GELU and requantize with fc2's
  * scale into xq (fc1) */
 vit_status linear_q(state *s, int l, int j, __half *out, const __half *in, const __half *bias,
@@ -570,11 +571,15 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
         if (cls) CU(cudaMemsetAsync(cls, 0, sizeof(float) * Bk * T, st));
         /* the last layer of a CLS-pooled model needs the prefix query rows alone (unless the
          * rollout wants every row's probabilities) */
-        const int q_rows = l == m.L - 1 && s->res_c && !avg ? m.npf : 0;
-        if (!s->attn_mma ||
-            !attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
-                           VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt, q_rows))
-            attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
+        const bool compact = l == m.L - 1 && s->res_c;
+        const int q_rows = compact && !avg ? m.npf : 0;
+        /* INT8 / FP8: attention_mma quantizes its output for proj straight into xq (not in the
+         * compacted last layer, whose rows are moved first; nor in the fallback kernels) */
+        const vk_qout qo = s->prec && !compact ? vk_qout{s->xq, s->ql[l].inv[1], qtype(s)} : vk_qout{};
+        const bool mma = s->attn_mma && attention_mma(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st,
+                                                      VK_MMA_TARGET_BLOCKS, s->attn_kc, s->attn_qt, q_rows, qo);
+        if (!mma) attention(s->att, avg, cls, s->qkv, Bk, T, m.H, s->dh, s->smem_optin, st);
+        const bool att_quantized = mma && qo.q;
         LAUNCHED();
         if (avg) {
             rollout_prep(s->A, Bk, T, st);
@@ -591,7 +596,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
          * alone, compacted to (Bk*npf, D) (VIT_CUDA_CLS_ONLY=0: every row) */
         __half *att = s->att, *res = s->res, *h = s->h, *mlp = s->mlp;
         int rows = NT;
-        if (l == m.L - 1 && s->res_c) {
+        if (compact) {
             prefix_rows(s->att_c, s->att, Bk, T, m.npf, D, st);
             prefix_rows(s->res_c, s->res, Bk, T, m.npf, D, st);
             LAUNCHED();
@@ -601,7 +606,7 @@ vit_status enqueue_backbone(state *s, const part_io &p, int Bk, int mode, char *
             ybr = s->fuse_res ? nullptr : s->y_c;
         }
         if (s->prec) { /* residual adds in the epilogues (fuse_res is forced on) */
-            OK(linear_q(s, l, 1, res, att, w.proj_b, rows, D, D, err, errlen));
+            OK(linear_q(s, l, 1, res, att_quantized ? nullptr : att, w.proj_b, rows, D, D, err, errlen));
             ln_into_linear(s, l, 2, h, res, nullptr, w.ln2_w, w.ln2_b, rows);
             LAUNCHED();
             OK(linear_q(s, l, 2, nullptr, nullptr, w.fc1_b, rows, m.M, D, err, errlen));

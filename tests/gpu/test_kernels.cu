@@ -284,6 +284,65 @@ static void test_attention_prefix(int B, int T, int H, int q_rows, int kc) {
     cudaFree(dqkv); cudaFree(dout); cudaFree(dcls);
 }
 
+/* attention_mma with a quantized output (qo: proj's INT8 / FP8 input, the engine's int8 / fp8
+ * precisions) against (1) the same launch's FP16 output quantized on the host (the kernel
+ * quantizes the FP32 value that FP16 rounds: at most one step apart, and only where FP16's
+ * 2^-11 relative rounding crosses a step boundary: INT8's step is amax/127, so at most
+ * 127 * 2^-11 = 6.2% of the largest values, fewer below; at most 8% allowed) and (2) the float64 reference: q between the quantizations of ref -+ the FP16
+ * attention tests' tolerance (2e-3 + 5e-3 |ref|; the quantizer is monotonic);
+ * the FP16 out is left untouched (NaN-filled) */
+static void test_attention_quant(int B, int T, int H, int kc, int qt, int qtype) {
+    const int dh = 64, D = H * dh;
+    const size_t n = (size_t)B * T * D;
+    std::vector<float> qkv((size_t)B * T * 3 * D);
+    gh_fill(qkv, 1.f);
+    gh_round_half(qkv);
+    __half *dqkv = gh_up_half(qkv), *dout = gh_dev<__half>(n), *dnan = gh_dev<__half>(n);
+    uint8_t *dq = gh_dev<uint8_t>(n);
+    std::vector<double> rout, ravg;
+    ref_attention(rout, ravg, qkv, B, T, H, dh);
+    double amax = 0;
+    for (double v : rout) amax = fabs(v) > amax ? fabs(v) : amax;
+    const float inv = (float)((qtype == VK_Q_E4M3 ? 448.0 : 127.0) / amax);
+    GH_CUDA(cudaMemset(dnan, 0xFF, sizeof(__half) * n));
+    bool ran = true;
+    if (qt == -2) {   /* QT 2 launched directly, split heads included (as test_attention's -2) */
+        const vk_mma_plan p = attention_mma_plan(B, T, H, VK_MMA_TARGET_BLOCKS, 2);
+        vk_attention_mma_dispatch(p, kc, 2, dout, nullptr, nullptr, dqkv, B, T, H, dh, 0);
+        vk_attention_mma_dispatch(p, kc, 2, dnan, nullptr, nullptr, dqkv, B, T, H, dh, 0, vk_qout{dq, inv, qtype});
+    } else {
+        ran = attention_mma(dout, nullptr, nullptr, dqkv, B, T, H, dh, g_optin, 0, VK_MMA_TARGET_BLOCKS, kc, qt) &&
+              attention_mma(dnan, nullptr, nullptr, dqkv, B, T, H, dh, g_optin, 0, VK_MMA_TARGET_BLOCKS, kc, qt, 0,
+                            vk_qout{dq, inv, qtype});
+    }
+    GH_SYNC();
+    std::vector<float> h = gh_down_half(dout, n), nanout = gh_down_half(dnan, n);
+    std::vector<uint8_t> q(n);
+    GH_CUDA(cudaMemcpy(q.data(), dq, n, cudaMemcpyDeviceToHost));
+    auto quant = [&](float v) { return qtype == VK_Q_E4M3 ? ref_e4m3(v * inv) : (uint8_t)(int8_t)vit_i8_quant1(v, inv); };
+    auto value = [&](uint8_t c) { return qtype == VK_Q_E4M3 ? vk_e4m3_to_f32(c) : (float)(int8_t)c; };
+    auto steps = [&](uint8_t a, uint8_t b) {
+        if (qtype == VK_Q_INT8) return abs((int)(int8_t)a - (int)(int8_t)b);
+        return (a & 0x80) == (b & 0x80) ? abs((int)(a & 0x7f) - (int)(b & 0x7f)) : abs((int)(a & 0x7f) + (int)(b & 0x7f));
+    };
+    size_t far16 = 0, off16 = 0, far64 = 0, written = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int s16 = steps(q[i], quant(h[i]));
+        const double tol = 2e-3 + 5e-3 * fabs(rout[i]);
+        const float v = value(q[i]), lo = value(quant((float)(rout[i] - tol))), hi = value(quant((float)(rout[i] + tol)));
+        far16 += s16 > 1; off16 += s16 == 1; far64 += !(lo <= v && v <= hi);
+        written += nanout[i] == nanout[i];
+    }
+    char name[160];
+    snprintf(name, sizeof name, "attention[mma kc%d qt%d] -> %s B=%d T=%d H=%d", kc, qt,
+             qtype == VK_Q_E4M3 ? "e4m3" : "int8", B, T, H);
+    gh_result(ran && far16 == 0 && off16 * 100 <= 8 * n, "%s: vs its fp16 output quantized (%zu one step apart, "
+              "%zu further)", name, off16, far16);
+    gh_result(ran && far64 == 0, "%s: vs the float64 reference quantized, within the fp16 tolerance (%zu outside)", name, far64);
+    gh_result(written == 0, "%s: the fp16 output untouched (%zu written)", name, written);
+    cudaFree(dqkv); cudaFree(dout); cudaFree(dnan); cudaFree(dq);
+}
+
 static void test_attention(int B, int T, int H, int dh, bool force_naive, float qscale, bool mma = false,
                            int warps = 0, int mma_target = VK_MMA_TARGET_BLOCKS, int kc = VK_MMA_KC_DEFAULT,
                            int qt = VK_MMA_QT_DEFAULT) {
@@ -823,6 +882,10 @@ int main(void) {
         test_attention(1, 17, 2, 64, false, 1.f, true, 0, 1, kc, 2);
         test_attention(2, 5, 3, 64, false, 2.f, true, 0, VK_MMA_TARGET_BLOCKS, kc, -2);
     }
+    /* the attention output quantized for proj (qt 2 where B * H allows; T 50: a partial tile) */
+    test_attention_quant(GPU_EMU(4, 1), GPU_EMU(197, 50), GPU_EMU(12, 2), 32, -2, VK_Q_INT8);
+    test_attention_quant(2, 50, 2, 64, 1, VK_Q_E4M3);
+    test_attention_quant(1, 17, 1, 16, 1, VK_Q_INT8);
     test_gelu();
     test_cublaslt_gelu_epilogue();
     test_quantize(VK_Q_INT8, 3.f);
