@@ -13,7 +13,11 @@ make -j"$jobs" all gpu-tests kernel-lab
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/build/bundle-libs"
-bins=(build/vit build/vitd build/tests/gpu/* build/kernel-lab/*)
+# the executables only (the build also leaves -MMD dependency files, *.d, beside them)
+bins=(build/vit build/vitd)
+for f in build/tests/gpu/* build/kernel-lab/*; do
+  [ -f "$f" ] && [ -x "$f" ] && [[ "$f" != *.d ]] && bins+=("$f")
+done
 cp -a --parents "${bins[@]}" "$stage/"
 # wrk for gpu_check.sh's load step (the device image has none), when this machine has it
 if command -v wrk >/dev/null; then
