@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-2}
+# the bench packages: dataset-fashion-mnist and python3-pil for the 10k test PNGs below
+scripts/deps.sh bench
 make -j"$jobs" all gpu-tests kernel-lab
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -41,6 +43,8 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
   /usr/bin/python3 models/fashion-vit/export_pngs.py "$png" > /dev/null
   tar -C "$png" -cf "$stage/build/fashion-test-png.tar" .
   rm -rf "$png"
+else
+  echo "gpu_bundle: WARNING: no /usr/share/datasets/fashion-mnist: the bundle has no 10k test PNGs, so gpu_precision.sh's accuracy rows will SKIP" >&2
 fi
 git rev-parse HEAD > "$stage/build/bundle-commit"
 tar -C "$stage" -cJf build/gpu-bundle.tar.xz build
