@@ -46,7 +46,7 @@ static vit_status check_opts(const vit_session_opts *opts, vit_session_opts *o, 
 }
 
 /* The backend for o->device, with o->device and o->precision resolved to what it runs
- * (AUTO: CUDA when built in, present and able to run the model, else the CPU in FP32 or INT8). */
+ * (AUTO: CUDA when built in and present, else the CPU in FP32 or INT8). */
 static vit_status pick_backend(const vit_model *m, vit_session_opts *o, const vit_backend **out,
                                char *err, size_t errlen) {
     const vit_backend *be = NULL;
@@ -55,8 +55,7 @@ static vit_status pick_backend(const vit_model *m, vit_session_opts *o, const vi
         if (o->precision == VIT_PREC_INT8) { /* int8 is CPU-only: AUTO means the CPU */
             be = &vit_backend_cpu;
             o->device = VIT_DEVICE_CPU;
-        } else if (cuda_available() && m->cfg.pooling != VIT_POOL_CLS_MEAN &&
-                   m->cfg.grid_h == m->cfg.grid_w) {   /* what only the CPU runs: AUTO means the CPU */
+        } else if (cuda_available()) {
 #ifdef VIT_HAVE_CUDA
             be = &vit_backend_cuda;
             o->device = VIT_DEVICE_CUDA;

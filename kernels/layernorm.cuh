@@ -31,7 +31,9 @@
  *   so the FP32 sum res + branch is normalized unrounded.
  *   w == NULL: no normalization (copy res + branch), used before mean pooling.
  *
- * mean_pool: out[b] = mean over t in [npf, T) of x[b, t]; x (B, T, D) FP32, out (B, D) FP32. */
+ * mean_pool: out[b] = mean over t in [npf, T) of x[b, t]; x (B, T, D) FP32, out (B, D) FP32.
+ *   with_cls ([class token; mean] pooling, DINOv2's linear head): out (B, 2D), row b =
+ *   [x[b, 0]; that mean], the CPU reference's layout (engine/cpu/cpu_forward.c). */
 #pragma once
 #include "common.cuh"
 #include "quant.cuh"
@@ -285,14 +287,20 @@ static inline int vk_ln_rows_chunks(int D, const void *p0, const void *p1, const
 }
 #define VK_LN_ROWS_WARPS 4
 
-static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T, int npf, int D) {
+static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T, int npf, int D,
+                                        int with_cls) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= (long long)B * D) return;
     int d = (int)(i % D);
     long long bb = i / D;
     float s = 0.f;
     for (int t = npf; t < T; t++) s += x[(bb * T + t) * D + d];
-    out[i] = s / (float)(T - npf);
+    float *o = out + bb * (with_cls ? 2 : 1) * D;
+    if (with_cls) {
+        o[d] = x[bb * T * D + d];   /* the class token's row */
+        o += D;
+    }
+    o[d] = s / (float)(T - npf);
 }
 
 /* out = LN(res [+= branch]) as FP16, or (qout != NULL) quantized with qinv / qtype instead */
@@ -373,7 +381,7 @@ static inline void prefix_rows(__half *out, const __half *x, int B, int T, int n
     prefix_rows_kernel<<<vk_cdiv(n, 256), 256, 0, st>>>(out, x, B, T, npf, D, vec);
 }
 
-static inline void mean_pool(float *out, const float *x, int B, int T, int npf, int D,
+static inline void mean_pool(float *out, const float *x, int B, int T, int npf, int D, int with_cls,
                              cudaStream_t st) {
-    mean_pool_kernel<<<vk_cdiv((long long)B * D, 256), 256, 0, st>>>(out, x, B, T, npf, D);
+    mean_pool_kernel<<<vk_cdiv((long long)B * D, 256), 256, 0, st>>>(out, x, B, T, npf, D, with_cls);
 }

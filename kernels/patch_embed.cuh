@@ -6,10 +6,11 @@
  * position embeddings, added in FP32 and stored once rounded to FP16 (the stream is FP16,
  * kernels/layernorm.cuh).
  *
- *   in       (B, C, S, S)       FP32 or FP16, already normalized (FP16: vit_forward_f16, the
+ *   in       (B, C, H, W)       FP32 or FP16, already normalized (FP16: vit_forward_f16, the
  *                                host rounded it; then this is a plain gather, bit-identical to
  *                                the FP32 path on the same values, __float2half being
- *                                round-to-nearest-even)
+ *                                round-to-nearest-even); H >= gh*P, W >= gw*P (non-square inputs:
+ *                                H != W, gh != gw)
  *   patches  (B*Np, C*P*P)      FP16, row = b*Np + gy*gw + gx, col = c*P*P + ky*P + kx
  *   pe       (B*Np, D)          FP16, the GEMM's output
  *   res      (B*T, D)           FP16, T = npf + Np
@@ -24,8 +25,8 @@ VK_INLINE __half vk_to_half(float v) { return __float2half(v); }
 VK_INLINE __half vk_to_half(__half v) { return v; }
 
 template <typename TIN>
-static __global__ void im2col_f16_kernel(__half *patches, const TIN *in, int B, int C, int S, int P,
-                                  int gh, int gw) {
+static __global__ void im2col_f16_kernel(__half *patches, const TIN *in, int B, int C, int H, int W,
+                                         int P, int gh, int gw) {
     const int K = C * P * P;            /* patch length */
     const long long total = (long long)B * gh * gw * K;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
@@ -37,7 +38,7 @@ static __global__ void im2col_f16_kernel(__half *patches, const TIN *in, int B, 
         int b = (int)(row / ((long long)gw * gh));
         int kx = col % P, ky = (col / P) % P, c = col / (P * P);
         int y = gy * P + ky, x = gx * P + kx;
-        patches[i] = vk_to_half(in[(((long long)b * C + c) * S + y) * S + x]);
+        patches[i] = vk_to_half(in[(((long long)b * C + c) * H + y) * W + x]);
     }
 }
 
@@ -63,12 +64,12 @@ static inline int vk_grid(long long total, int threads) {
     return (int)(g < 65535LL * 8 ? (g < 1 ? 1 : g) : 65535LL * 8);
 }
 
-/* in: const float * or const __half * */
+/* in: const float * or const __half *, (B, C, H, W) */
 template <typename TIN>
-static inline void im2col_f16(__half *patches, const TIN *in, int B, int C, int S, int P, int gh,
-                              int gw, cudaStream_t st) {
+static inline void im2col_f16(__half *patches, const TIN *in, int B, int C, int H, int W, int P,
+                              int gh, int gw, cudaStream_t st) {
     long long total = (long long)B * gh * gw * C * P * P;
-    im2col_f16_kernel<TIN><<<vk_grid(total, 256), 256, 0, st>>>(patches, in, B, C, S, P, gh, gw);
+    im2col_f16_kernel<TIN><<<vk_grid(total, 256), 256, 0, st>>>(patches, in, B, C, H, W, P, gh, gw);
 }
 
 static inline void embed_assemble(__half *res, const __half *pe, const float *tok, const float *pos,

@@ -41,17 +41,15 @@ static vit_status cuda_init(vit_session *s, char *err, size_t errlen) {
         layers[l] = (vcu_layer){w->ln1_w, w->ln1_b, w->qkv_w, w->qkv_b, w->proj_w, w->proj_b,
                                 w->ln2_w, w->ln2_b, w->fc1_w, w->fc1_b, w->fc2_w, w->fc2_b};
     }
-    if (c->pooling == VIT_POOL_CLS_MEAN || c->grid_h != c->grid_w) {
-        free(layers);
-        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %s is not supported by the CUDA backend yet; the CPU backend runs it",
-                        c->grid_h != c->grid_w ? "a non-square input" : "[class token; mean] pooling (DINOv2 head)");
-    }
+    /* the input is (C, grid_h * P, grid_w * P), as the session sizes it (vit_session_new); a
+     * non-square one (grid_h != grid_w) and [cls; mean] pooling run as on the CPU */
     vcu_model_desc d = {
-        .image_size = c->image_size, .patch_size = c->patch_size, .channels = c->num_channels,
+        .image_h = c->grid_h * c->patch_size, .image_w = c->grid_w * c->patch_size,
+        .patch_size = c->patch_size, .channels = c->num_channels,
         .D = c->hidden_size, .L = c->num_layers, .H = c->num_heads, .M = c->mlp_size,
         .grid_h = c->grid_h, .grid_w = c->grid_w, .Np = c->num_patches,
         .npf = c->num_prefix_tokens, .T = c->num_tokens,
-        .pooling_mean = c->pooling == VIT_POOL_MEAN, .feature_dim = c->feature_dim,
+        .pooling = (int)c->pooling, .feature_dim = c->feature_dim,
         .eps = c->layer_norm_eps,
         .patch_w = mo->patch_w, .patch_b = mo->patch_b,
         .cls_token = mo->cls_token, .dist_token = mo->dist_token, .pos_embed = mo->pos_embed,

@@ -9,7 +9,7 @@
  * position embeddings, pre-logits and heads stay FP32).
  *
  * Forward, with Bk the batch-size bucket (1, 2, 4, ..., max_batch) that holds B:
- *   in (Bk,C,S,S) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP16
+ *   in (Bk,C,H,W) -H2D-> im2col+FP16 -> GEMM(+bias) -> tokens + pos      res (Bk*T, D) FP16
  *   LN1 -> h;  per layer:  qkv = h Wqkv^T + b                          (Bk*T, 3D) FP16
  *                          att = attention(qkv) [+ head-averaged maps]  (Bk*T, D)  FP16
  *                          res += att Wproj^T + b;  h = LN2(res)
@@ -21,8 +21,9 @@
  *   only (all keys; every query row when the rollout is asked for), then the prefix rows
  *   alone (compacted to (Bk*npf, D); proj, LN2 and the MLP are 9 of a layer's 12 D^2 GEMM
  *   FLOPs, so ~6% of ViT-B's; VIT_CUDA_CLS_ONLY=0 runs every row)
- *   pooling: final LN on the prefix rows only (CLS [+ dist]) or mean over patches [+ fc_norm]
- *            (the final LN's FP32 rows (Bk*T, D) then go to qkv's buffer, dead by then);
+ *   pooling: final LN on the prefix rows only (CLS [+ dist]), or mean over patches [+ fc_norm],
+ *            or [CLS; mean over patches] (DINOv2's head, 2D wide; the last layer on every row)
+ *            (for the means, the final LN's FP32 rows (Bk*T, D) go to qkv's buffer, dead by then);
  *   [pre_logits: tanh(W x + b)] -> features (Bk, F) FP32
  * This part is a CUDA graph per (bucket, attention-output mode, input type), captured after the first eager
  * run of that pair (the eager run also picks and caches the GEMM algorithms, outside capture).
@@ -119,7 +120,7 @@ struct state {
     cublasLtHandle_t lt;
     void *ws;
     vcu_model_desc m;             /* layers pointer cleared after init */
-    int maxB, dh, K_patch, img;   /* img = C*S*S floats per image */
+    int maxB, dh, K_patch, img;   /* img = C*H*W floats per image */
     size_t smem_optin;
     int gelu_erf, tune, tune_n, attn_mma, attn_kc, attn_qt, fuse_res, cls_only;
     char gpu_name[320];
@@ -136,15 +137,15 @@ struct state {
     float *tok, *pos, *norm_w, *norm_b, *fc_norm_w, *fc_norm_b, *pre_w, *pre_b;
 
     /* activations, (rows, cols) for max_batch */
-    float *in;                    /* (B, C, S, S) FP32, or FP16 in its first half (kModeF16) */
+    float *in;                    /* (B, C, H, W) FP32, or FP16 in its first half (kModeF16) */
     __half *res;                  /* (B*T, D) the residual stream */
     __half *h, *qkv, *att, *y;    /* (B*T, D), (B*T, 3D), (B*T, D), (B*T, D) */
     size_t y_elems;
     /* the last layer's prefix rows (CLS [+ dist]) alone, (B*npf, D) and (B*npf, M); NULL when
-     * every row goes on (mean pooling, VIT_CUDA_CLS_ONLY=0) */
+     * every row goes on (mean and [cls; mean] pooling, VIT_CUDA_CLS_ONLY=0) */
     __half *res_c, *att_c, *h_c, *y_c, *mlp_c;
     __half *mlp;                  /* (B*T, M); also holds the im2col patches (B*Np, C*P*P) */
-    float *pooled, *pool_tmp, *feat; /* (B, npf*D or D), (B, D), (B, F) */
+    float *pooled, *pool_tmp, *feat; /* (B, pool_rows*D), (B, D), (B, F) */
     float *cls_d;                 /* (B, T) CLS attention row */
     float *A, *R0, *R1, *roll_d;  /* rollout, lazily: (B, T, T) x3, (B, Np) */
     float *logits_d;              /* (B, logits_cap) */
@@ -468,9 +469,12 @@ struct part_io {
     float *pooled, *pool_tmp, *feat, *cls_d, *roll_d;
 };
 
-/* feature rows per image before fc_norm / pre_logits: 1 (mean pooling), else the pooled prefix
- * tokens, CLS [+ dist]; register tokens (the last nreg prefix rows) are never pooled */
-static int pool_rows(const vcu_model_desc &m) { return m.pooling_mean ? 1 : m.npf - m.nreg; }
+/* feature rows of D per image before fc_norm / pre_logits: 1 (mean pooling), 2 ([cls; mean]),
+ * else the pooled prefix tokens, CLS [+ dist]; register tokens (the last nreg prefix rows) are
+ * never pooled */
+static int pool_rows(const vcu_model_desc &m) {
+    return m.pooling == VIT_POOL_MEAN ? 1 : m.pooling == VIT_POOL_CLS_MEAN ? 2 : m.npf - m.nreg;
+}
 
 part_io part_at(const state *s, int i0, int mode) {
     const vcu_model_desc &m = s->m;
@@ -494,9 +498,11 @@ vit_status enqueue_embed(state *s, const part_io &p, int Bk, int mode, char *err
     const int D = m.D, T = m.T, NT = Bk * T;
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
     if (mode & kModeF16)
-        im2col_f16(s->mlp, static_cast<const __half *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+        im2col_f16(s->mlp, static_cast<const __half *>(p.in), Bk, m.channels, m.image_h, m.image_w, m.patch_size,
+                   m.grid_h, m.grid_w, st);
     else
-        im2col_f16(s->mlp, static_cast<const float *>(p.in), Bk, m.channels, m.image_size, m.patch_size, m.grid_h, m.grid_w, st);
+        im2col_f16(s->mlp, static_cast<const float *>(p.in), Bk, m.channels, m.image_h, m.image_w, m.patch_size,
+                   m.grid_h, m.grid_w, st);
     LAUNCHED();
     OK(gemm(s, s->y, s->mlp, s->patch_w, s->patch_b, Bk * m.Np, D, s->K_patch, BIAS, 0, err, errlen));
     embed_assemble(s->res, s->y, s->tok, s->pos, Bk, T, m.npf, D, st);
@@ -515,7 +521,7 @@ vit_status enqueue_pool(state *s, const part_io &p, int Bk, int mode, const __ha
     const cublasLtEpilogue_t BIAS = CUBLASLT_EPILOGUE_BIAS;
     /* as the CPU reference: final norm (if any), pooling, then fc_norm (if any) */
     float *pool_out = s->fc_norm_w ? p.pool_tmp : p.pooled;
-    if (!m.pooling_mean) {
+    if (m.pooling == VIT_POOL_CLS) {
         /* last residual add + final LN on the pooled prefix rows only: (Bk, pool_rows*D), from
          * the compacted rows (stride npf) when the last layer ran on them alone */
         const bool compact = m.L > 0 && s->res_c;
@@ -523,10 +529,11 @@ vit_status enqueue_pool(state *s, const part_io &p, int Bk, int mode, const __ha
                         Bk * pool_rows(m), pool_rows(m), compact ? m.npf : T, D, m.eps, st);
     } else {
         /* every row, FP32 (Bk*T, D), into qkv's buffer: NT*3D halves hold NT*D floats, and qkv
-         * is dead after the last attention */
+         * is dead after the last attention; [cls; mean]: the CLS row of these, then the mean
+         * (pool_out (Bk, 2D)) */
         float *rows = reinterpret_cast<float *>(s->qkv);
         final_layernorm(rows, s->res, last, s->norm_w, s->norm_b, NT, T, T, D, m.eps, st);
-        mean_pool(pool_out, rows, Bk, T, m.npf, D, st);
+        mean_pool(pool_out, rows, Bk, T, m.npf, D, m.pooling == VIT_POOL_CLS_MEAN, st);
     }
     if (s->fc_norm_w) /* feature rows are D wide here (mean pooling or a single CLS token) */
         final_layernorm(p.pooled, p.pool_tmp, nullptr, s->fc_norm_w, s->fc_norm_b, Bk, 1, 1, D,
@@ -751,14 +758,20 @@ vit_status check_model(const vcu_model_desc &m, int max_batch, int gpu_id, char 
     if (max_batch < 1) return vit_errf(VIT_E_ARG, err, errlen, "cuda: max_batch %d < 1", max_batch);
     if (m.H < 1 || m.D % m.H)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: hidden size %d not divisible by %d heads", m.D, m.H);
-    if (!m.pooling_mean && m.npf - m.nreg < 1)
+    if (m.pooling != VIT_POOL_CLS && m.pooling != VIT_POOL_MEAN && m.pooling != VIT_POOL_CLS_MEAN)
+        return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: unknown pooling %d", m.pooling);
+    if (m.pooling != VIT_POOL_MEAN && m.npf - m.nreg < 1)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: CLS pooling without a class token");
+    /* [cls; mean]: one class token (row 0), nothing after the pooling (as the CPU backend) */
+    if (m.pooling == VIT_POOL_CLS_MEAN && (m.npf - m.nreg != 1 || m.fc_norm_w || m.pre_logits_w))
+        return vit_errf(VIT_E_CONFIG, err, errlen,
+                        "cuda: [class token; mean] pooling needs one class token and no fc_norm or pre_logits");
     if (m.nreg < 0 || m.nreg > m.npf)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: %d register tokens among %d prefix tokens", m.nreg, m.npf);
-    if (m.fc_norm_w && !m.pooling_mean && pool_rows(m) > 1)
+    if (m.fc_norm_w && m.pooling != VIT_POOL_MEAN && pool_rows(m) > 1)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: fc_norm with two pooled tokens is not supported");
-    if (m.T != m.npf + m.Np || m.Np != m.grid_h * m.grid_w || m.grid_h * m.patch_size > m.image_size ||
-        m.grid_w * m.patch_size > m.image_size)
+    if (m.T != m.npf + m.Np || m.grid_h < 1 || m.grid_w < 1 || m.Np != m.grid_h * m.grid_w ||
+        m.grid_h * m.patch_size > m.image_h || m.grid_w * m.patch_size > m.image_w)
         return vit_errf(VIT_E_CONFIG, err, errlen, "cuda: inconsistent token counts");
     int F = m.pre_logits_w ? m.D : pool_rows(m) * m.D;
     if (F != m.feature_dim)
@@ -793,7 +806,7 @@ vit_status init_device(state *s, const vcu_model_desc &m, int max_batch, int gpu
     s->maxB = max_batch;
     s->dh = m.D / m.H;
     s->K_patch = m.channels * m.patch_size * m.patch_size;
-    s->img = m.channels * m.image_size * m.image_size;
+    s->img = m.channels * m.image_h * m.image_w;
     /* the VIT_CUDA_* knobs (engine/knobs.c validated them when the session started) */
     s->gelu_erf = vit_knob_is(VIT_KNOB_CUDA_GELU, "erf");
     s->attn_mma = !vit_knob_is(VIT_KNOB_CUDA_ATTN, "wmma") && prop.major >= 8;   /* mma.m16n8k16: sm_80+ */
@@ -952,7 +965,7 @@ vit_status alloc_activations(state *s, char *err, size_t errlen) {
         OK(dalloc_t(s, &s->xq, NT * (size_t)(D > M ? D : M), err, errlen));
         OK(dalloc(s, &s->acc, NT * (size_t)(3 * D > M ? 3 * D : M) * 4, err, errlen));
     }
-    if (s->cls_only && !m.pooling_mean && m.npf >= 1 && m.L >= 1) {
+    if (s->cls_only && m.pooling == VIT_POOL_CLS && m.npf >= 1 && m.L >= 1) {
         const size_t P = B * m.npf;
         OK(dalloc_t(s, &s->res_c, P * D, err, errlen));
         OK(dalloc_t(s, &s->att_c, P * D, err, errlen));
@@ -960,7 +973,7 @@ vit_status alloc_activations(state *s, char *err, size_t errlen) {
         OK(dalloc_t(s, &s->y_c, P * D, err, errlen));
         OK(dalloc_t(s, &s->mlp_c, P * M, err, errlen));
     }
-    OK(dalloc_t(s, &s->pooled, B * (m.npf > 1 ? m.npf : 1) * D, err, errlen));
+    OK(dalloc_t(s, &s->pooled, B * pool_rows(m) * D, err, errlen));
     OK(dalloc_t(s, &s->pool_tmp, B * D, err, errlen));
     if (s->pre_w) OK(dalloc_t(s, &s->feat, B * D, err, errlen));
     else s->feat = s->pooled;

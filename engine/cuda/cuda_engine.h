@@ -19,10 +19,11 @@ typedef struct vcu_layer {            /* shapes as in model.h */
 } vcu_layer;
 
 typedef struct vcu_model_desc {
-    int image_size, patch_size, channels;    /* input (B, channels, image_size, image_size) */
+    int image_h, image_w, patch_size, channels; /* input (B, channels, image_h, image_w) */
     int D, L, H, M;                          /* hidden, layers, heads, MLP size */
-    int grid_h, grid_w, Np, npf, T;          /* patches, prefix tokens, tokens */
-    int pooling_mean, feature_dim;
+    int grid_h, grid_w, Np, npf, T;          /* patches (grid_h may differ from grid_w), prefix
+                                                tokens, tokens */
+    int pooling, feature_dim;                /* vit_pooling: CLS, MEAN or CLS_MEAN ([cls; mean]) */
     float eps;
     const float *patch_w, *patch_b;          /* (D, C*P*P), (D) */
     const float *cls_token, *dist_token;     /* (D) or NULL */
@@ -58,10 +59,10 @@ typedef struct vcu_outputs {                 /* any may be NULL */
 int vcu_device_count(void);
 vit_status vcu_init(void **state, const vcu_model_desc *m, int max_batch, int gpu_id, char *err,
                     size_t errlen);
-/* input (B, C, S, S) on the host: FP32 (type VIT_INPUT_F32) or binary16 bits (VIT_INPUT_F16) */
+/* input (B, C, H, W) on the host: FP32 (type VIT_INPUT_F32) or binary16 bits (VIT_INPUT_F16) */
 vit_status vcu_forward(void *state, const void *input, vit_input_type type, int B,
                        const vcu_head_desc *head, const vcu_outputs *out, char *err, size_t errlen);
-/* pinned (max_batch, C, S, S) host buffer owned by the session */
+/* pinned (max_batch, C, H, W) host buffer owned by the session */
 float *vcu_input_buffer(void *state);
 /* pinned host memory (vit_input_alloc); NULL when it cannot be had.  vcu_host_free also frees
  * plain malloc'd memory (vit_input_alloc's fallback when pinning fails). */

@@ -46,13 +46,14 @@ int main(int argc, char **argv) {
     vit_model *m = NULL;
     if (vit_model_load(dir, NULL, &m, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
     const vit_config *c = vit_model_config(m);
+    const int H = c->grid_h * c->patch_size, W = c->grid_w * c->patch_size, CH = c->num_channels;
     float *x = NULL;
     int64_t shape[8];
     int nd = 0;
     if (in) {
         if (vit_npy_read(in, &x, shape, &nd, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
-        if (nd != 4 || shape[1] != 3 || shape[2] != c->image_size || shape[3] != c->image_size) {
-            fprintf(stderr, "bench_cuda: input must be (N,3,%d,%d)\n", c->image_size, c->image_size);
+        if (nd != 4 || shape[1] != CH || shape[2] != H || shape[3] != W) {
+            fprintf(stderr, "bench_cuda: input must be (N,%d,%d,%d)\n", CH, H, W);
             return 1;
         }
         B = (int)shape[0];
@@ -61,7 +62,7 @@ int main(int argc, char **argv) {
                            .precision = dev == VIT_DEVICE_CUDA ? VIT_PREC_FP16 : VIT_PREC_FP32};
     vit_session *s = NULL;
     if (vit_session_new(m, &so, &s, err, sizeof err)) { fprintf(stderr, "bench_cuda: %s\n", err); return 1; }
-    size_t img = (size_t)3 * c->image_size * c->image_size;
+    size_t img = (size_t)CH * H * W;
     float *buf = vit_session_input_buffer(s);   /* pinned on CUDA, NULL on the CPU */
     int own = !buf;
     if (own) buf = malloc(sizeof(float) * img * B);

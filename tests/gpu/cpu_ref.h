@@ -4,9 +4,9 @@
 #include <math.h>
 #include <vector>
 
-/* in (B,C,S,S) -> patches (B*gh*gw, C*P*P) */
-static inline std::vector<double> ref_im2col(const std::vector<float> &in, int B, int C, int S, int P,
-                                      int gh, int gw) {
+/* in (B,C,H,W) -> patches (B*gh*gw, C*P*P); gh*P <= H, gw*P <= W */
+static inline std::vector<double> ref_im2col(const std::vector<float> &in, int B, int C, int H, int W,
+                                             int P, int gh, int gw) {
     int K = C * P * P;
     std::vector<double> o((size_t)B * gh * gw * K);
     for (int b = 0; b < B; b++)
@@ -16,7 +16,25 @@ static inline std::vector<double> ref_im2col(const std::vector<float> &in, int B
                     for (int ky = 0; ky < P; ky++)
                         for (int kx = 0; kx < P; kx++)
                             o[(((size_t)b * gh + gy) * gw + gx) * K + (c * P + ky) * P + kx] =
-                                in[(((size_t)b * C + c) * S + gy * P + ky) * S + gx * P + kx];
+                                in[(((size_t)b * C + c) * H + gy * P + ky) * W + gx * P + kx];
+    return o;
+}
+
+/* pooling of x (B,T,D): the mean over tokens [npf, T) -> (B, D), or with with_cls
+ * ([class token; mean], DINOv2's head) [x[b,0]; that mean] -> (B, 2D) */
+static inline std::vector<double> ref_mean_pool(const std::vector<float> &x, int B, int T, int npf, int D,
+                                                bool with_cls) {
+    const int F = with_cls ? 2 * D : D;
+    std::vector<double> o((size_t)B * F, 0);
+    for (int b = 0; b < B; b++) {
+        double *ob = &o[(size_t)b * F];
+        if (with_cls)
+            for (int d = 0; d < D; d++) ob[d] = x[(size_t)b * T * D + d];
+        double *om = ob + (with_cls ? D : 0);
+        for (int t = npf; t < T; t++)
+            for (int d = 0; d < D; d++) om[d] += x[((size_t)b * T + t) * D + d];
+        for (int d = 0; d < D; d++) om[d] /= (double)(T - npf);
+    }
     return o;
 }
 

@@ -1,12 +1,16 @@
 /* test_cuda_forward.c: the CUDA backend (FP16) against the CPU backend (FP32, the reference) end
  * to end through the public API.  Needs a GPU; run by bench/gpu_check.sh.
  * Part 1, synthetic models built in memory: a ViT-B/16-shaped one (T = 197, head dim 64: the
- *   WMMA attention path) and small variants (mean pooling + fc_norm, pre_logits, DeiT distilled);
+ *   WMMA attention path) and small variants (mean pooling + fc_norm, pre_logits, DeiT distilled,
+ *   then non-square inputs with CLS, [cls; mean] (DINOv2's head, head dim 64) and mean pooling);
  *   batches that hit a bucket exactly and ones that don't, graph replay == eager first run, a head
  *   swap (another head object, other class count) and back, then the exact-erf GELU mode and the
  *   WMMA attention kernel (VIT_CUDA_ATTN=wmma; the default is the mma.sync one) on the ViT-B-shaped model.
- * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy (one-channel, LayerScale and
- * register-token models included; a [cls; mean]-pooled one must be refused cleanly).
+ * Part 2, fixtures: every tests/fixtures/models/DIR with ref/input.npy (one-channel, LayerScale,
+ * register-token, non-square and [cls; mean]-pooled models included); the non-square and
+ * [cls; mean] ones also at a larger square size, their position embeddings resampled at load
+ * (timm's resample_abs_pos_embed, which the CUDA session uploads as is; a transformers Dinov2
+ * model is refused at load for both backends, which the test checks).
  * FP16 input (vit_forward_f16): on every synthetic model, bucket and the sub-batched session, logits
  *   and features bit-identical to FP32 input of the same values (maps within 1e-5: atomics).
  * Checks: logits max|diff| <= 1e-2 * max|logit_cpu| per image; identical top-1 (on synthetic
@@ -175,7 +179,7 @@ static void test_synthetic(const synth_spec *sp, int maxB, const int *batches, i
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
     int C = sp->classes, F = c->feature_dim, NP = c->num_patches;
-    size_t img = (size_t)3 * sp->S * sp->S;
+    size_t img = (size_t)sp->C * (c->grid_h * sp->P) * (c->grid_w * sp->P);
     float *x = malloc(sizeof(float) * img * maxB);
     for (size_t i = 0; i < img * maxB; i++) x[i] = synth_frand();
     /* the FP16 input: x rounded (xh), and the same values as FP32 (xr) */
@@ -304,6 +308,50 @@ out:
     synth_free(m);
 }
 
+/* a fixture model, CUDA against the CPU on B images x, maps included; strict_top1 as compare() */
+static void compare_fixture(const char *tag, const vit_model *m, const float *x, int B, int strict_top1) {
+    const vit_config *c = vit_model_config(m);
+    int C = c->num_classes, F = c->feature_dim, NP = c->num_patches;
+    vit_session *cpu = new_session(m, VIT_DEVICE_CPU, B), *gpu = new_session(m, VIT_DEVICE_CUDA, B);
+    if (cpu && gpu) {
+        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);
+        vit_status a = run(cpu, x, B, NULL, &oc, 1), b = run(gpu, x, B, NULL, &og, 1);
+        CHECK(a == VIT_OK && b == VIT_OK, "%s forward: cuda %s", tag,
+              b == VIT_OK ? "ok" : vit_session_errmsg(gpu));
+        if (a == VIT_OK && b == VIT_OK) compare(tag, &og, &oc, B, C, F, NP, 1, strict_top1);
+        outs_free(&oc); outs_free(&og);
+    }
+    vit_session_free(cpu);
+    vit_session_free(gpu);
+}
+
+/* a model that is non-square or [cls; mean]-pooled, loaded again to run square at a size it was
+ * not trained at: the position embeddings resampled at load (timm's way), which the CUDA session
+ * uploads as the CPU uses them.  A transformers Dinov2 model refuses that at load, on any device
+ * (its own interpolation is not implemented): that refusal is checked instead. */
+static void test_fixture_resized(const char *dir, const char *name, const vit_config *c0) {
+    const int P = c0->patch_size, S = ((c0->grid_h > c0->grid_w ? c0->grid_h : c0->grid_w) + 1) * P;
+    vit_load_opts lo = {.image_size = S};
+    vit_model *m = NULL;
+    char err[256] = "", tag[400];
+    vit_status st = vit_model_load(dir, &lo, &m, err, sizeof err);
+    if (st != VIT_OK) {
+        CHECK(st == VIT_E_ARG && strstr(err, "Dinov2") && strstr(err, "not implemented"),
+              "fixture %s at %dx%d: loads, or is refused as a transformers Dinov2 model: %s", name, S, S, err);
+        return;
+    }
+    const vit_config *c = vit_model_config(m);
+    CHECK(c->grid_h == S / P && c->grid_w == S / P, "fixture %s at %dx%d: grid %dx%d", name, S, S, c->grid_h, c->grid_w);
+    const int B = 3;
+    const size_t n = (size_t)B * c->num_channels * S * S;
+    float *x = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = 2.f * synth_frand();
+    snprintf(tag, sizeof tag, "fixture %s at %dx%d (position embeddings resampled)", name, S, S);
+    compare_fixture(tag, m, x, B, 0);   /* random images: top-1 only where the CPU's margin is clear */
+    free(x);
+    vit_model_free(m);
+}
+
 static int test_fixture(const char *root, const char *name) {
     char dir[1024], path[1200], err[256] = "";
     snprintf(dir, sizeof dir, "%s/%s", root, name);
@@ -319,32 +367,10 @@ static int test_fixture(const char *root, const char *name) {
         return 1;
     }
     const vit_config *c = vit_model_config(m);
-    int B = (int)shape[0], C = c->num_classes, F = c->feature_dim, NP = c->num_patches;
-    if (c->pooling == VIT_POOL_CLS_MEAN) {
-        /* [cls; mean] pooling (DINOv2 head) runs on the CPU only: the CUDA session must refuse it */
-        vit_session_opts so = {.max_batch = B, .device = VIT_DEVICE_CUDA, .precision = VIT_PREC_FP16};
-        vit_session *s = NULL;
-        vit_status st = vit_session_new(m, &so, &s, err, sizeof err);
-        CHECK(st == VIT_E_CONFIG && !s && strstr(err, "not supported by the CUDA backend"),
-              "fixture %s: cuda refuses [cls; mean] pooling cleanly: %s", name, st ? err : "opened");
-        vit_session_free(s);
-        vit_model_free(m);
-        free(x);
-        return 1;
-    }
-    vit_session *cpu = new_session(m, VIT_DEVICE_CPU, B), *gpu = new_session(m, VIT_DEVICE_CUDA, B);
-    if (cpu && gpu) {
-        outs oc = outs_new(B, C, F, NP), og = outs_new(B, C, F, NP);
-        vit_status a = run(cpu, x, B, NULL, &oc, 1), b = run(gpu, x, B, NULL, &og, 1);
-        CHECK(a == VIT_OK && b == VIT_OK, "fixture %s forward: cuda %s", name,
-              b == VIT_OK ? "ok" : vit_session_errmsg(gpu));
-        char tag[300];
-        snprintf(tag, sizeof tag, "fixture %s", name);
-        if (a == VIT_OK && b == VIT_OK) compare(tag, &og, &oc, B, C, F, NP, 1, 1);
-        outs_free(&oc); outs_free(&og);
-    }
-    vit_session_free(cpu);
-    vit_session_free(gpu);
+    char tag[300];
+    snprintf(tag, sizeof tag, "fixture %s", name);
+    compare_fixture(tag, m, x, (int)shape[0], 1);
+    if (c->pooling == VIT_POOL_CLS_MEAN || c->grid_h != c->grid_w) test_fixture_resized(dir, name, c);
     vit_model_free(m);
     free(x);
     return 1;
@@ -358,19 +384,32 @@ int main(void) {
     synth_rng = 0x9E3779B97F4A7C15ull;   /* the stream this test's tolerances were set on */
     int quick = getenv("VITD_GPU_QUICK") && atoi(getenv("VITD_GPU_QUICK"));
     const synth_spec small[] = {
-        {"small-cls-dh16", 64, 2, 4, 128, 8, 64, 3, 10, VIT_POOL_CLS, 0, 0, 0},
-        {"small-mean-fcnorm", 64, 2, 2, 96, 8, 48, 3, 7, VIT_POOL_MEAN, 0, 0, 1},
-        {"small-prelogits", 64, 2, 4, 128, 8, 48, 3, 5, VIT_POOL_CLS, 0, 1, 0},
-        {"small-distilled", 96, 2, 6, 192, 8, 48, 3, 6, VIT_POOL_CLS, 1, 0, 0},
+        {"small-cls-dh16", 64, 2, 4, 128, 8, 64, 3, 10, VIT_POOL_CLS, 0, 0, 0, 0},
+        {"small-mean-fcnorm", 64, 2, 2, 96, 8, 48, 3, 7, VIT_POOL_MEAN, 0, 0, 1, 0},
+        {"small-prelogits", 64, 2, 4, 128, 8, 48, 3, 5, VIT_POOL_CLS, 0, 1, 0, 0},
+        {"small-distilled", 96, 2, 6, 192, 8, 48, 3, 6, VIT_POOL_CLS, 1, 0, 0, 0},
     };
     const int b_small[] = {1, 3, 4, 5};
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) test_synthetic(&small[i], 5, b_small, 4);
     if (!quick) {
         /* ViT-B/16 shapes (2 layers to keep the CPU reference quick) */
-        const synth_spec vitb = {"vitb16-2layer", 768, 2, 12, 3072, 16, 224, 3, 1000, VIT_POOL_CLS, 0, 0, 0};
+        const synth_spec vitb = {"vitb16-2layer", 768, 2, 12, 3072, 16, 224, 3, 1000, VIT_POOL_CLS, 0, 0, 0, 0};
         const int b_b[] = {1, 2, 6, 8};
         test_synthetic(&vitb, 8, b_b, 4);
     }
+    /* after the models above, so that their random stream is the one their tolerances were set
+     * on: non-square inputs (grid_h != grid_w) with CLS pooling (the last layer on the CLS rows
+     * alone), [cls; mean] pooling (DINOv2's head, every row to the end; head dim 64: the mma.sync
+     * attention kernel) and mean pooling + fc_norm; VITD_GPU_QUICK (compute-sanitizer): the
+     * non-square [cls; mean] one alone */
+    const synth_spec rect[] = {
+        {"small-cls-rect", 64, 2, 4, 128, 8, 64, 3, 10, VIT_POOL_CLS, 0, 0, 0, 40},
+        {"small-clsmean-rect", 128, 2, 2, 256, 8, 48, 3, 9, VIT_POOL_CLS_MEAN, 0, 0, 0, 80},
+        {"small-clsmean-square", 64, 2, 4, 128, 8, 40, 3, 6, VIT_POOL_CLS_MEAN, 0, 0, 0, 0},
+        {"small-mean-fcnorm-rect", 64, 2, 2, 96, 8, 32, 3, 7, VIT_POOL_MEAN, 0, 0, 1, 56},
+    };
+    for (size_t i = 0; i < sizeof rect / sizeof rect[0]; i++)
+        if (!quick || !strcmp(rect[i].name, "small-clsmean-rect")) test_synthetic(&rect[i], 5, b_small, 4);
     const char *root = getenv("VITD_FIXTURES") ? getenv("VITD_FIXTURES") : "tests/fixtures/models";
     DIR *d = opendir(root);
     if (!d) {

@@ -150,13 +150,13 @@ int main(void) {
     }
     synth_rng = 0x51A7E5EEDull;
     const synth_spec small[] = {
-        {"small-cls", 64, 2, 4, 128, 8, 64, 3, 10, VIT_POOL_CLS, 0, 0, 0},
-        {"small-mean-fcnorm", 64, 2, 2, 96, 8, 48, 3, 7, VIT_POOL_MEAN, 0, 0, 1},
-        {"small-distilled", 96, 2, 6, 192, 8, 48, 3, 6, VIT_POOL_CLS, 1, 0, 0},
+        {"small-cls", 64, 2, 4, 128, 8, 64, 3, 10, VIT_POOL_CLS, 0, 0, 0, 0},
+        {"small-mean-fcnorm", 64, 2, 2, 96, 8, 48, 3, 7, VIT_POOL_MEAN, 0, 0, 1, 0},
+        {"small-distilled", 96, 2, 6, 192, 8, 48, 3, 6, VIT_POOL_CLS, 1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) test_model(&small[i], 5);
     if (!(getenv("VITD_GPU_QUICK") && atoi(getenv("VITD_GPU_QUICK")))) {
-        const synth_spec vitb = {"vitb16-2layer", 768, 2, 12, 3072, 16, 224, 3, 1000, VIT_POOL_CLS, 0, 0, 0};
+        const synth_spec vitb = {"vitb16-2layer", 768, 2, 12, 3072, 16, 224, 3, 1000, VIT_POOL_CLS, 0, 0, 0, 0};
         test_model(&vitb, 8);
     }
     return TEST_SUMMARY();

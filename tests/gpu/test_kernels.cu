@@ -40,18 +40,21 @@
 
 static size_t g_optin;
 
-static void test_im2col_embed(void) {
-    const int B = 3, C = 3, S = 40, P = 8, gh = S / P, gw = S / P, Np = gh * gw, D = 48, npf = 2,
-              T = npf + Np;
-    std::vector<float> in((size_t)B * C * S * S);
+/* im2col on (B, C, H, W) input, patch P (H != W: a non-square input, gh != gw), then
+ * embed_assemble on its token count */
+static void test_im2col_embed(int H, int W, int P) {
+    const int B = 3, C = 3, gh = H / P, gw = W / P, Np = gh * gw, D = 48, npf = 2, T = npf + Np;
+    char name[128];
+    std::vector<float> in((size_t)B * C * H * W);
     gh_fill(in, 2.f);
     float *din = gh_up(in);
     __half *dp = gh_dev<__half>((size_t)B * Np * C * P * P);
-    im2col_f16(dp, din, B, C, S, P, gh, gw, 0);
+    im2col_f16(dp, din, B, C, H, W, P, gh, gw, 0);
     GH_SYNC();
-    std::vector<double> ref = ref_im2col(in, B, C, S, P, gh, gw);
+    std::vector<double> ref = ref_im2col(in, B, C, H, W, P, gh, gw);
     for (auto &r : ref) r = __half2float(__float2half((float)r));  /* exact FP16 rounding */
-    gh_check("im2col_f16 (exact fp16 rounding)", gh_down_half(dp, ref.size()), ref, 0, 0);
+    snprintf(name, sizeof name, "im2col_f16 %dx%d P=%d (exact fp16 rounding)", H, W, P);
+    gh_check(name, gh_down_half(dp, ref.size()), ref, 0, 0);
 
     /* FP16 input (vit_forward_f16): the host rounds (to nearest even, as __float2half), the
      * __half kernel only gathers; its patches must be the FP32 kernel's bit for bit, here on the
@@ -66,16 +69,16 @@ static void test_im2col_embed(void) {
         float *din2 = gh_up(in2);
         __half *din2h = gh_up_half(in2);           /* the host's rounding */
         __half *dp32 = gh_dev<__half>(np), *dp16 = gh_dev<__half>(np);
-        im2col_f16(dp32, din2, B, C, S, P, gh, gw, 0);
-        im2col_f16(dp16, din2h, B, C, S, P, gh, gw, 0);
+        im2col_f16(dp32, din2, B, C, H, W, P, gh, gw, 0);
+        im2col_f16(dp16, din2h, B, C, H, W, P, gh, gw, 0);
         GH_SYNC();
         std::vector<__half> a(np), b(np);
         GH_CUDA(cudaMemcpy(a.data(), dp32, np * sizeof(__half), cudaMemcpyDeviceToHost));
         GH_CUDA(cudaMemcpy(b.data(), dp16, np * sizeof(__half), cudaMemcpyDeviceToHost));
         size_t diff = 0;
         for (size_t i = 0; i < np; i++) diff += memcmp(&a[i], &b[i], sizeof(__half)) != 0;
-        gh_result(diff == 0, "im2col_f16 on __half input == on float input, bit for bit (%zu of %zu differ)",
-                  diff, np);
+        gh_result(diff == 0, "im2col_f16 %dx%d on __half input == on float input, bit for bit (%zu of %zu differ)",
+                  H, W, diff, np);
         cudaFree(din2); cudaFree(din2h); cudaFree(dp32); cudaFree(dp16);
     }
 
@@ -94,7 +97,8 @@ static void test_im2col_embed(void) {
                     (double)(t < npf ? tok[t * D + d] : pe[((size_t)b * Np + t - npf) * D + d]) + pos[t * D + d];
     /* the FP16 stream: one rounding of the FP32 sum, <= 2^-11 relative (+ FP32's 2^-24), or half
      * of FP16's subnormal step 2^-24 near zero */
-    gh_check("embed_assemble (fp16 res)", gh_down_half(dres, r2.size()), r2, 3e-8, 4.9e-4);
+    snprintf(name, sizeof name, "embed_assemble T=%d (fp16 res)", T);
+    gh_check(name, gh_down_half(dres, r2.size()), r2, 3e-8, 4.9e-4);
     cudaFree(din); cudaFree(dp); cudaFree(dpe); cudaFree(dtok); cudaFree(dpos); cudaFree(dres);
 }
 
@@ -212,7 +216,7 @@ static void test_layernorms(int N, int D) {
         std::vector<float> rows((size_t)Bq * T * D);
         gh_fill(rows, 2.f);
         float *drows = gh_up(rows), *dmp = gh_dev<float>((size_t)Bq * D);
-        mean_pool(dmp, drows, Bq, T, 1, D, 0);
+        mean_pool(dmp, drows, Bq, T, 1, D, 0, 0);
         GH_SYNC();
         std::vector<double> rm((size_t)Bq * D, 0);
         for (int bb = 0; bb < Bq; bb++)
@@ -224,6 +228,37 @@ static void test_layernorms(int N, int D) {
         cudaFree(drows); cudaFree(dmp);
     }
     cudaFree(dres); cudaFree(dw); cudaFree(db); cudaFree(dbr); cudaFree(dout);
+}
+
+/* mean_pool over tokens [npf, T) of FP32 rows (B, T, D), against float64: out (B, D), or with
+ * with_cls ([class token; mean], DINOv2's head) (B, 2D) = [row 0; mean], the CLS half copied
+ * exactly.  The output is poisoned first: every element must be written. */
+static void test_mean_pool(int B, int T, int npf, int D, bool with_cls) {
+    char name[128];
+    const int F = with_cls ? 2 * D : D;
+    std::vector<float> x((size_t)B * T * D);
+    gh_fill(x, 2.f, 0.25f);
+    float *dx = gh_up(x), *dout = gh_dev<float>((size_t)B * F);
+    GH_CUDA(cudaMemset(dout, 0xFF, sizeof(float) * B * F));   /* NaN */
+    mean_pool(dout, dx, B, T, npf, D, with_cls, 0);
+    GH_SYNC();
+    std::vector<double> ref = ref_mean_pool(x, B, T, npf, D, with_cls);
+    std::vector<float> got = gh_down(dout, ref.size());
+    /* FP32 sums of T - npf values of magnitude <= 2.25 */
+    snprintf(name, sizeof name, "mean_pool%s B=%d T=%d npf=%d D=%d", with_cls ? " [cls; mean]" : "", B, T, npf, D);
+    gh_check(name, got, ref, 1e-5, 1e-5);
+    if (with_cls) {
+        std::vector<float> gc;
+        std::vector<double> rc;
+        for (int b = 0; b < B; b++)
+            for (int d = 0; d < D; d++) {
+                gc.push_back(got[(size_t)b * F + d]);
+                rc.push_back(ref[(size_t)b * F + d]);
+            }
+        snprintf(name, sizeof name, "mean_pool [cls; mean] B=%d T=%d D=%d: class token rows exact", B, T, D);
+        gh_check(name, gc, rc, 0, 0);
+    }
+    cudaFree(dx); cudaFree(dout);
 }
 
 /* the WMMA kernel with another warp count (kernels/dev/attention.cu's v3 = 8 warps, v4 = 2) */
@@ -832,7 +867,9 @@ int main(void) {
     emu_race_self_test(gh_result);
 #endif
 
-    test_im2col_embed();
+    test_im2col_embed(40, 40, 8);     /* square, 5x5 patches */
+    test_im2col_embed(24, 40, 8);     /* non-square: 3x5 */
+    test_im2col_embed(42, 28, 14);    /* non-square, patch 14 (the rect fixtures, transposed): 3x2 */
     test_prefix_rows(3, 197, 1, 768, 0);   /* CLS pooling, 16-byte chunks */
     test_prefix_rows(4, 18, 2, 32, 0);     /* DeiT distilled, the fixtures' D */
     test_prefix_rows(2, 9, 2, 20, 0);      /* D % 8 != 0: single halves */
@@ -843,6 +880,10 @@ int main(void) {
     test_layernorms(9, 1280);   /* ... 5 chunks in the 6-wide instance (ViT-H) */
     test_layernorms(35, 100);   /* D % 8 != 0: the three-pass kernel, __half2 pairs */
     test_layernorms(21, 75);    /* D odd: single halves (residual_layernorm_kernel<1>) */
+    test_mean_pool(GPU_EMU(4, 2), 257, 1, 768, true);   /* DINOv2 ViT-B/14 at 224: [cls; mean] */
+    test_mean_pool(3, 11, 5, 32, true);      /* 4 registers after the class token (the fixtures') */
+    test_mean_pool(2, 15, 1, 20, true);      /* 2x7 non-square grid, D % 8 != 0 */
+    test_mean_pool(3, 50, 2, 48, false);     /* mean only, two prefix tokens skipped */
     test_attention(GPU_EMU(2, 1), 197, 12, 64, false, 1.f);   /* ViT-B/16: WMMA path */
     test_attention(GPU_EMU(2, 1), 197, 12, 64, true, 1.f);    /* same through the fallback */
     test_attention(3, 50, 4, 32, false, 2.f);     /* T not a multiple of 16, peaky softmax */

@@ -3,6 +3,7 @@
  * (CUDA vs CPU).  Header-only, like harness.h: the test Makefile rules build one source per binary.
  * The random stream is a xorshift64 in synth_rng; a test may reseed it before building.
  *   synth_spec sp = {.D = 64, .L = 2, .H = 4, .M = 128, .P = 4, .S = 16, .C = 3, .classes = 7};
+ * (.Sw = 24 makes the input 16 x 24: a non-square 4 x 6 grid.)
  *   vit_model *m = synth_model(&sp);  ... vit_session_new(m, ...) ...  synth_free(m); */
 #ifndef VIT_TEST_SYNTH_MODEL_H
 #define VIT_TEST_SYNTH_MODEL_H
@@ -27,6 +28,7 @@ typedef struct {
     int classes;
     vit_pooling pool;
     int distilled, pre_logits, fc_norm;
+    int Sw;                    /* image width when not S (non-square input), 0: S */
 } synth_spec;
 
 /* n values offset + scale * U[-1,1) at *cursor, which moves past them */
@@ -62,17 +64,21 @@ static inline void synth_head_free(vit_head *h) {
 static inline vit_model *synth_model(const synth_spec *sp) {
     vit_model *m = calloc(1, sizeof *m);
     vit_config *c = &m->cfg;
-    int D = sp->D, M = sp->M, G = sp->S / sp->P, CPP = sp->C * sp->P * sp->P;
+    const int Sw = sp->Sw ? sp->Sw : sp->S;
+    int D = sp->D, M = sp->M, G = sp->S / sp->P, Gw = Sw / sp->P, CPP = sp->C * sp->P * sp->P;
     if (sp->name) snprintf(c->architecture, sizeof c->architecture, "%s", sp->name);
     c->image_size = c->trained_image_size = sp->S;
+    c->image_h = c->trained_image_h = G * sp->P;
+    c->image_w = c->trained_image_w = Gw * sp->P;
     c->patch_size = sp->P;
     c->num_channels = sp->C;
     c->hidden_size = D;
     c->num_layers = sp->L;
     c->num_heads = sp->H;
     c->mlp_size = M;
-    c->grid_h = c->grid_w = G;
-    c->num_patches = G * G;
+    c->grid_h = G;
+    c->grid_w = Gw;
+    c->num_patches = G * Gw;
     c->num_prefix_tokens = sp->distilled ? 2 : 1;
     c->num_tokens = c->num_prefix_tokens + c->num_patches;
     c->layer_norm_eps = 1e-6f;
@@ -80,7 +86,7 @@ static inline vit_model *synth_model(const synth_spec *sp) {
     c->pooling = sp->pool;
     c->has_pre_logits = sp->pre_logits;
     c->distilled = sp->distilled;
-    c->feature_dim = sp->distilled ? 2 * D : D;
+    c->feature_dim = sp->distilled || sp->pool == VIT_POOL_CLS_MEAN ? 2 * D : D;
     c->num_classes = sp->classes;
     int T = c->num_tokens;
     /* per layer: ln1 + ln2 (4D), qkv (3DD + 3D), proj (DD + D), fc1 (MD + M), fc2 (DM + D) */

@@ -1,7 +1,8 @@
 /* test_forward.c: the CPU forward pass end to end.
  * Part 1, synthetic: small random models built in memory (synth_model.h) in every
- * variant (CLS, mean pooling + fc_norm, pre_logits, DeiT distilled, head dims that take the
- * vector and the generic attention paths), checked against a naive float64 forward written
+ * variant (CLS, mean pooling + fc_norm, pre_logits, DeiT distilled, [cls; mean], non-square
+ * inputs, head dims that take the vector and the generic attention paths), checked against a
+ * naive float64 forward written
  * here: logits, features, CLS attention and rollout; batching, argument checks, devices.
  * Part 2, fixtures: every model directory in tests/fixtures/models/ (PyTorch references). */
 #include <dirent.h>
@@ -43,12 +44,12 @@ static void ref_linear(double *o, const double *x, const float *w, const float *
     }
 }
 
-/* one image: input (C,S,S) -> logits (classes), features (F), cls (NP), rollout (NP) */
+/* one image: input (C,H,W) -> logits (classes), features (F), cls (NP), rollout (NP) */
 static void ref_forward(const vit_model *m, const float *img, const vit_head *head, float *logits,
                         float *feat, float *cls, float *roll) {
     const vit_config *c = &m->cfg;
     int D = c->hidden_size, T = c->num_tokens, H = c->num_heads, hd = D / H, M = c->mlp_size;
-    int P = c->patch_size, G = c->grid_w, S = c->image_size, np = c->num_prefix_tokens;
+    int P = c->patch_size, G = c->grid_w, Hi = c->grid_h * P, Wi = G * P, np = c->num_prefix_tokens;
     double *x = calloc((size_t)T * D, sizeof(double)), *ln = calloc((size_t)T * D, sizeof(double));
     double *qkv = calloc((size_t)T * 3 * D, sizeof(double)), *ao = calloc((size_t)T * D, sizeof(double));
     double *hbuf = calloc((size_t)M, sizeof(double)), *tmp = calloc((size_t)D, sizeof(double));
@@ -65,7 +66,7 @@ static void ref_forward(const vit_model *m, const float *img, const vit_head *he
                     for (int ky = 0; ky < P; ky++)
                         for (int kx = 0; kx < P; kx++)
                             v += (double)m->patch_w[(((size_t)d * c->num_channels + ch) * P + ky) * P + kx] *
-                                 img[((size_t)ch * S + gy * P + ky) * S + gx * P + kx];
+                                 img[((size_t)ch * Hi + gy * P + ky) * Wi + gx * P + kx];
             }
             x[(size_t)t * D + d] = v + m->pos_embed[(size_t)t * D + d];
         }
@@ -127,11 +128,17 @@ static void ref_forward(const vit_model *m, const float *img, const vit_head *he
             if (m->norm_w) ref_ln(f + (size_t)t * D, x + (size_t)t * D, m->norm_w, m->norm_b, D, c->layer_norm_eps);
             else memcpy(f + (size_t)t * D, x + (size_t)t * D, sizeof(double) * D);
         }
-    } else {
+    } else {   /* the mean of the patch rows; [cls; mean]: after the class token's row */
+        double *fm = f;
+        if (c->pooling == VIT_POOL_CLS_MEAN) {
+            if (m->norm_w) ref_ln(f, x, m->norm_w, m->norm_b, D, c->layer_norm_eps);
+            else memcpy(f, x, sizeof(double) * D);
+            fm = f + D;
+        }
         for (int t = np; t < T; t++) {
             if (m->norm_w) ref_ln(tmp, x + (size_t)t * D, m->norm_w, m->norm_b, D, c->layer_norm_eps);
             else memcpy(tmp, x + (size_t)t * D, sizeof(double) * D);
-            for (int d = 0; d < D; d++) f[d] += tmp[d] / (T - np);
+            for (int d = 0; d < D; d++) fm[d] += tmp[d] / (T - np);
         }
     }
     if (m->fc_norm_w) { memcpy(tmp, f, sizeof(double) * D); ref_ln(f, tmp, m->fc_norm_w, m->fc_norm_b, D, c->layer_norm_eps); }
@@ -187,7 +194,7 @@ static void check_synth(const char *name, const synth_spec *sp, int threads, int
     vit_model *m = synth_model(sp);
     const vit_config *c = &m->cfg;
     int NP = c->num_patches, F = c->feature_dim, K = sp->classes;
-    size_t img = (size_t)sp->C * sp->S * sp->S;
+    size_t img = (size_t)sp->C * (c->grid_h * sp->P) * (c->grid_w * sp->P);
     float *x = malloc(sizeof(float) * B * img);
     for (size_t i = 0; i < B * img; i++) x[i] = synth_frand();
     float *lg = malloc(sizeof(float) * B * K);
@@ -427,6 +434,14 @@ int main(void) {
     synth_spec dist = base;
     dist.distilled = 1; dist.L = 2;
     check_synth("synthetic distilled", &dist, 2, 3);
+    synth_spec rect = base;
+    rect.Sw = 24; rect.L = 2;   /* 16 x 24: a 4 x 6 grid */
+    check_synth("synthetic cls non-square", &rect, 2, 3);
+    synth_spec cm = rect;
+    cm.pool = VIT_POOL_CLS_MEAN;   /* [cls; mean], DINOv2's head: features 2D */
+    check_synth("synthetic [cls; mean] non-square", &cm, 2, 3);
+    cm.Sw = 0;
+    check_synth("synthetic [cls; mean]", &cm, 1, 3);
     synth_spec tall = base;
     tall.S = 32; tall.L = 2; /* 65 tokens x 8 images = 520 rows: GEMMs split by rows */
     check_synth("synthetic 520-row batch", &tall, 2, 8); /* 4 images per thread: image-parallel */
