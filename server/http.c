@@ -43,6 +43,7 @@ struct srv_conn {
     double t_start;
     int status;                        /* replied status, 0 until then */
     int images;
+    int head_version;                  /* the head that answered (X-Head-Version, logged); 0: none */
     srv_job *job;                      /* while submitted */
     srv_done_fn done;
     void *done_arg;
@@ -221,6 +222,7 @@ const uint8_t *srv_conn_body(const srv_conn *c, size_t *len) {
     return c->body;
 }
 void srv_conn_set_images(srv_conn *c, int n) { c->images = n; }
+void srv_conn_set_head_version(srv_conn *c, int version) { c->head_version = version > 0 ? version : 0; }
 
 /* ---- replies -------------------------------------------------------------------------- */
 
@@ -270,6 +272,11 @@ void srv_reply_raw(srv_conn *c, int status, char *body, size_t len, const char *
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     cors_headers(c, r);
     if (c->xhdr_name[0]) MHD_add_response_header(r, c->xhdr_name, c->xhdr_val);
+    if (c->head_version) {
+        char hv[16];
+        snprintf(hv, sizeof hv, "%d", c->head_version);
+        MHD_add_response_header(r, "X-Head-Version", hv);
+    }
     if (c->reqid[0]) MHD_add_response_header(r, "X-Request-Id", c->reqid);
     if (c->has_trace) {
         char tp[56];
@@ -740,7 +747,8 @@ static void access_log(srv_conn *c, struct MHD_Connection *mc, int status, doubl
                        .trace_id = c->has_trace ? c->trace.trace_id : NULL, .span_id = c->has_trace ? c->span : NULL,
                        .note = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL :
                                toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? "(timeout)" : "(aborted)",
-                       .status = status, .images = c->images, .duration_ms = ms, .head_version = -1};
+                       .status = status, .images = c->images, .duration_ms = ms,
+                       .head_version = c->head_version ? c->head_version : -1};
     srv_log_access(&a);
 }
 

@@ -81,6 +81,9 @@ cJSON *srv_error_obj(const char *code, const char *msg);
 typedef void (*srv_done_fn)(srv_conn *c, srv_job *job, void *arg);
 int srv_conn_submit(srv_conn *c, srv_job *job, srv_done_fn done, void *arg);
 void srv_conn_set_images(srv_conn *c, int n);                 /* for the access log */
+/* The head version that answered the request (> 0; 0: none): sent as X-Head-Version on the
+ * reply and logged with the request (the access line's head_version). */
+void srv_conn_set_head_version(srv_conn *c, int version);
 /* One extra header on the reply to come (name < 32, value < 64 bytes; a later call replaces it):
  * Retry-After on 503, WWW-Authenticate on 401, Allow on 405. */
 void srv_conn_set_header(srv_conn *c, const char *name, const char *val);

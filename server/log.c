@@ -45,9 +45,10 @@ void srv_log_access(const logfmt_access *a) {
     if (atomic_load(&g_log_format) == LOGFMT_JSON) {
         logfmt_line(line, sizeof line, LOGFMT_JSON, t, "info", "access", a);
     } else {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "access %s %s %s %d images=%d %.1fms id=%s%s%s%s%s", a->client, a->method, a->path,
-                 a->status, a->images, a->duration_ms, a->request_id, a->trace_id ? " trace=" : "",
+        char msg[1024], head[48] = "";
+        if (a->head_version >= 0) snprintf(head, sizeof head, " head_version=%ld", a->head_version);
+        snprintf(msg, sizeof msg, "access %s %s %s %d images=%d%s %.1fms id=%s%s%s%s%s", a->client, a->method, a->path,
+                 a->status, a->images, head, a->duration_ms, a->request_id, a->trace_id ? " trace=" : "",
                  a->trace_id ? a->trace_id : "", a->note ? " " : "", a->note ? a->note : "");
         logfmt_line(line, sizeof line, LOGFMT_TEXT, t, "info", msg, NULL);
     }

@@ -17,7 +17,8 @@ void srv_log_set_format(int format);   /* LOGFMT_TEXT or LOGFMT_JSON */
 int srv_log_enabled(int level);      /* 1 when a line at this level would be written */
 void srv_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* One request's access line, at info: text "access <client> <method> <path> <status> images=N
- * <ms>ms id=<request id>[ trace=<trace id>][ (timeout)|(aborted)]", or JSON with the fields. */
+ * [head_version=V ]<ms>ms id=<request id>[ trace=<trace id>][ (timeout)|(aborted)]", or JSON with
+ * the fields (head_version: the head that answered, absent when none did). */
 void srv_log_access(const logfmt_access *a);
 
 #endif

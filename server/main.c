@@ -86,7 +86,7 @@ static const flag flags[] = {
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
     {"device-check", F_INT, O(cfg.device_check), 0, 1, "1: on cuda, check 2 images against the CPU before serving (mismatch: auto uses the CPU, cuda exits)"},
     {"log-level", F_LOG, O(log), 0, 0, "error|warn|info|debug (info logs every request)"},
-    {"log-format", F_LOGFMT, O(log_format), 0, 0, "text|json: json writes one object a line (time, level, msg; requests: request_id, method, path, status, duration_ms, images, client, trace_id)"},
+    {"log-format", F_LOGFMT, O(log_format), 0, 0, "text|json: json writes one object a line (time, level, msg; requests: request_id, method, path, status, duration_ms, images, head_version, client, trace_id)"},
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions (one vitd; locked)"},

@@ -73,11 +73,9 @@ static void classify_done(srv_conn *c, srv_job *job, void *arg) {
         status = it->http;
         cJSON_AddItemToObject(root, "error", srv_error_obj(it->code ? it->code : "internal", it->err));
     }
-    if (head_version) {   /* the first result's head (a request split across an activation has two) */
-        char hv[16];
-        snprintf(hv, sizeof hv, "%d", head_version);
-        srv_conn_set_header(c, "X-Head-Version", hv);
-    }
+    /* X-Head-Version and the access log: the first result's head (a request split across an
+     * activation has two) */
+    srv_conn_set_head_version(c, head_version);
     srv_reply_json(c, status, root);
 }
 

@@ -187,6 +187,8 @@ static void infer_done(srv_conn *c, srv_job *job, void *arg) {
         }
         outs[o].binary = r->binary;
     }
+    /* probabilities come from a head: X-Head-Version and the access log name the first image's */
+    if (x->rq.out[V2_OUT_PROBS].want) srv_conn_set_head_version(c, job->items[0].head_version);
     size_t len = 0, hl = 0;
     char *body = v2_write_response(x->st->model_name, V2_MODEL_VERSION, &x->rq, outs, x->rq.nout, &len, &hl);
     if (!body) { v2_error(c, 500, "out of memory"); return; }

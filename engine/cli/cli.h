@@ -36,6 +36,13 @@ typedef struct cli_engine_opts {
     vit_precision precision;
 } cli_engine_opts;
 int cli_engine_opt(const char *a, const char *v, cli_engine_opts *o);
+/* The start of an engine subcommand's option loop, at argv[*i]: the options above (cli_engine_opt;
+ * *i moves past the value taken) and --help / -h (usage on stdout).  Returns CLI_ARG_NEXT when it
+ * took the argument (go on to the next one), CLI_ARG_OWN when the argument is the subcommand's
+ * own to parse (or unknown), else the exit status to return now: 0 after --help, 2 after a bad
+ * value (already printed). */
+enum { CLI_ARG_NEXT = -2, CLI_ARG_OWN = -1 };
+int cli_engine_arg(int argc, char **argv, int *i, cli_engine_opts *o, void (*usage)(FILE *));
 /* exit status for an engine error: 2 argument, 3 i/o, 4 unsupported image format, 5 image too
  * large, 6 corrupt image, 7 bad model (config/checkpoint), 8 device not available, 1 other */
 int cli_exit_status(vit_status st);
@@ -58,6 +65,9 @@ const char *cli_default_model(void);
  * named in usage's text is close to the unknown option given. */
 const char *cli_closest(const char *given, const char *const *cands, int n);
 void cli_suggest_option(const char *cmd, const char *given, void (*usage)(FILE *));
+/* "vit CMD: unknown or incomplete option 'GIVEN'" on stderr, the "did you mean" line when one is
+ * close, then the usage text on usage_to (NULL: none); returns 2, the exit status for it. */
+int cli_unknown_option(const char *cmd, const char *given, void (*usage)(FILE *), FILE *usage_to);
 
 /* A progress line on stderr (progress.c): bar, done/total, optional extra text, rate in unit/s,
  * ETA.  mode: -1 only on a terminal, 0 never, 1 always (not a terminal: plain lines, at most

@@ -22,17 +22,16 @@ int cmd_check(int argc, char **argv) {
     cli_engine_opts eo = {0};
     double tol = 0.05;
     for (int i = 1; i < argc; i++) {
+        int rc = cli_engine_arg(argc, argv, &i, &eo, usage);
+        if (rc == CLI_ARG_NEXT) continue;
+        if (rc != CLI_ARG_OWN) return rc;
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int eng = cli_engine_opt(a, v, &eo);
-        if (eng < 0) return 2;
-        if (eng > 0) { i++; continue; }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--tol") && v) {
+        if (!strcmp(a, "--tol") && v) {
             char *end;
             tol = strtod(v, &end);
             if (*end || !(tol > 0 && tol < 1e6)) { fprintf(stderr, "vit check: --tol: expected a positive number, got '%s'\n", v); return 2; }
             i++;
-        } else { fprintf(stderr, "vit check: unknown or incomplete option '%s'\n", a); cli_suggest_option("check", a, usage); usage(stderr); return 2; }
+        } else return cli_unknown_option("check", a, usage, stderr);
     }
     const char *model = eo.model;
     int threads = eo.threads, image_size = eo.image_size;

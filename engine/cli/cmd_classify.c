@@ -81,12 +81,11 @@ static int parse_args(int argc, char **argv, cls_args *a) {
     *a = (cls_args){.topk = 5, .batch = 8, .max_pixels = VIT_DEFAULT_MAX_PIXELS};
     if (!(a->files = calloc((size_t)argc, sizeof *a->files))) { fprintf(stderr, "vit classify: out of memory\n"); return 1; }
     for (int i = 1; i < argc; i++) {
+        int rc = cli_engine_arg(argc, argv, &i, &a->eo, usage), bad = 0;
+        if (rc == CLI_ARG_NEXT) continue;
+        if (rc != CLI_ARG_OWN) return rc ? rc : -1;
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, eng = cli_engine_opt(o, v, &a->eo);
-        if (eng < 0) return 2;
-        if (eng > 0) { i++; continue; }
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) { usage(stdout); return -1; }
-        else if (!strcmp(o, "--top-k") && v) { bad = (a->topk = cli_parse_int("--top-k", v, 1, 100000)) < 0; i++; }
+        if (!strcmp(o, "--top-k") && v) { bad = (a->topk = cli_parse_int("--top-k", v, 1, 100000)) < 0; i++; }
         else if (!strcmp(o, "--batch") && v) { bad = (a->batch = cli_parse_int("--batch", v, 1, 4096)) < 0; i++; }
         else if (!strcmp(o, "--attention")) a->want_attn = 1;
         else if (!strcmp(o, "--rollout")) a->want_roll = 1;
@@ -97,11 +96,7 @@ static int parse_args(int argc, char **argv, cls_args *a) {
             if (bad) fprintf(stderr, "vit classify: --max-pixels: bad value '%s'\n", v);
             i++;
         } else if (!strcmp(o, "--")) { while (++i < argc) a->files[a->nfiles++] = argv[i]; }
-        else if (o[0] == '-' && o[1]) {
-            fprintf(stderr, "vit classify: unknown or incomplete option '%s'\n", o);
-            cli_suggest_option("classify", o, usage);
-            bad = 1;
-        }
+        else if (o[0] == '-' && o[1]) bad = cli_unknown_option("classify", o, usage, NULL);
         else a->files[a->nfiles++] = o;
         if (bad) return 2;
     }

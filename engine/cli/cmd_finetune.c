@@ -197,11 +197,7 @@ static int ft_parse(int argc, char **argv, ft_args *f) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
         if (!strcmp(a, "--progress") || !strcmp(a, "--no-progress")) { f->progress = a[2] == 'p'; continue; }
-        if (!v || a[0] != '-') {
-            fprintf(stderr, "vit finetune: unknown or incomplete option '%s'\n", a);
-            cli_suggest_option("finetune", a, usage);
-            return 2;
-        }
+        if (!v || a[0] != '-') return cli_unknown_option("finetune", a, usage, NULL);
         i++;
         int rc = ft_option(f, a, v);
         if (rc) return rc;

@@ -63,7 +63,7 @@ int cmd_preprocess(int argc, char **argv) {
             max_pixels = strtoull(v, &end, 10);
             if (!*v || *end || max_pixels == 0) { fprintf(stderr, "vit preprocess: --max-pixels: bad value '%s'\n", v); rc = 2; goto out; }
             i++;
-        } else if (a[0] == '-' && a[1]) { fprintf(stderr, "vit preprocess: unknown or incomplete option '%s'\n", a); cli_suggest_option("preprocess", a, usage); rc = 2; goto out; }
+        } else if (a[0] == '-' && a[1]) { rc = cli_unknown_option("preprocess", a, usage, NULL); goto out; }
         else images[nimages++] = a;
     }
     if (!model || nimages == 0 || (!bench && (!output || nimages != 1))) {

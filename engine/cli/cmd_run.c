@@ -38,18 +38,17 @@ typedef struct run_outputs {
 static int parse_args(int argc, char **argv, run_args *r) {
     *r = (run_args){.batch = 8};
     for (int i = 1; i < argc; i++) {
+        int rc = cli_engine_arg(argc, argv, &i, &r->eo, usage);
+        if (rc == CLI_ARG_NEXT) continue;
+        if (rc != CLI_ARG_OWN) return rc ? rc : -1;
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int eng = cli_engine_opt(a, v, &r->eo);
-        if (eng < 0) return 2;
-        if (eng > 0) { i++; continue; }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
-        else if (!strcmp(a, "--input") && v) { r->input = v; i++; }
+        if (!strcmp(a, "--input") && v) { r->input = v; i++; }
         else if (!strcmp(a, "--output") && v) { r->output = v; i++; }
         else if (!strcmp(a, "--attention") && v) { r->attn_path = v; i++; }
         else if (!strcmp(a, "--rollout") && v) { r->roll_path = v; i++; }
         else if (!strcmp(a, "--features") && v) { r->feat_path = v; i++; }
         else if (!strcmp(a, "--batch") && v) { if ((r->batch = cli_parse_int("--batch", v, 1, 4096)) < 0) return 2; i++; }
-        else { fprintf(stderr, "vit run: unknown or incomplete option '%s'\n", a); cli_suggest_option("run", a, usage); usage(stderr); return 2; }
+        else return cli_unknown_option("run", a, usage, stderr);
     }
     if (!r->eo.model || !r->input || !r->output) {
         fprintf(stderr, "vit run: --model, --input and --output are required\n");

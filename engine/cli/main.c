@@ -93,6 +93,15 @@ int cli_engine_opt(const char *a, const char *v, cli_engine_opts *o) {
     return 1;
 }
 
+int cli_engine_arg(int argc, char **argv, int *i, cli_engine_opts *o, void (*usage)(FILE *)) {
+    const char *a = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    int eng = cli_engine_opt(a, v, o);
+    if (eng < 0) return 2;
+    if (eng > 0) { ++*i; return CLI_ARG_NEXT; }
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+    return CLI_ARG_OWN;
+}
+
 int cli_exit_status(vit_status st) {
     switch (st) {
     case VIT_OK: return 0;

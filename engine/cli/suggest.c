@@ -1,7 +1,7 @@
 /* suggest.c: "did you mean ...?" for `vit`: the closest valid subcommand or option to a
  * mistyped one, by edit distance (insertions, deletions, substitutions and swaps of two
  * neighbours each cost 1).  A subcommand's options are read from its own usage text, so the
- * list can never disagree with the help. */
+ * list can never disagree with the help; cli_unknown_option reports the unknown option with it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,4 +83,11 @@ void cli_suggest_option(const char *cmd, const char *given, void (*usage)(FILE *
     const char *best = cli_closest(name, cands, n);
     if (best) fprintf(stderr, "vit %s: did you mean '%s'?\n", cmd, best);
     free(text);
+}
+
+int cli_unknown_option(const char *cmd, const char *given, void (*usage)(FILE *), FILE *usage_to) {
+    fprintf(stderr, "vit %s: unknown or incomplete option '%s'\n", cmd, given);
+    cli_suggest_option(cmd, given, usage);
+    if (usage_to) usage(usage_to);
+    return 2;
 }

@@ -386,8 +386,8 @@ static void cpu_free(vit_session *s) {
     s->state = NULL;
 }
 
-static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
-    const vit_model *m = s->model;
+/* The model's dims and layout as the CPU forward supports them (int8: the INT8 GEMM's limits too). */
+static vit_status cpu_check_model(const vit_model *m, int int8, char *err, size_t errlen) {
     const vit_config *c = &m->cfg;
     if (c->hidden_size < 1 || c->num_heads < 1 || c->hidden_size % c->num_heads != 0 ||
         c->num_layers < 0 || c->mlp_size < 1 || c->patch_size < 1 || c->num_channels < 1 ||
@@ -411,15 +411,16 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
         return vit_errf(VIT_E_CONFIG, err, errlen, "feature_dim %d, expected %d", c->feature_dim, F);
     if (c->has_pre_logits && (!m->pre_logits_w || !m->pre_logits_b))
         return vit_errf(VIT_E_CONFIG, err, errlen, "pre_logits weights missing");
-    int int8 = s->opts.precision == VIT_PREC_INT8;
     if (int8 && (c->hidden_size > VIT_GEMM_I8_KMAX || c->mlp_size > VIT_GEMM_I8_KMAX))
         return vit_errf(VIT_E_CONFIG, err, errlen,
                         "int8: hidden size %d / MLP size %d above %d (int32 sums could overflow)",
                         c->hidden_size, c->mlp_size, VIT_GEMM_I8_KMAX);
+    return VIT_OK;
+}
 
-    cpu_state *st = calloc(1, sizeof *st);
-    if (!st) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");
-    s->state = st;
+/* st's sizes from the session's model and options */
+static void cpu_dims(cpu_state *st, vit_session *s, int int8) {
+    const vit_config *c = &s->model->cfg;
     st->Bm = s->opts.max_batch;
     st->T = c->num_tokens;
     st->D = c->hidden_size;
@@ -432,15 +433,17 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     st->ldk = (int)round16((size_t)st->T);
     st->scratch_per = round16((size_t)4 * st->ldk + (size_t)8 * st->hd);
     st->int8 = int8;
-    st->amax = int8 ? m->calib.amax : NULL;
+    st->amax = int8 ? s->model->calib.amax : NULL;
     st->sess = s;
     st->i8impl = vit_gemm_i8_impl_best();
-    {
-        int kd = vit_gemm_i8_kpad(st->D), km = vit_gemm_i8_kpad(st->M);
-        st->ldq = (int)round64((size_t)(kd > km ? kd : km));
-    }
+    int kd = vit_gemm_i8_kpad(st->D), km = vit_gemm_i8_kpad(st->M);
+    st->ldq = (int)round64((size_t)(kd > km ? kd : km));
+}
 
-    int threads = s->opts.threads;
+/* Every activation buffer of a batch of st->Bm images, carved out of one 64-byte aligned block
+ * (touched once here); F is the feature size. */
+static vit_status cpu_activations(cpu_state *st, int F, int threads, char *err, size_t errlen) {
+    int int8 = st->int8;
     size_t N = (size_t)st->Bm * st->T, T2 = (size_t)st->T * st->T;
     size_t hsz = (size_t)st->M * st->T > (size_t)st->CPP * st->NP ? (size_t)st->M * st->T
                                                                   : (size_t)st->CPP * st->NP;
@@ -457,15 +460,11 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
                       &st->ascale};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-        if (sizes[i] > SIZE_MAX / 8 - total) {
-            cpu_free(s);
-            return vit_errf(VIT_E_NOMEM, err, errlen, "activation size overflows");
-        }
+        if (sizes[i] > SIZE_MAX / 8 - total) return vit_errf(VIT_E_NOMEM, err, errlen, "activation size overflows");
         total += round16(sizes[i]);
     }
     if (posix_memalign((void **)&st->mem, 64, total * sizeof(float)) != 0) {
         st->mem = NULL;
-        cpu_free(s);
         return vit_errf(VIT_E_NOMEM, err, errlen, "cannot allocate %zu MB of activations for batch %d",
                         total * sizeof(float) >> 20, st->Bm);
     }
@@ -477,6 +476,21 @@ static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
     }
     st->hsz = hsz;
     st->aq = (uint8_t *)aq;
+    return VIT_OK;
+}
+
+static vit_status cpu_init(vit_session *s, char *err, size_t errlen) {
+    const vit_model *m = s->model;
+    int int8 = s->opts.precision == VIT_PREC_INT8;
+    vit_status rc = cpu_check_model(m, int8, err, errlen);
+    if (rc) return rc;
+    cpu_state *st = calloc(1, sizeof *st);
+    if (!st) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory");
+    s->state = st;
+    cpu_dims(st, s, int8);
+    int threads = s->opts.threads;
+    rc = cpu_activations(st, m->cfg.feature_dim, threads, err, errlen);
+    if (rc) { cpu_free(s); return rc; }
     /* image-parallel from 2 images per thread (VIT_CPU_PARALLEL=ops|images forces either) */
     st->split_min = vit_knob_is(VIT_KNOB_CPU_PARALLEL, "ops")      ? INT_MAX
                     : vit_knob_is(VIT_KNOB_CPU_PARALLEL, "images") ? 2

@@ -245,6 +245,98 @@ static void orient_rect(int o, int W, int H, int to_shown, int *x0, int *y0, int
 
 #define JPEG_REGION_MARGIN 16  /* decoded beyond the requested region: upsampling context */
 
+/* libjpeg's error manager for one decode: errors and fatal warnings longjmp to e->jb */
+static void jpeg_err_init(jpeg_err *e, j_decompress_ptr ci, int max_scans, const vit_decode_limits *lim) {
+    memset(e, 0, sizeof *e);
+    e->max_scans = max_scans;
+    e->lim = lim;
+    e->st = VIT_E_IMAGE_CORRUPT;
+    ci->err = jpeg_std_error(&e->pub);
+    e->pub.error_exit = jpeg_on_error;
+    e->pub.emit_message = jpeg_on_message;
+}
+
+/* The output color space: gray and CMYK/YCCK come out as such (1 and 4 bytes per pixel) and are
+ * converted by jpeg_to_rgb; the rest as RGB. */
+static void jpeg_out_space(j_decompress_ptr ci, int *gray, int *cmyk) {
+    *gray = *cmyk = 0;
+    switch (ci->jpeg_color_space) {
+    case JCS_GRAYSCALE: ci->out_color_space = JCS_GRAYSCALE; *gray = 1; break;
+    case JCS_CMYK: case JCS_YCCK: ci->out_color_space = JCS_CMYK; *cmyk = 1; break;
+    default: ci->out_color_space = JCS_RGB; break;
+    }
+}
+
+/* DCT-domain downscaling toward o's minimum size: only for images at least twice the minimum;
+ * then the largest reduction that keeps both sides >= the minimum (libjpeg rounds scaled sizes
+ * up) */
+static void jpeg_pick_scale(j_decompress_ptr ci, const vit_decode_opts *o) {
+    const int min_w = o ? o->min_w : 0, min_h = o ? o->min_h : 0;
+    if (!(min_w > 0 && min_h > 0 && ci->image_width >= 2u * (unsigned)min_w && ci->image_height >= 2u * (unsigned)min_h))
+        return;
+    for (int num = 1; num < 8; num *= 2) {  /* 1/8, 1/4, 1/2: libjpeg-turbo's SIMD reduced IDCTs */
+        uint64_t sw = ((uint64_t)ci->image_width * num + 7) / 8;
+        uint64_t sh = ((uint64_t)ci->image_height * num + 7) / 8;
+        if (sw >= (uint64_t)min_w && sh >= (uint64_t)min_h) {
+            ci->scale_num = (unsigned)num;
+            ci->scale_denom = 8;
+            break;
+        }
+    }
+}
+
+/* The stored rows [*y0, *y1) and columns [*cx, *cx + *cw) to decode out of the W x H output: the
+ * region o asks for in the shown (oriented) image, mapped back, widened by JPEG_REGION_MARGIN and
+ * by libjpeg to iMCU boundaries; everything when o asks for none (or an invalid one). */
+static void jpeg_region(j_decompress_ptr ci, const vit_decode_opts *o, int orient, int W, int H, JDIMENSION *cx,
+                        JDIMENSION *cw, int *y0, int *y1) {
+    const int SW = orient >= 5 ? H : W, SH = orient >= 5 ? W : H;  /* shown size */
+    int x0 = 0, x1 = W;
+    *y0 = 0;
+    *y1 = H;
+    if (o && o->region && o->region(o->ctx, SW, SH, &x0, y0, &x1, y1) && x0 >= 0 && *y0 >= 0 && x1 <= SW &&
+        *y1 <= SH && x0 < x1 && *y0 < *y1) {
+        orient_rect(orient, W, H, 0, &x0, y0, &x1, y1);
+        x0 = x0 > JPEG_REGION_MARGIN ? x0 - JPEG_REGION_MARGIN : 0;
+        *y0 = *y0 > JPEG_REGION_MARGIN ? *y0 - JPEG_REGION_MARGIN : 0;
+        x1 = x1 + JPEG_REGION_MARGIN < W ? x1 + JPEG_REGION_MARGIN : W;
+        *y1 = *y1 + JPEG_REGION_MARGIN < H ? *y1 + JPEG_REGION_MARGIN : H;
+    } else {
+        x0 = *y0 = 0;
+        x1 = W;
+        *y1 = H;
+    }
+    *cx = (JDIMENSION)x0;
+    *cw = (JDIMENSION)(x1 - x0);
+    if (*cw < (JDIMENSION)W) jpeg_crop_scanline(ci, cx, cw);  /* widens to iMCU boundaries */
+    else { *cx = 0; *cw = (JDIMENSION)W; }
+}
+
+/* RW x RH decoded pixels at `stride` bytes a row to RGB8 in place: gray rows expanded, CMYK
+ * converted as PIL does; RGB as it is */
+static void jpeg_to_rgb(uint8_t *p, int RW, int RH, size_t stride, int gray, int cmyk) {
+    const size_t n = (size_t)RW * RH;
+    if (gray) {
+        /* rows are RW bytes at a stride of 3 * RW: expand each in place, back to front */
+        for (int y = 0; y < RH; y++) {
+            uint8_t *r = p + (size_t)y * stride;
+            for (int x = RW - 1; x >= 0; x--) { uint8_t v = r[x]; r[3 * x] = r[3 * x + 1] = r[3 * x + 2] = v; }
+        }
+    } else if (cmyk) {
+        /* PIL: CMYK;I (Adobe polarity, stored inverted), then R = (255 - C)(255 - K)/255 */
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *s = p + 4 * i;
+            unsigned c = 255u - s[0], m = 255u - s[1], yy = 255u - s[2], k = 255u - s[3];
+            unsigned nk = 255u - k, t;
+            uint8_t *d = p + 3 * i;
+            /* MULDIV255 as PIL computes it: ((a*b + 128) + ((a*b + 128) >> 8)) >> 8 */
+            t = c * nk + 128;  d[0] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            t = m * nk + 128;  d[1] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+            t = yy * nk + 128; d[2] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
+        }
+    }
+}
+
 /* Decode a JPEG (see vit_image_decode_region). */
 static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixels, int max_scans,
                               const vit_decode_opts *o, vit_region_image *out, char *err, size_t errlen) {
@@ -253,13 +345,7 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     struct jpeg_progress_mgr prog;
     /* volatile: modified between setjmp and a possible longjmp */
     uint8_t *volatile pix = NULL;
-    memset(&jerr, 0, sizeof jerr);
-    jerr.max_scans = max_scans;
-    jerr.lim = o ? o->lim : NULL;
-    jerr.st = VIT_E_IMAGE_CORRUPT;
-    cinfo.err = jpeg_std_error(&jerr.pub);
-    jerr.pub.error_exit = jpeg_on_error;
-    jerr.pub.emit_message = jpeg_on_message;
+    jpeg_err_init(&jerr, &cinfo, max_scans, o ? o->lim : NULL);
     if (setjmp(jerr.jb)) {
         jpeg_destroy_decompress(&cinfo);
         free(pix);
@@ -276,26 +362,9 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
         jpeg_destroy_decompress(&cinfo);
         return st;
     }
-    int cmyk = 0, gray = 0;
-    switch (cinfo.jpeg_color_space) {
-    case JCS_GRAYSCALE: cinfo.out_color_space = JCS_GRAYSCALE; gray = 1; break;
-    case JCS_CMYK: case JCS_YCCK: cinfo.out_color_space = JCS_CMYK; cmyk = 1; break;
-    default: cinfo.out_color_space = JCS_RGB; break;
-    }
-    const int min_w = o ? o->min_w : 0, min_h = o ? o->min_h : 0;
-    if (min_w > 0 && min_h > 0 && cinfo.image_width >= 2u * (unsigned)min_w && cinfo.image_height >= 2u * (unsigned)min_h) {
-        /* only for images at least twice the minimum; then the largest reduction that keeps both
-         * sides >= the minimum (libjpeg rounds scaled sizes up) */
-        for (int num = 1; num < 8; num *= 2) {  /* 1/8, 1/4, 1/2: libjpeg-turbo's SIMD reduced IDCTs */
-            uint64_t sw = ((uint64_t)cinfo.image_width * num + 7) / 8;
-            uint64_t sh = ((uint64_t)cinfo.image_height * num + 7) / 8;
-            if (sw >= (uint64_t)min_w && sh >= (uint64_t)min_h) {
-                cinfo.scale_num = (unsigned)num;
-                cinfo.scale_denom = 8;
-                break;
-            }
-        }
-    }
+    int cmyk, gray;
+    jpeg_out_space(&cinfo, &gray, &cmyk);
+    jpeg_pick_scale(&cinfo, o);
     const int orient = jpeg_orientation(data, len);
     jpeg_start_decompress(&cinfo);
     const int W = (int)cinfo.output_width, H = (int)cinfo.output_height, C = cinfo.output_components;
@@ -303,24 +372,9 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
         snprintf(jerr.msg, sizeof jerr.msg, "unexpected %d output components", C);
         longjmp(jerr.jb, 1);
     }
-    const int SW = orient >= 5 ? H : W, SH = orient >= 5 ? W : H;  /* shown size */
-    /* the stored rows [y0, y1) and columns [x0, x0 + cw) to decode */
-    int x0 = 0, y0 = 0, x1 = W, y1 = H;
-    if (o && o->region && o->region(o->ctx, SW, SH, &x0, &y0, &x1, &y1) && x0 >= 0 && y0 >= 0 && x1 <= SW &&
-        y1 <= SH && x0 < x1 && y0 < y1) {
-        orient_rect(orient, W, H, 0, &x0, &y0, &x1, &y1);
-        x0 = x0 > JPEG_REGION_MARGIN ? x0 - JPEG_REGION_MARGIN : 0;
-        y0 = y0 > JPEG_REGION_MARGIN ? y0 - JPEG_REGION_MARGIN : 0;
-        x1 = x1 + JPEG_REGION_MARGIN < W ? x1 + JPEG_REGION_MARGIN : W;
-        y1 = y1 + JPEG_REGION_MARGIN < H ? y1 + JPEG_REGION_MARGIN : H;
-    } else {
-        x0 = y0 = 0;
-        x1 = W;
-        y1 = H;
-    }
-    JDIMENSION cx = (JDIMENSION)x0, cw = (JDIMENSION)(x1 - x0);
-    if (cw < (JDIMENSION)W) jpeg_crop_scanline(&cinfo, &cx, &cw);  /* widens to iMCU boundaries */
-    else { cx = 0; cw = (JDIMENSION)W; }
+    JDIMENSION cx, cw;
+    int y0, y1;
+    jpeg_region(&cinfo, o, orient, W, H, &cx, &cw, &y0, &y1);
     const int RW = (int)cw, RH = y1 - y0;
     /* decode in place: rows are C bytes per pixel, expanded to RGB afterwards (C <= 4) */
     size_t stride = (size_t)RW * (size_t)(C > 3 ? C : 3);
@@ -346,26 +400,7 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     jpeg_destroy_decompress(&cinfo);
 
     uint8_t *p = pix;
-    const size_t n = (size_t)RW * RH;
-    if (gray) {
-        /* rows are RW bytes at a stride of 3 * RW: expand each in place, back to front */
-        for (int y = 0; y < RH; y++) {
-            uint8_t *r = p + (size_t)y * stride;
-            for (int x = RW - 1; x >= 0; x--) { uint8_t v = r[x]; r[3 * x] = r[3 * x + 1] = r[3 * x + 2] = v; }
-        }
-    } else if (cmyk) {
-        /* PIL: CMYK;I (Adobe polarity, stored inverted), then R = (255 - C)(255 - K)/255 */
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *s = p + 4 * i;
-            unsigned c = 255u - s[0], m = 255u - s[1], yy = 255u - s[2], k = 255u - s[3];
-            unsigned nk = 255u - k, t;
-            uint8_t *d = p + 3 * i;
-            /* MULDIV255 as PIL computes it: ((a*b + 128) + ((a*b + 128) >> 8)) >> 8 */
-            t = c * nk + 128;  d[0] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-            t = m * nk + 128;  d[1] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-            t = yy * nk + 128; d[2] = (uint8_t)(nk - ((t + (t >> 8)) >> 8));
-        }
-    }
+    jpeg_to_rgb(p, RW, RH, stride, gray, cmyk);
     out->img.width = RW;
     out->img.height = RH;
     out->img.rgb = p;
@@ -375,8 +410,8 @@ static vit_status decode_jpeg(const uint8_t *data, size_t len, uint64_t max_pixe
     orient_rect(orient, W, H, 1, &sx0, &sy0, &sx1, &sy1);
     out->x0 = sx0;
     out->y0 = sy0;
-    out->full_w = SW;
-    out->full_h = SH;
+    out->full_w = orient >= 5 ? H : W;
+    out->full_h = orient >= 5 ? W : H;
     return VIT_OK;
 }
 
@@ -437,6 +472,61 @@ static void png_read_polled(png_structp png, png_bytep *rows, png_uint_32 H, int
         }
 }
 
+/* libpng's input and limits: the file in memory, no CRC checks in fuzz builds, the pixel cap
+ * (checked by the caller) instead of libpng's own, bounded ancillary chunks */
+static void png_setup_read(png_structp png, png_src *src) {
+    png_set_read_fn(png, src, png_read_mem);
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* fuzz builds only (tests/fuzz): a mutated header chunk keeps its old CRC, and checking it
+     * would stop the fuzzer at every IHDR/PLTE/tRNS mutation */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+#endif
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);  /* the pixel cap below is the real limit */
+    png_set_chunk_cache_max(png, 1000);                  /* ancillary chunks kept */
+    png_set_chunk_malloc_max(png, 8u << 20);             /* bytes per ancillary chunk */
+}
+
+/* the EXIF orientation of an eXIf chunk, 1 without one */
+static int png_orientation(png_structp png, png_infop info) {
+    int orientation = 1;
+#ifdef PNG_eXIf_SUPPORTED
+    png_uint_32 exif_len = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) orientation = vit_exif_orientation(exif, exif_len);
+#else
+    (void)png; (void)info;
+#endif
+    return orientation;
+}
+
+/* The transformations to 8-bit RGB or RGBA (palette, low-depth gray, tRNS, 16 bits: the high
+ * byte as PIL reads them, gray to RGB); returns the interlace passes. */
+static int png_to_rgb8(png_structp png, png_infop info, int depth, int ctype) {
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    if (depth == 16) png_set_strip_16(png);  /* high byte, as PIL reads 16-bit color PNGs */
+    if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
+    const int passes = png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    return passes;
+}
+
+/* n RGBA pixels -> RGB over white, in place (front to back: the write never passes the read);
+ * the buffer shrunk to fit when it can be */
+static uint8_t *rgba_over_white(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = p + 4 * i;
+        unsigned a = s[3], na = 255u - a;
+        uint8_t *d = p + 3 * i;
+        d[0] = (uint8_t)((s[0] * a + 255u * na + 127u) / 255u);
+        d[1] = (uint8_t)((s[1] * a + 255u * na + 127u) / 255u);
+        d[2] = (uint8_t)((s[2] * a + 255u * na + 127u) / 255u);
+    }
+    uint8_t *q = img_realloc(p, n * 3);
+    return q ? q : p;
+}
+
 static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixels, const vit_decode_limits *lim,
                              vit_image *out, char *err, size_t errlen) {
     char cmsg[160];
@@ -461,15 +551,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
         if (st == VIT_E_CANCELLED) vit_errf(st, err, errlen, "%s", src.msg);
         return st;
     }
-    png_set_read_fn(png, &src, png_read_mem);
-#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    /* fuzz builds only (tests/fuzz): a mutated header chunk keeps its old CRC, and checking it
-     * would stop the fuzzer at every IHDR/PLTE/tRNS mutation */
-    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
-#endif
-    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);  /* the pixel cap below is the real limit */
-    png_set_chunk_cache_max(png, 1000);                  /* ancillary chunks kept */
-    png_set_chunk_malloc_max(png, 8u << 20);             /* bytes per ancillary chunk */
+    png_setup_read(png, &src);
     png_read_info(png, info);
     png_uint_32 W, H;
     int depth, ctype, interlace;
@@ -480,21 +562,8 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
     /* the header's CRCs were checked; the image data's are not (as PIL does not): zlib's
      * Adler-32 still checks every decompressed byte, and skipping CRC-32 saves ~5% */
     png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
-
-    int orientation = 1;
-#ifdef PNG_eXIf_SUPPORTED
-    png_uint_32 exif_len = 0;
-    png_bytep exif = NULL;
-    if (png_get_eXIf_1(png, info, &exif_len, &exif) && exif) orientation = vit_exif_orientation(exif, exif_len);
-#endif
-
-    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
-    if (depth == 16) png_set_strip_16(png);  /* high byte, as PIL reads 16-bit color PNGs */
-    if (ctype == PNG_COLOR_TYPE_GRAY || ctype == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(png);
-    const int passes = png_set_interlace_handling(png);
-    png_read_update_info(png, info);
+    const int orientation = png_orientation(png, info);
+    const int passes = png_to_rgb8(png, info, depth, ctype);
     int C = png_get_channels(png, info);
     size_t rowbytes = png_get_rowbytes(png, info);
     if ((C != 3 && C != 4) || png_get_bit_depth(png, info) != 8 || rowbytes != (size_t)W * (size_t)C) {
@@ -514,20 +583,7 @@ static vit_status decode_png(const uint8_t *data, size_t len, uint64_t max_pixel
     free(rows);
     rows = NULL;
     uint8_t *p = pix;
-    if (C == 4) {
-        /* RGBA -> RGB over white, in place (front to back: the write never passes the read) */
-        size_t n = (size_t)W * H;
-        for (size_t i = 0; i < n; i++) {
-            const uint8_t *s = p + 4 * i;
-            unsigned a = s[3], na = 255u - a;
-            uint8_t *d = p + 3 * i;
-            d[0] = (uint8_t)((s[0] * a + 255u * na + 127u) / 255u);
-            d[1] = (uint8_t)((s[1] * a + 255u * na + 127u) / 255u);
-            d[2] = (uint8_t)((s[2] * a + 255u * na + 127u) / 255u);
-        }
-        uint8_t *q = img_realloc(p, n * 3);
-        if (q) p = q;
-    }
+    if (C == 4) p = rgba_over_white(p, (size_t)W * H);
     out->width = (int)W;
     out->height = (int)H;
     out->rgb = p;

@@ -312,39 +312,41 @@ void vit_pp_plan_free(vit_pp_plan *pl) {
     free(pl);
 }
 
-vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan **out, char *err, size_t errlen) {
-    *out = NULL;
+/* The resize target rw x rh of a W x H image and the crop window's top-left corner in resized
+ * coordinates (negative: padding); without a crop the resized image must be the output. */
+static vit_status plan_geometry(const vit_preprocess *pp, int W, int H, int *rw, int *rh, int *top, int *left,
+                                char *err, size_t errlen) {
     const int OH = pp->out_h, OW = pp->out_w;
     if (OH <= 0 || OW <= 0 || OH > 16384 || OW > 16384)
         return vit_errf(VIT_E_ARG, err, errlen, "bad output size %dx%d", OW, OH);
-    int rw, rh;
-    vit_preprocess_resized_size(pp, W, H, &rw, &rh);
-    if (rw <= 0 || rh <= 0) return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", rw, rh);
-    if (rw > (1 << 24) || rh > (1 << 24))  /* only the crop is computed, but beyond this we refuse */
+    vit_preprocess_resized_size(pp, W, H, rw, rh);
+    if (*rw <= 0 || *rh <= 0) return vit_errf(VIT_E_ARG, err, errlen, "bad resize target %dx%d", *rw, *rh);
+    if (*rw > (1 << 24) || *rh > (1 << 24))  /* only the crop is computed, but beyond this we refuse */
         return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
-                        "image too large: a %dx%d image would be resized to %dx%d (aspect ratio too extreme)", W, H, rw, rh);
-    /* crop window in resized coordinates; without a crop the resized image must be the output */
-    int top = 0, left = 0;
+                        "image too large: a %dx%d image would be resized to %dx%d (aspect ratio too extreme)", W, H,
+                        *rw, *rh);
+    *top = *left = 0;
     if (pp->do_center_crop) {
-        top = crop_offset(rh, OH, pp->crop_floor);
-        left = crop_offset(rw, OW, pp->crop_floor);
-    } else if (rw != OW || rh != OH) {
+        *top = crop_offset(*rh, OH, pp->crop_floor);
+        *left = crop_offset(*rw, OW, pp->crop_floor);
+    } else if (*rw != OW || *rh != OH) {
         return vit_errf(VIT_E_ARG, err, errlen, "resize gives %dx%d but the model needs %dx%d (no center crop)",
-                        rw, rh, OW, OH);
+                        *rw, *rh, OW, OH);
     }
-    vit_pp_plan *pl = calloc(1, sizeof *pl);
-    if (!pl) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize plan)");
-    pl->W = W; pl->H = H; pl->OW = OW; pl->OH = OH;
+    return VIT_OK;
+}
+
+/* The output planes and the rescale + normalize of each channel: scale and bias for the float
+ * passes, lut for PIL's 8-bit ones. */
+static vit_status plan_normalize(vit_pp_plan *pl, const vit_preprocess *pp, char *err, size_t errlen) {
     pl->nch = pp->channels ? pp->channels : 3;
-    if (pl->nch != 1 && pl->nch != 3) {
-        free(pl);
+    if (pl->nch != 1 && pl->nch != 3)
         return vit_errf(VIT_E_ARG, err, errlen, "%d channels: only 1 (luminance) or 3 (RGB)", pp->channels);
-    }
     for (int c = 0; c < 3; c++) {
         float r = pp->do_rescale ? pp->rescale_factor : 1.f;
         float m = pp->do_normalize ? pp->mean[c] : 0.f;
         float s = pp->do_normalize ? pp->std[c] : 1.f;
-        if (!(s != 0.f)) { free(pl); return vit_errf(VIT_E_ARG, err, errlen, "std[%d] is zero", c); }
+        if (!(s != 0.f)) return vit_errf(VIT_E_ARG, err, errlen, "std[%d] is zero", c);
         pl->scale[c] = r / s;
         pl->bias[c] = -m / s;
     }
@@ -356,7 +358,13 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
             if (pp->do_rescale) r = pp->rescale_factor == 1.f / 255.f ? r / 255.f : r * pp->rescale_factor;
             pl->lut[c][v] = pp->do_normalize ? (r - pp->mean[c]) / pp->std[c] : r;
         }
-    /* outputs inside the resized image: rows [oy0, oy0 + ny), cols [ox0, ox0 + nx) */
+    return VIT_OK;
+}
+
+/* The outputs inside the resized image: rows [oy0, oy0 + ny), cols [ox0, ox0 + nx); the rest is
+ * padding.  The input region defaults to one pixel (nothing is read when nx or ny is 0). */
+static void plan_window(vit_pp_plan *pl, int rw, int rh, int top, int left) {
+    const int OH = pl->OH, OW = pl->OW;
     int oy0 = top < 0 ? -top : 0, ox0 = left < 0 ? -left : 0;
     int oy1 = rh - top < OH ? rh - top : OH, ox1 = rw - left < OW ? rw - left : OW;
     pl->padded = oy0 > 0 || ox0 > 0 || oy1 < OH || ox1 < OW;
@@ -365,26 +373,27 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     pl->ny = oy1 > oy0 ? oy1 - oy0 : 0;
     pl->xmin = pl->ymin = 0;
     pl->xmax = pl->ymax = 1;
-    if (pl->nx == 0 || pl->ny == 0) { *out = pl; return VIT_OK; }
-    /* Tap memory and work follow out_w x in_h (and out_h x in_w), not the pixel count: a 1 x 50M
-     * image squashed to 224 x 224 needs 224 x 446k horizontal taps (800 MB).  Refuse a plan with
-     * more than PP_MAX_TAPS taps, or (below, once the rows read are known) more multiply-adds
-     * than PP_WORK_PER_PIXEL per input pixel plus PP_WORK_MIN: an ordinary resize needs at most
-     * ~12 per pixel (lanczos downscaling), only absurd aspect ratios need more. */
-    const uint64_t kx_est = (uint64_t)taps_ksize(pp->resample, W, rw), ky_est = (uint64_t)taps_ksize(pp->resample, H, rh);
+}
+
+/* The taps of both passes for the window's outputs, and the input columns and rows they touch.
+ * Tap memory and work follow out_w x in_h (and out_h x in_w), not the pixel count: a 1 x 50M
+ * image squashed to 224 x 224 needs 224 x 446k horizontal taps (800 MB).  Refuse a plan with
+ * more than PP_MAX_TAPS taps, or (once the rows read are known) more multiply-adds than
+ * PP_WORK_PER_PIXEL per input pixel plus PP_WORK_MIN: an ordinary resize needs at most ~12 per
+ * pixel (lanczos downscaling), only absurd aspect ratios need more. */
+static vit_status plan_taps(vit_pp_plan *pl, int resample, int rw, int rh, int top, int left, char *err,
+                            size_t errlen) {
+    const int W = pl->W, H = pl->H;
+    const uint64_t kx_est = (uint64_t)taps_ksize(resample, W, rw), ky_est = (uint64_t)taps_ksize(resample, H, rh);
     const uint64_t ntaps = (uint64_t)pl->nx * kx_est + (uint64_t)pl->ny * ky_est;
-    if (ntaps > PP_MAX_TAPS) {
-        vit_pp_plan_free(pl);
+    if (ntaps > PP_MAX_TAPS)
         return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
                         "image too large: resizing a %dx%d image to %dx%d needs %llu filter taps, more than %llu "
                         "(aspect ratio too extreme)", W, H, rw, rh, (unsigned long long)ntaps,
                         (unsigned long long)PP_MAX_TAPS);
-    }
-    if (taps_make(&pl->tx, pp->resample, W, rw, ox0 + left, pl->nx) ||
-        taps_make(&pl->ty, pp->resample, H, rh, oy0 + top, pl->ny)) {
-        vit_pp_plan_free(pl);
+    if (taps_make(&pl->tx, resample, W, rw, pl->ox0 + left, pl->nx) ||
+        taps_make(&pl->ty, resample, H, rh, pl->oy0 + top, pl->ny))
         return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
-    }
     int xmin = W, xmax = 0, ymin = H, ymax = 0;
     for (int i = 0; i < pl->nx; i++) {
         if (pl->tx.n[i] <= 0) continue;
@@ -401,34 +410,51 @@ vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan 
     pl->xmin = xmin; pl->xmax = xmax; pl->ymin = ymin; pl->ymax = ymax;
     const uint64_t work = (uint64_t)(ymax - ymin) * (uint64_t)pl->nx * (uint64_t)pl->tx.ksize +
                           (uint64_t)pl->ny * (uint64_t)pl->nx * (uint64_t)pl->ty.ksize;
-    if (work > PP_WORK_PER_PIXEL * (uint64_t)W * (uint64_t)H + PP_WORK_MIN) {
-        vit_pp_plan_free(pl);
+    if (work > PP_WORK_PER_PIXEL * (uint64_t)W * (uint64_t)H + PP_WORK_MIN)
         return vit_errf(VIT_E_IMAGE_TOO_LARGE, err, errlen,
                         "image too large: resizing a %dx%d image to %dx%d takes %llu multiply-adds per channel, "
                         "more than %d per pixel (aspect ratio too extreme)", W, H, rw, rh, (unsigned long long)work,
                         PP_WORK_PER_PIXEL);
-    }
+    return VIT_OK;
+}
+
+/* What the horizontal pass reads besides the taps: each output's first column relative to
+ * xmin, whether any weight is negative, and (AVX-512, float passes) the taps of 4 outputs side
+ * by side. */
+static vit_status plan_hpass(vit_pp_plan *pl, char *err, size_t errlen) {
     const int kx = pl->tx.ksize, nx = pl->nx;
     pl->xoff = malloc(sizeof(int) * (size_t)nx);
-    if (!pl->xoff) {
-        vit_pp_plan_free(pl);
-        return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
-    }
-    for (int x = 0; x < nx; x++) pl->xoff[x] = pl->tx.n[x] > 0 ? pl->tx.lo[x] - xmin : 0;
+    if (!pl->xoff) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
+    for (int x = 0; x < nx; x++) pl->xoff[x] = pl->tx.n[x] > 0 ? pl->tx.lo[x] - pl->xmin : 0;
     for (size_t i = 0; i < (size_t)kx * nx; i++) pl->negative_lobes |= pl->tx.w[i] < 0.f;
     for (size_t i = 0; i < (size_t)pl->ty.ksize * pl->ny; i++) pl->negative_lobes |= pl->ty.w[i] < 0.f;
     if (!pl->pil_exact && nx >= 4 && hpass_simd()) {
         size_t ng = (size_t)nx / 4;
         pl->wq = malloc(sizeof(float) * ng * kx * 16);
-        if (!pl->wq) {
-            vit_pp_plan_free(pl);
-            return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
-        }
+        if (!pl->wq) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize taps)");
         for (size_t g = 0; g < ng; g++)
             for (int k = 0; k < kx; k++)
                 for (int i = 0; i < 16; i++)
                     pl->wq[(g * kx + k) * 16 + i] = pl->tx.w[(4 * g + i / 4) * kx + k];
     }
+    return VIT_OK;
+}
+
+vit_status vit_pp_plan_make(const vit_preprocess *pp, int W, int H, vit_pp_plan **out, char *err, size_t errlen) {
+    *out = NULL;
+    int rw, rh, top, left;
+    vit_status st = plan_geometry(pp, W, H, &rw, &rh, &top, &left, err, errlen);
+    if (st) return st;
+    vit_pp_plan *pl = calloc(1, sizeof *pl);
+    if (!pl) return vit_errf(VIT_E_NOMEM, err, errlen, "out of memory (resize plan)");
+    pl->W = W; pl->H = H; pl->OW = pp->out_w; pl->OH = pp->out_h;
+    st = plan_normalize(pl, pp, err, errlen);
+    if (!st) plan_window(pl, rw, rh, top, left);
+    if (!st && pl->nx > 0 && pl->ny > 0) {          /* else every output is padding: no taps */
+        st = plan_taps(pl, pp->resample, rw, rh, top, left, err, errlen);
+        if (!st) st = plan_hpass(pl, err, errlen);
+    }
+    if (st) { vit_pp_plan_free(pl); return st; }
     *out = pl;
     return VIT_OK;
 }

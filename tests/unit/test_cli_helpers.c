@@ -1,6 +1,7 @@
-/* test_cli_helpers.c: the `vit` tool's "did you mean" (engine/cli/suggest.c) and progress line
- * (engine/cli/progress.c): which candidates count as close, options read from a usage text, and
- * what the progress line prints when it is asked for outside a terminal. */
+/* test_cli_helpers.c: the `vit` tool's "did you mean" and unknown-option report
+ * (engine/cli/suggest.c) and progress line (engine/cli/progress.c): which candidates count as
+ * close, options read from a usage text, what an unknown option prints, and what the progress
+ * line prints when it is asked for outside a terminal. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,6 +36,9 @@ static void suggest_epoch(void *a) { (void)a; cli_suggest_option("demo", "--epoc
 static void suggest_far(void *a) { (void)a; cli_suggest_option("demo", "--zzzzzz", demo_usage); }
 static void suggest_eq(void *a) { (void)a; cli_suggest_option("demo", "--top-kk=3", demo_usage); }
 static void suggest_exact(void *a) { (void)a; cli_suggest_option("demo", "--json", demo_usage); }
+static int unknown_rc;
+static void unknown_usage(void *a) { unknown_rc = cli_unknown_option("demo", a, demo_usage, stderr); }
+static void unknown_quiet(void *a) { unknown_rc = cli_unknown_option("demo", a, demo_usage, NULL); }
 
 static void progress_forced(void *a) {
     (void)a;
@@ -76,6 +80,12 @@ int main(void) {
     CHECK(capture_stderr(suggest_far, NULL)[0] == '\0', "--zzzzzz: silent");
     CHECK(strstr(capture_stderr(suggest_eq, NULL), "'--top-k'") != NULL, "--top-kk=3 compared by its name");
     CHECK(capture_stderr(suggest_exact, NULL)[0] == '\0', "a valid option: silent");
+    CHECK(!strcmp(capture_stderr(unknown_usage, "--jsn"), "vit demo: unknown or incomplete option '--jsn'\n"
+                  "vit demo: did you mean '--json'?\nusage: vit demo --model DIR [--top-k K] [--batch-size N]\n"
+                  "  --epochs N   (30)\n  --json\n") && unknown_rc == 2,
+          "unknown option: the line, the suggestion, the usage; exit status 2");
+    CHECK(!strcmp(capture_stderr(unknown_quiet, "-x"), "vit demo: unknown or incomplete option '-x'\n") && unknown_rc == 2,
+          "unknown option without usage: the line alone (no suggestion for a short option)");
 
     const char *out = capture_stderr(progress_forced, NULL);
     int lines = 0;
