@@ -261,6 +261,75 @@ vit_status up_f16(state *s, __half **dst, const float *src, size_t n, std::vecto
 
 enum { G_F32 = 1, G_ACC = 2 };   /* gemm flags: FP32 operands; Y += (accumulate into Y) */
 
+/* The algorithm of a GEMM shape (M, N, K, epilogue, flags: gemm's G_*, or gemm_q's precision),
+ * from the session's cache, or picked now and cached: the heuristic's VIT_CUDA_GEMM_ALGOS
+ * candidates, each timed on the real operands (one untimed run then two timed, writing Dt) when
+ * tuning is on, the stream is not capturing and the caller says writing Dt is harmless
+ * (timeable); else the heuristic's first.  what names the types in the error. */
+vit_status pick_algo(state *s, cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la,
+                     cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, const void *alpha,
+                     const void *beta, const void *W, const void *X, const void *Y, void *Dt,
+                     int M, int N, int K, int epi, int flags, bool timeable, const char *what,
+                     algo_entry **out, char *err, size_t errlen) {
+    for (int i = 0; i < s->nalgo; i++) {
+        algo_entry *a = &s->algos[i];
+        if (a->M == M && a->N == N && a->K == K && a->epi == epi && a->flags == flags) {
+            *out = a;
+            return VIT_OK;
+        }
+    }
+    vit_status rc = VIT_OK;
+    cublasLtMatmulPreference_t pref = nullptr;
+    cublasLtMatmulHeuristicResult_t res[kMaxCand];
+    int nret = 0, best = 0;
+    size_t wsz = kWorkspace;
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    LT(cublasLtMatmulPreferenceCreate(&pref));
+    LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
+    LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, s->tune_n, res, &nret));
+    if (nret < 1) {
+        rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no %s algorithm for M=%d N=%d K=%d", what, M, N, K);
+        goto done;
+    }
+    cudaStreamIsCapturing(s->st, &cap);
+    if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone && timeable) {
+        cudaEvent_t e0 = nullptr, e1 = nullptr;
+        float bestms = 1e30f;
+        bool ev0 = cudaEventCreate(&e0) == cudaSuccess;
+        bool ev1 = ev0 && cudaEventCreate(&e1) == cudaSuccess;
+        if (ev0 && !ev1) cudaEventDestroy(e0); /* the first one alone: no timing */
+        if (ev1) {
+            for (int i = 0; i < nret; i++) {
+                float ms = 0.f;
+                cublasStatus_t c = CUBLAS_STATUS_SUCCESS;
+                for (int r = 0; r < 3 && c == CUBLAS_STATUS_SUCCESS; r++) {
+                    if (r == 1) cudaEventRecord(e0, s->st);
+                    c = cublasLtMatmul(s->lt, op, alpha, W, la, X, lb, beta, Y, lc, Dt, lc,
+                                       &res[i].algo, s->ws, kWorkspace, s->st);
+                }
+                cudaEventRecord(e1, s->st);
+                if (c == CUBLAS_STATUS_SUCCESS && cudaEventSynchronize(e1) == cudaSuccess &&
+                    cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms < bestms) {
+                    bestms = ms;
+                    best = i;
+                }
+            }
+            cudaEventDestroy(e0);
+            cudaEventDestroy(e1);
+        }
+        cudaGetLastError();
+    }
+    {
+        algo_entry *ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
+        ae->M = M; ae->N = N; ae->K = K; ae->epi = epi; ae->flags = flags;
+        ae->algo = res[best].algo;
+        *out = ae;
+    }
+done:
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    return rc;
+}
+
 /* Y (M, N) = X (M, K) W^T (W is (N, K)) [+ bias (N)] [GELU], or with G_ACC Y += that (beta = 1,
  * C = D = Y in place: one rounding of Y + XW^T + b to Y's type); FP16, or FP32 with G_F32 */
 vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bias, int M, int N,
@@ -270,13 +339,13 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
     cudaDataType_t ty = f32 ? CUDA_R_32F : CUDA_R_16F;
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
     cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
     const float alpha = 1.f, beta = acc ? 1.f : 0.f;
     algo_entry *ae = nullptr;
     /* the timed candidates write Y, which must not accumulate twice: with G_ACC they read C = Y
      * and write s->y instead (dead whenever an accumulating GEMM runs, see enqueue_backbone) */
     void *Dt = acc ? (void *)s->y : Y;
+    const bool timeable = !acc || (!f32 && Y != s->y && (size_t)M * N <= s->y_elems);
 
     LT(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     LT(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
@@ -286,64 +355,12 @@ vit_status gemm(state *s, void *Y, const void *X, const void *W, const void *bia
     LT(cublasLtMatrixLayoutCreate(&la, ty, K, N, K));
     LT(cublasLtMatrixLayoutCreate(&lb, ty, K, M, K));
     LT(cublasLtMatrixLayoutCreate(&lc, ty, N, M, N));
-
-    for (int i = 0; i < s->nalgo; i++) {
-        algo_entry *a = &s->algos[i];
-        if (a->M == M && a->N == N && a->K == K && a->epi == (int)epi && a->flags == flags) { ae = a; break; }
-    }
-    if (!ae) {
-        cublasLtMatmulHeuristicResult_t res[kMaxCand];
-        int nret = 0;
-        size_t wsz = kWorkspace;
-        LT(cublasLtMatmulPreferenceCreate(&pref));
-        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
-        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, s->tune_n, res, &nret));
-        if (nret < 1) {
-            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no algorithm for M=%d N=%d K=%d %s",
-                      M, N, K, f32 ? "fp32" : "fp16");
-            goto done;
-        }
-        int best = 0;
-        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-        cudaStreamIsCapturing(s->st, &cap);
-        if (s->tune && nret > 1 && cap == cudaStreamCaptureStatusNone &&
-            (!acc || (!f32 && Y != s->y && (size_t)M * N <= s->y_elems))) {
-            /* time each candidate on the real operands, one untimed run then two timed (Y is
-             * rewritten by the final call) */
-            cudaEvent_t e0 = nullptr, e1 = nullptr;
-            float bestms = 1e30f;
-            bool ev0 = cudaEventCreate(&e0) == cudaSuccess;
-            bool ev1 = ev0 && cudaEventCreate(&e1) == cudaSuccess;
-            if (ev0 && !ev1) cudaEventDestroy(e0); /* the first one alone: no timing */
-            if (ev1) {
-                for (int i = 0; i < nret; i++) {
-                    float ms = 0.f;
-                    cublasStatus_t c = CUBLAS_STATUS_SUCCESS;
-                    for (int r = 0; r < 3 && c == CUBLAS_STATUS_SUCCESS; r++) {
-                        if (r == 1) cudaEventRecord(e0, s->st);
-                        c = cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Dt, lc,
-                                           &res[i].algo, s->ws, kWorkspace, s->st);
-                    }
-                    cudaEventRecord(e1, s->st);
-                    if (c == CUBLAS_STATUS_SUCCESS && cudaEventSynchronize(e1) == cudaSuccess &&
-                        cudaEventElapsedTime(&ms, e0, e1) == cudaSuccess && ms < bestms) {
-                        bestms = ms;
-                        best = i;
-                    }
-                }
-                cudaEventDestroy(e0);
-                cudaEventDestroy(e1);
-            }
-            cudaGetLastError();
-        }
-        ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
-        ae->M = M; ae->N = N; ae->K = K; ae->epi = (int)epi; ae->flags = flags;
-        ae->algo = res[best].algo;
-    }
+    if ((rc = pick_algo(s, op, la, lb, lc, &alpha, &beta, W, X, Y, Dt, M, N, K, (int)epi, flags, timeable,
+                        f32 ? "fp32" : "fp16", &ae, err, errlen)) != VIT_OK)
+        goto done;
     LT(cublasLtMatmul(s->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc, &ae->algo, s->ws,
                       kWorkspace, s->st));
 done:
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
@@ -354,8 +371,9 @@ done:
 /* Y (M, N) = X (M, K) Wq^T, the raw sums of a quantized Linear: INT8 x INT8 -> INT32 (IMMA,
  * compute 32I, alpha 1 beta 0 as int32) or E4M3 x E4M3 -> FP32 (scales left at 1), TN as both
  * need on sm_80 / sm_90 (K contiguous in both operands, ORDER_COL, no COL32), K a multiple of 4
- * (INT8) / 16 (FP8), checked at init.  The heuristic's first algorithm, cached per shape (not
- * timed: the candidates' timing in gemm() is FP16-only). */
+ * (INT8) / 16 (FP8), checked at init.  The algorithm is picked per shape as gemm()'s (timed
+ * candidates under VIT_CUDA_GEMM_TUNE: Y is the session's scratch acc, beta 0, so the timing
+ * runs write it harmlessly). */
 vit_status gemm_q(state *s, void *Y, const uint8_t *X, const uint8_t *W, int M, int N, int K,
                   char *err, size_t errlen) {
     vit_status rc = VIT_OK;
@@ -364,7 +382,6 @@ vit_status gemm_q(state *s, void *Y, const uint8_t *X, const uint8_t *W, int M, 
     const int flags = 16 * s->prec;   /* apart from gemm()'s G_* flags in the algorithm cache */
     cublasLtMatmulDesc_t op = nullptr;
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
-    cublasLtMatmulPreference_t pref = nullptr;
     cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
     const int32_t ia = 1, ib = 0;
     const float fa = 1.f, fb = 0.f;
@@ -378,30 +395,12 @@ vit_status gemm_q(state *s, void *Y, const uint8_t *X, const uint8_t *W, int M, 
     LT(cublasLtMatrixLayoutCreate(&la, tab, K, N, K));
     LT(cublasLtMatrixLayoutCreate(&lb, tab, K, M, K));
     LT(cublasLtMatrixLayoutCreate(&lc, tcd, N, M, N));
-    for (int i = 0; i < s->nalgo; i++) {
-        algo_entry *a = &s->algos[i];
-        if (a->M == M && a->N == N && a->K == K && a->epi == 0 && a->flags == flags) { ae = a; break; }
-    }
-    if (!ae) {
-        cublasLtMatmulHeuristicResult_t res;
-        int nret = 0;
-        size_t wsz = kWorkspace;
-        LT(cublasLtMatmulPreferenceCreate(&pref));
-        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz, sizeof wsz));
-        LT(cublasLtMatmulAlgoGetHeuristic(s->lt, op, la, lb, lc, lc, pref, 1, &res, &nret));
-        if (nret < 1) {
-            rc = vit_errf(VIT_E_BACKEND, err, errlen, "cublasLt: no %s algorithm for M=%d N=%d K=%d",
-                          i8 ? "int8 (IMMA)" : "fp8 (e4m3)", M, N, K);
-            goto done;
-        }
-        ae = &s->algos[s->nalgo < kMaxAlgos ? s->nalgo++ : (int)(s->tick++ % kMaxAlgos)];
-        ae->M = M; ae->N = N; ae->K = K; ae->epi = 0; ae->flags = flags;
-        ae->algo = res.algo;
-    }
+    if ((rc = pick_algo(s, op, la, lb, lc, alpha, beta, W, X, Y, Y, M, N, K, 0, flags, true,
+                        i8 ? "int8 (IMMA)" : "fp8 (e4m3)", &ae, err, errlen)) != VIT_OK)
+        goto done;
     LT(cublasLtMatmul(s->lt, op, alpha, W, la, X, lb, beta, Y, lc, Y, lc, &ae->algo, s->ws,
                       kWorkspace, s->st));
 done:
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (lc) cublasLtMatrixLayoutDestroy(lc);
     if (lb) cublasLtMatrixLayoutDestroy(lb);
     if (la) cublasLtMatrixLayoutDestroy(la);
