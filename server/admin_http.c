@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "log.h"
 #include "textcheck.h"
@@ -85,7 +86,7 @@ static int token_valid(const char *src, char *err, size_t errlen) {
     return 0;
 }
 
-int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen) {
+int admin_token_read(const char *file, const char *value, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen) {
     const char *src = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -104,11 +105,18 @@ int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err,
             snprintf(err, errlen, "--admin-token-file %s: the file holds no token", file);
             return -1;
         }
+        /* Kubernetes mounts a Secret 0440 with fsGroup (group-readable is the norm there), so only
+         * a file every local user can read is worth a word */
+        struct stat sb;
+        if (stat(file, &sb) == 0 && (sb.st_mode & S_IROTH))
+            srv_log(SRV_LOG_WARN, "admin: --admin-token-file %s is readable by every user (mode %04o): chmod o-r it",
+                    file, (unsigned)(sb.st_mode & 07777));
     } else {
-        src = getenv("VITD_ADMIN_TOKEN");
+        src = value;
     }
     int r = !src || !*src ? 0 : token_valid(src, err, errlen) != 0 ? -1 : 1;
     if (r == 1) memcpy(tok, src, strlen(src) + 1);
+    if (buf) explicit_bzero(buf, len);
     free(buf);
     return r;
 }
