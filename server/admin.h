@@ -29,8 +29,9 @@
 
 #define ADMIN_MAX_TOKEN 4096
 
-/* The admin token: from file when given (first line, trimmed; a file every user may read is
- * logged as a warning), else value (VITD_ADMIN_TOKEN, which main.c reads; NULL or "": none),
+/* The admin token: from file when given (first line, trimmed; the file's mode is not checked:
+ * Kubernetes mounts Secrets group-readable, compose's file secrets must be readable by the
+ * image's user), else value (VITD_ADMIN_TOKEN, which main.c reads; NULL or "": none),
  * into tok.  1 read, 0 none configured (the API is off), -1 with err set (unreadable file, empty
  * file, shorter than 16 or longer than ADMIN_MAX_TOKEN bytes, spaces or control characters);
  * err never holds the token. */

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "log.h"
 #include "textcheck.h"
@@ -105,12 +104,6 @@ int admin_token_read(const char *file, const char *value, char tok[ADMIN_MAX_TOK
             snprintf(err, errlen, "--admin-token-file %s: the file holds no token", file);
             return -1;
         }
-        /* Kubernetes mounts a Secret 0440 with fsGroup (group-readable is the norm there), so only
-         * a file every local user can read is worth a word */
-        struct stat sb;
-        if (stat(file, &sb) == 0 && (sb.st_mode & S_IROTH))
-            srv_log(SRV_LOG_WARN, "admin: --admin-token-file %s is readable by every user (mode %04o): chmod o-r it",
-                    file, (unsigned)(sb.st_mode & 07777));
     } else {
         src = value;
     }

@@ -3,7 +3,8 @@ teach the coarse labels tops / footwear / other from 60 train images each
 (tests/data/fmnist/train), train a head in the background while /classify keeps answering,
 activate it, check the held-out accuracy (tests/data/fmnist/test, 300 images), restart with the
 same state dir (the head stays active), roll back to the shipped head (ten labels again); auth
-failures (disabled API, missing / wrong token), strict request validation, job cancellation,
+failures (disabled API, missing / wrong token), the token from VITD_ADMIN_TOKEN (works, never in
+the log or --help, refused as a command-line flag), strict request validation, job cancellation,
 and a corrupt state file (reported, skipped, the daemon still starts).
 # asan: yes
 """
@@ -126,12 +127,9 @@ def main():
         short = os.path.join(tmp, "short")
         with open(short, "w") as f:
             f.write("abc\n")
-        os.chmod(short, 0o644)
         d0 = T.Daemon("--admin-token-file", short, env=env)
         rc = d0.proc.wait(60)
         check(rc != 0 and "admin" in d0.logtext(), "a too-short token refuses to start", f"rc={rc}")
-        check("readable by every user" in d0.logtext(), "a world-readable token file is logged as a warning",
-              d0.logtext()[-300:])
         empty = os.path.join(tmp, "empty")
         open(empty, "w").close()
         d0 = T.Daemon("--admin-token-file", empty, env=env)
@@ -163,12 +161,10 @@ def main():
               "--admin-token on the command line is refused, the value not echoed", f"{r.returncode} {r.stderr!r}")
 
         # ---- the daemon with admin API and state dir --------------------------------------------
-        os.chmod(tokfile, 0o600)
         d = T.Daemon("--admin-token-file", tokfile, "--state-dir", state, "--max-batch", "16",
                      model=MODEL, env=env)
         if not check(d.wait_ready(120), "daemon with --admin-token-file and --state-dir ready", d.logtext()[-500:]):
             return T.summary()
-        check("readable by every user" not in d.logtext(), "a token file of mode 0600: no warning")
         ten = model_labels(d)
         check(ten and len(ten) == 10, "shipped model has ten labels", ten)
         prober = Prober(d)
