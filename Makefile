@@ -2,7 +2,8 @@
 # Sources are found by wildcard: engine/*.c and engine/<room>/*.c (cpu, cuda, image, io, train)
 # -> libvit, engine/cli/*.c -> build/vit, server/*.c -> build/vitd, tests/unit/test_*.c -> one
 # binary each.  CUDA (engine/cuda/*.cu) is built only when nvcc is found; elsewhere the build is
-# CPU-only.  Header dependencies come from the compilers (-MMD -MP: build/**/*.d).
+# CPU-only.  Header dependencies come from the compilers (-MMD -MP: build/**/*.d); a change of
+# compiler or flags (NVCC=, OPT, SAN, CFLAGS...) rebuilds through the flags stamp, build/.flags.
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
@@ -43,13 +44,14 @@ ENGINE_SRC := $(wildcard engine/*.c $(ENGINE_ROOMS:%=engine/%/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/cli/*.c))
 SERVER_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard server/*.c))
-# server/openapi.json compiled into vitd (server/openapi_json.S: .incbin), served at /openapi.json.
-# The web page (server/ui/, issue 18) compiled into vitd: gen_assets writes its bytes as C.
-# Order matters: index.html names the others by content hash, so it comes last.
-UI_ASSETS  := /ui/app.css=server/ui/app.css /ui/app.js=server/ui/app.js /=server/ui/index.html
+# Files compiled into vitd (server/assets.h), URLPATH=FILE: the web page (server/ui/, issue 18)
+# and the OpenAPI document.  server/assets/gen_assets.c writes their bytes as C (the one way a
+# file gets into vitd).  Order matters: index.html names the others by content hash, so it
+# comes after them.
+ASSETS     := /ui/app.css=server/ui/app.css /ui/app.js=server/ui/app.js /=server/ui/index.html \
+              /openapi.json=server/openapi.json
 ifneq ($(strip $(SERVER_OBJ)),)
-SERVER_OBJ += $(BUILD)/server/ui_assets.o
-SERVER_OBJ += $(BUILD)/server/openapi_json.o
+SERVER_OBJ += $(BUILD)/gen/assets.o
 endif
 TEST_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
@@ -82,26 +84,35 @@ $(BUILD)/gen/vit_build.h: FORCE
 	@scripts/gen_version.sh $@ $(BUILD_TYPE)
 $(BUILD)/engine/version.o: $(BUILD)/gen/vit_build.h
 
-$(BUILD)/%.o: %.c
+# The flags stamp: $(BUILD)/.flags holds the compilers and flags in effect, one per line, and is
+# rewritten only when they differ from the last make in this BUILD dir.  Every object and binary
+# depends on it, so `make` then `make NVCC=` (or another OPT, SAN, CFLAGS, CUDA_ARCHS...) in the
+# same BUILD dir rebuilds everything instead of linking objects compiled both ways.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAG_VARS := CC CFLAGS CXX EMU_CXXFLAGS EMU_RACE_FLAGS NVCC NVCCFLAGS LDFLAGS LDLIBS MHD_LIBS
+shell_quote = '$(subst ','\'',$(1))'
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@printf '%s\n' $(foreach v,$(FLAG_VARS),$(call shell_quote,$(v)=$($(v)))) > $@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else [ ! -f $@ ] || echo "$@: flags changed, rebuilding"; mv -f $@.new $@; fi
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/server/openapi_json.o: server/openapi_json.S server/openapi.json
-	@mkdir -p $(dir $@)
-	$(CC) -c $< -o $@
-
-$(BUILD)/tools/gen_assets: server/ui/gen_assets.c
+$(BUILD)/tools/gen_assets: server/assets/gen_assets.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 -Wall -Wextra -Werror -o $@ $<
 
-$(BUILD)/server/ui_assets.c: $(BUILD)/tools/gen_assets $(foreach a,$(UI_ASSETS),$(lastword $(subst =, ,$(a))))
+# regenerated when a file, the generator or the ASSETS list (this Makefile) changes
+$(BUILD)/gen/assets.c: $(BUILD)/tools/gen_assets $(foreach a,$(ASSETS),$(lastword $(subst =, ,$(a)))) Makefile
 	@mkdir -p $(dir $@)
-	$(BUILD)/tools/gen_assets $@ $(UI_ASSETS)
+	$(BUILD)/tools/gen_assets $@ $(ASSETS)
 
-$(BUILD)/server/ui_assets.o: $(BUILD)/server/ui_assets.c server/ui.h
+$(BUILD)/gen/assets.o: $(BUILD)/gen/assets.c $(FLAGS_STAMP)
 	$(CC) $(CFLAGS) -Iserver -c $< -o $@
 
-$(BUILD)/%.cu.o: %.cu
+$(BUILD)/%.cu.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -109,26 +120,26 @@ $(LIBVIT): $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/vit: $(CLI_OBJ) $(LIBVIT)
+$(BUILD)/vit: $(CLI_OBJ) $(LIBVIT) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(LIBVIT) $(LDLIBS)
 
-$(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT)
+$(BUILD)/vitd: $(SERVER_OBJ) $(LIBVIT) $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) -o $@ $(SERVER_OBJ) $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT)
+$(BUILD)/tests/%: tests/unit/%.c $(LIBVIT) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
 # The PostgreSQL admin store's contract test: includes server files, links libpq; run by
 # tests/integration/test_store_pg.py against a database it starts (not a plain unit test).
 all: $(BUILD)/tests/store_pg_contract
-$(BUILD)/tests/store_pg_contract: tests/unit/store_pg_contract.c $(LIBVIT)
+$(BUILD)/tests/store_pg_contract: tests/unit/store_pg_contract.c $(LIBVIT) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -Iserver $(LDFLAGS) -o $@ $< $(LIBVIT) $(MHD_LIBS) $(LDLIBS)
 
 # Fuzz harnesses (tests/fuzz/fuzz_*.c) with a plain main() that replays their corpora in
 # `make test` (tests/integration/test_fuzz_replay.sh); gcc, no libFuzzer needed.
-$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIBVIT)
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIBVIT) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/fuzz $(LDFLAGS) -o $@ tests/fuzz/replay_main.c $< $(LIBVIT) $(LDLIBS)
 
@@ -141,7 +152,7 @@ fuzz:
 	@scripts/deps.sh fuzz
 	@$(MAKE) --no-print-directory NVCC= CC=clang BUILD=build-fuzz OPT=-O1 SAN="$(FUZZ_SAN)" fuzz-bins
 fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBVIT)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(LIBVIT) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 
@@ -152,10 +163,10 @@ GPU_TEST_BINS := $(patsubst tests/gpu/%.cu,$(BUILD)/tests/gpu/%,$(wildcard tests
 .PHONY: gpu-tests kernel-lab
 ifeq ($(HAVE_CUDA),1)
 gpu-tests: $(GPU_TEST_BINS)
-$(BUILD)/tests/gpu/%: tests/gpu/%.cu $(wildcard kernels/*.cuh tests/gpu/*.h)
+$(BUILD)/tests/gpu/%: tests/gpu/%.cu $(wildcard kernels/*.cuh tests/gpu/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Itests/gpu -o $@ $< -lcublasLt
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIBVIT) $(wildcard tests/unit/*.h)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(LIBVIT) $(wildcard tests/unit/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -Itests/gpu $(LDFLAGS) -o $@ $< $(LIBVIT) $(LDLIBS)
 kernel-lab:
@@ -175,7 +186,7 @@ PYTHON3  ?= python3
 EMU_GEN  := $(patsubst kernels/%.cuh,$(BUILD)/emu/gen/%.cuh,$(wildcard kernels/*.cuh))
 EMU_BINS := $(patsubst tests/emu/%.cpp,$(BUILD)/tests/%,$(wildcard tests/emu/test_emu_*.cpp)) \
             $(BUILD)/tests/test_emu_kernels
-EMU_DEPS := $(BUILD)/emu/gen/test_kernels.cpp $(EMU_GEN) \
+EMU_DEPS := $(BUILD)/emu/gen/test_kernels.cpp $(EMU_GEN) $(FLAGS_STAMP) \
             $(wildcard tests/emu/include/*.h tests/emu/*.h tests/gpu/*.h engine/*.h $(ENGINE_ROOMS:%=engine/%/*.h))
 EMU_CXXFLAGS := -std=gnu++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -ffp-contract=off \
                 -fno-strict-aliasing $(SAN) -Itests/emu/include -I$(BUILD)/emu/gen -Iengine -Itests/gpu \
@@ -198,10 +209,10 @@ $(BUILD)/emu/gen/%.cpp: tests/emu/%.cpp tests/emu/gen_host.py
 $(BUILD)/emu/gen/test_kernels.cpp: tests/gpu/test_kernels.cu tests/emu/gen_host.py
 	@mkdir -p $(dir $@)
 	$(PYTHON3) tests/emu/gen_host.py $< $@
-$(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
+$(BUILD)/emu/emu.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_CXXFLAGS) -c $< -o $@
-$(BUILD)/emu/emu_race.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h)
+$(BUILD)/emu/emu_race.o: tests/emu/emu.cpp $(wildcard tests/emu/include/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(EMU_RACE_FLAGS) -c $< -o $@
 $(BUILD)/tests/test_emu_race: $(BUILD)/emu/gen/race_self.cpp $(BUILD)/emu/emu_race.o $(EMU_DEPS)

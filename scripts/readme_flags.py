@@ -33,6 +33,11 @@ def main():
     rows = []
     lines = out.splitlines()
     for i, line in enumerate(lines):
+        # a secret: listed by its variable alone (environment only, no flag, no default shown)
+        m = re.match(r"^  (VITD_[A-Z0-9_]+)\s+(.*)$", line)
+        if m:
+            rows.append(["", f"`{m.group(1)}`", "", m.group(2) + " (secret: environment only, never printed)"])
+            continue
         m = re.match(r"^  (--[a-z0-9-]+)\s+(.*)$", line)
         if not m or m.group(1) == "--help":
             continue

@@ -5,7 +5,8 @@
  * state directory, store_dir.c); jobs run on the trainer (trainer.h).
  *
  *   token: --admin-token-file F (env VITD_ADMIN_TOKEN_FILE) (first line, surrounding whitespace trimmed), else the
- *          VITD_ADMIN_TOKEN environment variable; at least 16 bytes.  No token configured:
+ *          VITD_ADMIN_TOKEN environment variable (main.c's flag table: a secret, never a command-line
+ *          flag, never printed); at least 16 bytes.  No token configured:
  *          the admin API is disabled and every /admin/ path answers 404 (never open).
  *          Missing or wrong token: 401 with `WWW-Authenticate: Bearer realm="vitd-admin"`.
  *          The comparison takes the same time whatever the client sent.
@@ -28,10 +29,13 @@
 
 #define ADMIN_MAX_TOKEN 4096
 
-/* The admin token: from file when given (first line, trimmed), else $VITD_ADMIN_TOKEN, into
- * tok.  1 read, 0 none configured (the API is off), -1 with err set (unreadable file, empty
- * file, shorter than 16 or longer than ADMIN_MAX_TOKEN bytes, spaces or control characters). */
-int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen);
+/* The admin token: from file when given (first line, trimmed; the file's mode is not checked:
+ * Kubernetes mounts Secrets group-readable, compose's file secrets must be readable by the
+ * image's user), else value (VITD_ADMIN_TOKEN, which main.c reads; NULL or "": none),
+ * into tok.  1 read, 0 none configured (the API is off), -1 with err set (unreadable file, empty
+ * file, shorter than 16 or longer than ADMIN_MAX_TOKEN bytes, spaces or control characters);
+ * err never holds the token. */
+int admin_token_read(const char *file, const char *value, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen);
 
 typedef struct admin_http admin_http;
 typedef struct admin_http_opts {

@@ -85,7 +85,7 @@ static int token_valid(const char *src, char *err, size_t errlen) {
     return 0;
 }
 
-int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen) {
+int admin_token_read(const char *file, const char *value, char tok[ADMIN_MAX_TOKEN + 1], char *err, size_t errlen) {
     const char *src = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -105,10 +105,11 @@ int admin_token_read(const char *file, char tok[ADMIN_MAX_TOKEN + 1], char *err,
             return -1;
         }
     } else {
-        src = getenv("VITD_ADMIN_TOKEN");
+        src = value;
     }
     int r = !src || !*src ? 0 : token_valid(src, err, errlen) != 0 ? -1 : 1;
     if (r == 1) memcpy(tok, src, strlen(src) + 1);
+    if (buf) explicit_bzero(buf, len);
     free(buf);
     return r;
 }

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "openapi_doc.h"
+#include "assets.h"
 #include "util.h"
 #include "v2proto.h"
 
@@ -120,12 +120,12 @@ static void embed_handle(srv_conn *c, void *ctx) {
 
 static void openapi_handle(srv_conn *c, void *ctx) {
     (void)ctx;
-    size_t n = 0;
-    const char *doc = srv_openapi_json(&n);
-    char *b = malloc(n + 1);
+    const srv_asset *doc = srv_asset_find("/openapi.json");   /* server/openapi.json, compiled in */
+    if (!doc) { srv_reply_error(c, 500, "internal", "no OpenAPI document compiled in"); return; }
+    char *b = malloc(doc->len + 1);
     if (!b) { srv_reply_error(c, 500, "internal", "out of memory"); return; }
-    memcpy(b, doc, n + 1);
-    srv_reply_raw(c, 200, b, n, "application/json");
+    memcpy(b, doc->data, doc->len + 1);
+    srv_reply_raw(c, 200, b, doc->len, doc->ctype);
 }
 
 int embed_register(srv_http *h, srv_state *st) {

@@ -1,5 +1,6 @@
 /* main.c: vitd, the image-classification daemon, and its composition root: flags (each also
- * VITD_<NAME> in the environment; flags win), the shared state (one srv_state, handed to every
+ * VITD_<NAME> in the environment; flags win; secrets only from the environment or a file, never
+ * printed), the shared state (one srv_state, handed to every
  * module), start-up (listen, load the model, sessions, warm-up, admin API, then ready), systemd
  * notify, and the graceful drain on SIGTERM/SIGINT. */
 #include <errno.h>
@@ -42,12 +43,14 @@ static void on_stop_signal(int sig) { g_stop_sig = sig; }
 typedef struct opts {
     srv_config cfg;
     const char *model, *host, *device, *precision, *log, *log_format, *input, *ui;
-    const char *admin_token_file, *state_dir, *cors_origin, *state_url, *state_password_file, *instance_name;
+    const char *admin_token_file, *admin_token, *state_dir, *cors_origin, *state_url, *state_password_file, *instance_name;
     long max_body_mb, max_inflight_body_mb, max_image_cost_m, max_request_cost_m;
     char host_name[256];          /* the default --instance-name */
 } opts;
 
-typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT, F_ONOFF } ftype;
+/* F_SECRET: a string taken only from the environment (a command line is visible to every user
+ * through ps and /proc) and never printed: --help shows no value, errors do not echo it. */
+typedef enum { F_STR, F_INT, F_LONG, F_MB, F_U64, F_DEVICE, F_PREC, F_LOG, F_INPUT, F_LOGFMT, F_ONOFF, F_SECRET } ftype;
 typedef struct { const char *name; ftype t; size_t off; long lo, hi; const char *help; } flag;
 #define O(field) offsetof(opts, field)
 
@@ -89,6 +92,7 @@ static const flag flags[] = {
     {"log-format", F_LOGFMT, O(log_format), 0, 0, "text|json: json writes one object a line (time, level, msg; requests: request_id, method, path, status, duration_ms, images, head_version, client, trace_id)"},
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
+    {"admin-token", F_SECRET, O(admin_token), 0, 0, "the admin API bearer token itself, when there is no --admin-token-file"},
     {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions (one vitd; locked)"},
     {"state-url", F_STR, O(state_url), 0, 0, "postgresql://user@host/db: the admin store shared by several replicas (instead of --state-dir)"},
     {"state-password-file", F_STR, O(state_password_file), 0, 0, "file holding the --state-url password (else PGPASSWORD / PGPASSFILE)"},
@@ -110,6 +114,7 @@ static void flag_default_str(const opts *o, const flag *f, char *buf, size_t n) 
     const void *p = (const char *)o + f->off;
     switch (f->t) {
     case F_STR: case F_DEVICE: case F_PREC: case F_LOG: case F_INPUT: case F_LOGFMT: case F_ONOFF: snprintf(buf, n, "%s", *(char *const *)p ? *(char *const *)p : ""); break;
+    case F_SECRET: snprintf(buf, n, "%s", ""); break;   /* never the value */
     case F_INT: snprintf(buf, n, "%d", *(const int *)p); break;
     case F_LONG: case F_MB: snprintf(buf, n, "%ld", *(const long *)p); break;
     case F_U64: snprintf(buf, n, "%llu", (unsigned long long)*(const uint64_t *)p); break;
@@ -126,6 +131,10 @@ static void usage(const opts *opt, FILE *o) {
         char def[128], env[64], arg[40];
         flag_default_str(opt, &flags[i], def, sizeof def);
         flag_env(&flags[i], env, sizeof env);
+        if (flags[i].t == F_SECRET) {   /* listed by its variable: there is no such flag */
+            fprintf(o, "  %-20s %s\n  %-20s (secret: environment only, never printed)\n", env, flags[i].help, "");
+            continue;
+        }
         snprintf(arg, sizeof arg, "--%s", flags[i].name);
         fprintf(o, "  %-20s %s\n  %-20s (default: %s; env %s)\n", arg, flags[i].help, "", def[0] ? def : "-", env);
     }
@@ -137,7 +146,7 @@ static int set_flag(opts *o, const flag *f, const char *v, const char *src) {
     char *end;
     errno = 0;
     switch (f->t) {
-    case F_STR: *(const char **)p = v; return 0;
+    case F_STR: case F_SECRET: *(const char **)p = v; return 0;
     case F_DEVICE:
         if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) break;
         *(const char **)p = v; return 0;
@@ -202,6 +211,14 @@ static int parse_flags(opts *o, int argc, char **argv) {
         for (i = 0; i < NFLAGS; i++)
             if (strlen(flags[i].name) == nl && !strncmp(flags[i].name, s, nl)) break;
         if (i == NFLAGS) { fprintf(stderr, "vitd: unknown flag --%.*s (see --help)\n", (int)nl, s); return -1; }
+        if (flags[i].t == F_SECRET) {
+            char env[64];
+            flag_env(&flags[i], env, sizeof env);
+            fprintf(stderr, "vitd: --%s is not a flag: a command line is visible to every user (ps); set %s in the "
+                            "environment%s\n", flags[i].name, env,
+                    !strcmp(flags[i].name, "admin-token") ? " or use --admin-token-file" : "");
+            return -1;
+        }
         const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
         if (!v) { fprintf(stderr, "vitd: --%s needs a value\n", flags[i].name); return -1; }
         if (set_flag(o, &flags[i], v, "flag") != 0) return -1;
@@ -252,7 +269,7 @@ static int configure(opts *o, int argc, char **argv) {
                         .max_scans = VIT_DEFAULT_MAX_SCANS, .queue_timeout_ms = 30000, .max_images = 64,
                         .max_top_k = SRV_TOPK_MAX, .job_lease_s = 30},
                 .host = "127.0.0.1", .model = default_model(), .device = "auto", .precision = "auto", .log = "info", .log_format = "text",
-                .input = "auto", .ui = "on", .admin_token_file = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20,
+                .input = "auto", .ui = "on", .admin_token_file = "", .admin_token = "", .state_dir = "", .cors_origin = "", .max_body_mb = 20,
                 .max_inflight_body_mb = 512, .max_image_cost_m = 1000, .max_request_cost_m = 4000,
                 .state_url = "", .state_password_file = "", .instance_name = ""};
     if (parse_flags(o, argc, argv) != 0) return 2;
@@ -453,18 +470,22 @@ static int open_store(srv_state *st, admin_parts *ad, char *err, size_t errlen) 
     return 0;
 }
 
-/* Token, store (restoring --state-dir, activating the stored head), trainer (only when the API
- * is on), then the /admin/ route.  0, or -1 with err set. */
-static int start_admin(srv_state *st, srv_http *http, admin_parts *ad, char *err, size_t errlen) {
+/* Token (--admin-token-file, else VITD_ADMIN_TOKEN: o's, so the secret never enters the shared
+ * srv_state), store (restoring --state-dir, activating the stored head), trainer (only when the
+ * API is on), then the /admin/ route.  0, or -1 with err set. */
+static int start_admin(srv_state *st, const opts *o, srv_http *http, admin_parts *ad, char *err, size_t errlen) {
     const srv_config *C = &st->cfg;
     char token[ADMIN_MAX_TOKEN + 1];   /* read here, copied by admin_http_start */
-    int enabled = admin_token_read(C->admin_token_file, token, err, errlen);
+    int enabled = admin_token_read(C->admin_token_file, o->admin_token, token, err, errlen);
     if (enabled < 0) return -1;
-    if (open_store(st, ad, err, errlen) != 0) return -1;
-    if (enabled && trainer_start(&ad->store, st->batcher, &ad->trainer, err, errlen) != 0) return -1;
-    admin_http_opts ao = {.st = st, .store = &ad->store, .trainer = ad->trainer, .token = enabled ? token : NULL};
-    if (!(ad->http = admin_http_start(http, &ao, err, errlen))) return -1;
-    memset(token, 0, sizeof token);
+    int ok = open_store(st, ad, err, errlen) == 0 &&
+             (!enabled || trainer_start(&ad->store, st->batcher, &ad->trainer, err, errlen) == 0);
+    if (ok) {
+        admin_http_opts ao = {.st = st, .store = &ad->store, .trainer = ad->trainer, .token = enabled ? token : NULL};
+        ok = (ad->http = admin_http_start(http, &ao, err, errlen)) != NULL;
+    }
+    explicit_bzero(token, sizeof token);   /* admin_http keeps its own copy */
+    if (!ok) return -1;
     int pg = C->state_url && *C->state_url, persist = pg || (C->state_dir && *C->state_dir);
     srv_log(SRV_LOG_INFO, "admin: API %s%s%s (instance %s)", enabled ? "enabled" : "disabled (no token)",
             persist ? ", state in " : "", pg ? "PostgreSQL" : persist ? C->state_dir : "", C->instance_name);
@@ -560,7 +581,7 @@ int main(int argc, char **argv) {
         teardown(&st, http, &ad);
         return 1;
     }
-    if (start_admin(&st, http, &ad, err, sizeof err) != 0) {
+    if (start_admin(&st, &o, http, &ad, err, sizeof err) != 0) {
         srv_log(SRV_LOG_ERROR, "admin API: %s", err);
         teardown(&st, http, &ad);
         return 1;

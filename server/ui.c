@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "assets.h"
 #include "http.h"
 
 /* The page talks only to its own origin; images are shown from blob: URLs (uploads, camera) and
@@ -20,12 +21,10 @@ int ui_register(srv_http *h, int on) {
     return srv_http_route_prefix(h, "/ui/", ui_handle, NULL);
 }
 
-static const ui_asset *find_asset(const char *path) {
-    int n = 0;
-    const ui_asset *t = ui_assets_table(&n);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(t[i].path, path)) return &t[i];
-    return NULL;
+/* the page's own assets: "/" and "/ui/<name>" (the table also holds /openapi.json, embed.c's) */
+static const srv_asset *find_asset(const char *path) {
+    if (strcmp(path, "/") != 0 && strncmp(path, "/ui/", 4) != 0) return NULL;
+    return srv_asset_find(path);
 }
 
 /* If-None-Match: "*" or a comma-separated list of (possibly weak W/) entity tags */
@@ -47,7 +46,7 @@ static int etag_matches(const char *inm, const char *etag) {
 void ui_handle(srv_conn *c, void *ctx) {
     (void)ctx;
     const char *path = srv_conn_path(c), *m = srv_conn_method(c);
-    const ui_asset *a = find_asset(path);
+    const srv_asset *a = find_asset(path);
     if (!a) {
         srv_reply_error(c, 404, "not_found", "no such endpoint: %s", path);
         return;

@@ -1,25 +1,13 @@
 /* ui.h: the web page vitd serves at GET / (issue 18): try images against /classify, see the
  * attention map over them, read the model card, teach labels through the admin API.  Its files
- * (server/ui/index.html, app.css, app.js) are compiled into the binary at build time by
- * server/ui/gen_assets.c; nothing is read from disk or fetched at run time.
+ * (server/ui/index.html, app.css, app.js) are compiled into the binary at build time
+ * (assets.h: "/" and "/ui/<name>" in the asset table); nothing is read from disk or fetched at
+ * run time.
  *
  * Threads: ui_handle runs on libmicrohttpd threads and only reads the fixed asset table;
  * ui_register runs once from main (the composition root) before serving. */
 #ifndef SRV_UI_H
 #define SRV_UI_H
-#include <stddef.h>
-
-typedef struct ui_asset {
-    const char *path;            /* URL path: "/" or "/ui/<name>" */
-    const char *ctype;           /* Content-Type */
-    const char *etag;            /* "\"<16 hex>\"" (FNV-1a 64 of the bytes) */
-    const char *hash;            /* the same 16 hex digits, the ?v= of a versioned URL */
-    const unsigned char *data;
-    size_t len;
-} ui_asset;
-
-/* The compiled-in assets (the generated build/server/ui_assets.c). */
-const ui_asset *ui_assets_table(int *n);
 
 typedef struct srv_conn srv_conn;
 typedef struct srv_http srv_http;

@@ -3,13 +3,15 @@ teach the coarse labels tops / footwear / other from 60 train images each
 (tests/data/fmnist/train), train a head in the background while /classify keeps answering,
 activate it, check the held-out accuracy (tests/data/fmnist/test, 300 images), restart with the
 same state dir (the head stays active), roll back to the shipped head (ten labels again); auth
-failures (disabled API, missing / wrong token), strict request validation, job cancellation,
+failures (disabled API, missing / wrong token), the token from VITD_ADMIN_TOKEN (works, never in
+the log or --help, refused as a command-line flag), strict request validation, job cancellation,
 and a corrupt state file (reported, skipped, the daemon still starts).
 # asan: yes
 """
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,6 +135,30 @@ def main():
         d0 = T.Daemon("--admin-token-file", empty, env=env)
         rc = d0.proc.wait(60)
         check(rc != 0 and "no token" in d0.logtext(), "an empty token file refuses to start", f"rc={rc}")
+
+        # ---- the token from VITD_ADMIN_TOKEN (main.c's flag table, a secret): never printed ----
+        d0 = T.Daemon("--log-level", "debug", env=dict(env, VITD_ADMIN_TOKEN=TOKEN))
+        check(d0.wait_ready(), "daemon with VITD_ADMIN_TOKEN starts", d0.logtext()[-300:])
+        st, _, _ = d0.json("GET", "/admin/heads", headers=AUTH)
+        check(st == 200, "VITD_ADMIN_TOKEN: the admin API answers that token", st)
+        st, _, _ = d0.json("GET", "/admin/heads", headers={"Authorization": "Bearer " + TOKEN[:-1] + "x"})
+        check(st == 401, "VITD_ADMIN_TOKEN: a wrong token is 401", st)
+        d0.stop()
+        log = d0.logtext()
+        check("admin: API enabled" in log and TOKEN not in log, "the token never appears in the log (debug level)",
+              log[-300:])
+        d0 = T.Daemon(env=dict(env, VITD_ADMIN_TOKEN="short-secret"))
+        rc = d0.proc.wait(60)
+        check(rc != 0 and "admin token must be" in d0.logtext() and "short-secret" not in d0.logtext(),
+              "a too-short VITD_ADMIN_TOKEN refuses to start without echoing it", f"rc={rc} {d0.logtext()[-200:]}")
+        e = dict(os.environ, **env)
+        e["VITD_ADMIN_TOKEN"] = TOKEN
+        h = subprocess.run([T.VITD, "--help"], env=e, capture_output=True, text=True, timeout=30)
+        check(h.returncode == 0 and "VITD_ADMIN_TOKEN" in h.stdout and TOKEN not in h.stdout + h.stderr,
+              "--help lists VITD_ADMIN_TOKEN, never its value", h.returncode)
+        r = subprocess.run([T.VITD, "--admin-token", TOKEN], env=e, capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and "VITD_ADMIN_TOKEN" in r.stderr and TOKEN not in r.stdout + r.stderr,
+              "--admin-token on the command line is refused, the value not echoed", f"{r.returncode} {r.stderr!r}")
 
         # ---- the daemon with admin API and state dir --------------------------------------------
         d = T.Daemon("--admin-token-file", tokfile, "--state-dir", state, "--max-batch", "16",

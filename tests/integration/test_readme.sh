@@ -31,6 +31,13 @@ if [ -x "$B/vitd" ]; then
     grep -qE "^  $f( |\$)" <<<"$help" || extra="$extra $f"
   done
   [ -z "$extra" ] && ok "no flag in the README table that vitd lacks" || bad "README lists flags vitd does not have:$extra"
+  # secrets (environment only) are listed in --help by their variable, never with a value
+  sec=""
+  for v in $(grep -oE '^  VITD_[A-Z0-9_]+' <<<"$help" | tr -d ' '); do
+    grep -qF "| \`$v\` |" <<<"$table" || sec="$sec $v"
+  done
+  [ -z "$sec" ] && ok "every environment-only secret of vitd --help is in the README's flag table" \
+    || bad "README lacks secrets:$sec (run scripts/readme_flags.py)"
   # server/README.md quotes `vitd --help` verbatim: the fenced block after the line ending "`vitd --help`:"
   quoted=$(awk '/`vitd --help`:$/ {f = 1; next} f && /^```/ {if (in_block) exit; in_block = 1; next} in_block' server/README.md)
   if [ "$quoted" = "$help" ]; then ok "server/README.md quotes vitd --help verbatim"
