@@ -192,9 +192,9 @@ struct adm_store {
      * of that epoch for this job's examples; ADM_CONFLICT when the job is not running here. */
     adm_status (*job_checkpoint)(void *self, int id, int epoch, const void *data, size_t len, char *msg,
                                  size_t msglen);
-    /* The claimed job resumes from its checkpoint after `epoch` (the job's resumed_from_epoch);
-     * epoch 0: its checkpoint was refused, the job starts from epoch 0 and the checkpoint is
-     * deleted. */
+    /* The claimed job resumes from its checkpoint after `epoch` (the job's resumed_from_epoch,
+     * and its epoch until the next progress); epoch 0: its checkpoint was refused, the job starts
+     * from epoch 0 and the checkpoint is deleted. */
     adm_status (*job_resume)(void *self, int id, int epoch, char *msg, size_t msglen);
 
     /* ---- head versions and the active one ---- */

@@ -597,12 +597,10 @@ static adm_status job_resume(void *self, int id, int epoch, char *msg, size_t ms
     else if (j->state != ADM_JOB_RUNNING) st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running", id);
     else if (epoch < 0 || epoch > j->opts.epochs)
         st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: epoch %d not in [0, %d]", id, epoch, j->opts.epochs);
-    else if (epoch == 0) {
-        ckpt_drop(s, j);
-        j->resumed_from = 0;
-    } else {
+    else {
+        if (epoch == 0) ckpt_drop(s, j);
         j->resumed_from = epoch;
-        j->epoch = epoch;
+        j->epoch = epoch;         /* the epochs done: those of the checkpoint, or none */
     }
     pthread_mutex_unlock(&s->mu);
     return st;

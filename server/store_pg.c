@@ -1016,7 +1016,7 @@ static adm_status job_resume(void *self, int id, int epoch, char *msg, size_t ms
     PGconn *c = st == ADM_OK ? conn_get(s, &s->main, msg, msglen) : NULL;
     if (st == ADM_OK && !c) st = ADM_UNAVAILABLE;
     PGresult *r = c ? run(s, c,
-                          "UPDATE vitd_jobs SET resumed_from_epoch = $2::int, epoch = greatest(epoch, $2::int)"
+                          "UPDATE vitd_jobs SET resumed_from_epoch = $2::int, epoch = $2::int"
                           " WHERE id = $1::int AND owner = $3 AND state = 'running'",
                           3, p, NULL, NULL, 0, &st, msg, msglen)
                     : NULL;

@@ -198,7 +198,7 @@ static void test_checkpoints(adm_store *s, const char *dir) {
           "job_resume records resumed_from_epoch");
     CHECK(s->job_resume(s->self, id, 4, msg, sizeof msg) == ADM_BAD_REQUEST, "an epoch past the job's is refused");
     CHECK(s->job_resume(s->self, id, 0, msg, sizeof msg) == ADM_OK && file_is(path, b2, l2) == -1 &&
-              s->job_get(s->self, id, view_state, &v, msg, sizeof msg) == ADM_OK && v.resumed_from_epoch == 0,
+              s->job_get(s->self, id, view_state, &v, msg, sizeof msg) == ADM_OK && v.resumed_from_epoch == 0 && v.epoch == 0,
           "job_resume 0 (a refused checkpoint) deletes it");
     s->job_checkpoint(s->self, id, 2, b2, l2, msg, sizeof msg);
     adm_job_result r = {.state = ADM_JOB_CANCELLED};
