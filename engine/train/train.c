@@ -376,11 +376,12 @@ static void ckpt_write(unsigned char *buf, size_t len, const ckpt_head *h, const
 
 /* Check that data continues this very run and, only then, load it: w, b, mv, order (whose
  * validation rows order[n_train..N) must be the ones this run's split chose), the RNG, the
- * step count, the epoch reached and its loss / validation accuracy. */
+ * step count, the epoch reached and its loss (its validation accuracy is informational: the
+ * final accuracies are measured again). */
 static vit_status ckpt_load(const void *data, size_t len, uint64_t run, int C, int D, int N,
                             int n_train, const vit_train_opts *o, int cap, float *w, float *b,
                             float *mv, int32_t *order, uint64_t *rng, long *step, int *epoch,
-                            float *loss, float *val, char *err, size_t errlen) {
+                            float *loss, char *err, size_t errlen) {
     vit_train_checkpoint_info info;
     vit_status st = vit_train_checkpoint_info_get(data, len, &info, err, errlen);
     if (st != VIT_OK) return st;
@@ -421,7 +422,6 @@ static vit_status ckpt_load(const void *data, size_t len, uint64_t run, int C, i
     *step = (long)h.step;
     *epoch = h.epoch;
     *loss = h.loss;
-    *val = h.val_accuracy;
     return VIT_OK;
 }
 
@@ -547,7 +547,7 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
     int32_t *seen = o->perm ? calloc((size_t)N, sizeof(int32_t)) : NULL;
     const train_backend *be = &cpu_backend;
     void *ctx = NULL;
-    float *mv = NULL, last_loss = 0.f, last_val = -1.f;   /* checkpoints: [m; v], the last epoch's */
+    float *mv = NULL, last_loss = 0.f;   /* checkpoints: [m; v], the loss of the checkpoint's epoch */
     unsigned char *ck = NULL;
     size_t ck_len = 0;
     long step = 0;
@@ -581,7 +581,7 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
     }
     if (o->resume) {
         st = ckpt_load(o->resume, o->resume_len, run, C, D, N, n_train, o, cap, w, b, mv, order,
-                       &rng, &step, &start, &last_loss, &last_val, err, errlen);
+                       &rng, &step, &start, &last_loss, err, errlen);
         if (st != VIT_OK) goto done;
         if (res) { res->resumed_from_epoch = start; res->epochs_done = start; res->loss = last_loss; }
     }
