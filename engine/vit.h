@@ -390,6 +390,13 @@ typedef struct vit_train_opts {
                                 Batches, split and coefficients are computed on the host either
                                 way, so both devices train on identical batches. */
     int gpu_id;              /* CUDA device index */
+    /* optional, called after every finished epoch (after progress) with a checkpoint of the run:
+     * data[0..len) (borrowed for the call) holds everything needed to continue from there, see
+     * "Checkpoints" below */
+    void (*checkpoint)(void *ctx, int epoch, const void *data, size_t len);
+    /* optional: continue from a checkpoint of this very run instead of starting at epoch 0 */
+    const void *resume;
+    size_t resume_len;
 } vit_train_opts;
 
 /* Fill o with the defaults: AdamW, lr 1e-3, weight decay 0.01 (torch's AdamW default),
@@ -403,6 +410,7 @@ typedef struct vit_train_result {
     float val_accuracy;      /* on the validation set with the final weights; -1 without one */
     int n_train, n_val;
     vit_device device;       /* where it ran: CPU or CUDA */
+    int resumed_from_epoch;  /* the checkpoint's epoch when opts.resume was given, else 0 */
 } vit_train_result;
 
 /* Train a linear head in place.  w (C, D), b (C): initial weights, overwritten.
@@ -413,6 +421,31 @@ typedef struct vit_train_result {
 vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
                             int N, const vit_train_opts *o, vit_train_result *res,
                             char *err, size_t errlen);
+
+/* Checkpoints.  A checkpoint of a run after epoch k holds the head (w, b), the optimizer state
+ * (AdamW/SGD moments and the step count), the shuffle RNG state and the current batch order, the
+ * last epoch's loss and validation accuracy, and a hash of everything that defines the run (C, D,
+ * N, the options that shape it: epochs, batch size, lr, weight decay, optimizer, momentum, betas,
+ * eps, val_fraction, seed; the initial w and b, x, y and perm).  Versioned ("VITTRNCK" v1), in
+ * the host's byte order, closed by a checksum; its size is fixed by C, D and N
+ * (vit_train_checkpoint_size).  vit_train_linear with opts.resume continues at epoch k + 1 and,
+ * on the CPU, ends with the same bits as the run that was never interrupted; on CUDA it continues
+ * from the same state (same batches and coefficients; FP32 as any CUDA run).  A checkpoint that
+ * is corrupt, of another version or byte order, or of another run (the hash, the sizes, the batch
+ * order's validation rows differ) is refused with VIT_E_CHECKPOINT before any training: the
+ * caller decides what to do (vitd's trainer starts the job again from epoch 0). */
+typedef struct vit_train_checkpoint_info {
+    int epoch, epochs;       /* epochs finished / the run's total */
+    int C, D, N;
+} vit_train_checkpoint_info;
+/* The exact byte size of a checkpoint for C classes, D features, N examples; 0 when out of range
+ * (C x D above 2^31, N < 1, ...). */
+size_t vit_train_checkpoint_size(int C, int D, int N);
+/* Check a checkpoint's framing (magic, version, byte order, sizes, checksum) without the run's
+ * data and fill info.  VIT_OK or VIT_E_CHECKPOINT with the reason. */
+vit_status vit_train_checkpoint_info_get(const void *data, size_t len,
+                                         vit_train_checkpoint_info *info, char *err,
+                                         size_t errlen);
 
 /* Mean softmax cross-entropy of (w, b) on (x, y) and its gradient (dw (C, D), db (C); either may
  * be NULL).  Exposed for tests (gradient check) and for evaluation. */

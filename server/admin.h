@@ -13,7 +13,10 @@
  *   state: --state-dir D keeps head versions (D/heads/head-NNNNNN.safetensors) and the active
  *          choice (D/active.json); every file is written to a temporary file, fsynced, renamed,
  *          and the directory fsynced.  Restored at start-up; a corrupt file is logged and skipped.
- *          Without --state-dir heads live in memory only.  Examples are never persisted.
+ *          Without --state-dir heads live in memory only.  Examples are never persisted.  A
+ *          running job's training checkpoint (after each epoch) is D/checkpoints/job-NNNNNN.ckpt,
+ *          deleted when the job finishes (the shared store keeps it in PostgreSQL, where another
+ *          replica resumes the job from it).
  *
  * Threads: handlers run on HTTP threads and never block on training; the store locks inside. */
 #ifndef SRV_ADMIN_H

@@ -331,6 +331,7 @@ static cJSON *job_json(const adm_job_view *j) {
     if (j->started > 0) cJSON_AddNumberToObject(r, "started", j->started);
     if (j->finished > 0) cJSON_AddNumberToObject(r, "finished", j->finished);
     if (j->owner && *j->owner) cJSON_AddStringToObject(r, "owner", j->owner);
+    cJSON_AddNumberToObject(r, "resumed_from_epoch", j->resumed_from_epoch);
     return r;
 }
 

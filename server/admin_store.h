@@ -15,6 +15,12 @@
  *     run by whichever trainer claims it (job_claim, oldest queued first) with a lease it
  *     renews (job_progress); progress, the result and failures are written through the store.
  *     A job whose lease lapses may be claimed again (the dir store's trainer never loses one).
+ *   - After every finished epoch the trainer stores the job's training checkpoint
+ *     (job_checkpoint: the head, optimizer state, batch order and RNG, vit.h "Checkpoints"),
+ *     replacing the previous one; a claim of a job that has one carries it, and the trainer
+ *     resumes from it (job_resume records from which epoch, or that it was refused and the job
+ *     starts again from epoch 0).  A checkpoint is bounded by adm_checkpoint_max and is deleted
+ *     when its job finishes, whatever the outcome.
  *   - The active version is set through the store (active_set); the store calls hooks.on_active
  *     for every change it learns of (its own, and for a shared store another replica's), and
  *     once at open for the stored choice.  The hook swaps the served head; when it refuses
@@ -96,6 +102,7 @@ typedef struct adm_job_view {
     vit_label_mode mode;
     double created, started, finished;   /* unix seconds; 0 = not yet */
     const char *owner;            /* who runs or ran it (a shared store: instance#pid); NULL: this process */
+    int resumed_from_epoch;       /* the checkpoint's epoch its last claim resumed from; 0: none */
 } adm_job_view;
 typedef void (*adm_job_visit)(void *ctx, const adm_job_view *j);
 
@@ -121,7 +128,15 @@ typedef struct adm_claim {
     float *x;                     /* (n, dim) */
     int32_t *y;                   /* (n) index into labels */
     char **labels;                /* nlabels, in name order */
+    void *checkpoint;             /* the job's training checkpoint when it has one, else NULL */
+    size_t checkpoint_len;        /* (at most adm_checkpoint_max of the claim, checked by the store) */
 } adm_claim;
+
+/* The largest checkpoint a job may have: a head of at most its labels plus the active head's
+ * classes (extend appends to it), dim features, n examples (vit_train_checkpoint_size). */
+static inline size_t adm_checkpoint_max(int nlabels, int active_classes, int dim, int n) {
+    return vit_train_checkpoint_size(nlabels + active_classes, dim, n);
+}
 
 /* How a job ended (job_finish). */
 typedef struct adm_job_result {
@@ -171,6 +186,16 @@ struct adm_store {
     /* 1 when a cancel was asked for (cheap: called between training batches) */
     int (*job_cancelled)(void *self, int id);
     adm_status (*job_finish)(void *self, int id, const adm_job_result *r, char *msg, size_t msglen);
+    /* After epoch `epoch` of a job this process runs: keep data[0..len) (copied) as its checkpoint,
+     * replacing the previous one; persisted before it returns (a file written atomically, a
+     * row).  ADM_BAD_REQUEST when len is over adm_checkpoint_max or the data is not a checkpoint
+     * of that epoch for this job's examples; ADM_CONFLICT when the job is not running here. */
+    adm_status (*job_checkpoint)(void *self, int id, int epoch, const void *data, size_t len, char *msg,
+                                 size_t msglen);
+    /* The claimed job resumes from its checkpoint after `epoch` (the job's resumed_from_epoch,
+     * and its epoch until the next progress); epoch 0: its checkpoint was refused, the job starts
+     * from epoch 0 and the checkpoint is deleted. */
+    adm_status (*job_resume)(void *self, int id, int epoch, char *msg, size_t msglen);
 
     /* ---- head versions and the active one ---- */
     /* Store (and persist) head h (retained) trained by job with metrics (JSON text or NULL);
@@ -200,9 +225,12 @@ static inline void adm_claim_free(adm_claim *c) {
     free(c->y);
     for (int i = 0; c->labels && i < c->nlabels; i++) free(c->labels[i]);
     free(c->labels);
+    free(c->checkpoint);
     c->x = NULL;
     c->y = NULL;
     c->labels = NULL;
+    c->checkpoint = NULL;
+    c->checkpoint_len = 0;
 }
 
 #endif

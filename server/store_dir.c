@@ -1,7 +1,10 @@
 /* store_dir.c: the admin store in one process (see admin_store.h, store_dir.h): examples and jobs
  * in memory; head versions in memory and, with a state directory, in
  * D/heads/head-NNNNNN.safetensors, the active choice in D/active.json (each written to a
- * temporary file, fsynced, renamed, the directory fsynced), restored at open.
+ * temporary file, fsynced, renamed, the directory fsynced), restored at open.  A running job's
+ * training checkpoint is kept in memory, or with a state directory in
+ * D/checkpoints/job-NNNNNN.ckpt (written the same way), until the job finishes; jobs live in
+ * memory, so the checkpoints a previous process left are removed at open.
  *
  * The directory belongs to one process: D/vitd.lock is held with flock(2) while the store is
  * open (a second vitd on D refuses to start, pointing at --state-url); temporary files a crash
@@ -56,6 +59,11 @@ typedef struct sd_job {
     float loss, val_acc, train_acc;
     char error[512];
     double created, started, finished;
+    int resumed_from;             /* the epoch its claim resumed from (job_resume) */
+    size_t ckpt_max;              /* set at claim: adm_checkpoint_max for this job */
+    int ckpt_epoch;               /* its checkpoint's epoch; 0: none */
+    void *ckpt;                   /* without a state directory: the checkpoint (ckpt_len bytes) */
+    size_t ckpt_len;
 } sd_job;
 
 typedef struct sd_head {
@@ -108,6 +116,7 @@ static sd_job *find_job(sd_store *s, int id) {   /* under mu */
 
 static void job_free(sd_job *j) {
     if (!j) return;
+    free(j->ckpt);
     free(j->x);
     free(j->y);
     for (int i = 0; j->labels && i < j->nlabels; i++) free(j->labels[i]);
@@ -144,6 +153,25 @@ static vit_status save_head(const sd_store *s, const sd_head *h, char *err, size
     snprintf(job, sizeof job, "%d", h->job);
     const char *kv[] = {"version", ver, "created", created, "job", job, "metrics", h->metrics ? h->metrics : "null"};
     return vit_head_save(h->head, path, kv, 4, err, errlen);
+}
+
+static void ckpt_path(const sd_store *s, int id, char *path, size_t len) {
+    snprintf(path, len, "%s/checkpoints/job-%06d.ckpt", s->state_dir, id);
+}
+
+/* The job's checkpoint is gone (it finished, or its checkpoint was refused) (under mu). */
+static void ckpt_drop(sd_store *s, sd_job *j) {
+    if (!j->ckpt_epoch) return;
+    if (s->state_dir) {
+        char path[4096];
+        ckpt_path(s, j->id, path, sizeof path);
+        if (unlink(path) != 0 && errno != ENOENT)
+            srv_log(SRV_LOG_WARN, "admin: cannot remove %s: %s", path, strerror(errno));
+    }
+    free(j->ckpt);
+    j->ckpt = NULL;
+    j->ckpt_len = 0;
+    j->ckpt_epoch = 0;
 }
 
 /* created/job/metrics from a head file's metadata into h */
@@ -241,9 +269,26 @@ static void remove_stale_temps(const char *dir) {
     if (d) closedir(d);
 }
 
+/* D/checkpoints: every file there belongs to a job of a previous process (jobs live in memory) */
+static void remove_stale_checkpoints(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/checkpoints", dir);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char fp[4400];
+        snprintf(fp, sizeof fp, "%s/%s", path, e->d_name);
+        srv_log(SRV_LOG_WARN, "admin: removing %s: the job it checkpointed died with its process", fp);
+        unlink(fp);
+    }
+    if (d) closedir(d);
+}
+
 static void restore_state(sd_store *s) {
     char path[4096];
     remove_stale_temps(s->state_dir);
+    remove_stale_checkpoints(s->state_dir);
     snprintf(path, sizeof path, "%s/heads", s->state_dir);
     DIR *d = opendir(path);
     struct dirent *e;
@@ -346,7 +391,8 @@ static void job_view(const sd_job *j, adm_job_view *v) {   /* under mu */
                         .has_loss = j->has_loss, .loss = j->loss, .val_accuracy = j->val_acc,
                         .train_accuracy = j->train_acc, .head_version = j->head_version, .error = j->error,
                         .examples = j->n, .nlabels = j->nlabels, .labels = (const char *const *)j->labels,
-                        .mode = j->mode, .created = j->created, .started = j->started, .finished = j->finished};
+                        .mode = j->mode, .created = j->created, .started = j->started, .finished = j->finished,
+                        .resumed_from_epoch = j->resumed_from};
 }
 
 /* Room for one more job: forget the oldest finished one when ADM_MAX_JOBS are kept (under mu). */
@@ -448,6 +494,7 @@ static adm_status job_cancel(void *self, int id, adm_job_visit visit, void *ctx,
     else if (j->state == ADM_JOB_QUEUED) {
         j->state = ADM_JOB_CANCELLED;
         j->finished = unix_now();
+        ckpt_drop(s, j);
     } else if (j->state == ADM_JOB_RUNNING) {
         atomic_store(&j->cancel, 1);       /* the trainer sees it before its next batch */
     } else {
@@ -480,14 +527,83 @@ static adm_status job_claim(void *self, const char *owner, double lease_s, adm_c
         free(labels);
         return j ? adm_fail(ADM_NOMEM, msg, msglen, "out of memory") : adm_fail(ADM_NOT_FOUND, msg, msglen, "no queued job");
     }
+    sd_head *act = find_head(s, s->active);
+    j->ckpt_max = adm_checkpoint_max(j->nlabels, act ? vit_head_num_classes(act->head) : 0, s->dim, j->n);
+    /* a job here is claimed once and never outlives the process, so its claim carries no
+     * checkpoint (the shared store's re-claim after a lapsed lease does) */
     j->state = ADM_JOB_RUNNING;
     j->started = unix_now();
+    j->resumed_from = 0;
     *out = (adm_claim){.id = j->id, .opts = j->opts, .mode = j->mode, .n = j->n, .nlabels = j->nlabels,
                        .dim = s->dim, .x = j->x, .y = j->y, .labels = labels};
     j->x = NULL;                  /* the snapshot moves to the trainer */
     j->y = NULL;
     pthread_mutex_unlock(&s->mu);
     return ADM_OK;
+}
+
+static adm_status job_checkpoint(void *self, int id, int epoch, const void *data, size_t len, char *msg, size_t msglen) {
+    sd_store *s = self;
+    char err[512];
+    vit_train_checkpoint_info info;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    adm_status st = ADM_OK;
+    if (!j) st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+    else if (j->state != ADM_JOB_RUNNING) st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running", id);
+    else if (!data || len > j->ckpt_max)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: a checkpoint of %zu bytes, at most %zu fit its head", id, len,
+                      j->ckpt_max);
+    else if (vit_train_checkpoint_info_get(data, len, &info, err, sizeof err) != VIT_OK)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: %s", id, err);
+    else if (info.epoch != epoch || info.D != s->dim || info.N != j->n || info.epochs != j->opts.epochs)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: the checkpoint (epoch %d of %d, D=%d, N=%d) is not of epoch %d of "
+                      "this job (%d epochs, D=%d, N=%d)", id, info.epoch, info.epochs, info.D, info.N, epoch,
+                      j->opts.epochs, s->dim, j->n);
+    void *copy = NULL;
+    if (st == ADM_OK && !s->state_dir) {
+        if (!(copy = malloc(len))) st = adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
+        else memcpy(copy, data, len);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (st != ADM_OK) return st;
+    /* the file outside the lock: only this job's trainer writes it or finishes the job */
+    if (s->state_dir) {
+        char path[4096];
+        ckpt_path(s, id, path, sizeof path);
+        stw_chunk ch = {data, len};
+        if (vit_write_file_atomic(path, &ch, 1, 0600, err, sizeof err) != VIT_OK)
+            return adm_fail(ADM_IO, msg, msglen, "job %d: cannot persist its checkpoint: %s", id, err);
+    }
+    pthread_mutex_lock(&s->mu);
+    if ((j = find_job(s, id))) {
+        free(j->ckpt);
+        j->ckpt = copy;
+        j->ckpt_len = len;
+        j->ckpt_epoch = epoch;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(copy);
+    return ADM_OK;
+}
+
+static adm_status job_resume(void *self, int id, int epoch, char *msg, size_t msglen) {
+    sd_store *s = self;
+    pthread_mutex_lock(&s->mu);
+    sd_job *j = find_job(s, id);
+    adm_status st = ADM_OK;
+    if (!j) st = adm_fail(ADM_NOT_FOUND, msg, msglen, "no job %d", id);
+    else if (j->state != ADM_JOB_RUNNING) st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running", id);
+    else if (epoch < 0 || epoch > j->opts.epochs)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: epoch %d not in [0, %d]", id, epoch, j->opts.epochs);
+    else {
+        if (epoch == 0) ckpt_drop(s, j);
+        j->resumed_from = epoch;
+        j->epoch = epoch;         /* the epochs done: those of the checkpoint, or none */
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
 }
 
 static adm_status job_progress(void *self, int id, int epoch, float loss, float val_accuracy, double lease_s) {
@@ -524,6 +640,7 @@ static adm_status job_finish(void *self, int id, const adm_job_result *r, char *
     }
     j->finished = unix_now();
     j->state = r->state;
+    ckpt_drop(s, j);              /* whatever the outcome */
     if (r->state == ADM_JOB_SUCCEEDED) {
         j->head_version = r->head_version;
         j->train_acc = r->train_accuracy;
@@ -664,9 +781,11 @@ static void store_close(void *self) {
 
 /* the state directory and its heads/ exist and are writable */
 static int make_dirs(const char *dir, char *err, size_t errlen) {
-    char p[4096];
+    char p[4096], c[4096];
     snprintf(p, sizeof p, "%s/heads", dir);
-    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(p, 0700) != 0 && errno != EEXIST) || access(p, W_OK) != 0) {
+    snprintf(c, sizeof c, "%s/checkpoints", dir);
+    if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(p, 0700) != 0 && errno != EEXIST) || access(p, W_OK) != 0 ||
+        (mkdir(c, 0700) != 0 && errno != EEXIST) || access(c, W_OK) != 0) {
         snprintf(err, errlen, "--state-dir %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -734,7 +853,7 @@ int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t er
                        .examples_list = examples_list, .examples_delete = examples_delete, .job_create = job_create,
                        .job_get = job_get, .job_cancel = job_cancel, .job_claim = job_claim,
                        .job_progress = job_progress, .job_cancelled = job_cancelled, .job_finish = job_finish,
-                       .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
+                       .job_checkpoint = job_checkpoint, .job_resume = job_resume, .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
                        .active_get = active_get, .active_set = active_set, .close = store_close};
     return 0;
 }

@@ -9,6 +9,10 @@
  *   vitd_heads          head versions >= 2 (sequence vitd_head_version): weights, bias, labels
  *                       (JSON), fingerprint, metrics, job, who trained it
  *   vitd_active         one row: the active version (1 = every replica's checkpoint head)
+ *   vitd_job_checkpoints  (schema 2) one row per running job that finished an epoch: its
+ *                       training checkpoint (bytea, vit.h "Checkpoints"), the epoch, who wrote
+ *                       it; a re-claim after a lapsed lease resumes from it; deleted when the
+ *                       job finishes (and with the job)
  * Notifications: vitd_active (payload: version) on activation, vitd_cancel (payload: job id).
  *
  * Locking: s->mu guards the calls' connection and the replica-side state (the active version
@@ -78,6 +82,9 @@ typedef struct pg_store {
     int refused;                  /* a version the hook or the backbone check refused (logged once) */
     pg_cached cache[PG_HEAD_CACHE];
     int claimed[PG_MAX_CLAIMED];  /* jobs this replica runs (under mu) */
+    int claimed_n[PG_MAX_CLAIMED];            /* their examples */
+    int claimed_epochs[PG_MAX_CLAIMED];       /* their epochs */
+    size_t claimed_ckpt_max[PG_MAX_CLAIMED];  /* their adm_checkpoint_max */
     atomic_int cancel[PG_MAX_CLAIMED];
     pthread_t listener;
     int listener_started;
@@ -107,6 +114,10 @@ static const char *const g_migrations[] = {
     "CREATE TABLE vitd_active (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL,"
     " changed timestamptz NOT NULL DEFAULT now(), changed_by text);"
     "INSERT INTO vitd_active (id, version) VALUES (1, 1);",
+    /* 2: training checkpoints, and the epoch a re-claimed job resumed from */
+    "CREATE TABLE vitd_job_checkpoints (job int PRIMARY KEY REFERENCES vitd_jobs (id) ON DELETE CASCADE,"
+    " epoch int NOT NULL, data bytea NOT NULL, owner text NOT NULL, created timestamptz NOT NULL DEFAULT now());"
+    "ALTER TABLE vitd_jobs ADD COLUMN resumed_from_epoch int NOT NULL DEFAULT 0;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof g_migrations / sizeof g_migrations[0]))
 
@@ -574,7 +585,7 @@ static adm_job_state state_parse(const char *s) {
 #define JOB_COLS "id::text, state, epoch::text, epochs::text, loss::text, val_accuracy::text, train_accuracy::text," \
                  " coalesce(head_version, 0)::text, error, examples::text, labels, mode," \
                  " extract(epoch FROM created)::text, coalesce(extract(epoch FROM started), 0)::text," \
-                 " coalesce(extract(epoch FROM finished), 0)::text, coalesce(owner, '')"
+                 " coalesce(extract(epoch FROM finished), 0)::text, coalesce(owner, ''), resumed_from_epoch::text"
 
 static void visit_jobs(PGresult *r, adm_job_visit visit, void *ctx) {
     for (int i = 0; i < PQntuples(r); i++) {
@@ -589,7 +600,8 @@ static void visit_jobs(PGresult *r, adm_job_visit visit, void *ctx) {
                           .labels = (const char *const *)labels,
                           .mode = strcmp(PQgetvalue(r, i, 11), "extend") ? VIT_LABELS_REPLACE : VIT_LABELS_EXTEND,
                           .created = atof(PQgetvalue(r, i, 12)), .started = atof(PQgetvalue(r, i, 13)),
-                          .finished = atof(PQgetvalue(r, i, 14)), .owner = PQgetvalue(r, i, 15)};
+                          .finished = atof(PQgetvalue(r, i, 14)), .owner = PQgetvalue(r, i, 15),
+                          .resumed_from_epoch = atoi(PQgetvalue(r, i, 16))};
         visit(ctx, &v);
         labels_free(labels, nl);
     }
@@ -764,13 +776,15 @@ static adm_status claim_row(pg_store *s, PGconn *c, const char *owner, double le
     if (exec0(s, c, "BEGIN", 0, NULL, &st, msg, msglen)) return st;
     /* a running job whose cancel was asked and whose replica is gone ends cancelled */
     if (exec0(s, c, "UPDATE vitd_jobs SET state = 'cancelled', finished = now() WHERE state = 'running'"
-                    " AND lease_until < now() AND cancel_requested", 0, NULL, &st, msg, msglen)) {
+                    " AND lease_until < now() AND cancel_requested", 0, NULL, &st, msg, msglen) ||
+        exec0(s, c, "DELETE FROM vitd_job_checkpoints WHERE job IN (SELECT id FROM vitd_jobs WHERE state NOT IN"
+                    " ('queued', 'running'))", 0, NULL, &st, msg, msglen)) {
         rollback(c);
         return st;
     }
     PGresult *r = run(s, c,
                       "UPDATE vitd_jobs SET state = 'running', owner = $2, lease_until = now() + make_interval(secs => $3::float8),"
-                      " started = now(), attempts = attempts + 1, epoch = 0, loss = NULL, val_accuracy = NULL"
+                      " started = now(), attempts = attempts + 1, epoch = 0, loss = NULL, val_accuracy = NULL, resumed_from_epoch = 0"
                       " WHERE id = (SELECT id FROM vitd_jobs WHERE fingerprint = $1 AND (state = 'queued' OR (state = 'running'"
                       " AND lease_until < now() AND NOT cancel_requested)) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
                       " RETURNING id::text, mode, opts, labels, attempts::text",
@@ -797,6 +811,37 @@ static adm_status claim_row(pg_store *s, PGconn *c, const char *owner, double le
 
 static adm_status finish_row(pg_store *s, PGconn *c, int id, const adm_job_result *res, char *msg, size_t msglen);
 
+/* The job's checkpoint, when it has one of at most `max` bytes, into out (a larger one, which no
+ * head of this job can need, is deleted and logged).  Only ADM_NOMEM / a lost database fail. */
+static adm_status claim_checkpoint(pg_store *s, PGconn *c, adm_claim *out, size_t max, char *msg, size_t msglen) {
+    char ids[16], mx[32];
+    snprintf(ids, sizeof ids, "%d", out->id);
+    snprintf(mx, sizeof mx, "%zu", max);
+    const char *p[2] = {ids, mx};
+    adm_status st = ADM_OK;
+    /* the bytes only when they fit: the length is checked in the database, before any transfer */
+    PGresult *r = run(s, c,
+                      "SELECT epoch::text, octet_length(data)::text, CASE WHEN octet_length(data) <= $2::bigint THEN data END"
+                      " FROM vitd_job_checkpoints WHERE job = $1::int",
+                      2, p, NULL, NULL, 1, &st, msg, msglen);
+    if (!r) return st;
+    if (PQntuples(r) == 1 && PQgetisnull(r, 0, 2)) {
+        srv_log(SRV_LOG_WARN, "admin store: job %d: its checkpoint (%s bytes) is larger than its head can need (%zu):"
+                " deleted; the job starts from epoch 0", out->id, PQgetvalue(r, 0, 1), max);
+        exec0(s, c, "DELETE FROM vitd_job_checkpoints WHERE job = $1::int", 1, p, &st, msg, msglen);
+        st = ADM_OK;
+    } else if (PQntuples(r) == 1) {
+        size_t len = (size_t)PQgetlength(r, 0, 2);
+        if (!(out->checkpoint = malloc(len ? len : 1))) st = adm_fail(ADM_NOMEM, msg, msglen, "out of memory");
+        else {
+            memcpy(out->checkpoint, PQgetvalue(r, 0, 2), len);
+            out->checkpoint_len = len;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
 static adm_status job_claim(void *self, const char *owner, double lease_s, adm_claim *out, char *msg, size_t msglen) {
     pg_store *s = self;
     memset(out, 0, sizeof *out);
@@ -814,8 +859,16 @@ static adm_status job_claim(void *self, const char *owner, double lease_s, adm_c
     (void)owner;
     (void)lease_s;
     if (st == ADM_OK) st = claim_load(s, c, out, msg, msglen);
+    size_t ckpt_max = 0;
+    if (st == ADM_OK) {
+        ckpt_max = adm_checkpoint_max(out->nlabels, vit_head_num_classes(s->active_head), s->dim, out->n);
+        st = claim_checkpoint(s, c, out, ckpt_max, msg, msglen);
+    }
     if (st == ADM_OK) {
         s->claimed[slot] = out->id;
+        s->claimed_n[slot] = out->n;
+        s->claimed_epochs[slot] = out->opts.epochs;
+        s->claimed_ckpt_max[slot] = ckpt_max;
         atomic_store(&s->cancel[slot], 0);
     } else if (out->id > 0) {   /* claimed but unusable: it fails rather than bouncing between replicas */
         adm_job_result fr = {.state = ADM_JOB_FAILED, .error = msg};
@@ -890,6 +943,7 @@ static adm_status finish_row(pg_store *s, PGconn *c, int id, const adm_job_resul
     if (n == 0) return adm_fail(ADM_CONFLICT, msg, msglen, "job %d is no longer this replica's (its lease lapsed)", id);
     const char *pj[1] = {ids};
     exec0(s, c, "DELETE FROM vitd_job_examples WHERE job = $1::int", 1, pj, &st, msg, msglen);
+    exec0(s, c, "DELETE FROM vitd_job_checkpoints WHERE job = $1::int", 1, pj, &st, msg, msglen);
     return ADM_OK;
 }
 
@@ -901,6 +955,79 @@ static adm_status job_finish(void *self, int id, const adm_job_result *res, char
     adm_status st = ADM_UNAVAILABLE;
     PGconn *c = conn_get(s, &s->main, msg, msglen);
     if (c) st = finish_row(s, c, id, res, msg, msglen);
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+static adm_status job_checkpoint(void *self, int id, int epoch, const void *data, size_t len, char *msg, size_t msglen) {
+    pg_store *s = self;
+    char err[256], ids[16], ep[16];
+    vit_train_checkpoint_info info;
+    pthread_mutex_lock(&s->mu);
+    int slot = claim_slot(s, id);
+    adm_status st = ADM_OK;
+    if (slot < 0) st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running on this replica", id);
+    else if (!data || len > s->claimed_ckpt_max[slot] || len > (size_t)INT32_MAX)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: a checkpoint of %zu bytes, at most %zu fit its head", id, len,
+                      s->claimed_ckpt_max[slot]);
+    else if (vit_train_checkpoint_info_get(data, len, &info, err, sizeof err) != VIT_OK)
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: %s", id, err);
+    else if (info.epoch != epoch || info.D != s->dim || info.N != s->claimed_n[slot] || info.epochs != s->claimed_epochs[slot])
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: the checkpoint (epoch %d of %d, D=%d, N=%d) is not of epoch %d of "
+                      "this job (%d epochs, D=%d, N=%d)", id, info.epoch, info.epochs, info.D, info.N, epoch,
+                      s->claimed_epochs[slot], s->dim, s->claimed_n[slot]);
+    PGconn *c = st == ADM_OK ? conn_get(s, &s->main, msg, msglen) : NULL;
+    if (st == ADM_OK && !c) st = ADM_UNAVAILABLE;
+    if (c) {
+        snprintf(ids, sizeof ids, "%d", id);
+        snprintf(ep, sizeof ep, "%d", epoch);
+        const char *p[4] = {ids, ep, (const char *)data, s->owner};
+        int lens[4] = {0, 0, (int)len, 0}, fmts[4] = {0, 0, 1, 0};
+        /* only while the job is still ours: a replica whose lease lapsed writes nothing */
+        PGresult *r = run(s, c,
+                          "INSERT INTO vitd_job_checkpoints (job, epoch, data, owner) SELECT $1::int, $2::int, $3, $4"
+                          " FROM vitd_jobs WHERE id = $1::int AND owner = $4 AND state = 'running'"
+                          " ON CONFLICT (job) DO UPDATE SET epoch = excluded.epoch, data = excluded.data,"
+                          " owner = excluded.owner, created = now()",
+                          4, p, lens, fmts, 0, &st, msg, msglen);
+        if (r) {
+            st = atoi(PQcmdTuples(r)) == 1
+                     ? ADM_OK
+                     : adm_fail(ADM_CONFLICT, msg, msglen, "job %d is no longer this replica's (its lease lapsed)", id);
+            PQclear(r);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+static adm_status job_resume(void *self, int id, int epoch, char *msg, size_t msglen) {
+    pg_store *s = self;
+    char ids[16], ep[16];
+    snprintf(ids, sizeof ids, "%d", id);
+    snprintf(ep, sizeof ep, "%d", epoch);
+    const char *p[3] = {ids, ep, s->owner};
+    pthread_mutex_lock(&s->mu);
+    int slot = claim_slot(s, id);
+    adm_status st = ADM_OK;
+    if (slot < 0) st = adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running on this replica", id);
+    else if (epoch < 0 || epoch > s->claimed_epochs[slot])
+        st = adm_fail(ADM_BAD_REQUEST, msg, msglen, "job %d: epoch %d not in [0, %d]", id, epoch, s->claimed_epochs[slot]);
+    PGconn *c = st == ADM_OK ? conn_get(s, &s->main, msg, msglen) : NULL;
+    if (st == ADM_OK && !c) st = ADM_UNAVAILABLE;
+    PGresult *r = c ? run(s, c,
+                          "UPDATE vitd_jobs SET resumed_from_epoch = $2::int, epoch = $2::int"
+                          " WHERE id = $1::int AND owner = $3 AND state = 'running'",
+                          3, p, NULL, NULL, 0, &st, msg, msglen)
+                    : NULL;
+    if (r) {
+        st = atoi(PQcmdTuples(r)) == 1
+                 ? ADM_OK
+                 : adm_fail(ADM_CONFLICT, msg, msglen, "job %d is no longer this replica's (its lease lapsed)", id);
+        PQclear(r);
+        if (st == ADM_OK && epoch == 0)
+            exec0(s, c, "DELETE FROM vitd_job_checkpoints WHERE job = $1::int", 1, p, &st, msg, msglen);
+    }
     pthread_mutex_unlock(&s->mu);
     return st;
 }
@@ -1340,7 +1467,7 @@ int store_pg_open(const store_pg_opts *o, adm_store *out, char *err, size_t errl
                        .examples_list = examples_list, .examples_delete = examples_delete, .job_create = job_create,
                        .job_get = job_get, .job_cancel = job_cancel, .job_claim = job_claim,
                        .job_progress = job_progress, .job_cancelled = job_cancelled, .job_finish = job_finish,
-                       .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
+                       .job_checkpoint = job_checkpoint, .job_resume = job_resume, .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
                        .active_get = active_get, .active_set = active_set, .close = store_close};
     return 0;
 }

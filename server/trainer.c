@@ -1,7 +1,10 @@
 /* trainer.c: the training thread (see trainer.h).  It sees the admin store only through
  * admin_store.h: job_claim hands it a job with its own copy of the examples, so it trains with
- * no lock held; progress goes to the store once per epoch (renewing the claim's lease), the
- * cancel flag is read between batches. */
+ * no lock held; progress goes to the store once per epoch (renewing the claim's lease), then the
+ * epoch's checkpoint (job_checkpoint); the cancel flag is read between batches.  A claim that
+ * carries a checkpoint (a job another replica ran until its lease lapsed) resumes from it; one
+ * the engine refuses (corrupt, another run's) is logged, dropped, and the job starts again from
+ * epoch 0. */
 #include "trainer.h"
 
 #include <errno.h>
@@ -43,12 +46,53 @@ static void on_epoch(void *ctx, int epoch, int epochs, float loss, float val) {
     r->t->store->job_progress(r->t->store->self, r->id, epoch, loss, val, TRAINER_LEASE_S);
 }
 
+static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
+    run_ctx *r = ctx;
+    char msg[256];
+    /* a checkpoint that cannot be stored costs only the resumability of this epoch */
+    if (r->t->store->job_checkpoint(r->t->store->self, r->id, epoch, data, len, msg, sizeof msg) != ADM_OK)
+        srv_log(SRV_LOG_WARN, "admin: job %d: cannot store the checkpoint of epoch %d: %s", r->id, epoch, msg);
+}
+
 static int should_stop(void *ctx) {
     run_ctx *r = ctx;
     pthread_mutex_lock(&r->t->mu);
     int stop = r->t->stop;
     pthread_mutex_unlock(&r->t->mu);
     return stop || r->t->store->job_cancelled(r->t->store->self, r->id);
+}
+
+/* Train the claimed job from init, resuming from the claim's checkpoint when it has one.  The
+ * engine checks the checkpoint (vit.h "Checkpoints") before any training: when it is refused
+ * the job starts again from epoch 0, and says so in the log. */
+static vit_status resume(trainer *t, adm_claim *j, const vit_head *init, const int32_t *y, vit_head **trained,
+                         vit_train_result *res, char *err, size_t errlen) {
+    char msg[256];
+    vit_train_checkpoint_info info = {0};
+    if (j->checkpoint) {
+        j->opts.resume = j->checkpoint;
+        j->opts.resume_len = j->checkpoint_len;
+        /* the framing first, so that resumed_from_epoch is recorded before the training runs */
+        vit_status st = vit_train_checkpoint_info_get(j->checkpoint, j->checkpoint_len, &info, err, errlen);
+        if (st == VIT_OK && t->store->job_resume(t->store->self, j->id, info.epoch, msg, sizeof msg) != ADM_OK)
+            srv_log(SRV_LOG_WARN, "admin: job %d: cannot record its resumption: %s", j->id, msg);
+        if (st == VIT_OK) {
+            st = vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
+            if (st != VIT_E_CHECKPOINT) {
+                if (st == VIT_OK || st == VIT_E_CANCELLED)
+                    srv_log(SRV_LOG_INFO, "admin: job %d resumed from its checkpoint after epoch %d of %d", j->id,
+                            info.epoch, info.epochs);
+                return st;
+            }
+        }
+        srv_log(SRV_LOG_WARN, "admin: job %d: its checkpoint is refused (%s); the job starts again from epoch 0", j->id,
+                err);
+        if (t->store->job_resume(t->store->self, j->id, 0, msg, sizeof msg) != ADM_OK)
+            srv_log(SRV_LOG_WARN, "admin: job %d: cannot drop its checkpoint: %s", j->id, msg);
+        j->opts.resume = NULL;
+        j->opts.resume_len = 0;
+    }
+    return vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
 }
 
 /* Train the claimed job from the active head: *trained and *res on VIT_OK. */
@@ -68,10 +112,11 @@ static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_
         for (int i = 0; i < j->n; i++) y[i] = map[j->y[i]];
         j->opts.progress = on_epoch;
         j->opts.should_stop = should_stop;
+        j->opts.checkpoint = on_checkpoint;
         j->opts.cb_ctx = &rc;
         /* on the GPU when the model runs there (FP32 either way) */
         j->opts.device = t->batcher && batcher_device(t->batcher) == VIT_DEVICE_CUDA ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
-        st = vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
+        st = resume(t, j, init, y, trained, res, err, errlen);
         if (j->opts.device == VIT_DEVICE_CUDA && (st == VIT_E_BACKEND || st == VIT_E_DEVICE)) {
             /* a CUDA failure (e.g. out of device memory next to the sessions) is not the
              * job's fault: train it again on the CPU */

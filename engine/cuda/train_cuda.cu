@@ -199,6 +199,22 @@ vit_status t_read_params(void *ctx, float *w, float *b, char *err, size_t errlen
                    "copy bias", err, errlen);
 }
 
+vit_status t_read_state(void *ctx, float *mv, char *err, size_t errlen) {
+    tstate *s = (tstate *)ctx;
+    TRY(cuda_ok(cudaSetDevice(s->dev), "cudaSetDevice", err, errlen));
+    TRY(sync(s, err, errlen));
+    return cuda_ok(cudaMemcpy(mv, s->mv, sizeof(float) * 2 * nparams(s), cudaMemcpyDeviceToHost),
+                   "copy optimizer state", err, errlen);
+}
+
+vit_status t_write_state(void *ctx, const float *mv, char *err, size_t errlen) {
+    tstate *s = (tstate *)ctx;
+    TRY(cuda_ok(cudaSetDevice(s->dev), "cudaSetDevice", err, errlen));
+    TRY(sync(s, err, errlen));
+    return cuda_ok(cudaMemcpy(s->mv, mv, sizeof(float) * 2 * nparams(s), cudaMemcpyHostToDevice),
+                   "copy optimizer state", err, errlen);
+}
+
 void t_free(void *ctx) { destroy((tstate *)ctx); }
 
 } // namespace
@@ -206,7 +222,7 @@ void t_free(void *ctx) { destroy((tstate *)ctx); }
 extern "C" {
 
 const train_backend vtc_backend = {"cuda", t_set_index, t_step, t_take_loss, t_correct,
-                                   t_read_params, t_free};
+                                   t_read_params, t_read_state, t_write_state, t_free};
 
 vit_status vtc_open(void **ctx, const float *w, const float *b, int C, int D, const float *x,
                     const int32_t *y, int N, int cap, int gpu_id, char *err, size_t errlen) {

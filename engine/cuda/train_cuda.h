@@ -73,6 +73,9 @@ typedef struct train_backend {
     vit_status (*correct)(void *ctx, int off, int n, int *hits, char *err, size_t errlen);
     /* the current weights into host w (C, D), b (C) (nothing to do when trained in place) */
     vit_status (*read_params)(void *ctx, float *w, float *b, char *err, size_t errlen);
+    /* the optimizer state [m; v] (2 (C*D + C) floats) to / from the host: a checkpoint's */
+    vit_status (*read_state)(void *ctx, float *mv, char *err, size_t errlen);
+    vit_status (*write_state)(void *ctx, const float *mv, char *err, size_t errlen);
     void (*free)(void *ctx);
 } train_backend;
 

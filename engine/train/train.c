@@ -240,8 +240,190 @@ static vit_status cpu_read_params(void *ctx, float *w, float *b, char *err, size
     return VIT_OK;
 }
 
+static vit_status cpu_read_state(void *ctx, float *mv, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cpu_train *t = ctx;
+    memcpy(mv, t->state, sizeof(float) * 2 * ((size_t)t->C * (size_t)t->D + (size_t)t->C));
+    return VIT_OK;
+}
+
+static vit_status cpu_write_state(void *ctx, const float *mv, char *err, size_t errlen) {
+    (void)err, (void)errlen;
+    cpu_train *t = ctx;
+    memcpy(t->state, mv, sizeof(float) * 2 * ((size_t)t->C * (size_t)t->D + (size_t)t->C));
+    return VIT_OK;
+}
+
 static const train_backend cpu_backend = {"cpu", cpu_set_index, cpu_step, cpu_take_loss,
-                                          cpu_correct, cpu_read_params, cpu_free};
+                                          cpu_correct, cpu_read_params, cpu_read_state,
+                                          cpu_write_state, cpu_free};
+
+/* ---- checkpoints (the format is described in vit.h) -------------------------------------- */
+
+#define CKPT_MAGIC   "VITTRNCK"
+#define CKPT_VERSION 1u
+#define CKPT_ENDIAN  0x01020304u
+#define CKPT_HEADER  80            /* bytes before the payload */
+
+/* a 64-bit hash of n bytes, word at a time (a checksum and a run identity, not cryptographic) */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *s = p;
+    for (; n >= 8; n -= 8, s += 8) {
+        uint64_t k;
+        memcpy(&k, s, 8);
+        k *= 0xFF51AFD7ED558CCDull;
+        h ^= (k << 31) | (k >> 33);
+        h = ((h << 27) | (h >> 37)) * 0x9E3779B97F4A7C15ull + 0x52DCE729ull;
+    }
+    for (; n; n--, s++) h = (h ^ *s) * 0x100000001B3ull;
+    return rng_next(&h);
+}
+
+size_t vit_train_checkpoint_size(int C, int D, int N) {
+    if (C < 1 || D < 1 || N < 1 || (size_t)C * (size_t)D > ((size_t)1 << 31)) return 0;
+    const size_t np = (size_t)C * (size_t)D + (size_t)C;
+    return CKPT_HEADER + sizeof(float) * 3 * np + sizeof(int32_t) * (size_t)N + 8;
+}
+
+/* the identity of a run: sizes, the options that shape it, the starting head and the data */
+static uint64_t run_hash(int C, int D, int N, const vit_train_opts *o, const optim_cfg *cfg,
+                         const float *w, const float *b, const float *x, const int32_t *y) {
+    struct {
+        int32_t C, D, N, epochs, batch, kind;
+        float lr, wd, momentum, val_fraction;
+        double beta1, beta2, eps;
+        uint64_t seed;
+        int32_t has_perm, pad;
+    } k;
+    memset(&k, 0, sizeof k);
+    k.C = C, k.D = D, k.N = N, k.epochs = o->epochs, k.batch = o->batch_size, k.kind = o->optimizer;
+    k.lr = o->lr, k.wd = o->weight_decay, k.momentum = o->momentum, k.val_fraction = o->val_fraction;
+    k.beta1 = cfg->beta1, k.beta2 = cfg->beta2, k.eps = cfg->eps, k.seed = o->seed;
+    k.has_perm = o->perm != NULL;
+    uint64_t h = hash_bytes(0x7669746472756E31ull, &k, sizeof k);
+    h = hash_bytes(h, w, sizeof(float) * (size_t)C * (size_t)D);
+    h = hash_bytes(h, b, sizeof(float) * (size_t)C);
+    h = hash_bytes(h, x, sizeof(float) * (size_t)N * (size_t)D);
+    h = hash_bytes(h, y, sizeof(int32_t) * (size_t)N);
+    if (o->perm) h = hash_bytes(h, o->perm, sizeof(int32_t) * (size_t)o->epochs * (size_t)N);
+    return h;
+}
+
+/* the header's fields (host byte order) */
+typedef struct ckpt_head {
+    char magic[8];
+    uint32_t version, endian;
+    int32_t C, D, N, n_train, epoch, epochs, optimizer;
+    uint32_t reserved;
+    uint64_t step, rng, run;
+    float loss, val_accuracy;
+} ckpt_head;
+_Static_assert(sizeof(ckpt_head) == CKPT_HEADER, "checkpoint header layout");
+
+vit_status vit_train_checkpoint_info_get(const void *data, size_t len,
+                                         vit_train_checkpoint_info *info, char *err,
+                                         size_t errlen) {
+    ckpt_head h;
+    if (info) memset(info, 0, sizeof *info);
+    if (!data || len < CKPT_HEADER + 8)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: %zu bytes, too short",
+                        data ? len : 0);
+    memcpy(&h, data, sizeof h);
+    if (memcmp(h.magic, CKPT_MAGIC, 8))
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: not a vitd training "
+                        "checkpoint (bad magic)");
+    if (h.endian != CKPT_ENDIAN)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: written on a host of "
+                        "another byte order");
+    if (h.version != CKPT_VERSION)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: format version %u, "
+                        "this build reads version %u", h.version, CKPT_VERSION);
+    size_t want = vit_train_checkpoint_size(h.C, h.D, h.N);
+    if (!want || len != want)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: %zu bytes, its sizes "
+                        "(C=%d D=%d N=%d) imply %zu", len, (int)h.C, (int)h.D, (int)h.N, want);
+    if (h.epochs < 1 || h.epochs > 100000 || h.epoch < 1 || h.epoch > h.epochs || h.n_train < 1 ||
+        h.n_train > h.N)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: epoch %d of %d, %d of "
+                        "%d examples for training: out of range", (int)h.epoch, (int)h.epochs,
+                        (int)h.n_train, (int)h.N);
+    uint64_t sum;
+    memcpy(&sum, (const unsigned char *)data + len - 8, 8);
+    if (hash_bytes(0, data, len - 8) != sum)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: checksum mismatch "
+                        "(corrupt)");
+    if (info) *info = (vit_train_checkpoint_info){h.epoch, h.epochs, h.C, h.D, h.N};
+    return VIT_OK;
+}
+
+/* A run's state after `epoch` into buf (vit_train_checkpoint_size(C, D, N) bytes). */
+static void ckpt_write(unsigned char *buf, size_t len, const ckpt_head *h, const float *w,
+                       const float *b, const float *mv, const int32_t *order) {
+    const size_t nw = (size_t)h->C * (size_t)h->D, np = nw + (size_t)h->C;
+    unsigned char *p = buf;
+    memcpy(p, h, sizeof *h);
+    p += sizeof *h;
+    memcpy(p, w, sizeof(float) * nw);
+    p += sizeof(float) * nw;
+    memcpy(p, b, sizeof(float) * (size_t)h->C);
+    p += sizeof(float) * (size_t)h->C;
+    memcpy(p, mv, sizeof(float) * 2 * np);
+    p += sizeof(float) * 2 * np;
+    memcpy(p, order, sizeof(int32_t) * (size_t)h->N);
+    uint64_t sum = hash_bytes(0, buf, len - 8);
+    memcpy(buf + len - 8, &sum, 8);
+}
+
+/* Check that data continues this very run and, only then, load it: w, b, mv, order (whose
+ * validation rows order[n_train..N) must be the ones this run's split chose), the RNG, the
+ * step count, the epoch reached and its loss (its validation accuracy is informational: the
+ * final accuracies are measured again). */
+static vit_status ckpt_load(const void *data, size_t len, uint64_t run, int C, int D, int N,
+                            int n_train, const vit_train_opts *o, int cap, float *w, float *b,
+                            float *mv, int32_t *order, uint64_t *rng, long *step, int *epoch,
+                            float *loss, char *err, size_t errlen) {
+    vit_train_checkpoint_info info;
+    vit_status st = vit_train_checkpoint_info_get(data, len, &info, err, errlen);
+    if (st != VIT_OK) return st;
+    ckpt_head h;
+    memcpy(&h, data, sizeof h);
+    if (h.C != C || h.D != D || h.N != N || h.epochs != o->epochs || h.n_train != n_train ||
+        h.optimizer != (int32_t)o->optimizer || h.run != run)
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: of another run (C=%d "
+                        "D=%d N=%d, %d epochs; this run: C=%d D=%d N=%d, %d epochs%s)", (int)h.C,
+                        (int)h.D, (int)h.N, (int)h.epochs, C, D, N, o->epochs,
+                        h.run != run ? "; its options, starting head or examples differ" : "");
+    const long per_epoch = (n_train + cap - 1) / cap;
+    if (h.step != (uint64_t)(per_epoch * h.epoch))
+        return vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: step %llu after epoch "
+                        "%d, expected %ld", (unsigned long long)h.step, (int)h.epoch,
+                        per_epoch * h.epoch);
+    const size_t nw = (size_t)C * (size_t)D, np = nw + (size_t)C;
+    const unsigned char *p = (const unsigned char *)data + CKPT_HEADER;
+    const unsigned char *ord = p + sizeof(float) * 3 * np;
+    unsigned char *seen = calloc((size_t)N, 1);
+    if (!seen) return vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory");
+    for (int i = 0; i < N && st == VIT_OK; i++) {
+        int32_t e;
+        memcpy(&e, ord + sizeof(int32_t) * (size_t)i, sizeof e);
+        if (e < 0 || e >= N || seen[e] || (i >= n_train && e != order[i]))
+            st = vit_errf(VIT_E_CHECKPOINT, err, errlen, "training checkpoint: its batch order is "
+                          "not this run's (row %d)", i);
+        else
+            seen[e] = 1;
+    }
+    free(seen);
+    if (st != VIT_OK) return st;
+    memcpy(w, p, sizeof(float) * nw);
+    memcpy(b, p + sizeof(float) * nw, sizeof(float) * (size_t)C);
+    memcpy(mv, p + sizeof(float) * np, sizeof(float) * 2 * np);
+    memcpy(order, ord, sizeof(int32_t) * (size_t)N);
+    *rng = h.rng;
+    *step = (long)h.step;
+    *epoch = h.epoch;
+    *loss = h.loss;
+    return VIT_OK;
+}
 
 /* ---- the training loop (host side, shared by both backends) ------------------------------ */
 
@@ -365,6 +547,11 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
     int32_t *seen = o->perm ? calloc((size_t)N, sizeof(int32_t)) : NULL;
     const train_backend *be = &cpu_backend;
     void *ctx = NULL;
+    float *mv = NULL, last_loss = 0.f;   /* checkpoints: [m; v], the loss of the checkpoint's epoch */
+    unsigned char *ck = NULL;
+    size_t ck_len = 0;
+    long step = 0;
+    int start = 0;
     if (!order || (o->perm && !seen)) {
         st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory (N=%d)", N);
         goto done;
@@ -380,6 +567,25 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
     n_train = N - n_val;
     if (res) { res->n_train = n_train; res->n_val = n_val; }
 
+    /* checkpoints: the run's identity from the starting head, then (resume) its state */
+    const size_t np = (size_t)C * (size_t)D + (size_t)C;
+    uint64_t run = 0;
+    if (o->checkpoint || o->resume) {
+        run = run_hash(C, D, N, o, &cfg, w, b, x, y);
+        ck_len = o->checkpoint ? vit_train_checkpoint_size(C, D, N) : 0;
+        mv = malloc(sizeof(float) * 2 * np);
+        if (!mv || (o->checkpoint && !(ck = malloc(ck_len)))) {
+            st = vit_errf(VIT_E_NOMEM, err, errlen, "train: out of memory (checkpoint)");
+            goto done;
+        }
+    }
+    if (o->resume) {
+        st = ckpt_load(o->resume, o->resume_len, run, C, D, N, n_train, o, cap, w, b, mv, order,
+                       &rng, &step, &start, &last_loss, err, errlen);
+        if (st != VIT_OK) goto done;
+        if (res) { res->resumed_from_epoch = start; res->epochs_done = start; res->loss = last_loss; }
+    }
+
     if (dev == VIT_DEVICE_CUDA) {
 #ifdef VIT_HAVE_CUDA
         be = &vtc_backend;
@@ -391,9 +597,9 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
         st = cpu_open(&ctx, w, b, C, D, x, y, cap, err, errlen);
     }
     if (st != VIT_OK) goto done;
+    if (o->resume && (st = be->write_state(ctx, mv, err, errlen)) != VIT_OK) goto done;
 
-    long step = 0;
-    for (int ep = 0; ep < o->epochs; ep++) {
+    for (int ep = start; ep < o->epochs; ep++) {
         const int32_t *idx = order;
         if (o->perm) {
             idx = o->perm + (size_t)ep * (size_t)N;
@@ -429,12 +635,26 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
             goto done;
         }
         if (res) { res->epochs_done = ep + 1; res->loss = loss_epoch; }
-        if (o->progress) {
+        if (o->progress || o->checkpoint) {
             float va = -1.f;
             /* validation rows are order[n_train..N) (none with a perm) */
             if ((st = subset_accuracy(be, ctx, n_train, n_val, &va, err, errlen)) != VIT_OK)
                 goto done;
-            o->progress(o->cb_ctx, ep + 1, o->epochs, loss_epoch, va);
+            if (o->progress) o->progress(o->cb_ctx, ep + 1, o->epochs, loss_epoch, va);
+            if (o->checkpoint) {
+                /* the weights into w and b (a no-op on the CPU, which trains them in place) */
+                if ((st = be->read_params(ctx, w, b, err, errlen)) != VIT_OK ||
+                    (st = be->read_state(ctx, mv, err, errlen)) != VIT_OK)
+                    goto done;
+                ckpt_head h = {.version = CKPT_VERSION, .endian = CKPT_ENDIAN,
+                               .C = C, .D = D, .N = N, .n_train = n_train, .epoch = ep + 1,
+                               .epochs = o->epochs, .optimizer = o->optimizer,
+                               .step = (uint64_t)step, .rng = rng, .run = run,
+                               .loss = loss_epoch, .val_accuracy = va};
+                memcpy(h.magic, CKPT_MAGIC, sizeof h.magic);
+                ckpt_write(ck, ck_len, &h, w, b, mv, order);
+                o->checkpoint(o->cb_ctx, ep + 1, ck, ck_len);
+            }
         }
     }
     /* accuracies with the final weights: the training set is order[0..n_train) (the same set
@@ -453,5 +673,7 @@ done:
     }
     free(order);
     free(seen);
+    free(mv);
+    free(ck);
     return st;
 }

@@ -6,7 +6,10 @@
  * validation split, a last batch smaller than the others, one batch larger than N, an explicit
  * per-epoch permutation, non-zero starting weights, 1000 classes (several softmax passes per
  * block), cancellation after a fixed number of batches (the weights reached so far must agree),
- * per-epoch progress, device AUTO landing on CUDA, and a missing GPU id (clean VIT_E_DEVICE).
+ * per-epoch progress, device AUTO landing on CUDA, a missing GPU id (clean VIT_E_DEVICE), and
+ * checkpoints: a CUDA run's checkpoint after epoch 3 (optimizer state read back from the device)
+ * resumed on CUDA (state written to the device) and on the CPU lands where the uninterrupted runs
+ * do (same tolerance; whether the CUDA resume is bit-identical is printed).
  * Checks: weights and bias max|cuda - cpu| <= 1e-4 * max(1, max|cpu|) (they differ only by the
  * GEMMs' and softmax sums' rounding order); final and per-epoch loss within 1e-4 relative; train
  * and validation accuracy within one example (the same unless a margin is below the rounding). */
@@ -149,6 +152,79 @@ static void run_case(const tcase *t) {
     free(x); free(mu); free(w0); free(b0); free(wc); free(bc); free(wg); free(bg); free(y); free(perm);
 }
 
+typedef struct { int at; void *data; size_t len; } ck_keep;
+static void keep_ckpt(void *ctx, int epoch, const void *data, size_t len) {
+    ck_keep *k = ctx;
+    if (epoch != k->at || k->data || !(k->data = malloc(len))) return;
+    memcpy(k->data, data, len);
+    k->len = len;
+}
+
+static void test_checkpoint_resume(void) {
+    enum { C = 6, D = 40, N = 170, E = 6, K = 3 };
+    float *x = malloc(sizeof(float) * N * D), w0[C * D], b0[C];
+    int32_t y[N];
+    for (int i = 0; i < N; i++) {
+        y[i] = (int32_t)((i * 5 + 1) % C);
+        for (int d = 0; d < D; d++) x[i * D + d] = frand() + 0.7f * (d % C == y[i]);
+    }
+    for (int i = 0; i < C * D; i++) w0[i] = 0.05f * frand();
+    for (int i = 0; i < C; i++) b0[i] = 0.05f * frand();
+    float wg[C * D], bg[C], wc[C * D], bc[C], wr[C * D], br[C];
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = E;
+    o.batch_size = 32;
+    o.lr = 5e-3f;
+    o.val_fraction = 0.2f;
+    o.seed = rs;
+    char err[256] = "";
+    ck_keep k = {.at = K};
+    /* uninterrupted: CUDA (keeping epoch K's checkpoint) and the CPU */
+    memcpy(wg, w0, sizeof wg);
+    memcpy(bg, b0, sizeof bg);
+    vit_train_opts og = o;
+    og.device = VIT_DEVICE_CUDA;
+    og.checkpoint = keep_ckpt;
+    og.cb_ctx = &k;
+    vit_status st = vit_train_linear(wg, bg, C, D, x, y, N, &og, NULL, err, sizeof err);
+    CHECK(st == VIT_OK && k.data && k.len == vit_train_checkpoint_size(C, D, N),
+          "cuda run with checkpoints (%s)", st == VIT_OK ? "ok" : err);
+    memcpy(wc, w0, sizeof wc);
+    memcpy(bc, b0, sizeof bc);
+    vit_train_opts oc = o;
+    oc.device = VIT_DEVICE_CPU;
+    st = vit_train_linear(wc, bc, C, D, x, y, N, &oc, NULL, err, sizeof err);
+    CHECK(st == VIT_OK, "cpu reference run (%s)", st == VIT_OK ? "ok" : err);
+    if (!k.data) { free(x); return; }
+    /* resumed on CUDA from the CUDA checkpoint */
+    vit_train_result r;
+    memcpy(wr, w0, sizeof wr);
+    memcpy(br, b0, sizeof br);
+    vit_train_opts orc = o;
+    orc.device = VIT_DEVICE_CUDA;
+    orc.resume = k.data;
+    orc.resume_len = k.len;
+    st = vit_train_linear(wr, br, C, D, x, y, N, &orc, &r, err, sizeof err);
+    const float tol = 1e-4f * fmaxf(1.f, maxabs(wc, (size_t)C * D));
+    CHECK(st == VIT_OK && r.resumed_from_epoch == K && r.device == VIT_DEVICE_CUDA,
+          "cuda resume from epoch %d (%s)", r.resumed_from_epoch, st == VIT_OK ? "ok" : err);
+    printf("# cuda resume vs uninterrupted cuda run: %s\n",
+           !memcmp(wr, wg, sizeof wr) && !memcmp(br, bg, sizeof br) ? "bit-identical" : "differs in rounding");
+    CHECK_CLOSE(wr, wg, (size_t)C * D, tol, "cuda resumed vs cuda uninterrupted: weights");
+    CHECK_CLOSE(br, bg, (size_t)C, tol, "cuda resumed vs cuda uninterrupted: bias");
+    /* the CUDA checkpoint resumed on the CPU */
+    memcpy(wr, w0, sizeof wr);
+    memcpy(br, b0, sizeof br);
+    orc.device = VIT_DEVICE_CPU;
+    st = vit_train_linear(wr, br, C, D, x, y, N, &orc, &r, err, sizeof err);
+    CHECK(st == VIT_OK && r.resumed_from_epoch == K, "cuda checkpoint resumed on the cpu (%s)",
+          st == VIT_OK ? "ok" : err);
+    CHECK_CLOSE(wr, wc, (size_t)C * D, tol, "cuda checkpoint resumed on the cpu vs the cpu run: weights");
+    free(k.data);
+    free(x);
+}
+
 int main(void) {
     const char *s = getenv("VITD_SEED");
     rs = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
@@ -176,6 +252,7 @@ int main(void) {
          0.1f, 0, 0, 23},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&cases[i]);
+    test_checkpoint_resume();
 
     /* AUTO lands on CUDA when a device is present; a GPU id that does not exist is clean */
     enum { C = 3, D = 8, N = 30 };

@@ -248,6 +248,10 @@ def main():
         check(st == 200 and j.get("state") == "succeeded" and j.get("epoch") == 40 and j.get("epochs") == 40
               and j.get("head_version") == 2 and isinstance(j.get("loss"), float) and j.get("val_accuracy") is not None,
               "job succeeded: 40/40 epochs, loss, val_accuracy, head_version 2", str(j))
+        ckdir = os.path.join(state, "checkpoints")
+        check(j.get("resumed_from_epoch") == 0 and os.path.isdir(ckdir) and os.listdir(ckdir) == [],
+              "a job that never resumed reports resumed_from_epoch 0; its checkpoint (state/checkpoints) is "
+              "deleted once it finished", f"{j.get('resumed_from_epoch')} {os.listdir(ckdir) if os.path.isdir(ckdir) else 'no dir'}")
         # a second job, cancelled while running (or queued)
         st, _, r = post_json(d, "/admin/train", {"epochs": 1000, "batch_size": 1, "lr": 0.0001})
         job2 = r.get("job")
@@ -256,6 +260,7 @@ def main():
         st, j2 = wait_job(d, job2, 60)
         check(j2.get("state") == "cancelled" and j2.get("head_version") is None and j2.get("epoch", 0) < 1000,
               "cancelled job: state cancelled, no head version", str(j2))
+        check(os.listdir(ckdir) == [], "a cancelled job leaves no checkpoint", str(os.listdir(ckdir)))
         st, _, r = d.json("DELETE", f"/admin/jobs/{job}", headers=AUTH)
         check(st == 409, "cancelling a finished job: 409", st)
         st, _, r = d.json("GET", "/admin/jobs", headers=AUTH)

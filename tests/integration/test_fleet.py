@@ -4,7 +4,8 @@ temporary directory), three vitd replicas sharing it (--state-url), haproxy in f
 polling, activation; then every classification through the balancer carries the new head_version
 (body and X-Head-Version) and the same prediction, and each replica served the new head within 2 s
 of the activation call returning (the measured delays are printed).  Then: kill -9 of the replica
-holding a running job (another replica finishes it after the lease lapses); a restarted replica
+holding a running job once it stored a checkpoint (another replica takes it over after the lease
+lapses, resumes from that checkpoint's epoch, not 0, and finishes it); a restarted replica
 serves the active head; PostgreSQL stopped and started again (/classify never fails, admin calls
 get 503 + Retry-After, then work, nothing acknowledged is lost); a replica serving another
 backbone gets 409; two daemons on one --state-dir (the second refuses to start, naming
@@ -167,14 +168,15 @@ def check_activation(fl, lb, version):
 
 
 def claimed_job(lb, pg, epochs):
-    """(job id, its owner while running, last state seen)"""
+    """(job id, its owner while running with a checkpoint stored, last state seen)"""
     st, _, r = post_json(lb, "/admin/train", {"labels": "replace", "epochs": epochs, "batch_size": 1, "seed": 2})
     job, out = r.get("job"), ""
     end = time.time() + 30
     while time.time() < end:
-        out = pg.psql(f"SELECT state || ' ' || coalesce(owner, '') FROM vitd_jobs WHERE id = {int(job or 0)}")
-        if out.startswith("running "):
-            return job, out.split(" ", 1)[1], out
+        out = pg.psql(f"SELECT state || ' ' || coalesce(owner, '') || ' ' || coalesce((SELECT epoch FROM"
+                      f" vitd_job_checkpoints WHERE job = id), 0) FROM vitd_jobs WHERE id = {int(job or 0)}")
+        if out.startswith("running ") and int(out.rsplit(" ", 1)[1]) > 0:
+            return job, out.split(" ")[1], out
         if out.startswith(("succeeded", "failed", "cancelled")):
             break
         time.sleep(0.02)
@@ -183,7 +185,8 @@ def claimed_job(lb, pg, epochs):
 
 def kill_job_holder(fl, lb, pg):
     """A long job (1000 epochs of batch 1 over 3 x 120 examples; longer again should it end
-    before it was seen running); kill -9 the replica that claimed it; another one finishes it."""
+    before it was seen running); kill -9 the replica that claimed it once it stored the
+    checkpoint of an epoch; another one resumes from that checkpoint and finishes it."""
     for label in ("footwear", "other", "tops"):
         post_images(lb, label, images(label, 60))
     for epochs in (1000, 1000, 1000):
@@ -198,16 +201,28 @@ def kill_job_holder(fl, lb, pg):
     fl.replicas[name].proc.send_signal(signal.SIGKILL)
     fl.replicas[name].proc.wait()
     t_kill = time.time()
+    # the last checkpoint the dead replica stored (it may have stored more after we looked)
+    at_kill = int(pg.psql(f"SELECT coalesce((SELECT epoch FROM vitd_job_checkpoints WHERE job = {int(job)}), 0)"))
     done = wait_job(lb, job, timeout=60 + LEASE_S)
     took = time.time() - t_kill
     row = pg.psql(f"SELECT owner || ' ' || attempts FROM vitd_jobs WHERE id = {int(job)}")
     new_owner, attempts = row.split(" ")
-    print(f"job {job}: claimed by {owner}, killed; finished by {new_owner} (attempt {attempts}) "
-          f"{took:.1f} s after the kill (lease {LEASE_S} s)", flush=True)
+    resumed = done.get("resumed_from_epoch", 0)
+    print(f"job {job}: claimed by {owner}, killed with the checkpoint of epoch {at_kill} stored; finished by "
+          f"{new_owner} (attempt {attempts}), resumed from epoch {resumed}, {took:.1f} s after the kill "
+          f"(lease {LEASE_S} s)", flush=True)
     check(done.get("owner") == new_owner, "GET /admin/jobs/{id} names the replica that ran it", str(done))
     check(done.get("state") == "succeeded" and new_owner.split("#")[0] != name and int(attempts) == 2,
           "kill -9 of the job's replica: another replica claimed it after the lease and finished it",
           f"{done} owner={new_owner} attempts={attempts}")
+    check(resumed == at_kill > 0 and done.get("epoch") == done.get("epochs"),
+          "the replica that took it over resumed from the dead one's last checkpoint, not from epoch 0",
+          f"resumed_from_epoch={resumed}, checkpoint at the kill: epoch {at_kill}, {done}")
+    taker = fl.replicas.get(new_owner.split("#")[0])
+    check(taker is not None and f"job {job} resumed from its checkpoint after epoch {resumed} of" in taker.logtext(),
+          "its log says from which epoch it resumed", (taker.logtext()[-600:] if taker else new_owner))
+    check(pg.psql(f"SELECT count(*) FROM vitd_job_checkpoints WHERE job = {int(job)}") == "0",
+          "the finished job's checkpoint is deleted")
     return name
 
 
@@ -367,8 +382,8 @@ def config_errors(pg, tmp):
     refused(["--state-url", pg.url, "--state-password-file", pg.password_file], "newer than this vitd knows",
             "a database schema newer than this build is refused")
     pg.psql("DELETE FROM vitd_schema_version WHERE version = 99")
-    check(pg.psql("SELECT max(version) FROM vitd_schema_version") == "1",
-          "three replicas started at once migrated the schema once (version 1)")
+    check(pg.psql("SELECT max(version) || ' ' || count(*) FROM vitd_schema_version") == "2 2",
+          "three replicas started at once migrated the schema once (versions 1 and 2)")
 
 
 def main():

@@ -3,7 +3,9 @@
  * database as replicas would be: examples seen by every replica, fingerprints, jobs (snapshot,
  * one claimer each, progress, a cancel that reaches the claimer by NOTIFY, a lapsed lease taken
  * over), versions minted by the database, activation reaching the other replica's hook, a
- * refused head, another backbone kept apart, persistence across a reopen.
+ * refused head, another backbone kept apart, persistence across a reopen; training checkpoints
+ * (stored by the claimer, bounded and checked, handed to the replica that takes the job over
+ * after its lease lapsed, an oversized row dropped at claim, deleted when the job finishes).
  * Needs a database: tests/integration/test_store_pg.py starts one and runs this with
  * VITD_TEST_PG_URL and VITD_TEST_PG_PASSWORD_FILE set (without them it skips). */
 #include "harness.h"
@@ -15,6 +17,7 @@
 #include "../../server/logfmt.c"
 #include "../../server/metrics.c"
 #include "../../server/store_pg.c"
+#include "store_ckpt.h"
 
 #define DIM 4
 
@@ -169,6 +172,97 @@ static void test_lease(adm_store *b) {
     adm_claim_free(&c2);
 }
 
+/* rows of vitd_job_checkpoints for job id, through s's own connection (-1 on error) */
+static int ckpt_rows(adm_store *s, int id) {
+    pg_store *ps = s->self;
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM vitd_job_checkpoints WHERE job = %d", id);
+    pthread_mutex_lock(&ps->mu);
+    PGresult *r = ps->main.c ? PQexec(ps->main.c, sql) : NULL;
+    int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    pthread_mutex_unlock(&ps->mu);
+    return n;
+}
+
+/* a replica dies after checkpointing two jobs; the one that takes them over gets job 1's
+ * checkpoint as written, job 2's (made larger than its head can need) is dropped */
+static void test_checkpoints(adm_store *a, adm_store *b) {
+    char msg[256];
+    hook_log hl = {0};
+    adm_store d;
+    if (open_store(&d, "doomed-ckpt", "fp1", &hl) != 0) { CHECK(0, "open a replica to checkpoint"); return; }
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = 3;
+    o.batch_size = 2;
+    float x[4 * DIM];
+    for (int i = 0; i < 4 * DIM; i++) x[i] = (float)((i * 5) % 7) - 3.f;
+    int added, full, id1 = 0, id2 = 0, deleted;
+    d.examples_add(d.self, "p", "fp1", x, 2, &added, &full, msg, sizeof msg);
+    d.examples_add(d.self, "q", "fp1", x + 2 * DIM, 2, &added, &full, msg, sizeof msg);
+    d.job_create(d.self, &o, VIT_LABELS_REPLACE, &id1, msg, sizeof msg);
+    d.job_create(d.self, &o, VIT_LABELS_REPLACE, &id2, msg, sizeof msg);
+    d.examples_delete(d.self, NULL, &deleted, msg, sizeof msg);
+    adm_claim c1, c2, t1, t2;
+    memset(&t1, 0, sizeof t1);
+    memset(&t2, 0, sizeof t2);
+    if (d.job_claim(d.self, "t", 1, &c1, msg, sizeof msg) != ADM_OK || d.job_claim(d.self, "t", 1, &c2, msg, sizeof msg) != ADM_OK) {
+        CHECK(0, "claim two jobs (%s)", msg);
+        adm_store_close(&d);
+        return;
+    }
+    CHECK(c1.id == id1 && c2.id == id2 && !c1.checkpoint, "a first claim carries no checkpoint");
+    size_t l1 = 0, l2 = 0;
+    void *k1 = ckpt_of(&c1, 1, &l1), *k2 = ckpt_of(&c1, 2, &l2);
+    CHECK(k1 && k2 && d.job_checkpoint(d.self, id1, 1, k1, l1, msg, sizeof msg) == ADM_OK &&
+              d.job_checkpoint(d.self, id1, 2, k2, l2, msg, sizeof msg) == ADM_OK && ckpt_rows(&d, id1) == 1,
+          "job_checkpoint after epochs 1 and 2: one row, replaced (%s)", msg);
+    CHECK(b->job_checkpoint(b->self, id1, 2, k2, l2, msg, sizeof msg) == ADM_CONFLICT,
+          "only the claimer stores a job's checkpoint");
+    CHECK(d.job_checkpoint(d.self, id1, 3, k2, l2, msg, sizeof msg) == ADM_BAD_REQUEST && strstr(msg, "not of epoch 3"),
+          "a checkpoint of another epoch is refused: %s", msg);
+    uint8_t *big = calloc(1, l2 + 4096);
+    CHECK(d.job_checkpoint(d.self, id1, 2, big, l2 + 4096, msg, sizeof msg) == ADM_BAD_REQUEST && strstr(msg, "at most"),
+          "one larger than the job's head can need is refused: %s", msg);
+    CHECK(d.job_checkpoint(d.self, id2, 1, k1, l1, msg, sizeof msg) == ADM_OK, "the second job's checkpoint");
+    /* what a bad disk or a bug could leave: a row larger than the job can need */
+    pg_store *ds = d.self;
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE vitd_job_checkpoints SET data = data || decode(repeat('00', 8192), 'hex') WHERE job = %d", id2);
+    pthread_mutex_lock(&ds->mu);
+    PQclear(PQexec(ds->main.c, sql));
+    pthread_mutex_unlock(&ds->mu);
+    adm_store_close(&d);   /* the replica dies: no heartbeat, no finish */
+    sleep_s(1.3);
+    CHECK(b->job_claim(b->self, "t", 1, &t1, msg, sizeof msg) == ADM_OK && t1.id == id1 && t1.checkpoint &&
+              t1.checkpoint_len == l2 && !memcmp(t1.checkpoint, k2, l2),
+          "the replica that takes the job over gets its last checkpoint, as written");
+    CHECK(b->job_claim(b->self, "t", 1, &t2, msg, sizeof msg) == ADM_OK && t2.id == id2 && !t2.checkpoint &&
+              ckpt_rows(b, id2) == 0,
+          "an oversized checkpoint row is dropped at claim (the job starts from epoch 0)");
+    adm_job_view v;
+    CHECK(b->job_resume(b->self, id1, 2, msg, sizeof msg) == ADM_OK &&
+              a->job_get(a->self, id1, view_state, &v, msg, sizeof msg) == ADM_OK && v.resumed_from_epoch == 2 && v.epoch == 2,
+          "job_resume: resumed_from_epoch seen from every replica");
+    adm_job_result r = {.state = ADM_JOB_SUCCEEDED, .head_version = 0};
+    CHECK(b->job_checkpoint(b->self, id1, 2, k2, l2, msg, sizeof msg) == ADM_OK &&
+              b->job_finish(b->self, id1, &r, msg, sizeof msg) == ADM_OK && ckpt_rows(b, id1) == 0,
+          "the checkpoint is deleted when the job finishes");
+    CHECK(b->job_checkpoint(b->self, id1, 2, k2, l2, msg, sizeof msg) == ADM_CONFLICT, "a finished job takes no checkpoint");
+    r.state = ADM_JOB_CANCELLED;
+    b->job_finish(b->self, id2, &r, msg, sizeof msg);
+    a->job_get(a->self, id2, view_state, &v, msg, sizeof msg);
+    CHECK(v.resumed_from_epoch == 0, "a job that never resumed reports 0");
+    free(big);
+    free(k1);
+    free(k2);
+    adm_claim_free(&c1);
+    adm_claim_free(&c2);
+    adm_claim_free(&t1);
+    adm_claim_free(&t2);
+}
+
 static int wait_version(hook_log *hl, int v) {
     for (int i = 0; i < 100 && atomic_load(&hl->last_version) != v; i++) sleep_s(0.05);
     return atomic_load(&hl->last_version) == v;
@@ -258,6 +352,7 @@ int main(void) {
     test_examples(&a, &b);
     test_jobs(&a, &b);
     test_lease(&b);
+    test_checkpoints(&a, &b);
     test_heads(&a, &b, &ha, &hb);
     test_other_backbone(&a);
     adm_store_close(&a);

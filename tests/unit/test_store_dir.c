@@ -3,7 +3,9 @@
  * per-label delete, fingerprints), jobs (snapshot at creation, oldest-first claim, progress,
  * cancel of queued/running/finished jobs, results), head versions minted by the store, the
  * active version with the on_active hook (a refusal leaves the stored choice), persistence
- * across a reopen, and a corrupt state directory (skipped, never fatal). */
+ * across a reopen, and a corrupt state directory (skipped, never fatal); training checkpoints
+ * (written atomically to D/checkpoints, bounded and checked, deleted when the job finishes,
+ * a previous process's removed at open; job_resume's resumed_from_epoch). */
 #include "harness.h"
 
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include "../../server/logfmt.c"
 #include "../../server/metrics.c"
 #include "../../server/store_dir.c"
+#include "store_ckpt.h"
 
 #define DIM 4
 
@@ -139,6 +142,75 @@ static void test_heads(adm_store *s, hook_log *hl) {
     vit_head_release(wrong);
 }
 
+/* the bytes of file p equal data[0..len) (-1: no such file) */
+static int file_is(const char *p, const void *data, size_t len) {
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    char err[256];
+    if (vit_read_file(p, len + 1024, &buf, &n, err, sizeof err) != VIT_OK) return -1;
+    int same = n == len && !memcmp(buf, data, len);
+    free(buf);
+    return same;
+}
+
+static void test_checkpoints(adm_store *s, const char *dir) {
+    char msg[256], path[512];
+    float x[6 * DIM];
+    for (int i = 0; i < 6 * DIM; i++) x[i] = (float)((i * 7) % 11) - 5.f;
+    int added, full, id = 0, deleted;
+    s->examples_delete(s->self, NULL, &deleted, msg, sizeof msg);
+    s->examples_add(s->self, "ant", "fp1", x, 3, &added, &full, msg, sizeof msg);
+    s->examples_add(s->self, "bee", "fp1", x + 3 * DIM, 3, &added, &full, msg, sizeof msg);
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = 3;
+    o.batch_size = 4;
+    s->job_create(s->self, &o, VIT_LABELS_REPLACE, &id, msg, sizeof msg);
+    adm_claim c;
+    if (s->job_claim(s->self, "t", 60, &c, msg, sizeof msg) != ADM_OK || c.id != id) {
+        CHECK(0, "claim a job to checkpoint (%s)", msg);
+        return;
+    }
+    CHECK(!c.checkpoint && !c.checkpoint_len, "a first claim carries no checkpoint");
+    size_t l1 = 0, l2 = 0;
+    void *b1 = ckpt_of(&c, 1, &l1), *b2 = ckpt_of(&c, 2, &l2);
+    snprintf(path, sizeof path, "%s/checkpoints/job-%06d.ckpt", dir, id);
+    CHECK(b1 && b2 && s->job_checkpoint(s->self, id, 1, b1, l1, msg, sizeof msg) == ADM_OK,
+          "job_checkpoint after epoch 1 (%zu bytes)", l1);
+    CHECK(file_is(path, b1, l1) == 1, "written to D/checkpoints/job-NNNNNN.ckpt");
+    CHECK(s->job_checkpoint(s->self, id, 2, b1, l1, msg, sizeof msg) == ADM_BAD_REQUEST && strstr(msg, "not of epoch 2"),
+          "a checkpoint of another epoch is refused: %s", msg);
+    uint8_t *bad = malloc(l2 + 4096);
+    memcpy(bad, b2, l2);
+    bad[l2 / 2] ^= 1;
+    CHECK(s->job_checkpoint(s->self, id, 2, bad, l2, msg, sizeof msg) == ADM_BAD_REQUEST && strstr(msg, "checksum"),
+          "a corrupt checkpoint is refused: %s", msg);
+    memset(bad, 0, l2 + 4096);
+    CHECK(s->job_checkpoint(s->self, id, 2, bad, l2 + 4096, msg, sizeof msg) == ADM_BAD_REQUEST && strstr(msg, "at most"),
+          "one larger than the job's head can need is refused before it is read: %s", msg);
+    CHECK(s->job_checkpoint(s->self, 999, 1, b1, l1, msg, sizeof msg) == ADM_NOT_FOUND, "unknown job");
+    CHECK(file_is(path, b1, l1) == 1, "the refusals left the stored checkpoint");
+    CHECK(s->job_checkpoint(s->self, id, 2, b2, l2, msg, sizeof msg) == ADM_OK && file_is(path, b2, l2) == 1,
+          "epoch 2's replaces epoch 1's");
+    adm_job_view v;
+    CHECK(s->job_resume(s->self, id, 2, msg, sizeof msg) == ADM_OK &&
+              s->job_get(s->self, id, view_state, &v, msg, sizeof msg) == ADM_OK && v.resumed_from_epoch == 2 && v.epoch == 2,
+          "job_resume records resumed_from_epoch");
+    CHECK(s->job_resume(s->self, id, 4, msg, sizeof msg) == ADM_BAD_REQUEST, "an epoch past the job's is refused");
+    CHECK(s->job_resume(s->self, id, 0, msg, sizeof msg) == ADM_OK && file_is(path, b2, l2) == -1 &&
+              s->job_get(s->self, id, view_state, &v, msg, sizeof msg) == ADM_OK && v.resumed_from_epoch == 0 && v.epoch == 0,
+          "job_resume 0 (a refused checkpoint) deletes it");
+    s->job_checkpoint(s->self, id, 2, b2, l2, msg, sizeof msg);
+    adm_job_result r = {.state = ADM_JOB_CANCELLED};
+    CHECK(s->job_finish(s->self, id, &r, msg, sizeof msg) == ADM_OK && file_is(path, b2, l2) == -1,
+          "the checkpoint is deleted when the job finishes");
+    CHECK(s->job_checkpoint(s->self, id, 2, b2, l2, msg, sizeof msg) == ADM_CONFLICT, "a finished job takes no checkpoint");
+    free(bad);
+    free(b1);
+    free(b2);
+    adm_claim_free(&c);
+}
+
 int main(void) {
     srv_log_set_level(SRV_LOG_ERROR);
     metrics_init();
@@ -154,13 +226,15 @@ int main(void) {
     test_examples(&s);
     test_jobs(&s);
     test_heads(&s, &hl);
+    test_checkpoints(&s, dir);
     adm_store_close(&s);
 
     /* reopen: version 2 comes back active (through on_active), numbering continues after 3 */
     hl = (hook_log){0};
     CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "reopen");
     int active = 0, n = 0, v = 0;
-    char msg[256];
+    char msg[256], p[512];
+    FILE *f;
     s.head_list(s.self, head_count, &n, &active, msg, sizeof msg);
     CHECK(active == 2 && hl.last_version == 2 && hl.calls == 1 && n == 2, "the active version is restored through on_active");
     vit_head *h = make_head(2, 1.f);
@@ -168,10 +242,16 @@ int main(void) {
     vit_head_release(h);
     adm_store_close(&s);
 
+    /* a checkpoint left by a previous process (its job died with it) is removed at open */
+    snprintf(p, sizeof p, "%s/checkpoints/job-000077.ckpt", dir);
+    f = fopen(p, "w");
+    if (f) { fputs("stale", f); fclose(f); }
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0 && access(p, F_OK) != 0, "a stale checkpoint is removed at open");
+    adm_store_close(&s);
+
     /* a corrupt head file and active choice are skipped, never fatal */
-    char p[512];
     snprintf(p, sizeof p, "%s/heads/head-000009.safetensors", dir);
-    FILE *f = fopen(p, "w");
+    f = fopen(p, "w");
     if (f) { fputs("not a safetensors file", f); fclose(f); }
     snprintf(p, sizeof p, "%s/active.json", dir);
     f = fopen(p, "w");

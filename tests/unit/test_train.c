@@ -2,10 +2,14 @@
  * of a double-precision reference loss, loss going down, cancellation, seeded determinism and
  * the validation split, argument checks, and PyTorch parity: the same head trained by
  * torch.optim.AdamW / SGD on the same features and batch order (tests/tools/gen_train_fixtures.py,
- * fixtures in tests/fixtures/train/) must reach the same weights and test accuracy. */
+ * fixtures in tests/fixtures/train/) must reach the same weights and test accuracy.  Checkpoints:
+ * a run interrupted after epoch k and resumed from its checkpoint in another process ends with
+ * the same bits as the run never interrupted; corrupt or foreign checkpoints are refused. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "util.h"
@@ -289,6 +293,259 @@ static void test_training(const fixtures *f) {
     free(w); free(b); free(w2); free(b2);
 }
 
+/* ---- checkpoint and resume ---------------------------------------------------------------- */
+
+typedef struct {
+    int stop_at;                  /* cancel once this epoch's checkpoint is taken (0: never) */
+    int last;                     /* epoch of the last checkpoint */
+    int stopping;
+    unsigned char *blob;          /* the last checkpoint (a copy) */
+    size_t len;
+    unsigned char *at[16];        /* every epoch's checkpoint */
+} ck_state;
+
+static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
+    ck_state *k = ctx;
+    free(k->blob);
+    k->blob = malloc(len);
+    memcpy(k->blob, data, len);
+    k->len = len;
+    k->last = epoch;
+    if (epoch < 16) {
+        free(k->at[epoch]);
+        k->at[epoch] = malloc(len);
+        memcpy(k->at[epoch], data, len);
+    }
+    if (epoch == k->stop_at) k->stopping = 1;   /* as if the process died right after */
+}
+static int ck_stop(void *ctx) { return ((ck_state *)ctx)->stopping; }
+
+static void ck_free(ck_state *k) {
+    free(k->blob);
+    for (int i = 0; i < 16; i++) free(k->at[i]);
+    memset(k, 0, sizeof *k);
+}
+
+/* Resume from the checkpoint file `path` in a child process (nothing of this one's state but
+ * the arguments) and send the head back through a pipe: 0 and w, b filled, or -1. */
+static int resume_in_child(const char *path, const float *w0, const float *b0, int C, int D,
+                           const fixtures *f, const vit_train_opts *o, float *w, float *b,
+                           int *resumed_from) {
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        close(fd[0]);
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        char err[256];
+        int32_t rf = -1;
+        float *cw = malloc(sizeof(float) * (size_t)C * D), *cb = malloc(sizeof(float) * C);
+        memcpy(cw, w0, sizeof(float) * (size_t)C * D);
+        memcpy(cb, b0, sizeof(float) * C);
+        vit_train_opts ro = *o;
+        vit_train_result res;
+        if (vit_read_file(path, 1 << 24, &blob, &len, err, sizeof err) == VIT_OK) {
+            ro.resume = blob;
+            ro.resume_len = len;
+            if (vit_train_linear(cw, cb, C, D, f->x, f->y, f->N, &ro, &res, err, sizeof err) == VIT_OK)
+                rf = res.resumed_from_epoch;
+        }
+        ssize_t n = write(fd[1], &rf, sizeof rf);
+        n += write(fd[1], cw, sizeof(float) * (size_t)C * D);
+        n += write(fd[1], cb, sizeof(float) * C);
+        _exit(n == (ssize_t)(sizeof rf + sizeof(float) * ((size_t)C * D + C)) ? 0 : 1);
+    }
+    close(fd[1]);
+    int32_t rf = -1;
+    size_t want[3] = {sizeof rf, sizeof(float) * (size_t)C * D, sizeof(float) * C}, got = 0;
+    void *dst[3] = {&rf, w, b};
+    for (int i = 0; i < 3; i++) {
+        size_t k = 0;
+        while (k < want[i]) {
+            ssize_t n = read(fd[0], (char *)dst[i] + k, want[i] - k);
+            if (n <= 0) break;
+            k += (size_t)n;
+        }
+        got += k;
+    }
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    *resumed_from = rf;
+    return got == want[0] + want[1] + want[2] && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                   rf > 0 ? 0 : -1;
+}
+
+static void test_resume(const fixtures *f, vit_optimizer opt, float val_fraction, int batch) {
+    const int C = f->C, D = f->D, E = 7, K = 3;
+    const size_t nw = (size_t)C * D;
+    const char *name = opt == VIT_OPT_SGD ? "sgd" : "adamw";
+    float *w0 = malloc(sizeof(float) * nw), *b0 = malloc(sizeof(float) * C);
+    for (size_t i = 0; i < nw; i++) w0[i] = 0.05f * frand();   /* a non-zero starting head */
+    for (int i = 0; i < C; i++) b0[i] = 0.1f * frand();
+    float *wa = malloc(sizeof(float) * nw), *ba = malloc(sizeof(float) * C);
+    float *wb = malloc(sizeof(float) * nw), *bb = malloc(sizeof(float) * C);
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = E;
+    o.lr = 0.02f;
+    o.batch_size = batch;
+    o.optimizer = opt;
+    o.val_fraction = val_fraction;
+    o.seed = 7;
+    char err[256] = "";
+    vit_train_result res;
+
+    /* the uninterrupted run, checkpointing every epoch */
+    ck_state straight = {0};
+    memcpy(wa, w0, sizeof(float) * nw);
+    memcpy(ba, b0, sizeof(float) * C);
+    vit_train_opts so = o;
+    so.checkpoint = on_checkpoint;
+    so.cb_ctx = &straight;
+    vit_status st = vit_train_linear(wa, ba, C, D, f->x, f->y, f->N, &so, &res, err, sizeof err);
+    CHECK(st == VIT_OK && straight.last == E && straight.len == vit_train_checkpoint_size(C, D, f->N),
+          "%s: a checkpoint after every epoch, %zu bytes (%s)", name, straight.len, err);
+    /* checkpointing does not change the run */
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &o, NULL, err, sizeof err);
+    CHECK(st == VIT_OK && !memcmp(wa, wb, sizeof(float) * nw) && !memcmp(ba, bb, sizeof(float) * C),
+          "%s: the same head with and without checkpoints", name);
+    float loss_straight = res.loss, tacc = res.train_accuracy, vacc = res.val_accuracy;
+
+    /* interrupted after epoch K (its checkpoint taken), resumed in another process */
+    ck_state cut = {.stop_at = K};
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    vit_train_opts co = so;
+    co.cb_ctx = &cut;
+    co.should_stop = ck_stop;
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &co, &res, err, sizeof err);
+    CHECK(st == VIT_E_CANCELLED && cut.last == K && res.epochs_done == K,
+          "%s: run stopped after epoch %d's checkpoint (%s)", name, K, vit_status_str(st));
+    vit_train_checkpoint_info info;
+    err[0] = '\0';
+    st = vit_train_checkpoint_info_get(cut.blob, cut.len, &info, err, sizeof err);
+    CHECK(st == VIT_OK && info.epoch == K && info.epochs == E && info.C == C && info.D == D &&
+          info.N == f->N, "%s: checkpoint info epoch %d of %d (%s)", name, info.epoch, info.epochs, err);
+    CHECK(!memcmp(cut.blob, straight.at[K], cut.len), "%s: the interrupted run's checkpoint is the "
+          "straight run's", name);
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/vitd_test_ckpt.%d", (int)getpid());
+    FILE *fp = fopen(path, "wb");
+    int wrote = fp && fwrite(cut.blob, 1, cut.len, fp) == cut.len;
+    if (fp) fclose(fp);
+    memset(wb, 0, sizeof(float) * nw);
+    memset(bb, 0, sizeof(float) * C);
+    int rf = 0;
+    int ok = wrote && resume_in_child(path, w0, b0, C, D, f, &o, wb, bb, &rf) == 0;
+    unlink(path);
+    CHECK(ok && rf == K && !memcmp(wa, wb, sizeof(float) * nw) && !memcmp(ba, bb, sizeof(float) * C),
+          "%s: resumed from epoch %d in a new process: head bit-identical to the uninterrupted run "
+          "(maxdiff=%.3g)", name, rf, (double)th_maxdiff(wa, wb, nw));
+
+    /* in this process too, with the results of the whole run */
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    vit_train_opts ro = o;
+    ro.resume = cut.blob;
+    ro.resume_len = cut.len;
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &ro, &res, err, sizeof err);
+    CHECK(st == VIT_OK && res.resumed_from_epoch == K && res.epochs_done == E &&
+          !memcmp(wa, wb, sizeof(float) * nw) && res.loss == loss_straight &&
+          res.train_accuracy == tacc && res.val_accuracy == vacc,
+          "%s: resumed run's loss %.6f and accuracies equal the straight run's", name, res.loss);
+    /* the last epoch's checkpoint: nothing left to train, same head and loss */
+    ro.resume = straight.at[E];
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &ro, &res, err, sizeof err);
+    CHECK(st == VIT_OK && res.resumed_from_epoch == E && res.epochs_done == E &&
+          !memcmp(wa, wb, sizeof(float) * nw) && res.loss == loss_straight,
+          "%s: resume from the final epoch's checkpoint trains nothing more", name);
+    free(w0); free(b0); free(wa); free(ba); free(wb); free(bb);
+    ck_free(&straight);
+    ck_free(&cut);
+}
+
+/* corrupt, truncated, foreign checkpoints: refused before any training, w and b untouched */
+static void test_resume_refused(const fixtures *f) {
+    const int C = f->C, D = f->D;
+    const size_t nw = (size_t)C * D;
+    float *w = calloc(nw, sizeof(float)), *b = calloc(C, sizeof(float));
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = 3;
+    o.lr = 0.01f;
+    o.val_fraction = 0.2f;
+    o.seed = 11;
+    ck_state k = {0};
+    o.checkpoint = on_checkpoint;
+    o.cb_ctx = &k;
+    char err[256] = "";
+    vit_status st = vit_train_linear(w, b, C, D, f->x, f->y, f->N, &o, NULL, err, sizeof err);
+    unsigned char *good = k.at[1];
+    size_t len = k.len;
+    CHECK(st == VIT_OK && good, "checkpointed run (%s)", err);
+    if (!good) { free(w); free(b); ck_free(&k); return; }
+    unsigned char *bad = malloc(len + 16);
+    vit_train_opts ro = o;
+    ro.checkpoint = NULL;
+    struct { const char *what, *expect; int kind; } cases[] = {
+        {"a flipped payload byte", "checksum", 0}, {"truncated", "imply", 1},
+        {"a trailing byte", "imply", 2}, {"another magic", "magic", 3},
+        {"format version 2", "version", 4}, {"another byte order", "byte order", 5},
+        {"too short", "too short", 6}, {"another seed", "another run", 7},
+        {"other examples", "another run", 8}, {"another starting head", "another run", 9},
+        {"more epochs", "another run", 10}, {"NULL data", "too short", 11},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        memcpy(bad, good, len);
+        size_t blen = len;
+        vit_train_opts oo = ro;
+        float *x2 = NULL;
+        memset(w, 0, sizeof(float) * nw);
+        memset(b, 0, sizeof(float) * C);
+        switch (cases[c].kind) {
+        case 0: bad[len / 2] ^= 0x10; break;
+        case 1: blen = len - 4; break;
+        case 2: bad[len] = 0; blen = len + 1; break;
+        case 3: bad[0] = 'X'; break;
+        case 4: bad[8] = 2; break;
+        case 5: bad[12] ^= 0xFF; break;
+        case 6: blen = 40; break;
+        case 7: oo.seed = 12; break;
+        case 8: x2 = malloc(sizeof(float) * (size_t)f->N * D);
+                memcpy(x2, f->x, sizeof(float) * (size_t)f->N * D);
+                x2[5] += 1.f; break;
+        case 9: w[3] = 0.5f; break;
+        case 10: oo.epochs = 4; break;
+        default: break;
+        }
+        oo.resume = bad;
+        oo.resume_len = blen;
+        float w3 = w[3];
+        err[0] = '\0';
+        if (cases[c].kind == 11) {
+            vit_train_checkpoint_info info;
+            st = vit_train_checkpoint_info_get(NULL, 100, &info, err, sizeof err);
+        } else {
+            st = vit_train_linear(w, b, C, D, x2 ? x2 : f->x, f->y, f->N, &oo, NULL, err, sizeof err);
+        }
+        int untouched = w[3] == w3 && w[0] == 0.f && b[0] == 0.f;
+        CHECK(st == VIT_E_CHECKPOINT && strstr(err, cases[c].expect) && untouched,
+              "checkpoint with %s refused: %s", cases[c].what, err);
+        free(x2);
+    }
+    free(bad);
+    free(w);
+    free(b);
+    ck_free(&k);
+}
+
 int main(void) {
     test_gradient();
     fixtures f;
@@ -297,6 +554,9 @@ int main(void) {
               f.N, f.M, f.D, f.C, f.E);
         test_torch_parity(&f);
         test_training(&f);
+        test_resume(&f, VIT_OPT_ADAMW, 0.25f, 32);
+        test_resume(&f, VIT_OPT_SGD, 0.f, 50);
+        test_resume_refused(&f);
         free_fixtures(&f);
     } else {
         CHECK(0, "fixtures in " FIX);
