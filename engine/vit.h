@@ -394,6 +394,10 @@ typedef struct vit_train_opts {
      * data[0..len) (borrowed for the call) holds everything needed to continue from there, see
      * "Checkpoints" below */
     void (*checkpoint)(void *ctx, int epoch, const void *data, size_t len);
+    /* 0: a checkpoint after every epoch; > 0: after the first epoch, then only once this many
+     * seconds have passed since the last one (a big head's checkpoint costs a copy of its
+     * weights and moments: bounds that cost when epochs are short) */
+    double checkpoint_every_s;
     /* optional: continue from a checkpoint of this very run instead of starting at epoch 0 */
     const void *resume;
     size_t resume_len;

@@ -24,6 +24,10 @@
 
 #define TRAINER_LEASE_S 300.0     /* a claim lapses when not renewed for this long */
 #define TRAINER_POLL_S  1         /* a shared store's jobs are looked for this often */
+#define TRAINER_CKPT_EVERY_S 1.0  /* a checkpoint after the first epoch, then at most once a second:
+                                     a take-over loses at most a second of training, and a big
+                                     head's checkpoint (9 MB for 1000 x 768) is not written to the
+                                     store after every sub-second epoch */
 
 struct trainer {
     adm_store *store;
@@ -113,6 +117,7 @@ static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_
         j->opts.progress = on_epoch;
         j->opts.should_stop = should_stop;
         j->opts.checkpoint = on_checkpoint;
+        j->opts.checkpoint_every_s = TRAINER_CKPT_EVERY_S;
         j->opts.cb_ctx = &rc;
         /* on the GPU when the model runs there (FP32 either way) */
         j->opts.device = t->batcher && batcher_device(t->batcher) == VIT_DEVICE_CUDA ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;

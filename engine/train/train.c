@@ -550,6 +550,7 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
     float *mv = NULL, last_loss = 0.f;   /* checkpoints: [m; v], the loss of the checkpoint's epoch */
     unsigned char *ck = NULL;
     size_t ck_len = 0;
+    double ck_last = -1.0;          /* when the last checkpoint was taken (vit_now), -1: none yet */
     long step = 0;
     int start = 0;
     if (!order || (o->perm && !seen)) {
@@ -641,7 +642,9 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
             if ((st = subset_accuracy(be, ctx, n_train, n_val, &va, err, errlen)) != VIT_OK)
                 goto done;
             if (o->progress) o->progress(o->cb_ctx, ep + 1, o->epochs, loss_epoch, va);
-            if (o->checkpoint) {
+            if (o->checkpoint && (o->checkpoint_every_s <= 0 || ck_last < 0 ||
+                                  vit_now() - ck_last >= o->checkpoint_every_s)) {
+                ck_last = vit_now();
                 /* the weights into w and b (a no-op on the CPU, which trains them in place) */
                 if ((st = be->read_params(ctx, w, b, err, errlen)) != VIT_OK ||
                     (st = be->read_state(ctx, mv, err, errlen)) != VIT_OK)

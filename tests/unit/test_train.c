@@ -302,6 +302,7 @@ typedef struct {
     unsigned char *blob;          /* the last checkpoint (a copy) */
     size_t len;
     unsigned char *at[16];        /* every epoch's checkpoint */
+    int n;                        /* checkpoints taken */
 } ck_state;
 
 static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
@@ -311,6 +312,7 @@ static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
     memcpy(k->blob, data, len);
     k->len = len;
     k->last = epoch;
+    k->n++;
     if (epoch < 16) {
         free(k->at[epoch]);
         k->at[epoch] = malloc(len);
@@ -414,6 +416,18 @@ static void test_resume(const fixtures *f, vit_optimizer opt, float val_fraction
     st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &o, NULL, err, sizeof err);
     CHECK(st == VIT_OK && !memcmp(wa, wb, sizeof(float) * nw) && !memcmp(ba, bb, sizeof(float) * C),
           "%s: the same head with and without checkpoints", name);
+    /* checkpoint_every_s: the first epoch's, then none until that long has passed (1e9 s: never) */
+    ck_state sparse = {0};
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    vit_train_opts po = so;
+    po.cb_ctx = &sparse;
+    po.checkpoint_every_s = 1e9;
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &po, NULL, err, sizeof err);
+    CHECK(st == VIT_OK && sparse.n == 1 && sparse.last == 1 && straight.at[1] &&
+              !memcmp(sparse.blob, straight.at[1], sparse.len) && !memcmp(wa, wb, sizeof(float) * nw),
+          "%s: checkpoint_every_s 1e9: epoch 1's checkpoint only (%d taken), the same head", name, sparse.n);
+    ck_free(&sparse);
     float loss_straight = res.loss, tacc = res.train_accuracy, vacc = res.val_accuracy;
 
     /* interrupted after epoch K (its checkpoint taken), resumed in another process */

@@ -109,7 +109,9 @@ static void check_job(adm_store *s, trainer *t, vit_head *base, int mode, int wa
     int done = wait_finished(s, id, &v);
     CHECK(done && v.state == ADM_JOB_SUCCEEDED && v.resumed_from_epoch == want_resumed && v.epoch == 5,
           "%s: succeeded, resumed_from_epoch %d (want %d)", what, v.resumed_from_epoch, want_resumed);
-    CHECK(g_checkpoints == 5 - want_resumed, "%s: a checkpoint per epoch trained (%d)", what, g_checkpoints);
+    /* the trainer checkpoints at most once a second (the first epoch always): 1 .. the epochs trained */
+    CHECK(g_checkpoints >= 1 && g_checkpoints <= 5 - want_resumed, "%s: checkpoints stored (%d of at most %d)", what,
+          g_checkpoints, 5 - want_resumed);
     sd_job *j = find_job(s->self, id);
     CHECK(j && j->ckpt_epoch == 0 && !j->ckpt, "%s: no checkpoint left once it finished", what);
     head_find f = {.version = v.head_version};
