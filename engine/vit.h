@@ -398,6 +398,11 @@ typedef struct vit_train_opts {
      * seconds have passed since the last one (a big head's checkpoint costs a copy of its
      * weights and moments: bounds that cost when epochs are short) */
     double checkpoint_every_s;
+    /* optional, called after every finished epoch but the last (after progress): nonzero stops
+     * the run there with VIT_E_CANCELLED (res->epochs_done that epoch), after a checkpoint of that
+     * epoch whatever checkpoint_every_s says (when checkpoint is set).  For a hand-over: the run
+     * stops where another process can continue it with nothing lost (vitd's trainer on drain). */
+    int (*stop_after_epoch)(void *ctx);
     /* optional: continue from a checkpoint of this very run instead of starting at epoch 0 */
     const void *resume;
     size_t resume_len;

@@ -14,7 +14,9 @@
  *   - A job is created in the store (job_create snapshots the examples it will train on) and
  *     run by whichever trainer claims it (job_claim, oldest queued first) with a lease it
  *     renews (job_progress); progress, the result and failures are written through the store.
- *     A job whose lease lapses may be claimed again (the dir store's trainer never loses one).
+ *     A job whose lease lapses may be claimed again (the dir store's trainer never loses one);
+ *     a shared store's job whose replica drains is released (job_release) and claimed again at
+ *     once.
  *   - After every finished epoch the trainer stores the job's training checkpoint
  *     (job_checkpoint: the head, optimizer state, batch order and RNG, vit.h "Checkpoints"),
  *     replacing the previous one; a claim of a job that has one carries it, and the trainer
@@ -96,7 +98,7 @@ typedef struct adm_job_view {
     float loss, val_accuracy;     /* val_accuracy < 0: no validation split */
     float train_accuracy;         /* when succeeded */
     int head_version;             /* 0 until it succeeded */
-    const char *error;            /* "" unless failed */
+    const char *error;            /* "" unless failed, or cancelled with a reason */
     int examples, nlabels;
     const char *const *labels;    /* nlabels, in name order */
     vit_label_mode mode;
@@ -143,7 +145,7 @@ typedef struct adm_job_result {
     adm_job_state state;          /* succeeded, failed or cancelled */
     int head_version;             /* succeeded: the version head_publish minted */
     float loss, train_accuracy, val_accuracy;   /* succeeded; val_accuracy < 0: none */
-    const char *error;            /* failed */
+    const char *error;            /* failed; cancelled: why, when no cancel was asked for (or NULL) */
 } adm_job_result;
 
 /* What a store tells the server. */
@@ -196,6 +198,13 @@ struct adm_store {
      * and its epoch until the next progress); epoch 0: its checkpoint was refused, the job starts
      * from epoch 0 and the checkpoint is deleted. */
     adm_status (*job_resume)(void *self, int id, int epoch, char *msg, size_t msglen);
+    /* Hand a job this process runs back (its trainer is draining): queued again with no owner,
+     * its checkpoint, epoch and loss kept, in one change that checks the job is still running
+     * here and not asked to cancel; claimable by any replica at once, and the claim counts no
+     * attempt.  ADM_CONFLICT when it is not running here any more (finished, lease lapsed) or a
+     * cancel was asked for (finish it cancelled instead).  NULL in a store no other process
+     * shares (the dir store): there is no one to hand a job to. */
+    adm_status (*job_release)(void *self, int id, char *msg, size_t msglen);
 
     /* ---- head versions and the active one ---- */
     /* Store (and persist) head h (retained) trained by job with metrics (JSON text or NULL);

@@ -492,7 +492,8 @@ static int start_admin(srv_state *st, const opts *o, srv_http *http, admin_parts
     return 0;
 }
 
-/* After the HTTP server stopped: the running job is cancelled, then everything freed. */
+/* After the HTTP server stopped: the running job is stopped (a shared store's is handed over,
+ * if the drain has not already done so; the dir store's ends cancelled), then everything freed. */
 static void stop_admin(admin_parts *ad) {
     trainer_stop(ad->trainer);
     admin_http_free(ad->http);
@@ -518,14 +519,16 @@ static void wait_for_stop(srv_state *st, const sigset_t *sigs, uint64_t wd) {
     }
 }
 
-/* Stop accepting, wait up to --drain-timeout-s for the requests in flight.  Returns how many are
+/* Stop accepting, hand the running training job over (a shared store: trainer_drain), wait up to
+ * --drain-timeout-s for the requests in flight and the hand-over.  Returns how many requests are
  * left unanswered. */
-static long drain(srv_state *st, srv_http *http, uint64_t wd) {
+static long drain(srv_state *st, srv_http *http, trainer *tr, uint64_t wd) {
     atomic_store(&st->draining, 1);
     sd_notify_send("STOPPING=1\nSTATUS=draining");
     srv_http_quiesce(http);
+    trainer_drain(tr, st->cfg.drain_timeout_s);
     double deadline = vit_now() + st->cfg.drain_timeout_s, next_wd = vit_now();
-    while (atomic_load(&st->inflight) > 0 && vit_now() < deadline) {
+    while ((atomic_load(&st->inflight) > 0 || trainer_busy(tr)) && vit_now() < deadline) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
         if (wd && vit_now() >= next_wd) {
@@ -595,7 +598,7 @@ int main(int argc, char **argv) {
 
     uint64_t wd = sd_watchdog_usec();
     wait_for_stop(&st, &sigs, wd);
-    long left = drain(&st, http, wd);
+    long left = drain(&st, http, ad.trainer, wd);
     if (left > 0) {
         /* connections still suspended on the batcher cannot be torn down safely: leave now */
         srv_log(SRV_LOG_WARN, "drain timeout after %ds: %ld request(s) not answered; exiting", C->drain_timeout_s, left);

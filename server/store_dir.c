@@ -649,6 +649,8 @@ static adm_status job_finish(void *self, int id, const adm_job_result *r, char *
         j->has_loss = 1;
     } else if (r->state == ADM_JOB_FAILED) {
         snprintf(j->error, sizeof j->error, "%s", r->error ? r->error : "failed");
+    } else if (r->state == ADM_JOB_CANCELLED && r->error) {
+        snprintf(j->error, sizeof j->error, "%s", r->error);   /* why, when not asked for */
     }
     pthread_mutex_unlock(&s->mu);
     return ADM_OK;

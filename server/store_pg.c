@@ -929,7 +929,10 @@ static adm_status finish_row(pg_store *s, PGconn *c, int id, const adm_job_resul
     int ok = res->state == ADM_JOB_SUCCEEDED;
     const char *p[8] = {ids, adm_job_state_str(res->state), ok ? hv : NULL, ok ? ls : NULL, ok ? ta : NULL,
                         ok && res->val_accuracy >= 0 ? va : NULL,
-                        res->state == ADM_JOB_FAILED ? (res->error ? res->error : "failed") : "", s->owner};
+                        res->state == ADM_JOB_FAILED      ? (res->error ? res->error : "failed")
+                        : res->state == ADM_JOB_CANCELLED && res->error ? res->error
+                                                                        : "",
+                        s->owner};
     adm_status st = ADM_OK;
     PGresult *r = run(s, c,
                       "UPDATE vitd_jobs SET state = $2, finished = now(), head_version = $3::int,"
@@ -1028,6 +1031,37 @@ static adm_status job_resume(void *self, int id, int epoch, char *msg, size_t ms
         if (st == ADM_OK && epoch == 0)
             exec0(s, c, "DELETE FROM vitd_job_checkpoints WHERE job = $1::int", 1, p, &st, msg, msglen);
     }
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+/* A draining replica hands its job back: queued with no owner, its checkpoint row kept, in one
+ * statement that checks it is still ours and not asked to cancel.  The attempt its claim counted
+ * is taken back (attempts counts the claims that ran a job until it ended or its lease lapsed):
+ * the next claim is not logged as a take-over.  The other replicas' trainers poll for queued
+ * jobs (about every second): no NOTIFY is needed to reach them. */
+static adm_status job_release(void *self, int id, char *msg, size_t msglen) {
+    pg_store *s = self;
+    char ids[16];
+    snprintf(ids, sizeof ids, "%d", id);
+    const char *p[2] = {ids, s->owner};
+    pthread_mutex_lock(&s->mu);
+    adm_status st = ADM_UNAVAILABLE;
+    PGconn *c = conn_get(s, &s->main, msg, msglen);
+    PGresult *r = c ? run(s, c,
+                          "UPDATE vitd_jobs SET state = 'queued', owner = NULL, lease_until = NULL,"
+                          " attempts = greatest(attempts - 1, 0) WHERE id = $1::int AND owner = $2 AND state = 'running'"
+                          " AND NOT cancel_requested",
+                          2, p, NULL, NULL, 0, &st, msg, msglen)
+                    : NULL;
+    if (r) {
+        st = atoi(PQcmdTuples(r)) == 1
+                 ? ADM_OK
+                 : adm_fail(ADM_CONFLICT, msg, msglen, "job %d is not running on this replica, or a cancel was asked for", id);
+        PQclear(r);
+    }
+    int slot = claim_slot(s, id);
+    if (st == ADM_OK && slot >= 0) s->claimed[slot] = 0;   /* no more heartbeats: it is no longer ours */
     pthread_mutex_unlock(&s->mu);
     return st;
 }
@@ -1467,7 +1501,8 @@ int store_pg_open(const store_pg_opts *o, adm_store *out, char *err, size_t errl
                        .examples_list = examples_list, .examples_delete = examples_delete, .job_create = job_create,
                        .job_get = job_get, .job_cancel = job_cancel, .job_claim = job_claim,
                        .job_progress = job_progress, .job_cancelled = job_cancelled, .job_finish = job_finish,
-                       .job_checkpoint = job_checkpoint, .job_resume = job_resume, .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
+                       .job_checkpoint = job_checkpoint, .job_resume = job_resume, .job_release = job_release,
+                       .head_publish = head_publish, .head_list = head_list, .head_delete = head_delete,
                        .active_get = active_get, .active_set = active_set, .close = store_close};
     return 0;
 }

@@ -4,7 +4,14 @@
  * epoch's checkpoint (job_checkpoint); the cancel flag is read between batches.  A claim that
  * carries a checkpoint (a job another replica ran until its lease lapsed) resumes from it; one
  * the engine refuses (corrupt, another run's) is logged, dropped, and the job starts again from
- * epoch 0. */
+ * epoch 0.
+ *
+ * Drain (trainer_drain, SIGTERM): with a store other replicas share (job_release), the running
+ * job stops at its next epoch end with a checkpoint of that epoch (the engine's
+ * stop_after_epoch), or right away once the hand-over deadline passes (the last checkpoint
+ * stays), and is released: queued again for another replica, which resumes it.  No job is
+ * claimed after that.  The dir store has no one to hand a job to: its job runs on until
+ * trainer_stop, then ends cancelled ("vitd is shutting down"). */
 #include "trainer.h"
 
 #include <errno.h>
@@ -37,11 +44,15 @@ struct trainer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop, kicked;             /* under mu */
+    int draining;                 /* under mu: hand the running job over, claim no more */
+    double handover_by;           /* under mu: vit_now() after which a draining job stops at once */
+    int busy;                     /* under mu: claiming or running a job */
 };
 
 typedef struct run_ctx {
     trainer *t;
     int id;
+    int ckpt_epoch;               /* the epoch of the job's checkpoint in the store; 0: none */
 } run_ctx;
 
 static void on_epoch(void *ctx, int epoch, int epochs, float loss, float val) {
@@ -56,21 +67,33 @@ static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
     /* a checkpoint that cannot be stored costs only the resumability of this epoch */
     if (r->t->store->job_checkpoint(r->t->store->self, r->id, epoch, data, len, msg, sizeof msg) != ADM_OK)
         srv_log(SRV_LOG_WARN, "admin: job %d: cannot store the checkpoint of epoch %d: %s", r->id, epoch, msg);
+    else
+        r->ckpt_epoch = epoch;
 }
 
+/* Before every batch: stopped, cancelled, or draining past the hand-over deadline. */
 static int should_stop(void *ctx) {
     run_ctx *r = ctx;
     pthread_mutex_lock(&r->t->mu);
-    int stop = r->t->stop;
+    int stop = r->t->stop || (r->t->draining && vit_now() >= r->t->handover_by);
     pthread_mutex_unlock(&r->t->mu);
     return stop || r->t->store->job_cancelled(r->t->store->self, r->id);
+}
+
+/* After every epoch but the last: a draining trainer stops there, with that epoch's checkpoint. */
+static int stop_after_epoch(void *ctx) {
+    run_ctx *r = ctx;
+    pthread_mutex_lock(&r->t->mu);
+    int draining = r->t->draining;
+    pthread_mutex_unlock(&r->t->mu);
+    return draining;
 }
 
 /* Train the claimed job from init, resuming from the claim's checkpoint when it has one.  The
  * engine checks the checkpoint (vit.h "Checkpoints") before any training: when it is refused
  * the job starts again from epoch 0, and says so in the log. */
-static vit_status resume(trainer *t, adm_claim *j, const vit_head *init, const int32_t *y, vit_head **trained,
-                         vit_train_result *res, char *err, size_t errlen) {
+static vit_status resume(trainer *t, adm_claim *j, run_ctx *rc, const vit_head *init, const int32_t *y,
+                         vit_head **trained, vit_train_result *res, char *err, size_t errlen) {
     char msg[256];
     vit_train_checkpoint_info info = {0};
     if (j->checkpoint) {
@@ -81,6 +104,7 @@ static vit_status resume(trainer *t, adm_claim *j, const vit_head *init, const i
         if (st == VIT_OK && t->store->job_resume(t->store->self, j->id, info.epoch, msg, sizeof msg) != ADM_OK)
             srv_log(SRV_LOG_WARN, "admin: job %d: cannot record its resumption: %s", j->id, msg);
         if (st == VIT_OK) {
+            rc->ckpt_epoch = info.epoch;   /* until a newer one is stored */
             st = vit_head_train(init, j->x, y, j->n, &j->opts, trained, res, err, errlen);
             if (st != VIT_E_CHECKPOINT) {
                 if (st == VIT_OK || st == VIT_E_CANCELLED)
@@ -89,6 +113,7 @@ static vit_status resume(trainer *t, adm_claim *j, const vit_head *init, const i
                 return st;
             }
         }
+        rc->ckpt_epoch = 0;
         srv_log(SRV_LOG_WARN, "admin: job %d: its checkpoint is refused (%s); the job starts again from epoch 0", j->id,
                 err);
         if (t->store->job_resume(t->store->self, j->id, 0, msg, sizeof msg) != ADM_OK)
@@ -100,7 +125,8 @@ static vit_status resume(trainer *t, adm_claim *j, const vit_head *init, const i
 }
 
 /* Train the claimed job from the active head: *trained and *res on VIT_OK. */
-static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_result *res, char *err, size_t errlen) {
+static vit_status train(trainer *t, adm_claim *j, run_ctx *rc, vit_head **trained, vit_train_result *res, char *err,
+                        size_t errlen) {
     vit_head *base = NULL, *init = NULL;
     int active;
     char msg[256];
@@ -108,7 +134,6 @@ static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_
         return vit_errf(VIT_E_BACKEND, err, errlen, "admin store: %s", msg);
     int32_t *map = malloc(sizeof(int32_t) * (size_t)j->nlabels);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)j->n);
-    run_ctx rc = {t, j->id};
     vit_status st = !map || !y ? vit_errf(VIT_E_NOMEM, err, errlen, "out of memory")
                                : vit_head_init_for_training(base, j->mode, (const char *const *)j->labels, j->nlabels,
                                                             j->dim, &init, map, err, errlen);
@@ -116,12 +141,13 @@ static vit_status train(trainer *t, adm_claim *j, vit_head **trained, vit_train_
         for (int i = 0; i < j->n; i++) y[i] = map[j->y[i]];
         j->opts.progress = on_epoch;
         j->opts.should_stop = should_stop;
+        j->opts.stop_after_epoch = stop_after_epoch;
         j->opts.checkpoint = on_checkpoint;
         j->opts.checkpoint_every_s = TRAINER_CKPT_EVERY_S;
-        j->opts.cb_ctx = &rc;
+        j->opts.cb_ctx = rc;
         /* on the GPU when the model runs there (FP32 either way) */
         j->opts.device = t->batcher && batcher_device(t->batcher) == VIT_DEVICE_CUDA ? VIT_DEVICE_CUDA : VIT_DEVICE_CPU;
-        st = resume(t, j, init, y, trained, res, err, errlen);
+        st = resume(t, j, rc, init, y, trained, res, err, errlen);
         if (j->opts.device == VIT_DEVICE_CUDA && (st == VIT_E_BACKEND || st == VIT_E_DEVICE)) {
             /* a CUDA failure (e.g. out of device memory next to the sessions) is not the
              * job's fault: train it again on the CPU */
@@ -159,13 +185,41 @@ static char *head_metrics(const adm_claim *j, const vit_train_result *res) {
     return text;
 }
 
-/* Train, publish the head version on success, record the outcome in the store. */
+/* A job stopped by a drain or trainer_stop, not by a cancel: released for another replica (1),
+ * or 0 when the store cannot take it back (the dir store; a cancel that came in meanwhile; the
+ * job no longer ours) and the caller ends it. */
+static int hand_over(trainer *t, const adm_claim *j, const run_ctx *rc, const vit_train_result *res) {
+    char msg[256];
+    pthread_mutex_lock(&t->mu);
+    int draining = t->draining;
+    pthread_mutex_unlock(&t->mu);
+    if (!t->store->job_release) return 0;
+    adm_status st = t->store->job_release(t->store->self, j->id, msg, sizeof msg);
+    if (st == ADM_OK) {
+        srv_log(SRV_LOG_INFO, "admin: job %d handed over at epoch %d (%s)", j->id, rc->ckpt_epoch,
+                draining ? "draining" : "stopping");
+        if (res->epochs_done > rc->ckpt_epoch)
+            srv_log(SRV_LOG_WARN, "admin: job %d: stopped in epoch %d by the drain deadline; the next replica trains "
+                    "again from epoch %d", j->id, res->epochs_done + 1, rc->ckpt_epoch + 1);
+        return 1;
+    }
+    if (st == ADM_CONFLICT) return 0;   /* cancelled meanwhile, or not ours: ended below (or by its new owner) */
+    /* the store is unreachable: the job stays ours until its lease lapses, then another replica
+     * takes it over from its last checkpoint */
+    srv_log(SRV_LOG_WARN, "admin: job %d: cannot hand it over (%s); another replica takes it when its lease lapses",
+            j->id, msg);
+    return 1;
+}
+
+/* Train, publish the head version on success, record the outcome in the store (or hand the job
+ * over when the trainer drains). */
 static void run_job(trainer *t, adm_claim *j) {
     char err[512] = "";
     vit_head *trained = NULL;
     vit_train_result res;
     memset(&res, 0, sizeof res);
-    vit_status st = train(t, j, &trained, &res, err, sizeof err);
+    run_ctx rc = {t, j->id, 0};
+    vit_status st = train(t, j, &rc, &trained, &res, err, sizeof err);
     adm_job_result r = {.state = ADM_JOB_FAILED, .error = err};
     if (st == VIT_OK) {
         char *metrics = head_metrics(j, &res);
@@ -176,13 +230,16 @@ static void run_job(trainer *t, adm_claim *j) {
         free(metrics);
         vit_head_release(trained);
     } else if (st == VIT_E_CANCELLED) {
-        r.state = ADM_JOB_CANCELLED;
+        /* a cancel asked for wins over a hand-over; a stop without one is vitd leaving */
+        int cancelled = t->store->job_cancelled(t->store->self, j->id);
+        if (!cancelled && hand_over(t, j, &rc, &res)) return;
+        r = (adm_job_result){.state = ADM_JOB_CANCELLED, .error = cancelled ? NULL : "vitd is shutting down"};
     }
     char msg[256];
     if (t->store->job_finish(t->store->self, j->id, &r, msg, sizeof msg) != ADM_OK)
         srv_log(SRV_LOG_ERROR, "admin: job %d: cannot record its outcome: %s", j->id, msg);
-    srv_log(SRV_LOG_INFO, "admin: job %d %s%s%s", j->id, adm_job_state_str(r.state), r.state == ADM_JOB_FAILED ? ": " : "",
-            r.state == ADM_JOB_FAILED ? err : "");
+    srv_log(SRV_LOG_INFO, "admin: job %d %s%s%s", j->id, adm_job_state_str(r.state), r.error ? ": " : "",
+            r.error ? r.error : "");
 }
 
 static void *trainer_main(void *arg) {
@@ -191,8 +248,9 @@ static void *trainer_main(void *arg) {
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
         srv_log(SRV_LOG_DEBUG, "admin: cannot lower the trainer's priority: %s", strerror(errno));
     pthread_mutex_lock(&t->mu);
-    while (!t->stop) {
+    while (!t->stop && !t->draining) {
         t->kicked = 0;
+        t->busy = 1;
         pthread_mutex_unlock(&t->mu);
         adm_claim j;
         char msg[256];
@@ -204,7 +262,8 @@ static void *trainer_main(void *arg) {
             srv_log(SRV_LOG_WARN, "admin: cannot claim a job: %s", msg);
         }
         pthread_mutex_lock(&t->mu);
-        if (st == ADM_OK || t->stop || t->kicked) continue;
+        t->busy = 0;
+        if (st == ADM_OK || t->stop || t->draining || t->kicked) continue;
         struct timespec to;
         clock_gettime(CLOCK_REALTIME, &to);
         to.tv_sec += TRAINER_POLL_S;
@@ -241,6 +300,26 @@ void trainer_kick(trainer *t) {
     t->kicked = 1;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
+}
+
+void trainer_drain(trainer *t, double timeout_s) {
+    if (!t || !t->store->job_release) return;   /* no one to hand a job to: it runs until trainer_stop */
+    /* the release and the process's exit need a moment before the drain timeout */
+    double margin = timeout_s / 4 < 1.0 ? timeout_s / 4 : 1.0;
+    pthread_mutex_lock(&t->mu);
+    t->draining = 1;
+    t->handover_by = vit_now() + (timeout_s - margin > 0 ? timeout_s - margin : 0);
+    if (t->busy) srv_log(SRV_LOG_INFO, "admin: draining: the running job is handed over at its next epoch end");
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int trainer_busy(trainer *t) {
+    if (!t) return 0;
+    pthread_mutex_lock(&t->mu);
+    int busy = t->busy;
+    pthread_mutex_unlock(&t->mu);
+    return busy;
 }
 
 void trainer_stop(trainer *t) {

@@ -18,7 +18,17 @@ typedef struct trainer trainer;
 int trainer_start(adm_store *store, batcher *b, trainer **out, char *err, size_t errlen);
 /* A job was queued: look now rather than at the next poll. */
 void trainer_kick(trainer *t);
-/* Ask the running job to stop (it ends cancelled), join the thread, free t (NULL: nothing). */
+/* SIGTERM: with a store other replicas share (job_release), hand the running job over (stopped
+ * at its next epoch end with that epoch's checkpoint, or at once when that would come later than
+ * timeout_s less a margin of up to a second; then released for another replica to resume) and
+ * claim no more.  A store no other process shares keeps its job running (trainer_stop ends it).
+ * NULL: nothing. */
+void trainer_drain(trainer *t, double timeout_s);
+/* 1 while the thread claims or runs a job (0 for NULL): after trainer_drain, 0 once it is
+ * handed over or finished. */
+int trainer_busy(trainer *t);
+/* Ask the running job to stop, join the thread, free t (NULL: nothing).  The job is released
+ * as on a drain when the store allows it, else it ends cancelled ("vitd is shutting down"). */
 void trainer_stop(trainer *t);
 
 #endif

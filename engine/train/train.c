@@ -529,6 +529,11 @@ static vit_status subset_accuracy(const train_backend *be, void *ctx, int off, i
     return st;
 }
 
+/* opts.stop_after_epoch after epoch ep + 1 (0-based ep), never after the last */
+static int stop_asked(const vit_train_opts *o, int ep) {
+    return ep + 1 < o->epochs && o->stop_after_epoch && o->stop_after_epoch(o->cb_ctx);
+}
+
 vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, const int32_t *y,
                             int N, const vit_train_opts *o, vit_train_result *res,
                             char *err, size_t errlen) {
@@ -636,13 +641,15 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
             goto done;
         }
         if (res) { res->epochs_done = ep + 1; res->loss = loss_epoch; }
+        int yield = 0;   /* a stop asked for after this epoch (never after the last: the run is done) */
         if (o->progress || o->checkpoint) {
             float va = -1.f;
             /* validation rows are order[n_train..N) (none with a perm) */
             if ((st = subset_accuracy(be, ctx, n_train, n_val, &va, err, errlen)) != VIT_OK)
                 goto done;
             if (o->progress) o->progress(o->cb_ctx, ep + 1, o->epochs, loss_epoch, va);
-            if (o->checkpoint && (o->checkpoint_every_s <= 0 || ck_last < 0 ||
+            yield = stop_asked(o, ep);
+            if (o->checkpoint && (o->checkpoint_every_s <= 0 || ck_last < 0 || yield ||
                                   vit_now() - ck_last >= o->checkpoint_every_s)) {
                 ck_last = vit_now();
                 /* the weights into w and b (a no-op on the CPU, which trains them in place) */
@@ -658,6 +665,12 @@ vit_status vit_train_linear(float *w, float *b, int C, int D, const float *x, co
                 ckpt_write(ck, ck_len, &h, w, b, mv, order);
                 o->checkpoint(o->cb_ctx, ep + 1, ck, ck_len);
             }
+        } else {
+            yield = stop_asked(o, ep);
+        }
+        if (yield) {
+            st = vit_errf(VIT_E_CANCELLED, err, errlen, "train: stopped after epoch %d", ep + 1);
+            goto done;
         }
     }
     /* accuracies with the final weights: the training set is order[0..n_train) (the same set

@@ -303,6 +303,8 @@ typedef struct {
     size_t len;
     unsigned char *at[16];        /* every epoch's checkpoint */
     int n;                        /* checkpoints taken */
+    int yield_at;                 /* stop_after_epoch: nonzero after this epoch (0: never) */
+    int asked;                    /* stop_after_epoch calls */
 } ck_state;
 
 static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
@@ -321,6 +323,11 @@ static void on_checkpoint(void *ctx, int epoch, const void *data, size_t len) {
     if (epoch == k->stop_at) k->stopping = 1;   /* as if the process died right after */
 }
 static int ck_stop(void *ctx) { return ((ck_state *)ctx)->stopping; }
+/* called after every epoch but the last: the n-th call follows epoch n */
+static int ck_yield(void *ctx) {
+    ck_state *k = ctx;
+    return ++k->asked == k->yield_at;
+}
 
 static void ck_free(ck_state *k) {
     free(k->blob);
@@ -428,6 +435,26 @@ static void test_resume(const fixtures *f, vit_optimizer opt, float val_fraction
               !memcmp(sparse.blob, straight.at[1], sparse.len) && !memcmp(wa, wb, sizeof(float) * nw),
           "%s: checkpoint_every_s 1e9: epoch 1's checkpoint only (%d taken), the same head", name, sparse.n);
     ck_free(&sparse);
+    /* stop_after_epoch (a hand-over): stops after epoch K with that epoch's checkpoint, however
+     * recent the last one; never asked after the last epoch */
+    ck_state yk = {.yield_at = K};
+    vit_train_result yres;
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    po.cb_ctx = &yk;
+    po.stop_after_epoch = ck_yield;
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &po, &yres, err, sizeof err);
+    CHECK(st == VIT_E_CANCELLED && yres.epochs_done == K && yk.asked == K && yk.n == 2 && yk.last == K &&
+              straight.at[K] && !memcmp(yk.blob, straight.at[K], yk.len),
+          "%s: stop_after_epoch %d: stopped there with its checkpoint despite checkpoint_every_s (%d taken)", name, K, yk.n);
+    ck_free(&yk);
+    yk = (ck_state){.yield_at = E};
+    memcpy(wb, w0, sizeof(float) * nw);
+    memcpy(bb, b0, sizeof(float) * C);
+    st = vit_train_linear(wb, bb, C, D, f->x, f->y, f->N, &po, &yres, err, sizeof err);
+    CHECK(st == VIT_OK && yk.asked == E - 1 && yres.epochs_done == E && !memcmp(wa, wb, sizeof(float) * nw),
+          "%s: stop_after_epoch is not asked after the last epoch (%d calls): the run finishes", name, yk.asked);
+    ck_free(&yk);
     float loss_straight = res.loss, tacc = res.train_accuracy, vacc = res.val_accuracy;
 
     /* interrupted after epoch K (its checkpoint taken), resumed in another process */
