@@ -5,7 +5,9 @@
  * over), versions minted by the database, activation reaching the other replica's hook, a
  * refused head, another backbone kept apart, persistence across a reopen; training checkpoints
  * (stored by the claimer, bounded and checked, handed to the replica that takes the job over
- * after its lease lapsed, an oversized row dropped at claim, deleted when the job finishes).
+ * after its lease lapsed, an oversized row dropped at claim, deleted when the job finishes); a
+ * draining replica's release (only by its owner, claimable at once with its checkpoint, no attempt
+ * counted; not a finished job, nor one asked to cancel).
  * Needs a database: tests/integration/test_store_pg.py starts one and runs this with
  * VITD_TEST_PG_URL and VITD_TEST_PG_PASSWORD_FILE set (without them it skips). */
 #include "harness.h"
@@ -263,6 +265,92 @@ static void test_checkpoints(adm_store *a, adm_store *b) {
     adm_claim_free(&t2);
 }
 
+/* an int column of job id, through s's own connection (-1 on error) */
+static int job_col(adm_store *s, int id, const char *col) {
+    pg_store *ps = s->self;
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT %s FROM vitd_jobs WHERE id = %d", col, id);
+    pthread_mutex_lock(&ps->mu);
+    PGresult *r = ps->main.c ? PQexec(ps->main.c, sql) : NULL;
+    int n = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    pthread_mutex_unlock(&ps->mu);
+    return n;
+}
+
+static void view_owner(void *ctx, const adm_job_view *j) {
+    adm_job_view *v = ctx;
+    view_state(ctx, j);
+    v->owner = j->owner && *j->owner ? "someone" : "";
+}
+
+/* a replica drains: it releases its job after checkpointing epoch 1; another claims it at once
+ * (no lease wait) with that checkpoint */
+static void test_release(adm_store *a, adm_store *b) {
+    char msg[256];
+    hook_log hl = {0};
+    adm_store d;
+    if (open_store(&d, "draining", "fp1", &hl) != 0) { CHECK(0, "open a replica to drain"); return; }
+    vit_train_opts o;
+    vit_train_opts_default(&o);
+    o.epochs = 3;
+    o.batch_size = 2;
+    float x[4 * DIM];
+    for (int i = 0; i < 4 * DIM; i++) x[i] = (float)((i * 3) % 5) - 2.f;
+    int added, full, id = 0, id2 = 0, deleted;
+    d.examples_add(d.self, "p", "fp1", x, 2, &added, &full, msg, sizeof msg);
+    d.examples_add(d.self, "q", "fp1", x + 2 * DIM, 2, &added, &full, msg, sizeof msg);
+    d.job_create(d.self, &o, VIT_LABELS_REPLACE, &id, msg, sizeof msg);
+    d.job_create(d.self, &o, VIT_LABELS_REPLACE, &id2, msg, sizeof msg);
+    d.examples_delete(d.self, NULL, &deleted, msg, sizeof msg);
+    adm_claim c, c2, t;
+    memset(&t, 0, sizeof t);
+    if (d.job_claim(d.self, "t", 1, &c, msg, sizeof msg) != ADM_OK || c.id != id) {
+        CHECK(0, "claim the job to release (%s)", msg);
+        adm_store_close(&d);
+        return;
+    }
+    size_t l1 = 0;
+    void *k1 = ckpt_of(&c, 1, &l1);
+    CHECK(k1 && d.job_checkpoint(d.self, id, 1, k1, l1, msg, sizeof msg) == ADM_OK &&
+              d.job_progress(d.self, id, 1, 0.5f, -1.f, 1) == ADM_OK,
+          "epoch 1 done and checkpointed (%s)", msg);
+    CHECK(b->job_release(b->self, id, msg, sizeof msg) == ADM_CONFLICT, "only the claimer releases its job: %s", msg);
+    adm_job_view v;
+    double t0 = vit_now();
+    CHECK(d.job_release(d.self, id, msg, sizeof msg) == ADM_OK, "job_release by the claimer (%s)", msg);
+    a->job_get(a->self, id, view_owner, &v, msg, sizeof msg);
+    CHECK(v.state == ADM_JOB_QUEUED && !*v.owner && v.epoch == 1 && ckpt_rows(a, id) == 1,
+          "released: queued, no owner, its epoch and checkpoint kept (state %s)", adm_job_state_str(v.state));
+    CHECK(d.job_release(d.self, id, msg, sizeof msg) == ADM_CONFLICT, "a queued job cannot be released");
+    CHECK(b->job_claim(b->self, "t", 1, &t, msg, sizeof msg) == ADM_OK && t.id == id && t.checkpoint &&
+              t.checkpoint_len == l1 && !memcmp(t.checkpoint, k1, l1) && vit_now() - t0 < 0.5,
+          "another replica claims it at once (%.0f ms, no lease wait), with its checkpoint", (vit_now() - t0) * 1e3);
+    CHECK(job_col(b, id, "attempts") == 1, "the hand-over counts no attempt (attempts %d)", job_col(b, id, "attempts"));
+    CHECK(d.job_checkpoint(d.self, id, 1, k1, l1, msg, sizeof msg) == ADM_CONFLICT &&
+              d.job_progress(d.self, id, 2, 0.4f, -1.f, 1) == ADM_NOT_FOUND,
+          "the releasing replica writes nothing to it any more");
+    CHECK(b->job_progress(b->self, id, 2, 0.4f, -1.f, 1) == ADM_OK, "the new owner runs it");
+    adm_job_result r = {.state = ADM_JOB_SUCCEEDED};
+    CHECK(b->job_finish(b->self, id, &r, msg, sizeof msg) == ADM_OK && b->job_release(b->self, id, msg, sizeof msg) == ADM_CONFLICT,
+          "a finished job cannot be released");
+    /* a cancel asked for wins: the release is refused, the claimer finishes it cancelled */
+    if (d.job_claim(d.self, "t", 1, &c2, msg, sizeof msg) == ADM_OK && c2.id == id2) {
+        CHECK(a->job_cancel(a->self, id2, view_state, &v, msg, sizeof msg) == ADM_OK &&
+                  d.job_release(d.self, id2, msg, sizeof msg) == ADM_CONFLICT,
+              "a job asked to cancel is not released: %s", msg);
+        r.state = ADM_JOB_CANCELLED;
+        CHECK(d.job_finish(d.self, id2, &r, msg, sizeof msg) == ADM_OK, "its claimer still finishes it");
+        adm_claim_free(&c2);
+    } else {
+        CHECK(0, "claim a second job (%s)", msg);
+    }
+    free(k1);
+    adm_claim_free(&c);
+    adm_claim_free(&t);
+    adm_store_close(&d);
+}
+
 static int wait_version(hook_log *hl, int v) {
     for (int i = 0; i < 100 && atomic_load(&hl->last_version) != v; i++) sleep_s(0.05);
     return atomic_load(&hl->last_version) == v;
@@ -353,6 +441,7 @@ int main(void) {
     test_jobs(&a, &b);
     test_lease(&b);
     test_checkpoints(&a, &b);
+    test_release(&a, &b);
     test_heads(&a, &b, &ha, &hb);
     test_other_backbone(&a);
     adm_store_close(&a);
