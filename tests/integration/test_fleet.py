@@ -5,8 +5,11 @@ polling, activation; then every classification through the balancer carries the 
 (body and X-Head-Version) and the same prediction, and each replica served the new head within 2 s
 of the activation call returning (the measured delays are printed).  Then: kill -9 of the replica
 holding a running job once it stored a checkpoint (another replica takes it over after the lease
-lapses, resumes from that checkpoint's epoch, not 0, and finishes it); a restarted replica
-serves the active head; PostgreSQL stopped and started again (/classify never fails, admin calls
+lapses, resumes from that checkpoint's epoch, not 0, and finishes it); SIGTERM of the replica
+holding a running job, as a rolling deploy sends it (the replica hands the job over at its next
+epoch end and exits 0 within its drain timeout; another claims it at once, far below the lease,
+resumes from the handed-over checkpoint and finishes it; the job never reads cancelled or
+failed); a restarted replica serves the active head; PostgreSQL stopped and started again (/classify never fails, admin calls
 get 503 + Retry-After, then work, nothing acknowledged is lost); a replica serving another
 backbone gets 409; two daemons on one --state-dir (the second refuses to start, naming
 --state-url).  VITD_FLEET_LONG=1 (make test-fleet) repeats the activation and kill rounds and
@@ -31,6 +34,7 @@ OTHER_BACKBONE = os.path.join(T.ROOT, "tests", "fixtures", "models", "tiny-hf-no
 TOKEN = "fleet-admin-token-0123456789abcdef"
 AUTH = {"Authorization": "Bearer " + TOKEN}
 LEASE_S = 3
+DRAIN_S = 30          # vitd's default --drain-timeout-s
 check = T.check
 
 
@@ -226,6 +230,61 @@ def kill_job_holder(fl, lb, pg):
     return name
 
 
+def drain_job_holder(fl, lb, pg):
+    """A job of 1000 epochs over the examples kill_job_holder left (about a second here; more
+    examples should it end before it was seen running); SIGTERM the replica that claimed it once it
+    stored a checkpoint.  Returns the drained replica's name, or None."""
+    for _ in range(3):
+        job, owner, out = claimed_job(lb, pg, 1000)
+        if owner:
+            break
+        for label in ("footwear", "other", "tops"):
+            post_images(lb, label, images(label, 60))
+    name = (owner or "").split("#")[0]
+    if not check(name in fl.replicas, "the job to hand over is running on a replica", f"job {job}: {out!r}"):
+        return None
+    d = fl.replicas[name]
+    t0 = time.time()
+    d.proc.send_signal(signal.SIGTERM)
+    states, taken, taker = [], None, ""
+    while time.time() < t0 + 10:
+        row = pg.psql(f"SELECT state || ' ' || coalesce(owner, '') FROM vitd_jobs WHERE id = {int(job)}")
+        state, _, who = row.partition(" ")
+        if not states or states[-1] != state:
+            states.append(state)
+        if state == "running" and who and who.split("#")[0] != name:
+            taken, taker = time.time() - t0, who
+            break
+        if state in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.02)
+    try:
+        rc = d.proc.wait(DRAIN_S)
+    except subprocess.TimeoutExpired:
+        rc = None
+    exited = time.time() - t0
+    done = wait_job(lb, job, timeout=60)
+    row = pg.psql(f"SELECT attempts FROM vitd_jobs WHERE id = {int(job)}")
+    log = d.logtext()
+    handed = [ln for ln in log.splitlines() if f"job {job} handed over at epoch " in ln]
+    at = int(handed[0].split("handed over at epoch ")[1].split(" ")[0]) if handed else -1
+    print(f"job {job}: SIGTERM to {owner}: handed over at epoch {at}, states {states}, claimed by {taker} "
+          f"{taken if taken is None else round(taken, 2)} s after the SIGTERM (lease {LEASE_S} s); the drained replica "
+          f"exited {rc} after {exited:.2f} s", flush=True)
+    check(rc == 0 and exited < DRAIN_S, "SIGTERM of the job's replica: it exits 0 within its drain timeout",
+          f"rc={rc} after {exited:.1f} s")
+    check(at > 0 and handed[0].endswith("(draining)"), "its log says at which epoch it handed the job over",
+          log[-600:])
+    check(taken is not None and taken < 2.0 and taker.split("#")[0] != name,
+          "another replica claims the handed-over job at once (well below the lease)", f"{taken} {states}")
+    check(done.get("state") == "succeeded" and done.get("resumed_from_epoch") == at and
+          done.get("epoch") == done.get("epochs") and int(row) == 1,
+          "it resumes from the handed-over checkpoint, finishes, and the hand-over counts no attempt",
+          f"{done} handed over at {at}, attempts {row}")
+    check(not {"cancelled", "failed"} & set(states), "the job never reads cancelled or failed", str(states))
+    return name
+
+
 def restart_replica(fl, name, version):
     old = fl.replicas[name]
     d = fl.start(name, port=old.port)
@@ -410,6 +469,9 @@ def main():
         killed = kill_job_holder(fl, lb, pg)
         if killed:
             restart_replica(fl, killed, version)
+    drained = drain_job_holder(fl, lb, pg)
+    if drained:
+        restart_replica(fl, drained, version)
     database_outage(fl, lb, pg, version)
     if LONG:
         v2 = train_and_activate(fl, lb)
