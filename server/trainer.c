@@ -317,7 +317,7 @@ void trainer_drain(trainer *t, double timeout_s) {
 int trainer_busy(trainer *t) {
     if (!t) return 0;
     pthread_mutex_lock(&t->mu);
-    int busy = t->busy;
+    int busy = t->busy && t->draining;
     pthread_mutex_unlock(&t->mu);
     return busy;
 }

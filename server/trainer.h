@@ -24,8 +24,9 @@ void trainer_kick(trainer *t);
  * claim no more.  A store no other process shares keeps its job running (trainer_stop ends it).
  * NULL: nothing. */
 void trainer_drain(trainer *t, double timeout_s);
-/* 1 while the thread claims or runs a job (0 for NULL): after trainer_drain, 0 once it is
- * handed over or finished. */
+/* After trainer_drain: 1 while the job to hand over still runs (or a claim is under way), 0 once
+ * it is handed over or finished.  0 without a drain, for a store with no job_release, and for
+ * NULL. */
 int trainer_busy(trainer *t);
 /* Ask the running job to stop, join the thread, free t (NULL: nothing).  The job is released
  * as on a drain when the store allows it, else it ends cancelled ("vitd is shutting down"). */

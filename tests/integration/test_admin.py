@@ -311,7 +311,19 @@ def main():
               "/classify saw both heads", str(prober.labels))
 
         # ---- restart with the same state dir ---------------------------------------------------
+        # a job running at SIGTERM: one process, no one to hand it over to, so it ends cancelled
+        # with the reason (jobs live in memory); its checkpoint goes with it
+        st, _, r = post_json(d, "/admin/train", {"epochs": 1000, "batch_size": 1, "lr": 0.0001})
+        job4, j4 = r.get("job"), {}
+        end = time.time() + 30
+        while time.time() < end and not (j4.get("state") == "running" and j4.get("epoch", 0) >= 1):
+            st, _, j4 = d.json("GET", f"/admin/jobs/{job4}", headers=AUTH)
+            time.sleep(0.02)
+        check(j4.get("state") == "running", "a long job is running before the SIGTERM", str(j4))
         check(d.stop() == 0, "SIGTERM: exit 0")
+        check(f"admin: job {job4} cancelled: vitd is shutting down" in d.logtext() and os.listdir(ckdir) == [],
+              "the job running at SIGTERM ends cancelled: vitd is shutting down (the log); no checkpoint left",
+              d.logtext()[-600:])
         check(os.path.exists(os.path.join(state, "heads", "head-000002.safetensors"))
               and json.load(open(os.path.join(state, "active.json"))).get("version") == 2,
               "state dir holds head 2 and the active choice")
