@@ -83,7 +83,7 @@ static const flag flags[] = {
     {"max-request-cost-m", F_LONG, O(max_request_cost_m), 0, 1000000000, "decode cost of a request's images together, M samples; beyond: 413 for the rest (0: no cap)"},
     {"max-scans", F_INT, O(cfg.max_scans), 1, 100000, "JPEG scans per image; beyond: 422"},
     {"queue-timeout-ms", F_LONG, O(cfg.queue_timeout_ms), 0, 3600000, "longest an admitted image waits for a decoder and a batch; beyond: 504 (0: none)"},
-    {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests"},
+    {"drain-timeout-s", F_INT, O(cfg.drain_timeout_s), 0, 86400, "on SIGTERM, longest wait for accepted requests and a training job's hand-over"},
     {"device", F_DEVICE, O(device), 0, 0, "auto|cpu|cuda"},
     {"precision", F_PREC, O(precision), 0, 0, "auto|fp32|fp16|int8|fp8 (auto: fp16 on cuda, fp32 on cpu; int8/fp8 on cuda need DIR/calibration.json)"},
     {"input", F_INPUT, O(input), 0, 0, "auto|fp32|fp16: pixel type of the batch buffers (auto: what the engine reads fastest, fp16 on cuda; same results either way)"},
