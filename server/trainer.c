@@ -198,9 +198,9 @@ static int hand_over(trainer *t, const adm_claim *j, const run_ctx *rc, const vi
     if (st == ADM_OK) {
         srv_log(SRV_LOG_INFO, "admin: job %d handed over at epoch %d (%s)", j->id, rc->ckpt_epoch,
                 draining ? "draining" : "stopping");
-        if (res->epochs_done > rc->ckpt_epoch)
-            srv_log(SRV_LOG_WARN, "admin: job %d: stopped in epoch %d by the drain deadline; the next replica trains "
-                    "again from epoch %d", j->id, res->epochs_done + 1, rc->ckpt_epoch + 1);
+        if (res->epochs_done > rc->ckpt_epoch)   /* the drain deadline came first, or a checkpoint was not stored */
+            srv_log(SRV_LOG_WARN, "admin: job %d: epochs %d to %d have no checkpoint; the next replica trains them again",
+                    j->id, rc->ckpt_epoch + 1, res->epochs_done);
         return 1;
     }
     if (st == ADM_CONFLICT) return 0;   /* cancelled meanwhile, or not ours: ended below (or by its new owner) */
