@@ -32,6 +32,8 @@ PUBLIC_EXCEPTIONS = {
     "describe.h": "one JSON description of a model for the CLI and the server",
     # head files: vit_head_save is declared in vit.h, its key/value chunk type lives here
     "safetensors_write.h": "the admin store writes head versions through stw_chunk",
+    # the examples files of --state-dir are safetensors, read back with the engine's strict reader
+    "safetensors.h": "the admin store reads its examples files back (st_open_buffer, st_read_f32)",
 }
 # Extra engine headers the CLI alone may include (tools that measure or feed engine internals).
 CLI_EXCEPTIONS = {

@@ -462,7 +462,8 @@ static int open_store(srv_state *st, admin_parts *ad, char *err, size_t errlen) 
                             .lease_s = C->job_lease_s, .hooks = hooks};
         if (store_pg_open(&po, &ad->store, err, errlen) != 0) return -1;
     } else {
-        store_dir_opts so = {.state_dir = C->state_dir, .dim = st->mc->feature_dim, .base_head = vit_model_head(st->model),
+        store_dir_opts so = {.state_dir = C->state_dir, .dim = st->mc->feature_dim, .fingerprint = st->fingerprint,
+                             .base_head = vit_model_head(st->model),
                              .base_created = created, .hooks = hooks};
         if (store_dir_open(&so, &ad->store, err, errlen) != 0) return -1;
     }

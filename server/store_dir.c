@@ -1,19 +1,26 @@
-/* store_dir.c: the admin store in one process (see admin_store.h, store_dir.h): examples and jobs
- * in memory; head versions in memory and, with a state directory, in
- * D/heads/head-NNNNNN.safetensors, the active choice in D/active.json (each written to a
- * temporary file, fsynced, renamed, the directory fsynced), restored at open.  A running job's
+/* store_dir.c: the admin store in one process (see admin_store.h, store_dir.h): jobs in memory;
+ * examples and head versions in memory and, with a state directory, on disk: the examples of a
+ * label in D/examples/label-HHHHHHHHHHHHHHHH.safetensors (H: the label's FNV-1a 64 hash; the file
+ * holds the label, the feature size and the backbone fingerprint in its __metadata__, the rows as
+ * an F32 (n, dim) tensor), rewritten after every add to that label and unlinked when it is
+ * deleted, before the call answers; head versions in D/heads/head-NNNNNN.safetensors, the active
+ * choice in D/active.json (each written to a temporary file, fsynced, renamed, the directory
+ * fsynced), restored at open (an examples file that is corrupt, of another feature size or from
+ * another backbone than the model's is logged and skipped).  A running job's
  * training checkpoint is kept in memory, or with a state directory in
  * D/checkpoints/job-NNNNNN.ckpt (written the same way), until the job finishes; jobs live in
  * memory, so the checkpoints a previous process left are removed at open.
  *
  * The directory belongs to one process: D/vitd.lock is held with flock(2) while the store is
  * open (a second vitd on D refuses to start, pointing at --state-url); temporary files a crash
- * left in D or D/heads are removed at open.
+ * left in D, D/heads or D/examples are removed at open.
  *
  * Locking: one mutex (s->mu) guards everything.  It is not held while a head version's file is
  * written (the version is minted under it, the file written, then the version published under
  * it), but it is held across writing active.json and the on_active hook, so activations are
- * serialised, and across unlinking a deleted version's file.  The vitd_admin_* gauges are
+ * serialised, across unlinking a deleted version's file, and across writing or unlinking a label's
+ * examples file (adds and deletes of examples are serialised; a failed write is undone in memory
+ * before the lock is released, so nothing half-done is ever seen).  The vitd_admin_* gauges are
  * updated under it after every change. */
 #include "store_dir.h"
 
@@ -35,8 +42,12 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "io/safetensors.h"
 #include "io/safetensors_write.h"
+#include "textcheck.h"
 #include "util.h"
+
+#define EX_FORMAT "vitd-examples-1"   /* __metadata__ "format" of an examples file */
 
 typedef struct ex_label {
     char name[ADM_MAX_LABEL_LEN + 1];
@@ -79,6 +90,7 @@ typedef struct sd_store {
     char *state_dir;              /* NULL: memory only */
     int lock_fd;                  /* D/vitd.lock, flock'ed while open; -1: none */
     int dim;
+    char *model_fp;               /* the model's fingerprint (restored examples must match); NULL: any */
     char fingerprint[320];        /* of the stored examples; "" while there are none */
     adm_store_hooks hooks;
     ex_label *labels;             /* ADM_MAX_LABELS */
@@ -111,6 +123,12 @@ static sd_head *find_head(sd_store *s, int v) {  /* under mu */
 static sd_job *find_job(sd_store *s, int id) {   /* under mu */
     for (int i = 0; i < s->njobs; i++)
         if (s->jobs[i]->id == id) return s->jobs[i];
+    return NULL;
+}
+
+static ex_label *find_label(sd_store *s, const char *label) {   /* under mu */
+    for (int i = 0; i < s->nlabels; i++)
+        if (!strcmp(s->labels[i].name, label)) return &s->labels[i];
     return NULL;
 }
 
@@ -172,6 +190,136 @@ static void ckpt_drop(sd_store *s, sd_job *j) {
     j->ckpt = NULL;
     j->ckpt_len = 0;
     j->ckpt_epoch = 0;
+}
+
+/* A label's examples file name: "label-" and the 64-bit FNV-1a hash of the label in hex, so any
+ * label (up to ADM_MAX_LABEL_LEN bytes of UTF-8) gives a short, safe name; the label itself is
+ * in the file, and examples_add refuses a new label whose name another label already has. */
+static void ex_name(const char *label, char *name, size_t len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)label; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    snprintf(name, len, "label-%016llx.safetensors", (unsigned long long)h);
+}
+
+static void ex_path(const sd_store *s, const char *label, char *path, size_t len) {
+    char name[64];
+    ex_name(label, name, sizeof name);
+    snprintf(path, len, "%s/examples/%s", s->state_dir, name);
+}
+
+/* L's rows (with the fingerprint fp) into its file, atomically; every row, so the file alone
+ * is the label's state */
+static vit_status save_label(const sd_store *s, const ex_label *L, const char *fp, char *err, size_t errlen) {
+    if (!s->state_dir) return VIT_OK;
+    char path[4096], dim[16];
+    ex_path(s, L->name, path, sizeof path);
+    snprintf(dim, sizeof dim, "%d", s->dim);
+    const char *kv[] = {"format", EX_FORMAT, "label", L->name, "dim", dim, "fingerprint", fp};
+    stw_tensor t = {.name = "features", .dtype = "F32", .ndim = 2, .shape = {L->n, s->dim}, .data = L->feat,
+                    .nbytes = sizeof(float) * (size_t)L->n * (size_t)s->dim};
+    return vit_safetensors_write(path, &t, 1, kv, 4, err, errlen);
+}
+
+/* the state directory's D/examples fsynced, so an unlink there is durable (0, or -1 with errno) */
+static int sync_examples_dir(const sd_store *s) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/examples", s->state_dir);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = fsync(fd) != 0 && errno != EINVAL ? -1 : 0;
+    close(fd);
+    return r;
+}
+
+static const char *meta_str(const st_file *f, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(f->meta, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* One file of D/examples: a stale temporary is removed; a label's file is loaded when it is
+ * whole, of this model's feature size and backbone, and fits the limits; anything else is logged
+ * and skipped (under no lock: open is single-threaded). */
+static void restore_label(sd_store *s, const char *dir, const char *name) {
+    char fp[4400], err[512], want[64], why[256] = "";
+    snprintf(fp, sizeof fp, "%s/%s", dir, name);
+    if (strstr(name, ".tmp.")) {       /* left by a crash mid-write */
+        srv_log(SRV_LOG_WARN, "admin: removing stale temporary file %s", fp);
+        unlink(fp);
+        return;
+    }
+    size_t nl = strlen(name);
+    if (name[0] == '.' || nl < 12 || strcmp(name + nl - 12, ".safetensors")) return;
+    if (s->nlabels >= ADM_MAX_LABELS) {
+        srv_log(SRV_LOG_WARN, "admin: more than %d labels in %s, ignoring %s", ADM_MAX_LABELS, dir, fp);
+        return;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    st_file *f = NULL;
+    /* at most every example of the store in one label, plus a header */
+    size_t max = sizeof(float) * (size_t)ADM_MAX_EXAMPLES * (size_t)s->dim + (64u << 10);
+    if (vit_read_file(fp, max, &buf, &len, err, sizeof err) != VIT_OK ||
+        st_open_buffer(fp, buf, len, &f, err, sizeof err) != VIT_OK) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping corrupt examples file: %s", err);
+        free(buf);
+        return;
+    }
+    const char *format = meta_str(f, "format"), *label = meta_str(f, "label"), *dim = meta_str(f, "dim");
+    const char *bb = meta_str(f, "fingerprint");
+    st_tensor *t = st_find(f, "features");
+    char dimtxt[16];
+    snprintf(dimtxt, sizeof dimtxt, "%d", s->dim);
+    if (label) ex_name(label, want, sizeof want);
+    int n = t && t->ndim == 2 ? (int)t->shape[0] : 0;
+    if (!format || strcmp(format, EX_FORMAT) || !label || !dim || !bb || !t || f->n != 1)
+        snprintf(why, sizeof why, "not an examples file (format, label, dim, fingerprint, one features tensor)");
+    else if (!*label || strlen(label) > ADM_MAX_LABEL_LEN || !txt_utf8_clean(label, strlen(label), NULL, 0))
+        snprintf(why, sizeof why, "its label is not 1..%d bytes of UTF-8 without control characters", ADM_MAX_LABEL_LEN);
+    else if (strcmp(name, want) || find_label(s, label))
+        snprintf(why, sizeof why, "it is not the file of its label (%s)", want);
+    else if (strcmp(dim, dimtxt) || t->dtype != ST_F32 || t->ndim != 2 || t->shape[1] != s->dim)
+        snprintf(why, sizeof why, "feature size %s differs from the model's (%d)", dim, s->dim);
+    else if (n < 1 || t->shape[0] > ADM_MAX_EXAMPLES)
+        snprintf(why, sizeof why, "bad number of examples");
+    else if ((s->model_fp && strcmp(bb, s->model_fp)) || (s->total > 0 && strcmp(bb, s->fingerprint)))
+        snprintf(why, sizeof why, "its examples come from another backbone (%.200s)", bb);
+    else if (s->total + n > ADM_MAX_EXAMPLES)
+        snprintf(why, sizeof why, "more than %d examples in all", ADM_MAX_EXAMPLES);
+    float *feat = NULL;
+    if (!why[0] && !(feat = malloc(sizeof(float) * (size_t)n * (size_t)s->dim)))
+        snprintf(why, sizeof why, "out of memory");
+    if (!why[0] && st_read_f32(f, t, feat, err, sizeof err) != VIT_OK) snprintf(why, sizeof why, "%.250s", err);
+    if (why[0]) {
+        srv_log(SRV_LOG_ERROR, "admin: skipping examples file %s: %s", fp, why);
+        free(feat);
+    } else {
+        ex_label *L = &s->labels[s->nlabels++];
+        memset(L, 0, sizeof *L);
+        snprintf(L->name, sizeof L->name, "%s", label);
+        L->n = L->cap = n;
+        L->feat = feat;
+        s->total += n;
+        snprintf(s->fingerprint, sizeof s->fingerprint, "%s", bb);
+    }
+    st_close(f);
+    free(buf);
+}
+
+/* D/examples: every label's file (labels in name order, as the API lists them after a restart) */
+static void restore_examples(sd_store *s) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/examples", s->state_dir);
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d))) restore_label(s, path, e->d_name);
+    if (d) closedir(d);
+    for (int i = 1; i < s->nlabels; i++)
+        for (int k = i; k > 0 && strcmp(s->labels[k].name, s->labels[k - 1].name) < 0; k--) {
+            ex_label t = s->labels[k];
+            s->labels[k] = s->labels[k - 1];
+            s->labels[k - 1] = t;
+        }
+    if (s->total > 0) srv_log(SRV_LOG_INFO, "admin: restored %d examples of %d labels", s->total, s->nlabels);
 }
 
 /* created/job/metrics from a head file's metadata into h */
@@ -296,15 +444,10 @@ static void restore_state(sd_store *s) {
     if (d) closedir(d);
     sort_heads(s);
     restore_active(s);
+    restore_examples(s);
 }
 
 /* ---- examples -------------------------------------------------------------------------- */
-
-static ex_label *find_label(sd_store *s, const char *label) {   /* under mu */
-    for (int i = 0; i < s->nlabels; i++)
-        if (!strcmp(s->labels[i].name, label)) return &s->labels[i];
-    return NULL;
-}
 
 static adm_status examples_add(void *self, const char *label, const char *fingerprint, const float *x, int n,
                                int *added, int *full, char *msg, size_t msglen) {
@@ -312,12 +455,25 @@ static adm_status examples_add(void *self, const char *label, const char *finger
     *added = 0;
     *full = 0;
     if (!label || strlen(label) > ADM_MAX_LABEL_LEN) return adm_fail(ADM_BAD_REQUEST, msg, msglen, "bad label");
-    pthread_mutex_lock(&s->mu);
-    if (s->total > 0 && strcmp(s->fingerprint, fingerprint ? fingerprint : "")) {
+    const char *fp = fingerprint ? fingerprint : "";
+    pthread_mutex_lock(&s->mu);   /* held across the label's file: adds and deletes are serialised */
+    if (s->total > 0 && strcmp(s->fingerprint, fp)) {
         pthread_mutex_unlock(&s->mu);
         return adm_fail(ADM_CONFLICT, msg, msglen, "the stored examples come from another backbone (%s)", s->fingerprint);
     }
     ex_label *L = find_label(s, label);
+    if (!L && s->state_dir) {     /* two labels never share a file */
+        char a[64], b[64];
+        ex_name(label, a, sizeof a);
+        for (int i = 0; i < s->nlabels; i++) {
+            ex_name(s->labels[i].name, b, sizeof b);
+            if (strcmp(a, b)) continue;
+            pthread_mutex_unlock(&s->mu);
+            return adm_fail(ADM_CONFLICT, msg, msglen, "label '%s' cannot be stored next to label '%s' (same file name %s)",
+                            label, s->labels[i].name, a);
+        }
+    }
+    int was_new = !L, old_n = L ? L->n : 0;
     for (int i = 0; i < n; i++) {
         if (s->total >= ADM_MAX_EXAMPLES || (!L && s->nlabels >= ADM_MAX_LABELS)) { *full = 1; break; }
         if (!L) {
@@ -337,7 +493,22 @@ static adm_status examples_add(void *self, const char *label, const char *finger
         s->total++;
         (*added)++;
     }
-    if (s->total > 0) snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fingerprint ? fingerprint : "");
+    char err[512];
+    if (*added > 0 && save_label(s, L, fp, err, sizeof err) != VIT_OK) {
+        /* not on disk: the call fails and memory is as before it */
+        s->total -= *added;
+        L->n = old_n;
+        if (was_new) {
+            free(L->feat);
+            s->nlabels--;
+        }
+        *added = 0;
+        *full = 0;
+        pthread_mutex_unlock(&s->mu);
+        srv_log(SRV_LOG_ERROR, "admin: cannot persist the examples of a label: %s", err);
+        return adm_fail(ADM_IO, msg, msglen, "cannot persist the examples: %s", err);
+    }
+    if (s->total > 0) snprintf(s->fingerprint, sizeof s->fingerprint, "%s", fp);
     update_gauges(s);
     pthread_mutex_unlock(&s->mu);
     return ADM_OK;
@@ -364,13 +535,21 @@ static adm_status examples_list(void *self, adm_label_visit visit, void *ctx, in
 
 static adm_status examples_delete(void *self, const char *label, int *deleted, char *msg, size_t msglen) {
     sd_store *s = self;
-    int found = 0;
+    int found = 0, failed = 0;
+    char path[4096];
     *deleted = 0;
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->mu);   /* held across unlinking the labels' files */
     for (int i = 0; i < s->nlabels; i++) {
         ex_label *L = &s->labels[i];
         if (label && strcmp(L->name, label)) continue;
         found = 1;
+        if (s->state_dir) {       /* the file first: a label whose file stays, stays */
+            ex_path(s, L->name, path, sizeof path);
+            if (unlink(path) != 0 && errno != ENOENT) {
+                failed = errno;
+                break;
+            }
+        }
         *deleted += L->n;
         s->total -= L->n;
         free(L->feat);
@@ -378,8 +557,15 @@ static adm_status examples_delete(void *self, const char *label, int *deleted, c
         i--;
     }
     if (s->total == 0) s->fingerprint[0] = '\0';
+    if (s->state_dir && found && !failed && sync_examples_dir(s) != 0)
+        srv_log(SRV_LOG_WARN, "admin: cannot sync %s/examples after deleting examples: %s", s->state_dir, strerror(errno));
     update_gauges(s);
     pthread_mutex_unlock(&s->mu);
+    if (failed) {
+        srv_log(SRV_LOG_ERROR, "admin: cannot delete %s: %s", path, strerror(failed));
+        return adm_fail(ADM_IO, msg, msglen, "cannot delete the examples file %s: %s (%d examples deleted before it)",
+                        path, strerror(failed), *deleted);
+    }
     if (label && !found) return adm_fail(ADM_NOT_FOUND, msg, msglen, "no examples for label '%s'", label);
     return ADM_OK;
 }
@@ -776,18 +962,21 @@ static void store_close(void *self) {
     for (int i = 0; s->labels && i < s->nlabels; i++) free(s->labels[i].feat);
     free(s->labels);
     free(s->state_dir);
+    free(s->model_fp);
     if (s->lock_fd >= 0) close(s->lock_fd);   /* releases the flock */
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-/* the state directory and its heads/ exist and are writable */
+/* the state directory and its heads/, checkpoints/ and examples/ exist and are writable */
 static int make_dirs(const char *dir, char *err, size_t errlen) {
-    char p[4096], c[4096];
+    char p[4096], c[4096], x[4096];
     snprintf(p, sizeof p, "%s/heads", dir);
     snprintf(c, sizeof c, "%s/checkpoints", dir);
+    snprintf(x, sizeof x, "%s/examples", dir);
     if ((mkdir(dir, 0700) != 0 && errno != EEXIST) || (mkdir(p, 0700) != 0 && errno != EEXIST) || access(p, W_OK) != 0 ||
-        (mkdir(c, 0700) != 0 && errno != EEXIST) || access(c, W_OK) != 0) {
+        (mkdir(c, 0700) != 0 && errno != EEXIST) || access(c, W_OK) != 0 ||
+        (mkdir(x, 0700) != 0 && errno != EEXIST) || access(x, W_OK) != 0) {
         snprintf(err, errlen, "--state-dir %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -831,6 +1020,11 @@ int store_dir_open(const store_dir_opts *o, adm_store *out, char *err, size_t er
     s->lock_fd = -1;
     s->dim = o->dim;
     s->hooks = o->hooks;
+    if (o->fingerprint && !(s->model_fp = strdup(o->fingerprint))) {
+        store_close(s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     s->next_version = 2;
     s->active = 1;
     sd_head *h0 = &s->heads[s->nheads++];   /* version 1: the checkpoint's head */

@@ -14,6 +14,7 @@
 #include "../../server/log.c"
 #include "../../server/logfmt.c"
 #include "../../server/metrics.c"
+#include "../../server/textcheck.c"
 #include "../../server/store_dir.c"
 #include "store_ckpt.h"
 
@@ -211,6 +212,136 @@ static void test_checkpoints(adm_store *s, const char *dir) {
     adm_claim_free(&c);
 }
 
+typedef struct label_seen {
+    int n, total;
+    char names[8][64];
+    int counts[8];
+} label_seen;
+
+static void seen_label(void *ctx, const char *label, int n) {
+    label_seen *l = ctx;
+    if (l->n < 8) {
+        snprintf(l->names[l->n], sizeof l->names[0], "%s", label);
+        l->counts[l->n++] = n;
+    }
+}
+
+/* the count of label in s, -1 when it has none */
+static int label_count(adm_store *s, const char *label, int *total) {
+    label_seen l = {0};
+    char msg[256];
+    s->examples_list(s->self, seen_label, &l, total, msg, sizeof msg);
+    for (int i = 0; i < l.n; i++)
+        if (!strcmp(l.names[i], label)) return l.counts[i];
+    return -1;
+}
+
+/* one examples file written by hand (the store's own format, with what the test chooses) */
+static void write_examples_file(const char *dir, const char *label, const char *dim, const char *fp, int rows, int cols) {
+    char name[64], path[600], err[256];
+    float x[2 * 8] = {0};
+    ex_name(label, name, sizeof name);
+    snprintf(path, sizeof path, "%s/examples/%s", dir, name);
+    const char *kv[] = {"format", EX_FORMAT, "label", label, "dim", dim, "fingerprint", fp};
+    stw_tensor t = {.name = "features", .dtype = "F32", .ndim = 2, .shape = {rows, cols}, .data = x,
+                    .nbytes = sizeof(float) * (size_t)rows * (size_t)cols};
+    if (vit_safetensors_write(path, &t, 1, kv, 4, err, sizeof err) != VIT_OK) printf("warning: %s\n", err);
+}
+
+/* Examples survive a reopen of the state directory (labels, counts, bytes); a delete does too;
+ * a corrupt, wrong-size or foreign-backbone file is skipped at open; a write that fails fails the
+ * call and leaves memory as it was. */
+static void test_examples_persist(const store_dir_opts *base, const char *parent) {
+    char dir[512], msg[256], err[512], p[600], q[600];
+    snprintf(dir, sizeof dir, "%s/ex", parent);
+    store_dir_opts o = *base;
+    o.state_dir = dir;
+    o.fingerprint = "fp1";
+    o.hooks = (adm_store_hooks){0};
+    const char *uni = "\xc3\xa9t\xc3\xa9";   /* "été" */
+    float x[4 * DIM];
+    for (int i = 0; i < 4 * DIM; i++) x[i] = 0.5f * (float)i - 3.f;
+    adm_store s;
+    int added = 0, full = 0, total = 0, deleted = 0;
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "open a state directory for examples");
+    s.examples_add(s.self, "cat", "fp1", x, 3, &added, &full, msg, sizeof msg);
+    s.examples_add(s.self, "dog", "fp1", x + DIM, 2, &added, &full, msg, sizeof msg);
+    s.examples_add(s.self, "cat", "fp1", x + 3 * DIM, 1, &added, &full, msg, sizeof msg);
+    CHECK(s.examples_add(s.self, uni, "fp1", x + 2 * DIM, 1, &added, &full, msg, sizeof msg) == ADM_OK && added == 1,
+          "examples of three labels, one added to twice, one UTF-8");
+    adm_store_close(&s);
+
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0, "reopen the examples' state directory");
+    CHECK(label_count(&s, "cat", &total) == 4 && label_count(&s, "dog", &total) == 2 && label_count(&s, uni, &total) == 1 &&
+              total == 7,
+          "the reopened store has the same labels and counts");
+    vit_train_opts to;
+    vit_train_opts_default(&to);
+    int id = 0;
+    adm_claim c;
+    memset(&c, 0, sizeof c);
+    float want[7 * DIM];   /* name order: cat (rows 0,1,2,3), dog (rows 1,2), été (row 2) */
+    memcpy(want, x, sizeof(float) * 4 * DIM);
+    memcpy(want + 4 * DIM, x + DIM, sizeof(float) * 2 * DIM);
+    memcpy(want + 6 * DIM, x + 2 * DIM, sizeof(float) * DIM);
+    CHECK(s.job_create(s.self, &to, VIT_LABELS_REPLACE, &id, msg, sizeof msg) == ADM_OK &&
+              s.job_claim(s.self, "t", 60, &c, msg, sizeof msg) == ADM_OK && c.n == 7 && c.nlabels == 3 &&
+              !strcmp(c.labels[2], uni) && !memcmp(c.x, want, sizeof want),
+          "the reopened examples are the same bytes");
+    adm_claim_free(&c);
+    CHECK(s.examples_add(s.self, "cat", "fp2", x, 1, &added, &full, msg, sizeof msg) == ADM_CONFLICT,
+          "the restored examples keep their backbone");
+    CHECK(s.examples_delete(s.self, "dog", &deleted, msg, sizeof msg) == ADM_OK && deleted == 2, "delete one label");
+    adm_store_close(&s);
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0 && label_count(&s, "dog", &total) == -1 && total == 5 &&
+              label_count(&s, "cat", &total) == 4,
+          "a deleted label stays deleted after a reopen");
+    adm_store_close(&s);
+
+    /* at open: a corrupt file, a file of another feature size, one of another backbone, a file
+     * under another label's name, a stray temporary: skipped (the temporary removed) */
+    snprintf(p, sizeof p, "%s/examples/label-0123456789abcdef.safetensors", dir);
+    FILE *f = fopen(p, "w");
+    if (f) { fputs("not a safetensors file", f); fclose(f); }
+    write_examples_file(dir, "wide", "5", "fp1", 1, 5);
+    write_examples_file(dir, "alien", "4", "fp9", 2, DIM);
+    write_examples_file(dir, "ctrl\x01", "4", "fp1", 1, DIM);
+    snprintf(q, sizeof q, "%s/examples/label-0000000000000000.safetensors.tmp.1.2", dir);
+    f = fopen(q, "w");
+    if (f) { fputs("half", f); fclose(f); }
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0 && total == 5 && label_count(&s, "cat", &total) == 4 &&
+              label_count(&s, uni, &total) == 1 && label_count(&s, "wide", &total) == -1 &&
+              label_count(&s, "alien", &total) == -1 && total == 5 && access(q, F_OK) != 0,
+          "corrupt, wrong-size, foreign and bad-label files are skipped, the others loaded, temporaries removed");
+    s.examples_delete(s.self, uni, &deleted, msg, sizeof msg);
+    adm_store_close(&s);
+    store_dir_opts other = o;
+    other.fingerprint = "fp2";
+    CHECK(store_dir_open(&other, &s, err, sizeof err) == 0 && label_count(&s, "cat", &total) == -1 && total == 0,
+          "examples of another backbone than the model's are not loaded");
+    adm_store_close(&s);
+
+    /* a write that fails (D/examples replaced by a file) fails the call; memory stays */
+    CHECK(store_dir_open(&o, &s, err, sizeof err) == 0 && label_count(&s, "cat", &total) == 4, "reopen with cat");
+    snprintf(p, sizeof p, "%s/examples", dir);
+    snprintf(q, sizeof q, "%s/examples.away", dir);
+    if (rename(p, q) == 0 && (f = fopen(p, "w"))) fclose(f);
+    CHECK(s.examples_add(s.self, "cat", "fp1", x, 2, &added, &full, msg, sizeof msg) == ADM_IO && added == 0 &&
+              strstr(msg, "persist") && label_count(&s, "cat", &total) == 4 && total == 4,
+          "a failed write of a known label: ADM_IO, its examples unchanged");
+    CHECK(s.examples_add(s.self, "newt", "fp1", x, 1, &added, &full, msg, sizeof msg) == ADM_IO && added == 0 &&
+              label_count(&s, "newt", &total) == -1 && total == 4,
+          "a failed write of a new label: ADM_IO, no label");
+    CHECK(s.examples_delete(s.self, "cat", &deleted, msg, sizeof msg) == ADM_IO && label_count(&s, "cat", &total) == 4,
+          "a delete whose file cannot be removed fails and keeps the label");
+    unlink(p);
+    rename(q, p);
+    CHECK(s.examples_add(s.self, "newt", "fp1", x, 1, &added, &full, msg, sizeof msg) == ADM_OK && added == 1 &&
+              total == 4 && label_count(&s, "newt", &total) == 1 && total == 5,
+          "adds work again once the directory is back");
+    adm_store_close(&s);
+}
+
 int main(void) {
     srv_log_set_level(SRV_LOG_ERROR);
     metrics_init();
@@ -269,6 +400,8 @@ int main(void) {
     store_dir_opts bad = o;
     bad.state_dir = p;
     CHECK(store_dir_open(&bad, &s, err, sizeof err) != 0 && strstr(err, "--state-dir"), "a state dir that is a file fails");
+
+    test_examples_persist(&o, dir);
 
     /* memory only */
     store_dir_opts mem = o;

@@ -20,6 +20,7 @@
 #include "../../server/log.c"
 #include "../../server/logfmt.c"
 #include "../../server/metrics.c"
+#include "../../server/textcheck.c"
 #include "../../server/store_dir.c"
 #include "../../server/trainer.c"
 #include "store_ckpt.h"
