@@ -4,8 +4,8 @@
  * opens itself and fills an adm_store:
  *
  *   store_dir.c   the embedded default: memory, plus files in --state-dir when one is given
- *                 (heads/head-NNNNNN.safetensors and active.json; examples and jobs stay in
- *                 memory).  One process; the claim of a job is an in-process state change.
+ *                 (heads/head-NNNNNN.safetensors, active.json, examples/label-H.safetensors;
+ *                 jobs stay in memory).  One process; the claim of a job is an in-process state change.
  *   (PostgreSQL)  a fleet of replicas sharing one database: same calls, same rules.
  *
  * Rules every implementation keeps:

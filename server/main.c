@@ -93,7 +93,7 @@ static const flag flags[] = {
     {"cors-origin", F_STR, O(cors_origin), 0, 0, "browser origins allowed to call the API: * or a comma-separated list (none: no CORS headers)"},
     {"admin-token-file", F_STR, O(admin_token_file), 0, 0, "file holding the admin API bearer token (else VITD_ADMIN_TOKEN; none: admin API off)"},
     {"admin-token", F_SECRET, O(admin_token), 0, 0, "the admin API bearer token itself, when there is no --admin-token-file"},
-    {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps head versions (one vitd; locked)"},
+    {"state-dir", F_STR, O(state_dir), 0, 0, "directory where the admin API keeps examples and head versions (one vitd; locked)"},
     {"state-url", F_STR, O(state_url), 0, 0, "postgresql://user@host/db: the admin store shared by several replicas (instead of --state-dir)"},
     {"state-password-file", F_STR, O(state_password_file), 0, 0, "file holding the --state-url password (else PGPASSWORD / PGPASSFILE)"},
     {"instance-name", F_STR, O(instance_name), 0, 0, "this replica's name in /v1/models, /metrics and job ownership (default: the host name)"},

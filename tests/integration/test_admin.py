@@ -320,6 +320,7 @@ def main():
             st, _, j4 = d.json("GET", f"/admin/jobs/{job4}", headers=AUTH)
             time.sleep(0.02)
         check(j4.get("state") == "running", "a long job is running before the SIGTERM", str(j4))
+        _, _, ex_before = d.json("GET", "/admin/examples", headers=AUTH)
         check(d.stop() == 0, "SIGTERM: exit 0")
         check(f"admin: job {job4} cancelled: vitd is shutting down" in d.logtext() and os.listdir(ckdir) == [],
               "the job running at SIGTERM ends cancelled: vitd is shutting down (the log); no checkpoint left",
@@ -329,6 +330,11 @@ def main():
               "state dir holds head 2 and the active choice")
         d = T.Daemon("--admin-token-file", tokfile, "--state-dir", state, model=MODEL, env=env)
         check(d.wait_ready(120), "restart ready")
+        # the examples accepted before the restart come back (D/examples, one file per label)
+        st, _, r = d.json("GET", "/admin/examples", headers=AUTH)
+        check(st == 200 and r.get("total") == 180 and r.get("counts") == {"footwear": 60, "other": 60, "tops": 60}
+              and r.get("counts") == ex_before.get("counts") and len(os.listdir(os.path.join(state, "examples"))) == 3,
+              "after restart the stored examples are back (the deleted label stays deleted)", f"{st} {r} {ex_before}")
         check(model_labels(d) == COARSE, "after restart head 2 is still active", model_labels(d))
         st, _, r = d.classify([T.read(os.path.join(FM, "test", "footwear", sorted(os.listdir(os.path.join(FM, "test", "footwear")))[0]))])
         check(st == 200 and r["results"][0]["predictions"][0]["label"] == "footwear", "restarted daemon classifies with head 2",
@@ -370,7 +376,8 @@ def main():
         st, _, r = d.json("DELETE", "/admin/heads/2", headers=AUTH)
         check(st == 409, "deleting the active head: 409", st)
         st, _, r = d.json("DELETE", "/admin/examples", headers=AUTH)
-        check(st == 200 and r.get("total") == 0, "DELETE /admin/examples clears everything", f"{st} {r}")
+        check(st == 200 and r.get("total") == 0 and os.listdir(os.path.join(state, "examples")) == [],
+              "DELETE /admin/examples clears everything, their files too", f"{st} {r}")
         check(d.stop() == 0, "final SIGTERM: exit 0")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
