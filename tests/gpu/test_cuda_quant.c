@@ -34,19 +34,8 @@ static float maxabs(const float *v, size_t n) {
 }
 
 static int calibrate(vit_model *m, const float *x, int B) {
-    char path[64], err[256] = "";
-    snprintf(path, sizeof path, "/tmp/vitd_test_cuda_quant_%d.json", (int)getpid());
-    vit_calibrator *cal = NULL;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int ok = vit_calibrator_new(m, VIT_CALIB_MSE, B, 0, &cal, err, sizeof err) == VIT_OK &&
-             vit_calibrator_add(cal, x, B, err, sizeof err) == VIT_OK &&
-             vit_calibrator_write(cal, path, err, sizeof err) == VIT_OK &&
-             vit_read_file(path, 1 << 20, &buf, &len, err, sizeof err) == VIT_OK &&
-             vit_calib_parse(&m->calib, (const char *)buf, len, err, sizeof err) == VIT_OK;
-    vit_calibrator_free(cal);
-    free(buf);
-    remove(path);
+    char err[256];
+    const int ok = synth_calibrate(m, x, B, 0, err, sizeof err) == 0;
     CHECK(ok, "calibrate: %s", ok ? "ok" : err);
     return ok;
 }

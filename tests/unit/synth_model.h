@@ -11,8 +11,11 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "model.h"
+#include "util.h"
+#include "vit.h"
 
 static unsigned long long synth_rng = 0x2545F4914F6CDD1Dull;
 
@@ -136,6 +139,27 @@ static inline void synth_free(vit_model *m) {
     free(m->layers);
     free(m->params);
     free(m);
+}
+
+/* m->calib from a calibration (method mse, `threads` threads, 0 = all) on the B images x, through
+ * the calibrator's file as `vit calibrate` writes it; 0, or -1 with the reason in err (the CPU
+ * int8 tests and tests/gpu/test_cuda_quant.c) */
+static inline int synth_calibrate(vit_model *m, const float *x, int B, int threads, char *err, size_t errlen) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/vitd_synth_calib_%d.json", (int)getpid());
+    vit_calibrator *cal = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    err[0] = '\0';
+    int ok = vit_calibrator_new(m, VIT_CALIB_MSE, B, threads, &cal, err, errlen) == VIT_OK &&
+             vit_calibrator_add(cal, x, B, err, errlen) == VIT_OK &&
+             vit_calibrator_write(cal, path, err, errlen) == VIT_OK &&
+             vit_read_file(path, 1 << 20, &buf, &len, err, errlen) == VIT_OK &&
+             vit_calib_parse(&m->calib, (const char *)buf, len, err, errlen) == VIT_OK;
+    vit_calibrator_free(cal);
+    free(buf);
+    remove(path);
+    return ok ? 0 : -1;
 }
 
 #endif

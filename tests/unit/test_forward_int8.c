@@ -259,23 +259,12 @@ static void check_api(void) {
     synth_free(m);
 }
 
-/* m->calib from a calibration (method mse) on the B images x, through the calibrator's file */
+/* m->calib from a calibration (method mse) on the B images x */
 static int calibrate_into(vit_model *m, const float *x, int B) {
-    char path[64], err[256] = "";
-    snprintf(path, sizeof path, "/tmp/vitd_test_fwd_int8_%d.json", (int)getpid());
-    vit_calibrator *cal = NULL;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int ok = vit_calibrator_new(m, VIT_CALIB_MSE, B, 2, &cal, err, sizeof err) == VIT_OK &&
-             vit_calibrator_add(cal, x, B, err, sizeof err) == VIT_OK &&
-             vit_calibrator_write(cal, path, err, sizeof err) == VIT_OK &&
-             vit_read_file(path, 1 << 20, &buf, &len, err, sizeof err) == VIT_OK &&
-             vit_calib_parse(&m->calib, (const char *)buf, len, err, sizeof err) == VIT_OK;
-    vit_calibrator_free(cal);
-    free(buf);
-    remove(path);
-    if (!ok) CHECK(0, "calibrate: %s", err);
-    return ok ? 0 : -1;
+    char err[256];
+    const int rc = synth_calibrate(m, x, B, 2, err, sizeof err);
+    if (rc) CHECK(0, "calibrate: %s", err);
+    return rc;
 }
 
 /* The calibrated static scheme (per-tensor activation scales, the CUDA INT8 path's arithmetic)
