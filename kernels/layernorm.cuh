@@ -21,7 +21,7 @@
  *
  * residual_layernorm_quant: the same, with the LayerNorm output quantized for an INT8 / FP8 GEMM
  * instead of stored as FP16 (kernels/quant.cuh's vk_quant1 on the FP32 value, the rounding the
- * CPU reference applies to its FP32 LayerNorm output): qout (N, D) bytes, 1 per element instead
+ * CPU reference applies to its FP32 LayerNorm output): qo.q (N, D) bytes, 1 per element instead
  * of the FP16 out's 2, and no separate quantize pass re-reading it.
  *
  * final_layernorm: the last residual add and the final LayerNorm on the rows that are pooled
@@ -59,7 +59,7 @@ template <int V> VK_INLINE void vk_store_half(__half *p, const float *f) {
 template <int V>
 static __global__ void residual_layernorm_kernel(__half *out, __half *res, const __half *branch,
                                                  const float *w, const float *b, int N, int D,
-                                                 float eps, uint8_t *qout, float qinv, int qtype) {
+                                                 float eps, vk_qout qo) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x % 32;
     if (row >= N) return;
@@ -94,9 +94,9 @@ static __global__ void residual_layernorm_kernel(__half *out, __half *res, const
         vk_load_half<V>(v, r + i);
 #pragma unroll
         for (int k = 0; k < V; k++) v[k] = (v[k] - mean) * rstd * w[i + k] + b[i + k];
-        if (qout)
+        if (qo.q)
 #pragma unroll
-            for (int k = 0; k < V; k++) qout[o + i + k] = vk_quant1(v[k], qinv, qtype);
+            for (int k = 0; k < V; k++) qo.q[o + i + k] = vk_quant1(v[k], qo.inv, qo.type);
         else
             vk_store_half<V>(out + o + i, v);
     }
@@ -232,7 +232,7 @@ VK_INLINE void vk_store_row_quant(uint8_t *q, float (*v)[8], int lane, int nch, 
 template <int CH>
 static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, const __half *branch,
                                                       const float *w, const float *b, int N, int D,
-                                                      float eps, uint8_t *qout, float qinv, int qtype) {
+                                                      float eps, vk_qout qo) {
     const int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const int nch = D / 8;
@@ -251,7 +251,7 @@ static __global__ void residual_layernorm_rows_kernel(__half *out, __half *res, 
         }
     }
     vk_ln_regs<CH>(v, lane, nch, D, w, b, eps);
-    if (qout) vk_store_row_quant<CH>(qout + (long long)row * D, v, lane, nch, qinv, qtype);
+    if (qo.q) vk_store_row_quant<CH>(qo.q + (long long)row * D, v, lane, nch, qo.inv, qo.type);
     else vk_store_row<CH>(out + (long long)row * D, v, lane, nch);
 }
 
@@ -303,42 +303,40 @@ static __global__ void mean_pool_kernel(float *out, const float *x, int B, int T
     o[d] = s / (float)(T - npf);
 }
 
-/* out = LN(res [+= branch]) as FP16, or (qout != NULL) quantized with qinv / qtype instead */
+/* out = LN(res [+= branch]) as FP16, or (qo.q != NULL) quantized into qo.q instead */
 static inline void residual_layernorm_any(__half *out, __half *res, const __half *branch,
                                           const float *w, const float *b, int N, int D, float eps,
-                                          uint8_t *qout, float qinv, int qtype, cudaStream_t st) {
+                                          vk_qout qo, cudaStream_t st) {
     const int rw = VK_LN_ROWS_WARPS, rg = vk_cdiv(N, rw);
-    const void *dst = qout ? (const void *)qout : (const void *)out;
+    const void *dst = qo.q ? (const void *)qo.q : (const void *)out;
     switch (vk_ln_rows_chunks(D, dst, res, branch, w, b)) {
-    case 1: residual_layernorm_rows_kernel<1><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
-    case 2: residual_layernorm_rows_kernel<2><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
-    case 3: residual_layernorm_rows_kernel<3><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
-    case 4: residual_layernorm_rows_kernel<4><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
-    case 6: residual_layernorm_rows_kernel<6><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
-    case 8: residual_layernorm_rows_kernel<8><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qout, qinv, qtype); return;
+    case 1: residual_layernorm_rows_kernel<1><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
+    case 2: residual_layernorm_rows_kernel<2><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
+    case 3: residual_layernorm_rows_kernel<3><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
+    case 4: residual_layernorm_rows_kernel<4><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
+    case 6: residual_layernorm_rows_kernel<6><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
+    case 8: residual_layernorm_rows_kernel<8><<<rg, rw * 32, 0, st>>>(out, res, branch, w, b, N, D, eps, qo); return;
     }
     const int warps = 8;
     if (D % 2 == 0)
         residual_layernorm_kernel<2><<<vk_cdiv(N, warps), warps * 32, 0, st>>>(out, res, branch, w,
-                                                                                b, N, D, eps, qout,
-                                                                                qinv, qtype);
+                                                                                b, N, D, eps, qo);
     else
         residual_layernorm_kernel<1><<<vk_cdiv(N, warps), warps * 32, 0, st>>>(out, res, branch, w,
-                                                                                b, N, D, eps, qout,
-                                                                                qinv, qtype);
+                                                                                b, N, D, eps, qo);
 }
 
 static inline void residual_layernorm(__half *out, __half *res, const __half *branch,
                                       const float *w, const float *b, int N, int D, float eps,
                                       cudaStream_t st) {
-    residual_layernorm_any(out, res, branch, w, b, N, D, eps, nullptr, 0.f, 0, st);
+    residual_layernorm_any(out, res, branch, w, b, N, D, eps, vk_qout{}, st);
 }
 
-/* qout (N, D) = the INT8 / FP8 (qtype) quantization, multiplier qinv, of LN(res [+= branch]) */
-static inline void residual_layernorm_quant(uint8_t *qout, __half *res, const __half *branch,
+/* qo.q (N, D) = the INT8 / FP8 (qo.type) quantization, multiplier qo.inv, of LN(res [+= branch]) */
+static inline void residual_layernorm_quant(vk_qout qo, __half *res, const __half *branch,
                                             const float *w, const float *b, int N, int D,
-                                            float eps, float qinv, int qtype, cudaStream_t st) {
-    residual_layernorm_any(nullptr, res, branch, w, b, N, D, eps, qout, qinv, qtype, st);
+                                            float eps, cudaStream_t st) {
+    residual_layernorm_any(nullptr, res, branch, w, b, N, D, eps, qo, st);
 }
 
 template <typename TR>

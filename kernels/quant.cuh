@@ -59,7 +59,7 @@ VK_INLINE uint8_t vk_quant1(float x, float inv, int type) {
 }
 
 /* a kernel's output quantized for the next INT8 / FP8 GEMM instead of stored as FP16 (the
- * attention: attention_mma's qo); q == nullptr: FP16 as usual */
+ * LayerNorm: residual_layernorm_quant; the attention: attention_mma's qo); q == nullptr: FP16 as usual */
 struct vk_qout {
     uint8_t *q;
     float inv;

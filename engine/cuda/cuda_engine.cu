@@ -416,8 +416,8 @@ static int qtype(const state *s) { return s->prec == VCU_FP8 ? VK_Q_E4M3 : VK_Q_
 void ln_into_linear(state *s, int l, int j, __half *h, __half *res, const __half *branch,
                     const float *w, const float *b, int rows) {
     if (s->prec)
-        residual_layernorm_quant(s->xq, res, branch, w, b, rows, s->m.D, s->m.eps, s->ql[l].inv[j],
-                                 qtype(s), s->st);
+        residual_layernorm_quant(vk_qout{s->xq, s->ql[l].inv[j], qtype(s)}, res, branch, w, b, rows, s->m.D,
+                                 s->m.eps, s->st);
     else
         residual_layernorm(h, res, branch, w, b, rows, s->m.D, s->m.eps, s->st);
 }

@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     auto launch = [&](int v) {
         if (v == 1) residual_layernorm(dout, dres, dbr, dw, db, N, D, eps, 0);
         else if (v == 2 && D % 2) return false;
-        else if (v == 2) residual_layernorm_kernel<2><<<vk_cdiv(N, 8), 256>>>(dout, dres, dbr, dw, db, N, D, eps, nullptr, 0.f, 0);
+        else if (v == 2) residual_layernorm_kernel<2><<<vk_cdiv(N, 8), 256>>>(dout, dres, dbr, dw, db, N, D, eps, vk_qout{});
         else ln_f32res_kernel<<<vk_cdiv(N, 8), 256>>>(dout, dres32, dbr, dw, db, N, D, eps);
         return true;
     };

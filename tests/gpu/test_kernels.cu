@@ -519,7 +519,7 @@ static void test_layernorm_quant(int N, int D, int qtype, bool branch, float ama
     float *dw = gh_up(w), *db = gh_up(b);
     __half *dres = gh_up_half(res), *dbr = branch ? gh_up_half(br) : nullptr;
     uint8_t *dq = gh_dev<uint8_t>((size_t)N * D);
-    residual_layernorm_quant(dq, dres, dbr, dw, db, N, D, eps, inv, qtype, 0);
+    residual_layernorm_quant(vk_qout{dq, inv, qtype}, dres, dbr, dw, db, N, D, eps, 0);
     GH_SYNC();
     std::vector<double> x((size_t)N * D), ln((size_t)N * D);
     for (size_t i = 0; i < x.size(); i++) x[i] = branch ? fp16_add(res[i], br[i]) : res[i];
